@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run   — install, migrate, load the demo, serve on http://127.0.0.1:5000
+#   make test  — install and run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test install serve bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/tsunagu db upgrade
+	$(BIN)/tsunagu demo
+	$(BIN)/tsunagu serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/transitions.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache test-output

@@ -1,0 +1,1 @@
+"""Tsunagu's domain core: models, state machines, routing, use cases. Imports no web framework."""

@@ -1,0 +1,168 @@
+"""Who may see and do what: the one access policy every service, page and API answer uses.
+
+Levels of sight on a case:
+- NONE: the person may not know the case exists (its URL answers 404, it is in no list or count);
+- METADATA: handoff metadata only (dates, departments, state) — an FM's view of every case;
+- CONTENT: the person, household, summary, handoffs, plan and notes of the consented track.
+支援会議 records are a separate matter: only that meeting's members (who acknowledged 守秘義務) read them.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+DESK_CODE = "desk"
+
+
+class _SystemActor:
+    """The engine itself acting (automatic routing); never a person, never signs in."""
+
+    id = None
+    login = "system"
+    display_name = "自動振り分け"
+    role = "system"
+    department_id = None
+    active = True
+    is_fm = False
+    is_admin = False
+
+
+SYSTEM_ACTOR = _SystemActor()
+
+
+class Sight(IntEnum):
+    NONE = 0
+    METADATA = 1
+    CONTENT = 2
+
+
+def _desk_id(session: Session) -> int | None:
+    from engine.models import Department
+
+    cache = session.info.setdefault("tsunagu_cache", {})
+    if "desk_id" not in cache:
+        cache["desk_id"] = session.scalar(select(Department.id).where(Department.code == DESK_CODE))
+    return cache["desk_id"]
+
+
+def is_meeting_member(session: Session, user, case_id: int, kind: str | None = None,
+                      acknowledged: bool = False) -> bool:
+    """Whether `user` is a member of a meeting about the case (of `kind`, if given)."""
+    from engine.models import Meeting, MeetingMember
+
+    q = (
+        select(MeetingMember.id)
+        .join(Meeting, Meeting.id == MeetingMember.meeting_id)
+        .where(MeetingMember.user_id == user.id, Meeting.case_id == case_id)
+    )
+    if kind:
+        q = q.where(Meeting.kind == kind)
+    if acknowledged:
+        q = q.where(MeetingMember.acknowledged_at.is_not(None))
+    return bool(session.scalar(select(exists(q))))
+
+
+def is_support_meeting_member(session: Session, user, case_id: int) -> bool:
+    return is_meeting_member(session, user, case_id, kind="support_meeting")
+
+
+def current_consent(session: Session, case_id: int):
+    """The newest consent record of the case (given, refused or withdrawn), or None."""
+    from engine.models import Consent
+
+    return session.scalars(
+        select(Consent).where(Consent.case_id == case_id).order_by(Consent.id.desc()).limit(1)
+    ).first()
+
+
+def consented_department_ids(session: Session, case_id: int) -> set[int]:
+    """The agencies the case's consent covers now; empty before consent and after withdrawal."""
+    consent = current_consent(session, case_id)
+    if consent is None or consent.status != "given":
+        return set()
+    return {a.department_id for a in consent.agencies}
+
+
+def may_work_on_case(session: Session, user, case) -> bool:
+    """Whether `user` may advance the case: its owning department, an FM, or a member of its meetings."""
+    if user.role == "system":
+        return True
+    if not user.active or user.role == "admin":
+        return False
+    if user.role == "fm":
+        return True
+    if case.owning_department_id is not None:
+        if user.department_id == case.owning_department_id:
+            return True
+    elif user.department_id in {case.created_department_id, _desk_id(session)}:
+        return True
+    return is_meeting_member(session, user, case.id, acknowledged=True)
+
+
+def case_sight(session: Session, user, case) -> Sight:
+    """How much of the case `user` may see."""
+    from engine.models import Handoff
+
+    if user.role == "system":
+        return Sight.CONTENT
+    if not user.active:
+        return Sight.NONE
+    if may_work_on_case(session, user, case) and user.role != "fm":
+        return Sight.CONTENT
+    if user.role == "fm":
+        if case.fm_id == user.id or is_meeting_member(session, user, case.id, acknowledged=True):
+            return Sight.CONTENT
+        if case.owning_department_id == user.department_id:
+            return Sight.CONTENT
+        return Sight.METADATA
+    if user.role == "admin":
+        return Sight.METADATA
+    dept = user.department_id
+    if dept in {case.created_department_id, case.owning_department_id}:
+        return Sight.CONTENT
+    involved = session.scalar(
+        select(
+            exists().where(
+                Handoff.case_id == case.id,
+                Handoff.to_department_id == dept,
+                Handoff.state.in_(("sent", "accepted")),
+            )
+        )
+    )
+    if involved:
+        return Sight.CONTENT
+    if dept in consented_department_ids(session, case.id):
+        return Sight.CONTENT
+    return Sight.NONE
+
+
+def visible_cases_filter(session: Session, user):
+    """A WHERE clause for the cases `user` may know exist (lists, counts and search use it)."""
+    from sqlalchemy import and_, false, or_, true
+    from sqlalchemy.orm import aliased
+
+    from engine.models import Case, Consent, ConsentAgency, Handoff, Meeting, MeetingMember
+
+    if user.role == "system":
+        return true()
+    if not user.active:
+        return false()
+    if user.role in ("fm", "admin"):
+        return true()
+    dept = user.department_id
+    newer = aliased(Consent)
+    later = select(newer.id).where(newer.case_id == Case.id, newer.id > Consent.id)
+    return or_(
+        Case.owning_department_id == dept,
+        Case.created_department_id == dept,
+        and_(Case.owning_department_id.is_(None), dept == _desk_id(session)),
+        exists().where(Handoff.case_id == Case.id, Handoff.to_department_id == dept,
+                       Handoff.state.in_(("sent", "accepted"))),
+        exists().where(Meeting.case_id == Case.id, MeetingMember.meeting_id == Meeting.id,
+                       MeetingMember.user_id == user.id, MeetingMember.acknowledged_at.is_not(None)),
+        exists().where(Consent.case_id == Case.id, Consent.status == "given",
+                       ConsentAgency.consent_id == Consent.id, ConsentAgency.department_id == dept,
+                       ~exists(later)),
+    )

@@ -1,0 +1,122 @@
+"""Alerts (アラート): raised once per object and kind, acknowledged and resolved by people."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from engine import audit
+from engine.errors import EventNotAllowed, NotFound, PermissionDenied
+from engine.models import Alert, utcnow
+
+ALERT_LABELS = {
+    "handoff_stalled": "つなぐシート未受理（期限超過）",
+    "handoff_escalated": "つなぐシート未受理（FMへエスカレーション）",
+    "handoff_declined": "つなぐシート返送",
+    "unrouted": "担当部署未決定",
+    "multi_agency_candidate": "多機関協働の候補",
+    "evaluation_overdue": "評価期限超過",
+    "no_contact": "一定期間接触なし",
+}
+STATUS_LABELS = {"open": "未対応", "acknowledged": "確認済み", "resolved": "解決済み"}
+
+
+def open_key(kind: str, case_id: int, handoff_id: int | None) -> str:
+    """The key that makes an open alert unique per (object, kind)."""
+    return f"{kind}:h{handoff_id}" if handoff_id is not None else f"{kind}:c{case_id}"
+
+
+def raise_alert(session: Session, *, kind: str, case_id: int, handoff_id: int | None = None,
+                department_id: int | None = None, message: str = "", due_at: datetime | None = None,
+                now: datetime | None = None) -> int | None:
+    """Insert the alert unless one of that kind is already open for the object; return its id or None.
+
+    Uses INSERT … ON CONFLICT DO NOTHING on the unique `open_key`, so that any number of scans, in any
+    number of processes, leave exactly one open alert.
+    """
+    values = dict(
+        kind=kind, status="open", open_key=open_key(kind, case_id, handoff_id), case_id=case_id,
+        handoff_id=handoff_id, department_id=department_id, message=message,
+        raised_at=now or utcnow(), due_at=due_at,
+    )
+    dialect = session.get_bind().dialect.name
+    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(Alert)
+    stmt = ins.values(**values)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["open_key"]).returning(Alert.id)
+    return session.execute(stmt).scalar()
+
+
+def resolve_open(session: Session, *, case_id: int | None = None, handoff_id: int | None = None,
+                 kinds: tuple[str, ...] | None = None, actor=None, note: str | None = None,
+                 now: datetime | None = None) -> int:
+    """Resolve the open or acknowledged alerts of a case or handoff (of `kinds`, if given)."""
+    q = update(Alert).where(Alert.status != "resolved")
+    if case_id is not None:
+        q = q.where(Alert.case_id == case_id)
+    if handoff_id is not None:
+        q = q.where(Alert.handoff_id == handoff_id)
+    if kinds:
+        q = q.where(Alert.kind.in_(kinds))
+    q = q.values(status="resolved", open_key=None, resolved_at=now or utcnow(),
+                 resolved_by_id=getattr(actor, "id", None), note=note)
+    return session.execute(q, execution_options={"synchronize_session": False}).rowcount
+
+
+def visible_alerts_query(actor):
+    """Alerts an actor may list: an FM sees all; staff see their department's."""
+    q = select(Alert)
+    if actor.role == "fm" or actor.role == "admin":
+        return q
+    return q.where(Alert.department_id == actor.department_id)
+
+
+def _load(session: Session, actor, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id, with_for_update=True)
+    if alert is None:
+        raise NotFound("指定されたアラートは見つかりません。")
+    if actor.role not in ("fm", "admin") and alert.department_id != actor.department_id:
+        raise NotFound("指定されたアラートは見つかりません。")
+    return alert
+
+
+def acknowledge(session: Session, actor, alert_id: int, note: str | None = None,
+                now: datetime | None = None) -> Alert:
+    """Mark an open alert as seen (確認済み)."""
+    alert = _load(session, actor, alert_id)
+    if alert.status != "open":
+        raise EventNotAllowed("acknowledge", alert.status, STATUS_LABELS[alert.status],
+                              ["resolve"] if alert.status == "acknowledged" else [],
+                              ["解決済みにする"] if alert.status == "acknowledged" else [])
+    if actor.role == "admin":
+        raise PermissionDenied("管理者はアラートを処理できません。")
+    alert.status = "acknowledged"
+    alert.acknowledged_at = now or utcnow()
+    alert.acknowledged_by_id = actor.id
+    if note:
+        alert.note = note
+    audit.record(session, actor=actor, action="alert.acknowledge", object_type="alert",
+                 object_id=alert.id, case_id=alert.case_id)
+    session.flush()
+    return alert
+
+
+def resolve(session: Session, actor, alert_id: int, note: str | None = None,
+            now: datetime | None = None) -> Alert:
+    """Close an alert with a note (解決)."""
+    alert = _load(session, actor, alert_id)
+    if alert.status == "resolved":
+        raise EventNotAllowed("resolve", alert.status, STATUS_LABELS[alert.status], [], [])
+    if actor.role == "admin":
+        raise PermissionDenied("管理者はアラートを処理できません。")
+    alert.status = "resolved"
+    alert.open_key = None
+    alert.resolved_at = now or utcnow()
+    alert.resolved_by_id = actor.id
+    alert.note = note or alert.note
+    audit.record(session, actor=actor, action="alert.resolve", object_type="alert",
+                 object_id=alert.id, case_id=alert.case_id)
+    session.flush()
+    return alert

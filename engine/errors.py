@@ -1,0 +1,121 @@
+"""The engine's errors: each has a stable code for the API and a Japanese message for staff."""
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every refusal the engine gives. Nothing is written when one is raised."""
+
+    code = "engine_error"
+    status = 400
+    title = "処理できませんでした"
+
+    def __init__(self, message: str, **extra):
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, **self.extra}
+
+
+class NotFound(EngineError):
+    """The object does not exist, or the actor may not know that it exists."""
+
+    code = "not_found"
+    status = 404
+    title = "見つかりません"
+
+    def __init__(self, message: str = "指定されたものは見つかりません。", **extra):
+        super().__init__(message, **extra)
+
+
+class PermissionDenied(EngineError):
+    """The actor can see the object but may not do this to it."""
+
+    code = "forbidden"
+    status = 403
+    title = "権限がありません"
+
+
+class UnknownEvent(EngineError):
+    """The event name is not one the machine knows."""
+
+    code = "unknown_event"
+    status = 422
+    title = "不明な操作です"
+
+    def __init__(self, event: str, allowed_events: list[str]):
+        super().__init__(
+            f"「{event}」という操作はありません。", event=event, allowed_events=allowed_events
+        )
+        self.allowed_events = allowed_events
+
+
+class EventNotAllowed(EngineError):
+    """The event exists but the current state does not allow it."""
+
+    code = "event_not_allowed"
+    status = 409
+    title = "現在の状態ではこの操作はできません"
+
+    def __init__(self, event: str, state: str, state_label: str, allowed_events: list[str],
+                 allowed_labels: list[str]):
+        allowed = "、".join(allowed_labels) if allowed_labels else "なし"
+        super().__init__(
+            f"現在の状態（{state_label}）では「{event}」はできません。できる操作: {allowed}",
+            event=event, state=state, allowed_events=allowed_events,
+        )
+        self.allowed_events = allowed_events
+
+
+class GuardRefused(EngineError):
+    """The state allows the event but a condition of the event is not met."""
+
+    code = "guard_refused"
+    status = 409
+    title = "操作の条件を満たしていません"
+
+    def __init__(self, message: str, guard: str, allowed_events: list[str] | None = None):
+        super().__init__(message, guard=guard, allowed_events=allowed_events or [])
+
+
+class StaleVersion(EngineError):
+    """The record changed since the actor loaded it; the action was not applied."""
+
+    code = "stale_version"
+    status = 409
+    title = "他の人が先に更新しました"
+
+    def __init__(self, current_version: int | None, given_version: int | None = None):
+        super().__init__(
+            "このケースは他の職員が先に更新しました。最新の状態を確認してからやり直してください。",
+            current_version=current_version, given_version=given_version,
+        )
+        self.current_version = current_version
+
+
+class ValidationFailed(EngineError):
+    """One or more fields are missing or wrong; `errors` maps field names to messages."""
+
+    code = "validation_error"
+    status = 422
+    title = "入力内容に誤りがあります"
+
+    def __init__(self, errors: dict[str, list[str]], message: str | None = None):
+        first = next(iter(errors.items()), ("", [""]))
+        super().__init__(message or f"{first[0]}: {first[1][0]}", errors=errors)
+        self.errors = errors
+
+
+class MissingField(ValidationFailed):
+    """A field the event needs was not given."""
+
+    code = "missing_field"
+
+
+class Conflict(EngineError):
+    """The action collides with an existing record (a duplicate, a taken key)."""
+
+    code = "conflict"
+    status = 409
+    title = "既存のデータと重複しています"

@@ -1,0 +1,24 @@
+"""The webhook outbox: status changes of a client's referrals, written in the change's transaction."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from engine.models import ApiClient, Case, OutboxEvent
+
+
+def queue_status_change(session: Session, case: Case, event: str, before: str, now: datetime) -> None:
+    """Queue a `referral.status_changed` event for the referring client, if it has a callback URL."""
+    if case.referral_client_id is None or before == case.state:
+        return
+    client = session.get(ApiClient, case.referral_client_id)
+    if client is None or not client.webhook_url:
+        return
+    from engine.views import referral_view
+
+    session.add(OutboxEvent(
+        client_id=client.id, case_id=case.id, event_type="referral.status_changed",
+        payload={"event": event, "previous_status": before, "referral": referral_view(session, case)},
+        created_at=now, next_attempt_at=now,
+    ))

@@ -1,0 +1,805 @@
+"""Use cases: one function per user action.
+
+Each takes a session, the acting user and plain values; checks who is asking and the state of things;
+changes rows; appends history and audit; flushes. None of them commits: the request or the command that
+called it does, once, and rolls back on any exception.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from engine import access, alerts, audit, calendar, states, vocab
+from engine.errors import (
+    EngineError,
+    MissingField,
+    NotFound,
+    PermissionDenied,
+    StaleVersion,
+    ValidationFailed,
+)
+from engine.models import (
+    Case,
+    CaseCategory,
+    CaseHistory,
+    CaseNumberCounter,
+    Consent,
+    ConsentAgency,
+    ContactNote,
+    Department,
+    Evaluation,
+    Handoff,
+    HouseholdMember,
+    Meeting,
+    MeetingCase,
+    MeetingMember,
+    Person,
+    Plan,
+    PlanRole,
+    User,
+    utcnow,
+)
+
+REQUIRED = "必須項目です。"
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def fold_for_search(*texts: str | None) -> str:
+    """Fold names for search: NFKC (全角/半角), katakana → hiragana, no spaces, lower case."""
+    out = []
+    for t in texts:
+        if not t:
+            continue
+        s = unicodedata.normalize("NFKC", t).lower()
+        s = "".join(chr(ord(c) - 0x60) if "ァ" <= c <= "ヶ" else c for c in s)
+        out.append("".join(s.split()))
+    return " ".join(out)
+
+
+def department_by_code(session: Session, code: str | None) -> Department | None:
+    if not code:
+        return None
+    return session.scalar(select(Department).where(Department.code == code))
+
+
+def _require(fields: dict, *names: str) -> None:
+    missing = {n: [REQUIRED] for n in names if fields.get(n) in (None, "", [], {})}
+    if missing:
+        raise MissingField(missing)
+
+
+def _choice(errors: dict, fields: dict, name: str, code_list: str, required: bool = True) -> None:
+    value = fields.get(name)
+    if value in (None, ""):
+        if required:
+            errors.setdefault(name, []).append(REQUIRED)
+        return
+    if value not in vocab.codes(code_list):
+        errors.setdefault(name, []).append(f"「{value}」は選べる値ではありません。")
+
+
+def _as_date(errors: dict, fields: dict, name: str) -> None:
+    value = fields.get(name)
+    if value is None or isinstance(value, date):
+        return
+    try:
+        fields[name] = date.fromisoformat(str(value))
+    except ValueError:
+        errors.setdefault(name, []).append("日付は YYYY-MM-DD の形で入力してください。")
+
+
+def _departments(session: Session, errors: dict, name: str, codes: list[str] | None) -> list[Department]:
+    found = []
+    for code in codes or []:
+        dept = department_by_code(session, code)
+        if dept is None:
+            errors.setdefault(name, []).append(f"「{code}」という部署・機関はありません。")
+        else:
+            found.append(dept)
+    return found
+
+
+def next_case_number(session: Session, now: datetime) -> str:
+    """Give the next case number of the fiscal year, like R8-000123 (令和8年度の123件目)."""
+    fy = calendar.fiscal_year(now.astimezone(calendar.JST).date())
+    dialect = session.get_bind().dialect.name
+    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(CaseNumberCounter)
+    session.execute(ins.values(fiscal_year=fy, last_number=0).on_conflict_do_nothing(index_elements=["fiscal_year"]))
+    number = session.execute(
+        update(CaseNumberCounter).where(CaseNumberCounter.fiscal_year == fy)
+        .values(last_number=CaseNumberCounter.last_number + 1).returning(CaseNumberCounter.last_number)
+    ).scalar_one()
+    return f"R{calendar.reiwa_year(fy)}-{number:06d}"
+
+
+def _history(session: Session, case: Case, actor, event: str, from_state, to_state, now, detail=None,
+             handoff_id=None) -> None:
+    session.add(CaseHistory(case_id=case.id, event=event, from_state=from_state, to_state=to_state,
+                            actor_id=getattr(actor, "id", None), at=now, detail=detail or {},
+                            handoff_id=handoff_id))
+
+
+def flush_or_stale(session: Session, case: Case | None = None) -> None:
+    """Flush; a row that changed under us becomes StaleVersion (nothing of this action is kept)."""
+    try:
+        session.flush()
+    except StaleDataError:
+        current = None
+        if case is not None:
+            session.rollback()
+            current = session.scalar(select(Case.version).where(Case.id == case.id))
+        raise StaleVersion(current) from None
+
+
+# --- opening a case -----------------------------------------------------------------------------
+
+
+def validate_intake(fields: dict, today: date) -> dict[str, list[str]]:
+    """Check an intake's plain values against the code lists; return errors by field name."""
+    errors: dict[str, list[str]] = {}
+    person = fields.get("person") or {}
+    if not (person.get("name") or "").strip():
+        errors["person.name"] = [REQUIRED]
+    if person.get("area") not in (None, "") and person["area"] not in vocab.codes("areas"):
+        errors["person.area"] = [f"「{person['area']}」という圏域はありません。"]
+    bd = person.get("birth_date")
+    if bd not in (None, ""):
+        if not isinstance(bd, date):
+            try:
+                bd = date.fromisoformat(str(bd))
+                person["birth_date"] = bd
+            except ValueError:
+                errors["person.birth_date"] = ["生年月日は YYYY-MM-DD の形で入力してください。"]
+                bd = None
+        if bd is not None and bd > today:
+            errors["person.birth_date"] = ["生年月日が未来の日付になっています。"]
+    cats = fields.get("categories") or []
+    if not cats:
+        errors["categories"] = ["課題の分類を1つ以上選んでください。"]
+    unknown = [c for c in cats if c not in vocab.codes("issue_categories")]
+    if unknown:
+        errors["categories"] = [f"「{c}」という分類はありません。" for c in unknown]
+    primary = fields.get("primary_category")
+    if primary and primary not in cats:
+        errors["primary_category"] = ["主な分類は選んだ分類の中から選んでください。"]
+    if not (fields.get("summary") or "").strip():
+        errors["summary"] = [REQUIRED]
+    _choice(errors, fields, "source", "sources")
+    _choice(errors, fields, "urgency", "urgencies")
+    return errors
+
+
+def open_case(session: Session, actor: User, fields: dict[str, Any], *, now: datetime | None = None,
+              client=None, remote_addr: str | None = None, route: bool = True) -> Case:
+    """Record a consultation (相談受付) at any window; route it by the rules in force.
+
+    `fields`: person {name, name_kana, sex, birth_date, area, resident_id, phone, address}, household
+    [{relationship, name, birth_year, note}], categories [codes], primary_category, summary, source,
+    urgency, consent_to_share, and for referrals referrer {…} and external_ref.
+    """
+    now = now or utcnow()
+    fields = dict(fields)
+    fields.setdefault("urgency", "normal")
+    fields.setdefault("source", "window")
+    if client is None and (actor is None or not actor.active or actor.role == "admin"):
+        raise PermissionDenied("相談を受け付けられるのは職員だけです。")
+    errors = validate_intake(fields, now.astimezone(calendar.JST).date())
+    if errors:
+        raise ValidationFailed(errors)
+    p = fields["person"]
+    person = Person(
+        name=p["name"].strip(), name_kana=p.get("name_kana"), sex=p.get("sex"), birth_date=p.get("birth_date"),
+        area=p.get("area") or None, resident_id=p.get("resident_id"), phone=p.get("phone"),
+        address=p.get("address"), search_key=fold_for_search(p["name"], p.get("name_kana")),
+    )
+    cats = list(dict.fromkeys(fields["categories"]))
+    primary = fields.get("primary_category") or cats[0]
+    case = Case(
+        case_number=next_case_number(session, now), person=person, summary=fields["summary"].strip(),
+        source=fields["source"], urgency=fields["urgency"], state="intake",
+        consent_to_share=bool(fields.get("consent_to_share")), opened_at=now, updated_at=now,
+        created_by_id=getattr(actor, "id", None),
+        created_department_id=getattr(actor, "department_id", None),
+        referral_client_id=getattr(client, "id", None), external_ref=fields.get("external_ref"),
+        referrer=fields.get("referrer"), business_categories=["comprehensive"],
+        categories=[CaseCategory(code=c, primary=(c == primary), position=i) for i, c in enumerate(cats)],
+        household=[
+            HouseholdMember(relationship_label=m.get("relationship") or "不明", name=m.get("name"),
+                            birth_year=m.get("birth_year"), note=m.get("note"))
+            for m in fields.get("household") or []
+        ],
+    )
+    session.add(case)
+    session.flush()
+    _history(session, case, actor, "open", None, "intake", now, {"source": case.source})
+    audit.record(session, actor=actor, client=client, action="case.open", object_type="case",
+                 object_id=case.id, case_id=case.id, remote_addr=remote_addr, at=now)
+    if route:
+        from engine import routing
+
+        routing.route_new_case(session, case, actor, now=now, client=client)
+    session.flush()
+    return case
+
+
+# --- firing events ------------------------------------------------------------------------------
+
+
+@dataclass
+class EventContext:
+    """What the guards and the apply step of one event see."""
+
+    session: Session
+    actor: User
+    case: Case
+    event: str
+    now: datetime
+    fields: dict[str, Any]
+    remote_addr: str | None = None
+    client: Any = None
+    handoff: Handoff | None = None
+    target_department: Department | None = None
+    members: list[dict] | None = None
+    agencies: list[Department] = field(default_factory=list)
+    roles: list[dict] = field(default_factory=list)
+    main_department: Department | None = None
+    plan: Plan | None = None
+    history_detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(calendar.JST).date()
+
+    def on_state_change(self, event: str, source: str, dest: str, row) -> None:
+        """Called by the machine's hook after the state changed: append the history row."""
+        handoff = row if isinstance(row, Handoff) else self.handoff
+        _history(self.session, self.case, self.actor, event, source, dest, self.now,
+                 self.history_detail if row is self.case else {},
+                 handoff_id=handoff.id if handoff is not None else None)
+
+
+def _prepare_send_handoff(ctx: EventContext) -> None:
+    _require(ctx.fields, "to_department", "reason", "summary")
+    ctx.target_department = department_by_code(ctx.session, ctx.fields["to_department"])
+    if ctx.target_department is None:
+        raise ValidationFailed({"to_department": [f"「{ctx.fields['to_department']}」という部署はありません。"]})
+    ctx.history_detail = {"to_department": ctx.target_department.code}
+    if ctx.fields.get("notify"):
+        ctx.history_detail["notify"] = list(ctx.fields["notify"])
+
+
+def _apply_send_handoff(ctx: EventContext) -> None:
+    ctx.handoff = send_handoff_record(ctx.session, ctx.actor, ctx.case, ctx.target_department,
+                                      reason=ctx.fields["reason"], summary=ctx.fields["summary"],
+                                      now=ctx.now, primary=True)
+
+
+def send_handoff_record(session: Session, actor, case: Case, target: Department, *, reason: str,
+                        summary: str, now: datetime, primary: bool) -> Handoff:
+    """Write the つなぐシート row with its due and escalation times from the stall policy."""
+    from engine import routing
+
+    due_at, escalate_at = routing.handoff_deadlines(session, now, case.urgency)
+    handoff = Handoff(
+        case=case, primary=primary, state="sent", from_department_id=getattr(actor, "department_id", None),
+        to_department_id=target.id, sender_id=getattr(actor, "id", None), reason=reason, summary=summary,
+        urgency=case.urgency, sent_at=now, due_at=due_at, escalate_at=escalate_at,
+    )
+    session.add(handoff)
+    session.flush()
+    return handoff
+
+
+def _prepare_handoff_answer(ctx: EventContext) -> None:
+    ctx.handoff = ctx.case.open_primary_handoff
+    if ctx.event == "decline_handoff":
+        _require(ctx.fields, "reason")
+
+
+def _apply_accept_handoff(ctx: EventContext) -> None:
+    h = ctx.handoff
+    states.fire_handoff_event(h, "accept", ctx)
+    h.accepted_at = ctx.now
+    h.accepted_by_id = ctx.actor.id
+    ctx.case.owning_department_id = h.to_department_id
+    if ctx.case.accepted_at is None:
+        ctx.case.accepted_at = ctx.now
+    alerts.resolve_open(ctx.session, handoff_id=h.id, kinds=("handoff_stalled", "handoff_escalated"),
+                        actor=ctx.actor, note="受理により解決", now=ctx.now)
+    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("unrouted", "handoff_declined"),
+                        actor=ctx.actor, note="受理により解決", now=ctx.now)
+
+
+def _apply_decline_handoff(ctx: EventContext) -> None:
+    h = ctx.handoff
+    states.fire_handoff_event(h, "decline", ctx)
+    h.declined_at = ctx.now
+    h.declined_by_id = ctx.actor.id
+    h.decline_reason = ctx.fields["reason"]
+    alerts.resolve_open(ctx.session, handoff_id=h.id, kinds=("handoff_stalled", "handoff_escalated"),
+                        actor=ctx.actor, note="返送により解決", now=ctx.now)
+    to_name = ctx.session.get(Department, h.to_department_id).name
+    alerts.raise_alert(
+        ctx.session, kind="handoff_declined", case_id=ctx.case.id, handoff_id=h.id,
+        department_id=h.from_department_id,
+        message=f"{to_name}がつなぐシートを返送しました: {h.decline_reason}", now=ctx.now,
+    )
+
+
+def _prepare_convene(ctx: EventContext) -> None:
+    raw = ctx.fields.get("members")
+    if not raw:
+        raise MissingField({"members": ["構成員を1人以上指定してください。"]})
+    errors: dict[str, list[str]] = {}
+    members = [{"user": ctx.actor, "acknowledged": True, "secretariat": True}]
+    for i, m in enumerate(raw):
+        login = m.get("user") if isinstance(m, dict) else m
+        user = ctx.session.scalar(select(User).where(User.login == login, User.active.is_(True)))
+        if user is None:
+            errors.setdefault(f"members.{i}.user", []).append(f"「{login}」という職員はいません。")
+            continue
+        if user.id == ctx.actor.id:
+            continue
+        members.append({"user": user, "acknowledged": bool(isinstance(m, dict) and m.get("acknowledged")),
+                        "secretariat": False})
+    if ctx.fields.get("held_at") not in (None, ""):
+        try:
+            ctx.fields["held_at"] = calendar.parse_aware_iso8601(str(ctx.fields["held_at"])) if not isinstance(
+                ctx.fields["held_at"], datetime) else ctx.fields["held_at"]
+        except ValueError:
+            errors.setdefault("held_at", []).append("日時はタイムゾーン付きの ISO 8601 で指定してください。")
+    if errors:
+        raise ValidationFailed(errors)
+    ctx.members = members
+
+
+def _apply_convene(ctx: EventContext) -> None:
+    meeting = Meeting(
+        kind="support_meeting", case_id=ctx.case.id, held_at=ctx.fields.get("held_at") or ctx.now,
+        convenor_id=ctx.actor.id, secretariat_department_id=ctx.actor.department_id,
+        minutes=ctx.fields.get("minutes"), decisions=ctx.fields.get("decisions"),
+        members=[MeetingMember(user_id=m["user"].id, department_id=m["user"].department_id,
+                               secretariat=m["secretariat"],
+                               acknowledged_at=ctx.now if m["acknowledged"] else None)
+                 for m in ctx.members],
+        discussed_cases=[MeetingCase(case_id=ctx.case.id)],
+    )
+    ctx.session.add(meeting)
+    if ctx.case.fm_id is None:
+        ctx.case.fm_id = ctx.actor.id
+    _add_business_category(ctx.case, "multi_agency")
+    ctx.session.flush()
+    ctx.history_detail["meeting_id"] = meeting.id
+
+
+def _add_business_category(case: Case, code: str) -> None:
+    if code not in (case.business_categories or []):
+        case.business_categories = [*(case.business_categories or []), code]
+
+
+def _prepare_consent(ctx: EventContext) -> None:
+    f = ctx.fields
+    if ctx.event == "record_consent":
+        _require(f, "given_by", "method")
+    else:
+        _require(f, "given_by")
+    errors: dict[str, list[str]] = {}
+    _choice(errors, f, "method", "consent_methods", required=ctx.event == "record_consent")
+    _as_date(errors, f, "obtained_on")
+    if ctx.event == "record_consent":
+        ctx.agencies = _departments(ctx.session, errors, "agencies", f.get("agencies"))
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def _apply_consent(ctx: EventContext) -> None:
+    status = {"record_consent": "given", "refuse_consent": "refused", "withdraw_consent": "withdrawn"}[ctx.event]
+    consent = Consent(
+        case_id=ctx.case.id, status=status, given_by=ctx.fields["given_by"], method=ctx.fields.get("method"),
+        obtained_on=ctx.fields.get("obtained_on") or ctx.today, note=ctx.fields.get("note"),
+        recorded_by_id=ctx.actor.id, recorded_at=ctx.now,
+        agencies=[ConsentAgency(department_id=d.id) for d in ctx.agencies],
+    )
+    ctx.session.add(consent)
+    if status == "given":
+        ctx.case.consent_to_share = True
+    else:
+        ctx.case.consent_to_share = False
+    if status == "withdrawn":
+        for plan in ctx.session.scalars(select(Plan).where(Plan.case_id == ctx.case.id, Plan.status == "active")):
+            plan.status = "ended"
+    ctx.session.flush()
+    ctx.history_detail["consent_id"] = consent.id
+
+
+def _prepare_plan(ctx: EventContext) -> None:
+    f = ctx.fields
+    _require(f, "goals", "roles", "main_department", "next_evaluation_date")
+    errors: dict[str, list[str]] = {}
+    _as_date(errors, f, "next_evaluation_date")
+    roles = []
+    for i, r in enumerate(f["roles"]):
+        dept = department_by_code(ctx.session, r.get("department"))
+        if dept is None:
+            errors.setdefault(f"roles.{i}.department", []).append(f"「{r.get('department')}」という機関はありません。")
+        elif not (r.get("role") or "").strip():
+            errors.setdefault(f"roles.{i}.role", []).append(REQUIRED)
+        else:
+            roles.append({"department": dept, "role": r["role"].strip()})
+    ctx.main_department = department_by_code(ctx.session, f["main_department"])
+    if ctx.main_department is None:
+        errors.setdefault("main_department", []).append(f"「{f['main_department']}」という機関はありません。")
+    for code in f.get("business_categories") or []:
+        if code not in vocab.codes("business_categories"):
+            errors.setdefault("business_categories", []).append(f"「{code}」という事業区分はありません。")
+    if errors:
+        raise ValidationFailed(errors)
+    ctx.roles = roles
+
+
+def _apply_plan(ctx: EventContext) -> None:
+    s = ctx.session
+    previous = s.scalars(select(Plan).where(Plan.case_id == ctx.case.id).order_by(Plan.number.desc())).first()
+    for plan in s.scalars(select(Plan).where(Plan.case_id == ctx.case.id, Plan.status == "active")):
+        plan.status = "superseded"
+        plan.revised_at = ctx.now
+    meeting = Meeting(kind="layered_meeting", case_id=ctx.case.id, held_at=ctx.now, convenor_id=ctx.actor.id,
+                      secretariat_department_id=ctx.actor.department_id, minutes=ctx.fields.get("minutes"),
+                      decisions="支援プランを決定", members=[MeetingMember(
+                          user_id=ctx.actor.id, department_id=ctx.actor.department_id, secretariat=True,
+                          acknowledged_at=ctx.now)],
+                      discussed_cases=[MeetingCase(case_id=ctx.case.id)])
+    s.add(meeting)
+    s.flush()
+    plan = Plan(
+        case_id=ctx.case.id, number=(previous.number + 1) if previous else 1, status="active",
+        goals=ctx.fields["goals"], main_department_id=ctx.main_department.id,
+        next_evaluation_date=ctx.fields["next_evaluation_date"],
+        business_categories=ctx.fields.get("business_categories") or [], meeting_id=meeting.id,
+        created_by_id=ctx.actor.id, created_at=ctx.now,
+        roles=[PlanRole(department_id=r["department"].id, role=r["role"]) for r in ctx.roles],
+    )
+    s.add(plan)
+    ctx.case.owning_department_id = ctx.main_department.id
+    if ctx.case.support_decision_date is None:
+        ctx.case.support_decision_date = ctx.today
+    for code in plan.business_categories:
+        _add_business_category(ctx.case, code)
+    s.flush()
+    ctx.history_detail["plan_id"] = plan.id
+
+
+def active_plan(session: Session, case_id: int) -> Plan | None:
+    return session.scalars(select(Plan).where(Plan.case_id == case_id, Plan.status == "active")).first()
+
+
+def _prepare_evaluate(ctx: EventContext) -> None:
+    f = ctx.fields
+    _require(f, "decision", "goals_met")
+    errors: dict[str, list[str]] = {}
+    _choice(errors, f, "decision", "evaluation_decisions")
+    if f.get("goals_met") not in ("met", "partly", "not_met"):
+        errors.setdefault("goals_met", []).append("目標の達成度は met / partly / not_met から選んでください。")
+    if f.get("decision") == "continue" and not f.get("next_evaluation_date"):
+        errors.setdefault("next_evaluation_date", []).append("継続する場合は次回評価日が必須です。")
+    if f.get("decision") == "close":
+        _choice(errors, f, "close_reason", "close_reasons")
+    _as_date(errors, f, "next_evaluation_date")
+    _as_date(errors, f, "evaluated_on")
+    if errors:
+        raise ValidationFailed(errors)
+    ctx.plan = active_plan(ctx.session, ctx.case.id)
+    ctx.history_detail["decision"] = f["decision"]
+
+
+def _apply_evaluate(ctx: EventContext) -> None:
+    f = ctx.fields
+    ev = Evaluation(case_id=ctx.case.id, plan_id=ctx.plan.id, evaluated_on=f.get("evaluated_on") or ctx.today,
+                    goals_met=f["goals_met"], changes=f.get("changes"), decision=f["decision"],
+                    next_evaluation_date=f.get("next_evaluation_date"), evaluator_id=ctx.actor.id,
+                    created_at=ctx.now)
+    ctx.session.add(ev)
+    ctx.plan.evaluated_at = ctx.now
+    if f["decision"] == "close":
+        _close_fields(ctx, f["close_reason"], f.get("changes"))
+    if f["decision"] == "continue":
+        ctx.plan.next_evaluation_date = f["next_evaluation_date"]
+    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("evaluation_overdue",), actor=ctx.actor,
+                        note="評価により解決", now=ctx.now)
+
+
+def _prepare_close(ctx: EventContext) -> None:
+    _require(ctx.fields, "close_reason")
+    errors: dict[str, list[str]] = {}
+    _choice(errors, ctx.fields, "close_reason", "close_reasons")
+    if errors:
+        raise ValidationFailed(errors)
+    ctx.history_detail["close_reason"] = ctx.fields["close_reason"]
+
+
+def _close_fields(ctx: EventContext, reason: str, note: str | None) -> None:
+    case = ctx.case
+    case.closed_at = ctx.now
+    case.close_reason = reason
+    case.close_note = note
+    for h in case.handoffs:
+        if h.state == "sent":
+            states.fire_handoff_event(h, "cancel", ctx)
+            h.withdrawn_at = ctx.now
+    for plan in ctx.session.scalars(select(Plan).where(Plan.case_id == case.id, Plan.status == "active")):
+        plan.status = "ended"
+    alerts.resolve_open(ctx.session, case_id=case.id, actor=ctx.actor, note="終結により解決", now=ctx.now)
+
+
+def _apply_close(ctx: EventContext) -> None:
+    _close_fields(ctx, ctx.fields["close_reason"], ctx.fields.get("note"))
+
+
+def _prepare_reopen(ctx: EventContext) -> None:
+    _require(ctx.fields, "reason")
+    ctx.history_detail["reason"] = ctx.fields["reason"]
+
+
+def _apply_reopen(ctx: EventContext) -> None:
+    ctx.case.closed_at = None
+    ctx.case.close_reason = None
+    ctx.case.close_note = None
+    ctx.case.owning_department_id = None
+
+
+def _note_only(ctx: EventContext) -> None:
+    if ctx.fields.get("note"):
+        ctx.history_detail["note"] = ctx.fields["note"]
+
+
+def _nothing(ctx: EventContext) -> None:
+    pass
+
+
+# event → (prepare, apply, fields with their meaning: shown in the OpenAPI document and the forms)
+EVENTS: dict[str, tuple] = {
+    "send_handoff": (_prepare_send_handoff, _apply_send_handoff,
+                     {"to_department": "送付先の部署コード（必須）", "reason": "つなぐ理由（必須）",
+                      "summary": "相談内容の要約（必須）"}),
+    "accept_handoff": (_prepare_handoff_answer, _apply_accept_handoff, {}),
+    "decline_handoff": (_prepare_handoff_answer, _apply_decline_handoff, {"reason": "返送の理由（必須）"}),
+    "convene_support_meeting": (_prepare_convene, _apply_convene,
+                                {"members": "構成員 [{user: ログインID, acknowledged: 守秘義務確認済みか}]（必須）",
+                                 "held_at": "開催日時（ISO 8601）", "minutes": "記録", "decisions": "決定事項"}),
+    "seek_consent": (_note_only, _nothing, {"note": "メモ"}),
+    "record_consent": (_prepare_consent, _apply_consent,
+                       {"given_by": "同意した人（本人・代理人）（必須）", "method": "written / oral（必須）",
+                        "obtained_on": "同意日（YYYY-MM-DD）", "agencies": "共有先の機関コードの一覧（必須）",
+                        "note": "メモ"}),
+    "refuse_consent": (_prepare_consent, _apply_consent,
+                       {"given_by": "意思を示した人（必須）", "method": "written / oral", "note": "メモ"}),
+    "adopt_plan": (_prepare_plan, _apply_plan,
+                   {"goals": "本人の言葉による目標（必須）", "roles": "[{department, role}]（必須）",
+                    "main_department": "主担当の機関コード（必須）", "next_evaluation_date": "次回評価日（必須）",
+                    "business_categories": "事業区分コードの一覧", "minutes": "重層的支援会議の記録"}),
+    "evaluate": (_prepare_evaluate, _apply_evaluate,
+                 {"goals_met": "met / partly / not_met（必須）", "changes": "変化・状況",
+                  "decision": "continue / replan / suspend / close（必須）",
+                  "next_evaluation_date": "次回評価日（継続時必須）", "close_reason": "終結理由（終結時必須）",
+                  "evaluated_on": "評価日"}),
+    "resume": (_note_only, _nothing, {"note": "メモ"}),
+    "withdraw_consent": (_prepare_consent, _apply_consent,
+                         {"given_by": "撤回した人（必須）", "method": "written / oral", "note": "メモ"}),
+    "close": (_prepare_close, _apply_close, {"close_reason": "終結理由コード（必須）", "note": "メモ"}),
+    "reopen": (_prepare_reopen, _apply_reopen, {"reason": "再開の理由（必須）"}),
+}
+
+
+def load_case(session: Session, actor, case_id: int, *, for_update: bool = False,
+              min_sight: access.Sight = access.Sight.METADATA) -> Case:
+    """Load a case the actor may see; NotFound otherwise (the actor may not learn that it exists)."""
+    case = session.get(Case, case_id, with_for_update=for_update) if for_update else session.get(Case, case_id)
+    if case is None or access.case_sight(session, actor, case) < min_sight:
+        raise NotFound("指定されたケースは見つかりません。")
+    return case
+
+
+def fire_event(session: Session, actor: User, case_id: int, event: str, *, version: int | None,
+               fields: dict[str, Any] | None = None, now: datetime | None = None,
+               remote_addr: str | None = None, client=None) -> Case:
+    """Fire one event of the case machine: the state change, its records, history and audit, flushed.
+
+    Order of refusals: unknown event, stale version, event not allowed now, missing or wrong fields,
+    guards (who may act, then the event's conditions).
+    """
+    now = now or utcnow()
+    case = load_case(session, actor, case_id)
+    if event not in states.CASE_EVENT_LABELS:
+        states.check_event(case, event)
+    if version is None:
+        raise MissingField({"version": ["読み込んだときのバージョンを指定してください。"]})
+    if case.version != version:
+        raise StaleVersion(case.version, version)
+    states.check_event(case, event)
+    prepare, apply, _ = EVENTS[event]
+    ctx = EventContext(session=session, actor=actor, case=case, event=event, now=now,
+                       fields=dict(fields or {}), remote_addr=remote_addr, client=client)
+    prepare(ctx)
+    before = case.state
+    with session.no_autoflush:  # the state and the fields it requires reach the row in one UPDATE
+        states.fire_case_event(case, event, ctx)
+        apply(ctx)
+        case.updated_at = now
+    audit.record(session, actor=actor, client=client, action=f"case.{event}", object_type="case",
+                 object_id=case.id, case_id=case.id, remote_addr=remote_addr, at=now,
+                 detail={"from": before, "to": case.state})
+    from engine import outbox
+
+    outbox.queue_status_change(session, case, event, before, now)
+    flush_or_stale(session, case)
+    return case
+
+
+def allowed_events(session: Session, actor: User, case: Case) -> list[str]:
+    """The events the state allows now that `actor` may fire (guards about the actor applied)."""
+    def ctx_for(event: str) -> EventContext:
+        ctx = EventContext(session=session, actor=actor, case=case, event=event, now=utcnow(), fields={})
+        if event in ("accept_handoff", "decline_handoff"):
+            ctx.handoff = case.open_primary_handoff
+        return ctx
+
+    return states.allowed_events_for(case, ctx_for)
+
+
+# --- records that do not move the case ----------------------------------------------------------
+
+
+def add_contact_note(session: Session, actor: User, case_id: int, fields: dict[str, Any], *,
+                     now: datetime | None = None, remote_addr: str | None = None) -> ContactNote:
+    """Add a contact to the 支援経過記録: date, method, what happened."""
+    now = now or utcnow()
+    case = load_case(session, actor, case_id, min_sight=access.Sight.CONTENT)
+    if not access.may_work_on_case(session, actor, case):
+        raise PermissionDenied("支援経過を記録できるのはこのケースに関わる職員だけです。")
+    errors: dict[str, list[str]] = {}
+    fields = dict(fields)
+    if not (fields.get("body") or "").strip():
+        errors["body"] = [REQUIRED]
+    _choice(errors, fields, "method", "contact_methods")
+    _choice(errors, fields, "business_category", "business_categories", required=False)
+    _as_date(errors, fields, "contact_on")
+    if not errors and fields.get("contact_on") and fields["contact_on"] > now.astimezone(calendar.JST).date():
+        errors["contact_on"] = ["未来の日付は記録できません。"]
+    if errors:
+        raise ValidationFailed(errors)
+    note = ContactNote(case_id=case.id, contact_on=fields.get("contact_on") or now.astimezone(calendar.JST).date(),
+                       method=fields["method"], staff_id=actor.id, department_id=actor.department_id,
+                       business_category=fields.get("business_category"), body=fields["body"].strip(),
+                       created_at=now)
+    session.add(note)
+    session.flush()
+    alerts.resolve_open(session, case_id=case.id, kinds=("no_contact",), actor=actor, note="接触記録により解決",
+                        now=now)
+    audit.record(session, actor=actor, action="contact_note.add", object_type="contact_note",
+                 object_id=note.id, case_id=case.id, remote_addr=remote_addr, at=now)
+    session.flush()
+    return note
+
+
+def acknowledge_secrecy(session: Session, actor: User, meeting_id: int, *, now: datetime | None = None) -> MeetingMember:
+    """A member acknowledges the 守秘義務 of a meeting (before reading its records)."""
+    now = now or utcnow()
+    member = session.scalar(select(MeetingMember).where(MeetingMember.meeting_id == meeting_id,
+                                                        MeetingMember.user_id == actor.id))
+    if member is None:
+        raise NotFound("指定された会議は見つかりません。")
+    if member.acknowledged_at is None:
+        member.acknowledged_at = now
+        meeting = session.get(Meeting, meeting_id)
+        audit.record(session, actor=actor, action="meeting.acknowledge_secrecy", object_type="meeting",
+                     object_id=meeting_id, case_id=meeting.case_id, at=now)
+        session.flush()
+    return member
+
+
+def record_case_read(session: Session, actor: User, case: Case, *, what: str = "case",
+                     remote_addr: str | None = None, client=None) -> None:
+    """Audit a read of a case's content."""
+    audit.record(session, actor=actor, client=client, action=f"{what}.read", object_type="case",
+                 object_id=case.id, case_id=case.id, remote_addr=remote_addr)
+
+
+def record_refusal(session: Session, actor, error: EngineError, *, action: str, case_id: int | None = None,
+                   remote_addr: str | None = None, client=None) -> None:
+    """Audit a refused read or write (the refusal itself is the only row such a request leaves)."""
+    audit.record(session, actor=actor, client=client, action=action, object_type="case" if case_id else "request",
+                 object_id=case_id, case_id=case_id, remote_addr=remote_addr, outcome="refused",
+                 detail={"code": error.code, "status": error.status})
+
+
+# --- asking another department to join (a handoff that does not move the case) ------------------
+
+
+def request_join(session: Session, actor: User, case_id: int, *, to_department: str, reason: str,
+                 summary: str, now: datetime | None = None, remote_addr: str | None = None) -> Handoff:
+    """Ask another department to join the case with a つなぐシート of its own (same stall timers)."""
+    now = now or utcnow()
+    case = load_case(session, actor, case_id, min_sight=access.Sight.CONTENT)
+    if case.state == "closed":
+        raise states.EventNotAllowed("request_join", case.state, states.CASE_STATE_LABELS[case.state],
+                                     [], [])
+    if not access.may_work_on_case(session, actor, case):
+        raise PermissionDenied("他の部署に参加を依頼できるのは、このケースに関わる職員かFMだけです。")
+    fields = {"to_department": to_department, "reason": reason, "summary": summary}
+    _require(fields, "to_department", "reason", "summary")
+    target = department_by_code(session, to_department)
+    if target is None:
+        raise ValidationFailed({"to_department": [f"「{to_department}」という部署はありません。"]})
+    if any(h.to_department_id == target.id and h.state in ("sent", "accepted") for h in case.handoffs) or \
+            case.owning_department_id == target.id:
+        raise ValidationFailed({"to_department": [f"{target.name}は既にこのケースに関わっています。"]})
+    handoff = send_handoff_record(session, actor, case, target, reason=reason, summary=summary, now=now,
+                                  primary=False)
+    _history(session, case, actor, "handoff.request_join", None, "sent", now,
+             {"to_department": target.code}, handoff_id=handoff.id)
+    audit.record(session, actor=actor, action="handoff.request_join", object_type="handoff",
+                 object_id=handoff.id, case_id=case.id, remote_addr=remote_addr, at=now)
+    session.flush()
+    return handoff
+
+
+@dataclass
+class HandoffContext:
+    """The context of an event on a join handoff."""
+
+    session: Session
+    actor: User
+    case: Case
+    handoff: Handoff
+    now: datetime
+    fields: dict[str, Any]
+
+    def on_state_change(self, event: str, source: str, dest: str, row) -> None:
+        _history(self.session, self.case, self.actor, event, source, dest, self.now,
+                 {k: v for k, v in self.fields.items() if k == "reason"}, handoff_id=self.handoff.id)
+
+
+def answer_join(session: Session, actor: User, handoff_id: int, event: str, *, version: int | None = None,
+                reason: str | None = None, now: datetime | None = None,
+                remote_addr: str | None = None) -> Handoff:
+    """Accept, decline or withdraw a join request (a handoff that does not move the case)."""
+    now = now or utcnow()
+    handoff = session.get(Handoff, handoff_id)
+    if handoff is None or handoff.primary:
+        raise NotFound("指定されたつなぐシートは見つかりません。")
+    case = load_case(session, actor, handoff.case_id)
+    if version is not None and handoff.version != version:
+        raise StaleVersion(handoff.version, version)
+    if event == "decline" and not (reason or "").strip():
+        raise MissingField({"reason": ["返送の理由を入力してください。"]})
+    ctx = HandoffContext(session, actor, case, handoff, now, {"reason": reason} if reason else {})
+    states.fire_handoff_event(handoff, event, ctx)
+    if event == "accept":
+        handoff.accepted_at, handoff.accepted_by_id = now, actor.id
+    elif event == "decline":
+        handoff.declined_at, handoff.declined_by_id, handoff.decline_reason = now, actor.id, reason
+    else:
+        handoff.withdrawn_at = now
+    alerts.resolve_open(session, handoff_id=handoff.id, kinds=("handoff_stalled", "handoff_escalated"),
+                        actor=actor, note="回答により解決", now=now)
+    if event == "decline":
+        alerts.raise_alert(session, kind="handoff_declined", case_id=case.id, handoff_id=handoff.id,
+                           department_id=handoff.from_department_id,
+                           message=f"参加依頼が返送されました: {reason}", now=now)
+    audit.record(session, actor=actor, action=f"handoff.{event}", object_type="handoff", object_id=handoff.id,
+                 case_id=case.id, remote_addr=remote_addr, at=now)
+    try:
+        session.flush()
+    except StaleDataError:
+        raise StaleVersion(None) from None
+    return handoff

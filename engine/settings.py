@@ -1,0 +1,47 @@
+"""Settings read from the environment, with defaults for the embedded SQLite set-up."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_instance_dir() -> Path:
+    return Path(os.environ.get("TSUNAGU_INSTANCE_DIR", PROJECT_ROOT / "instance"))
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{_default_instance_dir() / 'tsunagu.db'}"
+
+
+@dataclass
+class Settings:
+    """Everything the app and the commands read from the environment."""
+
+    database_url: str = field(default_factory=default_database_url)
+    secret_key: str | None = None
+    config_dir: Path = PROJECT_ROOT / "config"
+    instance_dir: Path = field(default_factory=_default_instance_dir)
+    session_minutes: int = 30
+    retention_years: int = 5
+    secure_cookies: bool = False
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        s = cls()
+        if env.get("DATABASE_URL"):
+            s.database_url = env["DATABASE_URL"]
+        s.secret_key = env.get("SECRET_KEY") or None
+        if env.get("TSUNAGU_CONFIG_DIR"):
+            s.config_dir = Path(env["TSUNAGU_CONFIG_DIR"])
+        if env.get("TSUNAGU_INSTANCE_DIR"):
+            s.instance_dir = Path(env["TSUNAGU_INSTANCE_DIR"])
+        if env.get("TSUNAGU_SESSION_MINUTES"):
+            s.session_minutes = int(env["TSUNAGU_SESSION_MINUTES"])
+        if env.get("TSUNAGU_RETENTION_YEARS"):
+            s.retention_years = int(env["TSUNAGU_RETENTION_YEARS"])
+        s.secure_cookies = env.get("TSUNAGU_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
+        return s

@@ -1,0 +1,96 @@
+"""Staff users: creation, password checks with throttling, disabling."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import audit
+from engine.errors import Conflict, PermissionDenied, ValidationFailed
+from engine.models import ROLES, Department, User, utcnow
+
+_hasher = PasswordHasher()
+FREE_ATTEMPTS = 5
+MAX_LOCK = timedelta(minutes=15)
+MIN_PASSWORD = 10
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def create_user(session: Session, *, login: str, role: str, department_code: str, password: str,
+                display_name: str | None = None, actor=None) -> User:
+    """Add a staff user (職員). Refuses an unknown role or department, a taken login, a short password."""
+    errors: dict[str, list[str]] = {}
+    if not login or not login.isascii() or len(login) > 64 or not login.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        errors["login"] = ["ログインIDは半角英数字と - _ . で64文字以内にしてください。"]
+    if role not in ROLES:
+        errors["role"] = [f"役割は {' / '.join(ROLES)} のいずれかです。"]
+    dept = session.scalar(select(Department).where(Department.code == department_code))
+    if dept is None:
+        errors["department"] = [f"「{department_code}」という部署はありません。"]
+    if len(password or "") < MIN_PASSWORD:
+        errors["password"] = [f"パスワードは{MIN_PASSWORD}文字以上にしてください。"]
+    if errors:
+        raise ValidationFailed(errors)
+    if session.scalar(select(User.id).where(User.login == login)) is not None:
+        raise Conflict(f"ログインID「{login}」は既に使われています。")
+    user = User(login=login, display_name=display_name or login, role=role, department_id=dept.id,
+                password_hash=hash_password(password))
+    session.add(user)
+    session.flush()
+    audit.record(session, actor=actor, action="user.add", object_type="user", object_id=user.id,
+                 detail={"login": login, "role": role, "department": department_code})
+    return user
+
+
+def authenticate(session: Session, login: str, password: str, *, remote_addr: str | None = None,
+                 now: datetime | None = None) -> User | None:
+    """Check a sign-in; repeated failures lock the account for a growing time, and are audited."""
+    now = now or utcnow()
+    user = session.scalar(select(User).where(User.login == login).with_for_update())
+    if user is None:
+        audit.record(session, actor=None, actor_label=f"login:{login[:60]}", action="login.failed",
+                     object_type="user", remote_addr=remote_addr, outcome="refused", at=now,
+                     detail={"reason": "unknown_login"})
+        return None
+    if user.locked_until is not None and user.locked_until > now:
+        audit.record(session, actor=user, action="login.locked", object_type="user", object_id=user.id,
+                     remote_addr=remote_addr, outcome="refused", at=now)
+        raise PermissionDenied("ログインの失敗が続いたため、しばらくログインできません。時間をおいてやり直してください。")
+    try:
+        ok = bool(user.password_hash) and _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or not user.active:
+        user.failed_logins += 1
+        if user.failed_logins >= FREE_ATTEMPTS:
+            user.locked_until = now + min(MAX_LOCK, timedelta(seconds=30 * 2 ** (user.failed_logins - FREE_ATTEMPTS)))
+        audit.record(session, actor=user, action="login.failed", object_type="user", object_id=user.id,
+                     remote_addr=remote_addr, outcome="refused", at=now,
+                     detail={"reason": "inactive" if ok else "bad_password", "failures": user.failed_logins})
+        return None
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    audit.record(session, actor=user, action="login", object_type="user", object_id=user.id,
+                 remote_addr=remote_addr, at=now)
+    return user
+
+
+def disable_user(session: Session, actor: User, login: str) -> User:
+    """Disable a user at once: their open sessions end and their tokens stop working."""
+    if actor is not None and actor.role != "admin":
+        raise PermissionDenied("利用者を停止できるのは管理者だけです。")
+    user = session.scalar(select(User).where(User.login == login))
+    if user is None:
+        raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})
+    user.active = False
+    user.session_epoch += 1
+    audit.record(session, actor=actor, action="user.disable", object_type="user", object_id=user.id)
+    session.flush()
+    return user

@@ -1,0 +1,249 @@
+"""The case machine: every event from every state it is allowed in, refused from every other state,
+every guard both ways — through the real services on a real database."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from engine import services, states
+from engine.db import unit_of_work
+from engine.errors import EventNotAllowed, GuardRefused, PermissionDenied
+from engine.models import Case, CaseHistory, Department, Plan
+from tests.conftest import NOW
+
+FUTURE = (NOW + timedelta(days=60)).date().isoformat()
+PAST = (NOW - timedelta(days=1)).date().isoformat()
+
+CONSENT = {"given_by": "本人", "method": "written", "agencies": ["livelihood", "shakyo"]}
+PLAN = {"goals": "「家賃を払えるようになりたい」", "main_department": "livelihood", "next_evaluation_date": FUTURE,
+        "roles": [{"department": "livelihood", "role": "家計相談"}, {"department": "shakyo", "role": "居場所の紹介"}]}
+
+
+@pytest.fixture
+def drive(open_case, fire, actors):
+    """drive(state) → the id of a fresh case brought to `state` by firing the real events in order."""
+    members = {"members": [{"user": "livelihood", "acknowledged": True}]}
+
+    def to(state: str) -> int:
+        if state == "intake":
+            return open_case(categories=["other"])  # no rule matches: stays in intake
+        case_id = open_case(categories=["poverty"])  # routed to 生活福祉課
+        path = {
+            "handoff": [],
+            "assigned": [("livelihood", "accept_handoff", {})],
+            "support_meeting": [("livelihood", "accept_handoff", {}), ("fm", "convene_support_meeting", members)],
+            "consent": [("livelihood", "accept_handoff", {}), ("fm", "convene_support_meeting", members),
+                        ("fm", "seek_consent", {})],
+            "layered_meeting": [("livelihood", "accept_handoff", {}), ("fm", "record_consent", CONSENT)],
+            "accompaniment": [("livelihood", "accept_handoff", {}), ("fm", "record_consent", CONSENT),
+                              ("fm", "adopt_plan", PLAN)],
+            "suspended": [("livelihood", "accept_handoff", {}), ("fm", "record_consent", CONSENT),
+                          ("fm", "adopt_plan", PLAN),
+                          ("fm", "evaluate", {"goals_met": "partly", "decision": "suspend"})],
+            "closed": [("livelihood", "accept_handoff", {}), ("livelihood", "close", {"close_reason": "goal_met"})],
+        }[state]
+        for who, event, fields in path:
+            fire(getattr(actors, who), case_id, event, **fields)
+        return case_id
+
+    return to
+
+
+# event, source, expected destination, who fires, fields
+VALID = [
+    ("send_handoff", "intake", "handoff", "window",
+     {"to_department": "livelihood", "reason": "生活困窮のため", "summary": "家賃滞納"}),
+    ("accept_handoff", "handoff", "assigned", "livelihood", {}),
+    ("decline_handoff", "handoff", "intake", "livelihood", {"reason": "所管外のため"}),
+    *[("convene_support_meeting", s, "support_meeting", "fm",
+       {"members": [{"user": "livelihood", "acknowledged": True}]})
+      for s in ("intake", "assigned", "accompaniment", "suspended")],
+    ("seek_consent", "support_meeting", "consent", "fm", {}),
+    *[("record_consent", s, "layered_meeting", "fm", CONSENT) for s in ("assigned", "support_meeting", "consent")],
+    ("refuse_consent", "consent", "support_meeting", "fm", {"given_by": "本人"}),
+    ("adopt_plan", "layered_meeting", "accompaniment", "fm", PLAN),
+    ("evaluate", "accompaniment", "accompaniment", "fm",
+     {"goals_met": "partly", "decision": "continue", "next_evaluation_date": FUTURE}),
+    ("evaluate", "accompaniment", "layered_meeting", "fm", {"goals_met": "not_met", "decision": "replan"}),
+    ("evaluate", "accompaniment", "suspended", "fm", {"goals_met": "not_met", "decision": "suspend"}),
+    ("evaluate", "accompaniment", "closed", "fm", {"goals_met": "met", "decision": "close", "close_reason": "goal_met"}),
+    ("resume", "suspended", "accompaniment", "fm", {}),
+    *[("withdraw_consent", s, "support_meeting", "fm", {"given_by": "本人"})
+      for s in ("layered_meeting", "accompaniment", "suspended")],
+    *[("close", s, "closed", "fm", {"close_reason": "person_declined"}) for s in states.OPEN_STATES],
+    ("reopen", "closed", "intake", "fm", {"reason": "再度の相談"}),
+]
+
+
+def test_table_covers_every_transition_of_the_machine():
+    covered = {(e, s) for e, s, *_ in VALID}
+    declared = {(t["trigger"], s) for t in states.CASE_TRANSITIONS for s in t["source"]}
+    assert declared == covered
+
+
+@pytest.mark.parametrize("event,source,dest,who,fields", VALID,
+                         ids=[f"{v[0]}:{v[1]}->{v[2]}" for v in VALID])
+def test_event_fires_from_allowed_state(drive, fire, actors, sessions, event, source, dest, who, fields):
+    case_id = drive(source)
+    assert fire(getattr(actors, who), case_id, event, **fields) == dest
+    with sessions() as s:
+        last = s.scalars(select(CaseHistory).where(CaseHistory.case_id == case_id,
+                                                   ~CaseHistory.event.like("handoff.%"))
+                         .order_by(CaseHistory.id.desc())).first()
+        assert (last.event, last.from_state, last.to_state) == (event, source, dest)
+        assert s.get(Case, case_id).state == dest
+
+
+REFUSED = [(e, s) for e in states.CASE_EVENTS for s in states.CASE_STATE_LABELS if e not in states.events_from(s)]
+
+
+@pytest.mark.parametrize("event,state", REFUSED, ids=[f"{e}@{s}" for e, s in REFUSED])
+def test_event_refused_from_other_states_with_allowed_list(drive, fire, actors, sessions, event, state):
+    case_id = drive(state)
+    with sessions() as s:
+        before = (s.get(Case, case_id).version, s.scalar(select(func.count()).select_from(CaseHistory)))
+    with pytest.raises(EventNotAllowed) as err:
+        fire(actors.fm, case_id, event)
+    assert err.value.allowed_events == states.events_from(state)
+    assert err.value.code == "event_not_allowed"
+    assert states.CASE_STATE_LABELS[state] in err.value.message
+    with sessions() as s:
+        assert (s.get(Case, case_id).version, s.scalar(select(func.count()).select_from(CaseHistory))) == before
+
+
+# --- guards, both ways ---------------------------------------------------------------------------
+
+
+def test_actor_may_send_guard(drive, fire, actors):
+    case_id = drive("intake")
+    fields = {"to_department": "livelihood", "reason": "r", "summary": "s"}
+    with pytest.raises(PermissionDenied):
+        fire(actors.admin, case_id, "send_handoff", **fields)
+    assert fire(actors.window, case_id, "send_handoff", **fields) == "handoff"
+
+
+def test_target_department_must_be_active(drive, fire, actors, sessions):
+    case_id = drive("intake")
+    with unit_of_work(sessions) as s:
+        s.scalar(select(Department).where(Department.code == "livelihood")).active = False
+    with pytest.raises(GuardRefused) as err:
+        fire(actors.window, case_id, "send_handoff", to_department="livelihood", reason="r", summary="s")
+    assert err.value.extra["guard"] == "target_is_other_department"
+    assert fire(actors.window, case_id, "send_handoff", to_department="elderly", reason="r", summary="s") == "handoff"
+
+
+@pytest.mark.parametrize("event,fields", [("accept_handoff", {}), ("decline_handoff", {"reason": "所管外"})])
+def test_only_the_receiving_department_answers_a_handoff(drive, fire, actors, event, fields):
+    case_id = drive("handoff")
+    with pytest.raises(PermissionDenied) as err:
+        fire(actors.window, case_id, event, **fields)
+    assert err.value.extra["guard"] == "actor_in_receiving_department"
+    assert fire(actors.livelihood, case_id, event, **fields) in ("assigned", "intake")
+
+
+def test_only_an_fm_convenes_a_support_meeting(drive, fire, actors):
+    case_id = drive("assigned")
+    members = [{"user": "elderly", "acknowledged": True}]
+    with pytest.raises(PermissionDenied):
+        fire(actors.livelihood, case_id, "convene_support_meeting", members=members)
+    assert fire(actors.fm, case_id, "convene_support_meeting", members=members) == "support_meeting"
+
+
+def test_every_member_must_acknowledge_secrecy(drive, fire, actors):
+    case_id = drive("assigned")
+    with pytest.raises(GuardRefused) as err:
+        fire(actors.fm, case_id, "convene_support_meeting",
+             members=[{"user": "elderly", "acknowledged": True}, {"user": "hikikomori", "acknowledged": False}])
+    assert "守秘義務" in err.value.message and "hikikomori" in err.value.message
+    with pytest.raises(GuardRefused):
+        fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "fm", "acknowledged": True}])
+    assert fire(actors.fm, case_id, "convene_support_meeting",
+                members=[{"user": "elderly", "acknowledged": True}, {"user": "hikikomori", "acknowledged": True}]
+                ) == "support_meeting"
+
+
+def test_seek_consent_needs_a_member_or_fm(drive, fire, actors):
+    case_id = drive("support_meeting")  # livelihood is a member, the window is not
+    with pytest.raises(PermissionDenied):
+        fire(actors.window, case_id, "seek_consent")
+    assert fire(actors.livelihood, case_id, "seek_consent") == "consent"
+
+
+def test_only_those_working_on_the_case_record_consent(drive, fire, actors):
+    case_id = drive("assigned")
+    with pytest.raises(PermissionDenied):
+        fire(actors.window, case_id, "record_consent", **CONSENT)
+    assert fire(actors.livelihood, case_id, "record_consent", **CONSENT) == "layered_meeting"
+
+
+def test_consent_must_cover_an_agency(drive, fire, actors):
+    case_id = drive("assigned")
+    with pytest.raises(GuardRefused) as err:
+        fire(actors.fm, case_id, "record_consent", given_by="本人", method="oral", agencies=[])
+    assert err.value.extra["guard"] == "consent_covers_agencies"
+    assert fire(actors.fm, case_id, "record_consent", given_by="本人", method="oral",
+                agencies=["livelihood"]) == "layered_meeting"
+
+
+def test_main_department_must_have_a_role(drive, fire, actors):
+    case_id = drive("layered_meeting")
+    with pytest.raises(GuardRefused) as err:
+        fire(actors.fm, case_id, "adopt_plan", **{**PLAN, "main_department": "shakyo",
+                                                  "roles": [{"department": "livelihood", "role": "家計相談"}]})
+    assert err.value.extra["guard"] == "main_department_has_role"
+    assert fire(actors.fm, case_id, "adopt_plan", **PLAN) == "accompaniment"
+
+
+def test_plan_roles_stay_within_consent(drive, fire, actors):
+    case_id = drive("layered_meeting")  # consent covers livelihood and shakyo
+    with pytest.raises(GuardRefused) as err:
+        fire(actors.fm, case_id, "adopt_plan",
+             **{**PLAN, "roles": [*PLAN["roles"], {"department": "children", "role": "子の見守り"}]})
+    assert "こども家庭課" in err.value.message
+    assert fire(actors.fm, case_id, "adopt_plan", **PLAN) == "accompaniment"
+
+
+def test_next_evaluation_date_must_be_in_the_future(drive, fire, actors):
+    case_id = drive("layered_meeting")
+    with pytest.raises(GuardRefused) as err:
+        fire(actors.fm, case_id, "adopt_plan", **{**PLAN, "next_evaluation_date": PAST})
+    assert err.value.extra["guard"] == "evaluation_date_in_future"
+    assert fire(actors.fm, case_id, "adopt_plan", **PLAN) == "accompaniment"
+
+
+def test_evaluation_needs_an_active_plan(drive, fire, actors, sessions):
+    case_id = drive("accompaniment")
+    with unit_of_work(sessions) as s:
+        s.scalar(select(Plan).where(Plan.case_id == case_id)).status = "ended"
+    with pytest.raises(GuardRefused) as err:
+        fire(actors.fm, case_id, "evaluate", goals_met="met", decision="suspend")
+    assert err.value.extra["guard"] == "case_has_active_plan"
+    with unit_of_work(sessions) as s:
+        s.scalar(select(Plan).where(Plan.case_id == case_id)).status = "active"
+    assert fire(actors.fm, case_id, "evaluate", goals_met="met", decision="suspend") == "suspended"
+
+
+def test_works_on_case_guard_for_close(drive, fire, actors):
+    case_id = drive("assigned")
+    with pytest.raises(PermissionDenied):
+        fire(actors.window, case_id, "close", close_reason="goal_met")
+    assert fire(actors.livelihood, case_id, "close", close_reason="goal_met") == "closed"
+
+
+def test_reopen_guard(drive, fire, actors):
+    case_id = drive("closed")
+    with pytest.raises(PermissionDenied):
+        fire(actors.window, case_id, "reopen", reason="再相談")
+    assert fire(actors.livelihood, case_id, "reopen", reason="再相談") == "intake"
+
+
+def test_allowed_events_for_an_actor_apply_actor_guards(drive, actors, sessions):
+    case_id = drive("handoff")
+    with sessions() as s:
+        case = s.get(Case, case_id)
+        assert services.allowed_events(s, actors.livelihood, case) == ["accept_handoff", "decline_handoff"]
+        assert services.allowed_events(s, actors.window, case) == ["close"]
+        assert services.allowed_events(s, actors.fm, case) == ["close"]
+        assert services.allowed_events(s, actors.admin, case) == []

@@ -1,0 +1,147 @@
+"""The `tsunagu` command, built on Flask's CLI: `tsunagu --help` lists everything.
+
+Each command that changes data runs as one transaction: committed when it ends normally, rolled back
+on any error.
+"""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from engine.db import unit_of_work
+from engine.errors import EngineError
+
+
+def _factory():
+    from web import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_factory, add_default_commands=False, add_version_option=False)
+def main() -> None:
+    """Tsunagu (つなぐ): 重層的支援体制整備事業の多機関連携ワークフロー。"""
+
+
+@contextmanager
+def transaction():
+    """One unit of work for a command; an EngineError becomes a clear message and exit 1."""
+    try:
+        with unit_of_work(current_app.extensions["tsunagu.sessions"]) as session:
+            yield session
+    except EngineError as exc:
+        extra = ""
+        if getattr(exc, "errors", None):
+            extra = "\n" + "\n".join(f"  {k}: {'; '.join(v)}" for k, v in exc.errors.items())
+        click.echo(f"エラー: {exc.message}{extra}", err=True)
+        sys.exit(1)
+
+
+def _config_dir() -> Path:
+    return Path(current_app.config["TSUNAGU_CONFIG_DIR"])
+
+
+# --- database -----------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """データベースの作成・移行。"""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the database named by DATABASE_URL to the newest revision."""
+    from engine import migrate
+
+    migrate.upgrade(current_app.config["DATABASE_URL"], revision)
+    click.echo(f"データベースを {migrate.current_revision(current_app.extensions['tsunagu.engine'])} に更新しました。")
+
+
+# --- demo, users --------------------------------------------------------------------------------
+
+
+@main.command("demo")
+@with_appcontext
+def demo_cmd() -> None:
+    """Load the Hatsukaichi demo set (idempotent)."""
+    from engine import demo
+
+    with transaction() as session:
+        result = demo.load(session, _config_dir())
+    click.echo(
+        f"デモデータ: 部署 {result['departments']} 件追加, ルール{'を登録' if result['rules_installed'] else 'は変更なし'}, "
+        f"サンプルケース {result['cases']} 件追加。ログイン: desk-staff / fm / admin（パスワード {demo.DEMO_PASSWORD}）"
+    )
+
+
+@main.group()
+def user() -> None:
+    """職員ユーザーの管理。"""
+
+
+@user.command("add")
+@click.argument("login")
+@click.option("--role", type=click.Choice(["staff", "fm", "admin"]), required=True)
+@click.option("--department", "department", required=True, help="department code")
+@click.option("--name", "display_name", default=None, help="display name (氏名)")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="read from stdin or prompted")
+@with_appcontext
+def user_add(login: str, role: str, department: str, display_name: str | None, password: str) -> None:
+    """Add a staff user; the password is read from stdin or prompted."""
+    from engine import users
+
+    with transaction() as session:
+        users.create_user(session, login=login, role=role, department_code=department, password=password,
+                          display_name=display_name)
+    click.echo(f"利用者 {login} を追加しました。")
+
+
+@user.command("disable")
+@click.argument("login")
+@with_appcontext
+def user_disable(login: str) -> None:
+    """Disable a user at once: open sessions end, tokens acting for them stop."""
+    from engine import users
+
+    with transaction() as session:
+        users.disable_user(session, None, login)
+    click.echo(f"利用者 {login} を停止しました。")
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int)
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Run the web app and API under gunicorn (a production WSGI server)."""
+    from gunicorn.app.base import BaseApplication
+
+    class _Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("accesslog", "-")
+            # Never log query strings or headers that could carry a token.
+            self.cfg.set("access_log_format", '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms')
+
+        def load(self):
+            from web import create_app
+
+            return create_app()
+
+    _Server().run()

@@ -1,0 +1,39 @@
+"""One database session per request, committed once in one place and rolled back on any error."""
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session
+
+
+def session() -> Session:
+    """The request's session (opened on first use)."""
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["tsunagu.sessions"]()
+    return g.db_session
+
+
+def commit() -> None:
+    """Commit the request's work now (a view that must know the commit held before it answers)."""
+    s = g.get("db_session")
+    if s is not None:
+        s.commit()
+
+
+def init_app(app: Flask) -> None:
+    @app.after_request
+    def _commit_or_rollback(response):
+        s = g.get("db_session")
+        if s is not None:
+            if response.status_code < 400 or g.get("commit_on_error"):
+                s.commit()
+            else:
+                s.rollback()
+        return response
+
+    @app.teardown_request
+    def _close(exc):
+        s = g.pop("db_session", None)
+        if s is not None:
+            if exc is not None:
+                s.rollback()
+            s.close()
