@@ -179,3 +179,44 @@ def fire(sessions):
 @pytest.fixture
 def config_dir() -> Path:
     return CONFIG_DIR
+
+
+@pytest.fixture
+def app(database_url, db_engine, tmp_path):
+    """The Flask app on the test database."""
+    from web import create_app
+
+    application = create_app({"DATABASE_URL": database_url, "TESTING": True, "SECRET_KEY": "test-secret",
+                              "WTF_CSRF_ENABLED": False})
+    application.instance_path = str(tmp_path)
+    yield application
+    application.extensions["tsunagu.engine"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def login(client):
+    """login(user) signs the test client in through the real sign-in form."""
+    def do(user, password: str = PASSWORD):
+        response = client.post("/login", data={"login": user.login, "password": password})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return response
+
+    return do
+
+
+@pytest.fixture
+def cli(app):
+    """cli("demo") runs a `tsunagu` command against the test app; returns click's Result."""
+    from web.cli import main
+
+    runner = app.test_cli_runner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(main, list(args), input=input)
+
+    return invoke

@@ -1,0 +1,175 @@
+"""The engine's promises beyond the state table: distinct refusals that write nothing, optimistic
+versioning between two sessions, one transaction per action, case numbers, the audit chain."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select, text
+
+from engine import audit, services
+from engine.db import unit_of_work
+from engine.errors import GuardRefused, MissingField, StaleVersion, UnknownEvent
+from engine.models import AuditEvent, Case, CaseHistory, Handoff
+from tests.conftest import NOW
+
+
+def _snapshot(sessions, case_id):
+    with sessions() as s:
+        case = s.get(Case, case_id)
+        return (case.state, case.version,
+                s.scalar(select(func.count()).select_from(CaseHistory)),
+                s.scalar(select(func.count()).select_from(AuditEvent)),
+                s.scalar(select(func.count()).select_from(Handoff)))
+
+
+def test_four_refusals_are_distinct_and_write_nothing(open_case, sessions, actors):
+    case_id = open_case(categories=["other"])  # intake, unrouted
+    before = _snapshot(sessions, case_id)
+    v = before[1]
+    attempts = {
+        "unknown_event": ("teleport", v, {}),
+        "stale_version": ("send_handoff", v + 5, {"to_department": "elderly", "reason": "r", "summary": "s"}),
+        "missing_field": ("send_handoff", v, {"to_department": "elderly"}),
+        "forbidden": ("convene_support_meeting", v, {"members": [{"user": "elderly", "acknowledged": True}]}),
+    }
+    codes = {}
+    for expected, (event, version, fields) in attempts.items():
+        with pytest.raises(Exception) as err, unit_of_work(sessions) as s:
+            services.fire_event(s, actors.window, case_id, event, version=version, fields=fields, now=NOW)
+        codes[expected] = err.value.code
+        assert err.value.message  # a Japanese sentence a person can act on
+        assert _snapshot(sessions, case_id) == before
+    assert codes == {k: k for k in attempts}
+    with pytest.raises(GuardRefused) as err, unit_of_work(sessions) as s:
+        services.fire_event(s, actors.fm, case_id, "convene_support_meeting", version=v,
+                            fields={"members": [{"user": "elderly", "acknowledged": False}]}, now=NOW)
+    assert err.value.code == "guard_refused"
+    assert _snapshot(sessions, case_id) == before
+
+
+def test_missing_fields_are_named(open_case, sessions, actors):
+    case_id = open_case(categories=["other"])
+    v = _snapshot(sessions, case_id)[1]
+    with pytest.raises(MissingField) as err, unit_of_work(sessions) as s:
+        services.fire_event(s, actors.window, case_id, "send_handoff", version=v, fields={}, now=NOW)
+    assert set(err.value.errors) == {"to_department", "reason", "summary"}
+
+
+def test_unknown_event_lists_what_is_allowed(open_case, sessions, actors):
+    case_id = open_case(categories=["other"])
+    with pytest.raises(UnknownEvent) as err, unit_of_work(sessions) as s:
+        services.fire_event(s, actors.window, case_id, "teleport", version=None, now=NOW)
+    assert err.value.allowed_events == ["send_handoff", "convene_support_meeting", "close"]
+
+
+def test_two_sessions_one_wins_the_other_is_stale(open_case, sessions, actors):
+    case_id = open_case()  # handoff to 生活福祉課
+    s1, s2 = sessions(), sessions()
+    try:
+        v1 = s1.get(Case, case_id).version
+        v2 = s2.get(Case, case_id).version
+        assert v1 == v2
+        services.fire_event(s1, actors.livelihood, case_id, "accept_handoff", version=v1, now=NOW)
+        s1.commit()
+        history_before = s1.scalar(select(func.count()).select_from(CaseHistory))
+        with pytest.raises(StaleVersion) as err:
+            services.fire_event(s2, actors.window, case_id, "close", version=v2,
+                                fields={"close_reason": "consultation_ended"}, now=NOW)
+        s2.rollback()
+        assert err.value.code == "stale_version"
+        assert err.value.current_version == v1 + 1
+    finally:
+        s1.close()
+        s2.close()
+    with sessions() as s:
+        case = s.get(Case, case_id)
+        assert case.state == "assigned" and case.close_reason is None
+        assert s.scalar(select(func.count()).select_from(CaseHistory)) == history_before
+        assert not s.scalar(select(func.count()).select_from(CaseHistory).where(CaseHistory.event == "close"))
+
+
+def test_stale_version_given_by_the_caller_is_refused_before_anything(open_case, fire, sessions, actors):
+    case_id = open_case()
+    old = _snapshot(sessions, case_id)[1]
+    fire(actors.livelihood, case_id, "accept_handoff")
+    with pytest.raises(StaleVersion) as err, unit_of_work(sessions) as s:
+        services.fire_event(s, actors.livelihood, case_id, "close", version=old,
+                            fields={"close_reason": "goal_met"}, now=NOW)
+    assert err.value.extra["current_version"] == old + 1
+
+
+@pytest.fixture
+def failing_audit_insert(db_engine):
+    """A real failure of the last step: the database refuses audit rows while this is in place."""
+    dialect = db_engine.dialect.name
+    with db_engine.begin() as conn:
+        if dialect == "sqlite":
+            conn.execute(text("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
+                              "BEGIN SELECT RAISE(ABORT, 'audit store unavailable'); END"))
+        else:
+            conn.execute(text("CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN "
+                              "RAISE EXCEPTION 'audit store unavailable'; END $$ LANGUAGE plpgsql"))
+            conn.execute(text("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
+                              "FOR EACH ROW EXECUTE FUNCTION refuse_audit()"))
+    yield
+    with db_engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse_audit" + ("" if dialect == "sqlite" else " ON audit_events")))
+        if dialect != "sqlite":
+            conn.execute(text("DROP FUNCTION refuse_audit()"))
+
+
+def test_failing_audit_insert_leaves_no_state_change(open_case, sessions, actors, request):
+    case_id = open_case()
+    before = _snapshot(sessions, case_id)
+    request.getfixturevalue("failing_audit_insert")
+    with pytest.raises(Exception, match="audit store unavailable"), unit_of_work(sessions) as s:
+        services.fire_event(s, actors.livelihood, case_id, "accept_handoff", version=before[1], now=NOW)
+    after = _snapshot(sessions, case_id)
+    assert after == before
+    with sessions() as s:
+        assert s.scalar(select(Handoff.state).where(Handoff.case_id == case_id)) == "sent"
+
+
+def test_case_numbers_follow_the_fiscal_year(open_case, sessions):
+    from datetime import datetime, timezone
+
+    a = open_case(categories=["other"], now=datetime(2027, 3, 31, 5, tzinfo=timezone.utc))  # 令和8年度
+    b = open_case(categories=["other"], now=datetime(2027, 4, 1, 5, tzinfo=timezone.utc))   # 令和9年度
+    c = open_case(categories=["other"], now=datetime(2027, 4, 2, 5, tzinfo=timezone.utc))
+    with sessions() as s:
+        assert [s.get(Case, i).case_number for i in (a, b, c)] == ["R8-000001", "R9-000001", "R9-000002"]
+
+
+def test_intake_validation_names_each_field(sessions, actors):
+    from engine.errors import ValidationFailed
+
+    bad = {"person": {"name": "", "area": "東京", "birth_date": "2999-01-01"}, "categories": ["nope"],
+           "summary": "", "source": "fax", "urgency": "soon"}
+    with pytest.raises(ValidationFailed) as err, unit_of_work(sessions) as s:
+        services.open_case(s, actors.window, bad, now=NOW)
+    assert set(err.value.errors) == {"person.name", "person.area", "person.birth_date", "categories", "summary",
+                                     "source", "urgency"}
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Case)) == 0
+
+
+def test_audit_chain_holds_and_tampering_is_found(open_case, fire, sessions, actors, db_engine):
+    case_id = open_case()
+    fire(actors.livelihood, case_id, "accept_handoff")
+    with sessions() as s:
+        result = audit.verify(s)
+        assert result.ok and result.checked >= 3
+        victim = s.scalars(select(AuditEvent).order_by(AuditEvent.seq).offset(1)).first()
+    with db_engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor_label = 'someone-else' WHERE id = :id"), {"id": victim.id})
+    with sessions() as s:
+        result = audit.verify(s)
+    assert not result.ok and result.broken_id == victim.id
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys(db_engine):
+    if db_engine.dialect.name != "sqlite":
+        pytest.skip("SQLite pragmas")
+    with db_engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL

@@ -1,0 +1,63 @@
+"""The app as a person and an operator first meet it: health, readiness, sign-in, the start page."""
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from engine import migrate
+from tests.conftest import NOW
+
+
+def test_healthz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_readyz_reports_schema_at_head(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["schema"] == "head"
+
+
+def test_readyz_refuses_when_schema_is_behind(client, db_engine):
+    with db_engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'behind'"))
+    try:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.get_json()["schema"] == "outdated"
+    finally:
+        with db_engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": migrate.head_revision()})
+
+
+def test_start_page_needs_sign_in(client):
+    response = client.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_wrong_password_is_refused_and_recorded(client, actors, sessions):
+    from engine.models import AuditEvent, User
+
+    response = client.post("/login", data={"login": actors.window.login, "password": "wrong"})
+    assert response.status_code == 401
+    assert "パスワードが違います" in response.get_data(as_text=True)
+    with sessions() as s:
+        assert s.get(User, actors.window.id).failed_logins == 1
+        assert s.query(AuditEvent).filter_by(action="login.failed").count() == 1
+
+
+def test_start_page_lists_visible_cases_by_state_in_wareki(client, login, actors, open_case):
+    open_case(categories=["poverty"], now=NOW)  # routed to 生活福祉課, opened 令和8年11月30日
+    login(actors.livelihood)
+    page = client.get("/").get_data(as_text=True)
+    assert "つなぐシート送付中" in page
+    assert "令和8年11月30日" in page
+    assert "R8-000001" in page
+    client.post("/logout")
+    login(actors.children)  # another department: not its case
+    assert "R8-000001" not in client.get("/").get_data(as_text=True)
+
+
+def test_pages_carry_security_headers(client):
+    response = client.get("/login")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
