@@ -54,9 +54,12 @@ def resolve_open(session: Session, *, case_id: int | None = None, handoff_id: in
                  now: datetime | None = None) -> int:
     """Resolve the open or acknowledged alerts of a case or handoff (of `kinds`, if given)."""
     q = update(Alert).where(Alert.status != "resolved")
-    if case_id is not None:
+    if case_id is not None and handoff_id is not None:
+        # The case's alerts of these kinds, and the handoff's (a handoff's alerts carry its case id too).
         q = q.where(Alert.case_id == case_id)
-    if handoff_id is not None:
+    elif case_id is not None:
+        q = q.where(Alert.case_id == case_id)
+    elif handoff_id is not None:
         q = q.where(Alert.handoff_id == handoff_id)
     if kinds:
         q = q.where(Alert.kind.in_(kinds))

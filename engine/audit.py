@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.models import AuditEvent, AuditHead, utcnow
@@ -36,43 +36,65 @@ def row_digest(row: AuditEvent) -> str:
 
 
 def _head(session: Session) -> list:
-    """The chain head for this transaction, locked on first use."""
+    """The chain head for this transaction, locked on first use (Core statements: no ORM flush).
+
+    PostgreSQL: SELECT … FOR UPDATE locks the head row until commit. SQLite: a transaction that has
+    already written holds the database's write lock, so a plain read is safe; otherwise a no-op UPDATE
+    takes the lock first.
+    """
     tx = session.get_transaction()
     cached = session.info.get("audit_head")
     if cached is not None and cached[0] is tx:
         return cached
-    seq, last = session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq)
-        .returning(AuditHead.seq, AuditHead.hash)
-    ).one()
-    head = [session.get_transaction(), seq, last]
+    conn = session.connection()
+    table = AuditHead.__table__
+    if conn.dialect.name == "sqlite" and not conn.connection.driver_connection.in_transaction:
+        row = conn.execute(update(table).where(table.c.id == 1).values(seq=table.c.seq)
+                           .returning(table.c.seq, table.c.hash)).one()
+    else:
+        q = select(table.c.seq, table.c.hash).where(table.c.id == 1)
+        row = conn.execute(q.with_for_update() if conn.dialect.name != "sqlite" else q).one()
+    head = [tx, row[0], row[1], False]
     session.info["audit_head"] = head
     return head
+
+
+@event.listens_for(Session, "before_commit")
+def _store_head(session: Session) -> None:
+    """Write the chain head once per transaction, just before it commits."""
+    head = session.info.get("audit_head")
+    if head is not None and head[3] and head[0] is session.get_transaction():
+        session.connection().execute(
+            update(AuditHead.__table__).where(AuditHead.__table__.c.id == 1).values(seq=head[1], hash=head[2])
+        )
+        head[3] = False
 
 
 def record(session: Session, *, actor=None, action: str, object_type: str, object_id=None,
            case_id: int | None = None, detail: dict | None = None, client=None,
            remote_addr: str | None = None, outcome: str = "ok", at: datetime | None = None,
-           actor_label: str | None = None) -> AuditEvent:
-    """Append one audit row in the current transaction (who, what, which case, when, from where)."""
+           actor_label: str | None = None) -> int:
+    """Append one audit row in the current transaction (who, what, which case, when, from where).
+
+    Returns the row's sequence number. The row is written at once with a Core insert; the chain head is
+    written when the transaction commits, so a rolled-back action leaves neither.
+    """
     head = _head(session)
     at = at or utcnow()
     seq = head[1] + 1
     label = actor_label or (f"{actor.login}" if actor is not None else (f"client:{client.name}" if client else "system"))
     object_id = None if object_id is None else str(object_id)
     detail = detail or {}
-    digest = _digest(seq, at, getattr(actor, "id", None), label, getattr(client, "id", None), action,
-                     object_type, object_id, case_id, remote_addr, outcome, detail, head[2])
-    row = AuditEvent(
-        seq=seq, at=at, actor_id=getattr(actor, "id", None), actor_label=label,
-        client_id=getattr(client, "id", None), action=action, object_type=object_type,
-        object_id=object_id, case_id=case_id, remote_addr=remote_addr, outcome=outcome,
+    actor_id, client_id = getattr(actor, "id", None), getattr(client, "id", None)
+    digest = _digest(seq, at, actor_id, label, client_id, action, object_type, object_id, case_id, remote_addr,
+                     outcome, detail, head[2])
+    session.connection().execute(insert(AuditEvent.__table__).values(
+        seq=seq, at=at, actor_id=actor_id, actor_label=label, client_id=client_id, action=action,
+        object_type=object_type, object_id=object_id, case_id=case_id, remote_addr=remote_addr, outcome=outcome,
         detail=detail, prev_hash=head[2], hash=digest,
-    )
-    session.add(row)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=digest))
-    head[1], head[2] = seq, digest
-    return row
+    ))
+    head[1], head[2], head[3] = seq, digest, True
+    return seq
 
 
 @dataclass

@@ -434,6 +434,7 @@ class Plan(Base):
 
     roles: Mapped[list["PlanRole"]] = relationship(cascade="all, delete-orphan", order_by="PlanRole.id")
     main_department: Mapped[Department] = relationship()
+    meeting: Mapped[Meeting | None] = relationship()
 
 
 class PlanRole(Base):

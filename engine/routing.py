@@ -859,6 +859,9 @@ def active_rules(session):
 
     from engine.models import RoutingRuleVersion
 
+    cached = session.info.get("active_rules")
+    if cached is not None and cached[0] is session.get_transaction():
+        return cached[1]
     row = session.execute(
         select(RoutingRuleVersion.number, RoutingRuleVersion.checksum, RoutingRuleVersion.source_name,
                RoutingRuleVersion.source_text)
@@ -870,7 +873,9 @@ def active_rules(session):
     if key not in _RULESET_CACHE:
         _RULESET_CACHE[key] = parse_rules(row.source_text, filename=row.source_name,
                                           **load_vocabularies(_config_dir()))
-    return row.number, _RULESET_CACHE[key]
+    result = (row.number, _RULESET_CACHE[key])
+    session.info["active_rules"] = (session.get_transaction(), result)
+    return result
 
 
 def stall_policy(session) -> StallPolicy:
@@ -920,24 +925,24 @@ def route_new_case(session, case, actor, *, now, client=None) -> RoutingDecision
                                    multi_agency_sets=())
     else:
         decision = ruleset.route(facts_of(case, now.astimezone(JST).date()))
-    case.routing_rule_version = number
-    case.routing_rule_name = decision.rule_name
-    case.routing_reason = decision.reason
     owner = services.department_by_code(session, decision.owner)
-    case.proposed_department_id = owner.id if owner else None
+    record = {"routing_rule_version": number, "routing_rule_name": decision.rule_name,
+              "routing_reason": decision.reason, "proposed_department_id": owner.id if owner else None}
     if decision.multi_agency_candidate:
-        case.multi_agency_candidate = True
+        record["multi_agency_candidate"] = True
         alerts.raise_alert(session, kind="multi_agency_candidate", case_id=case.id,
                            message="多機関協働の候補です（" + "・".join(decision.multi_agency_sets) + "）", now=now)
-    session.flush()
     if owner is None:
+        for key, value in record.items():
+            setattr(case, key, value)
         desk = services.department_by_code(session, DESK_CODE)
         alerts.raise_alert(session, kind="unrouted", case_id=case.id, department_id=desk.id if desk else None,
                            message=decision.reason, now=now)
         return decision
     sender = actor if actor is not None and actor.role != "admin" else SYSTEM_ACTOR
     notify = [c for c in decision.notify if services.department_by_code(session, c) is not None]
+    # The decision reaches the case row in the same UPDATE as the state change.
     services.fire_event(session, sender, case.id, "send_handoff", version=case.version, now=now, client=client,
                         fields={"to_department": owner.code, "reason": decision.reason, "summary": case.summary,
-                                "notify": notify})
+                                "notify": notify}, case_values=record)
     return decision

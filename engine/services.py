@@ -66,10 +66,22 @@ def fold_for_search(*texts: str | None) -> str:
     return " ".join(out)
 
 
+def departments_by_codes(session: Session, codes) -> dict[str, Department | None]:
+    """The departments with these codes, fetched in one query and remembered for the session."""
+    cache = session.info.setdefault("departments_by_code", {})
+    missing = {c for c in codes if c and c not in cache}
+    if missing:
+        found = {d.code: d for d in session.scalars(select(Department).where(Department.code.in_(missing)))}
+        for c in missing:
+            cache[c] = found.get(c)
+    return {c: cache.get(c) for c in codes if c}
+
+
 def department_by_code(session: Session, code: str | None) -> Department | None:
-    if not code:
+    """The department with this code (looked up once per session)."""
+    if not code or not isinstance(code, str):
         return None
-    return session.scalar(select(Department).where(Department.code == code))
+    return departments_by_codes(session, [code])[code]
 
 
 def _require(fields: dict, *names: str) -> None:
@@ -100,7 +112,9 @@ def _as_date(errors: dict, fields: dict, name: str) -> None:
 
 def _departments(session: Session, errors: dict, name: str, codes: list[str] | None) -> list[Department]:
     found = []
-    for code in codes or []:
+    codes = [c for c in (codes or []) if isinstance(c, str)] if isinstance(codes, list) else []
+    departments_by_codes(session, codes)
+    for code in codes:
         dept = department_by_code(session, code)
         if dept is None:
             errors.setdefault(name, []).append(f"「{code}」という部署・機関はありません。")
@@ -296,7 +310,6 @@ def send_handoff_record(session: Session, actor, case: Case, target: Department,
         urgency=case.urgency, sent_at=now, due_at=due_at, escalate_at=escalate_at,
     )
     session.add(handoff)
-    session.flush()
     return handoff
 
 
@@ -314,9 +327,8 @@ def _apply_accept_handoff(ctx: EventContext) -> None:
     ctx.case.owning_department_id = h.to_department_id
     if ctx.case.accepted_at is None:
         ctx.case.accepted_at = ctx.now
-    alerts.resolve_open(ctx.session, handoff_id=h.id, kinds=("handoff_stalled", "handoff_escalated"),
-                        actor=ctx.actor, note="受理により解決", now=ctx.now)
-    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("unrouted", "handoff_declined"),
+    alerts.resolve_open(ctx.session, case_id=ctx.case.id, handoff_id=h.id,
+                        kinds=("handoff_stalled", "handoff_escalated", "unrouted", "handoff_declined"),
                         actor=ctx.actor, note="受理により解決", now=ctx.now)
 
 
@@ -378,8 +390,6 @@ def _apply_convene(ctx: EventContext) -> None:
     if ctx.case.fm_id is None:
         ctx.case.fm_id = ctx.actor.id
     _add_business_category(ctx.case, "multi_agency")
-    ctx.session.flush()
-    ctx.history_detail["meeting_id"] = meeting.id
 
 
 def _add_business_category(case: Case, code: str) -> None:
@@ -418,8 +428,6 @@ def _apply_consent(ctx: EventContext) -> None:
     if status == "withdrawn":
         for plan in ctx.session.scalars(select(Plan).where(Plan.case_id == ctx.case.id, Plan.status == "active")):
             plan.status = "ended"
-    ctx.session.flush()
-    ctx.history_detail["consent_id"] = consent.id
 
 
 def _prepare_plan(ctx: EventContext) -> None:
@@ -428,6 +436,10 @@ def _prepare_plan(ctx: EventContext) -> None:
     errors: dict[str, list[str]] = {}
     _as_date(errors, f, "next_evaluation_date")
     roles = []
+    if not isinstance(f["roles"], list) or not all(isinstance(r, dict) for r in f["roles"]):
+        raise ValidationFailed({"roles": ["役割分担は {department, role} の一覧で指定してください。"]})
+    wanted = [r.get("department") for r in f["roles"]] + [f["main_department"]]
+    departments_by_codes(ctx.session, [c for c in wanted if isinstance(c, str)])
     for i, r in enumerate(f["roles"]):
         dept = department_by_code(ctx.session, r.get("department"))
         if dept is None:
@@ -449,10 +461,11 @@ def _prepare_plan(ctx: EventContext) -> None:
 
 def _apply_plan(ctx: EventContext) -> None:
     s = ctx.session
-    previous = s.scalars(select(Plan).where(Plan.case_id == ctx.case.id).order_by(Plan.number.desc())).first()
-    for plan in s.scalars(select(Plan).where(Plan.case_id == ctx.case.id, Plan.status == "active")):
-        plan.status = "superseded"
-        plan.revised_at = ctx.now
+    earlier = s.scalars(select(Plan).where(Plan.case_id == ctx.case.id)).all()
+    for plan in earlier:
+        if plan.status == "active":
+            plan.status = "superseded"
+            plan.revised_at = ctx.now
     meeting = Meeting(kind="layered_meeting", case_id=ctx.case.id, held_at=ctx.now, convenor_id=ctx.actor.id,
                       secretariat_department_id=ctx.actor.department_id, minutes=ctx.fields.get("minutes"),
                       decisions="支援プランを決定", members=[MeetingMember(
@@ -460,12 +473,11 @@ def _apply_plan(ctx: EventContext) -> None:
                           acknowledged_at=ctx.now)],
                       discussed_cases=[MeetingCase(case_id=ctx.case.id)])
     s.add(meeting)
-    s.flush()
     plan = Plan(
-        case_id=ctx.case.id, number=(previous.number + 1) if previous else 1, status="active",
+        case_id=ctx.case.id, number=max((p.number for p in earlier), default=0) + 1, status="active",
         goals=ctx.fields["goals"], main_department_id=ctx.main_department.id,
         next_evaluation_date=ctx.fields["next_evaluation_date"],
-        business_categories=ctx.fields.get("business_categories") or [], meeting_id=meeting.id,
+        business_categories=ctx.fields.get("business_categories") or [], meeting=meeting,
         created_by_id=ctx.actor.id, created_at=ctx.now,
         roles=[PlanRole(department_id=r["department"].id, role=r["role"]) for r in ctx.roles],
     )
@@ -475,8 +487,6 @@ def _apply_plan(ctx: EventContext) -> None:
         ctx.case.support_decision_date = ctx.today
     for code in plan.business_categories:
         _add_business_category(ctx.case, code)
-    s.flush()
-    ctx.history_detail["plan_id"] = plan.id
 
 
 def active_plan(session: Session, case_id: int) -> Plan | None:
@@ -611,11 +621,12 @@ def load_case(session: Session, actor, case_id: int, *, for_update: bool = False
 
 def fire_event(session: Session, actor: User, case_id: int, event: str, *, version: int | None,
                fields: dict[str, Any] | None = None, now: datetime | None = None,
-               remote_addr: str | None = None, client=None) -> Case:
+               remote_addr: str | None = None, client=None, case_values: dict[str, Any] | None = None) -> Case:
     """Fire one event of the case machine: the state change, its records, history and audit, flushed.
 
     Order of refusals: unknown event, stale version, event not allowed now, missing or wrong fields,
-    guards (who may act, then the event's conditions).
+    guards (who may act, then the event's conditions). `case_values` are set on the case row with the
+    state change (the engine's own use: routing records its decision that way; never caller input).
     """
     now = now or utcnow()
     case = load_case(session, actor, case_id)
@@ -632,16 +643,19 @@ def fire_event(session: Session, actor: User, case_id: int, event: str, *, versi
     prepare(ctx)
     before = case.state
     with session.no_autoflush:  # the state and the fields it requires reach the row in one UPDATE
+        case.updated_at = now
+        for key, value in (case_values or {}).items():
+            setattr(case, key, value)
         states.fire_case_event(case, event, ctx)
         apply(ctx)
-        case.updated_at = now
+    flush_or_stale(session, case)
     audit.record(session, actor=actor, client=client, action=f"case.{event}", object_type="case",
                  object_id=case.id, case_id=case.id, remote_addr=remote_addr, at=now,
                  detail={"from": before, "to": case.state})
     from engine import outbox
 
     outbox.queue_status_change(session, case, event, before, now)
-    flush_or_stale(session, case)
+    session.flush()
     return case
 
 
@@ -745,6 +759,7 @@ def request_join(session: Session, actor: User, case_id: int, *, to_department: 
         raise ValidationFailed({"to_department": [f"{target.name}は既にこのケースに関わっています。"]})
     handoff = send_handoff_record(session, actor, case, target, reason=reason, summary=summary, now=now,
                                   primary=False)
+    session.flush()
     _history(session, case, actor, "handoff.request_join", None, "sent", now,
              {"to_department": target.code}, handoff_id=handoff.id)
     audit.record(session, actor=actor, action="handoff.request_join", object_type="handoff",
