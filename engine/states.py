@@ -339,3 +339,22 @@ def fire_handoff_event(handoff, event: str, ctx) -> None:
             allowed_events=allowed, allowed_labels=[HANDOFF_EVENT_LABELS[e] for e in allowed],
         )
     HANDOFF_MACHINE.events[event].trigger(handoff, ctx=ctx)
+
+
+def mermaid(kind: str = "case") -> str:
+    """The machine as a Mermaid state diagram (for documentation; built on demand, never per request)."""
+    from transitions.extensions import GraphMachine
+
+    labels, table = ((CASE_STATE_LABELS, CASE_TRANSITIONS) if kind == "case"
+                     else (HANDOFF_STATE_LABELS, HANDOFF_TRANSITIONS))
+
+    class _Diagram:
+        pass
+
+    diagram = _Diagram()
+    GraphMachine(
+        model=diagram, states=list(labels), initial=next(iter(labels)), auto_transitions=False,
+        transitions=[{"trigger": t["trigger"], "source": t["source"], "dest": t["dest"]} for t in table],
+        graph_engine="mermaid", title=f"Tsunagu {kind}",
+    )
+    return diagram.get_graph().draw(None)

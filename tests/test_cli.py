@@ -49,3 +49,14 @@ def test_user_add_refuses_unknown_department_and_short_password(cli, departments
 def test_db_upgrade_is_idempotent(cli):
     result = cli("db", "upgrade")
     assert result.exit_code == 0, result.output
+
+
+def test_diagram_lists_every_state_and_event(cli):
+    from engine import states
+
+    result = cli("diagram")
+    assert result.exit_code == 0
+    for state in states.CASE_STATE_LABELS:
+        assert f'"{state}"' in result.output
+    for event in states.CASE_EVENTS:
+        assert event in result.output

@@ -117,6 +117,15 @@ def user_disable(login: str) -> None:
     click.echo(f"利用者 {login} を停止しました。")
 
 
+@main.command("diagram")
+@click.option("--kind", type=click.Choice(["case", "handoff"]), default="case", show_default=True)
+def diagram(kind: str) -> None:
+    """Print the state machine as a Mermaid diagram."""
+    from engine import states
+
+    click.echo(states.mermaid(kind))
+
+
 # --- serving ------------------------------------------------------------------------------------
 
 
