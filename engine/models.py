@@ -94,7 +94,7 @@ class User(Base):
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    department: Mapped[Department] = relationship(lazy="joined")
+    department: Mapped[Department] = relationship(lazy="joined", innerjoin=True)
 
     @property
     def is_fm(self) -> bool:
@@ -216,7 +216,7 @@ class Case(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     anonymised_at: Mapped[datetime | None]
 
-    person: Mapped[Person] = relationship(lazy="joined")
+    person: Mapped[Person] = relationship(lazy="joined", innerjoin=True)
     owning_department: Mapped[Department | None] = relationship(foreign_keys=[owning_department_id])
     proposed_department: Mapped[Department | None] = relationship(foreign_keys=[proposed_department_id])
     categories: Mapped[list["CaseCategory"]] = relationship(
@@ -584,7 +584,7 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
 
-    client: Mapped[ApiClient] = relationship(lazy="joined")
+    client: Mapped[ApiClient] = relationship(lazy="joined", innerjoin=True)
 
 
 class IdempotencyKey(Base):
