@@ -50,11 +50,28 @@ def _head(session: Session) -> list:
     return head
 
 
+def bind(session: Session, *, remote_addr: str | None = None, client=None) -> None:
+    """Say where this session's work comes from (the request's address, the API client); every audit row
+    the session appends without naming them itself carries them."""
+    session.info["audit_context"] = {"remote_addr": remote_addr, "client": client}
+
+
 def record(session: Session, *, actor=None, action: str, object_type: str, object_id=None,
            case_id: int | None = None, detail: dict | None = None, client=None,
            remote_addr: str | None = None, outcome: str = "ok", at: datetime | None = None,
            actor_label: str | None = None) -> AuditEvent:
-    """Append one audit row in the current transaction (who, what, which case, when, from where)."""
+    """Append one audit row in the current transaction (who, what, which case, when, from where).
+
+    `detail` holds codes and ids only, never a person's name or a record's text: the trail is kept for
+    good, after retention has cleared the records themselves.
+    """
+    context = session.info.get("audit_context") or {}
+    remote_addr = remote_addr or context.get("remote_addr")
+    client = client or context.get("client")
+    if actor is not None and getattr(actor, "role", None) in ("system", "client"):
+        client = client or getattr(actor, "client", None)
+        actor_label = actor_label or actor.login
+        actor = None
     head = _head(session)
     at = at or utcnow()
     seq = head[1] + 1
