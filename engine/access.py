@@ -463,7 +463,8 @@ def visible_cases_filter(session: Session | None, user, min_sight: Sight = Sight
         return true()
     dept = user.department_id
     newer = aliased(Consent)
-    later = select(newer.id).where(newer.case_id == Case.id, newer.id > Consent.id)
+    # Correlated to the consent row being tested (not to `cases`, two levels up, which would cross-join).
+    later = select(newer.id).where(newer.case_id == Consent.case_id, newer.id > Consent.id).correlate(Consent)
     is_desk = exists().where(Department.id == dept, Department.code == DESK_CODE)
     content = or_(
         Case.owning_department_id == dept,
