@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import access, audit, states, vocab
+from engine.errors import NotFound
 from engine.models import Case, ContactNote, Department, Evaluation, Handoff, Meeting, Plan
 
 
@@ -71,6 +72,8 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str]) ->
     """
     rel = access.relations(session, actor, case)
     sight = access.sight_of(rel)
+    if sight == access.Sight.NONE:  # callers load the case through services.load_case; this is a backstop
+        raise NotFound("指定されたケースは見つかりません。")
     view = referral_view(session, case)
     view.update({
         "version": case.version,

@@ -48,6 +48,18 @@ def _rows(sessions):
         return s.execute(select(AuditEvent.id, AuditEvent.seq).order_by(AuditEvent.seq)).all()
 
 
+def test_every_write_of_the_world_left_an_audit_row(world, sessions):
+    with sessions() as s:
+        actions = [a for (a,) in s.execute(select(AuditEvent.action).order_by(AuditEvent.seq))
+                   if a not in ("user.add", "rules.load")]
+    assert actions == [
+        "case.open", "case.send_handoff",  # routing sends the つなぐシート as the case opens
+        "case.accept_handoff", "case.convene_support_meeting",
+        "contact_note.add", "contact_note.add", "meeting.add_member",
+        "case.seek_consent", "case.record_consent", "shared_fact.carry", "case.adopt_plan", "contact_note.add",
+    ]
+
+
 def test_verify_passes_on_an_untouched_trail(world, run_cli, sessions):
     result = run_cli("audit", "verify")
     assert result.exit_code == 0, result.output
