@@ -268,7 +268,8 @@ def relations(session: Session, user, case) -> frozenset[str]:
         rel.add(RECORDER)
     for state, to_dept, from_dept in session.execute(
         select(Handoff.state, Handoff.to_department_id, Handoff.from_department_id)
-        .where(Handoff.case_id == case.id, or_(Handoff.to_department_id == dept, Handoff.from_department_id == dept))
+        .where(Handoff.case_id == case.id,
+               or_(Handoff.to_department_id == dept, Handoff.from_department_id == dept))
     ):
         if to_dept == dept and state == "sent":
             rel.add(INVITED)
@@ -378,7 +379,7 @@ def is_support_meeting_member(session: Session, user, case_id: int) -> bool:
 
 
 def member_meeting_ids(session: Session, user, case_id: int, kind: str = "support_meeting") -> list[int]:
-    """The meetings of the case (of `kind`) whose records `user` reads: acknowledged memberships, newest first."""
+    """The case's meetings (of `kind`) whose records `user` reads: acknowledged memberships, newest first."""
     from engine.models import Meeting, MeetingMember
 
     if not _is_person(user) or user.role == "admin":
@@ -436,7 +437,8 @@ def permissions(session: Session, user, case, rel: frozenset[str] | None = None)
             continue
         out[f"{kind}.{op}"] = may(session, user, case, kind, op, rel=rel)
     members = member_meeting_ids(session, user, case.id)
-    out[f"{SHARED_FACTS}.{READ}"] = bool(rel & METADATA_RELATIONS) and (bool(rel & {SYSTEM, COVERED}) or bool(members))
+    sees_facts = bool(rel & {SYSTEM, COVERED} or members)
+    out[f"{SHARED_FACTS}.{READ}"] = bool(rel & METADATA_RELATIONS) and sees_facts
     out[f"{SHARED_FACTS}.{WRITE}"] = bool(members) and current_given_consent(session, case.id) is not None
     return out
 

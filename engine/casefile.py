@@ -98,7 +98,8 @@ def search_cases(session: Session, actor, text: str, *, limit: int = 50) -> list
     by_name = (select(Case).join(Person, Person.id == Case.person_id)
                .where(access.visible_cases_filter(session, actor, access.Sight.CONTENT),
                       Person.search_key.contains(key, autoescape=True)))
-    by_number = select(Case).where(access.visible_cases_filter(session, actor), Case.case_number == text.upper())
+    by_number = select(Case).where(access.visible_cases_filter(session, actor),
+                                   Case.case_number == text.upper())
     found: dict[int, Case] = {}
     for case in session.scalars(by_number):
         found[case.id] = case

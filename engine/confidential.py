@@ -84,8 +84,8 @@ def add_meeting_member(session: Session, actor, meeting_id: int, login: str, *,
                            secretariat=False, acknowledged_at=None)
     meeting.members.append(member)
     session.flush()
-    audit.record(session, actor=actor, action="meeting.add_member", object_type="meeting", object_id=meeting.id,
-                 case_id=case.id, at=now, detail={"user_id": user.id})
+    audit.record(session, actor=actor, action="meeting.add_member", object_type="meeting",
+                 object_id=meeting.id, case_id=case.id, at=now, detail={"user_id": user.id})
     return member
 
 
@@ -115,7 +115,8 @@ def carry_fact(session: Session, actor, case_id: int, meeting_id: int, text: str
                       carried_by_id=actor.id, carried_at=now)
     session.add(fact)
     session.flush()
-    audit.record(session, actor=actor, action="shared_fact.carry", object_type="shared_fact", object_id=fact.id,
-                 case_id=case.id, at=now, detail={"meeting_id": meeting.id, "consent_id": consent.id})
+    audit.record(session, actor=actor, action="shared_fact.carry", object_type="shared_fact",
+                 object_id=fact.id, case_id=case.id, at=now,
+                 detail={"meeting_id": meeting.id, "consent_id": consent.id})
     session.flush()
     return fact

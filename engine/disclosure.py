@@ -79,7 +79,8 @@ def find_case(session: Session, ref: str) -> Case:
     return case
 
 
-def person_trail(session: Session, ref: str, *, requested_by: str = "cli") -> tuple[list[Case], list[TrailRow]]:
+def person_trail(session: Session, ref: str, *,
+                 requested_by: str = "cli") -> tuple[list[Case], list[TrailRow]]:
     """The cases of the person of case `ref` (same 宛名番号, or same name and birth date) and every audit
     row about them, oldest first. The answer itself is recorded in the trail (`audit.person_trail`)."""
     case = find_case(session, ref)
@@ -89,9 +90,11 @@ def person_trail(session: Session, ref: str, *, requested_by: str = "cli") -> tu
     users: dict[int, User | None] = {}
     clients: dict[int, ApiClient | None] = {}
     rows = []
-    for ev in session.scalars(select(AuditEvent).where(AuditEvent.case_id.in_(numbers)).order_by(AuditEvent.seq)):
+    trail = select(AuditEvent).where(AuditEvent.case_id.in_(numbers)).order_by(AuditEvent.seq)
+    for ev in session.scalars(trail):
         user = users.setdefault(ev.actor_id, session.get(User, ev.actor_id)) if ev.actor_id else None
-        client = clients.setdefault(ev.client_id, session.get(ApiClient, ev.client_id)) if ev.client_id else None
+        client = (clients.setdefault(ev.client_id, session.get(ApiClient, ev.client_id))
+                  if ev.client_id else None)
         dept = session.get(Department, user.department_id) if user is not None else None
         rows.append(TrailRow(
             seq=ev.seq, at=ev.at, case_number=numbers.get(ev.case_id), actor=ev.actor_label,
@@ -100,7 +103,8 @@ def person_trail(session: Session, ref: str, *, requested_by: str = "cli") -> tu
             outcome=OUTCOME_LABELS.get(ev.outcome, ev.outcome), remote_addr=ev.remote_addr,
             client=client.name if client else None,
         ))
-    audit.record(session, actor=None, actor_label=requested_by, action="audit.person_trail", object_type="case",
-                 object_id=case.id, case_id=case.id, detail={"cases": len(cases), "rows": len(rows)})
+    audit.record(session, actor=None, actor_label=requested_by, action="audit.person_trail",
+                 object_type="case", object_id=case.id, case_id=case.id,
+                 detail={"cases": len(cases), "rows": len(rows)})
     session.flush()
     return cases, rows

@@ -90,8 +90,9 @@ def apply(session: Session, *, years: int, now: datetime | None = None, dry_run:
         if case.state != "closed":  # reopened since it was listed: not ours to touch
             continue
         anonymise_case(session, case, now)
-        audit.record(session, actor=None, actor_label=requested_by, action="case.anonymise", object_type="case",
-                     object_id=case.id, case_id=case.id, at=now, detail={"retention_run": run.id})
+        audit.record(session, actor=None, actor_label=requested_by, action="case.anonymise",
+                     object_type="case", object_id=case.id, case_id=case.id, at=now,
+                     detail={"retention_run": run.id})
     session.flush()
     return report
 

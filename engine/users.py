@@ -120,8 +120,9 @@ def disable_user(session: Session, actor: User, login: str) -> User:
     user.active = False
     user.session_epoch += 1
     revoked = session.execute(
-        update(ApiToken).where(ApiToken.revoked_at.is_(None),
-                               ApiToken.client_id.in_(select(ApiClient.id).where(ApiClient.user_id == user.id)))
+        update(ApiToken).where(
+            ApiToken.revoked_at.is_(None),
+            ApiToken.client_id.in_(select(ApiClient.id).where(ApiClient.user_id == user.id)))
         .values(revoked_at=now), execution_options={"synchronize_session": False}).rowcount
     audit.record(session, actor=actor, action="user.disable", object_type="user", object_id=user.id,
                  detail={"tokens_revoked": revoked})

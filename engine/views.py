@@ -118,11 +118,12 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str]) ->
 
 
 def content_view(session: Session, case: Case) -> dict[str, Any]:
-    """The case's own content: the person, household, summary, categories, routing (engine.access.CASE_CONTENT)."""
+    """The case's own content (engine.access.CASE_CONTENT): person, household, summary, categories, routing."""
     p = case.person
+    birth_year = p.birth_year if p.birth_year is not None else (p.birth_date.year if p.birth_date else None)
     return {
         "person": {"name": p.name, "name_kana": p.name_kana, "sex": p.sex, "birth_date": iso(p.birth_date),
-                   "birth_year": p.birth_year if p.birth_year is not None else (p.birth_date.year if p.birth_date else None),
+                   "birth_year": birth_year,
                    "area": p.area, "resident_id": p.resident_id, "phone": p.phone, "address": p.address},
         "household": [{"relationship": m.relationship_label, "name": m.name, "birth_year": m.birth_year,
                        "note": m.note} for m in case.household],
@@ -188,7 +189,8 @@ def shared_facts_view(session: Session, case: Case, *, rel, member_meetings) -> 
         if access.shared_fact_visible(f, rel, member_meetings):
             carrier = session.get(User, f.carried_by_id)
             out.append({"id": f.id, "text": f.text, "meeting_id": f.meeting_id, "consent_id": f.consent_id,
-                        "carried_by": carrier.display_name if carrier else None, "carried_at": iso(f.carried_at)})
+                        "carried_by": carrier.display_name if carrier else None,
+                        "carried_at": iso(f.carried_at)})
     return out
 
 

@@ -68,9 +68,9 @@ def audit_case(case_ref: str, fmt: str) -> None:
         out = csv.writer(sys.stdout, lineterminator="\n")
         out.writerow(CSV_HEADER)
         for r in rows:
-            out.writerow([r.at.astimezone(calendar.JST).isoformat(timespec="seconds"), r.case_number, r.actor,
-                          r.actor_name, r.department, r.action_label, r.action, r.outcome, r.remote_addr or "",
-                          r.client or ""])
+            out.writerow([r.at.astimezone(calendar.JST).isoformat(timespec="seconds"), r.case_number,
+                          r.actor, r.actor_name, r.department, r.action_label, r.action, r.outcome,
+                          r.remote_addr or "", r.client or ""])
         return
     click.echo(f"対象のケース: {'、'.join(c.case_number for c in cases)}（同じ方の記録 {len(cases)} 件）")
     click.echo(f"記録 {len(rows)} 件")
