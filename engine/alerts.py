@@ -69,18 +69,28 @@ def resolve_open(session: Session, *, case_id: int | None = None, handoff_id: in
 
 
 def visible_alerts_query(actor):
-    """Alerts an actor may list: an FM sees all; staff see their department's."""
-    q = select(Alert)
+    """Alerts an actor may list: an FM or the administrator sees all (they see every case's metadata);
+    staff see their department's alerts on the cases they may know of. Show them with
+    engine.views.alert_view, which keeps a message that quotes case content from those without sight."""
+    from engine.access import visible_cases_filter
+    from engine.models import Case
+
+    q = select(Alert).where(Alert.case_id.in_(select(Case.id).where(visible_cases_filter(None, actor))))
     if actor.role == "fm" or actor.role == "admin":
         return q
     return q.where(Alert.department_id == actor.department_id)
 
 
 def _load(session: Session, actor, alert_id: int) -> Alert:
+    from engine.access import Sight, case_sight
+    from engine.models import Case
+
     alert = session.get(Alert, alert_id, with_for_update=True)
     if alert is None:
         raise NotFound("指定されたアラートは見つかりません。")
     if actor.role not in ("fm", "admin") and alert.department_id != actor.department_id:
+        raise NotFound("指定されたアラートは見つかりません。")
+    if case_sight(session, actor, session.get(Case, alert.case_id)) < Sight.METADATA:
         raise NotFound("指定されたアラートは見つかりません。")
     return alert
 

@@ -42,11 +42,11 @@ def _head(session: Session) -> list:
     already written holds the database's write lock, so a plain read is safe; otherwise a no-op UPDATE
     takes the lock first.
     """
+    conn = session.connection()  # begins the session's transaction if none is open
     tx = session.get_transaction()
     cached = session.info.get("audit_head")
     if cached is not None and cached[0] is tx:
         return cached
-    conn = session.connection()
     table = AuditHead.__table__
     if conn.dialect.name == "sqlite" and not conn.connection.driver_connection.in_transaction:
         row = conn.execute(update(table).where(table.c.id == 1).values(seq=table.c.seq)
@@ -70,6 +70,12 @@ def _store_head(session: Session) -> None:
         head[3] = False
 
 
+def bind(session: Session, *, remote_addr: str | None = None, client=None) -> None:
+    """Say where this session's work comes from (the request's address, the API client); every audit row
+    the session appends without naming them itself carries them."""
+    session.info["audit_context"] = {"remote_addr": remote_addr, "client": client}
+
+
 def record(session: Session, *, actor=None, action: str, object_type: str, object_id=None,
            case_id: int | None = None, detail: dict | None = None, client=None,
            remote_addr: str | None = None, outcome: str = "ok", at: datetime | None = None,
@@ -77,8 +83,17 @@ def record(session: Session, *, actor=None, action: str, object_type: str, objec
     """Append one audit row in the current transaction (who, what, which case, when, from where).
 
     Returns the row's sequence number. The row is written at once with a Core insert; the chain head is
-    written when the transaction commits, so a rolled-back action leaves neither.
+    written when the transaction commits, so a rolled-back action leaves neither. `detail` holds codes and
+    ids only, never a person's name or a record's text: the trail is kept for good, after retention has
+    cleared the records themselves.
     """
+    context = session.info.get("audit_context") or {}
+    remote_addr = remote_addr or context.get("remote_addr")
+    client = client or context.get("client")
+    if actor is not None and getattr(actor, "role", None) in ("system", "client"):
+        client = client or getattr(actor, "client", None)
+        actor_label = actor_label or actor.login
+        actor = None
     head = _head(session)
     at = at or utcnow()
     seq = head[1] + 1

@@ -37,6 +37,16 @@ class PermissionDenied(EngineError):
     title = "権限がありません"
 
 
+class SecrecyNotAcknowledged(PermissionDenied):
+    """A member of a 支援会議 must acknowledge the 守秘義務 before reading or writing its records."""
+
+    code = "secrecy_not_acknowledged"
+    title = "守秘義務の確認が必要です"
+
+    def __init__(self, message: str = "支援会議の記録を読む前に、守秘義務の確認をしてください。", **extra):
+        super().__init__(message, **extra)
+
+
 class UnknownEvent(EngineError):
     """The event name is not one the machine knows."""
 

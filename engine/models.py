@@ -132,6 +132,8 @@ class Person(Base):
     search_key: Mapped[str] = mapped_column(String(220), index=True, default="")
     sex: Mapped[str | None] = mapped_column(String(16))
     birth_date: Mapped[date | None] = mapped_column(Date)
+    # Kept alone when retention clears the birth date (the age band still counts in the yearly report).
+    birth_year: Mapped[int | None] = mapped_column(Integer)
     area: Mapped[str | None] = mapped_column(String(32))
     resident_id: Mapped[str | None] = mapped_column(String(32))  # 宛名番号
     phone: Mapped[str | None] = mapped_column(String(32))
@@ -471,7 +473,11 @@ class Evaluation(Base):
 
 
 class ContactNote(Base):
-    """A contact in the 支援経過記録: date, method, staff, agency, what happened."""
+    """A contact in the 支援経過記録: date, method, staff, agency, what happened.
+
+    `meeting_id` set marks the note as a record of that 支援会議 (made without consent): only the
+    meeting's members read it, and it never reaches the consented track (see engine.access).
+    """
 
     __tablename__ = "contact_notes"
     __table_args__ = (Index("ix_contact_notes_case_date", "case_id", "contact_on"),)
@@ -484,6 +490,7 @@ class ContactNote(Base):
     department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
     business_category: Mapped[str | None] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text)
+    meeting_id: Mapped[int | None] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     staff: Mapped[User] = relationship()
@@ -650,7 +657,11 @@ class AuditEvent(Base):
     """An append-only, hash-chained record of who read or wrote what (監査ログ)."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_case_at", "case_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_events_case_at", "case_id", "at"),
+        # Failed sign-ins per address (engine.users throttles on them).
+        Index("ix_audit_events_addr_at", "remote_addr", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), unique=True)

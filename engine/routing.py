@@ -860,7 +860,7 @@ def active_rules(session):
     from engine.models import RoutingRuleVersion
 
     cached = session.info.get("active_rules")
-    if cached is not None and cached[0] is session.get_transaction():
+    if cached is not None and session.get_transaction() is not None and cached[0] is session.get_transaction():
         return cached[1]
     row = session.execute(
         select(RoutingRuleVersion.number, RoutingRuleVersion.checksum, RoutingRuleVersion.source_name,

@@ -675,11 +675,16 @@ def allowed_events(session: Session, actor: User, case: Case) -> list[str]:
 
 def add_contact_note(session: Session, actor: User, case_id: int, fields: dict[str, Any], *,
                      now: datetime | None = None, remote_addr: str | None = None) -> ContactNote:
-    """Add a contact to the 支援経過記録: date, method, what happened."""
+    """Add a contact to the 支援経過記録: date, method, what happened.
+
+    Where the note goes follows engine.access.note_meeting_id: the owner, a joined department and a covered
+    agency write into the ordinary (consented) track; a 支援会議 member who is none of these writes a record
+    of their 支援会議, read only by its members. `fields["meeting_id"]` lets a member mark a note as a record
+    of one of their 支援会議 explicitly.
+    """
     now = now or utcnow()
-    case = load_case(session, actor, case_id, min_sight=access.Sight.CONTENT)
-    if not access.may_work_on_case(session, actor, case):
-        raise PermissionDenied("支援経過を記録できるのはこのケースに関わる職員だけです。")
+    case = load_case(session, actor, case_id)
+    rel = access.require(session, actor, case, access.CONTACT_NOTES, access.WRITE)
     errors: dict[str, list[str]] = {}
     fields = dict(fields)
     if not (fields.get("body") or "").strip():
@@ -689,18 +694,24 @@ def add_contact_note(session: Session, actor: User, case_id: int, fields: dict[s
     _as_date(errors, fields, "contact_on")
     if not errors and fields.get("contact_on") and fields["contact_on"] > now.astimezone(calendar.JST).date():
         errors["contact_on"] = ["未来の日付は記録できません。"]
+    meeting_id = access.note_meeting_id(session, actor, case, rel)
+    if fields.get("meeting_id") not in (None, ""):
+        if fields["meeting_id"] not in access.member_meeting_ids(session, actor, case.id):
+            errors["meeting_id"] = ["構成員として参加している支援会議を指定してください。"]
+        meeting_id = fields["meeting_id"]
     if errors:
         raise ValidationFailed(errors)
     note = ContactNote(case_id=case.id, contact_on=fields.get("contact_on") or now.astimezone(calendar.JST).date(),
                        method=fields["method"], staff_id=actor.id, department_id=actor.department_id,
                        business_category=fields.get("business_category"), body=fields["body"].strip(),
-                       created_at=now)
+                       meeting_id=meeting_id, created_at=now)
     session.add(note)
     session.flush()
     alerts.resolve_open(session, case_id=case.id, kinds=("no_contact",), actor=actor, note="接触記録により解決",
                         now=now)
     audit.record(session, actor=actor, action="contact_note.add", object_type="contact_note",
-                 object_id=note.id, case_id=case.id, remote_addr=remote_addr, at=now)
+                 object_id=note.id, case_id=case.id, remote_addr=remote_addr, at=now,
+                 detail={"meeting_id": meeting_id} if meeting_id is not None else None)
     session.flush()
     return note
 
@@ -723,14 +734,23 @@ def acknowledge_secrecy(session: Session, actor: User, meeting_id: int, *, now: 
 
 def record_case_read(session: Session, actor: User, case: Case, *, what: str = "case",
                      remote_addr: str | None = None, client=None) -> None:
-    """Audit a read of a case's content."""
+    """Audit a read of a case's content made outside the read models (an export, a print).
+
+    engine.views.case_view and engine.casefile's readers record their reads themselves.
+    """
     audit.record(session, actor=actor, client=client, action=f"{what}.read", object_type="case",
                  object_id=case.id, case_id=case.id, remote_addr=remote_addr)
 
 
 def record_refusal(session: Session, actor, error: EngineError, *, action: str, case_id: int | None = None,
                    remote_addr: str | None = None, client=None) -> None:
-    """Audit a refused read or write (the refusal itself is the only row such a request leaves)."""
+    """Audit a refused read or write (the refusal itself is the only row such a request leaves).
+
+    For every NotFound and PermissionDenied an engine call raises, the web layer rolls the request's work
+    back (`session.rollback()`), calls this with what was attempted (action such as "case.read",
+    "plan.read", "case.close"), and commits it (web.db: `g.commit_on_error = True`). Nothing else of the
+    refused request is kept. Its detail holds the error code only.
+    """
     audit.record(session, actor=actor, client=client, action=action, object_type="case" if case_id else "request",
                  object_id=case_id, case_id=case_id, remote_addr=remote_addr, outcome="refused",
                  detail={"code": error.code, "status": error.status})
@@ -743,12 +763,11 @@ def request_join(session: Session, actor: User, case_id: int, *, to_department: 
                  summary: str, now: datetime | None = None, remote_addr: str | None = None) -> Handoff:
     """Ask another department to join the case with a つなぐシート of its own (same stall timers)."""
     now = now or utcnow()
-    case = load_case(session, actor, case_id, min_sight=access.Sight.CONTENT)
+    case = load_case(session, actor, case_id)
+    access.require(session, actor, case, access.CASE_METADATA, access.WRITE)
     if case.state == "closed":
         raise states.EventNotAllowed("request_join", case.state, states.CASE_STATE_LABELS[case.state],
                                      [], [])
-    if not access.may_work_on_case(session, actor, case):
-        raise PermissionDenied("他の部署に参加を依頼できるのは、このケースに関わる職員かFMだけです。")
     fields = {"to_department": to_department, "reason": reason, "summary": summary}
     _require(fields, "to_department", "reason", "summary")
     target = department_by_code(session, to_department)

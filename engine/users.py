@@ -5,17 +5,21 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit
 from engine.errors import Conflict, PermissionDenied, ValidationFailed
-from engine.models import ROLES, Department, User, utcnow
+from engine.models import ROLES, ApiClient, ApiToken, AuditEvent, Department, User, utcnow
 
 _hasher = PasswordHasher()
 FREE_ATTEMPTS = 5
 MAX_LOCK = timedelta(minutes=15)
 MIN_PASSWORD = 10
+# Per address: a city office may sit behind one proxy address, so the limit is well above one person's
+# mistakes, and it lifts as the window slides.
+ADDRESS_ATTEMPTS = 30
+ADDRESS_WINDOW = timedelta(minutes=15)
 
 
 def hash_password(password: str) -> str:
@@ -50,9 +54,20 @@ def create_user(session: Session, *, login: str, role: str, department_code: str
 
 def authenticate(session: Session, login: str, password: str, *, remote_addr: str | None = None,
                  now: datetime | None = None) -> User | None:
-    """Check a sign-in; repeated failures lock the account for a growing time, and are audited."""
+    """Check a sign-in; repeated failures lock the account for a growing time, and are audited.
+
+    Failures are also counted per address (the audit trail's `login.failed` rows from `remote_addr` in the
+    last ADDRESS_WINDOW): past ADDRESS_ATTEMPTS, every sign-in from there is refused with PermissionDenied,
+    whatever the account, until the window has slid past them.
+    """
     now = now or utcnow()
-    user = session.scalar(select(User).where(User.login == login).with_for_update())
+    if remote_addr and failures_from(session, remote_addr, now) >= ADDRESS_ATTEMPTS:
+        audit.record(session, actor=None, actor_label=f"login:{login[:60]}", action="login.throttled",
+                     object_type="user", remote_addr=remote_addr, outcome="refused", at=now)
+        raise PermissionDenied("この接続元からのログインの失敗が続いたため、しばらくログインできません。"
+                               "時間をおいてやり直してください。")
+    # of=User: the eager join to the department is an outer join, which PostgreSQL will not lock.
+    user = session.scalar(select(User).where(User.login == login).with_for_update(of=User))
     if user is None:
         audit.record(session, actor=None, actor_label=f"login:{login[:60]}", action="login.failed",
                      object_type="user", remote_addr=remote_addr, outcome="refused", at=now,
@@ -82,15 +97,34 @@ def authenticate(session: Session, login: str, password: str, *, remote_addr: st
     return user
 
 
+def failures_from(session: Session, remote_addr: str, now: datetime) -> int:
+    """Failed sign-ins from an address in the last ADDRESS_WINDOW (any account, known or not)."""
+    return session.scalar(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.remote_addr == remote_addr, AuditEvent.at > now - ADDRESS_WINDOW,
+        AuditEvent.action == "login.failed"))
+
+
 def disable_user(session: Session, actor: User, login: str) -> User:
-    """Disable a user at once: their open sessions end and their tokens stop working."""
+    """Disable a user at once: their open sessions end and their tokens stop working.
+
+    `active` turns false (every access rule then refuses the user, and a token acting for them reaches
+    nothing); `session_epoch` moves on, so the session cookies carrying the old one no longer load a user;
+    the tokens of the API clients that act as this user are revoked.
+    """
     if actor is not None and actor.role != "admin":
         raise PermissionDenied("利用者を停止できるのは管理者だけです。")
     user = session.scalar(select(User).where(User.login == login))
     if user is None:
         raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})
+    now = utcnow()
     user.active = False
     user.session_epoch += 1
-    audit.record(session, actor=actor, action="user.disable", object_type="user", object_id=user.id)
+    revoked = session.execute(
+        update(ApiToken).where(
+            ApiToken.revoked_at.is_(None),
+            ApiToken.client_id.in_(select(ApiClient.id).where(ApiClient.user_id == user.id)))
+        .values(revoked_at=now), execution_options={"synchronize_session": False}).rowcount
+    audit.record(session, actor=actor, action="user.disable", object_type="user", object_id=user.id,
+                 detail={"tokens_revoked": revoked})
     session.flush()
     return user

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import access, states, vocab
+from engine import access, audit, states, vocab
+from engine.errors import NotFound
 from engine.models import Case, ContactNote, Department, Evaluation, Handoff, Meeting, Plan
 
 
@@ -62,8 +63,17 @@ def handoff_metadata(session: Session, h: Handoff) -> dict[str, Any]:
 
 
 def case_view(session: Session, actor, case: Case, allowed_events: list[str]) -> dict[str, Any]:
-    """The staff view of a case, opened as far as the access policy allows `actor`."""
-    sight = access.case_sight(session, actor, case)
+    """The staff view of a case, opened as far as the access policy allows `actor`.
+
+    Metadata (state, dates, departments, handoffs, history) for everyone who may know the case exists;
+    the rest only as engine.access.POLICY opens it. 支援会議 minutes and notes appear only in the meetings
+    the actor is an acknowledged member of. A view that shows content is itself recorded in the audit
+    trail (action `case.read`, with the kinds of record shown), so callers need not record it again.
+    """
+    rel = access.relations(session, actor, case)
+    sight = access.sight_of(rel)
+    if sight == access.Sight.NONE:  # callers load the case through services.load_case; this is a backstop
+        raise NotFound("指定されたケースは見つかりません。")
     view = referral_view(session, case)
     view.update({
         "version": case.version,
@@ -71,6 +81,7 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str]) ->
         "access": "content" if sight >= access.Sight.CONTENT else "metadata",
         "urgency": case.urgency,
         "multi_agency_candidate": case.multi_agency_candidate,
+        "anonymised_at": iso(case.anonymised_at),
         "handoffs": [handoff_metadata(session, h) for h in case.handoffs],
         "history": [
             {"event": r.event, "from_state": r.from_state, "to_state": r.to_state, "at": iso(r.at),
@@ -80,9 +91,39 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str]) ->
     })
     if sight < access.Sight.CONTENT:
         return view
+    view.update(content_view(session, case))
+    for item, h in zip(view["handoffs"], case.handoffs):
+        item.update({"reason": h.reason, "summary": h.summary, "decline_reason": h.decline_reason})
+    parts = [access.CASE_CONTENT]
+    view["consents"] = consents_view(session, case)
+    parts.append(access.CONSENT)
+    members = access.member_meeting_ids(session, actor, case.id)
+    if access.may(session, actor, case, access.PLAN, access.READ, rel=rel):
+        view["plan"] = plan_view(session, actor, case, rel=rel)
+        parts.append(access.PLAN)
+    if access.may(session, actor, case, access.CONTACT_NOTES, access.READ, rel=rel):
+        view["contact_notes"] = contact_notes_view(session, actor, case, rel=rel, member_meetings=members)
+        parts.append(access.CONTACT_NOTES)
+    facts = shared_facts_view(session, case, rel=rel, member_meetings=members)
+    if facts or rel & {access.COVERED, access.SYSTEM}:
+        view["shared_facts"] = facts
+        parts.append(access.SHARED_FACTS)
+    view["meetings"] = [meeting_summary(session, actor, m, rel=rel) for m in session.scalars(
+        select(Meeting).where(Meeting.case_id == case.id).order_by(Meeting.held_at, Meeting.id))]
+    read_meetings = [m["id"] for m in view["meetings"] if m["readable"]]
+    view["may"] = access.permissions(session, actor, case, rel=rel)
+    audit.record(session, actor=actor, action="case.read", object_type="case", object_id=case.id,
+                 case_id=case.id, detail={"parts": parts, "meetings": read_meetings})
+    return view
+
+
+def content_view(session: Session, case: Case) -> dict[str, Any]:
+    """The case's own content (engine.access.CASE_CONTENT): person, household, summary, categories, routing."""
     p = case.person
-    view.update({
+    birth_year = p.birth_year if p.birth_year is not None else (p.birth_date.year if p.birth_date else None)
+    return {
         "person": {"name": p.name, "name_kana": p.name_kana, "sex": p.sex, "birth_date": iso(p.birth_date),
+                   "birth_year": birth_year,
                    "area": p.area, "resident_id": p.resident_id, "phone": p.phone, "address": p.address},
         "household": [{"relationship": m.relationship_label, "name": m.name, "birth_year": m.birth_year,
                        "note": m.note} for m in case.household],
@@ -97,27 +138,17 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str]) ->
         "close_note": case.close_note,
         "support_decision_date": iso(case.support_decision_date),
         "business_categories": case.business_categories,
-    })
-    for item, h in zip(view["handoffs"], case.handoffs):
-        item.update({"reason": h.reason, "summary": h.summary, "decline_reason": h.decline_reason})
-    view["consents"] = [
+    }
+
+
+def consents_view(session: Session, case: Case) -> list[dict[str, Any]]:
+    """The case's consent records, oldest first (for those who see the case's content)."""
+    return [
         {"id": c.id, "status": c.status, "given_by": c.given_by, "method": c.method,
-         "obtained_on": iso(c.obtained_on),
+         "obtained_on": iso(c.obtained_on), "recorded_at": iso(c.recorded_at), "note": c.note,
          "agencies": [department_ref(_dept(session, a.department_id)) for a in c.agencies]}
         for c in session.scalars(select_consents(case.id))
     ]
-    view["plan"] = plan_view(session, actor, case)
-    view["contact_notes"] = [
-        {"id": n.id, "contact_on": iso(n.contact_on), "method": n.method,
-         "method_label": vocab.label("contact_methods", n.method), "staff": n.staff.display_name,
-         "department": department_ref(n.department), "business_category": n.business_category, "body": n.body}
-        for n in session.scalars(
-            select(ContactNote).where(ContactNote.case_id == case.id).order_by(ContactNote.contact_on.desc(),
-                                                                               ContactNote.id.desc()))
-    ]
-    view["meetings"] = [meeting_summary(session, actor, m) for m in session.scalars(
-        select(Meeting).where(Meeting.case_id == case.id).order_by(Meeting.held_at))]
-    return view
 
 
 def select_consents(case_id: int):
@@ -126,8 +157,47 @@ def select_consents(case_id: int):
     return select(Consent).where(Consent.case_id == case_id).order_by(Consent.id)
 
 
-def plan_view(session: Session, actor, case: Case) -> dict[str, Any] | None:
-    """The active plan, for those who work on the case or whose agency the consent covers."""
+def _note(n: ContactNote) -> dict[str, Any]:
+    return {"id": n.id, "contact_on": iso(n.contact_on), "method": n.method,
+            "method_label": vocab.label("contact_methods", n.method), "staff": n.staff.display_name,
+            "department": department_ref(n.department), "business_category": n.business_category,
+            "body": n.body, "meeting_id": n.meeting_id,
+            "track": "support_meeting" if n.meeting_id is not None else "consented"}
+
+
+def contact_notes_view(session: Session, actor, case: Case, *, rel=None, member_meetings=None) -> list[dict]:
+    """The ordinary (consented-track) contact notes `actor` may read, newest first.
+
+    Notes recorded in a 支援会議 are never here: they are in that meeting's view, for its members only.
+    """
+    rel = access.relations(session, actor, case) if rel is None else rel
+    member_meetings = () if member_meetings is None else member_meetings
+    return [
+        _note(n) for n in session.scalars(
+            select(ContactNote).where(ContactNote.case_id == case.id, ContactNote.meeting_id.is_(None))
+            .order_by(ContactNote.contact_on.desc(), ContactNote.id.desc()))
+        if access.contact_note_visible(actor, n, rel, member_meetings)
+    ]
+
+
+def shared_facts_view(session: Session, case: Case, *, rel, member_meetings) -> list[dict[str, Any]]:
+    """The facts carried over from a 支援会議 that reach this reader (covered agencies, the meeting's members)."""
+    from engine.models import SharedFact, User
+
+    out = []
+    for f in session.scalars(select(SharedFact).where(SharedFact.case_id == case.id).order_by(SharedFact.id)):
+        if access.shared_fact_visible(f, rel, member_meetings):
+            carrier = session.get(User, f.carried_by_id)
+            out.append({"id": f.id, "text": f.text, "meeting_id": f.meeting_id, "consent_id": f.consent_id,
+                        "carried_by": carrier.display_name if carrier else None,
+                        "carried_at": iso(f.carried_at)})
+    return out
+
+
+def plan_view(session: Session, actor, case: Case, rel=None) -> dict[str, Any] | None:
+    """The active plan, or None: for the owner, the case FM and the agencies the current consent covers."""
+    if not access.may(session, actor, case, access.PLAN, access.READ, rel=rel):
+        return None
     plan = session.scalars(select(Plan).where(Plan.case_id == case.id, Plan.status == "active")).first()
     if plan is None:
         return None
@@ -145,17 +215,57 @@ def plan_view(session: Session, actor, case: Case) -> dict[str, Any] | None:
     }
 
 
-def meeting_summary(session: Session, actor, meeting: Meeting) -> dict[str, Any]:
-    """A meeting as `actor` may see it: 支援会議 minutes only for members who acknowledged 守秘義務."""
-    member = next((m for m in meeting.members if m.user_id == actor.id), None)
-    readable = meeting.kind != "support_meeting" or (member is not None and member.acknowledged_at is not None)
+def meeting_readable(session: Session, actor, meeting: Meeting, rel=None) -> bool:
+    """支援会議: its acknowledged members only. 重層的支援会議: as engine.access.POLICY says."""
+    kind = access.SUPPORT_MEETING if meeting.kind == "support_meeting" else access.LAYERED_MEETING
+    case = session.get(Case, meeting.case_id)
+    return access.may(session, actor, case, kind, access.READ, meeting=meeting, rel=rel)
+
+
+def meeting_summary(session: Session, actor, meeting: Meeting, rel=None) -> dict[str, Any]:
+    """A meeting as `actor` may see it: that it was held, and its records only for those who may read them."""
+    readable = meeting_readable(session, actor, meeting, rel=rel)
+    mine = access.meeting_relations(actor, meeting)
     out = {"id": meeting.id, "kind": meeting.kind, "held_at": iso(meeting.held_at),
-           "member_count": len(meeting.members), "readable": readable}
+           "member_count": len(meeting.members), "readable": readable,
+           "acknowledgement_needed": access.PENDING in mine}
     if readable:
         out.update({
             "minutes": meeting.minutes, "decisions": meeting.decisions,
             "members": [{"name": m.user.display_name, "department": department_ref(_dept(session, m.department_id)),
                          "acknowledged_at": iso(m.acknowledged_at), "secretariat": m.secretariat}
                         for m in meeting.members],
+            "contact_notes": [_note(n) for n in session.scalars(
+                select(ContactNote).where(ContactNote.meeting_id == meeting.id)
+                .order_by(ContactNote.contact_on.desc(), ContactNote.id.desc()))],
         })
+    return out
+
+
+def case_list_item(session: Session, actor, case: Case, sight: access.Sight | None = None) -> dict[str, Any]:
+    """One row of a case list: metadata, and the person's name only for those who see the content."""
+    sight = access.case_sight(session, actor, case) if sight is None else sight
+    item = {"id": case.id, "case_number": case.case_number, "status": case.state,
+            "status_label": states.CASE_STATE_LABELS[case.state], "urgency": case.urgency,
+            "owning_department": department_ref(_dept(session, case.owning_department_id)),
+            "opened_at": iso(case.opened_at), "updated_at": iso(case.updated_at)}
+    if sight >= access.Sight.CONTENT:
+        item["person_name"] = case.person.name
+    return item
+
+
+def alert_view(session: Session, actor, alert) -> dict[str, Any]:
+    """An alert as `actor` may see it; its message (which can quote a つなぐシート) only with content sight."""
+    from engine.alerts import ALERT_LABELS, STATUS_LABELS
+
+    case = session.get(Case, alert.case_id)
+    out = {"id": alert.id, "kind": alert.kind, "kind_label": ALERT_LABELS.get(alert.kind, alert.kind),
+           "status": alert.status, "status_label": STATUS_LABELS.get(alert.status, alert.status),
+           "case_id": alert.case_id, "case_number": case.case_number if case else None,
+           "handoff_id": alert.handoff_id,
+           "department": department_ref(alert.department), "raised_at": iso(alert.raised_at),
+           "due_at": iso(alert.due_at), "acknowledged_at": iso(alert.acknowledged_at),
+           "resolved_at": iso(alert.resolved_at)}
+    if case is not None and access.case_sight(session, actor, case) >= access.Sight.CONTENT:
+        out["message"] = alert.message
     return out

@@ -36,12 +36,12 @@ def drive(open_case, fire, actors):
             "support_meeting": [("livelihood", "accept_handoff", {}), ("fm", "convene_support_meeting", members)],
             "consent": [("livelihood", "accept_handoff", {}), ("fm", "convene_support_meeting", members),
                         ("fm", "seek_consent", {})],
-            "layered_meeting": [("livelihood", "accept_handoff", {}), ("fm", "record_consent", CONSENT)],
-            "accompaniment": [("livelihood", "accept_handoff", {}), ("fm", "record_consent", CONSENT),
-                              ("fm", "adopt_plan", PLAN)],
-            "suspended": [("livelihood", "accept_handoff", {}), ("fm", "record_consent", CONSENT),
-                          ("fm", "adopt_plan", PLAN),
-                          ("fm", "evaluate", {"goals_met": "partly", "decision": "suspend"})],
+            "layered_meeting": [("livelihood", "accept_handoff", {}), ("livelihood", "record_consent", CONSENT)],
+            "accompaniment": [("livelihood", "accept_handoff", {}), ("livelihood", "record_consent", CONSENT),
+                              ("livelihood", "adopt_plan", PLAN)],
+            "suspended": [("livelihood", "accept_handoff", {}), ("livelihood", "record_consent", CONSENT),
+                          ("livelihood", "adopt_plan", PLAN),
+                          ("livelihood", "evaluate", {"goals_met": "partly", "decision": "suspend"})],
             "closed": [("livelihood", "accept_handoff", {}), ("livelihood", "close", {"close_reason": "goal_met"})],
         }[state]
         for who, event, fields in path:
@@ -51,7 +51,9 @@ def drive(open_case, fire, actors):
     return to
 
 
-# event, source, expected destination, who fires, fields
+# event, source, expected destination, who fires, fields. The FM acts where it is the case's FM (after it
+# convened the 支援会議) or where any FM may (convene, reopen); otherwise the owning department acts.
+OWNER_BY_STATE = {"intake": "window", "handoff": "window"}
 VALID = [
     ("send_handoff", "intake", "handoff", "window",
      {"to_department": "livelihood", "reason": "生活困窮のため", "summary": "家賃滞納"}),
@@ -61,18 +63,20 @@ VALID = [
        {"members": [{"user": "livelihood", "acknowledged": True}]})
       for s in ("intake", "assigned", "accompaniment", "suspended")],
     ("seek_consent", "support_meeting", "consent", "fm", {}),
-    *[("record_consent", s, "layered_meeting", "fm", CONSENT) for s in ("assigned", "support_meeting", "consent")],
+    *[("record_consent", s, "layered_meeting", "livelihood", CONSENT) for s in ("assigned", "support_meeting", "consent")],
     ("refuse_consent", "consent", "support_meeting", "fm", {"given_by": "本人"}),
-    ("adopt_plan", "layered_meeting", "accompaniment", "fm", PLAN),
-    ("evaluate", "accompaniment", "accompaniment", "fm",
+    ("adopt_plan", "layered_meeting", "accompaniment", "livelihood", PLAN),
+    ("evaluate", "accompaniment", "accompaniment", "livelihood",
      {"goals_met": "partly", "decision": "continue", "next_evaluation_date": FUTURE}),
-    ("evaluate", "accompaniment", "layered_meeting", "fm", {"goals_met": "not_met", "decision": "replan"}),
-    ("evaluate", "accompaniment", "suspended", "fm", {"goals_met": "not_met", "decision": "suspend"}),
-    ("evaluate", "accompaniment", "closed", "fm", {"goals_met": "met", "decision": "close", "close_reason": "goal_met"}),
-    ("resume", "suspended", "accompaniment", "fm", {}),
-    *[("withdraw_consent", s, "support_meeting", "fm", {"given_by": "本人"})
+    ("evaluate", "accompaniment", "layered_meeting", "livelihood", {"goals_met": "not_met", "decision": "replan"}),
+    ("evaluate", "accompaniment", "suspended", "livelihood", {"goals_met": "not_met", "decision": "suspend"}),
+    ("evaluate", "accompaniment", "closed", "livelihood",
+     {"goals_met": "met", "decision": "close", "close_reason": "goal_met"}),
+    ("resume", "suspended", "accompaniment", "livelihood", {}),
+    *[("withdraw_consent", s, "support_meeting", "livelihood", {"given_by": "本人"})
       for s in ("layered_meeting", "accompaniment", "suspended")],
-    *[("close", s, "closed", "fm", {"close_reason": "person_declined"}) for s in states.OPEN_STATES],
+    *[("close", s, "closed", OWNER_BY_STATE.get(s, "livelihood"), {"close_reason": "person_declined"})
+      for s in states.OPEN_STATES],
     ("reopen", "closed", "intake", "fm", {"reason": "再度の相談"}),
 ]
 
@@ -181,36 +185,36 @@ def test_only_those_working_on_the_case_record_consent(drive, fire, actors):
 def test_consent_must_cover_an_agency(drive, fire, actors):
     case_id = drive("assigned")
     with pytest.raises(GuardRefused) as err:
-        fire(actors.fm, case_id, "record_consent", given_by="本人", method="oral", agencies=[])
+        fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="oral", agencies=[])
     assert err.value.extra["guard"] == "consent_covers_agencies"
-    assert fire(actors.fm, case_id, "record_consent", given_by="本人", method="oral",
+    assert fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="oral",
                 agencies=["livelihood"]) == "layered_meeting"
 
 
 def test_main_department_must_have_a_role(drive, fire, actors):
     case_id = drive("layered_meeting")
     with pytest.raises(GuardRefused) as err:
-        fire(actors.fm, case_id, "adopt_plan", **{**PLAN, "main_department": "shakyo",
+        fire(actors.livelihood, case_id, "adopt_plan", **{**PLAN, "main_department": "shakyo",
                                                   "roles": [{"department": "livelihood", "role": "家計相談"}]})
     assert err.value.extra["guard"] == "main_department_has_role"
-    assert fire(actors.fm, case_id, "adopt_plan", **PLAN) == "accompaniment"
+    assert fire(actors.livelihood, case_id, "adopt_plan", **PLAN) == "accompaniment"
 
 
 def test_plan_roles_stay_within_consent(drive, fire, actors):
     case_id = drive("layered_meeting")  # consent covers livelihood and shakyo
     with pytest.raises(GuardRefused) as err:
-        fire(actors.fm, case_id, "adopt_plan",
+        fire(actors.livelihood, case_id, "adopt_plan",
              **{**PLAN, "roles": [*PLAN["roles"], {"department": "children", "role": "子の見守り"}]})
     assert "こども家庭課" in err.value.message
-    assert fire(actors.fm, case_id, "adopt_plan", **PLAN) == "accompaniment"
+    assert fire(actors.livelihood, case_id, "adopt_plan", **PLAN) == "accompaniment"
 
 
 def test_next_evaluation_date_must_be_in_the_future(drive, fire, actors):
     case_id = drive("layered_meeting")
     with pytest.raises(GuardRefused) as err:
-        fire(actors.fm, case_id, "adopt_plan", **{**PLAN, "next_evaluation_date": PAST})
+        fire(actors.livelihood, case_id, "adopt_plan", **{**PLAN, "next_evaluation_date": PAST})
     assert err.value.extra["guard"] == "evaluation_date_in_future"
-    assert fire(actors.fm, case_id, "adopt_plan", **PLAN) == "accompaniment"
+    assert fire(actors.livelihood, case_id, "adopt_plan", **PLAN) == "accompaniment"
 
 
 def test_evaluation_needs_an_active_plan(drive, fire, actors, sessions):
@@ -218,11 +222,11 @@ def test_evaluation_needs_an_active_plan(drive, fire, actors, sessions):
     with unit_of_work(sessions) as s:
         s.scalar(select(Plan).where(Plan.case_id == case_id)).status = "ended"
     with pytest.raises(GuardRefused) as err:
-        fire(actors.fm, case_id, "evaluate", goals_met="met", decision="suspend")
+        fire(actors.livelihood, case_id, "evaluate", goals_met="met", decision="suspend")
     assert err.value.extra["guard"] == "case_has_active_plan"
     with unit_of_work(sessions) as s:
         s.scalar(select(Plan).where(Plan.case_id == case_id)).status = "active"
-    assert fire(actors.fm, case_id, "evaluate", goals_met="met", decision="suspend") == "suspended"
+    assert fire(actors.livelihood, case_id, "evaluate", goals_met="met", decision="suspend") == "suspended"
 
 
 def test_works_on_case_guard_for_close(drive, fire, actors):
@@ -245,5 +249,5 @@ def test_allowed_events_for_an_actor_apply_actor_guards(drive, actors, sessions)
         case = s.get(Case, case_id)
         assert services.allowed_events(s, actors.livelihood, case) == ["accept_handoff", "decline_handoff"]
         assert services.allowed_events(s, actors.window, case) == ["close"]
-        assert services.allowed_events(s, actors.fm, case) == ["close"]
+        assert services.allowed_events(s, actors.fm, case) == []  # not the case's FM: metadata only
         assert services.allowed_events(s, actors.admin, case) == []

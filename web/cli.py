@@ -154,3 +154,5 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             return create_app()
 
     _Server().run()
+
+from web import cli_privacy  # noqa: E402,F401

@@ -1,14 +1,22 @@
 """One database session per request, committed once in one place and rolled back on any error."""
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy.orm import Session
+
+from engine import audit
 
 
 def session() -> Session:
-    """The request's session (opened on first use)."""
+    """The request's session (opened on first use); its audit rows carry the request's address.
+
+    An API request acting for a client also binds the client: `audit.bind(session(), remote_addr=…,
+    client=client)`.
+    """
     if "db_session" not in g:
         g.db_session = current_app.extensions["tsunagu.sessions"]()
+        if has_request_context():
+            audit.bind(g.db_session, remote_addr=request.remote_addr)
     return g.db_session
 
 

@@ -1,0 +1,110 @@
+"""開示請求: who looked at this person's record — the audit rows of every case of the same person."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import audit, states
+from engine.casefile import person_cases_filter
+from engine.errors import NotFound
+from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
+
+ACTION_LABELS = {
+    "case.open": "相談の受付",
+    "case.read": "ケース記録の閲覧",
+    "case.found": "検索結果への表示",
+    "case.amend": "ケース記録の修正",
+    "case.anonymise": "保存期間経過による匿名化",
+    "case_content.read": "本人・世帯情報の閲覧",
+    "consent.read": "同意記録の閲覧",
+    "plan.read": "支援プランの閲覧",
+    "contact_notes.read": "支援経過記録の閲覧",
+    "shared_facts.read": "共有情報の閲覧",
+    "meeting.read": "会議記録の閲覧",
+    "meeting.record_minutes": "会議記録の作成",
+    "meeting.add_member": "会議構成員の追加",
+    "meeting.acknowledge_secrecy": "守秘義務の確認",
+    "contact_note.add": "支援経過の記録",
+    "shared_fact.carry": "支援会議の情報の共有（同意に基づく）",
+    "handoff.request_join": "参加依頼の送付",
+    "handoff.accept": "参加依頼の受理",
+    "handoff.decline": "参加依頼の返送",
+    "handoff.withdraw": "参加依頼の取り下げ",
+    "alert.acknowledge": "アラートの確認",
+    "alert.resolve": "アラートの解決",
+    "audit.person_trail": "閲覧記録の開示",
+}
+OUTCOME_LABELS = {"ok": "", "refused": "拒否"}
+
+
+def action_label(action: str) -> str:
+    """The Japanese name of an audited action (the code itself when unknown)."""
+    if action in ACTION_LABELS:
+        return ACTION_LABELS[action]
+    if action.startswith("case.") and action[5:] in states.CASE_EVENT_LABELS:
+        return states.CASE_EVENT_LABELS[action[5:]]
+    if action.endswith(".read"):
+        return "閲覧"
+    return action
+
+
+@dataclass
+class TrailRow:
+    """One line of the answer: who did what to which case, when and from where."""
+
+    seq: int
+    at: datetime
+    case_number: str | None
+    actor: str        # login, client:NAME or system
+    actor_name: str   # display name, if a staff user
+    department: str   # the user's department, if a staff user
+    action: str
+    action_label: str
+    outcome: str
+    remote_addr: str | None
+    client: str | None
+
+
+def find_case(session: Session, ref: str) -> Case:
+    """A case by its number (R8-000123) or its id."""
+    ref = (ref or "").strip()
+    case = session.scalar(select(Case).where(Case.case_number == ref.upper()))
+    if case is None and ref.isdigit():
+        case = session.get(Case, int(ref))
+    if case is None:
+        raise NotFound(f"ケース「{ref}」は見つかりません。")
+    return case
+
+
+def person_trail(session: Session, ref: str, *,
+                 requested_by: str = "cli") -> tuple[list[Case], list[TrailRow]]:
+    """The cases of the person of case `ref` (same 宛名番号, or same name and birth date) and every audit
+    row about them, oldest first. The answer itself is recorded in the trail (`audit.person_trail`)."""
+    case = find_case(session, ref)
+    cases = list(session.scalars(select(Case).join(Person, Person.id == Case.person_id)
+                                 .where(person_cases_filter(case)).order_by(Case.id)))
+    numbers = {c.id: c.case_number for c in cases}
+    users: dict[int, User | None] = {}
+    clients: dict[int, ApiClient | None] = {}
+    rows = []
+    trail = select(AuditEvent).where(AuditEvent.case_id.in_(numbers)).order_by(AuditEvent.seq)
+    for ev in session.scalars(trail):
+        user = users.setdefault(ev.actor_id, session.get(User, ev.actor_id)) if ev.actor_id else None
+        client = (clients.setdefault(ev.client_id, session.get(ApiClient, ev.client_id))
+                  if ev.client_id else None)
+        dept = session.get(Department, user.department_id) if user is not None else None
+        rows.append(TrailRow(
+            seq=ev.seq, at=ev.at, case_number=numbers.get(ev.case_id), actor=ev.actor_label,
+            actor_name=user.display_name if user else "", department=dept.name if dept else "",
+            action=ev.action, action_label=action_label(ev.action),
+            outcome=OUTCOME_LABELS.get(ev.outcome, ev.outcome), remote_addr=ev.remote_addr,
+            client=client.name if client else None,
+        ))
+    audit.record(session, actor=None, actor_label=requested_by, action="audit.person_trail",
+                 object_type="case", object_id=case.id, case_id=case.id,
+                 detail={"cases": len(cases), "rows": len(rows)})
+    session.flush()
+    return cases, rows

@@ -1,0 +1,169 @@
+"""The access matrix (tests/access_matrix.py), asserted through the engine's read models and services.
+
+For each role, every (record kind, read/write) cell is tried in its own transaction: an allowed cell
+succeeds; a refused one raises the expected error, leaves the database exactly as it was, and is then
+recorded by services.record_refusal as the web layer does. The role's whole case view is checked too: a
+planted word of a record kind appears in it only where the matrix lets the role read that kind.
+"""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from engine import access, audit, casefile, confidential, services
+from engine.db import unit_of_work
+from engine.errors import NotFound, PermissionDenied, SecrecyNotAcknowledged
+from engine.models import ApiClient, AuditEvent, AuditHead, Base, Case, User
+from tests import access_matrix as M
+from tests.conftest import NOW
+
+FUTURE = (NOW + timedelta(days=90)).date().isoformat()
+
+
+@pytest.fixture
+def world(sessions, make_user):
+    return M.build_world(sessions, make_user, NOW)
+
+
+def actor_for(s, world: M.World, role: str):
+    if role == "referral_client":
+        return access.actor_for_client(s.get(ApiClient, world.client_id))
+    return s.scalar(select(User).where(User.login == world.logins[role]))
+
+
+def _version(s, case_id):
+    return s.get(Case, case_id).version
+
+
+READS = {
+    "case_metadata": lambda s, a, w: (casefile.read_referral(s, a, w.case_id) if isinstance(a, access.ClientActor)
+                                      else casefile.read_case(s, a, w.case_id)),
+    "case_content": lambda s, a, w: casefile.read_case_content(s, a, w.case_id),
+    "support_meeting": lambda s, a, w: confidential.read_meeting(s, a, w.meeting_id),
+    "consent": lambda s, a, w: casefile.read_consents(s, a, w.case_id),
+    "plan": lambda s, a, w: casefile.read_plan(s, a, w.case_id),
+    "contact_notes": lambda s, a, w: casefile.read_contact_notes(s, a, w.case_id),
+    "shared_facts": lambda s, a, w: casefile.read_shared_facts(s, a, w.case_id),
+}
+WRITES = {
+    "case_metadata": lambda s, a, w: services.request_join(s, a, w.case_id, to_department="health",
+                                                           reason="健康面の支援", summary="通院の支援", now=NOW),
+    "case_content": lambda s, a, w: casefile.amend_case(s, a, w.case_id, version=_version(s, w.case_id),
+                                                        summary="修正後の要約", now=NOW),
+    "support_meeting": lambda s, a, w: confidential.record_minutes(s, a, w.meeting_id, minutes="追記", now=NOW),
+    "consent": lambda s, a, w: services.fire_event(s, a, w.case_id, "withdraw_consent",
+                                                   version=_version(s, w.case_id), fields={"given_by": "本人"},
+                                                   now=NOW),
+    "plan": lambda s, a, w: services.fire_event(s, a, w.case_id, "evaluate", version=_version(s, w.case_id),
+                                                fields={"goals_met": "partly", "decision": "continue",
+                                                        "next_evaluation_date": FUTURE}, now=NOW),
+    "contact_notes": lambda s, a, w: services.add_contact_note(s, a, w.case_id,
+                                                               {"method": "phone", "body": "電話で様子を確認"},
+                                                               now=NOW),
+    "shared_facts": lambda s, a, w: confidential.carry_fact(s, a, w.case_id, w.meeting_id, "日中は在宅", now=NOW),
+}
+ERRORS = {M.NOT_FOUND: NotFound, M.FORBIDDEN: PermissionDenied, M.SECRECY: SecrecyNotAcknowledged}
+
+
+def fingerprint(s) -> tuple:
+    """Every table's row count, the case versions and the audit head: what a refusal must leave alone."""
+    counts = tuple(s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables)
+    versions = tuple(s.execute(select(Case.id, Case.version).order_by(Case.id)).all())
+    head = s.get(AuditHead, 1)
+    return counts, versions, (head.seq, head.hash)
+
+
+def outcome_of(exc) -> str:
+    if isinstance(exc, SecrecyNotAcknowledged):
+        return M.SECRECY
+    if isinstance(exc, PermissionDenied):
+        return M.FORBIDDEN
+    if isinstance(exc, NotFound):
+        return M.NOT_FOUND
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def test_matrix_covers_every_role_kind_and_operation():
+    assert set(M.EXPECTED) == {(r, k, o) for r in M.ROLES for k in M.KINDS for o in M.OPS}
+    assert set(M.OPERATIONS) == {(k, o) for k in M.KINDS for o in M.OPS}
+    assert set(READS) == set(WRITES) == set(M.KINDS)
+
+
+@pytest.mark.parametrize("role", list(M.ROLES))
+def test_role_against_the_matrix(world, sessions, role):
+    mismatches = []
+    refusals = 0
+    for kind in M.KINDS:
+        for op, table in (("read", READS), ("write", WRITES)):
+            expected = M.EXPECTED[(role, kind, op)]
+            with sessions() as s:
+                actor = actor_for(s, world, role)
+                before = fingerprint(s)
+                try:
+                    result = table[kind](s, actor, world)
+                    got = M.ALLOW
+                except Exception as exc:  # noqa: BLE001 — every refusal is compared with the matrix
+                    got = outcome_of(exc)
+                    if got in ERRORS and fingerprint(s) != before:
+                        mismatches.append(f"{kind}.{op}: refused but changed the database")
+                    if got in ERRORS:
+                        s.rollback()
+                        services.record_refusal(s, actor, exc, action=f"{kind}.{op}", case_id=world.case_id)
+                        s.commit()
+                        refusals += 1
+                else:
+                    if op == "read" and kind != "case_metadata":
+                        assert result is not None
+                    s.rollback()
+            if got != expected:
+                mismatches.append(f"{kind}.{op}: expected {expected}, got {got}")
+    assert not mismatches, f"{role} ({M.ROLES[role]}):\n" + "\n".join(mismatches)
+    with sessions() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.outcome == "refused")).all()
+        assert len(rows) == refusals
+        assert all(set(r.detail) == {"code", "status"} for r in rows)
+        assert audit.verify(s).ok
+
+
+@pytest.mark.parametrize("role", list(M.ROLES))
+def test_case_view_shows_only_the_kinds_the_matrix_opens(world, sessions, role):
+    with sessions() as s:
+        actor = actor_for(s, world, role)
+        if M.EXPECTED[(role, "case_metadata", "read")] == M.NOT_FOUND:
+            with pytest.raises(NotFound):
+                casefile.read_case(s, actor, world.case_id)
+            return
+        view = READS["case_metadata"](s, actor, world)
+        text = json.dumps(view, ensure_ascii=False)
+        for name, word in M.MARKERS.items():
+            allowed = M.EXPECTED[(role, M.marker_kind(name), "read")] == M.ALLOW
+            if isinstance(actor, access.ClientActor):
+                allowed = False  # the referrer's view never carries records
+            assert (word in text) == allowed, f"{role}: {name} {'missing from' if allowed else 'leaked into'} the view"
+        assert (world.person_name in text) == (M.EXPECTED[(role, "case_content", "read")] == M.ALLOW)
+        # Metadata for everyone who sees the case: state, departments and handoff dates.
+        assert view["status"] == "accompaniment" and view["owning_department"]["code"] == "livelihood"
+        if "handoffs" in view:
+            assert view["handoffs"][0]["to_department"]["code"] == "livelihood" and view["handoffs"][0]["sent_at"]
+
+
+def test_reads_of_content_are_audited_without_content(world, sessions):
+    with unit_of_work(sessions) as s:
+        receiving = actor_for(s, world, "receiving")
+        fm_other = actor_for(s, world, "fm_other")
+        audit.bind(s, remote_addr="10.0.0.7")
+        casefile.read_case(s, receiving, world.case_id)
+        casefile.read_case(s, fm_other, world.case_id)  # metadata only: not a read of content
+        casefile.read_plan(s, receiving, world.case_id)
+    with sessions() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.action.in_(("case.read", "plan.read")))).all()
+        assert [(r.actor_label, r.action, r.remote_addr) for r in rows] == [
+            ("m-receiving", "case.read", "10.0.0.7"), ("m-receiving", "plan.read", "10.0.0.7")]
+        assert rows[0].detail["parts"] == ["case_content", "consent", "plan", "contact_notes", "shared_facts"]
+        everything = json.dumps([r.detail for r in s.scalars(select(AuditEvent))], ensure_ascii=False)
+        everything += json.dumps([r.actor_label for r in s.scalars(select(AuditEvent))], ensure_ascii=False)
+        for word in [*M.MARKERS.values(), world.person_name, "ハツカ", "0001234567"]:
+            assert word not in everything

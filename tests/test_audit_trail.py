@@ -1,0 +1,168 @@
+"""The audit trail: tampering is detected and named (`tsunagu audit verify`); the 開示請求 answer
+(`tsunagu audit case`) lists who touched every record of the person, and nothing of the records."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from sqlalchemy import func, select, text
+
+from engine import audit, casefile
+from engine.db import unit_of_work
+from engine.models import AuditEvent, User
+from tests import access_matrix as M
+from tests.conftest import NOW, intake_fields
+
+
+@pytest.fixture
+def app(database_url, db_engine):
+    from web import create_app
+
+    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "test-secret", "TESTING": True,
+                      "WTF_CSRF_ENABLED": False})
+    yield app
+    app.extensions["tsunagu.engine"].dispose()
+
+
+@pytest.fixture
+def run_cli(app):
+    from click.testing import CliRunner
+    from flask.cli import ScriptInfo
+
+    from web.cli import main
+
+    def run(*args):
+        return CliRunner().invoke(main, list(args), obj=ScriptInfo(create_app=lambda: app))
+
+    return run
+
+
+@pytest.fixture
+def world(sessions, make_user):
+    return M.build_world(sessions, make_user, NOW)
+
+
+def _rows(sessions):
+    with sessions() as s:
+        return s.execute(select(AuditEvent.id, AuditEvent.seq).order_by(AuditEvent.seq)).all()
+
+
+def test_every_write_of_the_world_left_an_audit_row(world, sessions):
+    with sessions() as s:
+        actions = [a for (a,) in s.execute(select(AuditEvent.action).order_by(AuditEvent.seq))
+                   if a not in ("user.add", "rules.load")]
+    assert actions == [
+        "case.open", "case.send_handoff",  # routing sends the つなぐシート as the case opens
+        "case.accept_handoff", "case.convene_support_meeting",
+        "contact_note.add", "contact_note.add", "meeting.add_member",
+        "case.seek_consent", "case.record_consent", "shared_fact.carry", "case.adopt_plan", "contact_note.add",
+    ]
+
+
+def test_verify_passes_on_an_untouched_trail(world, run_cli, sessions):
+    result = run_cli("audit", "verify")
+    assert result.exit_code == 0, result.output
+    assert f"監査ログ {len(_rows(sessions))} 行を確認しました" in result.output
+
+
+@pytest.mark.parametrize("column", ["detail", "actor_label", "at", "remote_addr"])
+def test_changing_one_row_names_that_row(world, run_cli, sessions, db_engine, column):
+    rows = _rows(sessions)
+    row_id, seq = rows[len(rows) // 2]
+    sql = {
+        "detail": "UPDATE audit_events SET detail = '{\"parts\": []}' WHERE id = :id",
+        "actor_label": "UPDATE audit_events SET actor_label = 'someone-else' WHERE id = :id",
+        "remote_addr": "UPDATE audit_events SET remote_addr = '192.0.2.1' WHERE id = :id",
+        "at": ("UPDATE audit_events SET at = at + interval '1 second' WHERE id = :id"
+               if db_engine.dialect.name == "postgresql" else
+               "UPDATE audit_events SET at = datetime(at, '-1 day') WHERE id = :id"),
+    }[column]
+    with db_engine.begin() as conn:
+        assert conn.execute(text(sql), {"id": row_id}).rowcount == 1
+    result = run_cli("audit", "verify")
+    assert result.exit_code == 1
+    assert f"行 id={row_id} seq={seq}:" in result.output and "改ざん" in result.output
+    with sessions() as s:
+        assert (audit.verify(s).broken_id, audit.verify(s).checked) == (row_id, seq - 1)
+
+
+def test_deleting_a_middle_row_names_the_gap(world, run_cli, db_engine, sessions):
+    rows = _rows(sessions)
+    gone_id, gone_seq = rows[3]
+    next_id, next_seq = rows[4]
+    with db_engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE id = :id"), {"id": gone_id})
+    result = run_cli("audit", "verify")
+    assert result.exit_code == 1
+    assert f"行 id={next_id} seq={next_seq}:" in result.output and f"{gone_seq} の行がありません" in result.output
+
+
+def test_truncating_the_tail_is_detected_through_the_head(world, run_cli, db_engine, sessions):
+    rows = _rows(sessions)
+    with db_engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq > :seq"), {"seq": rows[-3][1]})
+    result = run_cli("audit", "verify")
+    assert result.exit_code == 1
+    assert f"seq={rows[-1][1]}" in result.output and "末尾の行が失われています" in result.output
+
+
+def test_rewriting_a_row_with_its_own_hash_still_breaks_the_next_link(world, sessions, db_engine):
+    """Recomputing one row's hash after changing it is caught by the following row's link."""
+    rows = _rows(sessions)
+    row_id, seq = rows[5]
+    with sessions() as s:
+        row = s.get(AuditEvent, row_id)
+        row.actor_label = "someone-else"
+        new_hash = audit.row_digest(row)
+        s.rollback()
+    with db_engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor_label = 'someone-else', hash = :h WHERE id = :id"),
+                     {"h": new_hash, "id": row_id})
+    with sessions() as s:
+        result = audit.verify(s)
+        assert (result.ok, result.broken_seq) == (False, seq + 1)
+        assert "前の行" in result.reason
+
+
+def test_disclosure_lists_every_case_of_the_person_and_no_content(world, sessions, run_cli, open_case):
+    # A second consultation of the same person (same 宛名番号), and one of somebody else.
+    other_id = open_case(person={"name": "宮島 花子", "birth_date": "1970-01-01", "area": "宮島"})
+    with unit_of_work(sessions) as s:
+        from engine import services
+        window = s.scalar(select(User).where(User.login == world.logins["window"]))
+        second = services.open_case(s, window, intake_fields(
+            categories=["other"], person={"name": "廿日　太郎", "resident_id": "0001234567"}), now=NOW)
+        second_number = second.case_number
+    with unit_of_work(sessions) as s:
+        audit.bind(s, remote_addr="10.1.2.3")
+        receiving = s.scalar(select(User).where(User.login == world.logins["receiving"]))
+        casefile.read_case(s, receiving, world.case_id)
+        casefile.read_case(s, s.scalar(select(User).where(User.login == "window")), other_id)
+    with sessions() as s:
+        from engine.models import Case
+        first_number = s.get(Case, world.case_id).case_number
+        other_number = s.get(Case, other_id).case_number
+    result = run_cli("audit", "case", second_number, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    table = list(csv.reader(io.StringIO(result.stdout)))
+    assert table[0][:3] == ["日時", "ケース番号", "操作者"]
+    body = table[1:]
+    assert {r[1] for r in body} == {first_number, second_number}
+    assert other_number not in result.stdout
+    reads = [r for r in body if r[6] == "case.read"]
+    assert ["m-receiving", "10.1.2.3"] == [reads[-1][2], reads[-1][8]]
+    assert any(r[6] == "meeting.read" or r[6] == "shared_fact.carry" for r in body)
+    for word in [*M.MARKERS.values(), world.person_name, "0001234567"]:
+        assert word not in result.stdout
+    # The answer itself is in the trail; the text form names the cases and the readers.
+    text_out = run_cli("audit", "case", str(world.case_id)).output
+    assert f"{first_number}、{second_number}" in text_out and "ケース記録の閲覧" in text_out
+    with sessions() as s:
+        assert s.scalar(select(func.count()).where(AuditEvent.action == "audit.person_trail")) == 2
+        assert audit.verify(s).ok
+
+
+def test_unknown_case_is_an_error(world, run_cli):
+    result = run_cli("audit", "case", "R8-999999")
+    assert result.exit_code == 1 and "見つかりません" in result.output

@@ -1,0 +1,109 @@
+"""The `tsunagu audit …` and `tsunagu retention …` commands: the audit trail and the retention period."""
+from __future__ import annotations
+
+import csv
+import sys
+from datetime import datetime
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from engine import calendar
+from web.cli import main, transaction
+
+
+def _when(value: datetime) -> str:
+    return calendar.wareki_datetime(value)
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return calendar.parse_aware_iso8601(value)
+    except ValueError:
+        raise click.BadParameter("タイムゾーン付きの ISO 8601 で指定してください（例 2031-04-01T09:00:00+09:00）。")
+
+
+@main.group()
+def audit() -> None:
+    """監査ログ（改ざん検知・開示請求）。"""
+
+
+@audit.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Check the audit hash chain; exit 1 naming the first broken row."""
+    from engine import audit as trail
+    from engine.models import AuditHead
+
+    with transaction() as session:
+        result = trail.verify(session)
+        head = session.get(AuditHead, 1)
+        head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, trail.GENESIS)
+    if not result.ok:
+        row_id = "-" if result.broken_id is None else result.broken_id
+        click.echo(f"監査ログの検証に失敗しました: 行 id={row_id} seq={result.broken_seq}: {result.reason}"
+                   f"（それより前の {result.checked} 行は正常）", err=True)
+        sys.exit(1)
+    click.echo(f"監査ログ {result.checked} 行を確認しました。改ざんは見つかりません。")
+    click.echo(f"末尾: seq={head_seq} hash={head_hash}")
+
+
+CSV_HEADER = ["日時", "ケース番号", "操作者", "氏名", "所属", "操作", "操作コード", "結果", "接続元", "連携システム"]
+
+
+@audit.command("case")
+@click.argument("case_ref", metavar="CASE_NUMBER_OR_ID")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv"]), default="text", show_default=True)
+@with_appcontext
+def audit_case(case_ref: str, fmt: str) -> None:
+    """Who looked at this person's record: the audit rows of every case of the same person (開示請求)."""
+    from engine import disclosure
+
+    with transaction() as session:
+        cases, rows = disclosure.person_trail(session, case_ref, requested_by="cli:audit-case")
+    if fmt == "csv":
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(CSV_HEADER)
+        for r in rows:
+            out.writerow([r.at.astimezone(calendar.JST).isoformat(timespec="seconds"), r.case_number,
+                          r.actor, r.actor_name, r.department, r.action_label, r.action, r.outcome,
+                          r.remote_addr or "", r.client or ""])
+        return
+    click.echo(f"対象のケース: {'、'.join(c.case_number for c in cases)}（同じ方の記録 {len(cases)} 件）")
+    click.echo(f"記録 {len(rows)} 件")
+    for r in rows:
+        who = f"{r.actor_name}（{r.department}）" if r.actor_name else r.actor
+        extra = "".join([f" 接続元 {r.remote_addr}" if r.remote_addr else "",
+                         f" 連携 {r.client}" if r.client else "", f" [{r.outcome}]" if r.outcome else ""])
+        click.echo(f"{_when(r.at)}  {r.case_number}  {who}  {r.action_label}{extra}")
+
+
+@main.group()
+def retention() -> None:
+    """保存期間を過ぎた記録の匿名化。"""
+
+
+@retention.command("apply")
+@click.option("--dry-run", is_flag=True, help="list what would be anonymised; change nothing")
+@click.option("--now", "now_text", default=None, help="the time to measure from (ISO 8601), for tests")
+@with_appcontext
+def retention_apply(dry_run: bool, now_text: str | None) -> None:
+    """Anonymise closed cases whose closure is older than TSUNAGU_RETENTION_YEARS (default 5)."""
+    from engine import retention as policy
+
+    years = int(current_app.config["RETENTION_YEARS"])
+    now = _parse_now(now_text)
+    with transaction() as session:
+        report = policy.apply(session, years=years, now=now, dry_run=dry_run, requested_by="cli:retention")
+        if dry_run:
+            session.rollback()
+    head = (f"保存期間 {years} 年: {_when(report.cutoff)} より前に終結したケース {len(report.cases)} 件")
+    if dry_run:
+        click.echo(f"{head}を匿名化します（試行: 何も変更していません）。")
+    else:
+        click.echo(f"{head}を匿名化しました（実行記録 {report.run_id}）。")
+    for _, number, closed_at in report.cases:
+        click.echo(f"  {number}  終結 {_when(closed_at)}")
