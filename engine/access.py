@@ -153,7 +153,8 @@ def visible_cases_filter(session: Session, user):
         return true()
     dept = user.department_id
     newer = aliased(Consent)
-    later = select(newer.id).where(newer.case_id == Case.id, newer.id > Consent.id)
+    # Correlated to the consent row below (not to `cases`, which would make it a cross join).
+    later = select(newer.id).where(newer.case_id == Consent.case_id, newer.id > Consent.id)
     return or_(
         Case.owning_department_id == dept,
         Case.created_department_id == dept,
