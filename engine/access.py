@@ -167,3 +167,27 @@ def visible_cases_filter(session: Session, user):
                        ConsentAgency.consent_id == Consent.id, ConsentAgency.department_id == dept,
                        ~exists(later)),
     )
+
+
+def content_cases_filter(session: Session, user):
+    """A WHERE clause for the cases whose content (person, summary, notes) `user` may read.
+
+    The SQL form of `case_sight(...) >= Sight.CONTENT`: a search by name, area or category must never
+    reveal that a case exists to someone who sees only its handoff metadata (an FM outside it, an admin).
+    """
+    from sqlalchemy import false, or_, true
+
+    from engine.models import Case, Meeting, MeetingMember
+
+    if user.role == "system":
+        return true()
+    if not user.active or user.role == "admin":
+        return false()
+    if user.role == "fm":
+        return or_(
+            Case.fm_id == user.id,
+            Case.owning_department_id == user.department_id,
+            exists().where(Meeting.case_id == Case.id, MeetingMember.meeting_id == Meeting.id,
+                           MeetingMember.user_id == user.id, MeetingMember.acknowledged_at.is_not(None)),
+        )
+    return visible_cases_filter(session, user)

@@ -678,3 +678,21 @@ class RetentionRun(Base):
     cutoff: Mapped[datetime]
     dry_run: Mapped[bool] = mapped_column(Boolean)
     case_ids: Mapped[list[Any]] = mapped_column(default=list)
+
+
+# --- page forms ---------------------------------------------------------------------------------
+
+
+class FormSubmission(Base):
+    """The one-time key of a page form that creates something (a consultation, a contact note):
+    the same form sent twice — a double click, a reload — is applied once."""
+
+    __tablename__ = "form_submissions"
+    __table_args__ = (UniqueConstraint("user_id", "token"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
