@@ -94,7 +94,9 @@ class User(Base):
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    department: Mapped[Department] = relationship(lazy="joined")
+    # Inner joins (the keys are NOT NULL): a row locked FOR UPDATE may not sit on the nullable side of a
+    # LEFT JOIN on PostgreSQL.
+    department: Mapped[Department] = relationship(lazy="joined", innerjoin=True)
 
     @property
     def is_fm(self) -> bool:
@@ -216,7 +218,7 @@ class Case(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
     anonymised_at: Mapped[datetime | None]
 
-    person: Mapped[Person] = relationship(lazy="joined")
+    person: Mapped[Person] = relationship(lazy="joined", innerjoin=True)  # inner: see User.department
     owning_department: Mapped[Department | None] = relationship(foreign_keys=[owning_department_id])
     proposed_department: Mapped[Department | None] = relationship(foreign_keys=[proposed_department_id])
     categories: Mapped[list["CaseCategory"]] = relationship(
