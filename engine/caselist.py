@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case as sql_case, exists, func, or_, select
+from sqlalchemy import and_, case as sql_case, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from engine import access, calendar, services, states, vocab
@@ -19,6 +19,8 @@ from engine.errors import ValidationFailed
 from engine.models import Case, CaseCategory, Department, Handoff, Person, Plan, utcnow
 
 PER_PAGE = 50
+# Up to this many matches a list is gathered through the filter's indexes and ordered afterwards.
+FILTER_FIRST = 5000
 
 
 @dataclass
@@ -86,14 +88,16 @@ def _overdue_evaluation(today: date):
 
 
 def search_cases(session: Session, actor, filters: CaseFilters, *, page: int = 1, per_page: int | None = None,
-                 now: datetime | None = None) -> CasePage:
-    """One page of the cases `actor` may know of, newest change first, with the total count."""
+                 now: datetime | None = None, total: int | None = None) -> CasePage:
+    """One page of the cases `actor` may know of, newest change first, with the total count
+    (counted unless the caller already knows it, as the start page does from the counts by state)."""
     now = now or utcnow()
     per_page = per_page or PER_PAGE
     validate_filters(filters)
     today = now.astimezone(calendar.JST).date()
     conditions = [access.visible_cases_filter(session, actor)]
-    content = access.content_cases_filter(session, actor)
+    # Department staff read every case they know of: their lists need no second, identical filter.
+    content = None if access.content_is_visibility(actor) else access.content_cases_filter(session, actor)
     needs_person = False
     if filters.state:
         conditions.append(Case.state == filters.state)
@@ -104,7 +108,7 @@ def search_cases(session: Session, actor, filters: CaseFilters, *, page: int = 1
         conditions.append(Case.owning_department_id == dept.id)
     if filters.overdue:
         conditions.append(or_(_overdue_handoff(now), _overdue_evaluation(today)))
-    if filters.area or filters.category or filters.q:
+    if (filters.area or filters.category or filters.q) and content is not None:
         conditions.append(content)
     if filters.area:
         needs_person = True
@@ -113,27 +117,55 @@ def search_cases(session: Session, actor, filters: CaseFilters, *, page: int = 1
         conditions.append(exists().where(CaseCategory.case_id == Case.id, CaseCategory.code == filters.category))
     key = services.fold_for_search(filters.q) if filters.q else ""
     if key:
-        needs_person = True
         # Each word must occur in the folded name and kana ("はつか たろう" finds 廿日 太郎 / ハツカ タロウ).
+        # The people who match are found first, in one pass over `people` (a substring cannot use an
+        # index); the cases are then reached through their person_id index.
+        words = []
         for word in key.split():
             escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conditions.append(Person.search_key.like(f"%{escaped}%", escape="\\"))
+            words.append(Person.search_key.like(f"%{escaped}%", escape="\\"))
+        conditions.append(Case.person_id.in_(select(Person.id).where(*words)))
 
-    count_q = select(func.count()).select_from(Case)
-    if needs_person:
-        count_q = count_q.join(Person, Person.id == Case.person_id)
-    total = session.scalar(count_q.where(*conditions)) or 0
+    def matching_keys(limit: int | None = None):
+        keys_q = select(Case.id, Case.updated_at).where(*conditions).limit(limit)
+        if needs_person:
+            keys_q = keys_q.join(Person, Person.id == Case.person_id)
+        return sorted(session.execute(keys_q).all(), key=lambda k: (k.updated_at, k.id), reverse=True)
+
+    keys = None
+    if key:
+        # A name search matches few people: gather them once, which also counts them.
+        keys = matching_keys()
+        total = len(keys)
+    elif total is None and (filters.state or filters.department or filters.area or filters.category
+                            or filters.overdue):
+        # A filtered list is often short: gathering it counts it too. Past FILTER_FIRST, count instead.
+        keys = matching_keys(FILTER_FIRST + 1)
+        if len(keys) <= FILTER_FIRST:
+            total = len(keys)
+        else:
+            keys = None
+    if total is None:
+        count_q = select(func.count()).select_from(Case)
+        if needs_person:
+            count_q = count_q.join(Person, Person.id == Case.person_id)
+        total = session.scalar(count_q.where(*conditions)) or 0
 
     page = max(1, page)
-    rows_q = (
-        select(Case.id, Case.case_number, Case.state, Case.urgency, Case.owning_department_id, Case.opened_at,
-               Case.updated_at, Person.name, Person.name_kana, Person.area,
-               sql_case((content, True), else_=False).label("content"))
-        .join(Person, Person.id == Case.person_id)
-        .where(*conditions)
-        .order_by(Case.updated_at.desc(), Case.id.desc())
-        .limit(per_page).offset((page - 1) * per_page)
-    )
+    columns = select(Case.id, Case.case_number, Case.state, Case.urgency, Case.owning_department_id, Case.opened_at,
+                     Case.updated_at, Person.name, Person.name_kana, Person.area,
+                     (sql_case((content, True), else_=False) if content is not None else literal(True)).label("content")
+                     ).join(Person, Person.id == Case.person_id)
+    newest_first = (Case.updated_at.desc(), Case.id.desc())
+    if keys is not None or total <= FILTER_FIRST:
+        # Few matches: find them all through the filter's indexes, then order them. (Walking the
+        # whole table in updated_at order to find a handful would read every row.)
+        keys = keys if keys is not None else matching_keys()
+        page_ids = [k.id for k in keys[(page - 1) * per_page:page * per_page]]
+        rows_q = columns.where(Case.id.in_(page_ids)).order_by(*newest_first)
+    else:
+        # Many matches: walk the updated_at index and stop when the page is full.
+        rows_q = columns.where(*conditions).order_by(*newest_first).limit(per_page).offset((page - 1) * per_page)
     found = session.execute(rows_q).all()
     names = _department_names(session)
     ids = [r.id for r in found]

@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine import alerts, audit, routing, services, states
+from engine import alerts, audit, services, states
+from engine.inbox import business_age
 from engine.errors import EventNotAllowed, GuardRefused, NotFound, PermissionDenied, ValidationFailed
 from engine.models import Alert, Case, CaseHistory, Department, Handoff, utcnow
 
@@ -68,7 +69,6 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
     """The open and acknowledged alerts by section, oldest first (stalled sheets by the time sent)."""
     now = now or utcnow()
     _check_fm(actor, read=True)
-    cal = routing.business_calendar()
     depts = {d.id: d for d in session.scalars(select(Department))}
     sections = []
     for key, title, kinds in SECTIONS:
@@ -83,7 +83,9 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
         else:
             q = q.order_by(Alert.raised_at.asc(), Alert.id.asc())
         items = []
-        for alert, number, state, handoff in session.execute(q.limit(limit)).all():
+        found = session.execute(q.limit(limit)).all()
+        age = business_age([h.sent_at for *_, h in found if h is not None and h.state == "sent"], now)
+        for alert, number, state, handoff in found:
             item = DashboardItem(
                 alert_id=alert.id, kind=alert.kind, kind_label=alerts.ALERT_LABELS[alert.kind], status=alert.status,
                 message=alert.message, raised_at=alert.raised_at, due_at=alert.due_at, case_id=alert.case_id,
@@ -98,7 +100,7 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
                 if key == "stalled":
                     item.due_at = item.due_at or handoff.due_at
                 if handoff.state == "sent":
-                    item.waited_business_days = cal.business_days_between(handoff.sent_at, now)
+                    item.waited_business_days = age(handoff.sent_at)
             items.append(item)
         sections.append(DashboardSection(key=key, title=title, items=items, total=total))
     return sections

@@ -180,7 +180,8 @@ class Case(Base):
             name="owned_states_have_owner",
         ),
         UniqueConstraint("referral_client_id", "external_ref"),
-        Index("ix_cases_state_owner", "state", "owning_department_id"),
+        # Covers the counts by state of every case list (visibility tests owner and creator).
+        Index("ix_cases_state_owner_created", "state", "owning_department_id", "created_department_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -192,7 +193,7 @@ class Case(Base):
     state: Mapped[str] = mapped_column(String(32), default="intake")
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     owning_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
-    created_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    created_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     fm_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     consent_to_share: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -394,7 +395,7 @@ class ConsentAgency(Base):
     __tablename__ = "consent_agencies"
 
     consent_id: Mapped[int] = mapped_column(ForeignKey("consents.id", ondelete="CASCADE"), primary_key=True)
-    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), primary_key=True, index=True)
 
 
 class SharedFact(Base):

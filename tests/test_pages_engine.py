@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -108,3 +108,34 @@ def test_a_rolled_back_claim_frees_the_key(sessions, actors):
             submissions.claim(s, actors.window, token, "intake")
         # The same key is another person's own.
         submissions.claim(s, actors.fm, token, "intake")
+
+
+def test_both_ways_of_gathering_a_list_page_agree(sessions, actors, open_case, monkeypatch):
+    from engine import caselist
+
+    for i in range(5):
+        open_case(categories=["poverty"], now=NOW if i % 2 else NOW - timedelta(days=i))
+    with unit_of_work(sessions) as s:
+        user = s.get(User, actors.livelihood.id)
+        for flt in (caselist.CaseFilters(), caselist.CaseFilters(state="handoff"), caselist.CaseFilters(q="はつか")):
+            seen = {}
+            for limit in (0, 10 ** 6):  # always walk the updated_at index / always gather first
+                monkeypatch.setattr(caselist, "FILTER_FIRST", limit)
+                pages = [caselist.search_cases(s, user, flt, page=p, per_page=2) for p in (1, 2, 3)]
+                seen[limit] = ([[r.id for r in pg.rows] for pg in pages], pages[0].total)
+            assert seen[0] == seen[10 ** 6], flt
+            assert sum(len(p) for p in seen[0][0]) == 5 and seen[0][1] == 5
+
+
+def test_the_inbox_counts_business_days_as_the_calendar_does():
+    from datetime import datetime, timezone
+
+    from engine.inbox import business_age
+
+    cal = routing.business_calendar()
+    now = datetime(2027, 1, 6, 3, 0, tzinfo=timezone.utc)  # past the 12/29–1/3 closure and New Year's Day
+    starts = [now - timedelta(days=d, hours=h) for d in range(0, 45, 2) for h in (0, 5, 16)]
+    starts.append(now + timedelta(hours=1))
+    age = business_age(starts, now)
+    assert [age(s) for s in starts] == [cal.business_days_between(s, now) for s in starts]
+    assert business_age([], now) is not None

@@ -21,7 +21,7 @@ bp = Blueprint("cases", __name__)
 def index():
     s = db.session()
     counts = caselist.state_counts(s, actor())
-    recent = caselist.search_cases(s, actor(), caselist.CaseFilters(), per_page=20)
+    recent = caselist.search_cases(s, actor(), caselist.CaseFilters(), per_page=20, total=sum(counts.values()))
     return render_template("index.html", counts=counts, recent=recent, states=list(states.CASE_STATE_LABELS))
 
 
