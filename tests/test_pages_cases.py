@@ -15,6 +15,22 @@ from tests.pages_support import (  # noqa: F401  (fixtures)
 )
 
 
+# --- start page ---------------------------------------------------------------------------------
+
+def test_the_start_page_counts_by_state_what_the_person_may_know_of(web, actors, case_in):
+    case_in("handoff")
+    case_in("assigned")
+    case_in("intake")  # unrouted: the desk's, not 生活福祉課's
+    r = web(actors.livelihood).get("/")
+    assert r.status_code == 200
+    body = r.get_data(as_text=True)
+    counts = dict(re.findall(r'/cases\?state=([a-z_]+)">(\d+)<', body))
+    assert counts["handoff"] == "1" and counts["assigned"] == "1" and counts["intake"] == "0"
+    assert "すべてのケースを見る（2件）" in text_of(r)
+    assert "相談受付" in text_of(r) and "FMダッシュボード" not in text_of(r)
+    assert "FMダッシュボード" in text_of(web(actors.fm).get("/"))
+
+
 # --- ケース一覧 -----------------------------------------------------------------------------------
 
 def test_the_list_shows_only_the_cases_a_person_may_know_of(web, actors, open_case):

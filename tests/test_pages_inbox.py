@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from engine import calendar, routing, services
 from engine.db import unit_of_work
-from engine.models import Case, Handoff, utcnow
+from engine.models import Handoff, utcnow
 from tests.pages_support import (  # noqa: F401  (fixtures)
     app, case_in, case_state, case_version, count, error_beside, text_of, web,
 )

@@ -1,12 +1,13 @@
 """相談受付: the form, the routing preview, and the three ways to confirm — through the test client."""
 from __future__ import annotations
 
+import html
 import re
 
 from sqlalchemy import select
 
 from engine.db import unit_of_work
-from engine.models import Alert, Case, Department, FormSubmission, Handoff
+from engine.models import Alert, Case, FormSubmission, Handoff
 from tests.conftest import CONFIG_DIR
 from tests.pages_support import app, count, error_beside, input_value, text_of, web  # noqa: F401
 
@@ -30,10 +31,7 @@ def _hidden(response) -> dict:
     pairs = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form)
     out: dict = {}
     for k, v in pairs:
-        import html
-
-        v = html.unescape(v)
-        out.setdefault(k, []).append(v)
+        out.setdefault(k, []).append(html.unescape(v))
     return {k: v if len(v) > 1 else v[0] for k, v in out.items() if k != "csrf_token"}
 
 

@@ -416,13 +416,3 @@ def parse(schema_cls: type[Schema], form: MultiDict) -> Parsed:
     parsed.errors = parsed.page_errors(errors)
     return parsed
 
-
-def iso_dates(value: Any) -> Any:
-    """Dates and times as ISO text, the way the engine's fields are documented (JSON-like)."""
-    if isinstance(value, dict):
-        return {k: iso_dates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [iso_dates(v) for v in value]
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    return value
