@@ -194,6 +194,7 @@ def lookup(url: str) -> dict:
 
 
 def time_pages(url: str, ids: dict, repeat: int) -> list[tuple[str, str, float]]:
+    """Median server-side time of each page, through the Flask test client."""
     from web import create_app
 
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "TESTING": True})
@@ -260,6 +261,7 @@ def time_pages(url: str, ids: dict, repeat: int) -> list[tuple[str, str, float]]
 
 
 def main() -> int:
+    """Fill (or reuse) the database, time the pages, print the table; exit 1 over the target."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=15)

@@ -37,6 +37,8 @@ class CaseFilters:
 
 @dataclass
 class CaseRow:
+    """One line of the list; the person's data only where `content` is true."""
+
     id: int
     case_number: str
     state: str
@@ -55,6 +57,8 @@ class CaseRow:
 
 @dataclass
 class CasePage:
+    """A page of rows with the total the filters match."""
+
     rows: list[CaseRow]
     total: int
     page: int
@@ -62,6 +66,7 @@ class CasePage:
 
     @property
     def pages(self) -> int:
+        """How many pages the total makes (at least one)."""
         return max(1, -(-self.total // self.per_page))
 
 

@@ -31,6 +31,8 @@ REASSIGNABLE = ("handoff_stalled", "handoff_escalated", "handoff_declined", "unr
 
 @dataclass
 class DashboardItem:
+    """One alert as the FM sees it: handoff metadata only."""
+
     alert_id: int
     kind: str
     kind_label: str
@@ -51,6 +53,8 @@ class DashboardItem:
 
 @dataclass
 class DashboardSection:
+    """One section of the dashboard, oldest first, with its full count."""
+
     key: str
     title: str
     items: list[DashboardItem]

@@ -20,6 +20,8 @@ DECISIONS = ("accept", "decline")
 
 @dataclass
 class InboxItem:
+    """A つなぐシート waiting for the department, with what the list shows of its case."""
+
     handoff_id: int
     primary: bool
     version: int  # the case's version for a primary sheet, the sheet's own for a join request
@@ -40,6 +42,8 @@ class InboxItem:
 
 @dataclass
 class Inbox:
+    """The department, its waiting sheets, and its open alerts (e.g. a sheet sent back)."""
+
     department: Department
     items: list[InboxItem]
     alerts: list[Alert] = field(default_factory=list)

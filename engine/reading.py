@@ -18,6 +18,8 @@ from engine.models import Case, Department, Handoff, Meeting, Plan, User
 
 @dataclass
 class CaseFile:
+    """A case, its staff view (engine.views.case_view) and the events the reader may fire."""
+
     case: Case
     view: dict[str, Any]
     allowed_events: list[str]
@@ -37,6 +39,8 @@ def read_case(session: Session, actor, case_id: int, *, remote_addr: str | None 
 
 @dataclass
 class Sheet:
+    """A つなぐシート with the case view it prints from."""
+
     handoff: Handoff
     view: dict[str, Any]
     from_department: Department | None
@@ -60,6 +64,8 @@ def read_sheet(session: Session, actor, handoff_id: int, *, remote_addr: str | N
 
 @dataclass
 class MeetingRecord:
+    """A meeting as the reader may see it, and what they may do there."""
+
     meeting: Meeting
     case: Case
     summary: dict[str, Any]

@@ -84,11 +84,13 @@ def text(required: bool = False, max_length: int = 4000, **kw) -> fields.String:
 
 
 def integer(**kw) -> fields.Integer:
+    """A whole number input; an empty input is None."""
     return fields.Integer(load_default=None, allow_none=True, strict=False,
                           error_messages={**ERRORS, "invalid": "半角の数字で入力してください。"}, **kw)
 
 
 def checkbox() -> fields.Boolean:
+    """A single checkbox: ticked or not."""
     return fields.Boolean(load_default=False, truthy={"1", "on", "true", "yes"}, falsy={"", "0", "off", "false"})
 
 
@@ -124,6 +126,8 @@ HOUSEHOLD_ROWS = 3
 
 
 class PersonSchema(FormSchema):
+    """本人: the person consulted about."""
+
     name = text(required=True, max_length=100)
     name_kana = text(max_length=100)
     sex = text(max_length=16)
@@ -135,6 +139,8 @@ class PersonSchema(FormSchema):
 
 
 class HouseholdSchema(FormSchema):
+    """One row of 世帯."""
+
     relationship = text(max_length=50)
     name = text(max_length=100)
     birth_year = integer(validate=validate.Range(min=1868, max=2100, error="西暦の年（例: 1974）で入力してください。"))
@@ -142,6 +148,8 @@ class HouseholdSchema(FormSchema):
 
 
 class IntakeSchema(FormSchema):
+    """相談受付: the consultation's own inputs."""
+
     person = fields.Nested(PersonSchema, required=True, error_messages=ERRORS)
     household = fields.List(fields.Nested(HouseholdSchema), load_default=list)
     categories = code_list(required=True, message="課題の分類を1つ以上選んでください。")
@@ -153,6 +161,8 @@ class IntakeSchema(FormSchema):
 
 
 class IntakeConfirmSchema(FormSchema):
+    """The choice made on the preview: follow, override or resolve."""
+
     mode = text(required=True, max_length=16)
     to_department = text(max_length=64)
     override_reason = text(max_length=2000)
@@ -181,29 +191,39 @@ class _Versioned(FormSchema):
 
 
 class SendHandoffSchema(_Versioned):
+    """send_handoff."""
+
     to_department = text(required=True, max_length=64)
     reason = text(required=True)
     summary = text(required=True)
 
 
 class NoFieldsSchema(_Versioned):
-    pass
+    """An event with no inputs but the version (accept_handoff)."""
 
 
 class ReasonSchema(_Versioned):
+    """An event that needs a reason (decline_handoff, reopen)."""
+
     reason = text(required=True)
 
 
 class NoteSchema(_Versioned):
+    """An event with an optional note (seek_consent, resume)."""
+
     note = text()
 
 
 class MemberSchema(FormSchema):
+    """One row of a 支援会議's members."""
+
     user = text(max_length=64)
     acknowledged = checkbox()
 
 
 class ConveneSchema(_Versioned):
+    """convene_support_meeting."""
+
     members = fields.List(fields.Nested(MemberSchema), load_default=list)
     held_at = LocalDateTime(load_default=None)
     minutes = text(max_length=20000)
@@ -211,6 +231,8 @@ class ConveneSchema(_Versioned):
 
 
 class RecordConsentSchema(_Versioned):
+    """record_consent."""
+
     given_by = text(required=True, max_length=100)
     method = text(required=True, max_length=16)
     obtained_on = JaDate(load_default=None)
@@ -219,17 +241,23 @@ class RecordConsentSchema(_Versioned):
 
 
 class OtherConsentSchema(_Versioned):
+    """refuse_consent and withdraw_consent."""
+
     given_by = text(required=True, max_length=100)
     method = text(max_length=16)
     note = text()
 
 
 class RoleSchema(FormSchema):
+    """One row of a plan's 役割分担."""
+
     department = text(max_length=64)
     role = text(max_length=2000)
 
 
 class PlanSchema(_Versioned):
+    """adopt_plan: the 支援プラン editor."""
+
     goals = text(required=True)
     roles = fields.List(fields.Nested(RoleSchema), load_default=list)
     main_department = text(required=True, max_length=64)
@@ -239,6 +267,8 @@ class PlanSchema(_Versioned):
 
 
 class EvaluateSchema(_Versioned):
+    """evaluate."""
+
     goals_met = text(required=True, max_length=16)
     changes = text()
     decision = text(required=True, max_length=16)
@@ -248,6 +278,8 @@ class EvaluateSchema(_Versioned):
 
 
 class CloseSchema(_Versioned):
+    """close."""
+
     close_reason = text(required=True, max_length=32)
     note = text()
 
@@ -278,6 +310,8 @@ MULTI_VALUED = {"categories", "agencies", "business_categories"}
 
 
 class ContactNoteSchema(FormSchema):
+    """A contact note (支援経過)."""
+
     contact_on = JaDate(load_default=None)
     method = text(required=True, max_length=16)
     business_category = text(max_length=32)
@@ -286,27 +320,37 @@ class ContactNoteSchema(FormSchema):
 
 
 class InboxAnswerSchema(FormSchema):
+    """受理 or 返送 from the inbox."""
+
     decision = text(required=True, max_length=16)
     version = version_field()
     reason = text()
 
 
 class AlertNoteSchema(FormSchema):
+    """確認 or 解決 of an alert."""
+
     note = text(max_length=2000)
 
 
 class ReassignSchema(FormSchema):
+    """振り替え of an alert's case."""
+
     to_department = text(required=True, max_length=64)
     reason = text(required=True, max_length=2000)
 
 
 class MeetingRecordSchema(FormSchema):
+    """An addition to a meeting's records."""
+
     minutes = text(max_length=20000)
     decisions = text(max_length=20000)
     submission_token = text(max_length=64)
 
 
 class CaseFilterSchema(FormSchema):
+    """The case list's filters (query string)."""
+
     state = text(max_length=32)
     department = text(max_length=64)
     area = text(max_length=32)
@@ -386,6 +430,7 @@ class Parsed:
 
     @property
     def ok(self) -> bool:
+        """Whether the form parsed without errors."""
         return not self.errors
 
     def page_errors(self, errors: dict[str, list[str]]) -> dict[str, list[str]]:

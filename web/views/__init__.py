@@ -96,6 +96,7 @@ def _is_api(path: str) -> bool:
 
 
 def init_app(app: Flask) -> None:
+    """Sign-in, CSRF, session timeout, error pages, template helpers and the page blueprints."""
     login_manager.init_app(app)
     # Forms are checked below, for every path but the API's (bearer tokens, no cookies).
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)

@@ -21,6 +21,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    """The sign-in form; failures are counted, slowed down and audited by engine.users."""
     if request.method == "GET" and getattr(current_user, "is_authenticated", False):
         return redirect(url_for("cases.index"))
     error = None
@@ -48,6 +49,7 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    """Sign out (a POST with the CSRF token)."""
     logout_user()
     session.clear()
     flash("ログアウトしました。", "info")

@@ -19,6 +19,7 @@ bp = Blueprint("cases", __name__)
 @bp.get("/")
 @login_required
 def index():
+    """The start page: counts by state and the latest cases."""
     s = db.session()
     counts = caselist.state_counts(s, actor())
     recent = caselist.search_cases(s, actor(), caselist.CaseFilters(), per_page=20, total=sum(counts.values()))
@@ -28,6 +29,7 @@ def index():
 @bp.get("/cases")
 @login_required
 def list_cases():
+    """ケース一覧: filters, search by name or kana, pages."""
     s = db.session()
     parsed = forms.parse(forms.CaseFilterSchema, request.args)
     f = parsed.data
@@ -79,12 +81,14 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
 @bp.get("/cases/<int:case_id>")
 @login_required
 def detail(case_id: int):
+    """ケース詳細 (an audited read of its content)."""
     return _render_case(case_id)
 
 
 @bp.post("/cases/<int:case_id>/events/<event>")
 @login_required
 def fire(case_id: int, event: str):
+    """Fire one event from its form on the case page."""
     schema = forms.EVENT_SCHEMAS.get(event)
     if schema is None:
         abort(404)
@@ -113,6 +117,7 @@ def fire(case_id: int, event: str):
 @bp.post("/cases/<int:case_id>/notes")
 @login_required
 def add_note(case_id: int):
+    """Add a contact note from the case page."""
     parsed = forms.parse(forms.ContactNoteSchema, request.form)
     if not parsed.ok:
         return _render_case(case_id, event="contact_note", note_values=request.form,
@@ -138,6 +143,7 @@ def add_note(case_id: int):
 @bp.get("/handoffs/<int:handoff_id>/sheet")
 @login_required
 def sheet(handoff_id: int):
+    """The つなぐシート print view."""
     s = db.session()
     sheet = reading.read_sheet(s, actor(), handoff_id, remote_addr=remote_addr())
     return render_template("sheet.html", sheet=sheet, h=sheet.handoff, view=sheet.view,

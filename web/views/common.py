@@ -26,6 +26,7 @@ def actor():
 
 
 def remote_addr() -> str | None:
+    """The client's address, for the audit trail."""
     return g.get("remote_addr") or request.remote_addr
 
 

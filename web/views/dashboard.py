@@ -23,12 +23,14 @@ def _render(refused: Refusal | None = None, alert_id: int | None = None, values=
 @bp.get("/dashboard")
 @login_required
 def show():
+    """The FM dashboard."""
     return _render()
 
 
 @bp.post("/dashboard/alerts/<int:alert_id>/<action>")
 @login_required
 def act(alert_id: int, action: str):
+    """確認, 解決 or 振り替え of one alert."""
     s = db.session()
     schema = {"acknowledge": forms.AlertNoteSchema, "resolve": forms.AlertNoteSchema,
               "reassign": forms.ReassignSchema}.get(action)

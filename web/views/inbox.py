@@ -22,12 +22,14 @@ def _render(refused: Refusal | None = None, handoff_id: int | None = None, value
 @bp.get("/inbox")
 @login_required
 def show():
+    """The department's inbox."""
     return _render()
 
 
 @bp.post("/inbox/<int:handoff_id>")
 @login_required
 def answer(handoff_id: int):
+    """受理 or 返送 of one sheet."""
     parsed = forms.parse(forms.InboxAnswerSchema, request.form)
     if not parsed.ok:
         return _render(Refusal(422, "入力内容を確認してください。", parsed.errors), handoff_id, request.form)

@@ -40,12 +40,14 @@ def _preview(values: MultiDict, proposal, *, choice: MultiDict | None = None, er
 @bp.get("/intake")
 @login_required
 def new():
+    """A blank consultation form."""
     return _form(MultiDict({"source": "window", "urgency": "normal"}))
 
 
 @bp.post("/intake")
 @login_required
 def submit():
+    """Preview the routing, go back to edit, or confirm (open the case once)."""
     action = request.form.get("action")
     values = _intake_values(request.form)
     if action == "edit":

@@ -25,12 +25,14 @@ def _render(meeting_id: int, refused: Refusal | None = None, values=None):
 @bp.get("/meetings/<int:meeting_id>")
 @login_required
 def show(meeting_id: int):
+    """A meeting's page."""
     return _render(meeting_id)
 
 
 @bp.post("/meetings/<int:meeting_id>/acknowledge")
 @login_required
 def acknowledge(meeting_id: int):
+    """A member acknowledges the 守秘義務."""
     services.acknowledge_secrecy(db.session(), actor(), meeting_id)
     flash("守秘義務を確認しました。会議の記録を表示します。", "success")
     return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
@@ -39,6 +41,7 @@ def acknowledge(meeting_id: int):
 @bp.post("/meetings/<int:meeting_id>/record")
 @login_required
 def append(meeting_id: int):
+    """A member adds to the minutes or decisions."""
     parsed = forms.parse(forms.MeetingRecordSchema, request.form)
     if not parsed.ok:
         return _render(meeting_id, Refusal(422, "入力内容を確認してください。", parsed.errors), request.form)
