@@ -29,6 +29,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/transitions.py
+	$(BIN)/python bench/pages.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache test-output

@@ -146,6 +146,7 @@ READ = "read"
 WRITE = "write"
 CONVENE = "convene"
 REOPEN = "reopen"
+ROUTE = "route"  # send the つなぐシート onward: an FM coordinates handoffs on any case (FM dashboard)
 
 _DRIVE = frozenset({SYSTEM, OWNER, CASE_FM})
 
@@ -159,6 +160,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     (CASE_METADATA, READ): METADATA_RELATIONS,
     (CASE_METADATA, WRITE): _DRIVE,  # send handoffs, ask others to join, resume, close
     (CASE_METADATA, REOPEN): _DRIVE | {FM},
+    (CASE_METADATA, ROUTE): _DRIVE | {FM},
     (CASE_CONTENT, READ): CONTENT_RELATIONS,
     (CASE_CONTENT, WRITE): _DRIVE,
     (SUPPORT_MEETING, READ): frozenset({MEMBER}),
@@ -178,7 +180,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
 
 # Which permission each event of the case machine needs (accept/decline: the receiving department).
 EVENT_PERMISSIONS: dict[str, tuple[str, str]] = {
-    "send_handoff": (CASE_METADATA, WRITE),
+    "send_handoff": (CASE_METADATA, ROUTE),
     "convene_support_meeting": (SUPPORT_MEETING, CONVENE),
     "seek_consent": (CONSENT, WRITE),
     "record_consent": (CONSENT, WRITE),
@@ -194,6 +196,7 @@ EVENT_PERMISSIONS: dict[str, tuple[str, str]] = {
 DENIED: dict[tuple[str, str], str] = {
     (CASE_METADATA, WRITE): "このケースを進められるのは、担当部署の職員と担当FMだけです。",
     (CASE_METADATA, REOPEN): "終結したケースを再開できるのは、最後の担当部署の職員とFMだけです。",
+    (CASE_METADATA, ROUTE): "つなぐシートを送れるのは、担当部署（未定のときは受け付けた部署とサポートデスク）の職員とFMだけです。",
     (CASE_CONTENT, READ): "このケースの記録を閲覧する権限がありません。",
     (CASE_CONTENT, WRITE): "ケースの記録を修正できるのは、担当部署の職員と担当FMだけです。",
     (SUPPORT_MEETING, READ): "支援会議の記録を閲覧できるのは、その会議の構成員だけです。",
@@ -468,24 +471,43 @@ def visible_cases_filter(session: Session | None, user, min_sight: Sight = Sight
     # Correlated to the consent row being tested (not to `cases`, two levels up, which would cross-join).
     later = select(newer.id).where(newer.case_id == Consent.case_id, newer.id > Consent.id).correlate(Consent)
     is_desk = exists().where(Department.id == dept, Department.code == DESK_CODE)
+    # Each way in is an index lookup or an uncorrelated IN (subquery) computed once per query, so that the
+    # database unions the matching rows instead of testing every case row.
     content = or_(
         Case.owning_department_id == dept,
         and_(Case.owning_department_id.is_(None), or_(Case.created_department_id == dept, is_desk)),
-        exists().where(Handoff.case_id == Case.id, Handoff.to_department_id == dept,
-                       Handoff.state.in_(("sent", "accepted"))),
-        exists().where(Consent.case_id == Case.id, Consent.status == "given",
-                       ConsentAgency.consent_id == Consent.id, ConsentAgency.department_id == dept,
-                       ~exists(later)),
+        Case.id.in_(select(Handoff.case_id).where(Handoff.to_department_id == dept,
+                                                  Handoff.state.in_(("sent", "accepted")))),
+        Case.id.in_(select(Consent.case_id).join(ConsentAgency, ConsentAgency.consent_id == Consent.id)
+                    .where(ConsentAgency.department_id == dept, Consent.status == "given", ~exists(later))),
         Case.fm_id == user.id,
-        exists().where(Meeting.case_id == Case.id, MeetingMember.meeting_id == Meeting.id,
-                       MeetingMember.user_id == user.id, MeetingMember.acknowledged_at.is_not(None)),
+        Case.id.in_(_meeting_cases(user, acknowledged=True)),
     )
     if min_sight >= Sight.CONTENT:
         return content
     return or_(
         content,
         Case.created_department_id == dept,
-        exists().where(Handoff.case_id == Case.id, Handoff.from_department_id == dept),
-        exists().where(Meeting.case_id == Case.id, MeetingMember.meeting_id == Meeting.id,
-                       MeetingMember.user_id == user.id),
+        Case.id.in_(select(Handoff.case_id).where(Handoff.from_department_id == dept)),
+        Case.id.in_(_meeting_cases(user, acknowledged=False)),
     )
+
+
+def _meeting_cases(user, *, acknowledged: bool):
+    from engine.models import Meeting, MeetingMember
+
+    q = (select(Meeting.case_id).join(MeetingMember, MeetingMember.meeting_id == Meeting.id)
+         .where(MeetingMember.user_id == user.id))
+    return q.where(MeetingMember.acknowledged_at.is_not(None)) if acknowledged else q
+
+
+def content_cases_filter(session: Session | None, user):
+    """A WHERE clause for the cases whose content (person, summary, notes) `user` may read: a search by
+    name, area or category must never reveal a case to someone who sees only its metadata."""
+    return visible_cases_filter(session, user, Sight.CONTENT)
+
+
+def content_is_visibility(user) -> bool:
+    """Whether every case `user` may know of is also one whose content they read (never assumed: the
+    department that recorded a case keeps only metadata once another owns it)."""
+    return getattr(user, "role", None) == "system"

@@ -94,6 +94,8 @@ class User(Base):
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    # Inner joins (the keys are NOT NULL): a row locked FOR UPDATE may not sit on the nullable side of a
+    # LEFT JOIN on PostgreSQL.
     department: Mapped[Department] = relationship(lazy="joined", innerjoin=True)
 
     @property
@@ -180,7 +182,8 @@ class Case(Base):
             name="owned_states_have_owner",
         ),
         UniqueConstraint("referral_client_id", "external_ref"),
-        Index("ix_cases_state_owner", "state", "owning_department_id"),
+        # Covers the counts by state of every case list (visibility tests owner and creator).
+        Index("ix_cases_state_owner_created", "state", "owning_department_id", "created_department_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -192,7 +195,7 @@ class Case(Base):
     state: Mapped[str] = mapped_column(String(32), default="intake")
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     owning_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
-    created_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    created_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     fm_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     consent_to_share: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -218,7 +221,7 @@ class Case(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     anonymised_at: Mapped[datetime | None]
 
-    person: Mapped[Person] = relationship(lazy="joined", innerjoin=True)
+    person: Mapped[Person] = relationship(lazy="joined", innerjoin=True)  # inner: see User.department
     owning_department: Mapped[Department | None] = relationship(foreign_keys=[owning_department_id])
     proposed_department: Mapped[Department | None] = relationship(foreign_keys=[proposed_department_id])
     categories: Mapped[list["CaseCategory"]] = relationship(
@@ -394,7 +397,7 @@ class ConsentAgency(Base):
     __tablename__ = "consent_agencies"
 
     consent_id: Mapped[int] = mapped_column(ForeignKey("consents.id", ondelete="CASCADE"), primary_key=True)
-    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), primary_key=True, index=True)
 
 
 class SharedFact(Base):
@@ -690,3 +693,21 @@ class RetentionRun(Base):
     cutoff: Mapped[datetime]
     dry_run: Mapped[bool] = mapped_column(Boolean)
     case_ids: Mapped[list[Any]] = mapped_column(default=list)
+
+
+# --- page forms ---------------------------------------------------------------------------------
+
+
+class FormSubmission(Base):
+    """The one-time key of a page form that creates something (a consultation, a contact note):
+    the same form sent twice — a double click, a reload — is applied once."""
+
+    __tablename__ = "form_submissions"
+    __table_args__ = (UniqueConstraint("user_id", "token"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -946,3 +946,29 @@ def route_new_case(session, case, actor, *, now, client=None) -> RoutingDecision
                         fields={"to_department": owner.code, "reason": decision.reason, "summary": case.summary,
                                 "notify": notify}, case_values=record)
     return decision
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the rules in force would do with a consultation: computed, never written."""
+
+    rule_version: int | None
+    decision: RoutingDecision
+    owner: Any = None  # engine.models.Department, or None when no rule matched
+    notify: tuple = ()  # Departments also told of the case
+
+
+def propose(session, facts: RoutingFacts) -> Proposal:
+    """Route `facts` by the rules in force without writing anything (shown to staff before sending)."""
+    from engine import services
+
+    number, ruleset = active_rules(session)
+    if ruleset is None:
+        decision = RoutingDecision(rule_name=None, owner=None, notify=(),
+                                   reason="振り分けルールが登録されていません。" + NO_MATCH_REASON,
+                                   multi_agency_sets=())
+    else:
+        decision = ruleset.route(facts)
+    owner = services.department_by_code(session, decision.owner)
+    notify = tuple(d for d in (services.department_by_code(session, c) for c in decision.notify) if d is not None)
+    return Proposal(rule_version=number, decision=decision, owner=owner, notify=notify)

@@ -1,17 +1,28 @@
-"""Staff pages: sign-in and the case pages."""
+"""Staff pages: sign-in, sessions that end after inactivity, CSRF on every form, the case pages."""
 from __future__ import annotations
 
-from flask import Flask, g, redirect, request, session, url_for
-from flask_login import LoginManager, current_user
+import time
+from datetime import date, datetime
 
-from engine import calendar, states, vocab
+from flask import Flask, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask_login import LoginManager, current_user, logout_user
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from engine import alerts, calendar, services, states, vocab
+from engine.errors import EngineError, NotFound, PermissionDenied
 from engine.models import User
 from web import db
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "ログインしてください。"
+login_manager.login_message_category = "info"
 login_manager.session_protection = "strong"
+
+csrf = CSRFProtect()
+
+LAST_SEEN = "last_seen"
 
 
 @login_manager.user_loader
@@ -26,25 +37,110 @@ def _load_user(user_id: str):
     return user
 
 
+def form_list(values, name: str) -> list:
+    """The values of a multi-valued input (checkboxes) in a posted form or a dict of defaults."""
+    if not values:
+        return []
+    if hasattr(values, "getlist"):
+        return values.getlist(name)
+    v = values.get(name)
+    return list(v) if isinstance(v, (list, tuple, set)) else ([] if v is None else [v])
+
+
+# How each history row reads in a case's timeline (past events, so nouns rather than the buttons' verbs).
+HISTORY_LABELS = {
+    "open": "相談受付",
+    "send_handoff": "つなぐシート送付",
+    "accept_handoff": "受理（担当決定）",
+    "decline_handoff": "返送",
+    "convene_support_meeting": "支援会議の開催",
+    "seek_consent": "同意確認へ",
+    "record_consent": "同意の記録",
+    "refuse_consent": "同意が得られなかった",
+    "adopt_plan": "支援プランの決定",
+    "evaluate": "評価",
+    "resume": "支援の再開",
+    "withdraw_consent": "同意の撤回",
+    "close": "終結",
+    "reopen": "再開",
+    "handoff.accept": "つなぐシート受理",
+    "handoff.decline": "つなぐシート返送",
+    "handoff.withdraw": "つなぐシート取下げ",
+    "handoff.cancel": "つなぐシート取下げ（終結に伴う）",
+    "handoff.reassign": "つなぐシート振り替え（FM）",
+    "handoff.request_join": "他部署に参加を依頼",
+}
+
+
+def _as_time(value):
+    if isinstance(value, str):
+        return datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+    return value
+
+
+def _wareki(value) -> str:
+    """A date (or ISO text from a read model) in 和暦: 令和8年11月30日."""
+    return calendar.wareki(_as_time(value)) if value else ""
+
+
+def _wareki_dt(value) -> str:
+    """A time in 和暦 and JST: 令和8年11月30日 10:00 (a date alone shows as a date)."""
+    if not value:
+        return ""
+    value = _as_time(value)
+    return calendar.wareki_datetime(value) if isinstance(value, datetime) else calendar.wareki(value)
+
+
+def _is_api(path: str) -> bool:
+    return path.startswith("/api/")
+
+
 def init_app(app: Flask) -> None:
+    """Sign-in, CSRF, session timeout, error pages, template helpers and the page blueprints."""
     login_manager.init_app(app)
-    from web.views import auth, cases
+    # Forms are checked below, for every path but the API's (bearer tokens, no cookies).
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    # A token lives as long as the sign-in (which ends after SESSION_MINUTES of inactivity): a long
+    # form typed slowly must not fail on a timer of its own.
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    csrf.init_app(app)
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(cases.bp)
+    from web.views import auth, cases, dashboard, inbox, intake, meetings
 
-    app.jinja_env.filters["wareki"] = lambda d: calendar.wareki(d) if d else ""
-    app.jinja_env.filters["wareki_dt"] = lambda d: calendar.wareki_datetime(d) if d else ""
+    for module in (auth, cases, intake, inbox, meetings, dashboard):
+        app.register_blueprint(module.bp)
+
+    app.jinja_env.filters["wareki"] = _wareki
+    app.jinja_env.filters["wareki_dt"] = _wareki_dt
     app.jinja_env.globals.update(
         STATE_LABELS=states.CASE_STATE_LABELS, EVENT_LABELS=states.CASE_EVENT_LABELS,
-        HANDOFF_STATE_LABELS=states.HANDOFF_STATE_LABELS, vocab_label=vocab.label,
+        HANDOFF_STATE_LABELS=states.HANDOFF_STATE_LABELS, ALERT_LABELS=alerts.ALERT_LABELS,
+        ALERT_STATUS_LABELS=alerts.STATUS_LABELS, HISTORY_LABELS=HISTORY_LABELS, vocab_label=vocab.label,
+        vocab_codes=vocab.codes, form_list=form_list,
     )
 
     @app.before_request
     def _session_timeout():
-        # Sessions end after inactivity (SESSION_MINUTES); each request renews the lifetime.
+        # A signed-in session ends after SESSION_MINUTES without a request; each request renews it.
         session.permanent = True
         g.remote_addr = request.remote_addr
+        if request.endpoint == "static" or _is_api(request.path) or "_user_id" not in session:
+            return None
+        now = int(time.time())
+        last = session.get(LAST_SEEN)
+        if not isinstance(last, int) or now - last > int(app.config["SESSION_MINUTES"]) * 60:
+            logout_user()
+            session.clear()
+            flash("一定時間操作がなかったため、ログアウトしました。もう一度ログインしてください。", "info")
+            target = request.full_path if request.method == "GET" else None
+            return redirect(url_for("auth.login", next=target) if target else url_for("auth.login"))
+        session[LAST_SEEN] = now
+        return None
+
+    @app.before_request
+    def _csrf():
+        if app.config.get("WTF_CSRF_ENABLED", True) and not _is_api(request.path):
+            csrf.protect(apply_exemptions=True)
 
     @app.after_request
     def _security_headers(response):
@@ -59,3 +155,53 @@ def init_app(app: Flask) -> None:
         if current_user and getattr(current_user, "is_authenticated", False):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    def _problem(status: int, title: str, detail: str):
+        resp = jsonify(type="about:blank", title=title, status=status, detail=detail)
+        resp.status_code = status
+        resp.mimetype = "application/problem+json"
+        return resp
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc):
+        return render_template("errors/csrf.html"), 400
+
+    def _audit_refusal(exc: EngineError) -> None:
+        # The refused request leaves one row: the refusal (what it tried to do is rolled back).
+        if not getattr(current_user, "is_authenticated", False):
+            return
+        s = db.session()
+        s.rollback()
+        case_id = (request.view_args or {}).get("case_id")
+        services.record_refusal(s, current_user._get_current_object(), exc, action=f"page.{request.endpoint}",
+                                case_id=case_id if isinstance(case_id, int) else None,
+                                remote_addr=request.remote_addr)
+        g.commit_on_error = True
+
+    @app.errorhandler(NotFound)
+    def _engine_not_found(exc):
+        if _is_api(request.path):
+            return _problem(404, exc.title, exc.message)
+        _audit_refusal(exc)
+        return render_template("errors/404.html", message=exc.message), 404
+
+    @app.errorhandler(PermissionDenied)
+    def _engine_forbidden(exc):
+        if _is_api(request.path):
+            return _problem(403, exc.title, exc.message)
+        _audit_refusal(exc)
+        return render_template("errors/403.html", message=exc.message), 403
+
+    @app.errorhandler(EngineError)
+    def _engine_error(exc):
+        if _is_api(request.path):
+            return _problem(exc.status, exc.title, exc.message)
+        return render_template("errors/error.html", title=exc.title, message=exc.message), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc):
+        if _is_api(request.path) or exc.code is None or exc.code < 400:
+            return exc
+        template = {404: "errors/404.html", 403: "errors/403.html"}.get(exc.code, "errors/error.html")
+        titles = {400: "リクエストが正しくありません", 405: "この操作はできません", 413: "送信された内容が大きすぎます"}
+        return render_template(template, title=titles.get(exc.code, "エラー"), message=None), exc.code

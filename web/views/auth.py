@@ -1,8 +1,10 @@
 """Sign-in and sign-out."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import login_required, login_user, logout_user
+import time
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
 
 from engine import users
 from engine.errors import PermissionDenied
@@ -11,8 +13,17 @@ from web import db
 bp = Blueprint("auth", __name__)
 
 
+def _safe_next(target: str | None) -> str:
+    target = target or ""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target \
+        else url_for("cases.index")
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
+    """The sign-in form; failures are counted, slowed down and audited by engine.users."""
+    if request.method == "GET" and getattr(current_user, "is_authenticated", False):
+        return redirect(url_for("cases.index"))
     error = None
     login_id = ""
     if request.method == "POST":
@@ -24,9 +35,12 @@ def login():
             user, error = None, exc.message
         if user is not None:
             db.commit()
+            session.clear()
             login_user(user)
-            nxt = request.args.get("next") or ""
-            return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else url_for("cases.index"))
+            from web.views import LAST_SEEN
+
+            session[LAST_SEEN] = int(time.time())
+            return redirect(_safe_next(request.args.get("next")))
         db.commit()  # keep the failure count and the audit row
         error = error or "ログインIDまたはパスワードが違います。"
     return render_template("login.html", error=error, login_id=login_id), (401 if error else 200)
@@ -35,6 +49,8 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    """Sign out (a POST with the CSRF token)."""
     logout_user()
-    flash("ログアウトしました。")
+    session.clear()
+    flash("ログアウトしました。", "info")
     return redirect(url_for("auth.login"))

@@ -1,13 +1,17 @@
-"""The start page: cases by state, as far as the signed-in person may see them."""
+"""The start page, ケース一覧, ケース詳細 with a form per allowed event, contact notes, the つなぐシート print view."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import current_user, login_required
-from sqlalchemy import func, select
+from datetime import datetime
 
-from engine import access, states
-from engine.models import Case
-from web import db
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import login_required
+from werkzeug.datastructures import MultiDict
+
+from engine import calendar, caselist, notes, reading, services, states, submissions
+from engine.errors import EngineError, ValidationFailed
+from engine.models import utcnow
+from web import db, diagram, forms
+from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 
 bp = Blueprint("cases", __name__)
 
@@ -15,8 +19,132 @@ bp = Blueprint("cases", __name__)
 @bp.get("/")
 @login_required
 def index():
+    """The start page: counts by state and the latest cases."""
     s = db.session()
-    visible = access.visible_cases_filter(s, current_user)
-    counts = dict(s.execute(select(Case.state, func.count()).where(visible).group_by(Case.state)).all())
-    recent = s.scalars(select(Case).where(visible).order_by(Case.updated_at.desc()).limit(50)).all()
+    counts = caselist.state_counts(s, actor())
+    recent = caselist.search_cases(s, actor(), caselist.CaseFilters(), per_page=20, total=sum(counts.values()))
     return render_template("index.html", counts=counts, recent=recent, states=list(states.CASE_STATE_LABELS))
+
+
+@bp.get("/cases")
+@login_required
+def list_cases():
+    """ケース一覧: filters, search by name or kana, pages."""
+    s = db.session()
+    parsed = forms.parse(forms.CaseFilterSchema, request.args)
+    f = parsed.data
+    filters = caselist.CaseFilters(state=f.get("state"), department=f.get("department"), area=f.get("area"),
+                                   category=f.get("category"), overdue=bool(f.get("overdue")), q=f.get("q"))
+    errors = dict(parsed.errors)
+    page = None
+    if not errors:
+        try:
+            page = caselist.search_cases(s, actor(), filters, page=f.get("page") or 1)
+        except ValidationFailed as exc:
+            errors = refusal(exc).errors
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template("case_list.html", page=page, values=request.args, errors=errors, args=args,
+                           departments=caselist.department_choices(s)), (422 if errors else 200)
+
+
+def _today():
+    return utcnow().astimezone(calendar.JST).date()
+
+
+def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | None = None,
+                 refused: Refusal | None = None, note_values: MultiDict | None = None):
+    s = db.session()
+    if refused is not None:
+        # The refused action is already rolled back (web.views.common.refusal); what this request still
+        # writes is the audit row of the case read it shows, which must be kept.
+        g.commit_on_error = True
+    file = reading.read_case(s, actor(), case_id, remote_addr=remote_addr())
+    view = file.view
+    consented = []
+    for c in reversed(view.get("consents") or []):
+        if c["status"] == "given":
+            consented = [a["code"] for a in c["agencies"]]
+        break
+    visited = {h["to_state"] for h in view["history"]}
+    status = refused.status if refused else 200
+    return render_template(
+        "case_detail.html", file=file, case=file.case, view=view, allowed=file.allowed_events,
+        machine=diagram.render(file.case.state, file.allowed_events, visited),
+        form_event=event, values=values or MultiDict(), errors=(refused.errors if refused else {}),
+        refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
+        consented=consented, today=_today().isoformat(), member_rows=forms.MEMBER_ROWS, role_rows=forms.ROLE_ROWS,
+        note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
+        or submissions.new_token(), now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
+    ), status
+
+
+@bp.get("/cases/<int:case_id>")
+@login_required
+def detail(case_id: int):
+    """ケース詳細 (an audited read of its content)."""
+    return _render_case(case_id)
+
+
+@bp.post("/cases/<int:case_id>/events/<event>")
+@login_required
+def fire(case_id: int, event: str):
+    """Fire one event from its form on the case page."""
+    schema = forms.EVENT_SCHEMAS.get(event)
+    if schema is None:
+        abort(404)
+    parsed = forms.parse(schema, request.form)
+    if not parsed.ok:
+        bad = Refusal(422, "入力内容を確認してください。", parsed.errors)
+        if "version" in parsed.errors:
+            bad.message = "画面が古くなっています。読み込み直してからやり直してください。"
+        return _render_case(case_id, event=event, values=request.form, refused=bad)
+    fields = dict(parsed.data)
+    version = fields.pop("version")
+    try:
+        case = services.fire_event(db.session(), actor(), case_id, event, version=version, fields=fields,
+                                   remote_addr=remote_addr())
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        r = refusal(exc)
+        r.errors = parsed.page_errors(r.errors)
+        return _render_case(case_id, event=event, values=None if r.stale else request.form, refused=r)
+    flash(f"「{states.CASE_EVENT_LABELS[event]}」を記録しました。現在の状態: {states.CASE_STATE_LABELS[case.state]}",
+          "success")
+    return redirect(url_for("cases.detail", case_id=case_id), 303)
+
+
+@bp.post("/cases/<int:case_id>/notes")
+@login_required
+def add_note(case_id: int):
+    """Add a contact note from the case page."""
+    parsed = forms.parse(forms.ContactNoteSchema, request.form)
+    if not parsed.ok:
+        return _render_case(case_id, event="contact_note", note_values=request.form,
+                            refused=Refusal(422, "入力内容を確認してください。", parsed.errors))
+    fields = dict(parsed.data)
+    token = fields.pop("submission_token", None)
+    try:
+        notes.add_contact_note(db.session(), actor(), case_id, fields, submission_token=token,
+                               remote_addr=remote_addr())
+    except PASS_THROUGH:
+        raise
+    except submissions.AlreadySubmitted as exc:
+        refusal(exc)
+        flash("この支援経過は既に記録されています（二重送信を防ぎました）。", "info")
+        return redirect(url_for("cases.detail", case_id=case_id, _anchor="notes"), 303)
+    except EngineError as exc:
+        r = refusal(exc)
+        return _render_case(case_id, event="contact_note", note_values=request.form, refused=r)
+    flash("支援経過を記録しました。", "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="notes"), 303)
+
+
+@bp.get("/handoffs/<int:handoff_id>/sheet")
+@login_required
+def sheet(handoff_id: int):
+    """The つなぐシート print view."""
+    s = db.session()
+    sheet = reading.read_sheet(s, actor(), handoff_id, remote_addr=remote_addr())
+    return render_template("sheet.html", sheet=sheet, h=sheet.handoff, view=sheet.view,
+                           printed_at=utcnow())

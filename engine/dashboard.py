@@ -1,0 +1,191 @@
+"""FM dashboard: what needs a field manager's eye, and what they can do about it from the list.
+
+Sections, each oldest first: stalled and escalated つなぐシート, 多機関協働 candidates, overdue
+evaluations, cases without an owner (no rule matched, or the sheet came back). Only handoff metadata is
+shown here: dates, departments, states — an FM reads content only on the cases they work on.
+Actions: acknowledge (確認), resolve with a note (解決), and reassign (振り替え): send the case onward
+to another department, which resolves the alert.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine import alerts, audit, services, states
+from engine.inbox import business_age
+from engine.errors import EventNotAllowed, GuardRefused, NotFound, PermissionDenied, ValidationFailed
+from engine.models import Alert, Case, CaseHistory, Department, Handoff, utcnow
+
+SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("stalled", "止まっているつなぐシート", ("handoff_escalated", "handoff_stalled")),
+    ("multi_agency", "多機関協働の候補", ("multi_agency_candidate",)),
+    ("evaluation", "評価期限を過ぎたプラン", ("evaluation_overdue",)),
+    ("unrouted", "担当が決まっていないケース（未振り分け・返送）", ("unrouted", "handoff_declined")),
+    ("no_contact", "接触が途絶えているケース", ("no_contact",)),
+]
+REASSIGNABLE = ("handoff_stalled", "handoff_escalated", "handoff_declined", "unrouted")
+
+
+@dataclass
+class DashboardItem:
+    """One alert as the FM sees it: handoff metadata only."""
+
+    alert_id: int
+    kind: str
+    kind_label: str
+    status: str
+    message: str
+    raised_at: datetime
+    due_at: datetime | None
+    case_id: int
+    case_number: str
+    case_state: str
+    handoff_from: str | None = None
+    handoff_to: str | None = None
+    handoff_to_code: str | None = None
+    sent_at: datetime | None = None
+    waited_business_days: int | None = None
+    reassignable: bool = False
+
+
+@dataclass
+class DashboardSection:
+    """One section of the dashboard, oldest first, with its full count."""
+
+    key: str
+    title: str
+    items: list[DashboardItem]
+    total: int
+
+
+def _check_fm(actor, *, read: bool = False) -> None:
+    if actor is None or not actor.active:
+        raise PermissionDenied("FMダッシュボードを使えるのはFMだけです。")
+    if actor.role == "fm" or (read and actor.role == "admin"):
+        return
+    raise PermissionDenied("FMダッシュボードを使えるのはFMだけです。")
+
+
+def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit: int = 50) -> list[DashboardSection]:
+    """The open and acknowledged alerts by section, oldest first (stalled sheets by the time sent)."""
+    now = now or utcnow()
+    _check_fm(actor, read=True)
+    depts = {d.id: d for d in session.scalars(select(Department))}
+    sections = []
+    for key, title, kinds in SECTIONS:
+        base = select(Alert).where(Alert.status.in_(("open", "acknowledged")), Alert.kind.in_(kinds))
+        total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+        q = (select(Alert, Case.case_number, Case.state, Handoff)
+             .join(Case, Case.id == Alert.case_id)
+             .outerjoin(Handoff, Handoff.id == Alert.handoff_id)
+             .where(Alert.status.in_(("open", "acknowledged")), Alert.kind.in_(kinds)))
+        if key == "stalled":
+            q = q.order_by(Handoff.sent_at.asc(), Alert.id.asc())
+        else:
+            q = q.order_by(Alert.raised_at.asc(), Alert.id.asc())
+        items = []
+        found = session.execute(q.limit(limit)).all()
+        age = business_age([h.sent_at for *_, h in found if h is not None and h.state == "sent"], now)
+        for alert, number, state, handoff in found:
+            item = DashboardItem(
+                alert_id=alert.id, kind=alert.kind, kind_label=alerts.ALERT_LABELS[alert.kind], status=alert.status,
+                message=alert.message, raised_at=alert.raised_at, due_at=alert.due_at, case_id=alert.case_id,
+                case_number=number, case_state=state, reassignable=alert.kind in REASSIGNABLE,
+            )
+            if handoff is not None:
+                src, dst = depts.get(handoff.from_department_id), depts.get(handoff.to_department_id)
+                item.handoff_from = src.name if src else None
+                item.handoff_to = dst.name if dst else None
+                item.handoff_to_code = dst.code if dst else None
+                item.sent_at = handoff.sent_at
+                if key == "stalled":
+                    item.due_at = item.due_at or handoff.due_at
+                if handoff.state == "sent":
+                    item.waited_business_days = age(handoff.sent_at)
+            items.append(item)
+        sections.append(DashboardSection(key=key, title=title, items=items, total=total))
+    return sections
+
+
+def acknowledge(session: Session, actor, alert_id: int, *, now: datetime | None = None) -> Alert:
+    """確認: the FM has seen the alert."""
+    _check_fm(actor)
+    return alerts.acknowledge(session, actor, alert_id, now=now)
+
+
+def resolve(session: Session, actor, alert_id: int, note: str | None, *, now: datetime | None = None) -> Alert:
+    """解決: close the alert with a note saying what was done."""
+    _check_fm(actor)
+    if not (note or "").strip():
+        raise ValidationFailed({"note": ["何をしたか（解決の内容）を入力してください。"]})
+    return alerts.resolve(session, actor, alert_id, note=note.strip(), now=now)
+
+
+def reassign(session: Session, actor, alert_id: int, *, to_department: str | None, reason: str | None,
+             now: datetime | None = None, remote_addr: str | None = None) -> Case:
+    """振り替え: send the alert's case to another department and resolve the alert.
+
+    A sheet still waiting is withdrawn and a new one goes to `to_department` (the case stays
+    つなぐシート送付中, the new sheet with fresh deadlines); a case back in 受付 (unrouted, or its sheet
+    came back) is sent with the case machine's send_handoff.
+    """
+    now = now or utcnow()
+    _check_fm(actor)
+    alert = session.get(Alert, alert_id, with_for_update=True)
+    if alert is None:
+        raise NotFound("指定されたアラートは見つかりません。")
+    if alert.status == "resolved":
+        raise EventNotAllowed("reassign", alert.status, alerts.STATUS_LABELS[alert.status], [], [])
+    errors: dict[str, list[str]] = {}
+    target = services.department_by_code(session, to_department)
+    if not to_department:
+        errors["to_department"] = [services.REQUIRED]
+    elif target is None or not target.active:
+        errors["to_department"] = [f"「{to_department}」という部署はありません。"]
+    if not (reason or "").strip():
+        errors["reason"] = ["振り替える理由を入力してください。"]
+    if errors:
+        raise ValidationFailed(errors)
+    reason = reason.strip()
+    if alert.kind not in REASSIGNABLE:
+        raise GuardRefused("このアラートは振り替えできません。ケースの画面で対応してください。", guard="reassignable")
+    case = services.load_case(session, actor, alert.case_id, for_update=True)
+    handoff = session.get(Handoff, alert.handoff_id) if alert.handoff_id else None
+    if handoff is not None and handoff.state == "sent":
+        if handoff.to_department_id == target.id:
+            raise ValidationFailed({"to_department": ["今の送付先と同じ部署です。"]})
+        ctx = services.HandoffContext(session, actor, case, handoff, now, {"reason": reason})
+        states.fire_handoff_event(handoff, "withdraw", ctx)
+        handoff.withdrawn_at = now
+        alerts.resolve_open(session, handoff_id=handoff.id, actor=actor, note=f"振り替え: {target.name}", now=now)
+        new = services.send_handoff_record(session, actor, case, target, reason=reason, summary=handoff.summary,
+                                           now=now, primary=handoff.primary)
+        session.add(CaseHistory(case_id=case.id, event="handoff.reassign", from_state=case.state,
+                                to_state=case.state, actor_id=actor.id, at=now, handoff_id=new.id,
+                                detail={"to_department": target.code, "reason": reason,
+                                        "withdrawn_handoff": handoff.id}))
+        case.updated_at = now
+        audit.record(session, actor=actor, action="handoff.reassign", object_type="handoff", object_id=new.id,
+                     case_id=case.id, remote_addr=remote_addr, at=now,
+                     detail={"from_handoff": handoff.id, "to_department": target.code})
+    elif case.state == "intake":
+        summary = case.summary
+        services.fire_event(session, actor, case.id, "send_handoff", version=case.version, now=now,
+                            remote_addr=remote_addr,
+                            fields={"to_department": target.code, "reason": reason, "summary": summary})
+        alerts.resolve_open(session, case_id=case.id, kinds=("unrouted", "handoff_declined"), actor=actor,
+                            note=f"振り替え: {target.name}", now=now)
+    else:
+        raise GuardRefused(
+            f"このケースは現在「{states.CASE_STATE_LABELS[case.state]}」のため振り替えできません。"
+            "確認済みにするか、解決にしてください。", guard="reassignable")
+    if alert.status != "resolved":
+        session.flush()
+        session.refresh(alert)
+        if alert.status != "resolved":
+            alerts.resolve(session, actor, alert.id, note=f"振り替え: {target.name}（{reason}）", now=now)
+    services.flush_or_stale(session, case)
+    return case

@@ -1,0 +1,130 @@
+"""相談受付 at a window: check a consultation, show the routing proposal, then open the case.
+
+Staff see what the rules in force propose — the department and the reason — before anything is sent.
+They then either follow it, send the case to another department with a reason (an override, kept on
+the case beside what the rules proposed), or resolve the consultation at the window (相談終了).
+"""
+from __future__ import annotations
+
+import copy
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine import alerts, audit, calendar, routing, services, submissions
+from engine.errors import Conflict, PermissionDenied, ValidationFailed
+from engine.models import Case, utcnow
+
+MODES = ("route", "override", "resolve")
+
+
+class RulesChanged(Conflict):
+    """The rules in force changed between the preview and the confirmation."""
+
+    code = "rules_changed"
+    title = "振り分けルールが更新されました"
+
+    def __init__(self, shown: int | None, current: int | None):
+        super().__init__("確認画面を表示した後に振り分けルールが更新されました。新しい提案を確認してください。",
+                         shown_rule_version=shown, current_rule_version=current)
+
+
+def _check_actor(actor) -> None:
+    if actor is None or not actor.active or actor.role == "admin":
+        raise PermissionDenied("相談を受け付けられるのは職員だけです。")
+
+
+def _checked_facts(fields: dict[str, Any], today: date) -> routing.RoutingFacts:
+    checked = copy.deepcopy(fields)
+    checked.setdefault("urgency", "normal")
+    checked.setdefault("source", "window")
+    errors = services.validate_intake(checked, today)
+    if errors:
+        raise ValidationFailed(errors)
+    person = checked.get("person") or {}
+    cats = list(dict.fromkeys(checked["categories"]))
+    return routing.RoutingFacts(
+        categories=tuple(cats), primary_category=checked.get("primary_category") or cats[0],
+        area=person.get("area") or None, birth_date=person.get("birth_date") or None,
+        source=checked["source"], urgency=checked["urgency"], on=today,
+    )
+
+
+def preview(session: Session, actor, fields: dict[str, Any], *, now: datetime | None = None) -> routing.Proposal:
+    """Check a consultation's fields and return what the rules in force propose; writes nothing."""
+    now = now or utcnow()
+    _check_actor(actor)
+    return routing.propose(session, _checked_facts(fields, now.astimezone(calendar.JST).date()))
+
+
+def _record_proposal(session: Session, case: Case, proposal: routing.Proposal, now: datetime, *,
+                     alert: bool) -> None:
+    decision = proposal.decision
+    case.routing_rule_version = proposal.rule_version
+    case.routing_rule_name = decision.rule_name
+    case.routing_reason = decision.reason
+    case.proposed_department_id = proposal.owner.id if proposal.owner is not None else None
+    if decision.multi_agency_candidate:
+        case.multi_agency_candidate = True
+    if decision.multi_agency_candidate and alert:
+        alerts.raise_alert(session, kind="multi_agency_candidate", case_id=case.id,
+                           message="多機関協働の候補です（" + "・".join(decision.multi_agency_sets) + "）", now=now)
+
+
+def confirm(session: Session, actor, fields: dict[str, Any], *, mode: str, rule_version: int | None,
+            submission_token: str | None, to_department: str | None = None, override_reason: str | None = None,
+            note: str | None = None, now: datetime | None = None, remote_addr: str | None = None) -> Case:
+    """Open the consultation as staff chose on the preview, once per form.
+
+    - `route`: follow the rules in force (refused with RulesChanged if they changed since the preview);
+    - `override`: send the つなぐシート to `to_department` instead, with `override_reason` (kept on the
+      case with what the rules proposed);
+    - `resolve`: resolved at the window: the case is opened and closed as 相談終了 with `note`.
+    """
+    now = now or utcnow()
+    _check_actor(actor)
+    errors: dict[str, list[str]] = {}
+    if mode not in MODES:
+        raise ValidationFailed({"mode": ["送付の方法を選んでください。"]})
+    facts = _checked_facts(fields, now.astimezone(calendar.JST).date())
+    target = None
+    if mode == "override":
+        target = services.department_by_code(session, to_department)
+        if not to_department:
+            errors["to_department"] = [services.REQUIRED]
+        elif target is None or not target.active:
+            errors["to_department"] = [f"「{to_department}」という部署はありません。"]
+        if not (override_reason or "").strip():
+            errors["override_reason"] = ["提案と違う部署に送る理由を入力してください。"]
+    if errors:
+        raise ValidationFailed(errors)
+    proposal = routing.propose(session, facts)
+    if mode == "route" and proposal.rule_version != rule_version:
+        raise RulesChanged(rule_version, proposal.rule_version)
+    if mode == "override" and proposal.owner is not None and target.id == proposal.owner.id:
+        raise ValidationFailed({"to_department": ["提案と同じ部署です。「提案どおり送る」を選んでください。"]})
+    claim = submissions.claim(session, actor, submission_token, "intake", now=now)
+
+    case = services.open_case(session, actor, copy.deepcopy(fields), now=now, remote_addr=remote_addr,
+                              route=(mode == "route"))
+    if mode == "override":
+        _record_proposal(session, case, proposal, now, alert=True)
+        case.override_reason = override_reason.strip()
+        session.flush()
+        services.fire_event(session, actor, case.id, "send_handoff", version=case.version, now=now,
+                            remote_addr=remote_addr,
+                            fields={"to_department": target.code, "reason": case.override_reason,
+                                    "summary": case.summary})
+        audit.record(session, actor=actor, action="case.route_override", object_type="case", object_id=case.id,
+                     case_id=case.id, remote_addr=remote_addr, at=now,
+                     detail={"proposed": proposal.owner.code if proposal.owner else None, "chosen": target.code})
+    elif mode == "resolve":
+        _record_proposal(session, case, proposal, now, alert=False)
+        session.flush()
+        services.fire_event(session, actor, case.id, "close", version=case.version, now=now,
+                            remote_addr=remote_addr,
+                            fields={"close_reason": "consultation_ended", "note": (note or "").strip() or None})
+    submissions.settle(session, claim, case.id)
+    session.flush()
+    return case

@@ -1,0 +1,128 @@
+"""Reads of a case's content that leave an audit row: the case file, a つなぐシート, a meeting's records.
+
+Each returns the read models of engine.views (already cut to what the reader may see) and records the
+read when content was shown. Nothing else is written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import access, services, views
+from engine.errors import NotFound
+from engine.models import Case, Department, Handoff, Meeting, Plan, User
+
+
+@dataclass
+class CaseFile:
+    """A case, its staff view (engine.views.case_view) and the events the reader may fire."""
+
+    case: Case
+    view: dict[str, Any]
+    allowed_events: list[str]
+    content: bool
+
+
+def read_case(session: Session, actor, case_id: int, *, remote_addr: str | None = None) -> CaseFile:
+    """The case as `actor` may see it, with the events they may fire now; a content read is audited
+    (by engine.views.case_view, which names the parts it showed)."""
+    case = services.load_case(session, actor, case_id)
+    allowed = services.allowed_events(session, actor, case)
+    view = views.case_view(session, actor, case, allowed)
+    content = view["access"] == "content"
+    return CaseFile(case=case, view=view, allowed_events=allowed, content=content)
+
+
+@dataclass
+class Sheet:
+    """A つなぐシート with the case view it prints from."""
+
+    handoff: Handoff
+    view: dict[str, Any]
+    from_department: Department | None
+    to_department: Department
+    sender: User | None
+
+
+def read_sheet(session: Session, actor, handoff_id: int, *, remote_addr: str | None = None) -> Sheet:
+    """A つなぐシート to print for a partner on paper; only for those who may read the case's content."""
+    handoff = session.get(Handoff, handoff_id)
+    if handoff is None:
+        raise NotFound("指定されたつなぐシートは見つかりません。")
+    case = services.load_case(session, actor, handoff.case_id, min_sight=access.Sight.CONTENT)
+    view = views.case_view(session, actor, case, [])
+    services.record_case_read(session, actor, case, what="handoff_sheet", remote_addr=remote_addr)
+    return Sheet(handoff=handoff, view=view, from_department=session.get(Department, handoff.from_department_id)
+                 if handoff.from_department_id else None,
+                 to_department=session.get(Department, handoff.to_department_id),
+                 sender=session.get(User, handoff.sender_id) if handoff.sender_id else None)
+
+
+@dataclass
+class MeetingRecord:
+    """A meeting as the reader may see it, and what they may do there."""
+
+    meeting: Meeting
+    case: Case
+    summary: dict[str, Any]
+    must_acknowledge: bool
+    may_append: bool
+    plan: dict[str, Any] | None = None
+    member_names: list[str] = field(default_factory=list)
+
+
+def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str | None = None) -> MeetingRecord:
+    """A 支援会議 or 重層的支援会議 as `actor` may see it.
+
+    支援会議 records open only to members who acknowledged the 守秘義務; a member who has not yet is
+    asked to first. A 重層的支援会議 (with consent) opens to those who may read the case's content.
+    Every read of the records is audited.
+    """
+    meeting = session.get(Meeting, meeting_id)
+    if meeting is None:
+        raise NotFound("指定された会議は見つかりません。")
+    member = next((m for m in meeting.members if m.user_id == actor.id), None)
+    if member is not None and member.acknowledged_at is None:
+        # Invited but not yet bound by the 守秘義務: the case is not in their sight until they
+        # acknowledge, yet they must reach the page that asks them to.
+        case = session.get(Case, meeting.case_id)
+    else:
+        case = services.load_case(session, actor, meeting.case_id)
+    summary = views.meeting_summary(session, actor, meeting)
+    content = access.case_sight(session, actor, case) >= access.Sight.CONTENT
+    if meeting.kind == "layered_meeting" and not content:
+        summary = {k: summary[k] for k in ("id", "kind", "held_at", "member_count")} | {"readable": False}
+    record = MeetingRecord(meeting=meeting, case=case, summary=summary,
+                           must_acknowledge=member is not None and member.acknowledged_at is None,
+                           may_append=member is not None and member.acknowledged_at is not None)
+    if record.must_acknowledge:
+        record.member_names = [f"{m.user.display_name}" for m in meeting.members]
+    if summary["readable"]:
+        plan = session.scalars(select(Plan).where(Plan.meeting_id == meeting.id)).first()
+        if plan is not None:
+            record.plan = {"number": plan.number, "goals": plan.goals, "status": plan.status,
+                           "main_department": views.department_ref(plan.main_department),
+                           "next_evaluation_date": plan.next_evaluation_date,
+                           "roles": [{"department": views.department_ref(r.department), "role": r.role}
+                                     for r in plan.roles]}
+        services.record_case_read(session, actor, case, what="meeting", remote_addr=remote_addr)
+    return record
+
+
+def staff_directory(session: Session) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Active staff and FMs by department, for choosing meeting members: [(department, [(login, name)])]."""
+    rows = session.execute(
+        select(Department.name, User.login, User.display_name)
+        .join(User, User.department_id == Department.id)
+        .where(User.active.is_(True), User.role.in_(("staff", "fm")))
+        .order_by(Department.id, User.display_name)
+    ).all()
+    out: list[tuple[str, list[tuple[str, str]]]] = []
+    for dept, login, name in rows:
+        if not out or out[-1][0] != dept:
+            out.append((dept, []))
+        out[-1][1].append((login, name))
+    return out

@@ -1,0 +1,243 @@
+"""End to end in a real Chromium against a real server on the test database: a consultation from the
+window to closure through the pages alone, and a stalled sheet acknowledged on the FM dashboard.
+
+A screenshot of each page goes to test-output/screenshots/. Skipped only when /usr/bin/chromium is
+missing outside CI; in CI (CI=true) a missing browser fails.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from engine import alerts, calendar
+from engine.db import unit_of_work
+from engine.models import Alert, Case, Handoff, utcnow
+from engine.settings import PROJECT_ROOT
+from tests.conftest import PASSWORD
+from tests.pages_support import app  # noqa: F401  (fixture)
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = PROJECT_ROOT / "test-output" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing: the browser tests must run in CI")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(app):  # noqa: F811
+    from werkzeug.serving import make_server
+
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    thread.join(10)
+
+
+class Person:
+    """One signed-in member of staff in a browser context of their own."""
+
+    def __init__(self, browser, base: str, login: str):
+        self.base = base
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP")
+        self.page = self.context.new_page()
+        self.problems: list[str] = []
+        # Errors in the console (a CSP violation, a missing asset) are problems; a form answered 422 on
+        # purpose is not.
+        self.page.on("console", lambda m: self.problems.append(m.text)
+                     if m.type == "error" and "status of 422" not in m.text else None)
+        self.page.on("pageerror", lambda e: self.problems.append(str(e)))
+        self.page.goto(base + "/login")
+        # By keyboard alone: the ID field has the focus, Tab to the password, Enter to sign in.
+        self.page.wait_for_function("document.activeElement && document.activeElement.id === 'login'")
+        self.page.keyboard.type(login)
+        self.page.keyboard.press("Tab")
+        self.page.keyboard.type(PASSWORD)
+        assert (self.page.input_value("#login"), self.page.input_value("#password")) == (login, PASSWORD)
+        self.page.keyboard.press("Enter")
+        self.page.wait_for_url(base + "/")
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def state(self) -> str:
+        return self.page.locator(".case-head h1 .state").inner_text()
+
+    def flash(self) -> str:
+        return self.page.locator(".flash").inner_text()
+
+    def open_event(self, event: str):
+        """Open an event's form with the keyboard (focus its summary, Enter) and return the form."""
+        summary = self.page.locator(f"#event-{event} > summary")
+        summary.focus()
+        self.page.keyboard.press("Enter")
+        return self.page.locator(f"#event-{event} form")
+
+    def close(self) -> None:
+        assert self.problems == [], self.problems  # no CSP violation, no script error
+        self.context.close()
+
+
+def test_a_consultation_from_the_window_to_closure_through_the_pages(browser, server, actors, sessions):
+    future = calendar.wareki(max(date.today(), date(2026, 11, 30)) + timedelta(days=60))
+
+    # 1. Window staff record the consultation and see the proposal before sending.
+    window = Person(browser, server, "window")
+    window.shot("00-start")
+    window.page.get_by_role("link", name="相談受付", exact=True).click()
+    p = window.page
+    p.fill("#in-person-name", "廿日 花子")
+    p.fill("#in-person-name_kana", "ハツカ ハナコ")
+    p.fill("#in-person-birth_date", "昭和37年4月3日")
+    p.select_option("#in-person-area", "廿日市")
+    p.fill("#in-household-0-relationship", "長男")
+    p.fill("#in-household-0-birth_year", "1990")
+    p.get_by_label("生活困窮").check()
+    p.get_by_label("借金・滞納").check()
+    p.fill("#in-summary", "失職して家賃と公共料金を滞納している。長男と二人暮らし。")
+    window.shot("01-intake-form")
+    p.get_by_role("button", name="振り分けを確認する").click()
+    assert "送付先: 生活福祉課（生活困窮者自立相談支援）" in p.locator(".proposal").inner_text()
+    assert "生活困窮・借金・仕事・住まいの相談のため" in p.locator(".proposal").inner_text()
+    window.shot("02-intake-preview")
+    p.get_by_role("button", name="生活福祉課（生活困窮者自立相談支援）へ送る").click()
+    assert "相談を受け付けました" in window.flash()
+    assert window.state() == "つなぐシート送付中"
+    case_url = p.url
+    window.shot("03-case-sent")
+    window.page.goto(server + "/cases?q=ﾊﾂｶ")
+    assert "廿日 花子" in window.page.locator("table.cases").inner_text()
+    window.shot("04-case-list")
+
+    # 2. The receiving department accepts it from its inbox.
+    livelihood = Person(browser, server, "livelihood")
+    livelihood.page.get_by_role("link", name="部署の受信箱", exact=True).click()
+    item = livelihood.page.locator("article.inbox-item", has_text="廿日 花子")
+    assert "営業日経過" in item.inner_text()
+    livelihood.shot("05-inbox")
+    item.get_by_role("link", name="つなぐシートを印刷").click()
+    livelihood.page.emulate_media(media="print")
+    assert "受理欄" in livelihood.page.locator("article.sheet").inner_text()
+    livelihood.shot("06-sheet-print")
+    livelihood.page.emulate_media(media="screen")
+    livelihood.page.go_back()
+    livelihood.page.locator("article.inbox-item", has_text="廿日 花子").get_by_role("button", name="受理する").click()
+    assert "つなぐシートを受理しました" in livelihood.flash()
+    livelihood.page.goto(case_url)
+    assert livelihood.state() == "担当決定"
+
+    # 3. The FM convenes a 支援会議 with the department, whose 守秘義務 acknowledgement is recorded.
+    fm = Person(browser, server, "fm")
+    fm.page.goto(case_url)
+    form = fm.open_event("convene_support_meeting")
+    form.locator("#ev-convene_support_meeting-members-0-user").select_option("livelihood")
+    form.get_by_label("説明し、確認を得た").first.check()
+    form.locator("#ev-convene_support_meeting-minutes").fill("家計の状況と長男の就労について共有した。")
+    form.locator("#ev-convene_support_meeting-decisions").fill("本人の同意を得て重層的支援会議へ。")
+    fm.shot("07-convene-form")
+    form.get_by_role("button", name="支援会議を開く").click()
+    assert fm.state() == "支援会議"
+    fm.page.get_by_role("link", name="支援会議").first.click()
+    assert "家計の状況と長男の就労について共有した。" in fm.page.locator("main").inner_text()
+    fm.shot("08-support-meeting")
+    fm.page.goto(case_url)
+
+    # 4. Consent is recorded, covering the two agencies of the plan.
+    form = fm.open_event("record_consent")
+    form.get_by_label("書面").check()
+    form.get_by_label("生活福祉課（生活困窮者自立相談支援）").check()
+    form.get_by_label("廿日市市社会福祉協議会（生活支援コーディネーター）").check()
+    form.get_by_role("button", name="同意を記録する").click()
+    assert fm.state() == "重層的支援会議"
+
+    # 5. The plan is adopted (first with a mistake, marked beside its field and kept as typed).
+    form = fm.open_event("adopt_plan")
+    form.locator("#ev-adopt_plan-goals").fill("「家賃を払い続けられるようにしたい」")
+    form.locator("#ev-adopt_plan-roles-0-department").select_option("livelihood")
+    form.locator("#ev-adopt_plan-roles-0-role").fill("家計改善支援")
+    form.locator("#ev-adopt_plan-roles-1-department").select_option("shakyo")
+    form.locator("#ev-adopt_plan-roles-1-role").fill("長男の居場所の紹介")
+    form.locator("#ev-adopt_plan-main_department").select_option("livelihood")
+    form.locator("#ev-adopt_plan-next_evaluation_date").fill("来月")
+    form.get_by_role("button", name="支援プランを決定する").click()
+    assert "日付は" in fm.page.locator("#ev-adopt_plan-next_evaluation_date-error").inner_text()
+    assert fm.page.locator("#ev-adopt_plan-roles-1-role").input_value() == "長男の居場所の紹介"
+    fm.shot("09-plan-error")
+    fm.page.fill("#ev-adopt_plan-next_evaluation_date", future)
+    fm.page.locator("#event-adopt_plan").get_by_role("button", name="支援プランを決定する").click()
+    assert fm.state() == "伴走支援"
+    assert "長男の居場所の紹介" in fm.page.locator("#plan").inner_text()
+    fm.shot("10-case-plan")
+
+    # 6. An evaluation is recorded by the department that owns the plan.
+    livelihood.page.goto(case_url)
+    form = livelihood.open_event("evaluate")
+    form.get_by_label("一部達成").check()
+    form.locator("#ev-evaluate-changes").fill("家賃の分納が始まった。長男が週1回居場所に通っている。")
+    form.get_by_role("radio", name="継続").check()
+    form.locator("#ev-evaluate-next_evaluation_date").fill(future)
+    form.get_by_role("button", name="評価を記録する").click()
+    assert livelihood.state() == "伴走支援"
+    assert "家賃の分納が始まった。" in livelihood.page.locator("#plan").inner_text()
+
+    # 7. The case is closed with a reason.
+    form = livelihood.open_event("close")
+    form.locator("#ev-close-close_reason").select_option("goal_met")
+    form.get_by_role("button", name="終結する").click()
+    assert livelihood.state() == "終結"
+    assert "（目標達成）" in livelihood.page.locator(".case-head").inner_text()
+    livelihood.shot("11-case-closed")
+
+    with unit_of_work(sessions) as s:
+        case = s.scalars(select(Case)).one()
+        assert (case.state, case.close_reason) == ("closed", "goal_met")
+        assert [h.event for h in case.history if not h.event.startswith("handoff.")] == [
+            "open", "send_handoff", "accept_handoff", "convene_support_meeting", "record_consent", "adopt_plan",
+            "evaluate", "close"]
+    for person in (window, livelihood, fm):
+        person.close()
+
+
+def test_a_stalled_sheet_is_acknowledged_on_the_fm_dashboard(browser, server, actors, open_case, sessions):
+    case_id = open_case(categories=["hikikomori"], now=utcnow() - timedelta(days=14))
+    # No stall scan exists in this tree yet: raise the alert the scan would raise.
+    with unit_of_work(sessions) as s:
+        h = s.scalars(select(Handoff).where(Handoff.case_id == case_id)).one()
+        alert_id = alerts.raise_alert(s, kind="handoff_escalated", case_id=case_id, handoff_id=h.id,
+                                      department_id=h.to_department_id, due_at=h.due_at,
+                                      message="5営業日を過ぎても受理されていません。")
+    fm = Person(browser, server, "fm")
+    fm.page.get_by_role("navigation").get_by_role("link", name="FMダッシュボード").click()
+    row = fm.page.locator(f"#alert-{alert_id}")
+    assert "はつかいちひきこもり支援ステーション" in row.inner_text() and "営業日" in row.inner_text()
+    assert "未対応" in row.inner_text()
+    fm.shot("12-dashboard")
+    row.get_by_role("button", name="確認済みにする").click()
+    assert "アラートを確認済みにしました" in fm.flash()
+    assert "確認済み" in fm.page.locator(f"#alert-{alert_id}").inner_text()
+    fm.shot("13-dashboard-acknowledged")
+    with unit_of_work(sessions) as s:
+        assert s.get(Alert, alert_id).status == "acknowledged"
+    fm.close()

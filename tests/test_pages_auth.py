@@ -1,0 +1,169 @@
+"""Signing in and out, sessions that end after inactivity, cookies, CSRF, security headers."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint
+
+from engine.models import AuditEvent, Case
+from tests.conftest import PASSWORD
+from tests.pages_support import app, count, text_of, web  # noqa: F401  (fixtures)
+
+
+def _login(client, login, password, next_url=None):
+    page = client.get("/login")
+    assert page.status_code == 200
+    url = "/login" + (f"?next={next_url}" if next_url else "")
+    return client.post(url, {"login": login, "password": password})
+
+
+def test_sign_in_with_the_password_goes_to_the_page_asked_for(web, actors, sessions):
+    client = web()
+    first = client.get("/cases")
+    assert first.status_code == 302 and "/login" in first.headers["Location"]
+    r = _login(client, "window", PASSWORD, next_url="/cases")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/cases")
+    page = client.get("/cases")
+    assert page.status_code == 200 and "ケース一覧" in text_of(page)
+    assert count(sessions, AuditEvent, AuditEvent.action == "login") == 1
+
+
+def test_sign_in_never_redirects_off_site(web, actors):
+    r = _login(web(), "window", PASSWORD, next_url="//evil.example/")
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+
+
+def test_a_wrong_password_is_refused_and_recorded(web, actors, sessions):
+    r = _login(web(), "window", "wrong password")
+    assert r.status_code == 401
+    assert "ログインIDまたはパスワードが違います。" in text_of(r)
+    assert count(sessions, AuditEvent, AuditEvent.action == "login.failed") == 1
+
+
+def test_repeated_failures_lock_the_account_and_say_so(web, actors):
+    client = web()
+    for _ in range(5):
+        assert _login(client, "window", "wrong password").status_code == 401
+    r = _login(client, "window", PASSWORD)  # even the right password waits now
+    assert r.status_code == 401
+    assert "ログインの失敗が続いたため、しばらくログインできません" in text_of(r)
+
+
+def test_a_session_ends_after_the_configured_inactivity(web, actors, app):
+    client = web(actors.window)
+    assert client.get("/cases").status_code == 200
+    limit = int(app.config["SESSION_MINUTES"]) * 60
+    with client.c.session_transaction() as sess:
+        sess["last_seen"] = int(time.time()) - limit - 5
+    r = client.get("/cases")
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+    page = client.get(r.headers["Location"])
+    assert "一定時間操作がなかったため、ログアウトしました" in text_of(page)
+    # Signed out for good: the next request is not let in either.
+    again = client.get("/cases")
+    assert again.status_code == 302 and "/login" in again.headers["Location"]
+
+
+def test_activity_keeps_the_session_alive(web, actors, app):
+    client = web(actors.window)
+    limit = int(app.config["SESSION_MINUTES"]) * 60
+    with client.c.session_transaction() as sess:
+        sess["last_seen"] = int(time.time()) - limit + 60
+    assert client.get("/cases").status_code == 200
+    with client.c.session_transaction() as sess:
+        assert sess["last_seen"] >= int(time.time()) - 5
+
+
+def test_a_post_after_the_session_expired_applies_nothing(web, actors, open_case, sessions, app):
+    case_id = open_case(categories=["poverty"])
+    client = web(actors.livelihood)
+    client.get(f"/cases/{case_id}")
+    with client.c.session_transaction() as sess:
+        sess["last_seen"] = int(time.time()) - int(app.config["SESSION_MINUTES"]) * 60 - 5
+    r = client.post(f"/cases/{case_id}/events/accept_handoff", {"version": 2})
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+    with sessions() as s:
+        assert s.get(Case, case_id).state == "handoff"
+
+
+def test_a_disabled_user_is_signed_out_at_once(web, actors, sessions):
+    from engine import users
+    from engine.db import unit_of_work
+
+    client = web(actors.window)
+    assert client.get("/cases").status_code == 200
+    with unit_of_work(sessions) as s:
+        users.disable_user(s, None, "window")
+    r = client.get("/cases")
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+
+
+def test_session_cookie_is_httponly_and_lax(web, actors):
+    r = _login(web(), "window", PASSWORD)
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_session_cookie_is_secure_when_configured(monkeypatch, database_url, db_engine, actors):
+    from web import create_app
+
+    monkeypatch.setenv("TSUNAGU_SECURE_COOKIES", "1")
+    secure_app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "s"})
+    try:
+        client = secure_app.test_client()
+        page = client.get("/login")
+        token = page.get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+        r = client.post("/login", data={"login": "window", "password": PASSWORD, "csrf_token": token})
+        assert r.status_code == 302
+        assert "Secure" in r.headers["Set-Cookie"] and "HttpOnly" in r.headers["Set-Cookie"]
+    finally:
+        secure_app.extensions["tsunagu.engine"].dispose()
+
+
+def test_a_form_without_its_csrf_token_is_refused_and_applies_nothing(web, actors, sessions):
+    client = web(actors.window)
+    r = client.post("/intake", {"action": "confirm", "mode": "route", "person.name": "廿日 太郎",
+                                "categories": "poverty", "summary": "相談", "source": "window", "urgency": "normal"},
+                    csrf=False)
+    assert r.status_code == 400
+    assert "送信できませんでした" in text_of(r)
+    assert count(sessions, Case) == 0
+    forged = client.post("/logout", {"csrf_token": "not-a-token"}, csrf=False)
+    assert forged.status_code == 400
+
+
+def test_the_api_prefix_is_exempt_from_csrf(database_url, db_engine):
+    from web import create_app
+
+    api_app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "s"})
+    bp = Blueprint("api_probe", __name__, url_prefix="/api/v1")
+    bp.add_url_rule("/probe", "probe", lambda: {"ok": True}, methods=["POST"])
+    api_app.register_blueprint(bp)
+    try:
+        r = api_app.test_client().post("/api/v1/probe", json={})
+        assert r.status_code == 200 and r.get_json() == {"ok": True}
+        assert api_app.test_client().post("/intake", data={}).status_code == 400
+    finally:
+        api_app.extensions["tsunagu.engine"].dispose()
+
+
+def test_sign_out_needs_a_post_with_the_token(web, actors):
+    client = web(actors.window)
+    assert client.get("/logout").status_code == 405
+    r = client.post("/logout")
+    assert r.status_code == 302
+    assert client.get("/cases").status_code == 302
+
+
+def test_pages_carry_the_security_headers_and_no_inline_script(web, actors):
+    r = web(actors.window).get("/intake")
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert r.headers["X-Frame-Options"] == "DENY" and r.headers["Cache-Control"] == "no-store"
+    body = r.get_data(as_text=True)
+    assert "<script" not in body and "style=" not in body and "<style" not in body
+
+
+def test_unknown_pages_answer_a_japanese_404(web, actors):
+    r = web(actors.window).get("/no-such-page")
+    assert r.status_code == 404 and "見つかりません" in text_of(r)

@@ -1,0 +1,338 @@
+"""ケース一覧 and ケース詳細: what each person sees, the forms of the events allowed them now, refusals."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from engine import caselist
+from engine.db import unit_of_work
+from engine.models import AuditEvent, Case, ContactNote, Meeting, Plan
+from tests.conftest import NOW
+from tests.pages_support import (  # noqa: F401  (fixtures)
+    FUTURE, app, case_in, case_state, case_version, count, error_beside, input_value, text_of, web,
+)
+
+
+# --- start page ---------------------------------------------------------------------------------
+
+def test_the_start_page_counts_by_state_what_the_person_may_know_of(web, actors, case_in):
+    case_in("handoff")
+    case_in("assigned")
+    case_in("intake")  # unrouted: the desk's, not 生活福祉課's
+    r = web(actors.livelihood).get("/")
+    assert r.status_code == 200
+    body = r.get_data(as_text=True)
+    counts = dict(re.findall(r'/cases\?state=([a-z_]+)">(\d+)<', body))
+    assert counts["handoff"] == "1" and counts["assigned"] == "1" and counts["intake"] == "0"
+    assert "すべてのケースを見る（2件）" in text_of(r)
+    assert "相談受付" in text_of(r) and "FMダッシュボード" not in text_of(r)
+    assert "FMダッシュボード" in text_of(web(actors.fm).get("/"))
+
+
+# --- ケース一覧 -----------------------------------------------------------------------------------
+
+def test_the_list_shows_only_the_cases_a_person_may_know_of(web, actors, open_case):
+    poverty = open_case(categories=["poverty"])
+    open_case(categories=["hikikomori"], person={"name": "佐伯 次郎", "name_kana": "サエキ ジロウ"})
+    page = text_of(web(actors.livelihood).get("/cases"))
+    assert "廿日 太郎" in page and "佐伯 次郎" not in page and "1件" in page
+    other = text_of(web(actors.hikikomori).get("/cases"))
+    assert "佐伯 次郎" in other and "廿日 太郎" not in other
+    assert poverty
+
+
+def test_search_ignores_width_and_kana(web, actors, open_case):
+    open_case(categories=["poverty"])
+    open_case(categories=["poverty"], person={"name": "佐伯 一郎", "name_kana": "サエキ イチロウ"})
+    client = web(actors.livelihood)
+    for q in ("はつか", "ﾊﾂｶ", "ハツカ　タロウ", "廿日", "たろう"):
+        page = text_of(client.get("/cases", query_string={"q": q}))
+        assert "廿日 太郎" in page and "佐伯 一郎" not in page, q
+    assert "該当するケースはありません" in text_of(client.get("/cases", query_string={"q": "みやじま"}))
+
+
+def test_an_fm_outside_a_case_sees_its_state_but_cannot_find_it_by_name(web, actors, open_case):
+    open_case(categories=["poverty"])
+    client = web(actors.fm)
+    listing = text_of(client.get("/cases"))
+    assert "内容は閲覧できません" in listing and "廿日 太郎" not in listing and "1件" in listing
+    assert "0件" in text_of(client.get("/cases", query_string={"q": "はつか"}))
+
+
+def test_filters_by_state_department_area_category_and_overdue(web, actors, open_case, fire):
+    a = open_case(categories=["poverty"])
+    fire(actors.livelihood, a, "accept_handoff")
+    open_case(categories=["poverty"], person={"name": "大野 花", "area": "大野"})
+    old = open_case(categories=["poverty", "debt"], now=NOW - timedelta(days=30),
+                    person={"name": "宮島 古", "area": "宮島"})
+    client = web(actors.livelihood)
+
+    def names(**args):
+        page = text_of(client.get("/cases", query_string=args))
+        return {n for n in ("廿日 太郎", "大野 花", "宮島 古") if n in page}
+
+    assert names(state="assigned") == {"廿日 太郎"}
+    assert names(department="livelihood") == {"廿日 太郎"}
+    assert names(area="大野") == {"大野 花"}
+    assert names(category="debt") == {"宮島 古"}
+    assert names(overdue="1") == {"宮島 古"}
+    assert old
+
+
+def test_a_filter_value_that_does_not_exist_is_marked_beside_it(web, actors, departments):
+    r = web(actors.window).get("/cases", query_string={"state": "nowhere", "page": "x"})
+    assert r.status_code == 422
+    assert "ページ番号が正しくありません。" in text_of(r)  # no input of its own: in the summary at the top
+    r = web(actors.window).get("/cases", query_string={"state": "nowhere"})
+    assert r.status_code == 422 and "「nowhere」という状態はありません" in error_beside(r, "flt", "state")
+
+
+def test_the_list_is_paginated_and_keeps_its_filters(web, actors, open_case, monkeypatch):
+    for _ in range(3):
+        open_case(categories=["poverty"])
+    monkeypatch.setattr(caselist, "PER_PAGE", 2)
+    client = web(actors.livelihood)
+    first = client.get("/cases", query_string={"state": "handoff"})
+    assert "1 / 2 ページ" in text_of(first)
+    assert "/cases?page=2&amp;state=handoff" in first.get_data(as_text=True)
+    second = text_of(client.get("/cases", query_string={"state": "handoff", "page": 2}))
+    assert "3件（3〜3件目）" in second
+
+
+# --- ケース詳細 -----------------------------------------------------------------------------------
+
+def test_the_owner_reads_the_case_and_the_read_is_audited(web, actors, case_in, sessions):
+    case_id = case_in("assigned", household=[{"relationship": "長男", "birth_year": 1990}])
+    r = web(actors.livelihood).get(f"/cases/{case_id}")
+    assert r.status_code == 200
+    page = text_of(r)
+    for shown in ("廿日 太郎", "ハツカ タロウ", "昭和35年5月1日", "長男", "失職して家賃を滞納している。", "生活福祉課"):
+        assert shown in page, shown
+    assert count(sessions, AuditEvent, AuditEvent.action == "case.read", AuditEvent.case_id == case_id) == 1
+
+
+def test_an_fm_outside_the_case_sees_handoff_metadata_only_and_no_read_is_logged(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    r = web(actors.fm).get(f"/cases/{case_id}")
+    page = text_of(r)
+    assert r.status_code == 200 and "内容（本人の情報・相談内容・記録）は閲覧できません" in page
+    assert "廿日 太郎" not in page and "失職" not in page
+    assert "生活福祉課" in page  # where the sheet went is metadata
+    assert count(sessions, AuditEvent, AuditEvent.action == "case.read") == 0
+
+
+def test_a_case_out_of_sight_answers_404_and_the_refusal_is_audited(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    r = web(actors.hikikomori).get(f"/cases/{case_id}")
+    assert r.status_code == 404 and "見つかりません" in text_of(r)
+    with unit_of_work(sessions) as s:
+        row = s.scalars(select(AuditEvent).where(AuditEvent.outcome == "refused")).one()
+        assert (row.case_id, row.detail["code"]) == (case_id, "not_found")
+    assert web(actors.livelihood).get("/cases/999999").status_code == 404
+
+
+def test_the_diagram_marks_the_current_stage_and_the_readers_next_steps(web, actors, case_in):
+    case_id = case_in("handoff")
+    body = web(actors.livelihood).get(f"/cases/{case_id}").get_data(as_text=True)
+    svg = body.split('<svg class="machine"')[1].split("</svg>")[0]
+    assert re.search(r'<g class="state-box current[^"]*"><rect[^>]*/><text[^>]*>つなぐシート送付中</text>', svg)
+    assert len(re.findall(r'<g class="state-box current', svg)) == 1
+    # From つなぐシート送付中 this person may accept (→ 担当決定) or send back (→ 受付): two bold arrows.
+    nexts = re.findall(r'<path class="edge[^"]* next"[^>]*><title>([^<]+)</title>', svg)
+    assert sorted(nexts) == ["受理する", "返送する"]
+
+
+def test_each_person_gets_the_forms_of_the_events_allowed_them_now(web, actors, case_in):
+    case_id = case_in("handoff")
+    receiving = web(actors.livelihood).get(f"/cases/{case_id}").get_data(as_text=True)
+    forms = set(re.findall(rf'action="/cases/{case_id}/events/([a-z_]+)"', receiving))
+    assert forms == {"accept_handoff", "decline_handoff"}
+    window = web(actors.window).get(f"/cases/{case_id}").get_data(as_text=True)
+    assert set(re.findall(rf'action="/cases/{case_id}/events/([a-z_]+)"', window)) == {"close"}
+
+
+def test_accepting_from_the_case_page(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    client = web(actors.livelihood)
+    client.get(f"/cases/{case_id}")
+    r = client.post(f"/cases/{case_id}/events/accept_handoff", {"version": case_version(sessions, case_id)})
+    assert r.status_code == 303
+    assert "「受理する」を記録しました。現在の状態: 担当決定" in text_of(client.get(r.headers["Location"]))
+    assert case_state(sessions, case_id) == "assigned"
+
+
+def test_a_decline_without_a_reason_is_marked_and_applies_nothing(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    r = web(actors.livelihood).post(f"/cases/{case_id}/events/decline_handoff",
+                                    {"version": case_version(sessions, case_id), "reason": "  "})
+    assert r.status_code == 422
+    assert error_beside(r, "ev-decline_handoff", "reason") == "必須項目です。"
+    assert '<details class="event" id="event-decline_handoff" open>' in r.get_data(as_text=True)
+    assert case_state(sessions, case_id) == "handoff"
+
+
+def test_a_stale_form_says_so_shows_the_current_state_and_applies_nothing_twice(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    version = case_version(sessions, case_id)
+    client = web(actors.livelihood)
+    assert client.post(f"/cases/{case_id}/events/accept_handoff", {"version": version}).status_code == 303
+    after = case_version(sessions, case_id)
+    again = client.post(f"/cases/{case_id}/events/decline_handoff", {"version": version, "reason": "所管外"})
+    assert again.status_code == 409
+    page = text_of(again)
+    assert "他の職員が先に更新しました" in page and "現在の状態は「担当決定」です" in page
+    assert "所管外" not in again.get_data(as_text=True).split('id="actions"')[1].split("</section>")[0]
+    assert case_state(sessions, case_id) == "assigned" and case_version(sessions, case_id) == after
+
+
+def test_an_event_someone_may_not_fire_is_refused_with_403_and_audited(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    r = web(actors.window).post(f"/cases/{case_id}/events/accept_handoff", {"version": case_version(sessions, case_id)})
+    assert r.status_code == 403 and "送付先の部署の職員だけです" in text_of(r)
+    assert case_state(sessions, case_id) == "handoff"
+    assert count(sessions, AuditEvent, AuditEvent.outcome == "refused", AuditEvent.case_id == case_id) == 1
+
+
+def test_an_unknown_event_is_404_and_one_not_allowed_now_is_409(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    client = web(actors.livelihood)
+    assert client.post(f"/cases/{case_id}/events/teleport", {"version": 1}).status_code == 404
+    r = client.post(f"/cases/{case_id}/events/resume", {"version": case_version(sessions, case_id)})
+    assert r.status_code == 409 and "現在の状態（つなぐシート送付中）では" in text_of(r)
+
+
+def test_a_form_without_its_version_asks_to_reload(web, actors, case_in):
+    case_id = case_in("handoff")
+    r = web(actors.livelihood).post(f"/cases/{case_id}/events/accept_handoff", {})
+    assert r.status_code == 422 and "読み込み直してから" in text_of(r)
+
+
+def test_convening_a_support_meeting_marks_each_member_problem(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    client = web(actors.fm)
+    url = f"/cases/{case_id}/events/convene_support_meeting"
+    v = case_version(sessions, case_id)
+    r = client.post(url, {"version": v, "members.2.user": "nobody"})
+    assert r.status_code == 422
+    assert error_beside(r, "ev-convene_support_meeting", "members.2.user") == "「nobody」という職員はいません。"
+    r = client.post(url, {"version": v, "members.0.user": "livelihood", "held_at": "2026-12-01T10:00"})
+    assert r.status_code == 409
+    assert "守秘義務の確認が済んでいない構成員がいます" in error_beside(r, "ev-convene_support_meeting", "members")
+    assert 'value="livelihood" selected' in r.get_data(as_text=True)
+    r = client.post(url, {"version": v, "members.1.user": "livelihood", "members.1.acknowledged": "1",
+                          "held_at": "2026-12-01T10:00", "minutes": "生活状況を共有した。"})
+    assert r.status_code == 303 and case_state(sessions, case_id) == "support_meeting"
+    with unit_of_work(sessions) as s:
+        meeting = s.scalars(select(Meeting)).one()
+        assert meeting.held_at.isoformat() == "2026-12-01T01:00:00+00:00"  # 10:00 JST
+        assert {m.user.login for m in meeting.members} == {"fm", "livelihood"}
+
+
+def test_recording_consent_marks_missing_agencies_and_method(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    url = f"/cases/{case_id}/events/record_consent"
+    r = client.post(url, {"version": case_version(sessions, case_id), "given_by": "本人"})
+    assert r.status_code == 422
+    assert error_beside(r, "ev-record_consent", "agencies") == "情報を共有してよい機関を1つ以上選んでください。"
+    assert error_beside(r, "ev-record_consent", "method") == "必須項目です。"
+    r = client.post(url, {"version": case_version(sessions, case_id), "given_by": "本人", "method": "oral",
+                          "obtained_on": "令和8年11月30日", "agencies": ["livelihood", "shakyo"]})
+    assert r.status_code == 303 and case_state(sessions, case_id) == "layered_meeting"
+
+
+def test_the_plan_editor_marks_rows_guards_and_dates(web, actors, case_in, sessions):
+    case_id = case_in("layered_meeting")
+    client = web(actors.livelihood)
+    url = f"/cases/{case_id}/events/adopt_plan"
+    base = {"version": case_version(sessions, case_id), "goals": "「家賃を払えるようになりたい」",
+            "main_department": "livelihood", "next_evaluation_date": FUTURE}
+    r = client.post(url, {**base, "roles.1.department": "livelihood"})
+    assert r.status_code == 422 and error_beside(r, "ev-adopt_plan", "roles.1.role") == "必須項目です。"
+    r = client.post(url, {**base, "roles.0.department": "shakyo", "roles.0.role": "居場所"})
+    assert r.status_code == 409
+    assert error_beside(r, "ev-adopt_plan", "main_department") == "主担当の機関は役割分担の中に含めてください。"
+    assert input_value(r, "ev-adopt_plan", "roles.0.role") == "居場所"
+    r = client.post(url, {**base, "next_evaluation_date": "いつか", "roles.0.department": "livelihood",
+                          "roles.0.role": "家計相談"})
+    assert r.status_code == 422 and "日付は" in error_beside(r, "ev-adopt_plan", "next_evaluation_date")
+    r = client.post(url, {**base, "roles.0.department": "livelihood", "roles.0.role": "家計相談",
+                          "roles.3.department": "shakyo", "roles.3.role": "居場所の紹介",
+                          "business_categories": ["participation"]})
+    assert r.status_code == 303 and case_state(sessions, case_id) == "accompaniment"
+    page = text_of(client.get(f"/cases/{case_id}"))
+    assert "「家賃を払えるようになりたい」" in page and "居場所の紹介" in page
+    with unit_of_work(sessions) as s:
+        assert [r.role for r in s.scalars(select(Plan)).one().roles] == ["家計相談", "居場所の紹介"]
+
+
+def test_an_evaluation_to_continue_needs_the_next_date(web, actors, case_in, sessions):
+    case_id = case_in("accompaniment")
+    client = web(actors.livelihood)
+    url = f"/cases/{case_id}/events/evaluate"
+    r = client.post(url, {"version": case_version(sessions, case_id), "goals_met": "partly", "decision": "continue"})
+    assert r.status_code == 422
+    assert error_beside(r, "ev-evaluate", "next_evaluation_date") == "継続する場合は次回評価日が必須です。"
+    r = client.post(url, {"version": case_version(sessions, case_id), "goals_met": "partly", "decision": "continue",
+                          "next_evaluation_date": FUTURE, "changes": "週1回通所できた。"})
+    assert r.status_code == 303 and "週1回通所できた。" in text_of(client.get(f"/cases/{case_id}"))
+
+
+def test_closing_needs_a_reason(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    r = client.post(f"/cases/{case_id}/events/close", {"version": case_version(sessions, case_id)})
+    assert r.status_code == 422 and error_beside(r, "ev-close", "close_reason") == "必須項目です。"
+    r = client.post(f"/cases/{case_id}/events/close", {"version": case_version(sessions, case_id),
+                                                        "close_reason": "moved_out", "note": "市外へ転居"})
+    assert r.status_code == 303 and case_state(sessions, case_id) == "closed"
+    assert "終結 " in text_of(client.get(f"/cases/{case_id}")) and "（転出）" in text_of(client.get(f"/cases/{case_id}"))
+
+
+def _note_form(client, case_id):
+    body = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    return re.search(r'name="submission_token" value="([^"]+)"', body).group(1)
+
+
+def test_contact_notes_are_checked_and_added_once(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    token = _note_form(client, case_id)
+    r = client.post(f"/cases/{case_id}/notes", {"submission_token": token, "contact_on": "令和8年11月27日"})
+    assert r.status_code == 422
+    assert error_beside(r, "note", "body") == "必須項目です。"
+    assert error_beside(r, "note", "method") == "必須項目です。"
+    assert input_value(r, "note", "contact_on") == "令和8年11月27日"
+    form = {"submission_token": token, "contact_on": "令和8年11月27日", "method": "home_visit", "body": "自宅を訪問した。"}
+    assert client.post(f"/cases/{case_id}/notes", form).status_code == 303
+    again = client.post(f"/cases/{case_id}/notes", form)
+    assert again.status_code == 303
+    assert "既に記録されています" in text_of(client.get(again.headers["Location"]))
+    assert count(sessions, ContactNote) == 1
+    assert "令和8年11月27日 ・訪問" in text_of(client.get(f"/cases/{case_id}"))
+
+
+def test_a_contact_note_in_the_future_is_refused_beside_its_date(web, actors, case_in):
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    token = _note_form(client, case_id)
+    r = client.post(f"/cases/{case_id}/notes", {"submission_token": token, "contact_on": "2099-01-01",
+                                                  "method": "phone", "body": "電話"})
+    assert r.status_code == 422 and error_beside(r, "note", "contact_on") == "未来の日付は記録できません。"
+
+
+def test_the_sheet_prints_for_those_who_may_read_the_case(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    with unit_of_work(sessions) as s:
+        handoff_id = s.get(Case, case_id).handoffs[0].id
+    r = web(actors.livelihood).get(f"/handoffs/{handoff_id}/sheet")
+    assert r.status_code == 200
+    page = text_of(r)
+    assert 'class="page-sheet"' in r.get_data(as_text=True)
+    for shown in ("つなぐシート", "廿日 太郎", "生活福祉課（生活困窮者自立相談支援）", "受理欄", "■生活困窮（主）"):
+        assert shown in page, shown
+    assert count(sessions, AuditEvent, AuditEvent.action == "handoff_sheet.read") == 1
+    assert web(actors.fm).get(f"/handoffs/{handoff_id}/sheet").status_code == 404
+    assert web(actors.livelihood).get("/handoffs/999999/sheet").status_code == 404

@@ -1,0 +1,126 @@
+"""FM dashboard: alerts by section, oldest first; 確認, 解決 with a note, 振り替え — from the list."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from engine import alerts
+from engine.db import unit_of_work
+from engine.models import Alert, Case, CaseHistory, Handoff
+from tests.conftest import NOW
+from tests.pages_support import (  # noqa: F401  (fixtures)
+    app, case_in, case_state, count, error_beside, text_of, web,
+)
+
+
+def _stalled(sessions, case_id, kind="handoff_stalled") -> int:
+    with unit_of_work(sessions) as s:
+        h = s.scalars(select(Handoff).where(Handoff.case_id == case_id)).one()
+        return alerts.raise_alert(s, kind=kind, case_id=case_id, handoff_id=h.id,
+                                  department_id=h.to_department_id, due_at=h.due_at,
+                                  message="つなぐシートが期限までに受理されていません。")
+
+
+def _alert(sessions, alert_id) -> Alert:
+    with unit_of_work(sessions) as s:
+        return s.get(Alert, alert_id)
+
+
+def test_stalled_sheets_are_listed_oldest_first_with_business_days_waited(web, actors, open_case, sessions):
+    newer = open_case(categories=["poverty"], now=NOW - timedelta(days=8), person={"name": "新しい 人"})
+    older = open_case(categories=["hikikomori"], now=NOW - timedelta(days=20), person={"name": "古い 人"})
+    _stalled(sessions, newer)
+    _stalled(sessions, older, kind="handoff_escalated")
+    r = web(actors.fm).get("/dashboard")
+    assert r.status_code == 200
+    body = r.get_data(as_text=True)
+    stalled = body.split('id="stalled"')[1].split("</section>")[0]
+    with unit_of_work(sessions) as s:
+        numbers = [s.get(Case, i).case_number for i in (older, newer)]
+    assert stalled.index(numbers[0]) < stalled.index(numbers[1])
+    assert "営業日" in stalled and "はつかいちひきこもり支援ステーション" in stalled
+    assert "新しい 人" not in body and "古い 人" not in body  # metadata only
+
+
+def test_acknowledging_from_the_list(web, actors, case_in, sessions):
+    alert_id = _stalled(sessions, case_in("handoff"))
+    client = web(actors.fm)
+    client.get("/dashboard")
+    r = client.post(f"/dashboard/alerts/{alert_id}/acknowledge")
+    assert r.status_code == 303
+    page = client.get("/dashboard")
+    assert "アラートを確認済みにしました" in text_of(page)
+    assert _alert(sessions, alert_id).status == "acknowledged"
+    assert f"/dashboard/alerts/{alert_id}/acknowledge" not in page.get_data(as_text=True)
+    again = client.post(f"/dashboard/alerts/{alert_id}/acknowledge")
+    assert again.status_code == 409
+
+
+def test_resolving_needs_a_note(web, actors, case_in, sessions):
+    alert_id = _stalled(sessions, case_in("handoff"))
+    client = web(actors.fm)
+    r = client.post(f"/dashboard/alerts/{alert_id}/resolve", {"note": ""})
+    assert r.status_code == 422
+    assert error_beside(r, f"a{alert_id}", "note") == "何をしたか（解決の内容）を入力してください。"
+    r = client.post(f"/dashboard/alerts/{alert_id}/resolve", {"note": "電話で催促し、明日受理の予定。"})
+    assert r.status_code == 303
+    alert = _alert(sessions, alert_id)
+    assert (alert.status, alert.note) == ("resolved", "電話で催促し、明日受理の予定。")
+
+
+def test_reassigning_a_stalled_sheet_sends_a_new_one_and_resolves_the_alert(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    alert_id = _stalled(sessions, case_id)
+    client = web(actors.fm)
+    bad = client.post(f"/dashboard/alerts/{alert_id}/reassign", {})
+    assert bad.status_code == 422
+    assert error_beside(bad, f"a{alert_id}", "to_department") == "必須項目です。"
+    assert error_beside(bad, f"a{alert_id}", "reason") == "必須項目です。"
+    same = client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "livelihood", "reason": "再送"})
+    assert same.status_code == 422 and error_beside(same, f"a{alert_id}", "to_department") == "今の送付先と同じ部署です。"
+    r = client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "shakyo", "reason": "家計改善支援は社協が担うため"})
+    assert r.status_code == 303
+    with unit_of_work(sessions) as s:
+        case = s.get(Case, case_id)
+        assert case.state == "handoff"
+        assert [(h.to_department.code, h.state) for h in case.handoffs] == [("livelihood", "withdrawn"), ("shakyo", "sent")]
+        assert case.open_primary_handoff.reason == "家計改善支援は社協が担うため"
+        assert s.scalar(select(CaseHistory.event).order_by(CaseHistory.id.desc()).limit(1)) == "handoff.reassign"
+    assert _alert(sessions, alert_id).status == "resolved"
+    assert "廿日 太郎" in text_of(web(actors.shakyo).get("/inbox"))
+    twice = client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "health", "reason": "再度"})
+    assert twice.status_code == 409
+
+
+def test_reassigning_an_unrouted_case_sends_its_first_sheet(web, actors, case_in, sessions):
+    case_id = case_in("intake")
+    with unit_of_work(sessions) as s:
+        alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "unrouted"))
+    r = web(actors.fm).post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "shakyo", "reason": "見守りが必要"})
+    assert r.status_code == 303
+    assert case_state(sessions, case_id) == "handoff"
+    assert _alert(sessions, alert_id).status == "resolved"
+
+
+def test_staff_may_not_use_the_dashboard(web, actors, case_in, sessions):
+    alert_id = _stalled(sessions, case_in("handoff"))
+    client = web(actors.livelihood)
+    assert client.get("/dashboard").status_code == 403
+    assert client.post(f"/dashboard/alerts/{alert_id}/acknowledge").status_code == 403
+    assert _alert(sessions, alert_id).status == "open"
+
+
+def test_an_administrator_sees_the_dashboard_without_actions(web, actors, case_in, sessions):
+    alert_id = _stalled(sessions, case_in("handoff"))
+    client = web(actors.admin)
+    r = client.get("/dashboard")
+    assert r.status_code == 200 and "/dashboard/alerts/" not in r.get_data(as_text=True)
+    assert client.post(f"/dashboard/alerts/{alert_id}/acknowledge").status_code == 403
+
+
+def test_an_unknown_action_or_alert_is_not_found(web, actors, case_in, sessions):
+    alert_id = _stalled(sessions, case_in("handoff"))
+    client = web(actors.fm)
+    assert client.post(f"/dashboard/alerts/{alert_id}/explode").status_code == 404
+    assert client.post("/dashboard/alerts/999999/acknowledge").status_code == 404

@@ -1,0 +1,110 @@
+"""部署の受信箱: waiting sheets with their age in business days and deadline; 受理 and 返送 from the list."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from engine import calendar, routing, services
+from engine.db import unit_of_work
+from engine.models import Handoff, utcnow
+from tests.pages_support import (  # noqa: F401  (fixtures)
+    app, case_in, case_state, case_version, count, error_beside, text_of, web,
+)
+
+
+def _handoff(sessions, case_id, primary=True) -> Handoff:
+    with unit_of_work(sessions) as s:
+        return s.scalars(select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(primary))).one()
+
+
+def test_the_inbox_lists_waiting_sheets_with_age_and_deadline(web, actors, open_case, sessions):
+    sent = utcnow() - timedelta(days=12)
+    case_id = open_case(categories=["poverty"], now=sent, urgency="urgent")
+    h = _handoff(sessions, case_id)
+    r = web(actors.livelihood).get("/inbox")
+    assert r.status_code == 200
+    page = text_of(r)
+    age = routing.business_calendar().business_days_between(h.sent_at, utcnow())
+    assert age >= 5
+    assert f"（{age}営業日経過）" in page
+    assert calendar.wareki_datetime(h.due_at) in page and "受理期限超過" in page and "緊急" in page
+    assert "廿日 太郎" in page and "失職して家賃を滞納している。" in page
+    assert "受理を待っているつなぐシートはありません" in text_of(web(actors.hikikomori).get("/inbox"))
+
+
+def test_accepting_from_the_inbox(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    h = _handoff(sessions, case_id)
+    client = web(actors.livelihood)
+    client.get("/inbox")
+    r = client.post(f"/inbox/{h.id}", {"decision": "accept", "version": case_version(sessions, case_id)})
+    assert r.status_code == 303
+    assert "つなぐシートを受理しました" in text_of(client.get("/inbox"))
+    assert case_state(sessions, case_id) == "assigned"
+
+
+def test_sending_back_needs_a_reason_beside_that_sheet(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    h = _handoff(sessions, case_id)
+    client = web(actors.livelihood)
+    r = client.post(f"/inbox/{h.id}", {"decision": "decline", "version": case_version(sessions, case_id)})
+    assert r.status_code == 422
+    assert error_beside(r, f"h{h.id}", "reason") == "返送の理由を入力してください。"
+    r = client.post(f"/inbox/{h.id}", {"decision": "decline", "version": case_version(sessions, case_id),
+                                       "reason": "住宅課の所管のため"})
+    assert r.status_code == 303 and case_state(sessions, case_id) == "intake"
+    # The sender's department is told, on its own inbox page.
+    assert "住宅課の所管のため" in text_of(web(actors.window).get("/inbox"))
+
+
+def test_a_second_answer_from_a_stale_list_is_refused(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    h = _handoff(sessions, case_id)
+    version = case_version(sessions, case_id)
+    first, second = web(actors.livelihood), web(actors.livelihood)
+    assert first.post(f"/inbox/{h.id}", {"decision": "accept", "version": version}).status_code == 303
+    r = second.post(f"/inbox/{h.id}", {"decision": "decline", "version": version, "reason": "所管外"})
+    assert r.status_code == 409 and "他の職員が先に更新しました" in text_of(r)
+    assert case_state(sessions, case_id) == "assigned"
+
+
+def test_another_departments_sheet_is_not_found(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    h = _handoff(sessions, case_id)
+    r = web(actors.hikikomori).post(f"/inbox/{h.id}", {"decision": "accept", "version": case_version(sessions, case_id)})
+    assert r.status_code == 404 and case_state(sessions, case_id) == "handoff"
+    assert web(actors.livelihood).post("/inbox/999999", {"decision": "accept", "version": 1}).status_code == 404
+
+
+def test_a_department_in_sight_but_not_receiving_is_refused(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    h = _handoff(sessions, case_id)
+    r = web(actors.window).post(f"/inbox/{h.id}", {"decision": "accept", "version": case_version(sessions, case_id)})
+    assert r.status_code == 403 and case_state(sessions, case_id) == "handoff"
+
+
+def test_a_join_request_is_answered_from_the_inbox(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    with unit_of_work(sessions) as s:
+        services.request_join(s, actors.livelihood, case_id, to_department="shakyo", reason="居場所の紹介",
+                              summary="家計相談と並行して")
+    join = _handoff(sessions, case_id, primary=False)
+    client = web(actors.shakyo)
+    page = text_of(client.get("/inbox"))
+    assert "参加依頼" in page and "居場所の紹介" in page
+    r = client.post(f"/inbox/{join.id}", {"decision": "accept", "version": join.version})
+    assert r.status_code == 303
+    assert _handoff(sessions, case_id, primary=False).state == "accepted"
+    assert case_state(sessions, case_id) == "assigned"
+
+
+def test_the_answer_form_must_be_complete(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    h = _handoff(sessions, case_id)
+    r = web(actors.livelihood).post(f"/inbox/{h.id}", {"decision": "accept"})
+    assert r.status_code == 422 and "画面を読み込み直してください" in text_of(r)
+
+
+def test_administrators_have_no_inbox(web, actors):
+    assert web(actors.admin).get("/inbox").status_code == 403

@@ -1,0 +1,241 @@
+"""相談受付: the form, the routing preview, and the three ways to confirm — through the test client."""
+from __future__ import annotations
+
+import html
+import re
+
+from sqlalchemy import select
+
+from engine.db import unit_of_work
+from engine.models import Alert, Case, FormSubmission, Handoff
+from tests.conftest import CONFIG_DIR
+from tests.pages_support import app, count, error_beside, input_value, text_of, web  # noqa: F401
+
+VALID = {
+    "person.name": "廿日 太郎", "person.name_kana": "ハツカ タロウ", "person.birth_date": "昭和35年5月1日",
+    "person.area": "廿日市", "household.0.relationship": "妻", "household.0.birth_year": "1962",
+    "categories": ["poverty", "debt"], "primary_category": "poverty",
+    "summary": "失職して家賃を滞納している。", "source": "window", "urgency": "normal",
+}
+
+
+def _preview(client, **over):
+    data = {**VALID, **over, "action": "preview"}
+    return client.post("/intake", {k: v for k, v in data.items() if v is not None})
+
+
+def _hidden(response) -> dict:
+    """The preview's first form (follow the proposal) as the browser would send it."""
+    body = response.get_data(as_text=True)
+    form = body.split('<form method="post" action="/intake" class="option">')[1].split("</form>")[0]
+    pairs = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form)
+    out: dict = {}
+    for k, v in pairs:
+        out.setdefault(k, []).append(html.unescape(v))
+    return {k: v if len(v) > 1 else v[0] for k, v in out.items() if k != "csrf_token"}
+
+
+def test_the_form_offers_every_input(web, actors):
+    r = web(actors.window).get("/intake")
+    assert r.status_code == 200
+    body = r.get_data(as_text=True)
+    for name in ("person.name", "person.name_kana", "person.birth_date", "person.area", "household.2.note",
+                 "categories", "primary_category", "summary", "source", "urgency", "consent_to_share"):
+        assert f'name="{name}"' in body, name
+    assert "ヤングケアラー" in text_of(r)
+
+
+def test_preview_shows_the_proposal_and_its_reason_and_writes_nothing(web, actors, sessions):
+    r = _preview(web(actors.window))
+    assert r.status_code == 200
+    page = text_of(r)
+    assert "送付先: 生活福祉課（生活困窮者自立相談支援）" in page
+    assert "生活困窮・借金・仕事・住まいの相談のため" in page
+    assert "昭和35年5月1日" in page  # the 和暦 date typed was understood
+    assert count(sessions, Case) == 0
+
+
+def test_preview_flags_a_multi_agency_candidate(web, actors):
+    r = _preview(web(actors.window), categories=["elder_care", "hikikomori"], primary_category="elder_care")
+    page = text_of(r)
+    assert "送付先: 高齢介護課" in page and "多機関協働の候補" in page and "8050" in page
+    assert "はつかいちひきこもり支援ステーション" in page  # notified too
+
+
+def test_a_blank_form_marks_each_required_field_and_keeps_what_was_typed(web, actors, sessions):
+    r = web(actors.window).post("/intake", {"action": "preview", "person.name_kana": "ハツカ", "summary": "",
+                                            "household.1.note": "長男"})
+    assert r.status_code == 422
+    assert error_beside(r, "in", "person.name") == "必須項目です。"
+    assert error_beside(r, "in", "categories") == "課題の分類を1つ以上選んでください。"
+    assert error_beside(r, "in", "summary") == "必須項目です。"
+    assert error_beside(r, "in", "source") == "必須項目です。"
+    assert input_value(r, "in", "person.name_kana") == "ハツカ"
+    assert input_value(r, "in", "household.1.note") == "長男"
+    assert count(sessions, Case) == 0
+
+
+def test_a_date_that_is_no_date_is_marked_beside_the_birth_date(web, actors):
+    r = _preview(web(actors.window), **{"person.birth_date": "昭和35年13月1日"})
+    assert r.status_code == 422
+    assert "日付は" in error_beside(r, "in", "person.birth_date")
+    assert input_value(r, "in", "person.birth_date") == "昭和35年13月1日"
+
+
+def test_a_future_birth_date_is_refused_by_the_engine_beside_its_field(web, actors):
+    r = _preview(web(actors.window), **{"person.birth_date": "2099-01-01"})
+    assert r.status_code == 422
+    assert error_beside(r, "in", "person.birth_date") == "生年月日が未来の日付になっています。"
+
+
+def test_a_bad_household_row_is_marked_on_its_own_row(web, actors):
+    # The first row is left blank: the error must land on the second row, where it was typed.
+    r = _preview(web(actors.window), **{"household.0.relationship": "", "household.0.birth_year": "",
+                                        "household.1.relationship": "長男", "household.1.birth_year": "昭和"})
+    assert r.status_code == 422
+    assert error_beside(r, "in", "household.1.birth_year") == "半角の数字で入力してください。"
+    assert error_beside(r, "in", "household.0.birth_year") is None
+
+
+def test_a_primary_category_outside_the_chosen_ones_is_marked(web, actors):
+    r = _preview(web(actors.window), primary_category="housing")
+    assert r.status_code == 422
+    assert error_beside(r, "in", "primary_category") == "主な分類は選んだ分類の中から選んでください。"
+
+
+def test_confirming_the_proposal_opens_and_sends_the_case(web, actors, sessions):
+    client = web(actors.window)
+    preview = _preview(client)
+    r = client.post("/intake", {**_hidden(preview), "action": "confirm"})
+    assert r.status_code == 303
+    case_id = int(r.headers["Location"].rsplit("/", 1)[1])
+    page = client.get(r.headers["Location"])
+    assert "相談を受け付けました" in text_of(page)
+    with unit_of_work(sessions) as s:
+        case = s.get(Case, case_id)
+        assert case.state == "handoff"
+        assert case.open_primary_handoff.to_department.code == "livelihood"
+        assert [m.relationship_label for m in case.household] == ["妻"]
+        assert case.person.birth_date.isoformat() == "1960-05-01"
+
+
+def test_the_same_confirmation_sent_twice_opens_one_case(web, actors, sessions):
+    client = web(actors.window)
+    form = {**_hidden(_preview(client)), "action": "confirm"}
+    first = client.post("/intake", form)
+    second = client.post("/intake", form)
+    assert first.status_code == 303 and second.status_code == 303
+    assert second.headers["Location"] == first.headers["Location"]
+    assert "既に受け付けています" in text_of(client.get(second.headers["Location"]))
+    assert count(sessions, Case) == 1
+    assert count(sessions, FormSubmission) == 1
+
+
+def test_a_confirmation_without_its_form_key_is_refused(web, actors, sessions):
+    client = web(actors.window)
+    form = {**_hidden(_preview(client)), "action": "confirm", "submission_token": ""}
+    r = client.post("/intake", form)
+    assert r.status_code == 422 and count(sessions, Case) == 0
+
+
+def test_an_override_needs_a_reason_and_keeps_the_choice(web, actors, sessions):
+    client = web(actors.window)
+    form = {**_hidden(_preview(client)), "action": "confirm", "mode": "override", "to_department": "shakyo"}
+    r = client.post("/intake", form)
+    assert r.status_code == 422
+    assert error_beside(r, "ovr", "override_reason") == "提案と違う部署に送る理由を入力してください。"
+    assert 'value="shakyo" selected' in r.get_data(as_text=True)
+    assert "送付先: 生活福祉課" in text_of(r)  # still on the preview
+    assert count(sessions, Case) == 0
+
+
+def test_an_override_to_the_proposed_department_is_marked(web, actors):
+    client = web(actors.window)
+    form = {**_hidden(_preview(client)), "action": "confirm", "mode": "override", "to_department": "livelihood",
+            "override_reason": "念のため"}
+    r = client.post("/intake", form)
+    assert r.status_code == 422
+    assert "提案と同じ部署です" in error_beside(r, "ovr", "to_department")
+
+
+def test_an_override_sends_to_the_chosen_department_and_keeps_the_proposal(web, actors, sessions):
+    client = web(actors.window)
+    form = {**_hidden(_preview(client)), "action": "confirm", "mode": "override", "to_department": "shakyo",
+            "override_reason": "本人が社協の家計相談を希望したため"}
+    r = client.post("/intake", form)
+    assert r.status_code == 303
+    case_id = int(r.headers["Location"].rsplit("/", 1)[1])
+    with unit_of_work(sessions) as s:
+        case = s.get(Case, case_id)
+        assert case.state == "handoff"
+        assert case.open_primary_handoff.to_department.code == "shakyo"
+        assert case.override_reason == "本人が社協の家計相談を希望したため"
+        assert case.proposed_department.code == "livelihood"
+        assert case.routing_rule_name == "生活困窮・住まい"
+        assert s.scalar(select(Handoff.reason).where(Handoff.case_id == case_id)) == case.override_reason
+    page = text_of(client.get(f"/cases/{case_id}"))
+    assert "提案と違う送付先の理由" in page and "（提案: 生活福祉課" in page
+
+
+def test_resolving_at_the_window_opens_and_closes_the_case(web, actors, sessions):
+    client = web(actors.window)
+    form = {**_hidden(_preview(client)), "action": "confirm", "mode": "resolve",
+            "note": "制度の案内で解決した。"}
+    r = client.post("/intake", form)
+    assert r.status_code == 303
+    case_id = int(r.headers["Location"].rsplit("/", 1)[1])
+    with unit_of_work(sessions) as s:
+        case = s.get(Case, case_id)
+        assert (case.state, case.close_reason, case.close_note) == ("closed", "consultation_ended", "制度の案内で解決した。")
+        assert case.handoffs == []
+        assert case.proposed_department.code == "livelihood"
+
+
+def test_an_unmatched_consultation_is_taken_in_undecided(web, actors, sessions):
+    client = web(actors.window)
+    preview = _preview(client, categories=["other"], primary_category="other")
+    assert "提案なし（担当未決定）" in text_of(preview)
+    r = client.post("/intake", {**_hidden(preview), "action": "confirm"})
+    assert r.status_code == 303
+    with unit_of_work(sessions) as s:
+        case = s.scalars(select(Case)).one()
+        assert case.state == "intake"
+        assert s.scalar(select(Alert.kind).where(Alert.case_id == case.id)) == "unrouted"
+
+
+def test_rules_changed_since_the_preview_are_shown_before_anything_is_sent(web, actors, sessions, tmp_path):
+    from engine import routing
+
+    client = web(actors.window)
+    form = {**_hidden(_preview(client)), "action": "confirm"}
+    changed = tmp_path / "routing.yaml"
+    changed.write_text((CONFIG_DIR / "routing.yaml").read_text(encoding="utf-8") + "\n# 改訂\n", encoding="utf-8")
+    with unit_of_work(sessions) as s:
+        routing.install_rules(s, changed, loaded_by="tests")
+    r = client.post("/intake", form)
+    assert r.status_code == 409
+    assert "振り分けルールが更新されました" in text_of(r)
+    assert "（第2版）" in text_of(r)
+    assert count(sessions, Case) == 0
+    again = client.post("/intake", {**_hidden(r), "action": "confirm"})
+    assert again.status_code == 303 and count(sessions, Case) == 1
+
+
+def test_back_to_the_form_keeps_everything(web, actors):
+    client = web(actors.window)
+    r = client.post("/intake", {**_hidden(_preview(client)), "action": "edit"})
+    assert r.status_code == 200
+    assert input_value(r, "in", "person.name") == "廿日 太郎"
+    assert input_value(r, "in", "household.0.birth_year") == "1962"
+    assert 'value="debt" checked' in r.get_data(as_text=True)
+
+
+def test_an_administrator_may_not_take_consultations(web, actors, sessions):
+    r = _preview(web(actors.admin))
+    assert r.status_code == 403 and "相談を受け付けられるのは職員だけです" in text_of(r)
+    assert count(sessions, Case) == 0
+
+
+def test_sign_in_is_needed(web, departments):
+    r = web().get("/intake")
+    assert r.status_code == 302 and "/login" in r.headers["Location"]

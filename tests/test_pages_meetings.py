@@ -1,0 +1,92 @@
+"""支援会議 / 重層的支援会議 pages: 守秘義務 first, records only to members, additions stamped and applied once."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from engine.db import unit_of_work
+from engine.models import AuditEvent, Meeting, MeetingMember, User
+from tests.pages_support import app, case_in, count, error_beside, text_of, web  # noqa: F401  (fixtures)
+
+
+def _meeting(sessions, case_id, kind="support_meeting") -> int:
+    with unit_of_work(sessions) as s:
+        return s.scalar(select(Meeting.id).where(Meeting.case_id == case_id, Meeting.kind == kind))
+
+
+def test_a_member_reads_the_records_and_the_read_is_audited(web, actors, case_in, sessions):
+    case_id = case_in("support_meeting")
+    meeting_id = _meeting(sessions, case_id)
+    r = web(actors.livelihood).get(f"/meetings/{meeting_id}")
+    assert r.status_code == 200
+    page = text_of(r)
+    assert "支援会議" in page and "構成員と守秘義務の確認" in page and "事務局" in page
+    assert "livelihood" in page and "fm" in page
+    assert count(sessions, AuditEvent, AuditEvent.action == "meeting.read") == 1
+
+
+def test_someone_outside_the_meeting_sees_that_it_exists_but_not_its_records(web, actors, case_in, sessions):
+    case_id = case_in("support_meeting")
+    meeting_id = _meeting(sessions, case_id)
+    with unit_of_work(sessions) as s:
+        s.get(Meeting, meeting_id).minutes = "秘密の記録"
+    r = web(actors.window).get(f"/meetings/{meeting_id}")  # created the case: may read the case, not the meeting
+    assert r.status_code == 200
+    assert "守秘義務を確認した構成員だけが閲覧できます" in text_of(r) and "秘密の記録" not in text_of(r)
+    assert count(sessions, AuditEvent, AuditEvent.action == "meeting.read") == 0
+    assert web(actors.hikikomori).get(f"/meetings/{meeting_id}").status_code == 404
+    assert web(actors.livelihood).get("/meetings/999999").status_code == 404
+
+
+def test_an_invited_member_acknowledges_the_duty_before_reading(web, actors, case_in, sessions):
+    case_id = case_in("support_meeting")
+    meeting_id = _meeting(sessions, case_id)
+    with unit_of_work(sessions) as s:
+        s.get(Meeting, meeting_id).minutes = "長男の生活状況を共有した。"
+        shakyo = s.scalar(select(User).where(User.login == "shakyo"))
+        s.add(MeetingMember(meeting_id=meeting_id, user_id=shakyo.id, department_id=shakyo.department_id))
+    client = web(actors.shakyo)
+    before = client.get(f"/meetings/{meeting_id}")
+    assert before.status_code == 200
+    assert "守秘義務の確認" in text_of(before) and "長男の生活状況" not in text_of(before)
+    # Before acknowledging, the member only learns that the case exists: no person, no content.
+    case_page = client.get(f"/cases/{case_id}")
+    assert case_page.status_code == 200 and "廿日 太郎" not in text_of(case_page)
+    r = client.post(f"/meetings/{meeting_id}/acknowledge")
+    assert r.status_code == 303
+    after = text_of(client.get(f"/meetings/{meeting_id}"))
+    assert "守秘義務を確認しました" in after and "長男の生活状況を共有した。" in after
+    assert count(sessions, AuditEvent, AuditEvent.action == "meeting.acknowledge_secrecy") == 1
+
+
+def test_members_add_to_the_records_once_stamped_with_their_name(web, actors, case_in, sessions):
+    case_id = case_in("support_meeting")
+    meeting_id = _meeting(sessions, case_id)
+    client = web(actors.livelihood)
+    body = client.get(f"/meetings/{meeting_id}").get_data(as_text=True)
+    token = re.search(r'name="submission_token" value="([^"]+)"', body).group(1)
+    empty = client.post(f"/meetings/{meeting_id}/record", {"submission_token": token})
+    assert empty.status_code == 422
+    assert error_beside(empty, "rec", "minutes") == "記録か決定事項のどちらかを入力してください。"
+    form = {"submission_token": token, "minutes": "訪問の結果を報告した。", "decisions": "次回は12月に開く。"}
+    assert client.post(f"/meetings/{meeting_id}/record", form).status_code == 303
+    assert client.post(f"/meetings/{meeting_id}/record", form).status_code == 303
+    with unit_of_work(sessions) as s:
+        meeting = s.get(Meeting, meeting_id)
+        assert meeting.minutes.count("訪問の結果を報告した。") == 1
+        assert re.search(r"【令和\d+年\d+月\d+日 \d\d:\d\d livelihood】\n次回は12月に開く。", meeting.decisions)
+
+
+def test_only_acknowledged_members_may_add_to_the_records(web, actors, case_in, sessions):
+    case_id = case_in("support_meeting")
+    meeting_id = _meeting(sessions, case_id)
+    r = web(actors.window).post(f"/meetings/{meeting_id}/record", {"submission_token": "t" * 20, "minutes": "x"})
+    assert r.status_code == 403
+
+
+def test_a_layered_meeting_shows_the_plan_and_its_roles(web, actors, case_in, sessions):
+    case_id = case_in("accompaniment")
+    meeting_id = _meeting(sessions, case_id, kind="layered_meeting")
+    page = text_of(web(actors.livelihood).get(f"/meetings/{meeting_id}"))
+    assert "重層的支援会議" in page and "家計相談" in page and "居場所の紹介" in page and "主担当" in page

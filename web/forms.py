@@ -1,0 +1,463 @@
+"""Parsing the staff pages' forms (marshmallow schemas) into the plain values the engine takes.
+
+Inputs are named with the engine's own field paths — `person.name`, `household.1.birth_year`,
+`roles.0.department` — so that a message from a schema or from the engine (ValidationFailed.errors)
+lands beside the input of the same name. Rows of repeated inputs that were left blank are dropped
+before the engine sees them, and the engine's row numbers are mapped back to the rows on the page.
+Messages are in Japanese; dates may be typed in 西暦 (2026-11-30, 2026/11/30) or 和暦 (令和8年11月30日, R8.11.30).
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+from werkzeug.datastructures import MultiDict
+
+from engine import calendar
+
+REQUIRED = "必須項目です。"
+ERRORS = {"required": REQUIRED, "null": REQUIRED, "invalid": "入力の形が正しくありません。"}
+
+_ERA_START = {"明治": 1868, "大正": 1912, "昭和": 1926, "平成": 1989, "令和": 2019,
+              "M": 1868, "T": 1912, "S": 1926, "H": 1989, "R": 2019}
+_WAREKI = re.compile(r"^(明治|大正|昭和|平成|令和|[MTSHR])\s*(元|\d{1,2})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?$")
+_SEIREKI = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?$")
+
+
+def parse_date(text: str) -> date:
+    """A date typed in 西暦 or 和暦, full- or half-width; ValueError if it is not one."""
+    s = unicodedata.normalize("NFKC", text).strip().upper()
+    m = _WAREKI.match(s)
+    if m:
+        era, year, month, day = m.groups()
+        year_n = 1 if year == "元" else int(year)
+        return date(_ERA_START[era] + year_n - 1, int(month), int(day))
+    m = _SEIREKI.match(s)
+    if m:
+        return date(*(int(g) for g in m.groups()))
+    raise ValueError(text)
+
+
+class JaDate(fields.Field):
+    """A date in 西暦 or 和暦; an empty input is None."""
+
+    default_error_messages = {"invalid": "日付は 2026-11-30 または 令和8年11月30日 の形で入力してください。"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value in (None, ""):
+            return None
+        if isinstance(value, date):
+            return value
+        try:
+            return parse_date(str(value))
+        except ValueError:
+            raise self.make_error("invalid") from None
+
+
+class LocalDateTime(fields.Field):
+    """A date and time typed in JST (an <input type=datetime-local>), returned as aware UTC."""
+
+    default_error_messages = {"invalid": "日時は 2026-11-30T10:00 の形で入力してください。"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value in (None, ""):
+            return None
+        try:
+            naive = datetime.fromisoformat(unicodedata.normalize("NFKC", str(value)).strip())
+        except ValueError:
+            raise self.make_error("invalid") from None
+        if naive.tzinfo is not None:
+            return naive
+        return naive.replace(tzinfo=calendar.JST)
+
+
+def text(required: bool = False, max_length: int = 4000, **kw) -> fields.String:
+    """A text input; surrounding spaces are ignored and an empty input counts as not given."""
+    if not required:
+        kw.setdefault("load_default", None)
+    return fields.String(required=required, allow_none=not required,
+                         validate=validate.Length(max=max_length, error=f"{max_length}文字以内で入力してください。"),
+                         error_messages=ERRORS, **kw)
+
+
+def integer(**kw) -> fields.Integer:
+    """A whole number input; an empty input is None."""
+    return fields.Integer(load_default=None, allow_none=True, strict=False,
+                          error_messages={**ERRORS, "invalid": "半角の数字で入力してください。"}, **kw)
+
+
+def checkbox() -> fields.Boolean:
+    """A single checkbox: ticked or not."""
+    return fields.Boolean(load_default=False, truthy={"1", "on", "true", "yes"}, falsy={"", "0", "off", "false"})
+
+
+def code_list(required: bool = False, message: str = "1つ以上選んでください。") -> fields.List:
+    """Checkboxes: a list of codes (none ticked sends nothing at all)."""
+    if required:
+        return fields.List(fields.String(), required=True, validate=validate.Length(min=1, error=message),
+                           error_messages={"required": message, "null": message})
+    return fields.List(fields.String(), load_default=list)
+
+
+class FormSchema(Schema):
+    """Unknown inputs (the CSRF token, the button pressed) are ignored; blank texts become None."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    @pre_load
+    def _blank_to_none(self, data, **kwargs):
+        out = {}
+        for key, value in data.items():
+            if isinstance(value, str):
+                value = unicodedata.normalize("NFC", value).strip()
+                value = value if value != "" else None
+            out[key] = value
+        # A required text left blank must say "required", not "null".
+        return {k: v for k, v in out.items() if v is not None}
+
+
+# --- 相談受付 -----------------------------------------------------------------------------------
+
+HOUSEHOLD_ROWS = 3
+
+
+class PersonSchema(FormSchema):
+    """本人: the person consulted about."""
+
+    name = text(required=True, max_length=100)
+    name_kana = text(max_length=100)
+    sex = text(max_length=16)
+    birth_date = JaDate(load_default=None)
+    area = text(max_length=32)
+    resident_id = text(max_length=32)
+    phone = text(max_length=32)
+    address = text(max_length=300)
+
+
+class HouseholdSchema(FormSchema):
+    """One row of 世帯."""
+
+    relationship = text(max_length=50)
+    name = text(max_length=100)
+    birth_year = integer(validate=validate.Range(min=1868, max=2100, error="西暦の年（例: 1974）で入力してください。"))
+    note = text(max_length=1000)
+
+
+class IntakeSchema(FormSchema):
+    """相談受付: the consultation's own inputs."""
+
+    person = fields.Nested(PersonSchema, required=True, error_messages=ERRORS)
+    household = fields.List(fields.Nested(HouseholdSchema), load_default=list)
+    categories = code_list(required=True, message="課題の分類を1つ以上選んでください。")
+    primary_category = text(max_length=32)
+    summary = text(required=True, max_length=4000)
+    source = text(required=True, max_length=32)
+    urgency = text(required=True, max_length=16)
+    consent_to_share = checkbox()
+
+
+class IntakeConfirmSchema(FormSchema):
+    """The choice made on the preview: follow, override or resolve."""
+
+    mode = text(required=True, max_length=16)
+    to_department = text(max_length=64)
+    override_reason = text(max_length=2000)
+    note = text(max_length=2000)
+    rule_version = integer()
+    submission_token = text(max_length=64)
+
+
+# --- events of the case machine ------------------------------------------------------------------
+
+MEMBER_ROWS = 6
+ROLE_ROWS = 5
+
+
+RELOAD = "画面を読み込み直してください。"
+
+
+def version_field() -> fields.Integer:
+    """The version of the record the form was shown with (a stale one is refused, never applied)."""
+    return fields.Integer(required=True, strict=False, error_messages={"required": RELOAD, "null": RELOAD,
+                                                                       "invalid": RELOAD})
+
+
+class _Versioned(FormSchema):
+    version = version_field()
+
+
+class SendHandoffSchema(_Versioned):
+    """send_handoff."""
+
+    to_department = text(required=True, max_length=64)
+    reason = text(required=True)
+    summary = text(required=True)
+
+
+class NoFieldsSchema(_Versioned):
+    """An event with no inputs but the version (accept_handoff)."""
+
+
+class ReasonSchema(_Versioned):
+    """An event that needs a reason (decline_handoff, reopen)."""
+
+    reason = text(required=True)
+
+
+class NoteSchema(_Versioned):
+    """An event with an optional note (seek_consent, resume)."""
+
+    note = text()
+
+
+class MemberSchema(FormSchema):
+    """One row of a 支援会議's members."""
+
+    user = text(max_length=64)
+    acknowledged = checkbox()
+
+
+class ConveneSchema(_Versioned):
+    """convene_support_meeting."""
+
+    members = fields.List(fields.Nested(MemberSchema), load_default=list)
+    held_at = LocalDateTime(load_default=None)
+    minutes = text(max_length=20000)
+    decisions = text(max_length=20000)
+
+
+class RecordConsentSchema(_Versioned):
+    """record_consent."""
+
+    given_by = text(required=True, max_length=100)
+    method = text(required=True, max_length=16)
+    obtained_on = JaDate(load_default=None)
+    agencies = code_list(required=True, message="情報を共有してよい機関を1つ以上選んでください。")
+    note = text()
+
+
+class OtherConsentSchema(_Versioned):
+    """refuse_consent and withdraw_consent."""
+
+    given_by = text(required=True, max_length=100)
+    method = text(max_length=16)
+    note = text()
+
+
+class RoleSchema(FormSchema):
+    """One row of a plan's 役割分担."""
+
+    department = text(max_length=64)
+    role = text(max_length=2000)
+
+
+class PlanSchema(_Versioned):
+    """adopt_plan: the 支援プラン editor."""
+
+    goals = text(required=True)
+    roles = fields.List(fields.Nested(RoleSchema), load_default=list)
+    main_department = text(required=True, max_length=64)
+    next_evaluation_date = JaDate(required=True, error_messages={"required": REQUIRED, "null": REQUIRED})
+    business_categories = code_list()
+    minutes = text(max_length=20000)
+
+
+class EvaluateSchema(_Versioned):
+    """evaluate."""
+
+    goals_met = text(required=True, max_length=16)
+    changes = text()
+    decision = text(required=True, max_length=16)
+    next_evaluation_date = JaDate(load_default=None)
+    close_reason = text(max_length=32)
+    evaluated_on = JaDate(load_default=None)
+
+
+class CloseSchema(_Versioned):
+    """close."""
+
+    close_reason = text(required=True, max_length=32)
+    note = text()
+
+
+EVENT_SCHEMAS: dict[str, type[Schema]] = {
+    "send_handoff": SendHandoffSchema,
+    "accept_handoff": NoFieldsSchema,
+    "decline_handoff": ReasonSchema,
+    "convene_support_meeting": ConveneSchema,
+    "seek_consent": NoteSchema,
+    "record_consent": RecordConsentSchema,
+    "refuse_consent": OtherConsentSchema,
+    "adopt_plan": PlanSchema,
+    "evaluate": EvaluateSchema,
+    "resume": NoteSchema,
+    "withdraw_consent": OtherConsentSchema,
+    "close": CloseSchema,
+    "reopen": ReasonSchema,
+}
+
+# Rows of repeated inputs: which keys of a row make it "filled in" (a blank row is dropped).
+ROW_LISTS = {"household": ("relationship", "name", "birth_year", "note"),
+             "members": ("user",), "roles": ("department", "role")}
+MULTI_VALUED = {"categories", "agencies", "business_categories"}
+
+
+# --- other forms ---------------------------------------------------------------------------------
+
+
+class ContactNoteSchema(FormSchema):
+    """A contact note (支援経過)."""
+
+    contact_on = JaDate(load_default=None)
+    method = text(required=True, max_length=16)
+    business_category = text(max_length=32)
+    body = text(required=True, max_length=20000)
+    submission_token = text(max_length=64)
+
+
+class InboxAnswerSchema(FormSchema):
+    """受理 or 返送 from the inbox."""
+
+    decision = text(required=True, max_length=16)
+    version = version_field()
+    reason = text()
+
+
+class AlertNoteSchema(FormSchema):
+    """確認 or 解決 of an alert."""
+
+    note = text(max_length=2000)
+
+
+class ReassignSchema(FormSchema):
+    """振り替え of an alert's case."""
+
+    to_department = text(required=True, max_length=64)
+    reason = text(required=True, max_length=2000)
+
+
+class MeetingRecordSchema(FormSchema):
+    """An addition to a meeting's records."""
+
+    minutes = text(max_length=20000)
+    decisions = text(max_length=20000)
+    submission_token = text(max_length=64)
+
+
+class CaseFilterSchema(FormSchema):
+    """The case list's filters (query string)."""
+
+    state = text(max_length=32)
+    department = text(max_length=64)
+    area = text(max_length=32)
+    category = text(max_length=32)
+    overdue = checkbox()
+    q = text(max_length=100)
+    page = fields.Integer(load_default=1, strict=False, validate=validate.Range(min=1, max=100000),
+                          error_messages={**ERRORS, "invalid": "ページ番号が正しくありません。"})
+
+
+# --- from a flat form to nested values and back ---------------------------------------------------
+
+
+def unflatten(form: MultiDict) -> dict[str, Any]:
+    """`person.name` → {"person": {"name": …}}; `roles.1.role` → {"roles": {1: {"role": …}}} (rows by number)."""
+    out: dict[str, Any] = {}
+    for key in form.keys():
+        value: Any = form.getlist(key) if key in MULTI_VALUED else form.get(key)
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            k: Any = int(part) if part.isdigit() and i > 0 else part
+            if last:
+                node[k] = value
+            else:
+                node = node.setdefault(k, {})
+                if not isinstance(node, dict):
+                    break
+    return out
+
+
+def _rows(data: dict[str, Any]) -> dict[str, list[int]]:
+    """Turn numbered rows into lists, dropping blank rows; return each list's page row numbers."""
+    positions: dict[str, list[int]] = {}
+    for name, keys in ROW_LISTS.items():
+        raw = data.get(name)
+        if not isinstance(raw, dict):
+            if name in data:
+                data[name] = []
+            continue
+        kept, where = [], []
+        for number in sorted(k for k in raw if isinstance(k, int)):
+            row = raw[number]
+            if isinstance(row, dict) and any((row.get(k) or "").strip() for k in keys if isinstance(row.get(k), str)):
+                kept.append(row)
+                where.append(number)
+        data[name] = kept
+        positions[name] = where
+    return positions
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested messages → {"person.name": [...], "roles.0.role": [...]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out.update(flatten_errors(value, path))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        out[prefix or "_form"] = list(messages)
+    elif isinstance(messages, list):
+        for i, value in enumerate(messages):
+            out.update(flatten_errors(value, f"{prefix}.{i}"))
+    else:
+        out[prefix or "_form"] = [str(messages)]
+    return out
+
+
+class Parsed:
+    """A parsed form: `data` for the engine, `errors` by page input name, and the row mapping."""
+
+    def __init__(self, data: dict[str, Any], errors: dict[str, list[str]], positions: dict[str, list[int]]):
+        self.data = data
+        self.errors = errors
+        self.positions = positions
+
+    @property
+    def ok(self) -> bool:
+        """Whether the form parsed without errors."""
+        return not self.errors
+
+    def page_errors(self, errors: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Map the engine's error keys (`roles.0.role`: the 1st row it got) onto the page's inputs."""
+        out: dict[str, list[str]] = {}
+        for key, messages in errors.items():
+            parts = key.split(".")
+            if len(parts) >= 2 and parts[0] in self.positions and parts[1].isdigit():
+                where = self.positions[parts[0]]
+                i = int(parts[1])
+                if i < len(where):
+                    parts[1] = str(where[i])
+            out.setdefault(".".join(parts), []).extend(messages)
+        return out
+
+
+def parse(schema_cls: type[Schema], form: MultiDict) -> Parsed:
+    """Parse a posted form with `schema_cls`; errors are keyed by the page's input names."""
+    data = unflatten(form)
+    positions = _rows(data)
+    try:
+        loaded = schema_cls().load(data)
+        errors: dict[str, list[str]] = {}
+    except ValidationError as exc:
+        loaded = exc.valid_data if isinstance(exc.valid_data, dict) else {}
+        errors = flatten_errors(exc.messages)
+    parsed = Parsed(loaded, {}, positions)
+    parsed.errors = parsed.page_errors(errors)
+    return parsed
+

@@ -1,0 +1,63 @@
+"""What every page's view shares: the signed-in actor, and engine refusals turned into page messages."""
+from __future__ import annotations
+
+from flask import g, request
+from flask_login import current_user
+
+from engine.errors import EngineError, GuardRefused, NotFound, PermissionDenied, StaleVersion, ValidationFailed
+from engine.submissions import AlreadySubmitted
+from web import db
+
+# A guard's refusal is about one input of the form: show it beside that input.
+GUARD_FIELDS = {
+    "members_acknowledged_secrecy": "members",
+    "consent_covers_agencies": "agencies",
+    "main_department_has_role": "main_department",
+    "plan_agencies_within_consent": "roles",
+    "evaluation_date_in_future": "next_evaluation_date",
+    "target_is_other_department": "to_department",
+    "decision": "decision",
+}
+
+
+def actor():
+    """The signed-in user as the engine's actor."""
+    return current_user._get_current_object()
+
+
+def remote_addr() -> str | None:
+    """The client's address, for the audit trail."""
+    return g.get("remote_addr") or request.remote_addr
+
+
+class Refusal:
+    """An engine refusal as a page shows it: a status, a message at the top, messages by input name."""
+
+    def __init__(self, status: int, message: str, errors: dict[str, list[str]] | None = None,
+                 stale: bool = False, exc: EngineError | None = None):
+        self.status = status
+        self.message = message
+        self.errors = errors or {}
+        self.stale = stale
+        self.exc = exc
+
+
+def refusal(exc: EngineError) -> Refusal:
+    """Roll back what the failed action wrote, and describe the refusal for the page.
+
+    A stale version, or a form already applied, is "stale": the page shows the current state and does
+    not put the typed values back into a form that could apply them a second time.
+    """
+    db.session().rollback()
+    if isinstance(exc, ValidationFailed):
+        return Refusal(exc.status, "入力内容を確認してください。", dict(exc.errors), exc=exc)
+    if isinstance(exc, GuardRefused):
+        field = GUARD_FIELDS.get(exc.extra.get("guard"))
+        return Refusal(exc.status, exc.message, {field: [exc.message]} if field else {}, exc=exc)
+    if isinstance(exc, (StaleVersion, AlreadySubmitted)):
+        return Refusal(exc.status, exc.message, stale=True, exc=exc)
+    return Refusal(exc.status, exc.message, exc=exc)
+
+
+# Refusals a form does not show: the app's 403 and 404 pages do (and audit them).
+PASS_THROUGH = (PermissionDenied, NotFound)

@@ -1,0 +1,60 @@
+"""FM dashboard: stalled sheets, 多機関協働 candidates, overdue evaluations, unrouted cases; acted on in place."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from engine import caselist, dashboard
+from engine.errors import EngineError
+from web import db, forms
+from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
+
+bp = Blueprint("dashboard", __name__)
+
+
+def _render(refused: Refusal | None = None, alert_id: int | None = None, values=None):
+    s = db.session()
+    sections = dashboard.fm_dashboard(s, actor())
+    return render_template("dashboard.html", sections=sections, refused=refused, failed_alert=alert_id,
+                           values=values or {}, errors=refused.errors if refused else {},
+                           departments=caselist.department_choices(s)), (refused.status if refused else 200)
+
+
+@bp.get("/dashboard")
+@login_required
+def show():
+    """The FM dashboard."""
+    return _render()
+
+
+@bp.post("/dashboard/alerts/<int:alert_id>/<action>")
+@login_required
+def act(alert_id: int, action: str):
+    """確認, 解決 or 振り替え of one alert."""
+    s = db.session()
+    schema = {"acknowledge": forms.AlertNoteSchema, "resolve": forms.AlertNoteSchema,
+              "reassign": forms.ReassignSchema}.get(action)
+    if schema is None:
+        abort(404)
+    parsed = forms.parse(schema, request.form)
+    if not parsed.ok:
+        return _render(Refusal(422, "入力内容を確認してください。", parsed.errors), alert_id, request.form)
+    f = parsed.data
+    try:
+        if action == "acknowledge":
+            dashboard.acknowledge(s, actor(), alert_id)
+            message = "アラートを確認済みにしました。"
+        elif action == "resolve":
+            dashboard.resolve(s, actor(), alert_id, f.get("note"))
+            message = "アラートを解決にしました。"
+        else:
+            case = dashboard.reassign(s, actor(), alert_id, to_department=f["to_department"], reason=f["reason"],
+                                      remote_addr=remote_addr())
+            message = f"ケース {case.case_number} を振り替えました。"
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        r = refusal(exc)
+        return _render(r, alert_id, None if r.stale else request.form)
+    flash(message, "success")
+    return redirect(url_for("dashboard.show", _anchor=f"alert-{alert_id}"), 303)

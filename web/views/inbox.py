@@ -1,0 +1,46 @@
+"""部署の受信箱: sheets waiting for the signed-in person's department, accepted or sent back from the list."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from engine import inbox
+from engine.errors import EngineError
+from web import db, forms
+from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
+
+bp = Blueprint("inbox", __name__)
+
+
+def _render(refused: Refusal | None = None, handoff_id: int | None = None, values=None):
+    box = inbox.department_inbox(db.session(), actor())
+    return render_template("inbox.html", box=box, refused=refused, failed_handoff=handoff_id,
+                           values=values or {}, errors=refused.errors if refused else {}), \
+        (refused.status if refused else 200)
+
+
+@bp.get("/inbox")
+@login_required
+def show():
+    """The department's inbox."""
+    return _render()
+
+
+@bp.post("/inbox/<int:handoff_id>")
+@login_required
+def answer(handoff_id: int):
+    """受理 or 返送 of one sheet."""
+    parsed = forms.parse(forms.InboxAnswerSchema, request.form)
+    if not parsed.ok:
+        return _render(Refusal(422, "入力内容を確認してください。", parsed.errors), handoff_id, request.form)
+    f = parsed.data
+    try:
+        inbox.answer(db.session(), actor(), handoff_id, f["decision"], version=f["version"], reason=f.get("reason"),
+                     remote_addr=remote_addr())
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        r = refusal(exc)
+        return _render(r, handoff_id, None if r.stale else request.form)
+    flash("つなぐシートを受理しました。" if f["decision"] == "accept" else "つなぐシートを返送しました。", "success")
+    return redirect(url_for("inbox.show"), 303)

@@ -1,0 +1,95 @@
+"""相談受付: the consultation form, the routing preview, and the confirmation that opens the case."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+from werkzeug.datastructures import MultiDict
+
+from engine import caselist, intake, submissions
+from engine.errors import EngineError, ValidationFailed
+from web import db, forms
+from web.views.common import PASS_THROUGH, actor, refusal, remote_addr
+
+bp = Blueprint("intake", __name__)
+
+CONFIRM_FIELDS = ("action", "mode", "to_department", "override_reason", "note", "rule_version",
+                  "submission_token", "csrf_token")
+
+
+def _intake_values(form: MultiDict) -> MultiDict:
+    """The consultation's own inputs, without the preview page's buttons and choices."""
+    return MultiDict([(k, v) for k, v in form.items(multi=True) if k not in CONFIRM_FIELDS])
+
+
+def _form(values: MultiDict, errors: dict | None = None, message: str | None = None, status: int = 200):
+    return render_template("intake_form.html", values=values, errors=errors or {}, message=message,
+                           household_rows=forms.HOUSEHOLD_ROWS), status
+
+
+def _preview(values: MultiDict, proposal, *, choice: MultiDict | None = None, errors: dict | None = None,
+             message: str | None = None, status: int = 200):
+    parsed = forms.parse(forms.IntakeSchema, values)
+    return render_template(
+        "intake_preview.html", values=values, data=parsed.data, proposal=proposal,
+        choice=choice or MultiDict(), errors=errors or {}, message=message,
+        token=(choice or {}).get("submission_token") or submissions.new_token(),
+        departments=caselist.department_choices(db.session()),
+    ), status
+
+
+@bp.get("/intake")
+@login_required
+def new():
+    """A blank consultation form."""
+    return _form(MultiDict({"source": "window", "urgency": "normal"}))
+
+
+@bp.post("/intake")
+@login_required
+def submit():
+    """Preview the routing, go back to edit, or confirm (open the case once)."""
+    action = request.form.get("action")
+    values = _intake_values(request.form)
+    if action == "edit":
+        return _form(values)
+    parsed = forms.parse(forms.IntakeSchema, values)
+    if not parsed.ok:
+        return _form(values, parsed.errors, "入力内容を確認してください。", 422)
+    s = db.session()
+    if action != "confirm":
+        try:
+            proposal = intake.preview(s, actor(), parsed.data)
+        except PASS_THROUGH:
+            raise
+        except EngineError as exc:
+            r = refusal(exc)
+            return _form(values, parsed.page_errors(r.errors), r.message, r.status)
+        return _preview(values, proposal)
+
+    choice = forms.parse(forms.IntakeConfirmSchema, request.form)
+    c = choice.data
+    try:
+        if not choice.ok:
+            raise ValidationFailed(choice.errors)
+        case = intake.confirm(s, actor(), parsed.data, mode=c.get("mode"), rule_version=c.get("rule_version"),
+                              submission_token=c.get("submission_token"), to_department=c.get("to_department"),
+                              override_reason=c.get("override_reason"), note=c.get("note"), remote_addr=remote_addr())
+    except PASS_THROUGH:
+        raise
+    except submissions.AlreadySubmitted as exc:
+        refusal(exc)
+        flash("この相談は既に受け付けています（二重送信を防ぎました）。", "info")
+        if exc.case_id:
+            return redirect(url_for("cases.detail", case_id=exc.case_id), 303)
+        return redirect(url_for("cases.index"), 303)
+    except EngineError as exc:
+        r = refusal(exc)
+        intake_errors = {k: v for k, v in r.errors.items() if k not in CONFIRM_FIELDS}
+        if intake_errors:
+            return _form(values, parsed.page_errors(intake_errors), r.message, r.status)
+        proposal = intake.preview(s, actor(), parsed.data)
+        return _preview(values, proposal, choice=request.form, errors=r.errors, message=r.message, status=r.status)
+    messages = {"route": "相談を受け付けました。", "override": "相談を受け付け、選んだ部署につなぐシートを送りました。",
+                "resolve": "相談を受け付け、窓口で対応を終えました（相談終了）。"}
+    flash(f"{messages[c['mode']]}（ケース番号 {case.case_number}）", "success")
+    return redirect(url_for("cases.detail", case_id=case.id), 303)

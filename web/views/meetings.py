@@ -1,0 +1,62 @@
+"""支援会議 / 重層的支援会議: members, 守秘義務 acknowledgement, minutes and decisions, the plan's roles."""
+from __future__ import annotations
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from engine import meetings, reading, services, submissions
+from engine.errors import EngineError
+from web import db, forms
+from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
+
+bp = Blueprint("meetings", __name__)
+
+
+def _render(meeting_id: int, refused: Refusal | None = None, values=None):
+    record = reading.read_meeting(db.session(), actor(), meeting_id, remote_addr=remote_addr())
+    if refused is not None:
+        g.commit_on_error = True  # keep the audit row of the read this page shows
+    return render_template("meeting.html", record=record, m=record.summary, refused=refused,
+                           errors=refused.errors if refused else {}, values=values or {},
+                           token=(values or {}).get("submission_token") or submissions.new_token()), \
+        (refused.status if refused else 200)
+
+
+@bp.get("/meetings/<int:meeting_id>")
+@login_required
+def show(meeting_id: int):
+    """A meeting's page."""
+    return _render(meeting_id)
+
+
+@bp.post("/meetings/<int:meeting_id>/acknowledge")
+@login_required
+def acknowledge(meeting_id: int):
+    """A member acknowledges the 守秘義務."""
+    services.acknowledge_secrecy(db.session(), actor(), meeting_id)
+    flash("守秘義務を確認しました。会議の記録を表示します。", "success")
+    return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
+
+
+@bp.post("/meetings/<int:meeting_id>/record")
+@login_required
+def append(meeting_id: int):
+    """A member adds to the minutes or decisions."""
+    parsed = forms.parse(forms.MeetingRecordSchema, request.form)
+    if not parsed.ok:
+        return _render(meeting_id, Refusal(422, "入力内容を確認してください。", parsed.errors), request.form)
+    f = parsed.data
+    try:
+        meetings.append_record(db.session(), actor(), meeting_id, minutes=f.get("minutes"),
+                               decisions=f.get("decisions"), submission_token=f.get("submission_token"),
+                               remote_addr=remote_addr())
+    except PASS_THROUGH:
+        raise
+    except submissions.AlreadySubmitted as exc:
+        refusal(exc)
+        flash("この記録は既に追記されています（二重送信を防ぎました）。", "info")
+        return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
+    except EngineError as exc:
+        return _render(meeting_id, refusal(exc), request.form)
+    flash("会議の記録を追記しました。", "success")
+    return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
