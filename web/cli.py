@@ -145,3 +145,6 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             return create_app()
 
     _Server().run()
+
+
+from web import cli_api  # noqa: E402,F401
