@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from marshmallow import ValidationError, fields, post_load
+from marshmallow import ValidationError, fields, post_load, validates
 
 from engine.calendar import JST, parse_aware_iso8601
 from schemas.fields import Integer, Output, Schema, Text, int_range
@@ -49,13 +49,15 @@ class PageQuery(Schema):
     cursor = Text(max_length=20, metadata={"description": "前のページの `next` に含まれる位置（そのまま渡す）",
                                            "pattern": "^[0-9]{1,10}$"})
 
+    @validates("cursor")
+    def _check_cursor(self, value: str, **kwargs) -> None:
+        if not value.isascii() or not value.isdigit() or int(value) > MAX_ID:
+            raise ValidationError("前のページの next に含まれる値をそのまま指定してください。")
+
     @post_load
     def _cursor(self, data, **kwargs):
-        cursor = data.get("cursor")
-        if cursor is not None:
-            if not cursor.isascii() or not cursor.isdigit() or int(cursor) > MAX_ID:
-                raise ValidationError({"cursor": ["前のページの next に含まれる値をそのまま指定してください。"]})
-            data["cursor"] = int(cursor)
+        if data.get("cursor") is not None:
+            data["cursor"] = int(data["cursor"])
         return data
 
 

@@ -7,6 +7,7 @@ Regenerate the committed copy after changing the API (a test fails while the two
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,18 @@ def render(spec: dict[str, Any]) -> str:
 
 
 # --- the readable page --------------------------------------------------------------------------
+
+
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def inline(text: str) -> Markup:
+    """Text with `code` spans, as safe HTML."""
+    return Markup(_CODE.sub(lambda m: f"<code>{m.group(1)}</code>", str(escape(text))))
+
+
+def _paragraphs(text: str) -> list[Markup]:
+    return [inline(p) for p in text.split("\n\n") if p.strip()]
 
 
 def _ref_name(ref: str) -> str:
@@ -84,7 +97,7 @@ def schema_rows(schema: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, prop in (schema.get("properties") or {}).items():
         rows.append({"name": name, "type": type_html(prop), "required": name in required,
-                     "description": prop.get("description", ""), "constraints": _constraints(prop)})
+                     "description": inline(prop.get("description", "")), "constraints": _constraints(prop)})
     return rows
 
 
@@ -105,7 +118,7 @@ def page_context(spec: dict[str, Any]) -> dict[str, Any]:
                 for media, content in body.get("content", {}).items():
                     body_types.append({"media": media, "type": type_html(content.get("schema"))})
             responses = []
-            for status, resp in op.get("responses", {}).items():
+            for status, resp in sorted(op.get("responses", {}).items()):
                 if "$ref" in resp:
                     resp = spec["components"]["responses"][_ref_name(resp["$ref"])]
                 responses.append({
@@ -117,10 +130,10 @@ def page_context(spec: dict[str, Any]) -> dict[str, Any]:
             entry = {
                 "anchor": f"op-{method}-{path.strip('/').replace('/', '-').replace('{', '').replace('}', '')}",
                 "method": method.upper(), "path": path, "summary": op.get("summary", ""),
-                "description": [p for p in op.get("description", "").split("\n\n") if p.strip()],
+                "description": _paragraphs(op.get("description", "")),
                 "scope": op.get("x-required-scope"),
                 "parameters": [{"name": p["name"], "in": p["in"], "required": p.get("required", False),
-                                "type": type_html(p.get("schema")), "description": p.get("description", "")}
+                                "type": type_html(p.get("schema")), "description": inline(p.get("description", ""))}
                                for p in params],
                 "body": body_types, "body_required": bool(body and body.get("required")), "responses": responses,
             }
@@ -132,7 +145,7 @@ def page_context(spec: dict[str, Any]) -> dict[str, Any]:
     info = spec.get("info", {})
     return {
         "title": info.get("title", "API"), "version": info.get("version", ""),
-        "intro": [p for p in info.get("description", "").split("\n\n") if p.strip()],
+        "intro": _paragraphs(info.get("description", "")),
         "tags": [t for t in tags.values() if t["operations"]], "schemas": schemas,
     }
 
