@@ -1,7 +1,7 @@
 """The error answer of the API: application/problem+json (RFC 9457)."""
 from __future__ import annotations
 
-from marshmallow import fields
+from marshmallow import INCLUDE, fields
 
 from schemas.fields import Output
 
@@ -13,7 +13,13 @@ class ExistingReferral(Output):
 
 
 class Problem(Output):
-    """Why a request was refused. `type` is stable per kind of error; `errors` names fields."""
+    """Why a request was refused. `type` is stable per kind of error; `errors` names fields.
+
+    A problem may carry more members than those listed (RFC 9457 extensions).
+    """
+
+    class Meta:
+        unknown = INCLUDE
 
     type = fields.String(required=True, metadata={
         "format": "uri-reference", "description": "エラーの種類（/api/v1/problems/<name>、種類ごとに不変）"})
@@ -27,3 +33,7 @@ class Problem(Output):
     current_version = fields.Integer(allow_none=True, metadata={"description": "ケースの現在の version"})
     given_version = fields.Integer(allow_none=True)
     existing_referral = fields.Nested(ExistingReferral, metadata={"description": "既にある紹介"})
+    event = fields.String(metadata={"description": "断られた操作"})
+    state = fields.String(metadata={"description": "断られたときの状態"})
+    guard = fields.String(metadata={"description": "満たされなかった条件の名前"})
+    required_scope = fields.String(metadata={"description": "必要なスコープ"})
