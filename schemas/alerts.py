@@ -28,7 +28,8 @@ class AlertOut(Output):
 
 class AlertPage(Output):
     items = fields.List(fields.Nested(AlertOut), required=True)
-    next = fields.String(required=True, allow_none=True, metadata={"format": "uri", "description": "次のページの URL（最後は null）"})
+    next = fields.String(required=True, allow_none=True,
+                         metadata={"format": "uri", "description": "次のページの URL（最後は null）"})
 
 
 class AlertQuery(PageQuery):

@@ -145,7 +145,8 @@ class Referral(Output):
 
 class ReferralPage(Output):
     items = fields.List(fields.Nested(Referral), required=True)
-    next = fields.String(required=True, allow_none=True, metadata={"format": "uri", "description": "次のページの URL（最後は null）"})
+    next = fields.String(required=True, allow_none=True,
+                         metadata={"format": "uri", "description": "次のページの URL（最後は null）"})
 
 
 class ReferralQuery(PageQuery):

@@ -48,7 +48,8 @@ def test_filters(client, desk, unrouted):
     assert ids("status=open") == unrouted[:0:-1]
     assert ids("kind=unrouted&status=open") == unrouted[:0:-1]
     assert ids("kind=evaluation_overdue") == []
-    problem = assert_problem(client.get("/api/v1/alerts?status=done&kind=x", headers=auth(desk)), 422, "validation-error")
+    resp = client.get("/api/v1/alerts?status=done&kind=x", headers=auth(desk))
+    problem = assert_problem(resp, 422, "validation-error")
     assert set(problem["errors"]) == {"status", "kind"}
 
 
@@ -56,7 +57,8 @@ def test_acknowledge_then_resolve(client, desk, unrouted, sessions):
     resp = client.post(f"/api/v1/alerts/{unrouted[0]}/acknowledge", headers=auth(desk))
     assert resp.status_code == 200
     assert resp.get_json()["status"] == "acknowledged" and resp.get_json()["acknowledged_at"]
-    assert_problem(client.post(f"/api/v1/alerts/{unrouted[0]}/acknowledge", headers=auth(desk)), 409, "event-not-allowed")
+    again = client.post(f"/api/v1/alerts/{unrouted[0]}/acknowledge", headers=auth(desk))
+    assert_problem(again, 409, "event-not-allowed")
     resp = client.post(f"/api/v1/alerts/{unrouted[0]}/resolve", json={"note": "担当を決めて連絡済み"}, headers=auth(desk))
     assert resp.status_code == 200
     assert (resp.get_json()["status"], resp.get_json()["note"]) == ("resolved", "担当を決めて連絡済み")
@@ -72,8 +74,8 @@ def test_acknowledge_with_a_note_body(client, desk, unrouted):
 
 
 def test_resolve_needs_a_note(client, desk, unrouted):
-    problem = assert_problem(client.post(f"/api/v1/alerts/{unrouted[0]}/resolve", json={"note": " "}, headers=auth(desk)),
-                             422, "validation-error")
+    resp = client.post(f"/api/v1/alerts/{unrouted[0]}/resolve", json={"note": " "}, headers=auth(desk))
+    problem = assert_problem(resp, 422, "validation-error")
     assert "note" in problem["errors"]
     assert_problem(client.post(f"/api/v1/alerts/{unrouted[0]}/resolve", json={}, headers=auth(desk)), 422,
                    "validation-error")

@@ -90,8 +90,8 @@ def test_event_with_fields(client, staff, case_id):
 
 def test_stale_version_is_409_with_the_current_version(client, staff, case_id, sessions):
     before = _state(sessions, case_id)
-    body = assert_problem(_fire(client, staff.livelihood, case_id, {"event": "accept_handoff", "version": before[1] - 1}),
-                          409, "stale-version")
+    resp = _fire(client, staff.livelihood, case_id, {"event": "accept_handoff", "version": before[1] - 1})
+    body = assert_problem(resp, 409, "stale-version")
     assert body["current_version"] == before[1]
     assert _state(sessions, case_id) == before
 
@@ -106,10 +106,11 @@ def test_event_not_allowed_is_409_with_allowed_events(client, staff, case_id, se
 
 def test_missing_field_is_422_naming_it(client, staff, case_id, sessions):
     before = _state(sessions, case_id)
-    problem = assert_problem(_fire(client, staff.livelihood, case_id, {"event": "decline_handoff", "version": before[1]}),
-                             422, "missing-field")
+    resp = _fire(client, staff.livelihood, case_id, {"event": "decline_handoff", "version": before[1]})
+    problem = assert_problem(resp, 422, "missing-field")
     assert problem["errors"] == {"reason": ["必須項目です。"]}
-    problem = assert_problem(_fire(client, staff.livelihood, case_id, {"event": "accept_handoff"}), 422, "validation-error")
+    resp = _fire(client, staff.livelihood, case_id, {"event": "accept_handoff"})
+    problem = assert_problem(resp, 422, "validation-error")
     assert "version" in problem["errors"]
     assert _state(sessions, case_id) == before
 
@@ -139,7 +140,8 @@ def test_caller_who_may_not_fire_it_gets_403(client, staff, case_id, sessions, m
                              403, "forbidden")
     assert "送付先の部署" in problem["detail"]
     # Staff of the receiving department may not convene a 支援会議 (FM only).
-    version = _fire(client, staff.livelihood, case_id, {"event": "accept_handoff", "version": before[1]}).get_json()["version"]
+    accepted = _fire(client, staff.livelihood, case_id, {"event": "accept_handoff", "version": before[1]})
+    version = accepted.get_json()["version"]
     problem = assert_problem(_fire(client, staff.livelihood, case_id, {
         "event": "convene_support_meeting", "version": version, "members": [{"user": "fm", "acknowledged": True}]}),
         403, "forbidden")
@@ -202,7 +204,8 @@ def test_referral_status_changes_reach_the_outbox(client, partner, staff, sessio
         api_clients.register_webhook(s, "oono-houkatsu", "http://127.0.0.1:9/hook")
     created = post_referral(client, partner, None).get_json()  # 8050 → 高齢介護課
     version = _get(client, staff.elderly, created["id"]).get_json()["version"]
-    assert _fire(client, staff.elderly, created["id"], {"event": "accept_handoff", "version": version}).status_code == 200
+    resp = _fire(client, staff.elderly, created["id"], {"event": "accept_handoff", "version": version})
+    assert resp.status_code == 200
     with unit_of_work(sessions) as s:
         events = s.scalars(select(OutboxEvent).order_by(OutboxEvent.id)).all()
         assert [(e.payload["previous_status"], e.payload["referral"]["status"]) for e in events] == [

@@ -24,7 +24,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance]
 # Enough to meet every kind of wrong input of every operation, small enough for ~20 s per database.
 EXAMPLES = 15
-OPERATIONS = [(method.upper(), path) for path, item in json.loads(COMMITTED.read_text(encoding="utf-8"))["paths"].items()
+OPERATIONS = [(method.upper(), path)
+              for path, item in json.loads(COMMITTED.read_text(encoding="utf-8"))["paths"].items()
               for method in item if method != "parameters"]
 # Each operation with data that fits and data that does not; those with an id also on objects that exist.
 RUNS = [(m, p, mode) for m, p in OPERATIONS for mode in ("positive", "negative", "existing")

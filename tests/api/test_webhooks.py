@@ -115,7 +115,8 @@ def test_each_status_change_arrives_once_in_order_and_signed(sessions, receiver,
         assert h["X-Tsunagu-Signature"] == webhooks.sign(secret, int(h["X-Tsunagu-Timestamp"]), r["body"])
         assert webhooks.verify(secret, h["X-Tsunagu-Timestamp"], r["body"], h["X-Tsunagu-Signature"], now=now)
         assert not webhooks.verify("wrong", h["X-Tsunagu-Timestamp"], r["body"], h["X-Tsunagu-Signature"], now=now)
-        assert not webhooks.verify(secret, h["X-Tsunagu-Timestamp"], r["body"] + b" ", h["X-Tsunagu-Signature"], now=now)
+        tampered = r["body"] + b" "
+        assert not webhooks.verify(secret, h["X-Tsunagu-Timestamp"], tampered, h["X-Tsunagu-Signature"], now=now)
     # Once: nothing is sent again.
     assert webhooks.deliver(sessions, now=now + timedelta(hours=2)).delivered == 0
     assert len(receiver.received) == 3
@@ -155,7 +156,8 @@ def test_receiver_down_then_back(sessions, fire, actors):
     finally:
         back.stop()
     with unit_of_work(sessions) as s:
-        codes = [(a.outbox_event_id, a.status_code) for a in s.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))]
+        rows = s.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))
+        codes = [(a.outbox_event_id, a.status_code) for a in rows]
         assert codes[2:] == [(first, 503), (first, 200), (second, 200)]
 
 
@@ -175,7 +177,7 @@ def test_killing_the_deliverer_mid_batch_loses_nothing(sessions, departments, re
     proc = subprocess.Popen([sys.executable, "-c", "from web.cli import main; main()", "webhooks", "deliver"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert receiver.arrived.wait(60), (proc.poll(), proc.stdout.read1(4000) if proc.poll() is not None else b"", len(receiver.received))
+        assert receiver.arrived.wait(60), f"deliverer exited {proc.poll()}, {len(receiver.received)} received"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:

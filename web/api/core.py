@@ -31,19 +31,28 @@ from web.api.problems import (
 BODY_LIMIT = 1024 * 1024
 REFERRAL_BODY_LIMIT = 64 * 1024
 
-DESCRIPTION = """\
-つなぐ（Tsunagu）の REST API です。他の市のシステムや関係機関（地域包括支援センター、社協など）が紹介（リファー）を送り、自分の紹介の状況を読み戻し、職員の権限の範囲でケースを操作します。
-
-認証: すべての操作に `Authorization: Bearer <token>` が必要です。トークンは `tsunagu token create --client NAME --scopes S1,S2 [--user LOGIN]` で発行し、一度だけ表示されます。スコープ: referrals:write, referrals:read（自分の紹介だけ）, cases:read, cases:write, alerts:read, alerts:write。cases:* と alerts:* は --user の職員として、画面と同じアクセス方針の範囲でだけ動きます。`tsunagu token revoke NAME` で即時に失効します。
-
-再送: POST /referrals には Idempotency-Key ヘッダー（1〜255文字の印字可能な ASCII）が必要です。同じキー・同じ本文の再送には最初の応答がそのまま（`Idempotent-Replayed: true` 付きで）返り、ケースは1件だけです。同じキーで違う本文は 409、同じ external_ref を別のキーで送ると既存の紹介を示す 409 です。
-
-エラー: すべて application/problem+json（RFC 9457）で、`type`（/api/v1/problems/<名前>、種類ごとに不変）、`title`、`status`、`detail` を持ちます。入力の誤りは `errors: {項目名: [理由]}`（入れ子は person.name のようにドット区切り）。
-
-一覧: `{"items": [...], "next": URL または null}`、新しいものから。`next` をそのままたどります。時刻はタイムゾーン付きの ISO 8601 です。
-
-Webhook: `tsunagu webhooks register --client NAME --url URL` でコールバック URL を登録すると、紹介の状態が変わるたびに `referral.status_changed` が POST されます（`tsunagu webhooks deliver` が送信、失敗は指数的に間隔をあけて再送、クライアントごとに発生順）。`X-Tsunagu-Signature: sha256=<hex>` は登録時に表示された秘密鍵による `<X-Tsunagu-Timestamp>.<本文>` の HMAC-SHA256 です。`X-Tsunagu-Delivery`（イベントID）で重複を除いてください。
-"""
+DESCRIPTION = "\n\n".join((
+    "つなぐ（Tsunagu）の REST API です。他の市のシステムや関係機関（地域包括支援センター、社協など）が"
+    "紹介（リファー）を送り、自分の紹介の状況を読み戻し、職員の権限の範囲でケースを操作します。",
+    "認証: すべての操作に `Authorization: Bearer <token>` が必要です。トークンは "
+    "`tsunagu token create --client NAME --scopes S1,S2 [--user LOGIN]` で発行し、一度だけ表示されます。"
+    "スコープ: referrals:write, referrals:read（自分の紹介だけ）, cases:read, cases:write, alerts:read, "
+    "alerts:write。cases:* と alerts:* は --user の職員として、画面と同じアクセス方針の範囲でだけ動きます。"
+    "`tsunagu token revoke NAME` で即時に失効します。",
+    "再送: POST /referrals には Idempotency-Key ヘッダー（1〜255文字の印字可能な ASCII）が必要です。"
+    "同じキー・同じ本文の再送には最初の応答がそのまま（`Idempotent-Replayed: true` 付きで）返り、"
+    "ケースは1件だけです。同じキーで違う本文は 409、同じ external_ref を別のキーで送ると既存の紹介を示す 409 です。",
+    "エラー: すべて application/problem+json（RFC 9457）で、`type`（/api/v1/problems/<名前>、種類ごとに不変）、"
+    "`title`、`status`、`detail` を持ちます。入力の誤りは `errors: {項目名: [理由]}`"
+    "（入れ子は person.name のようにドット区切り）。",
+    "一覧: `{\"items\": [...], \"next\": URL または null}`、新しいものから。`next` をそのままたどります。"
+    "時刻はタイムゾーン付きの ISO 8601 です。",
+    "Webhook: `tsunagu webhooks register --client NAME --url URL` でコールバック URL を登録すると、"
+    "紹介の状態が変わるたびに `referral.status_changed` が POST されます（`tsunagu webhooks deliver` が送信、"
+    "失敗は指数的に間隔をあけて再送、クライアントごとに発生順）。`X-Tsunagu-Signature: sha256=<hex>` は"
+    "登録時に表示された秘密鍵による `<X-Tsunagu-Timestamp>.<本文>` の HMAC-SHA256 です。"
+    "`X-Tsunagu-Delivery`（イベントID）で重複を除いてください。",
+)) + "\n"
 
 RESPONSE_DESCRIPTIONS = {
     400: "リクエストの形式の誤り（JSON でない、オブジェクトでない、Idempotency-Key がない・不正）",
@@ -191,9 +200,9 @@ def authenticate(scope: str):
                          headers={"WWW-Authenticate": 'Bearer realm="tsunagu", error="invalid_token"'})
     g.api_caller = caller
     if scope not in caller.scopes or (scope in api_clients.USER_SCOPES and caller.user is None):
+        challenge = f'Bearer realm="tsunagu", error="insufficient_scope", scope="{scope}"'
         raise ApiProblem("insufficient-scope", f"このトークンには {scope} のスコープがありません。",
-                         headers={"WWW-Authenticate": f'Bearer realm="tsunagu", error="insufficient_scope", scope="{scope}"'},
-                         required_scope=scope)
+                         headers={"WWW-Authenticate": challenge}, required_scope=scope)
     return caller
 
 
