@@ -295,3 +295,17 @@ def test_refusal_keeps_only_its_audit_row(client, partner, sessions):
         rows = s.scalars(select(AuditEvent).where(AuditEvent.outcome == "refused")).all()
         assert [(r.action, r.actor_label, r.detail["status"]) for r in rows] == [
             ("api POST /referrals", "client:oono-houkatsu", 422)]
+
+
+def test_body_errors_come_before_the_key_and_the_fields(client, partner):
+    """Size, media type and syntax of the body are judged first, then the key, then the fields."""
+    headers = auth(partner)  # no Idempotency-Key
+    big = json.dumps(referral(summary="あ" * 22000)).encode()
+    assert_problem(client.post("/api/v1/referrals", data=big, content_type="application/json", headers=headers),
+                   413, "payload-too-large")
+    assert_problem(client.post("/api/v1/referrals", data=b"{}", content_type="text/plain", headers=headers),
+                   415, "unsupported-media-type")
+    assert_problem(client.post("/api/v1/referrals", data=b"{", content_type="application/json", headers=headers),
+                   400, "malformed-json")
+    assert_problem(client.post("/api/v1/referrals", json={"external_ref": 5}, headers=headers),
+                   400, "idempotency-key-missing")

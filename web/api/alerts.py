@@ -35,7 +35,7 @@ class Alerts(MethodView):
 
 @blp.route(f"/alerts/<int(max={MAX_ID}):alert_id>/acknowledge")
 class AlertAcknowledge(MethodView):
-    @requires("alerts:write")
+    @requires("alerts:write", body="optional")
     @blp.arguments(AcknowledgeIn, required=False)
     @blp.response(200, AlertOut)
     @problems(400, 404, 409, 413, 415, 422)
@@ -47,7 +47,7 @@ class AlertAcknowledge(MethodView):
 
 @blp.route(f"/alerts/<int(max={MAX_ID}):alert_id>/resolve")
 class AlertResolve(MethodView):
-    @requires("alerts:write")
+    @requires("alerts:write", body="required")
     @blp.arguments(ResolveIn)
     @blp.response(200, AlertOut)
     @problems(400, 404, 409, 413, 415, 422)

@@ -37,7 +37,7 @@ class CaseById(MethodView):
 
 @blp.route(f"/cases/<int(max={MAX_ID}):case_id>/events")
 class CaseEvents(MethodView):
-    @requires("cases:write")
+    @requires("cases:write", body="required")
     @blp.doc(requestBody=request_body_doc())
     @blp.response(200, CaseOut)
     @problems(400, 404, 409, 413, 415, 422)

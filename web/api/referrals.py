@@ -19,7 +19,7 @@ def _location(case_id: int) -> str:
 
 @blp.route("/referrals")
 class Referrals(MethodView):
-    @requires("referrals:write", max_body=REFERRAL_BODY_LIMIT)
+    @requires("referrals:write", max_body=REFERRAL_BODY_LIMIT, body="required")
     @blp.arguments(IdempotencyHeaders, location="headers", error_status_code=400)
     @blp.arguments(ReferralIn, example={
         "external_ref": "HOUKATSU-OONO-2026-0042",
