@@ -135,3 +135,14 @@ def test_tokens_never_reach_the_logs(client, partner, caplog):
         client.get("/api/v1/referrals/424242", headers=auth(partner))
         client.get("/api/v1/referrals", headers=auth(partner + "x"))
     assert partner not in caplog.text and partner[4:20] not in caplog.text
+
+
+def test_bench_baseline_endpoint_exists_only_when_asked_for(client, monkeypatch, database_url, db_engine):
+    assert client.post("/bench/bare-referrals", json={}).status_code == 404
+    from web import create_app
+
+    monkeypatch.setenv("TSUNAGU_BENCH_BARE", "1")
+    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "test", "TESTING": True})
+    assert "bench_bare.bare_referral" in app.view_functions
+    assert "/bench/bare-referrals" not in json.dumps(app.extensions["tsunagu.api"].spec.to_dict())
+    app.extensions["tsunagu.engine"].dispose()
