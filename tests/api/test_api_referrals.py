@@ -28,6 +28,7 @@ def test_created_answers_201_with_location_and_the_routed_case(client, partner, 
     assert set(body) >= {"id", "case_number", "status", "owning_department", "routing"}
     assert resp.headers["Location"].endswith(f"/api/v1/referrals/{body['id']}")
     assert "Idempotent-Replayed" not in resp.headers
+    assert resp.headers["Cache-Control"] == "no-store"
     # 8050 (elder_care + hikikomori) → routed to 高齢介護課: the つなぐシート is sent, nobody owns it yet.
     assert body["status"] == "handoff"
     assert body["owning_department"] is None

@@ -112,6 +112,12 @@ class ApiParser(FlaskParser):
         raise ApiProblem("validation-error", summary(errors), errors=errors)
 
 
+def _no_store(response):
+    # Answers carry personal data: no shared or browser cache may keep them.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 class ApiBlueprint(flask_smorest.Blueprint):
     """A blueprint of the API: parses with ApiParser and answers every error as problem+json."""
 
@@ -122,6 +128,7 @@ class ApiBlueprint(flask_smorest.Blueprint):
         self.register_error_handler(EngineError, handle_engine_error)
         self.register_error_handler(ApiProblem, handle_api_problem)
         self.register_error_handler(Exception, handle_unexpected)
+        self.after_request(_no_store)
 
 
 PARSER = ApiBlueprint.ARGUMENTS_PARSER
