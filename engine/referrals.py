@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine import services, states
+from engine import services
 from engine.errors import Conflict, NotFound
 from engine.models import ApiClient, Case, IdempotencyKey, utcnow
 from engine.views import department_ref, referral_view
@@ -77,16 +77,11 @@ def intake_fields(payload: dict[str, Any]) -> dict[str, Any]:
 
 def created_body(session: Session, case: Case) -> dict[str, Any]:
     """The body of 201 Created (kept with the key and replayed as it was)."""
-    return {
-        "id": case.id,
-        "external_ref": case.external_ref,
-        "case_number": case.case_number,
-        "status": case.state,
-        "status_label": states.CASE_STATE_LABELS[case.state],
-        "owning_department": department_ref(case.owning_department),
-        "routing": {"reason": case.routing_reason, "rule": case.routing_rule_name,
-                    "proposed_department": department_ref(case.proposed_department)},
-    }
+    view = referral_view(session, case)
+    body = {k: view[k] for k in ("id", "external_ref", "case_number", "status", "status_label", "owning_department")}
+    body["routing"] = {"reason": case.routing_reason, "rule": case.routing_rule_name,
+                       "proposed_department": department_ref(case.proposed_department)}
+    return body
 
 
 def _earlier_answer(session: Session, client_id: int, key: str, digest: str) -> ReferralAnswer | None:

@@ -33,6 +33,20 @@ def _birth_year(value: int) -> None:
         raise ValidationError(f"1850年から{today_jst().year}年までの西暦で指定してください。")
 
 
+# The contract's example (API.md), shown in the OpenAPI document.
+EXAMPLE = {
+    "external_ref": "HOUKATSU-OONO-2026-0042",
+    "referrer": {"organization": "大野地域包括支援センター", "contact_name": "山田 花子", "contact_phone": "0829-00-0000"},
+    "person": {"name": "廿日 太郎", "name_kana": "ハツカ タロウ", "birth_date": "1946-05-01", "area": "大野",
+               "resident_id": "0001234567", "phone": None},
+    "household": [{"relationship": "長男", "birth_year": 1974, "note": "長期のひきこもり"}],
+    "categories": ["elder_care", "hikikomori"],
+    "summary": "80代の母と50代の長男の二人世帯。母の介護サービス導入時に長男の長期ひきこもりを把握。",
+    "urgency": "normal",
+    "consent_to_share": False,
+}
+
+
 class ReferrerIn(Schema):
     """Who refers: the organisation and a contact there."""
 

@@ -6,18 +6,9 @@ import copy
 from sqlalchemy import func, select
 
 from engine.db import unit_of_work
+from schemas.referrals import EXAMPLE
 
-REFERRAL = {
-    "external_ref": "HOUKATSU-OONO-2026-0042",
-    "referrer": {"organization": "大野地域包括支援センター", "contact_name": "山田 花子", "contact_phone": "0829-00-0000"},
-    "person": {"name": "廿日 太郎", "name_kana": "ハツカ タロウ", "birth_date": "1946-05-01", "area": "大野",
-               "resident_id": "0001234567", "phone": None},
-    "household": [{"relationship": "長男", "birth_year": 1974, "note": "長期のひきこもり"}],
-    "categories": ["elder_care", "hikikomori"],
-    "summary": "80代の母と50代の長男の二人世帯。母の介護サービス導入時に長男の長期ひきこもりを把握。",
-    "urgency": "normal",
-    "consent_to_share": False,
-}
+REFERRAL = EXAMPLE  # the contract's example referral
 
 
 def referral(**over) -> dict:

@@ -1,14 +1,13 @@
 """Routes: alerts the token's staff user may see, acknowledging and resolving them."""
 from __future__ import annotations
 
-from flask import url_for
 from flask.views import MethodView
 
 from engine import alert_views, alerts
 from schemas.alerts import AcknowledgeIn, AlertOut, AlertPage, AlertQuery, ResolveIn
 from schemas.common import MAX_ID
 from web import db
-from web.api.core import ApiBlueprint, caller, problems, requires
+from web.api.core import ApiBlueprint, caller, next_page, problems, requires
 
 blp = ApiBlueprint("Alerts", __name__, description="アラート（止まった引き継ぎ、担当未決定、評価期限超過など）")
 
@@ -26,11 +25,7 @@ class Alerts(MethodView):
         """
         items, more = alert_views.page(db.session(), caller().user, status=query.get("status"),
                                        kind=query.get("kind"), before_id=query.get("cursor"), limit=query["limit"])
-        nxt = None
-        if more is not None:
-            args = {k: query[k] for k in ("status", "kind") if query.get(k)}
-            nxt = url_for("Alerts.Alerts", _external=True, limit=query["limit"], cursor=more, **args)
-        return {"items": items, "next": nxt}
+        return {"items": items, "next": next_page("Alerts.Alerts", query, more, ("status", "kind"))}
 
 
 @blp.route(f"/alerts/<int(max={MAX_ID}):alert_id>/acknowledge")

@@ -10,7 +10,7 @@ from copy import deepcopy
 from functools import wraps
 
 import flask_smorest
-from flask import g, request
+from flask import g, request, url_for
 from flask_smorest.utils import deepupdate, prepare_response
 from webargs.flaskparser import FlaskParser
 
@@ -216,6 +216,14 @@ def authenticate(scope: str):
         raise ApiProblem("insufficient-scope", f"このトークンには {scope} のスコープがありません。",
                          headers={"WWW-Authenticate": challenge}, required_scope=scope)
     return caller
+
+
+def next_page(endpoint: str, query: dict, after: int | None, filters: tuple[str, ...]) -> str | None:
+    """The absolute URL of the page after `after` (None when there is none), keeping the filters."""
+    if after is None:
+        return None
+    kept = {k: query[k] for k in filters if query.get(k)}
+    return url_for(endpoint, _external=True, limit=query["limit"], cursor=after, **kept)
 
 
 def caller():

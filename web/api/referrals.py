@@ -6,9 +6,9 @@ from flask.views import MethodView
 
 from engine import referrals
 from schemas.common import MAX_ID, parse_since
-from schemas.referrals import IdempotencyHeaders, Referral, ReferralCreated, ReferralIn, ReferralPage, ReferralQuery
+from schemas.referrals import EXAMPLE, IdempotencyHeaders, Referral, ReferralCreated, ReferralIn, ReferralPage, ReferralQuery
 from web import db
-from web.api.core import REFERRAL_BODY_LIMIT, ApiBlueprint, caller, problems, requires
+from web.api.core import REFERRAL_BODY_LIMIT, ApiBlueprint, caller, next_page, problems, requires
 
 blp = ApiBlueprint("Referrals", __name__, description="紹介（他のシステムからのリファー）と、その状況の読み戻し")
 
@@ -21,16 +21,7 @@ def _location(case_id: int) -> str:
 class Referrals(MethodView):
     @requires("referrals:write", max_body=REFERRAL_BODY_LIMIT, body="required")
     @blp.arguments(IdempotencyHeaders, location="headers", error_status_code=400)
-    @blp.arguments(ReferralIn, example={
-        "external_ref": "HOUKATSU-OONO-2026-0042",
-        "referrer": {"organization": "大野地域包括支援センター", "contact_name": "山田 花子", "contact_phone": "0829-00-0000"},
-        "person": {"name": "廿日 太郎", "name_kana": "ハツカ タロウ", "birth_date": "1946-05-01", "area": "大野",
-                   "resident_id": "0001234567", "phone": None},
-        "household": [{"relationship": "長男", "birth_year": 1974, "note": "長期のひきこもり"}],
-        "categories": ["elder_care", "hikikomori"],
-        "summary": "80代の母と50代の長男の二人世帯。母の介護サービス導入時に長男の長期ひきこもりを把握。",
-        "urgency": "normal", "consent_to_share": False,
-    })
+    @blp.arguments(ReferralIn, example=EXAMPLE)
     @blp.response(201, ReferralCreated, headers={
         "Location": {"description": "紹介の URL（/api/v1/referrals/{id}）", "schema": {"type": "string", "format": "uri"}},
         "Idempotent-Replayed": {"description": "再送に最初の応答を返したとき true",
@@ -64,11 +55,7 @@ class Referrals(MethodView):
         since = parse_since(query["updated_since"]) if query.get("updated_since") else None
         items, more = referrals.page(db.session(), caller().client, status=query.get("status"), updated_since=since,
                                      before_id=query.get("cursor"), limit=query["limit"])
-        nxt = None
-        if more is not None:
-            args = {k: query[k] for k in ("status", "updated_since") if query.get(k)}
-            nxt = url_for("Referrals.Referrals", _external=True, limit=query["limit"], cursor=more, **args)
-        return {"items": items, "next": nxt}
+        return {"items": items, "next": next_page("Referrals.Referrals", query, more, ("status", "updated_since"))}
 
 
 @blp.route(f"/referrals/<int(max={MAX_ID}):referral_id>")
