@@ -269,3 +269,18 @@ def alert_view(session: Session, actor, alert) -> dict[str, Any]:
     if case is not None and access.case_sight(session, actor, case) >= access.Sight.CONTENT:
         out["message"] = alert.message
     return out
+
+
+def event_receipt(session: Session, actor, case: Case, allowed_events: list[str]) -> dict[str, Any]:
+    """What the actor of an event sees of the case afterwards.
+
+    Usually the full staff view; but an event can end the actor's sight (a department that declines a
+    つなぐシート is no longer involved), and then the answer is a receipt: the new status and version, no
+    handoffs, no history, nothing else of the case.
+    """
+    if access.case_sight(session, actor, case) >= access.Sight.METADATA:
+        return case_view(session, actor, case, allowed_events)
+    receipt = referral_view(session, case)
+    receipt.update({"version": case.version, "allowed_events": [], "access": "none", "urgency": case.urgency,
+                    "multi_agency_candidate": False, "handoffs": [], "history": []})
+    return receipt

@@ -43,12 +43,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     app.register_blueprint(health.bp)
-    from web.views import init_app as init_views
-
-    init_views(app)
+    # The API first, then the pages: the pages' app-wide error handlers are registered last and hand
+    # anything under /api/ back to the API's problem+json answers.
     from web.api import init_app as init_api
 
     init_api(app)
+    from web.views import init_app as init_views
+
+    init_views(app)
     return app
 
 

@@ -155,4 +155,6 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
     _Server().run()
 
+
+from web import cli_api  # noqa: E402,F401
 from web import cli_privacy  # noqa: E402,F401

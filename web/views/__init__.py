@@ -122,9 +122,11 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _session_timeout():
         # A signed-in session ends after SESSION_MINUTES without a request; each request renews it.
-        session.permanent = True
         g.remote_addr = request.remote_addr
-        if request.endpoint == "static" or _is_api(request.path) or "_user_id" not in session:
+        if _is_api(request.path):
+            return None  # the API is stateless: bearer tokens, no cookie
+        session.permanent = True
+        if request.endpoint == "static" or "_user_id" not in session:
             return None
         now = int(time.time())
         last = session.get(LAST_SEEN)
@@ -200,7 +202,11 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc):
-        if _is_api(request.path) or exc.code is None or exc.code < 400:
+        if _is_api(request.path):
+            from web.api.problems import handle_http_exception
+
+            return handle_http_exception(exc)  # the API answers problem+json
+        if exc.code is None or exc.code < 400:
             return exc
         template = {404: "errors/404.html", 403: "errors/403.html"}.get(exc.code, "errors/error.html")
         titles = {400: "リクエストが正しくありません", 405: "この操作はできません", 413: "送信された内容が大きすぎます"}

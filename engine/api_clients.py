@@ -1,0 +1,140 @@
+"""API clients (other systems) and their bearer tokens: created once, stored only as a hash.
+
+A token is shown once, when it is made. A client with a `user` acts as that staff user under the same
+access policy as the pages; one without may only post and read its own referrals.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from engine import audit
+from engine.errors import ValidationFailed
+from engine.models import ApiClient, ApiToken, User, utcnow
+
+SCOPES = ("referrals:write", "referrals:read", "cases:read", "cases:write", "alerts:read", "alerts:write")
+# Scopes that reach into staff data: only through a staff user's access policy.
+USER_SCOPES = frozenset({"cases:read", "cases:write", "alerts:read", "alerts:write"})
+TOKEN_PREFIX = "tsu_"
+# last_used_at is written at most this often per token: an API read stays a read.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass
+class Caller:
+    """Who is calling the API: the client, the token used and the staff user it acts for (or None)."""
+
+    client: ApiClient
+    token: ApiToken
+    user: User | None
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset(self.client.scopes or ())
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name) > 100 or not name.isprintable() or name != name.strip():
+        raise ValidationFailed({"client": ["クライアント名は100文字以内の印字可能な文字で指定してください。"]})
+
+
+def create_token(session: Session, *, client_name: str, scopes: list[str], user_login: str | None = None,
+                 now: datetime | None = None) -> tuple[ApiClient, str]:
+    """Make a token for the client (created if new); return the client and the token, shown only now.
+
+    The client's scopes and user become those given here, for all its tokens.
+    """
+    now = now or utcnow()
+    _check_name(client_name)
+    scopes = list(dict.fromkeys(s.strip() for s in scopes if s.strip()))
+    errors: dict[str, list[str]] = {}
+    unknown = [s for s in scopes if s not in SCOPES]
+    if not scopes:
+        errors["scopes"] = ["スコープを1つ以上指定してください: " + ", ".join(SCOPES)]
+    elif unknown:
+        errors["scopes"] = [f"「{s}」というスコープはありません（{', '.join(SCOPES)}）。" for s in unknown]
+    user = None
+    if user_login:
+        user = session.scalar(select(User).where(User.login == user_login))
+        if user is None or not user.active:
+            errors["user"] = [f"「{user_login}」という有効な職員はいません。"]
+    elif USER_SCOPES & set(scopes):
+        errors["user"] = ["cases:* と alerts:* のスコープには --user（代わりに操作する職員）が必要です。"]
+    if errors:
+        raise ValidationFailed(errors)
+    client = session.scalar(select(ApiClient).where(ApiClient.name == client_name))
+    if client is None:
+        client = ApiClient(name=client_name, scopes=scopes, user_id=getattr(user, "id", None), created_at=now)
+        session.add(client)
+    else:
+        client.scopes = scopes
+        client.user_id = getattr(user, "id", None)
+    session.flush()
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(client_id=client.id, token_hash=hash_token(token), prefix=token[:12], created_at=now))
+    audit.record(session, actor=None, actor_label="cli", action="api_token.create", object_type="api_client",
+                 object_id=client.id, at=now,
+                 detail={"client": client_name, "scopes": scopes, "user": user_login})
+    session.flush()
+    return client, token
+
+
+def revoke_tokens(session: Session, client_name: str, *, now: datetime | None = None) -> int:
+    """Revoke every token of the client at once; return how many were still valid."""
+    now = now or utcnow()
+    client = session.scalar(select(ApiClient).where(ApiClient.name == client_name))
+    if client is None:
+        raise ValidationFailed({"client": [f"「{client_name}」というクライアントはありません。"]})
+    count = session.execute(
+        update(ApiToken).where(ApiToken.client_id == client.id, ApiToken.revoked_at.is_(None)).values(revoked_at=now)
+    ).rowcount
+    audit.record(session, actor=None, actor_label="cli", action="api_token.revoke", object_type="api_client",
+                 object_id=client.id, at=now, detail={"client": client_name, "revoked": count})
+    session.flush()
+    return count
+
+
+def authenticate(session: Session, token: str, *, now: datetime | None = None) -> Caller | None:
+    """The caller a bearer token stands for, or None: unknown, revoked, or acting for a disabled user."""
+    now = now or utcnow()
+    if not token or len(token) > 200:
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None or row.revoked_at is not None:
+        return None
+    client = row.client
+    user = None
+    if client.user_id is not None:
+        user = session.get(User, client.user_id)
+        if user is None or not user.active:
+            return None
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        row.last_used_at = now
+    return Caller(client=client, token=row, user=user)
+
+
+def register_webhook(session: Session, client_name: str, url: str, *, now: datetime | None = None) -> str:
+    """Set the client's callback URL and a new signing secret; return the secret (shown only now)."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 500:
+        raise ValidationFailed({"url": ["http:// または https:// で始まる500文字以内の URL を指定してください。"]})
+    client = session.scalar(select(ApiClient).where(ApiClient.name == client_name))
+    if client is None:
+        raise ValidationFailed({"client": [f"「{client_name}」というクライアントはありません。"]})
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    client.webhook_url = url
+    client.webhook_secret = secret
+    audit.record(session, actor=None, actor_label="cli", action="webhook.register", object_type="api_client",
+                 object_id=client.id, at=now, detail={"client": client_name, "url": url})
+    session.flush()
+    return secret

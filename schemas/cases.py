@@ -1,0 +1,170 @@
+"""The staff view of a case (engine.views.case_view), as the API answers it."""
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from engine.models import CASE_STATES, HANDOFF_STATES
+from schemas.common import DepartmentRef, day, timestamp
+from schemas.fields import Output
+
+_S = fields.String
+_N = fields.Nested
+
+
+class HandoffOut(Output):
+    """A つなぐシート: metadata for everyone who may see the case; reason and summary with content sight."""
+
+    id = fields.Integer(required=True)
+    primary = fields.Boolean(required=True, metadata={"description": "ケースを動かす送付か（false は参加依頼）"})
+    state = _S(required=True, validate=validate.OneOf(HANDOFF_STATES))
+    state_label = _S(required=True)
+    from_department = _N(DepartmentRef, required=True, allow_none=True)
+    to_department = _N(DepartmentRef, required=True, allow_none=True)
+    urgency = _S(required=True)
+    sent_at = timestamp()
+    due_at = timestamp("受理期限", nullable=True)
+    escalate_at = timestamp("FM へのエスカレーション時刻", nullable=True)
+    accepted_at = timestamp(nullable=True)
+    declined_at = timestamp(nullable=True)
+    withdrawn_at = timestamp(nullable=True)
+    # With content sight only:
+    reason = _S(allow_none=True)
+    summary = _S(allow_none=True)
+    decline_reason = _S(allow_none=True)
+
+
+class HistoryOut(Output):
+    event = _S(required=True)
+    from_state = _S(required=True, allow_none=True)
+    to_state = _S(required=True)
+    at = timestamp()
+    actor = _S(required=True, allow_none=True, metadata={"description": "操作した職員（自動処理は null）"})
+
+
+class PersonOut(Output):
+    name = _S(required=True)
+    name_kana = _S(required=True, allow_none=True)
+    sex = _S(required=True, allow_none=True)
+    birth_date = day()
+    area = _S(required=True, allow_none=True)
+    resident_id = _S(required=True, allow_none=True)
+    phone = _S(required=True, allow_none=True)
+    address = _S(required=True, allow_none=True)
+
+
+class HouseholdOut(Output):
+    relationship = _S(required=True)
+    name = _S(required=True, allow_none=True)
+    birth_year = fields.Integer(required=True, allow_none=True)
+    note = _S(required=True, allow_none=True)
+
+
+class StaffRoutingOut(Output):
+    rule_version = fields.Integer(required=True, allow_none=True)
+    rule = _S(required=True, allow_none=True)
+    reason = _S(required=True, allow_none=True)
+    proposed_department = _N(DepartmentRef, required=True, allow_none=True)
+    override_reason = _S(required=True, allow_none=True)
+
+
+class ConsentOut(Output):
+    id = fields.Integer(required=True)
+    status = _S(required=True, validate=validate.OneOf(("given", "refused", "withdrawn")))
+    given_by = _S(required=True)
+    method = _S(required=True, allow_none=True)
+    obtained_on = day(nullable=False)
+    agencies = fields.List(_N(DepartmentRef, allow_none=True), required=True)
+
+
+class PlanRoleOut(Output):
+    department = _N(DepartmentRef, required=True, allow_none=True)
+    role = _S(required=True)
+
+
+class EvaluationOut(Output):
+    evaluated_on = day(nullable=False)
+    goals_met = _S(required=True)
+    changes = _S(required=True, allow_none=True)
+    decision = _S(required=True)
+
+
+class PlanOut(Output):
+    id = fields.Integer(required=True)
+    number = fields.Integer(required=True)
+    goals = _S(required=True)
+    main_department = _N(DepartmentRef, required=True, allow_none=True)
+    next_evaluation_date = day(nullable=False)
+    roles = fields.List(_N(PlanRoleOut), required=True)
+    business_categories = fields.List(_S(), required=True)
+    created_at = timestamp()
+    evaluations = fields.List(_N(EvaluationOut), required=True)
+
+
+class ContactNoteOut(Output):
+    id = fields.Integer(required=True)
+    contact_on = day(nullable=False)
+    method = _S(required=True)
+    method_label = _S(required=True)
+    staff = _S(required=True)
+    department = _N(DepartmentRef, required=True, allow_none=True)
+    business_category = _S(required=True, allow_none=True)
+    body = _S(required=True)
+
+
+class MeetingMemberOut(Output):
+    name = _S(required=True)
+    department = _N(DepartmentRef, required=True, allow_none=True)
+    acknowledged_at = timestamp(nullable=True)
+    secretariat = fields.Boolean(required=True)
+
+
+class MeetingOut(Output):
+    """A meeting; a 支援会議's minutes and members only for members who acknowledged 守秘義務."""
+
+    id = fields.Integer(required=True)
+    kind = _S(required=True, validate=validate.OneOf(("support_meeting", "layered_meeting")))
+    held_at = timestamp()
+    member_count = fields.Integer(required=True)
+    readable = fields.Boolean(required=True)
+    minutes = _S(allow_none=True)
+    decisions = _S(allow_none=True)
+    members = fields.List(_N(MeetingMemberOut))
+
+
+class CaseOut(Output):
+    """A case as staff see it, opened as far as the access policy lets the token's user see it."""
+
+    id = fields.Integer(required=True)
+    external_ref = _S(required=True, allow_none=True)
+    case_number = _S(required=True)
+    status = _S(required=True, validate=validate.OneOf(CASE_STATES))
+    status_label = _S(required=True)
+    owning_department = _N(DepartmentRef, required=True, allow_none=True)
+    created_at = timestamp()
+    accepted_at = timestamp(nullable=True)
+    closed_at = timestamp(nullable=True)
+    outcome = _S(required=True, allow_none=True)
+    version = fields.Integer(required=True, metadata={"description": "楽観的排他のバージョン（イベント送信時に渡す）"})
+    allowed_events = fields.List(_S(), required=True, metadata={"description": "このトークンの利用者が今できる操作"})
+    access = _S(required=True, validate=validate.OneOf(("content", "metadata", "none")),
+                metadata={"description": "content: 内容まで見える / metadata: 送付の記録だけ / "
+                                         "none: イベントの結果このケースが見えなくなった（受領の確認だけ）"})
+    urgency = _S(required=True)
+    multi_agency_candidate = fields.Boolean(required=True)
+    handoffs = fields.List(_N(HandoffOut), required=True)
+    history = fields.List(_N(HistoryOut), required=True)
+    # With content sight only (access == "content"):
+    person = _N(PersonOut)
+    household = fields.List(_N(HouseholdOut))
+    categories = fields.List(_S())
+    primary_category = _S(allow_none=True)
+    summary = _S()
+    source = _S()
+    routing = _N(StaffRoutingOut)
+    close_note = _S(allow_none=True)
+    support_decision_date = _S(allow_none=True, metadata={"format": "date"})
+    business_categories = fields.List(_S())
+    consents = fields.List(_N(ConsentOut))
+    plan = _N(PlanOut, allow_none=True)
+    contact_notes = fields.List(_N(ContactNoteOut))
+    meetings = fields.List(_N(MeetingOut))

@@ -1,0 +1,75 @@
+"""Pieces shared by several API schemas: department references, list pages, time stamps."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from marshmallow import ValidationError, fields, post_load, validates
+
+from engine.calendar import JST, parse_aware_iso8601
+from schemas.fields import Integer, Output, Schema, Text, int_range
+
+MAX_ID = 2**31 - 1
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+def today_jst():
+    """Today's date in Japan, the day a 'future' date is measured against."""
+    return datetime.now(JST).date()
+
+
+def timestamp(description: str | None = None, *, nullable: bool = False) -> fields.String:
+    """An ISO 8601 time with offset (an answer field: engine.views renders it as text)."""
+    meta = {"format": "date-time"}
+    if description:
+        meta["description"] = description
+    return fields.String(required=True, allow_none=nullable, metadata=meta)
+
+
+def day(description: str | None = None, *, nullable: bool = True) -> fields.String:
+    """A date as YYYY-MM-DD (an answer field)."""
+    meta = {"format": "date"}
+    if description:
+        meta["description"] = description
+    return fields.String(required=True, allow_none=nullable, metadata=meta)
+
+
+class DepartmentRef(Output):
+    """A department or agency, by code and name."""
+
+    code = fields.String(required=True, metadata={"description": "部署・機関コード"})
+    name = fields.String(required=True, metadata={"description": "名称"})
+
+
+class PageQuery(Schema):
+    """Paging of a list: newest first; follow `next` for the following page."""
+
+    limit = Integer(load_default=PAGE_SIZE, validate=int_range(1, MAX_PAGE_SIZE),
+                    metadata={"description": f"1ページの件数（1〜{MAX_PAGE_SIZE}、既定 {PAGE_SIZE}）"})
+    cursor = Text(max_length=20, metadata={"description": "前のページの `next` に含まれる位置（そのまま渡す）",
+                                           "pattern": "^[0-9]{1,10}$"})
+
+    @validates("cursor")
+    def _check_cursor(self, value: str, **kwargs) -> None:
+        if not value.isascii() or not value.isdigit() or int(value) > MAX_ID:
+            raise ValidationError("前のページの next に含まれる値をそのまま指定してください。")
+
+    @post_load
+    def _cursor(self, data, **kwargs):
+        if data.get("cursor") is not None:
+            data["cursor"] = int(data["cursor"])
+        return data
+
+
+def parse_since(value: str) -> datetime:
+    """An ISO 8601 time with offset from a query string.
+
+    A '+' that was not percent-encoded arrives as a space; it is put back.
+    """
+    text = value.strip()
+    if " " in text:
+        text = text.replace(" ", "+")
+    try:
+        return parse_aware_iso8601(text)
+    except (ValueError, OverflowError):
+        raise ValidationError("日時はタイムゾーン付きの ISO 8601（例: 2026-11-30T10:00:00+09:00）で指定してください。") from None

@@ -1,0 +1,124 @@
+"""marshmallow fields with Japanese messages and the checks every text that reaches the database needs.
+
+A JSON string may hold a NUL or a lone surrogate: neither can be stored (PostgreSQL refuses NUL, UTF-8
+refuses surrogates), so such text is refused here with 422 instead of failing later with 500.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+import marshmallow as ma
+from marshmallow import ValidationError, fields, validate
+
+REQUIRED = "必須項目です。"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+BASE_MESSAGES = {"required": REQUIRED, "null": "null は指定できません。", "validator_failed": "値が正しくありません。"}
+
+
+def check_text(value: str) -> None:
+    """Refuse control characters and text that is not valid Unicode."""
+    if _CONTROL.search(value):
+        raise ValidationError("制御文字は使えません。")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("正しい文字列ではありません。") from None
+
+
+class Text(fields.String):
+    """A string; `blank=False` refuses one that is empty or only white space."""
+
+    default_error_messages = {**BASE_MESSAGES, "invalid": "文字列で指定してください。",
+                              "invalid_utf8": "正しい文字列ではありません。", "blank": REQUIRED}
+
+    def __init__(self, *, max_length: int | None = None, blank: bool = True, **kwargs):
+        self.blank = blank
+        given = kwargs.pop("validate", None)
+        validators = [] if given is None else [given] if callable(given) else list(given)
+        if max_length is not None:
+            validators.append(validate.Length(max=max_length, error=f"{max_length}文字以内で指定してください。"))
+        super().__init__(validate=validators, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        check_text(text)
+        if not self.blank and not text.strip():
+            raise self.make_error("blank")
+        return text
+
+
+class Integer(fields.Integer):
+    """An integer: in a JSON body only a JSON integer (never "3", 3.5 or true)."""
+
+    default_error_messages = {**BASE_MESSAGES, "invalid": "整数で指定してください。",
+                              "too_large": "数が大きすぎます。"}
+
+
+class Boolean(fields.Boolean):
+    """true or false, and nothing that merely looks like one."""
+
+    default_error_messages = {**BASE_MESSAGES, "invalid": "true か false で指定してください。"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class Date(fields.Date):
+    default_error_messages = {**BASE_MESSAGES, "invalid": "日付は YYYY-MM-DD の形で指定してください。",
+                              "format": "日付を表せません。"}
+
+
+class AwareDateTime(fields.AwareDateTime):
+    default_error_messages = {**BASE_MESSAGES, "invalid": "日時はタイムゾーン付きの ISO 8601 で指定してください。",
+                              "invalid_awareness": "日時にはタイムゾーン（+09:00 など）を付けてください。",
+                              "format": "日時を表せません。"}
+
+
+class List(fields.List):
+    default_error_messages = {**BASE_MESSAGES, "invalid": "配列で指定してください。"}
+
+
+class Nested(fields.Nested):
+    default_error_messages = {**BASE_MESSAGES, "type": "オブジェクトで指定してください。"}
+
+
+class Dict(fields.Dict):
+    default_error_messages = {**BASE_MESSAGES, "invalid": "オブジェクトで指定してください。"}
+
+
+def one_of(choices) -> validate.OneOf:
+    choices = list(choices)
+    return validate.OneOf(choices, error="次のいずれかを指定してください: " + ", ".join(choices))
+
+
+def int_range(low: int | None, high: int | None) -> validate.Range:
+    if low is not None and high is not None:
+        message = f"{low}以上{high}以下の数で指定してください。"
+    elif low is not None:
+        message = f"{low}以上の数で指定してください。"
+    else:
+        message = f"{high}以下の数で指定してください。"
+    return validate.Range(min=low, max=high, error=message)
+
+
+class Schema(ma.Schema):
+    """Base of every API schema: unknown fields are refused, with Japanese messages."""
+
+    error_messages = {"unknown": "不明な項目です。", "type": "JSON オブジェクトで指定してください。"}
+
+
+class Output(ma.Schema):
+    """Base of the schemas that only describe answers (dumping never validates)."""
+
+
+def not_future(today_fn):
+    """A validator refusing a date after `today_fn()`."""
+    def check(value: date | datetime) -> None:
+        if value > today_fn():
+            raise ValidationError("未来の日付は指定できません。")
+
+    return check

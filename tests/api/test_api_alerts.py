@@ -1,0 +1,93 @@
+"""GET /alerts, POST /alerts/{id}/acknowledge and /resolve, under the token user's access policy."""
+from __future__ import annotations
+
+import pytest
+
+from engine.db import unit_of_work
+from engine.models import Alert
+from tests.api.support import assert_problem, auth
+
+ALERT_KEYS = {"id", "kind", "kind_label", "status", "case_id", "handoff_id", "department", "message", "raised_at",
+              "due_at", "acknowledged_at", "resolved_at", "note"}
+
+
+@pytest.fixture
+def desk(make_token, actors):
+    return make_token("alerts:read,alerts:write", user=actors.window, name="desk-tool")
+
+
+@pytest.fixture
+def unrouted(open_case, sessions):
+    """Three unrouted cases (category `other`): three open `unrouted` alerts to the desk; their ids."""
+    for _ in range(3):
+        open_case(categories=["other"])
+    with unit_of_work(sessions) as s:
+        return [a.id for a in s.query(Alert).filter(Alert.kind == "unrouted").order_by(Alert.id)]
+
+
+def test_list_newest_first_with_paging(client, desk, unrouted):
+    page = client.get("/api/v1/alerts?limit=2", headers=auth(desk)).get_json()
+    assert [a["id"] for a in page["items"]] == unrouted[::-1][:2]
+    assert set(page["items"][0]) == ALERT_KEYS
+    assert page["items"][0]["department"] == "desk" and page["items"][0]["status"] == "open"
+    rest = client.get(page["next"], headers=auth(desk)).get_json()
+    assert [a["id"] for a in rest["items"]] == unrouted[:1] and rest["next"] is None
+
+
+def test_list_is_access_filtered(client, make_token, actors, unrouted):
+    elderly = make_token("alerts:read", user=actors.elderly, name="elderly-tool")
+    assert client.get("/api/v1/alerts", headers=auth(elderly)).get_json()["items"] == []
+    fm = make_token("alerts:read", user=actors.fm, name="fm-tool")
+    assert len(client.get("/api/v1/alerts", headers=auth(fm)).get_json()["items"]) == 3
+
+
+def test_filters(client, desk, unrouted):
+    client.post(f"/api/v1/alerts/{unrouted[0]}/acknowledge", headers=auth(desk))
+    ids = lambda q: [a["id"] for a in client.get(f"/api/v1/alerts?{q}", headers=auth(desk)).get_json()["items"]]
+    assert ids("status=acknowledged") == [unrouted[0]]
+    assert ids("status=open") == unrouted[:0:-1]
+    assert ids("kind=unrouted&status=open") == unrouted[:0:-1]
+    assert ids("kind=evaluation_overdue") == []
+    resp = client.get("/api/v1/alerts?status=done&kind=x", headers=auth(desk))
+    problem = assert_problem(resp, 422, "validation-error")
+    assert set(problem["errors"]) == {"status", "kind"}
+
+
+def test_acknowledge_then_resolve(client, desk, unrouted, sessions):
+    resp = client.post(f"/api/v1/alerts/{unrouted[0]}/acknowledge", headers=auth(desk))
+    assert resp.status_code == 200
+    assert resp.get_json()["status"] == "acknowledged" and resp.get_json()["acknowledged_at"]
+    again = client.post(f"/api/v1/alerts/{unrouted[0]}/acknowledge", headers=auth(desk))
+    assert_problem(again, 409, "event-not-allowed")
+    resp = client.post(f"/api/v1/alerts/{unrouted[0]}/resolve", json={"note": "担当を決めて連絡済み"}, headers=auth(desk))
+    assert resp.status_code == 200
+    assert (resp.get_json()["status"], resp.get_json()["note"]) == ("resolved", "担当を決めて連絡済み")
+    assert_problem(client.post(f"/api/v1/alerts/{unrouted[0]}/resolve", json={"note": "再度"}, headers=auth(desk)),
+                   409, "event-not-allowed")
+    with unit_of_work(sessions) as s:
+        assert s.get(Alert, unrouted[0]).resolved_by_id is not None
+
+
+def test_acknowledge_with_a_note_body(client, desk, unrouted):
+    resp = client.post(f"/api/v1/alerts/{unrouted[1]}/acknowledge", json={"note": "確認中"}, headers=auth(desk))
+    assert resp.status_code == 200 and resp.get_json()["note"] == "確認中"
+
+
+def test_resolve_needs_a_note(client, desk, unrouted):
+    resp = client.post(f"/api/v1/alerts/{unrouted[0]}/resolve", json={"note": " "}, headers=auth(desk))
+    problem = assert_problem(resp, 422, "validation-error")
+    assert "note" in problem["errors"]
+    assert_problem(client.post(f"/api/v1/alerts/{unrouted[0]}/resolve", json={}, headers=auth(desk)), 422,
+                   "validation-error")
+    assert_problem(client.post(f"/api/v1/alerts/{unrouted[0]}/resolve", headers=auth(desk)), 400, "malformed-json")
+
+
+def test_alert_outside_scope_is_404_and_read_scope_cannot_write(client, make_token, actors, unrouted):
+    elderly = make_token("alerts:read,alerts:write", user=actors.elderly, name="elderly-tool")
+    assert_problem(client.post(f"/api/v1/alerts/{unrouted[0]}/acknowledge", headers=auth(elderly)), 404, "not-found")
+    assert_problem(client.post("/api/v1/alerts/424242/acknowledge", headers=auth(elderly)), 404, "not-found")
+    reader = make_token("alerts:read", user=actors.window, name="reader")
+    assert_problem(client.post(f"/api/v1/alerts/{unrouted[0]}/acknowledge", headers=auth(reader)), 403,
+                   "insufficient-scope")
+    partner_like = make_token("referrals:read", name="partner")
+    assert_problem(client.get("/api/v1/alerts", headers=auth(partner_like)), 403, "insufficient-scope")

@@ -1,0 +1,67 @@
+"""Schemathesis over every operation of the OpenAPI document, in-process against the app's WSGI with a
+valid token, with data that fits the document and data that does not: never a 5xx, and every answer
+conforms to the document (status code, content type, body, headers)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.generation import GenerationMode
+
+from engine.api_clients import SCOPES
+from web.api.spec import COMMITTED
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          response_headers_conformance]
+# Enough to meet every kind of wrong input of every operation, small enough for ~20 s per database.
+EXAMPLES = 15
+OPERATIONS = [(method.upper(), path)
+              for path, item in json.loads(COMMITTED.read_text(encoding="utf-8"))["paths"].items()
+              for method in item if method != "parameters"]
+# Each operation with data that fits and data that does not; those with an id also on objects that exist.
+RUNS = [(m, p, mode) for m, p in OPERATIONS for mode in ("positive", "negative", "existing")
+        if mode != "existing" or "{" in p]
+
+
+@pytest.fixture
+def api(app, client, make_token, actors, open_case, sessions):
+    """The app's schema, a token with every scope acting for the FM, and ids of things that exist."""
+    from engine.db import unit_of_work
+    from engine.models import Alert
+    from tests.api.support import post_referral
+
+    open_case(categories=["poverty"])
+    open_case(categories=["other"])
+    token = make_token(",".join(SCOPES), user=actors.fm, name="schemathesis")
+    referral_id = post_referral(client, token).get_json()["id"]
+    with unit_of_work(sessions) as s:
+        alert_id = s.query(Alert.id).order_by(Alert.id).first()[0]
+    existing = {"referral_id": referral_id, "case_id": referral_id, "alert_id": alert_id}
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app), {"Authorization": f"Bearer {token}"}, existing
+
+
+@pytest.mark.parametrize("method,path,mode", RUNS, ids=[f"{m} {p} {mode}" for m, p, mode in RUNS])
+def test_operation_conforms(api, method, path, mode):
+    schema, headers, existing = api
+    operation = schema[path][method]
+    names = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+    strategy = operation.as_strategy(
+        generation_mode=GenerationMode.NEGATIVE if mode == "negative" else GenerationMode.POSITIVE, headers=headers,
+        path_parameters={n: existing[n] for n in names} if mode == "existing" else None)
+
+    @given(case=strategy)
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def run(case):
+        case.call_and_validate(headers=headers, checks=CHECKS)
+
+    run()

@@ -1,0 +1,66 @@
+"""Routes: a case as staff see it, and firing one of its events."""
+from __future__ import annotations
+
+from flask import request
+from flask.views import MethodView
+
+from engine import services, views
+from engine.errors import EventNotAllowed, UnknownEvent
+from schemas.cases import CaseOut
+from schemas.common import MAX_ID
+from schemas.events import EVENT_SCHEMAS, EventEnvelope, request_body_doc
+from web import db
+from web.api.core import PARSER, ApiBlueprint, caller, problems, requires
+
+blp = ApiBlueprint("Cases", __name__, description="ケース（職員の見え方）とイベント（状態遷移）")
+
+
+def _view(session, user, case):
+    return views.case_view(session, user, case, services.allowed_events(session, user, case))
+
+
+@blp.route(f"/cases/<int(max={MAX_ID}):case_id>")
+class CaseById(MethodView):
+    @requires("cases:read")
+    @blp.response(200, CaseOut)
+    @problems(404)
+    def get(self, case_id):
+        """ケースを職員の見え方で読む（トークンの職員の権限の範囲。version と allowed_events 付き）"""
+        who = caller()
+        s = db.session()
+        case = services.load_case(s, who.user, case_id)
+        return _view(s, who.user, case)  # the read model audits a content read
+
+
+@blp.route(f"/cases/<int(max={MAX_ID}):case_id>/events")
+class CaseEvents(MethodView):
+    @requires("cases:write", body="required")
+    @blp.doc(requestBody=request_body_doc())
+    @blp.response(200, CaseOut)
+    @problems(400, 404, 409, 413, 415, 422)
+    def post(self, case_id):
+        """ケースのイベントを1つ起こす（`{"event": "...", "version": N, ...項目}`）
+
+        `version` が古ければ 409（current_version 付き）、今の状態でできない操作は 409（allowed_events 付き）、
+        必要な項目がなければ 422、トークンの職員に許されない操作は 403、範囲外のケースは 404。
+        各イベントの項目は requestBody のスキーマ（SendHandoffEvent など）にあります。
+        """
+        who = caller()
+        s = db.session()
+        envelope = PARSER.parse(EventEnvelope, location="json")
+        event = envelope["event"]
+        fields = {}
+        if event in EVENT_SCHEMAS:
+            loaded = PARSER.parse(EVENT_SCHEMAS[event](partial=True), location="json")
+            fields = {k: v for k, v in loaded.items() if k not in ("event", "version")}
+        try:
+            case = services.fire_event(s, who.user, case_id, event, version=envelope["version"], fields=fields,
+                                       remote_addr=request.remote_addr, client=who.client)
+        except (EventNotAllowed, UnknownEvent) as exc:
+            # Say what this caller may do now, not every event the state allows.
+            s.rollback()
+            allowed = services.allowed_events(s, who.user, services.load_case(s, who.user, case_id))
+            exc.extra["allowed_events"] = allowed
+            raise
+        s.expire(case, ["history", "handoffs"])
+        return views.event_receipt(s, who.user, case, services.allowed_events(s, who.user, case))
