@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This folder holds transitions.py, which would hide the `transitions` package: the project root goes first
+# on sys.path instead of this folder.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
 
@@ -151,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             auth = {"Authorization": f"Bearer {token}"}
             # Warm both paths in both workers (imports, rule cache, connection pools).
             _load(port, "/api/v1/referrals", auth, "warm", 64, args.clients)
-            _load(port, f"/bench/bare-referrals?client_id={client_id}", {}, "warm-bare", 64, args.clients)
+            _load(port, f"/api/bench/bare-referrals?client_id={client_id}", {}, "warm-bare", 64, args.clients)
             api = _load(port, "/api/v1/referrals", auth, "api", args.referrals, args.clients)
-            bare = _load(port, f"/bench/bare-referrals?client_id={client_id}", {}, "bare", args.referrals, args.clients)
+            bare = _load(port, f"/api/bench/bare-referrals?client_id={client_id}", {}, "bare", args.referrals, args.clients)
         finally:
             server.terminate()
             server.wait(20)

@@ -20,6 +20,9 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+# This folder holds transitions.py, which would hide the `transitions` package: the project root goes first
+# on sys.path instead of this folder.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert, select  # noqa: E402

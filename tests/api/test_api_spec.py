@@ -138,11 +138,11 @@ def test_tokens_never_reach_the_logs(client, partner, caplog):
 
 
 def test_bench_baseline_endpoint_exists_only_when_asked_for(client, monkeypatch, database_url, db_engine):
-    assert client.post("/bench/bare-referrals", json={}).status_code == 404
+    assert client.post("/api/bench/bare-referrals", json={}).status_code == 404
     from web import create_app
 
     monkeypatch.setenv("TSUNAGU_BENCH_BARE", "1")
     app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "test", "TESTING": True})
     assert "bench_bare.bare_referral" in app.view_functions
-    assert "/bench/bare-referrals" not in json.dumps(app.extensions["tsunagu.api"].spec.to_dict())
+    assert "/api/bench/bare-referrals" not in json.dumps(app.extensions["tsunagu.api"].spec.to_dict())
     app.extensions["tsunagu.engine"].dispose()

@@ -14,7 +14,7 @@ from sqlalchemy import text
 bp = Blueprint("bench_bare", __name__)
 
 
-@bp.post("/bench/bare-referrals")
+@bp.post("/api/bench/bare-referrals")
 def bare_referral():
     payload = json.loads(request.get_data())
     body = request.get_data()
