@@ -464,7 +464,7 @@ def _apply_plan(ctx: EventContext) -> None:
     plan = Plan(
         case_id=ctx.case.id, number=(previous.number + 1) if previous else 1, status="active",
         goals=ctx.fields["goals"], main_department_id=ctx.main_department.id,
-        next_evaluation_date=ctx.fields["next_evaluation_date"],
+        next_evaluation_date=ctx.fields["next_evaluation_date"], no_contact_since=ctx.today,
         business_categories=ctx.fields.get("business_categories") or [], meeting_id=meeting.id,
         created_by_id=ctx.actor.id, created_at=ctx.now,
         roles=[PlanRole(department_id=r["department"].id, role=r["role"]) for r in ctx.roles],
@@ -683,6 +683,12 @@ def add_contact_note(session: Session, actor: User, case_id: int, fields: dict[s
                        created_at=now)
     session.add(note)
     session.flush()
+    # Restart the no-contact clock before resolving: a scan holding the plan row waits for us, or we for it.
+    session.execute(
+        update(Plan).where(Plan.case_id == case.id, Plan.status == "active",
+                           (Plan.no_contact_since.is_(None)) | (Plan.no_contact_since < note.contact_on))
+        .values(no_contact_since=note.contact_on)
+    )
     alerts.resolve_open(session, case_id=case.id, kinds=("no_contact",), actor=actor, note="接触記録により解決",
                         now=now)
     audit.record(session, actor=actor, action="contact_note.add", object_type="contact_note",
