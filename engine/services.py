@@ -276,12 +276,18 @@ def _prepare_send_handoff(ctx: EventContext) -> None:
     ctx.history_detail = {"to_department": ctx.target_department.code}
     if ctx.fields.get("notify"):
         ctx.history_detail["notify"] = list(ctx.fields["notify"])
+    from engine import routing_override
+
+    routing_override.check_send(ctx)
 
 
 def _apply_send_handoff(ctx: EventContext) -> None:
     ctx.handoff = send_handoff_record(ctx.session, ctx.actor, ctx.case, ctx.target_department,
                                       reason=ctx.fields["reason"], summary=ctx.fields["summary"],
                                       now=ctx.now, primary=True)
+    from engine import routing_override
+
+    routing_override.record_send(ctx)
 
 
 def send_handoff_record(session: Session, actor, case: Case, target: Department, *, reason: str,
@@ -570,7 +576,8 @@ def _nothing(ctx: EventContext) -> None:
 EVENTS: dict[str, tuple] = {
     "send_handoff": (_prepare_send_handoff, _apply_send_handoff,
                      {"to_department": "送付先の部署コード（必須）", "reason": "つなぐ理由（必須）",
-                      "summary": "相談内容の要約（必須）"}),
+                      "summary": "相談内容の要約（必須）",
+                      "override_reason": "振り分けルールの提案と異なる部署へ送る理由（その場合は必須）"}),
     "accept_handoff": (_prepare_handoff_answer, _apply_accept_handoff, {}),
     "decline_handoff": (_prepare_handoff_answer, _apply_decline_handoff, {"reason": "返送の理由（必須）"}),
     "convene_support_meeting": (_prepare_convene, _apply_convene,
