@@ -145,3 +145,4 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             return create_app()
 
     _Server().run()
+from web import cli_routing  # noqa: E402,F401
