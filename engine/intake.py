@@ -110,15 +110,12 @@ def confirm(session: Session, actor, fields: dict[str, Any], *, mode: str, rule_
                               route=(mode == "route"))
     if mode == "override":
         _record_proposal(session, case, proposal, now, alert=True)
-        case.override_reason = override_reason.strip()
         session.flush()
+        # send_handoff keeps the reason beside the proposal and audits the override (engine.routing_override).
         services.fire_event(session, actor, case.id, "send_handoff", version=case.version, now=now,
                             remote_addr=remote_addr,
-                            fields={"to_department": target.code, "reason": case.override_reason,
-                                    "summary": case.summary})
-        audit.record(session, actor=actor, action="case.route_override", object_type="case", object_id=case.id,
-                     case_id=case.id, remote_addr=remote_addr, at=now,
-                     detail={"proposed": proposal.owner.code if proposal.owner else None, "chosen": target.code})
+                            fields={"to_department": target.code, "reason": override_reason.strip(),
+                                    "summary": case.summary, "override_reason": override_reason.strip()})
     elif mode == "resolve":
         _record_proposal(session, case, proposal, now, alert=False)
         session.flush()

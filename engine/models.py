@@ -421,6 +421,9 @@ class Plan(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "number"),
         CheckConstraint(_in("status", ("active", "superseded", "ended")), name="status"),
+        # The stall scan reads only active plans that are due (engine/scan.py).
+        Index("ix_plans_status_next_evaluation", "status", "next_evaluation_date"),
+        Index("ix_plans_status_no_contact", "status", "no_contact_since"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -430,6 +433,9 @@ class Plan(Base):
     goals: Mapped[str] = mapped_column(Text)
     main_department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
     next_evaluation_date: Mapped[date] = mapped_column(Date, index=True)
+    # The day the no-contact period counts from: the plan's adoption day or the last contact, whichever is
+    # later (kept up to date by add_contact_note, so that the scan finds silent cases by an index).
+    no_contact_since: Mapped[date | None] = mapped_column(Date)
     business_categories: Mapped[list[Any]] = mapped_column(default=list)
     meeting_id: Mapped[int | None] = mapped_column(ForeignKey("meetings.id"))
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

@@ -32,6 +32,7 @@ condition on areas never matches a case without an area.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -804,7 +805,10 @@ def parse_rules_file(path: Path, config_dir: Path | None = None) -> RuleSet:
 
 # ============================================================================ the rules in force (database)
 # Below: the part that reads and writes the database. Installed rules are numbered versions; every
-# routing decision records the version and the rule that made it.
+# routing decision records the version and the rule that made it. The stall scan that turns the policy
+# into alerts lives in engine/scan.py; a staff override of a proposal in engine/routing_override.py.
+
+log = logging.getLogger(__name__)
 
 _RULESET_CACHE: dict[tuple[int, str, str], RuleSet] = {}
 _CALENDAR_CACHE: dict[str, Any] = {}
@@ -826,18 +830,39 @@ def business_calendar():
     return _CALENDAR_CACHE[path]
 
 
-def install_rules(session, path: Path, *, loaded_by: str | None = None):
+def check_rules_file(path: Path, config_dir: Path | None = None) -> RuleSet:
+    """Validate a rules file against the code lists of ``config_dir`` (default: the configured folder).
+
+    Raises RulesError (``file:line: reason`` per problem) or ValueError when the code lists themselves
+    cannot be read.
+    """
+    return parse_rules_file(Path(path), Path(config_dir) if config_dir is not None else _config_dir())
+
+
+def install_rules(session, path: Path, *, loaded_by: str | None = None, config_dir: Path | None = None):
     """Validate `path` and store it as the next rules version; an unchanged file adds no version.
 
-    A file that fails validation raises RulesError and changes nothing: the old version stays in force.
+    Beyond the code lists, every owner and notified department must exist in the database (a rule that
+    proposes a department nobody can sign in for would leave its cases unrouted). A file that fails
+    raises RulesError and changes nothing: the old version stays in force. Returns (version row, added).
     """
     from sqlalchemy import func, select
 
     from engine import audit
-    from engine.models import RoutingRuleVersion
+    from engine.models import Department, RoutingRuleVersion
 
     path = Path(path)
-    ruleset = parse_rules_file(path, _config_dir())
+    ruleset = check_rules_file(path, config_dir)
+    known = set(session.scalars(select(Department.code)))
+    problems = [
+        (str(path), rule.line, f"ルール '{rule.name}' の部署コード '{code}' はデータベースに登録されていません"
+                               "（先に部署を登録してください）")
+        for rule in ruleset.rules
+        for code in dict.fromkeys((rule.owner, *rule.notify))
+        if code not in known
+    ]
+    if problems:
+        raise RulesError(problems)
     current = session.scalars(
         select(RoutingRuleVersion).order_by(RoutingRuleVersion.number.desc()).limit(1)
     ).first()
@@ -854,7 +879,11 @@ def install_rules(session, path: Path, *, loaded_by: str | None = None):
 
 
 def active_rules(session):
-    """The newest installed rules version and its parsed RuleSet, or (None, None) before any is loaded."""
+    """The newest installed rules version and its parsed RuleSet, or (None, None) before any is loaded.
+
+    Raises RulesError if the stored text no longer validates against the code lists (a department or
+    category was removed from config/ after the rules were loaded).
+    """
     from sqlalchemy import select
 
     from engine.models import RoutingRuleVersion
@@ -878,15 +907,21 @@ def active_rules(session):
     return result
 
 
+def _file_rules() -> RuleSet:
+    key = (0, "file", str(_config_dir()))
+    if key not in _RULESET_CACHE:
+        _RULESET_CACHE[key] = parse_rules_file(_config_dir() / "routing.yaml", _config_dir())
+    return _RULESET_CACHE[key]
+
+
 def stall_policy(session) -> StallPolicy:
     """The stall policy in force: the installed rules', else the config folder's routing.yaml."""
-    _, ruleset = active_rules(session)
-    if ruleset is None:
-        key = (0, "file", str(_config_dir()))
-        if key not in _RULESET_CACHE:
-            _RULESET_CACHE[key] = parse_rules_file(_config_dir() / "routing.yaml", _config_dir())
-        ruleset = _RULESET_CACHE[key]
-    return ruleset.stall_policy
+    try:
+        _, ruleset = active_rules(session)
+    except RulesError as exc:
+        log.error("installed routing rules no longer validate; using routing.yaml's stall policy: %s", exc)
+        ruleset = None
+    return (ruleset or _file_rules()).stall_policy
 
 
 def handoff_deadlines(session, sent_at, urgency: str):
@@ -902,6 +937,7 @@ def handoff_deadlines(session, sent_at, urgency: str):
 
 
 def facts_of(case, on: date) -> RoutingFacts:
+    """The routing facts of a case on the routing day ``on`` (JST)."""
     return RoutingFacts(categories=tuple(case.category_codes), primary_category=case.primary_category,
                         area=case.person.area, birth_date=case.person.birth_date, source=case.source,
                         urgency=case.urgency, on=on)
@@ -911,39 +947,52 @@ def route_new_case(session, case, actor, *, now, client=None) -> RoutingDecision
     """Run the rules on a newly opened case.
 
     A match sends the つなぐシート to the owning department (state `handoff`); no match leaves the case in
-    `intake` and raises an `unrouted` alert to the desk. A 多機関協働 combination flags the case and
-    alerts the FM. The decision records the rules version and rule.
+    `intake` and raises an `unrouted` alert to the desk. So does a match whose department is missing or
+    no longer accepts つなぐシート: recording the consultation must never fail because of the rules.
+    A 多機関協働 combination flags the case and alerts the FM. The decision records the rules version
+    and rule.
     """
     from engine import alerts, services
     from engine.access import DESK_CODE, SYSTEM_ACTOR
     from engine.calendar import JST
 
-    number, ruleset = active_rules(session)
+    try:
+        number, ruleset = active_rules(session)
+        unusable = ""
+    except RulesError as exc:
+        log.error("installed routing rules no longer validate; case %s left unrouted: %s", case.id, exc)
+        number, ruleset = None, None
+        unusable = "登録されている振り分けルールが現在の部署・分類の設定と合わないため、自動で振り分けできませんでした。"
     if ruleset is None:
         decision = RoutingDecision(rule_name=None, owner=None, notify=(),
-                                   reason="振り分けルールが登録されていません。" + NO_MATCH_REASON,
+                                   reason=(unusable or "振り分けルールが登録されていません。") + NO_MATCH_REASON,
                                    multi_agency_sets=())
     else:
         decision = ruleset.route(facts_of(case, now.astimezone(JST).date()))
     owner = services.department_by_code(session, decision.owner)
+    reason = decision.reason
+    if decision.owner is not None and (owner is None or not owner.active):
+        name = owner.name if owner is not None else decision.owner
+        reason = (f"{decision.reason}（ただし提案先の{name}は現在つなぐシートを受け付けていないため、"
+                  f"自動では送付していません。{NO_MATCH_REASON}）")
     record = {"routing_rule_version": number, "routing_rule_name": decision.rule_name,
-              "routing_reason": decision.reason, "proposed_department_id": owner.id if owner else None}
+              "routing_reason": reason, "proposed_department_id": owner.id if owner else None}
     if decision.multi_agency_candidate:
         record["multi_agency_candidate"] = True
         alerts.raise_alert(session, kind="multi_agency_candidate", case_id=case.id,
                            message="多機関協働の候補です（" + "・".join(decision.multi_agency_sets) + "）", now=now)
-    if owner is None:
+    if owner is None or not owner.active:
         for key, value in record.items():
             setattr(case, key, value)
         desk = services.department_by_code(session, DESK_CODE)
         alerts.raise_alert(session, kind="unrouted", case_id=case.id, department_id=desk.id if desk else None,
-                           message=decision.reason, now=now)
+                           message=reason, now=now)
         return decision
     sender = actor if actor is not None and actor.role != "admin" else SYSTEM_ACTOR
     notify = [c for c in decision.notify if services.department_by_code(session, c) is not None]
     # The decision reaches the case row in the same UPDATE as the state change.
     services.fire_event(session, sender, case.id, "send_handoff", version=case.version, now=now, client=client,
-                        fields={"to_department": owner.code, "reason": decision.reason, "summary": case.summary,
+                        fields={"to_department": owner.code, "reason": reason, "summary": case.summary,
                                 "notify": notify}, case_values=record)
     return decision
 

@@ -290,12 +290,18 @@ def _prepare_send_handoff(ctx: EventContext) -> None:
     ctx.history_detail = {"to_department": ctx.target_department.code}
     if ctx.fields.get("notify"):
         ctx.history_detail["notify"] = list(ctx.fields["notify"])
+    from engine import routing_override
+
+    routing_override.check_send(ctx)
 
 
 def _apply_send_handoff(ctx: EventContext) -> None:
     ctx.handoff = send_handoff_record(ctx.session, ctx.actor, ctx.case, ctx.target_department,
                                       reason=ctx.fields["reason"], summary=ctx.fields["summary"],
                                       now=ctx.now, primary=True)
+    from engine import routing_override
+
+    routing_override.record_send(ctx)
 
 
 def send_handoff_record(session: Session, actor, case: Case, target: Department, *, reason: str,
@@ -476,7 +482,7 @@ def _apply_plan(ctx: EventContext) -> None:
     plan = Plan(
         case_id=ctx.case.id, number=max((p.number for p in earlier), default=0) + 1, status="active",
         goals=ctx.fields["goals"], main_department_id=ctx.main_department.id,
-        next_evaluation_date=ctx.fields["next_evaluation_date"],
+        next_evaluation_date=ctx.fields["next_evaluation_date"], no_contact_since=ctx.today,
         business_categories=ctx.fields.get("business_categories") or [], meeting=meeting,
         created_by_id=ctx.actor.id, created_at=ctx.now,
         roles=[PlanRole(department_id=r["department"].id, role=r["role"]) for r in ctx.roles],
@@ -580,7 +586,8 @@ def _nothing(ctx: EventContext) -> None:
 EVENTS: dict[str, tuple] = {
     "send_handoff": (_prepare_send_handoff, _apply_send_handoff,
                      {"to_department": "送付先の部署コード（必須）", "reason": "つなぐ理由（必須）",
-                      "summary": "相談内容の要約（必須）"}),
+                      "summary": "相談内容の要約（必須）",
+                      "override_reason": "振り分けルールの提案と異なる部署へ送る理由（異なる送付時必須）"}),
     "accept_handoff": (_prepare_handoff_answer, _apply_accept_handoff, {}),
     "decline_handoff": (_prepare_handoff_answer, _apply_decline_handoff, {"reason": "返送の理由（必須）"}),
     "convene_support_meeting": (_prepare_convene, _apply_convene,
@@ -707,6 +714,12 @@ def add_contact_note(session: Session, actor: User, case_id: int, fields: dict[s
                        meeting_id=meeting_id, created_at=now)
     session.add(note)
     session.flush()
+    # Restart the no-contact clock before resolving: a scan holding the plan row waits for us, or we for it.
+    session.execute(
+        update(Plan).where(Plan.case_id == case.id, Plan.status == "active",
+                           (Plan.no_contact_since.is_(None)) | (Plan.no_contact_since < note.contact_on))
+        .values(no_contact_since=note.contact_on)
+    )
     alerts.resolve_open(session, case_id=case.id, kinds=("no_contact",), actor=actor, note="接触記録により解決",
                         now=now)
     audit.record(session, actor=actor, action="contact_note.add", object_type="contact_note",

@@ -62,7 +62,8 @@ def _note() -> Text:
 _FIELDS: dict[str, dict[str, tuple[Callable, bool]]] = {
     "send_handoff": {"to_department": (_code, True), "reason": (lambda: Text(max_length=20000), True),
                      "summary": (lambda: Text(max_length=20000), True),
-                     "notify": (lambda: List(Text(max_length=64)), False)},
+                     "notify": (lambda: List(Text(max_length=64)), False),
+                     "override_reason": (_note, False)},
     "accept_handoff": {},
     "decline_handoff": {"reason": (lambda: Text(max_length=20000), True)},
     "convene_support_meeting": {"members": (lambda: List(Nested(MeetingMemberIn)), True),

@@ -158,3 +158,4 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
 from web import cli_api  # noqa: E402,F401
 from web import cli_privacy  # noqa: E402,F401
+from web import cli_routing  # noqa: E402,F401

@@ -5,7 +5,7 @@ lists at 100,000 cases: every term of the case visibility filter can use an inde
 department, consent agencies by department), and counts by state read one covering index.
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0006
 Create Date: 2026-11-28 08:07:29.828855
 """
 from alembic import op

@@ -1,0 +1,141 @@
+"""Staff override of the routing proposal (振り分けの変更).
+
+The rules propose an owner (Case.proposed_department_id, with the rules version and the rule's reason);
+staff who know better may send the つなぐシート elsewhere, but only with a reason. The reason is kept
+beside the proposal (Case.override_reason), in the history row and as an audited act, so that the yearly
+review can see where and why people overrode the rules.
+
+Two ways in:
+- firing `send_handoff` from `intake` to a department other than the proposal requires an
+  `override_reason` field (checked by :func:`check_send`, recorded by :func:`record_send`);
+- :func:`override_routing` redirects a case that is already waiting in `handoff` (the rules sent the
+  つなぐシート on their own): the open sheet is withdrawn and a new one is sent, the case stays in `handoff`.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from engine import access, alerts, audit, services, states
+from engine.errors import GuardRefused, MissingField, PermissionDenied, StaleVersion, ValidationFailed
+from engine.models import Case, CaseHistory, Department, User, utcnow
+
+OVERRIDE_STATES = ("intake", "handoff")
+
+
+def is_override(case: Case, target: Department) -> bool:
+    """Whether sending the case to `target` departs from the rules' proposal."""
+    return case.proposed_department_id is not None and target.id != case.proposed_department_id
+
+
+def _proposed_code(session: Session, case: Case) -> str | None:
+    if case.proposed_department_id is None:
+        return None
+    return session.get(Department, case.proposed_department_id).code
+
+
+def check_send(ctx) -> None:
+    """`send_handoff` prepare step: a target other than the proposal needs an `override_reason`."""
+    if not is_override(ctx.case, ctx.target_department):
+        return
+    reason = (ctx.fields.get("override_reason") or "").strip()
+    if not reason:
+        proposed = ctx.session.get(Department, ctx.case.proposed_department_id)
+        raise MissingField({"override_reason": [
+            f"振り分けルールの提案（{proposed.name}）と異なる部署へ送る理由を入力してください。"]})
+    ctx.fields["override_reason"] = reason
+    ctx.history_detail["override_reason"] = reason
+    ctx.history_detail["proposed_department"] = _proposed_code(ctx.session, ctx.case)
+
+
+def record_send(ctx) -> None:
+    """`send_handoff` apply step: keep the override reason beside the proposal and audit the override."""
+    if not is_override(ctx.case, ctx.target_department):
+        return
+    ctx.case.override_reason = ctx.fields["override_reason"]
+    _audit(ctx.session, ctx.actor, ctx.case, ctx.target_department, ctx.now, ctx.remote_addr, client=ctx.client)
+
+
+def _audit(session: Session, actor, case: Case, target: Department, now: datetime, remote_addr: str | None,
+           *, client=None, withdrawn_from: str | None = None) -> None:
+    # Codes only: the reason itself is case content and stays with the case (history, override_reason).
+    detail = {"proposed": _proposed_code(session, case), "to": target.code}
+    if withdrawn_from is not None:
+        detail["withdrawn_from"] = withdrawn_from
+    audit.record(session, actor=actor, client=client, action="case.routing_override", object_type="case",
+                 object_id=case.id, case_id=case.id, remote_addr=remote_addr, at=now, detail=detail)
+
+
+def may_override(session: Session, actor: User, case: Case) -> bool:
+    """An FM, or staff of the department that took the consultation or of the desk."""
+    if actor is None or not actor.active or actor.role not in ("staff", "fm"):
+        return False
+    if actor.role == "fm":
+        return True
+    desk = services.department_by_code(session, access.DESK_CODE)
+    return actor.department_id in {case.created_department_id, desk.id if desk else None} - {None}
+
+
+def override_routing(session: Session, actor: User, case_id: int, *, to_department: str, reason: str,
+                     version: int | None, now: datetime | None = None,
+                     remote_addr: str | None = None) -> Case:
+    """Send the case's つなぐシート to `to_department` instead of the rules' proposal, with a reason.
+
+    In `intake` this fires `send_handoff` with the reason as `override_reason`. In `handoff` the open
+    つなぐシート is withdrawn (by its sending department or an FM, as the handoff machine requires) and a
+    new one goes to `to_department`; the case stays in `handoff` and its stall timers start again.
+    """
+    now = now or utcnow()
+    case = services.load_case(session, actor, case_id)
+    if not may_override(session, actor, case):
+        raise PermissionDenied("振り分けを変更できるのは、相談を受け付けた部署・相談まるごとサポートデスクの職員かFMです。")
+    if version is None:
+        raise MissingField({"version": ["読み込んだときのバージョンを指定してください。"]})
+    if case.version != version:
+        raise StaleVersion(case.version, version)
+    if case.state not in OVERRIDE_STATES:
+        raise GuardRefused("担当部署が決まった後は振り分けを変更できません（つなぐシートの送付前か受理前のみ）。",
+                           guard="case_not_yet_assigned")
+    reason = (reason or "").strip()
+    if not reason:
+        raise MissingField({"reason": ["振り分けを変更する理由を入力してください。"]})
+    target = services.department_by_code(session, to_department)
+    if target is None:
+        raise ValidationFailed({"to_department": [f"「{to_department}」という部署はありません。"]})
+    if case.proposed_department_id == target.id:
+        raise ValidationFailed({"to_department": [
+            "振り分けルールの提案と同じ部署です。提案どおりに送る場合は通常のつなぐシート送付を使ってください。"]})
+
+    if case.state == "intake":
+        return services.fire_event(session, actor, case.id, "send_handoff", version=version, now=now,
+                                   remote_addr=remote_addr,
+                                   fields={"to_department": target.code, "reason": reason,
+                                           "summary": case.summary, "override_reason": reason})
+
+    current = case.open_primary_handoff
+    if current is not None and current.to_department_id == target.id:
+        raise ValidationFailed({"to_department": [f"{target.name}には既につなぐシートを送付中です。"]})
+    if not target.active:
+        raise GuardRefused(f"{target.name}は現在つなぐシートを受け付けていません。",
+                           guard="target_is_other_department")
+    withdrawn_from = None
+    if current is not None:
+        ctx = services.HandoffContext(session, actor, case, current, now, {"reason": reason})
+        states.fire_handoff_event(current, "withdraw", ctx)
+        current.withdrawn_at = now
+        withdrawn_from = session.get(Department, current.to_department_id).code
+        alerts.resolve_open(session, handoff_id=current.id, kinds=("handoff_stalled", "handoff_escalated"),
+                            actor=actor, note="送付先の変更により解決", now=now)
+    handoff = services.send_handoff_record(session, actor, case, target, reason=reason, summary=case.summary,
+                                           now=now, primary=True)
+    case.override_reason = reason
+    case.updated_at = now
+    session.add(CaseHistory(case_id=case.id, event="routing_override", from_state=case.state,
+                            to_state=case.state, actor_id=actor.id, handoff_id=handoff.id, at=now,
+                            detail={"to_department": target.code, "withdrawn_from": withdrawn_from,
+                                    "proposed_department": _proposed_code(session, case),
+                                    "override_reason": reason}))
+    _audit(session, actor, case, target, now, remote_addr, withdrawn_from=withdrawn_from)
+    services.flush_or_stale(session, case)
+    return case
