@@ -22,6 +22,7 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/tsunagu db upgrade
 	$(BIN)/tsunagu demo
+	$(BIN)/tsunagu alerts scan
 	$(BIN)/tsunagu serve --host $(HOST) --port $(PORT)
 
 test: install

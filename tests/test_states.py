@@ -251,3 +251,20 @@ def test_allowed_events_for_an_actor_apply_actor_guards(drive, actors, sessions)
         assert services.allowed_events(s, actors.window, case) == ["close"]
         assert services.allowed_events(s, actors.fm, case) == []  # not the case's FM: metadata only
         assert services.allowed_events(s, actors.admin, case) == []
+
+
+def test_convening_a_support_meeting_resolves_the_multi_agency_alert(open_case, fire, actors, sessions):
+    from engine.models import Alert
+
+    case_id = open_case(categories=["elder_care", "hikikomori"],
+                        person={"name": "大野 花子", "birth_date": "1944-05-01", "area": "大野"})
+    with sessions() as s:
+        alert = s.scalar(select(Alert).where(Alert.case_id == case_id, Alert.kind == "multi_agency_candidate"))
+        assert alert.status == "open"
+        # The demo rules send an 8050 household to 高齢介護課.
+        assert s.get(Case, case_id).proposed_department_id == actors.elderly.department_id
+    fire(actors.elderly, case_id, "accept_handoff")
+    fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "elderly", "acknowledged": True}])
+    with sessions() as s:
+        alert = s.get(Alert, alert.id)
+        assert alert.status == "resolved" and alert.open_key is None
