@@ -30,7 +30,7 @@ def test_demo_loads_every_state_once(cli, sessions):
 
 def test_user_add_reads_the_password_from_stdin(cli, departments, sessions):
     result = cli("user", "add", "yamada", "--role", "staff", "--department", "elderly",
-                 input="long enough pw\nlong enough pw\n")
+                 input="long enough pw\n")
     assert result.exit_code == 0, result.output
     with sessions() as s:
         user = s.scalar(select(User).where(User.login == "yamada"))

@@ -61,3 +61,25 @@ def test_pages_carry_security_headers(client):
     response = client.get("/login")
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_health_answers_under_the_api_prefix_too(client, db_engine):
+    assert client.get("/api/v1/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/api/v1/readyz")
+    assert ready.status_code == 200 and ready.get_json()["schema"] == "head"
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert {"/api/v1/healthz", "/api/v1/readyz"} <= set(spec["paths"])
+    assert "security" not in spec["paths"]["/api/v1/healthz"]["get"]
+
+
+def test_api_readiness_refusal_is_a_problem(client, db_engine):
+    with db_engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'behind'"))
+    try:
+        response = client.get("/api/v1/readyz")
+        assert response.status_code == 503
+        assert response.content_type == "application/problem+json"
+        assert response.get_json()["schema"] == "outdated"
+    finally:
+        with db_engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": migrate.head_revision()})

@@ -92,12 +92,16 @@ def user() -> None:
 @click.option("--role", type=click.Choice(["staff", "fm", "admin"]), required=True)
 @click.option("--department", "department", required=True, help="department code")
 @click.option("--name", "display_name", default=None, help="display name (氏名)")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="read from stdin or prompted")
 @with_appcontext
-def user_add(login: str, role: str, department: str, display_name: str | None, password: str) -> None:
-    """Add a staff user; the password is read from stdin or prompted."""
+def user_add(login: str, role: str, department: str, display_name: str | None) -> None:
+    """Add a staff user; the password is read from stdin (one line) or prompted twice at a terminal."""
     from engine import users
+
+    stdin = click.get_text_stream("stdin")
+    if stdin.isatty():
+        password = click.prompt("パスワード", hide_input=True, confirmation_prompt="パスワード（確認）")
+    else:
+        password = stdin.readline().rstrip("\r\n")
 
     with transaction() as session:
         users.create_user(session, login=login, role=role, department_code=department, password=password,

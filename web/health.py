@@ -1,4 +1,4 @@
-"""Liveness and readiness."""
+"""Liveness and readiness, at the root (for load balancers) and under /api/v1 (the outside contract)."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
@@ -9,20 +9,31 @@ from engine import migrate
 bp = Blueprint("health", __name__)
 
 
-@bp.get("/healthz")
-def healthz():
-    return jsonify(status="ok")
+def liveness() -> tuple[dict, int]:
+    return {"status": "ok"}, 200
 
 
-@bp.get("/readyz")
-def readyz():
+def readiness() -> tuple[dict, int]:
+    """Ready when the database answers and its schema is at the newest revision."""
     engine = current_app.extensions["tsunagu.engine"]
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         at_head = migrate.is_at_head(engine)
     except Exception as exc:  # the answer must say why, not crash
-        return jsonify(status="unavailable", database="unreachable", detail=type(exc).__name__), 503
+        return {"status": "unavailable", "database": "unreachable", "detail": type(exc).__name__}, 503
     if not at_head:
-        return jsonify(status="unavailable", database="ok", schema="outdated"), 503
-    return jsonify(status="ok", database="ok", schema="head")
+        return {"status": "unavailable", "database": "ok", "schema": "outdated"}, 503
+    return {"status": "ok", "database": "ok", "schema": "head"}, 200
+
+
+@bp.get("/healthz")
+def healthz():
+    body, status = liveness()
+    return jsonify(body), status
+
+
+@bp.get("/readyz")
+def readyz():
+    body, status = readiness()
+    return jsonify(body), status

@@ -13,7 +13,7 @@ PREFIX = "/api/v1"
 def init_app(app: Flask) -> None:
     """Register the API blueprints, their error handling and the OpenAPI document."""
     from schemas.events import EVENT_SCHEMAS
-    from web.api import alerts, cases, docs, referrals
+    from web.api import alerts, cases, docs, health, referrals
     from web.api.core import DESCRIPTION, TsunaguApi
 
     app.config.setdefault("API_TITLE", "Tsunagu API")
@@ -33,7 +33,7 @@ def init_app(app: Flask) -> None:
     })
     for schema in EVENT_SCHEMAS.values():
         api.spec.components.schema(schema.__name__, schema=schema)
-    for module in (referrals, cases, alerts):
+    for module in (referrals, cases, alerts, health):
         api.register_blueprint(module.blp, url_prefix=PREFIX)
     app.register_blueprint(docs.bp)
     csrf = app.extensions.get("csrf")

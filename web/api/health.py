@@ -1,0 +1,41 @@
+"""Routes: liveness and readiness under /api/v1 (no token needed)."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from marshmallow import Schema, fields
+
+from web import health
+from web.api.core import ApiBlueprint, problems
+from web.api.problems import problem_response
+
+blp = ApiBlueprint("Health", __name__, description="死活監視（トークン不要）")
+
+
+class HealthOut(Schema):
+    status = fields.String(required=True, metadata={"description": "ok | unavailable"})
+    database = fields.String(metadata={"description": "ok | unreachable"})
+    schema = fields.String(metadata={"description": "head | outdated（スキーマが最新の版か）"})
+    detail = fields.String()
+
+
+@blp.route("/healthz")
+class Liveness(MethodView):
+    @blp.response(200, HealthOut)
+    def get(self):
+        """生きているか（プロセスが応答するか）"""
+        return health.liveness()[0]
+
+
+@blp.route("/readyz")
+class Readiness(MethodView):
+    @blp.response(200, HealthOut)
+    @problems(503)
+    def get(self):
+        """受付可能か（データベースに接続でき、スキーマが最新の版か）。そうでなければ 503 の problem"""
+        body, status = health.readiness()
+        if status != 200:
+            why = "データベースに接続できません。" if body.get("database") != "ok" else \
+                "データベースのスキーマが最新の版ではありません（tsunagu db upgrade）。"
+            extra = {k: v for k, v in body.items() if k != "status"}
+            return problem_response("service-unavailable", why, **extra)
+        return body
