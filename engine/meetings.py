@@ -54,3 +54,26 @@ def append_record(session: Session, actor, meeting_id: int, *, minutes: str | No
     session.flush()
     session.refresh(meeting)
     return meeting
+
+
+def carry_fact(session: Session, actor, meeting_id: int, *, text: str, submission_token: str | None,
+               now: datetime | None = None):
+    """From a 支援会議's page: carry one fact over into the consented track, applied once per form.
+
+    The rules are engine.confidential.carry_fact's (an acknowledged member, a given consent); this adds
+    the form's one-time token, so that a form sent twice carries the fact once.
+    """
+    from engine import confidential
+
+    now = now or utcnow()
+    meeting = session.get(Meeting, meeting_id)
+    if meeting is None:
+        raise NotFound("指定された会議は見つかりません。")
+    text = (text or "").strip()
+    if len(text) > MAX_ADDITION:
+        raise ValidationFailed({"fact": [f"{MAX_ADDITION}文字以内で入力してください。"]})
+    # The rules first (a refusal must not depend on the token), then the token, then the fact.
+    fact = confidential.carry_fact(session, actor, meeting.case_id, meeting_id, text, now=now)
+    claim = submissions.claim(session, actor, submission_token, "shared_fact", now=now)
+    submissions.settle(session, claim, meeting.case_id)
+    return fact

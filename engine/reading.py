@@ -72,6 +72,8 @@ class MeetingRecord:
     may_append: bool
     plan: dict[str, Any] | None = None
     member_names: list[str] = field(default_factory=list)
+    may_carry: bool = False  # a member may carry a fact over into the consented track (consent given)
+    carried: list[dict[str, Any]] = field(default_factory=list)  # facts already carried from this meeting
 
 
 def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str | None = None) -> MeetingRecord:
@@ -108,6 +110,11 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
                            "next_evaluation_date": plan.next_evaluation_date,
                            "roles": [{"department": views.department_ref(r.department), "role": r.role}
                                      for r in plan.roles]}
+        if meeting.kind == "support_meeting":
+            record.may_carry = record.may_append and access.current_given_consent(session, case.id) is not None
+            record.carried = [f for f in views.shared_facts_view(session, case, rel=access.relations(session, actor, case),
+                                                                 member_meetings={meeting.id})
+                              if f["meeting_id"] == meeting.id]
         services.record_case_read(session, actor, case, what="meeting", remote_addr=remote_addr)
     return record
 

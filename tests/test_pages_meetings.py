@@ -90,3 +90,46 @@ def test_a_layered_meeting_shows_the_plan_and_its_roles(web, actors, case_in, se
     meeting_id = _meeting(sessions, case_id, kind="layered_meeting")
     page = text_of(web(actors.livelihood).get(f"/meetings/{meeting_id}"))
     assert "重層的支援会議" in page and "家計相談" in page and "居場所の紹介" in page and "主担当" in page
+
+
+def test_a_members_note_is_kept_on_the_meeting_page_not_the_case_page(web, actors, case_in, sessions):
+    case_id = case_in("support_meeting")
+    meeting_id = _meeting(sessions, case_id)
+    client = web(actors.fm)  # the secretariat writes into the meeting's track
+    r = client.post(f"/cases/{case_id}/notes", {"method": "home_visit", "body": "訪問して長男と面談した。",
+                                               "submission_token": "note-1"})
+    assert r.status_code == 303
+    assert "訪問して長男と面談した。" in text_of(client.get(f"/meetings/{meeting_id}"))
+    assert "訪問して長男と面談した。" not in text_of(web(actors.livelihood).get(f"/cases/{case_id}"))
+    assert "訪問して長男と面談した。" in text_of(web(actors.livelihood).get(f"/meetings/{meeting_id}"))
+
+
+def test_a_member_carries_one_fact_to_the_agencies_the_consent_covers(web, actors, case_in, fire, sessions):
+    from engine.models import SharedFact
+    from tests.pages_support import CONSENT
+
+    case_id = case_in("consent")  # a 支援会議 was held; consent is being sought
+    meeting_id = _meeting(sessions, case_id)
+    fm = web(actors.fm)
+    page = fm.get(f"/meetings/{meeting_id}").get_data(as_text=True)
+    assert f'action="/meetings/{meeting_id}/facts"' not in page  # no consent yet: nothing to carry to
+    early = fm.post(f"/meetings/{meeting_id}/facts", {"fact": "長男は日中在宅", "submission_token": "f-0"})
+    assert early.status_code == 409 and "同意" in text_of(early)
+    assert count(sessions, SharedFact) == 0
+
+    fire(actors.livelihood, case_id, "record_consent", **CONSENT)  # covers 生活福祉課 and 社協
+    assert f'action="/meetings/{meeting_id}/facts"' in fm.get(f"/meetings/{meeting_id}").get_data(as_text=True)
+    blank = fm.post(f"/meetings/{meeting_id}/facts", {"fact": "", "submission_token": "f-1"})
+    assert blank.status_code == 422 and error_beside(blank, "fact", "fact")
+    for _ in range(2):  # the same form sent twice carries the fact once
+        r = fm.post(f"/meetings/{meeting_id}/facts", {"fact": "長男は日中在宅", "submission_token": "f-2"})
+        assert r.status_code == 303
+    assert count(sessions, SharedFact) == 1
+    assert "長男は日中在宅" in text_of(fm.get(f"/meetings/{meeting_id}"))
+    # The covered partner reads it on the case page; the meeting's records stay closed to it.
+    partner_case = text_of(web(actors.shakyo).get(f"/cases/{case_id}"))
+    assert "支援会議から共有された情報" in partner_case and "長男は日中在宅" in partner_case
+    assert count(sessions, AuditEvent, AuditEvent.action == "shared_fact.carry") == 1
+    # Withdrawal takes it away from the partner at once.
+    fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")
+    assert "長男は日中在宅" not in text_of(web(actors.shakyo).get(f"/cases/{case_id}"))

@@ -348,6 +348,13 @@ class MeetingRecordSchema(FormSchema):
     submission_token = text(max_length=64)
 
 
+class CarryFactSchema(FormSchema):
+    """A fact of a 支援会議 carried over into the consented track."""
+
+    fact = text(required=True, max_length=20000)
+    submission_token = text(max_length=64)
+
+
 class CaseFilterSchema(FormSchema):
     """The case list's filters (query string)."""
 

@@ -12,11 +12,11 @@ from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 bp = Blueprint("meetings", __name__)
 
 
-def _render(meeting_id: int, refused: Refusal | None = None, values=None):
+def _render(meeting_id: int, refused: Refusal | None = None, values=None, form: str = "rec"):
     record = reading.read_meeting(db.session(), actor(), meeting_id, remote_addr=remote_addr())
     if refused is not None:
         g.commit_on_error = True  # keep the audit row of the read this page shows
-    return render_template("meeting.html", record=record, m=record.summary, refused=refused,
+    return render_template("meeting.html", record=record, m=record.summary, refused=refused, form=form,
                            errors=refused.errors if refused else {}, values=values or {},
                            token=(values or {}).get("submission_token") or submissions.new_token()), \
         (refused.status if refused else 200)
@@ -59,4 +59,27 @@ def append(meeting_id: int):
     except EngineError as exc:
         return _render(meeting_id, refusal(exc), request.form)
     flash("会議の記録を追記しました。", "success")
+    return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
+
+
+@bp.post("/meetings/<int:meeting_id>/facts")
+@login_required
+def carry(meeting_id: int):
+    """A member carries one fact of a 支援会議 over into the consented track (after consent)."""
+    parsed = forms.parse(forms.CarryFactSchema, request.form)
+    if not parsed.ok:
+        return _render(meeting_id, Refusal(422, "入力内容を確認してください。", parsed.errors), request.form, "fact")
+    f = parsed.data
+    try:
+        meetings.carry_fact(db.session(), actor(), meeting_id, text=f["fact"],
+                            submission_token=f.get("submission_token"))
+    except PASS_THROUGH:
+        raise
+    except submissions.AlreadySubmitted as exc:
+        refusal(exc)
+        flash("この情報は既に共有されています（二重送信を防ぎました）。", "info")
+        return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
+    except EngineError as exc:
+        return _render(meeting_id, refusal(exc), request.form, "fact")
+    flash("同意の範囲の機関に共有しました。ケースの「支援会議から共有された情報」に表示されます。", "success")
     return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
