@@ -74,6 +74,7 @@ class ConsentOut(Output):
     method = _S(required=True, allow_none=True)
     obtained_on = day(nullable=False)
     agencies = fields.List(_N(DepartmentRef, allow_none=True), required=True)
+    note = _S(allow_none=True, metadata={"description": "同意を得たときの備考"})
 
 
 class PlanRoleOut(Output):
@@ -111,6 +112,15 @@ class ContactNoteOut(Output):
     body = _S(required=True)
 
 
+class SharedFactOut(Output):
+    """A fact a 支援会議 member carried over into the consented track, for the agencies the consent covers."""
+
+    id = fields.Integer(required=True)
+    text = _S(required=True)
+    carried_by = _S(required=True, allow_none=True)
+    carried_at = timestamp()
+
+
 class MeetingMemberOut(Output):
     name = _S(required=True)
     department = _N(DepartmentRef, required=True, allow_none=True)
@@ -119,7 +129,8 @@ class MeetingMemberOut(Output):
 
 
 class MeetingOut(Output):
-    """A meeting; a 支援会議's minutes and members only for members who acknowledged 守秘義務."""
+    """A meeting: that it was held. A 重層的支援会議's records for those who may read them; a 支援会議's records
+    never (they are read on its page, by members who acknowledged the 守秘義務)."""
 
     id = fields.Integer(required=True)
     kind = _S(required=True, validate=validate.OneOf(("support_meeting", "layered_meeting")))
@@ -167,4 +178,5 @@ class CaseOut(Output):
     consents = fields.List(_N(ConsentOut))
     plan = _N(PlanOut, allow_none=True)
     contact_notes = fields.List(_N(ContactNoteOut))
+    shared_facts = fields.List(_N(SharedFactOut))
     meetings = fields.List(_N(MeetingOut))

@@ -16,7 +16,14 @@ blp = ApiBlueprint("Cases", __name__, description="ケース（職員の見え�
 
 
 def _view(session, user, case):
-    return views.case_view(session, user, case, services.allowed_events(session, user, case))
+    view = views.case_view(session, user, case, services.allowed_events(session, user, case))
+    # A 支援会議's records never leave through the API, not even to its members: they are read on the
+    # meeting's page, under the 守秘義務 the member acknowledged there. That the meeting was held stays.
+    for m in view.get("meetings") or []:
+        if m["kind"] == "support_meeting":
+            for key in ("minutes", "decisions", "members", "contact_notes"):
+                m.pop(key, None)
+    return view
 
 
 @blp.route(f"/cases/<int(max={MAX_ID}):case_id>")
