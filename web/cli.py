@@ -97,7 +97,7 @@ def user_add(login: str, role: str, department: str, display_name: str | None) -
     """Add a staff user; the password is read from stdin (one line) or prompted twice at a terminal."""
     from engine import users
 
-    stdin = click.get_text_stream("stdin")
+    stdin = sys.stdin
     if stdin.isatty():
         password = click.prompt("パスワード", hide_input=True, confirmation_prompt="パスワード（確認）")
     else:
