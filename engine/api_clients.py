@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine import audit
-from engine.errors import ValidationFailed
+from engine.errors import PermissionDenied, ValidationFailed
 from engine.models import ApiClient, ApiToken, User, utcnow
 
 SCOPES = ("referrals:write", "referrals:read", "cases:read", "cases:write", "alerts:read", "alerts:write")
@@ -89,8 +89,13 @@ def create_token(session: Session, *, client_name: str, scopes: list[str], user_
     return client, token
 
 
-def revoke_tokens(session: Session, client_name: str, *, now: datetime | None = None) -> int:
-    """Revoke every token of the client at once; return how many were still valid."""
+def revoke_tokens(session: Session, client_name: str, *, now: datetime | None = None, actor=None) -> int:
+    """Revoke every token of the client at once; return how many were still valid.
+
+    From a page, `actor` is the signed-in user: only an admin may (PermissionDenied otherwise).
+    """
+    if actor is not None and getattr(actor, "role", None) != "admin":
+        raise PermissionDenied("トークンを無効にできるのは管理者だけです。")
     now = now or utcnow()
     client = session.scalar(select(ApiClient).where(ApiClient.name == client_name))
     if client is None:
@@ -98,7 +103,7 @@ def revoke_tokens(session: Session, client_name: str, *, now: datetime | None = 
     count = session.execute(
         update(ApiToken).where(ApiToken.client_id == client.id, ApiToken.revoked_at.is_(None)).values(revoked_at=now)
     ).rowcount
-    audit.record(session, actor=None, actor_label="cli", action="api_token.revoke", object_type="api_client",
+    audit.record(session, actor=actor, actor_label=None if actor is not None else "cli", action="api_token.revoke", object_type="api_client",
                  object_id=client.id, at=now, detail={"client": client_name, "revoked": count})
     session.flush()
     return count
@@ -138,3 +143,20 @@ def register_webhook(session: Session, client_name: str, url: str, *, now: datet
                  object_id=client.id, at=now, detail={"client": client_name, "url": url})
     session.flush()
     return secret
+
+
+def list_clients(session: Session, actor) -> list[dict]:
+    """The API clients for the admin page: name, scopes, the staff user they act as, their tokens' state.
+    Never a token or its hash."""
+    if getattr(actor, "role", None) != "admin":
+        raise PermissionDenied("APIクライアントの一覧は管理者だけが見られます。")
+    out = []
+    for client in session.scalars(select(ApiClient).order_by(ApiClient.name)):
+        tokens = list(session.scalars(select(ApiToken).where(ApiToken.client_id == client.id)))
+        live = [t for t in tokens if t.revoked_at is None]
+        used = [t.last_used_at for t in tokens if t.last_used_at is not None]
+        out.append({"name": client.name, "scopes": list(client.scopes or []),
+                    "user": client.user.login if client.user is not None else None,
+                    "valid_tokens": len(live), "prefixes": [t.prefix for t in live],
+                    "last_used_at": max(used) if used else None})
+    return out

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, states
 from engine.casefile import person_cases_filter
-from engine.errors import NotFound
+from engine.errors import NotFound, PermissionDenied
 from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
 
 ACTION_LABELS = {
@@ -79,10 +79,16 @@ def find_case(session: Session, ref: str) -> Case:
     return case
 
 
-def person_trail(session: Session, ref: str, *,
-                 requested_by: str = "cli") -> tuple[list[Case], list[TrailRow]]:
+def person_trail(session: Session, ref: str, *, requested_by: str = "cli",
+                 actor=None) -> tuple[list[Case], list[TrailRow]]:
     """The cases of the person of case `ref` (same 宛名番号, or same name and birth date) and every audit
-    row about them, oldest first. The answer itself is recorded in the trail (`audit.person_trail`)."""
+    row about them, oldest first. The answer itself is recorded in the trail (`audit.person_trail`).
+
+    From a page, `actor` is the signed-in user: only an admin may ask (PermissionDenied otherwise), and
+    the answer is recorded under their name.
+    """
+    if actor is not None and getattr(actor, "role", None) != "admin":
+        raise PermissionDenied("閲覧記録（開示請求）を調べられるのは管理者だけです。")
     case = find_case(session, ref)
     cases = list(session.scalars(select(Case).join(Person, Person.id == Case.person_id)
                                  .where(person_cases_filter(case)).order_by(Case.id)))
@@ -103,7 +109,8 @@ def person_trail(session: Session, ref: str, *,
             outcome=OUTCOME_LABELS.get(ev.outcome, ev.outcome), remote_addr=ev.remote_addr,
             client=client.name if client else None,
         ))
-    audit.record(session, actor=None, actor_label=requested_by, action="audit.person_trail",
+    audit.record(session, actor=actor, actor_label=None if actor is not None else requested_by,
+                 action="audit.person_trail",
                  object_type="case", object_id=case.id, case_id=case.id,
                  detail={"cases": len(cases), "rows": len(rows)})
     session.flush()

@@ -128,3 +128,10 @@ def disable_user(session: Session, actor: User, login: str) -> User:
                  detail={"tokens_revoked": revoked})
     session.flush()
     return user
+
+
+def list_users(session: Session, actor) -> list[User]:
+    """Every staff user, for the admin page (PermissionDenied for anyone but an admin)."""
+    if getattr(actor, "role", None) != "admin":
+        raise PermissionDenied("利用者の一覧は管理者だけが見られます。")
+    return list(session.scalars(select(User).order_by(User.active.desc(), User.department_id, User.login)))

@@ -1,0 +1,122 @@
+"""管理 pages: who looked at a person's record (開示請求) on a page and as CSV, stopping a user and revoking
+an API client's tokens at once — for admins only."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from sqlalchemy import func, select
+
+from engine import api_clients, casefile
+from engine.db import unit_of_work
+from engine.models import ApiToken, AuditEvent, Case, User
+from tests import access_matrix as M
+from tests.conftest import NOW
+from tests.pages_support import app, error_beside, text_of, web  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+def world(sessions, make_user):
+    return M.build_world(sessions, make_user, NOW)
+
+
+def _user(sessions, login):
+    with unit_of_work(sessions) as s:
+        u = s.scalar(select(User).where(User.login == login))
+        s.expunge(u)
+        return u
+
+
+def _number(sessions, case_id):
+    with unit_of_work(sessions) as s:
+        return s.get(Case, case_id).case_number
+
+
+def test_admin_answers_who_looked_at_the_record_on_a_page_and_as_csv(world, web, sessions):
+    with unit_of_work(sessions) as s:  # a read from a known address
+        from engine import audit
+        audit.bind(s, remote_addr="10.1.2.3")
+        casefile.read_case(s, s.scalar(select(User).where(User.login == "m-receiving")), world.case_id)
+    admin = web(_user(sessions, world.logins["admin"]))
+    number = _number(sessions, world.case_id)
+    r = admin.get(f"/admin/disclosure?case={number.lower()}")
+    assert r.status_code == 200
+    page = text_of(r)
+    assert f"対象のケース: {number}" in page and "ケース記録の閲覧" in page and "10.1.2.3" in page
+    assert "m-receiving" in page and "令和8年11月30日" in page
+    for word in [*M.MARKERS.values(), world.person_name, "0001234567"]:
+        assert word not in page
+    c = admin.get(f"/admin/disclosure.csv?case={number}")
+    assert c.status_code == 200 and c.mimetype == "text/csv"
+    assert f'filename="disclosure-{number}.csv"' in c.headers["Content-Disposition"]
+    body = c.get_data(as_text=True)
+    assert body.startswith("\ufeff")
+    table = list(csv.reader(io.StringIO(body.lstrip("\ufeff"))))
+    assert table[0][:3] == ["日時", "ケース番号", "操作者"]
+    assert any(row[2] == "m-receiving" and row[8] == "10.1.2.3" for row in table[1:])
+    for word in [*M.MARKERS.values(), world.person_name]:
+        assert word not in body
+    # Each answer is itself in the trail, under the admin's name.
+    with unit_of_work(sessions) as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.action == "audit.person_trail")).all()
+        assert [r.actor_label for r in rows] == [world.logins["admin"]] * 2
+
+
+def test_an_unknown_case_number_is_said_beside_the_field(world, web, sessions):
+    r = web(_user(sessions, world.logins["admin"])).get("/admin/disclosure?case=R8-999999")
+    assert r.status_code == 404
+    assert "R8-999999" in error_beside(r, "disclosure", "case")
+
+
+@pytest.mark.parametrize("role", ["receiving", "fm_member", "window"])
+def test_anyone_but_an_admin_is_refused_and_the_refusal_is_audited(world, web, sessions, role):
+    client = web(_user(sessions, world.logins[role]))
+    number = _number(sessions, world.case_id)
+    client.get(f"/cases/{world.case_id}")
+    for url in ("/admin/", f"/admin/disclosure?case={number}", f"/admin/disclosure.csv?case={number}"):
+        r = client.get(url)
+        assert r.status_code == 403, url
+        assert "ケース記録の閲覧" not in text_of(r) and "利用者" not in text_of(r)
+    assert client.post(f"/admin/users/{world.logins['outsider']}/disable").status_code == 403
+    assert client.post("/admin/clients/houkatsu-oono/revoke").status_code == 403
+    with unit_of_work(sessions) as s:
+        assert s.scalar(select(User.active).where(User.login == world.logins["outsider"])) is True
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.outcome == "refused", AuditEvent.actor_label == world.logins[role])) == 5
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "audit.person_trail")) == 0
+
+
+def test_admin_stops_a_user_whose_open_session_ends_at_once(world, web, sessions):
+    admin = web(_user(sessions, world.logins["admin"]))
+    staff = web(_user(sessions, world.logins["receiving"]))
+    assert staff.get(f"/cases/{world.case_id}").status_code == 200
+    page = admin.get("/admin/")
+    assert page.status_code == 200 and "m-receiving" in text_of(page)
+    r = admin.post(f"/admin/users/{world.logins['receiving']}/disable")
+    assert r.status_code == 303
+    assert "停止しました" in text_of(admin.get("/admin/"))
+    after = staff.get(f"/cases/{world.case_id}")
+    assert after.status_code == 302 and "/login" in after.headers["Location"]
+    # An admin cannot stop their own account from the page; an unknown login is said so.
+    admin.post(f"/admin/users/{world.logins['admin']}/disable")
+    assert _user(sessions, world.logins["admin"]).active
+    assert "という利用者はいません" in text_of(admin.post("/admin/users/nobody/disable", follow_redirects=True))
+
+
+def test_admin_revokes_an_api_clients_tokens_at_once(world, web, sessions, app):  # noqa: F811
+    with unit_of_work(sessions) as s:
+        _, token = api_clients.create_token(s, client_name="houkatsu-oono", scopes=["referrals:read"])
+    api = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.get(f"/api/v1/referrals/{world.case_id}", headers=headers).status_code == 200
+    admin = web(_user(sessions, world.logins["admin"]))
+    listing = admin.get("/admin/").get_data(as_text=True)
+    assert "houkatsu-oono" in listing and token not in listing
+    assert admin.post("/admin/clients/houkatsu-oono/revoke").status_code == 303
+    assert api.get(f"/api/v1/referrals/{world.case_id}", headers=headers).status_code == 401
+    with unit_of_work(sessions) as s:
+        assert s.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))) == 0
+        row = s.scalars(select(AuditEvent).where(AuditEvent.action == "api_token.revoke")).one()
+        assert row.actor_label == world.logins["admin"]

@@ -1,0 +1,111 @@
+"""管理: who looked at a person's record (開示請求, page and CSV), staff users and API clients.
+
+Every view here is for admins; the engine functions it calls refuse anyone else (403, audited).
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from engine import api_clients, calendar, disclosure, users
+from engine.errors import EngineError, NotFound, PermissionDenied
+from web import db
+from web.views.common import PASS_THROUGH, actor, refusal
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+CSV_HEADER = ["日時", "ケース番号", "操作者", "氏名", "所属", "操作", "操作コード", "結果", "接続元", "連携システム"]
+
+
+def _message(exc: EngineError) -> str:
+    r = refusal(exc)
+    return next((m for msgs in r.errors.values() for m in msgs), r.message)
+
+
+def _require_admin() -> None:
+    if getattr(actor(), "role", None) != "admin":
+        raise PermissionDenied("このページは管理者だけが使えます。")
+
+
+@bp.get("/")
+@login_required
+def index():
+    """管理: the disclosure form, staff users and API clients."""
+    _require_admin()
+    s = db.session()
+    return render_template("admin.html", users=users.list_users(s, actor()),
+                           clients=api_clients.list_clients(s, actor()))
+
+
+@bp.get("/disclosure")
+@login_required
+def disclosure_page():
+    """閲覧記録（開示請求）: every audit row about the person of a case, on the page."""
+    _require_admin()
+    ref = (request.args.get("case") or "").strip()
+    if not ref:
+        return render_template("disclosure.html", ref="", cases=None, rows=None, error=None)
+    try:
+        cases, rows = disclosure.person_trail(db.session(), ref, actor=actor())
+    except NotFound as exc:  # a mistyped number: said beside the field
+        db.session().rollback()
+        return render_template("disclosure.html", ref=ref, cases=None, rows=None, error=exc.message), 404
+    return render_template("disclosure.html", ref=ref, cases=cases, rows=rows, error=None)
+
+
+@bp.get("/disclosure.csv")
+@login_required
+def disclosure_csv():
+    """The same answer as CSV (UTF-8 with BOM, so that a spreadsheet opens the Japanese as it is)."""
+    _require_admin()
+    ref = (request.args.get("case") or "").strip()
+    cases, rows = disclosure.person_trail(db.session(), ref, actor=actor())
+    out = io.StringIO()
+    out.write("\ufeff")
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(CSV_HEADER)
+    for r in rows:
+        w.writerow([r.at.astimezone(calendar.JST).isoformat(timespec="seconds"), r.case_number, r.actor,
+                    r.actor_name, r.department, r.action_label, r.action, r.outcome, r.remote_addr or "",
+                    r.client or ""])
+    name = f"disclosure-{cases[0].case_number}.csv"
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+@bp.post("/users/<login>/disable")
+@login_required
+def disable_user(login: str):
+    """Stop a user at once: their sessions end and their tokens stop working."""
+    _require_admin()
+    if login == actor().login:
+        flash("自分自身は停止できません。", "error")
+        return redirect(url_for("admin.index", _anchor="users"), 303)
+    try:
+        user = users.disable_user(db.session(), actor(), login)
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        flash(_message(exc), "error")
+        return redirect(url_for("admin.index", _anchor="users"), 303)
+    flash(f"{user.display_name}（{user.login}）を停止しました。開いていた画面とトークンは使えなくなりました。", "success")
+    return redirect(url_for("admin.index", _anchor="users"), 303)
+
+
+@bp.post("/clients/<name>/revoke")
+@login_required
+def revoke_client(name: str):
+    """Revoke every token of an API client at once."""
+    _require_admin()
+    try:
+        count = api_clients.revoke_tokens(db.session(), name, actor=actor())
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        flash(_message(exc), "error")
+        return redirect(url_for("admin.index", _anchor="clients"), 303)
+    flash(f"{name} のトークン {count} 件を無効にしました。", "success")
+    return redirect(url_for("admin.index", _anchor="clients"), 303)
