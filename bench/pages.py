@@ -76,6 +76,8 @@ def fill(url: str, n_cases: int, seed: int = 8050) -> dict:
         for k in range(1, 6):  # several 係長級 FMs share the meetings
             s.add(User(login="fm" if k == 1 else f"fm{k}", display_name=f"FM {k}", role="fm",
                        department_id=depts["community_welfare"], password_hash=password))
+        s.add(User(login="admin", display_name="管理者", role="admin", department_id=depts["community_welfare"],
+                   password_hash=password))
         s.flush()
         users = {u.login: u.id for u in s.scalars(select(User))}
 
@@ -192,8 +194,10 @@ def lookup(url: str) -> dict:
                            .where(Case.owning_department_id == liv).limit(1))
         handoff_id = s.scalar(select(Handoff.id).where(Handoff.case_id == case_id))
         meeting_id = s.scalar(select(Meeting.id).where(Meeting.case_id == case_id))
+        case_number = s.get(Case, case_id).case_number
     engine.dispose()
-    return {"users": users, "case_id": case_id, "handoff_id": handoff_id, "meeting_id": meeting_id}
+    return {"users": users, "case_id": case_id, "handoff_id": handoff_id, "meeting_id": meeting_id,
+            "case_number": case_number}
 
 
 def time_pages(url: str, ids: dict, repeat: int) -> list[tuple[str, str, float]]:
@@ -215,6 +219,7 @@ def time_pages(url: str, ids: dict, repeat: int) -> list[tuple[str, str, float]]
         return c
 
     desk, liv, fm = client_for("desk-staff"), client_for("livelihood-staff"), client_for("fm")
+    admin = client_for("admin")
 
     def refresh(c):
         with c.session_transaction() as sess:
@@ -245,10 +250,13 @@ def time_pages(url: str, ids: dict, repeat: int) -> list[tuple[str, str, float]]
         ("meeting", f"GET /meetings/{ids['meeting_id']}", lambda: liv.get(f"/meetings/{ids['meeting_id']}")),
         ("相談受付 form", "GET /intake", lambda: liv.get("/intake")),
         ("相談受付 preview", "POST /intake (preview)", lambda: liv.post("/intake", data=preview)),
+        ("管理 (admin)", "GET /admin/", lambda: admin.get("/admin/")),
+        ("閲覧記録 (admin)", f"GET /admin/disclosure?case={ids['case_number']}",
+         lambda: admin.get("/admin/disclosure", query_string={"case": ids["case_number"]})),
     ]
     results = []
     for name, what, call in pages:
-        for c in (desk, liv, fm):
+        for c in (desk, liv, fm, admin):
             refresh(c)
         for _ in range(2):
             assert call().status_code == 200, name
