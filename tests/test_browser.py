@@ -1,5 +1,6 @@
 """End to end in a real Chromium against a real server on the test database: a consultation from the
-window to closure through the pages alone, and a stalled sheet acknowledged on the FM dashboard.
+window to closure through the pages alone, a sheet the stall scan escalated acknowledged on the FM dashboard,
+and an administrator's 開示請求 answer and stop of a user.
 
 A screenshot of each page goes to test-output/screenshots/. Skipped only when /usr/bin/chromium is
 missing outside CI; in CI (CI=true) a missing browser fails.
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from engine import alerts, calendar
+from engine import calendar, scan
 from engine.db import unit_of_work
 from engine.models import Alert, Case, Handoff, utcnow
 from engine.settings import PROJECT_ROOT
@@ -221,13 +222,12 @@ def test_a_consultation_from_the_window_to_closure_through_the_pages(browser, se
 
 
 def test_a_stalled_sheet_is_acknowledged_on_the_fm_dashboard(browser, server, actors, open_case, sessions):
-    case_id = open_case(categories=["hikikomori"], now=utcnow() - timedelta(days=14))
-    # No stall scan exists in this tree yet: raise the alert the scan would raise.
+    case_id = open_case(categories=["hikikomori"], now=utcnow() - timedelta(days=21))
+    # The stall scan, as cron runs it, finds the sheet nobody accepted and escalates it to the FM.
+    result = scan.scan(sessions)
     with unit_of_work(sessions) as s:
-        h = s.scalars(select(Handoff).where(Handoff.case_id == case_id)).one()
-        alert_id = alerts.raise_alert(s, kind="handoff_escalated", case_id=case_id, handoff_id=h.id,
-                                      department_id=h.to_department_id, due_at=h.due_at,
-                                      message="5営業日を過ぎても受理されていません。")
+        alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "handoff_escalated"))
+    assert alert_id is not None and result.failed == 0
     fm = Person(browser, server, "fm")
     fm.page.get_by_role("navigation").get_by_role("link", name="FMダッシュボード").click()
     row = fm.page.locator(f"#alert-{alert_id}")
@@ -241,3 +241,27 @@ def test_a_stalled_sheet_is_acknowledged_on_the_fm_dashboard(browser, server, ac
     with unit_of_work(sessions) as s:
         assert s.get(Alert, alert_id).status == "acknowledged"
     fm.close()
+
+
+def test_an_admin_answers_a_disclosure_request_and_stops_a_user(browser, server, actors, open_case, sessions):
+    case_id = open_case(categories=["poverty"])
+    with unit_of_work(sessions) as s:
+        number = s.get(Case, case_id).case_number
+    livelihood = Person(browser, server, "livelihood")
+    livelihood.page.goto(f"{server}/cases/{case_id}")  # a read that the trail must show
+    admin = Person(browser, server, "admin")
+    admin.page.get_by_role("navigation").get_by_role("link", name="管理").click()
+    admin.shot("14-admin")
+    admin.page.get_by_label("ケース番号").fill(number)
+    admin.page.get_by_role("button", name="閲覧記録を表示").click()
+    table = admin.page.locator("main table").inner_text()
+    assert "livelihood" in table and "ケース記録の閲覧" in table and "令和" in table
+    admin.shot("15-disclosure")
+    admin.page.goto(f"{server}/admin/")
+    admin.page.get_by_role("button", name="livelihood を停止").click()
+    assert "停止しました" in admin.flash()
+    # The stopped user's open page is signed out on the next request.
+    livelihood.page.goto(f"{server}/cases/{case_id}")
+    assert "/login" in livelihood.page.url
+    admin.close()
+    livelihood.close()
