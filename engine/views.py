@@ -195,14 +195,18 @@ def shared_facts_view(session: Session, case: Case, *, rel, member_meetings) -> 
 
 
 def plan_view(session: Session, actor, case: Case, rel=None) -> dict[str, Any] | None:
-    """The active plan, or None: for the owner, the case FM and the agencies the current consent covers."""
+    """The plan in force, or (after closure or withdrawal) the last one that ended; None if there was none.
+    For the owner, the case FM and the agencies the current consent covers."""
     if not access.may(session, actor, case, access.PLAN, access.READ, rel=rel):
         return None
     plan = session.scalars(select(Plan).where(Plan.case_id == case.id, Plan.status == "active")).first()
     if plan is None:
+        plan = session.scalars(select(Plan).where(Plan.case_id == case.id, Plan.status == "ended")
+                               .order_by(Plan.number.desc())).first()
+    if plan is None:
         return None
     return {
-        "id": plan.id, "number": plan.number, "goals": plan.goals,
+        "id": plan.id, "number": plan.number, "status": plan.status, "goals": plan.goals,
         "main_department": department_ref(plan.main_department),
         "next_evaluation_date": iso(plan.next_evaluation_date),
         "roles": [{"department": department_ref(r.department), "role": r.role} for r in plan.roles],

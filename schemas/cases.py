@@ -92,6 +92,8 @@ class EvaluationOut(Output):
 class PlanOut(Output):
     id = fields.Integer(required=True)
     number = fields.Integer(required=True)
+    status = _S(required=True, validate=validate.OneOf(("active", "ended")),
+                metadata={"description": "active: 実施中 / ended: 終結・同意撤回で終了（最後の版）"})
     goals = _S(required=True)
     main_department = _N(DepartmentRef, required=True, allow_none=True)
     next_evaluation_date = day(nullable=False)

@@ -291,6 +291,15 @@ def test_closing_needs_a_reason(web, actors, case_in, sessions):
     assert "終結 " in text_of(client.get(f"/cases/{case_id}")) and "（転出）" in text_of(client.get(f"/cases/{case_id}"))
 
 
+def test_a_closed_case_still_shows_its_last_plan_marked_ended(web, actors, case_in, fire, sessions):
+    case_id = case_in("accompaniment")
+    fire(actors.livelihood, case_id, "close", close_reason="goal_met")
+    plan = text_of(web(actors.livelihood).get(f"/cases/{case_id}")).split("支援プラン", 1)[1]
+    assert "家賃を払えるようになりたい" in plan and "終了" in plan and "次回評価日" not in plan
+    with unit_of_work(sessions) as s:
+        assert s.scalars(select(Plan).where(Plan.case_id == case_id)).one().status == "ended"
+
+
 def _note_form(client, case_id):
     body = client.get(f"/cases/{case_id}").get_data(as_text=True)
     return re.search(r'name="submission_token" value="([^"]+)"', body).group(1)
