@@ -101,6 +101,40 @@ def marker_kind(name: str) -> str:
     return MARKER_KIND.get(name, name)
 
 
+# What a refusal over HTTP must leave alone, and what it must add.
+
+def tables_but_audit(sessions) -> tuple:
+    """Every table's row count but the audit trail's, and the case versions."""
+    from sqlalchemy import func, select
+
+    from engine.db import unit_of_work
+    from engine.models import Base, Case
+
+    with unit_of_work(sessions) as s:
+        counts = tuple(s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables
+                       if not t.name.startswith("audit"))
+        return counts, tuple(s.execute(select(Case.id, Case.version).order_by(Case.id)).all())
+
+
+def refusals(sessions) -> int:
+    """How many refusals the audit trail holds."""
+    from sqlalchemy import func, select
+
+    from engine.db import unit_of_work
+    from engine.models import AuditEvent
+
+    with unit_of_work(sessions) as s:
+        return s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome == "refused"))
+
+
+def version(sessions, case_id: int) -> int:
+    from engine.db import unit_of_work
+    from engine.models import Case
+
+    with unit_of_work(sessions) as s:
+        return s.get(Case, case_id).version
+
+
 @dataclass
 class World:
     case_id: int

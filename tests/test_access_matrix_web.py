@@ -14,10 +14,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from engine.db import unit_of_work
-from engine.models import AuditEvent, Base, Case, User
+from engine.models import User
 from tests import access_matrix as M
 from tests.conftest import NOW
 from tests.pages_support import FUTURE, app, text_of, web  # noqa: F401  (fixtures)
@@ -66,24 +66,6 @@ def user_of(sessions, world, role):
         return user
 
 
-def tables(sessions) -> tuple:
-    """Every table's row count but the audit trail's, and the case versions."""
-    with unit_of_work(sessions) as s:
-        counts = tuple(s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables
-                       if not t.name.startswith("audit"))
-        return counts, tuple(s.execute(select(Case.id, Case.version).order_by(Case.id)).all())
-
-
-def refusals(sessions) -> int:
-    with unit_of_work(sessions) as s:
-        return s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome == "refused"))
-
-
-def version(sessions, case_id) -> int:
-    with unit_of_work(sessions) as s:
-        return s.get(Case, case_id).version
-
-
 def test_every_cell_is_either_a_page_or_named_as_having_none():
     assert {(k, o) for k in M.KINDS for o in M.OPS} == (
         {(k, "read") for k in M.KINDS} | {(k, "write") for k in WRITES} | NO_PAGE)
@@ -92,13 +74,13 @@ def test_every_cell_is_either_a_page_or_named_as_having_none():
 @pytest.mark.parametrize("role", PAGE_ROLES)
 def test_case_page_shows_only_what_the_matrix_opens(world, web, sessions, role):
     client = web(user_of(sessions, world, role))
-    before = refusals(sessions)
+    before = M.refusals(sessions)
     r = client.get(f"/cases/{world.case_id}")
     expected = M.EXPECTED[(role, "case_metadata", "read")]
     assert r.status_code == STATUS[expected], f"{role}: {r.status_code}"
     page = text_of(r)
     if expected == M.NOT_FOUND:
-        assert refusals(sessions) == before + 1
+        assert M.refusals(sessions) == before + 1
         assert world.person_name not in page
         return
     assert (world.person_name in page) == (M.EXPECTED[(role, "case_content", "read")] == M.ALLOW), role
@@ -138,17 +120,17 @@ def test_page_writes_follow_the_matrix_and_a_refusal_changes_nothing(world, web,
     mismatches = []
     for kind, request_of in WRITES.items():
         expected = page_expected(role, kind, "write")
-        url, form = request_of(world, version(sessions, world.case_id))
-        before_tables, before_refusals = tables(sessions), refusals(sessions)
+        url, form = request_of(world, M.version(sessions, world.case_id))
+        before_tables, before_refusals = M.tables_but_audit(sessions), M.refusals(sessions)
         r = client.post(url, form)
         if r.status_code != WRITE_STATUS[expected]:
             mismatches.append(f"{kind}: expected {WRITE_STATUS[expected]} ({expected}), got {r.status_code}")
             continue
         if expected == M.ALLOW:
-            assert tables(sessions) != before_tables, f"{role}: {kind} answered 303 but changed nothing"
+            assert M.tables_but_audit(sessions) != before_tables, f"{role}: {kind} answered 303 but changed nothing"
         else:
-            assert tables(sessions) == before_tables, f"{role}: refused {kind} changed the database"
-            assert refusals(sessions) == before_refusals + 1, f"{role}: refused {kind} was not audited once"
+            assert M.tables_but_audit(sessions) == before_tables, f"{role}: refused {kind} changed the database"
+            assert M.refusals(sessions) == before_refusals + 1, f"{role}: refused {kind} was not audited once"
             if expected == M.SECRECY:
                 assert "守秘義務" in text_of(r)
     assert not mismatches, f"{role} ({M.ROLES[role]}):\n" + "\n".join(mismatches)
@@ -170,7 +152,7 @@ def test_withdrawal_refuses_a_covered_agencys_next_read_of_the_plan(world, web, 
     receiving = web(user_of(sessions, world, "receiving"))
     receiving.get(f"/cases/{world.case_id}")
     r = receiving.post(f"/cases/{world.case_id}/events/withdraw_consent",
-                       {"version": version(sessions, world.case_id), "given_by": "本人"})
+                       {"version": M.version(sessions, world.case_id), "given_by": "本人"})
     assert r.status_code == 303
     again = partner.get(f"/cases/{world.case_id}")
     assert again.status_code == 404 and M.MARKERS["plan"] not in text_of(again)

@@ -13,11 +13,9 @@ import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
 
 from engine import api_clients, services
 from engine.db import unit_of_work
-from engine.models import AuditEvent, Base, Case
 from tests import access_matrix as M
 from tests.api.support import assert_problem, auth
 from tests.conftest import NOW
@@ -58,23 +56,6 @@ def tokens(world, sessions):
     return out
 
 
-def tables(sessions) -> tuple:
-    with unit_of_work(sessions) as s:
-        counts = tuple(s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables
-                       if not t.name.startswith("audit") and t.name != "api_clients")
-        return counts, tuple(s.execute(select(Case.id, Case.version).order_by(Case.id)).all())
-
-
-def refusals(sessions) -> int:
-    with unit_of_work(sessions) as s:
-        return s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome == "refused"))
-
-
-def version(sessions, case_id) -> int:
-    with unit_of_work(sessions) as s:
-        return s.get(Case, case_id).version
-
-
 def test_every_cell_is_either_an_api_call_or_named_as_having_none():
     assert {(k, o) for k in M.KINDS for o in M.OPS} == (
         {(k, "read") for k in M.KINDS} | {(k, "write") for k in WRITES} | NO_API)
@@ -82,12 +63,12 @@ def test_every_cell_is_either_an_api_call_or_named_as_having_none():
 
 @pytest.mark.parametrize("role", STAFF_ROLES)
 def test_case_answer_carries_only_what_the_matrix_opens(world, tokens, client, sessions, role):
-    before = refusals(sessions)
+    before = M.refusals(sessions)
     r = client.get(f"/api/v1/cases/{world.case_id}", headers=auth(tokens[role]))
     expected = M.EXPECTED[(role, "case_metadata", "read")]
     if expected != M.ALLOW:
         assert_problem(r, STATUS[expected], PROBLEM[STATUS[expected]])
-        assert refusals(sessions) == before + 1
+        assert M.refusals(sessions) == before + 1
         assert world.person_name not in r.get_data(as_text=True)
         return
     assert r.status_code == 200, r.get_data(as_text=True)
@@ -114,12 +95,12 @@ def test_the_referrer_reads_its_referral_and_nothing_of_the_case(world, tokens, 
     for word in [*M.MARKERS.values(), world.person_name, "ハツカ"]:
         assert word not in text
     # Staff views and events are outside its scopes: refused before the case is looked at.
-    before = tables(sessions)
+    before = M.tables_but_audit(sessions)
     assert_problem(client.get(f"/api/v1/cases/{world.case_id}", headers=auth(tokens["referral_client"])),
                    403, "insufficient-scope")
     assert_problem(client.post(f"/api/v1/cases/{world.case_id}/events", headers=auth(tokens["referral_client"]),
-                               json=WRITES["consent"](version(sessions, world.case_id))), 403, "insufficient-scope")
-    assert tables(sessions) == before
+                               json=WRITES["consent"](M.version(sessions, world.case_id))), 403, "insufficient-scope")
+    assert M.tables_but_audit(sessions) == before
 
 
 @pytest.mark.parametrize("role", STAFF_ROLES)
@@ -127,19 +108,19 @@ def test_api_events_follow_the_matrix_and_a_refusal_changes_nothing(world, token
     mismatches = []
     for kind, body_of in WRITES.items():
         expected = M.EXPECTED[(role, kind, "write")]
-        before_tables, before_refusals = tables(sessions), refusals(sessions)
+        before_tables, before_refusals = M.tables_but_audit(sessions), M.refusals(sessions)
         r = client.post(f"/api/v1/cases/{world.case_id}/events", headers=auth(tokens[role]),
-                        json=body_of(version(sessions, world.case_id)))
+                        json=body_of(M.version(sessions, world.case_id)))
         if r.status_code != STATUS[expected]:
             mismatches.append(f"{kind}: expected {STATUS[expected]} ({expected}), got {r.status_code} "
                               f"{r.get_data(as_text=True)[:200]}")
             continue
         if expected == M.ALLOW:
-            assert tables(sessions) != before_tables
+            assert M.tables_but_audit(sessions) != before_tables
         else:
             assert_problem(r, STATUS[expected], PROBLEM[STATUS[expected]])
-            assert tables(sessions) == before_tables, f"{role}: refused {kind} changed the database"
-            assert refusals(sessions) == before_refusals + 1, f"{role}: refused {kind} was not audited once"
+            assert M.tables_but_audit(sessions) == before_tables, f"{role}: refused {kind} changed the database"
+            assert M.refusals(sessions) == before_refusals + 1, f"{role}: refused {kind} was not audited once"
     assert not mismatches, f"{role} ({M.ROLES[role]}):\n" + "\n".join(mismatches)
 
 
