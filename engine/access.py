@@ -332,6 +332,12 @@ def may(session: Session, user, case, kind: str, op: str, *, meeting=None,
     return bool(rel & POLICY[(kind, op)])
 
 
+def require_admin(user, message: str = "この操作は管理者だけができます。") -> None:
+    """The administration of the system (the 開示請求 trail, staff users, API clients) is the admin's alone."""
+    if not _is_person(user) or user.role != "admin" or not getattr(user, "active", True):
+        raise PermissionDenied(message)
+
+
 def require(session: Session, user, case, kind: str, op: str, *, meeting=None,
             rel: frozenset[str] | None = None) -> frozenset[str]:
     """Refuse unless `user` may do `op` on `kind`; return the relations for further checks.
@@ -455,7 +461,7 @@ def visible_cases_filter(session: Session | None, user, min_sight: Sight = Sight
     It states the rules of `relations()` in SQL; a test checks the two agree on every pair of a varied set.
     (`session` is not needed; it is kept for the callers that pass it.)
     """
-    from engine.models import Case, Consent, ConsentAgency, Department, Handoff, Meeting, MeetingMember
+    from engine.models import Case, Consent, ConsentAgency, Department, Handoff
 
     role = getattr(user, "role", None)
     if role == "system":

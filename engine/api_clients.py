@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine import audit
-from engine.errors import PermissionDenied, ValidationFailed
+from engine import access, audit
+from engine.errors import ValidationFailed
 from engine.models import ApiClient, ApiToken, User, utcnow
 
 SCOPES = ("referrals:write", "referrals:read", "cases:read", "cases:write", "alerts:read", "alerts:write")
@@ -94,8 +94,8 @@ def revoke_tokens(session: Session, client_name: str, *, now: datetime | None = 
 
     From a page, `actor` is the signed-in user: only an admin may (PermissionDenied otherwise).
     """
-    if actor is not None and getattr(actor, "role", None) != "admin":
-        raise PermissionDenied("トークンを無効にできるのは管理者だけです。")
+    if actor is not None:
+        access.require_admin(actor, "トークンを無効にできるのは管理者だけです。")
     now = now or utcnow()
     client = session.scalar(select(ApiClient).where(ApiClient.name == client_name))
     if client is None:
@@ -148,8 +148,7 @@ def register_webhook(session: Session, client_name: str, url: str, *, now: datet
 def list_clients(session: Session, actor) -> list[dict]:
     """The API clients for the admin page: name, scopes, the staff user they act as, their tokens' state.
     Never a token or its hash."""
-    if getattr(actor, "role", None) != "admin":
-        raise PermissionDenied("APIクライアントの一覧は管理者だけが見られます。")
+    access.require_admin(actor, "APIクライアントの一覧は管理者だけが見られます。")
     out = []
     for client in session.scalars(select(ApiClient).order_by(ApiClient.name)):
         tokens = list(session.scalars(select(ApiToken).where(ApiToken.client_id == client.id)))

@@ -7,9 +7,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import audit, states
+from engine import access, audit, states
 from engine.casefile import person_cases_filter
-from engine.errors import NotFound, PermissionDenied
+from engine.errors import NotFound
 from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
 
 ACTION_LABELS = {
@@ -87,8 +87,8 @@ def person_trail(session: Session, ref: str, *, requested_by: str = "cli",
     From a page, `actor` is the signed-in user: only an admin may ask (PermissionDenied otherwise), and
     the answer is recorded under their name.
     """
-    if actor is not None and getattr(actor, "role", None) != "admin":
-        raise PermissionDenied("閲覧記録（開示請求）を調べられるのは管理者だけです。")
+    if actor is not None:
+        access.require_admin(actor, "閲覧記録（開示請求）を調べられるのは管理者だけです。")
     case = find_case(session, ref)
     cases = list(session.scalars(select(Case).join(Person, Person.id == Case.person_id)
                                  .where(person_cases_filter(case)).order_by(Case.id)))

@@ -8,7 +8,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine import audit
+from engine import access, audit
 from engine.errors import Conflict, PermissionDenied, ValidationFailed
 from engine.models import ROLES, ApiClient, ApiToken, AuditEvent, Department, User, utcnow
 
@@ -132,6 +132,5 @@ def disable_user(session: Session, actor: User, login: str) -> User:
 
 def list_users(session: Session, actor) -> list[User]:
     """Every staff user, for the admin page (PermissionDenied for anyone but an admin)."""
-    if getattr(actor, "role", None) != "admin":
-        raise PermissionDenied("利用者の一覧は管理者だけが見られます。")
+    access.require_admin(actor, "利用者の一覧は管理者だけが見られます。")
     return list(session.scalars(select(User).order_by(User.active.desc(), User.department_id, User.login)))

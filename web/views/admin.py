@@ -10,8 +10,8 @@ import io
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine import api_clients, calendar, disclosure, users
-from engine.errors import EngineError, NotFound, PermissionDenied
+from engine import access, api_clients, calendar, disclosure, users
+from engine.errors import EngineError, NotFound
 from web import db
 from web.views.common import PASS_THROUGH, actor, refusal
 
@@ -26,8 +26,7 @@ def _message(exc: EngineError) -> str:
 
 
 def _require_admin() -> None:
-    if getattr(actor(), "role", None) != "admin":
-        raise PermissionDenied("このページは管理者だけが使えます。")
+    access.require_admin(actor(), "このページは管理者だけが使えます。")
 
 
 @bp.get("/")
