@@ -1,6 +1,11 @@
 """Database engines and sessions: SQLite (embedded default) and PostgreSQL (production)."""
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -10,23 +15,156 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
+BUSY_TIMEOUT_SECONDS = 15
+_DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+class _WriteGate:
+    """One SQLite file's writers, in line: threads of a process on a lock, processes on an flock.
+
+    SQLite lets one transaction write at a time; the others poll its busy handler, sleeping up to 100 ms
+    between tries, so the lock often sits free while a waiter sleeps and a late waiter can lose again and
+    again. Here a process's threads queue on a lock (the next is woken as soon as the one before it ends)
+    and only one thread per process tries the file's flock, every 2 ms at most. Past the busy timeout a
+    waiter fails as SQLite would ("database is locked"). The busy handler still guards against writers
+    that do not pass the gate (another program, schema changes outside a transaction).
+    """
+
+    def __init__(self, path: str):
+        self.path = path + "-writer"
+        self._pid = None
+
+    def _for_this_process(self) -> None:
+        # A forked worker must not share its parent's lock or its open file: make its own.
+        if self._pid != os.getpid():
+            self._lock = threading.Lock()
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+
+    def acquire(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self._for_this_process()
+        if not self._lock.acquire(timeout=timeout):
+            raise sqlite3.OperationalError("database is locked")
+        try:
+            delay = 0.0002
+            while True:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise sqlite3.OperationalError("database is locked") from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.002)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+
+_GATES: dict[str, _WriteGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def _gate_for(path: str) -> _WriteGate:
+    key = os.path.realpath(path)
+    with _GATES_LOCK:
+        if key not in _GATES:
+            _GATES[key] = _WriteGate(key)
+        return _GATES[key]
+
+
+class _GatedCursor(sqlite3.Cursor):
+    def execute(self, sql, parameters=()):
+        self.connection._enter_gate(sql)
+        try:
+            return super().execute(sql, parameters)
+        finally:
+            self.connection._leave_gate_if_done()
+
+    def executemany(self, sql, seq_of_parameters):
+        self.connection._enter_gate(sql)
+        try:
+            return super().executemany(sql, seq_of_parameters)
+        finally:
+            self.connection._leave_gate_if_done()
+
+
+class GatedConnection(sqlite3.Connection):
+    """A connection that passes its file's write gate before a write transaction begins.
+
+    With the driver's implicit transactions, a transaction begins at the first INSERT, UPDATE, DELETE or
+    REPLACE; the gate is taken just before it and left when the transaction commits or rolls back.
+    """
+
+    gate: _WriteGate | None = None
+    _holds_gate = False
+
+    def cursor(self, factory=_GatedCursor):
+        return super().cursor(factory)
+
+    def _enter_gate(self, sql: str) -> None:
+        if self.gate is None or self._holds_gate or self.in_transaction:
+            return
+        if sql.lstrip()[:7].upper().startswith(_DML):
+            self.gate.acquire(BUSY_TIMEOUT_SECONDS)
+            self._holds_gate = True
+
+    def _leave_gate_if_done(self) -> None:
+        if self._holds_gate and not self.in_transaction:
+            self._holds_gate = False
+            self.gate.release()
+
+    def commit(self):
+        try:
+            super().commit()
+        finally:
+            self._leave_gate_if_done()
+
+    def rollback(self):
+        try:
+            super().rollback()
+        finally:
+            self._leave_gate_if_done()
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            if self._holds_gate:
+                self._holds_gate = False
+                self.gate.release()
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     # FULL: a committed action survives a power cut.
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=15000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
     cur.close()
 
 
+def _gated_factory(gate: _WriteGate):
+    return type("GatedConnection", (GatedConnection,), {"gate": gate})
+
+
 def make_engine(url: str, **kwargs) -> Engine:
-    """Create an engine; SQLite files get WAL, synchronous=FULL, foreign keys and a busy timeout."""
+    """Create an engine; SQLite files get WAL, synchronous=FULL, foreign keys, a busy timeout and the write
+    gate (writers of the file wait in line instead of polling SQLite's busy handler)."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("timeout", BUSY_TIMEOUT_SECONDS)
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {}).setdefault("timeout", 15)
+            if not u.database.startswith("file:"):
+                connect_args.setdefault("factory", _gated_factory(_gate_for(u.database)))
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
