@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine import services
+from engine import routing, services
 from engine.errors import Conflict, NotFound
 from engine.models import ApiClient, Case, IdempotencyKey, utcnow
 from engine.views import department_ref, referral_view
@@ -121,6 +121,8 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
     if answer is not None:
         return answer
     _refuse_duplicate(session, client_id, payload["external_ref"], location)
+    # Reads before the first write: on SQLite the write transaction (one at a time) stays short.
+    routing.prefetch(session)
     row = IdempotencyKey(client_id=client_id, key=key, body_hash=digest, status_code=0, response_body={},
                          created_at=now)
     session.add(row)

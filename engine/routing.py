@@ -891,17 +891,20 @@ def active_rules(session):
     cached = session.info.get("active_rules")
     if cached is not None and session.get_transaction() is not None and cached[0] is session.get_transaction():
         return cached[1]
+    # The version and checksum name the rules; their text is read and parsed once per process.
     row = session.execute(
-        select(RoutingRuleVersion.number, RoutingRuleVersion.checksum, RoutingRuleVersion.source_name,
-               RoutingRuleVersion.source_text)
+        select(RoutingRuleVersion.number, RoutingRuleVersion.checksum)
         .order_by(RoutingRuleVersion.number.desc()).limit(1)
     ).first()
     if row is None:
         return None, None
     key = (row.number, row.checksum, str(_config_dir()))
     if key not in _RULESET_CACHE:
-        _RULESET_CACHE[key] = parse_rules(row.source_text, filename=row.source_name,
-                                          **load_vocabularies(_config_dir()))
+        source_name, source_text = session.execute(
+            select(RoutingRuleVersion.source_name, RoutingRuleVersion.source_text)
+            .where(RoutingRuleVersion.number == row.number)
+        ).one()
+        _RULESET_CACHE[key] = parse_rules(source_text, filename=source_name, **load_vocabularies(_config_dir()))
     result = (row.number, _RULESET_CACHE[key])
     session.info["active_rules"] = (session.get_transaction(), result)
     return result
@@ -934,6 +937,23 @@ def handoff_deadlines(session, sent_at, urgency: str):
         due = cal.deadline_after_business_days(sent_at, policy.accept_within_business_days)
     escalate = cal.deadline_after_business_days(sent_at, policy.escalate_after_business_days)
     return due, max(due, escalate)
+
+
+def prefetch(session) -> None:
+    """Read what routing a new case will need (the rules in force and every department they name, the
+    desk's too) into the session's caches, so that an intake can do these reads before its first write."""
+    from engine import services
+    from engine.access import DESK_CODE
+
+    try:
+        _, ruleset = active_rules(session)
+    except RulesError:
+        ruleset = None  # route_new_case reports it
+    codes = {DESK_CODE}
+    for rule in ruleset.rules if ruleset is not None else ():
+        codes.add(rule.owner)
+        codes.update(rule.notify)
+    services.departments_by_codes(session, sorted(codes))
 
 
 def facts_of(case, on: date) -> RoutingFacts:

@@ -126,13 +126,16 @@ def _departments(session: Session, errors: dict, name: str, codes: list[str] | N
 def next_case_number(session: Session, now: datetime) -> str:
     """Give the next case number of the fiscal year, like R8-000123 (令和8年度の123件目)."""
     fy = calendar.fiscal_year(now.astimezone(calendar.JST).date())
-    dialect = session.get_bind().dialect.name
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(CaseNumberCounter)
-    session.execute(ins.values(fiscal_year=fy, last_number=0).on_conflict_do_nothing(index_elements=["fiscal_year"]))
-    number = session.execute(
-        update(CaseNumberCounter).where(CaseNumberCounter.fiscal_year == fy)
-        .values(last_number=CaseNumberCounter.last_number + 1).returning(CaseNumberCounter.last_number)
-    ).scalar_one()
+    bump = (update(CaseNumberCounter).where(CaseNumberCounter.fiscal_year == fy)
+            .values(last_number=CaseNumberCounter.last_number + 1).returning(CaseNumberCounter.last_number))
+    number = session.execute(bump).scalar()
+    if number is None:
+        # The year's first case: make its counter (a concurrent first case may make it too), then count.
+        dialect = session.get_bind().dialect.name
+        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(CaseNumberCounter)
+        session.execute(ins.values(fiscal_year=fy, last_number=0)
+                        .on_conflict_do_nothing(index_elements=["fiscal_year"]))
+        number = session.execute(bump).scalar_one()
     return f"R{calendar.reiwa_year(fy)}-{number:06d}"
 
 
