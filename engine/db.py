@@ -32,21 +32,16 @@ class _WriteGate:
 
     def __init__(self, path: str):
         self.path = path + "-writer"
-        self._pid = None
-
-    def _for_this_process(self) -> None:
-        # A forked worker must not share its parent's lock or its open file: make its own.
-        if self._pid != os.getpid():
-            self._lock = threading.Lock()
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._fd: int | None = None  # opened by the first writer, under the lock
 
     def acquire(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        self._for_this_process()
         if not self._lock.acquire(timeout=timeout):
             raise sqlite3.OperationalError("database is locked")
         try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             delay = 0.0002
             while True:
                 try:
@@ -65,9 +60,26 @@ class _WriteGate:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._lock.release()
 
+    def _after_fork(self) -> None:
+        # A forked process (a gunicorn worker) must share neither its parent's lock nor its open file.
+        self._lock = threading.Lock()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
 
 _GATES: dict[str, _WriteGate] = {}
 _GATES_LOCK = threading.Lock()
+
+
+def _gates_after_fork() -> None:
+    global _GATES_LOCK
+    _GATES_LOCK = threading.Lock()
+    for gate in _GATES.values():
+        gate._after_fork()
+
+
+os.register_at_fork(after_in_child=_gates_after_fork)
 
 
 def _gate_for(path: str) -> _WriteGate:
