@@ -28,41 +28,66 @@ class _WriteGate:
     and only one thread per process tries the file's flock, every 2 ms at most. Past the busy timeout a
     waiter fails as SQLite would ("database is locked"). The busy handler still guards against writers
     that do not pass the gate (another program, schema changes outside a transaction).
+
+    Work known to write (a referral) may take its process's place in line before it starts (`turn`, like
+    BEGIN IMMEDIATE for the process): its reads then run while the other process writes, and the writer
+    does not wait for the interpreter behind threads of its own process that are still reading.
     """
 
     def __init__(self, path: str):
         self.path = path + "-writer"
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._fd: int | None = None  # opened by the first writer, under the lock
+        self._writers = 0  # this process's connections in a write transaction (all on the lock's thread)
 
     def acquire(self, timeout: float) -> None:
+        """A connection's turn to write: the process's lock, then the file's flock."""
         deadline = time.monotonic() + timeout
         if not self._lock.acquire(timeout=timeout):
             raise sqlite3.OperationalError("database is locked")
         try:
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            delay = 0.0002
-            while True:
-                try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise sqlite3.OperationalError("database is locked") from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.002)
+            if self._writers == 0:
+                self._flock(deadline)
+            self._writers += 1
         except BaseException:
             self._lock.release()
             raise
 
     def release(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._writers -= 1
+        if self._writers == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._lock.release()
+
+    def _flock(self, deadline: float) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        delay = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError("database is locked") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.002)
+
+    @contextmanager
+    def turn(self, timeout: float) -> Iterator[None]:
+        """Hold the process's place in line for a whole piece of work that will write: the thread's
+        reads before its first write then do not compete for the interpreter with the writer."""
+        if not self._lock.acquire(timeout=timeout):
+            raise sqlite3.OperationalError("database is locked")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _after_fork(self) -> None:
         # A forked process (a gunicorn worker) must share neither its parent's lock nor its open file.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._writers = 0
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -162,6 +187,14 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _gate_of(url) -> _WriteGate | None:
+    """The write gate of an SQLite file's URL (None for other databases and in-memory ones)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" or u.database.startswith("file:"):
+        return None
+    return _gate_for(u.database)
+
+
 def _gated_factory(gate: _WriteGate):
     return type("GatedConnection", (GatedConnection,), {"gate": gate})
 
@@ -175,13 +208,27 @@ def make_engine(url: str, **kwargs) -> Engine:
         connect_args.setdefault("timeout", BUSY_TIMEOUT_SECONDS)
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-            if not u.database.startswith("file:"):
-                connect_args.setdefault("factory", _gated_factory(_gate_for(u.database)))
+            gate = _gate_of(u)
+            if gate is not None:
+                connect_args.setdefault("factory", _gated_factory(gate))
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+@contextmanager
+def write_turn(engine: Engine) -> Iterator[None]:
+    """Wait for this process's turn to write before starting work that will write (SQLite files; a
+    no-op elsewhere). The turn lasts until the block ends; the database's write lock is still taken
+    by the first write and left at commit."""
+    gate = _gate_of(engine.url)
+    if gate is None:
+        yield
+        return
+    with gate.turn(BUSY_TIMEOUT_SECONDS):
+        yield
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

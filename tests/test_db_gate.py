@@ -71,6 +71,15 @@ def test_writers_of_threads_and_processes_take_turns(tmp_path):
     engine.dispose()
 
 
+def _held(gate) -> bool:
+    """True if a writer of this process is in the gate (seen from another thread)."""
+    free = []
+    t = threading.Thread(target=lambda: free.append(gate._lock.acquire(timeout=0.01) and not gate._lock.release()))
+    t.start()
+    t.join()
+    return not free[0]
+
+
 def test_the_gate_is_left_on_commit_rollback_and_errors(tmp_path):
     engine = _engine(tmp_path / "gate.db")
     gate = db._gate_for(str(tmp_path / "gate.db"))
@@ -78,22 +87,22 @@ def test_the_gate_is_left_on_commit_rollback_and_errors(tmp_path):
         conn.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO t VALUES (1)"))
-        assert gate._lock.locked()
-    assert not gate._lock.locked()
+        assert _held(gate)
+    assert not _held(gate)
     with pytest.raises(RuntimeError):
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO t VALUES (2)"))
             raise RuntimeError
-    assert not gate._lock.locked()
+    assert not _held(gate)
     with pytest.raises(Exception):
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO t VALUES (1)"))  # unique: refused
-    assert not gate._lock.locked()
+    assert not _held(gate)
     with engine.connect() as conn:
         conn.execute(text("INSERT INTO t VALUES (3)"))
-        assert gate._lock.locked()
+        assert _held(gate)
     # Closed without commit: the pool's reset rolls back and leaves the gate.
-    assert not gate._lock.locked()
+    assert not _held(gate)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
     engine.dispose()
@@ -122,3 +131,21 @@ def test_a_writer_waits_no_longer_than_the_busy_timeout(tmp_path, monkeypatch):
     holder.rollback()
     holder.close()
     engine.dispose()
+
+
+def test_a_turn_keeps_other_threads_out_until_it_ends(tmp_path):
+    engine = _engine(tmp_path / "gate.db")
+    gate = db._gate_for(str(tmp_path / "gate.db"))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    with db.write_turn(engine):
+        assert _held(gate)
+        with engine.begin() as conn:  # the turn's own thread writes as usual
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+        assert _held(gate)  # the transaction ended; the turn goes on
+    assert not _held(gate)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+    engine.dispose()
+    with db.write_turn(db.make_engine("sqlite://")):
+        pass  # nothing to wait for in memory (nor on PostgreSQL)
