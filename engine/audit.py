@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from engine.models import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
+# Built once: the values go in as parameters (no statement to build and compile per row).
+_INSERT_EVENT = insert(AuditEvent.__table__)
 
 
 def _digest(seq: int, at: datetime, actor_id, actor_label, client_id, action, object_type, object_id,
@@ -103,7 +105,7 @@ def record(session: Session, *, actor=None, action: str, object_type: str, objec
     actor_id, client_id = getattr(actor, "id", None), getattr(client, "id", None)
     digest = _digest(seq, at, actor_id, label, client_id, action, object_type, object_id, case_id, remote_addr,
                      outcome, detail, head[2])
-    session.connection().execute(insert(AuditEvent.__table__).values(
+    session.connection().execute(_INSERT_EVENT, dict(
         seq=seq, at=at, actor_id=actor_id, actor_label=label, client_id=client_id, action=action,
         object_type=object_type, object_id=object_id, case_id=case_id, remote_addr=remote_addr, outcome=outcome,
         detail=detail, prev_hash=head[2], hash=digest,

@@ -939,9 +939,10 @@ def handoff_deadlines(session, sent_at, urgency: str):
     return due, max(due, escalate)
 
 
-def prefetch(session) -> None:
-    """Read what routing a new case will need (the rules in force and every department they name, the
-    desk's too) into the session's caches, so that an intake can do these reads before its first write."""
+def prefetch(session, facts: RoutingFacts | None = None) -> None:
+    """Read what routing a new case will need into the session's caches, so that an intake can do these
+    reads before its first write: the rules in force, and the departments the decision for ``facts``
+    names (the desk's when no rule matches), or without facts every department the rules name."""
     from engine import services
     from engine.access import DESK_CODE
 
@@ -949,10 +950,16 @@ def prefetch(session) -> None:
         _, ruleset = active_rules(session)
     except RulesError:
         ruleset = None  # route_new_case reports it
-    codes = {DESK_CODE}
-    for rule in ruleset.rules if ruleset is not None else ():
-        codes.add(rule.owner)
-        codes.update(rule.notify)
+    if ruleset is None:
+        codes = {DESK_CODE}
+    elif facts is not None:
+        decision = ruleset.route(facts)
+        codes = {decision.owner or DESK_CODE, *decision.notify}
+    else:
+        codes = {DESK_CODE}
+        for rule in ruleset.rules:
+            codes.add(rule.owner)
+            codes.update(rule.notify)
     services.departments_by_codes(session, sorted(codes))
 
 
