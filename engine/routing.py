@@ -1006,8 +1006,11 @@ def route_new_case(session, case, actor, *, now, client=None) -> RoutingDecision
               "routing_reason": reason, "proposed_department_id": owner.id if owner else None}
     if decision.multi_agency_candidate:
         record["multi_agency_candidate"] = True
-        alerts.raise_alert(session, kind="multi_agency_candidate", case_id=case.id,
-                           message="多機関協働の候補です（" + "・".join(decision.multi_agency_sets) + "）", now=now)
+        # The case row exists; its pending history row goes with the next flush.
+        with session.no_autoflush:
+            alerts.raise_alert(session, kind="multi_agency_candidate", case_id=case.id,
+                               message="多機関協働の候補です（" + "・".join(decision.multi_agency_sets) + "）",
+                               now=now)
     if owner is None or not owner.active:
         for key, value in record.items():
             setattr(case, key, value)
