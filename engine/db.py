@@ -36,28 +36,45 @@ class _WriteGate:
 
     def __init__(self, path: str):
         self.path = path + "-writer"
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._owner: int | None = None  # the thread holding the lock, which may take it again
+        self._depth = 0
         self._fd: int | None = None  # opened by the first writer, under the lock
-        self._writers = 0  # this process's connections in a write transaction (all on the lock's thread)
+        self._writers = 0  # this process's connections in a write transaction (all on the owner thread)
+
+    def _enter(self, timeout: float) -> None:
+        me = threading.get_ident()
+        if self._owner == me:
+            self._depth += 1
+            return
+        if not self._lock.acquire(timeout=timeout):
+            raise sqlite3.OperationalError("database is locked")
+        self._owner, self._depth = me, 1
+
+    def _exit(self) -> None:
+        # Any thread may end a hold (a connection closed by the pool's finalizer, say).
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._lock.release()
 
     def acquire(self, timeout: float) -> None:
         """A connection's turn to write: the process's lock, then the file's flock."""
         deadline = time.monotonic() + timeout
-        if not self._lock.acquire(timeout=timeout):
-            raise sqlite3.OperationalError("database is locked")
+        self._enter(timeout)
         try:
             if self._writers == 0:
                 self._flock(deadline)
             self._writers += 1
         except BaseException:
-            self._lock.release()
+            self._exit()
             raise
 
     def release(self) -> None:
         self._writers -= 1
         if self._writers == 0:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._lock.release()
+        self._exit()
 
     def _flock(self, deadline: float) -> None:
         if self._fd is None:
@@ -77,17 +94,16 @@ class _WriteGate:
     def turn(self, timeout: float) -> Iterator[None]:
         """Hold the process's place in line for a whole piece of work that will write: the thread's
         reads before its first write then do not compete for the interpreter with the writer."""
-        if not self._lock.acquire(timeout=timeout):
-            raise sqlite3.OperationalError("database is locked")
+        self._enter(timeout)
         try:
             yield
         finally:
-            self._lock.release()
+            self._exit()
 
     def _after_fork(self) -> None:
         # A forked process (a gunicorn worker) must share neither its parent's lock nor its open file.
-        self._lock = threading.RLock()
-        self._writers = 0
+        self._lock = threading.Lock()
+        self._owner, self._depth, self._writers = None, 0, 0
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -143,6 +159,12 @@ class GatedConnection(sqlite3.Connection):
 
     def cursor(self, factory=_GatedCursor):
         return super().cursor(factory)
+
+    def execute(self, sql, parameters=()):
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, seq_of_parameters):
+        return self.cursor().executemany(sql, seq_of_parameters)
 
     def _enter_gate(self, sql: str) -> None:
         if self.gate is None or self._holds_gate or self.in_transaction:

@@ -149,3 +149,20 @@ def test_a_turn_keeps_other_threads_out_until_it_ends(tmp_path):
     engine.dispose()
     with db.write_turn(db.make_engine("sqlite://")):
         pass  # nothing to wait for in memory (nor on PostgreSQL)
+
+
+def test_another_thread_may_end_a_writers_hold(tmp_path):
+    # E.g. the pool's finalizer rolls back a connection its thread abandoned mid-transaction.
+    engine = _engine(tmp_path / "gate.db")
+    gate = db._gate_for(str(tmp_path / "gate.db"))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    raw = engine.raw_connection()
+    raw.driver_connection.execute("INSERT INTO t VALUES (1)")
+    assert _held(gate)
+    t = threading.Thread(target=raw.driver_connection.rollback)
+    t.start()
+    t.join()
+    assert not _held(gate)
+    raw.close()
+    engine.dispose()
