@@ -17,6 +17,12 @@ from sqlalchemy.orm import Session
 from engine.models import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
+# Built once: the values go in as parameters (no statement to build and compile per row).
+_INSERT_EVENT = insert(AuditEvent.__table__)
+_HEAD = AuditHead.__table__
+_READ_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
+_LOCK_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq).returning(_HEAD.c.seq, _HEAD.c.hash)
+_STORE_HEAD = update(_HEAD).where(_HEAD.c.id == 1)
 
 
 def _digest(seq: int, at: datetime, actor_id, actor_label, client_id, action, object_type, object_id,
@@ -47,13 +53,10 @@ def _head(session: Session) -> list:
     cached = session.info.get("audit_head")
     if cached is not None and cached[0] is tx:
         return cached
-    table = AuditHead.__table__
     if conn.dialect.name == "sqlite" and not conn.connection.driver_connection.in_transaction:
-        row = conn.execute(update(table).where(table.c.id == 1).values(seq=table.c.seq)
-                           .returning(table.c.seq, table.c.hash)).one()
+        row = conn.execute(_LOCK_HEAD).one()
     else:
-        q = select(table.c.seq, table.c.hash).where(table.c.id == 1)
-        row = conn.execute(q.with_for_update() if conn.dialect.name != "sqlite" else q).one()
+        row = conn.execute(_READ_HEAD.with_for_update() if conn.dialect.name != "sqlite" else _READ_HEAD).one()
     head = [tx, row[0], row[1], False]
     session.info["audit_head"] = head
     return head
@@ -64,9 +67,7 @@ def _store_head(session: Session) -> None:
     """Write the chain head once per transaction, just before it commits."""
     head = session.info.get("audit_head")
     if head is not None and head[3] and head[0] is session.get_transaction():
-        session.connection().execute(
-            update(AuditHead.__table__).where(AuditHead.__table__.c.id == 1).values(seq=head[1], hash=head[2])
-        )
+        session.connection().execute(_STORE_HEAD, {"seq": head[1], "hash": head[2]})
         head[3] = False
 
 
@@ -103,7 +104,7 @@ def record(session: Session, *, actor=None, action: str, object_type: str, objec
     actor_id, client_id = getattr(actor, "id", None), getattr(client, "id", None)
     digest = _digest(seq, at, actor_id, label, client_id, action, object_type, object_id, case_id, remote_addr,
                      outcome, detail, head[2])
-    session.connection().execute(insert(AuditEvent.__table__).values(
+    session.connection().execute(_INSERT_EVENT, dict(
         seq=seq, at=at, actor_id=actor_id, actor_label=label, client_id=client_id, action=action,
         object_type=object_type, object_id=object_id, case_id=case_id, remote_addr=remote_addr, outcome=outcome,
         detail=detail, prev_hash=head[2], hash=digest,

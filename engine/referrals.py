@@ -11,14 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine import services
+from engine import routing, services
+from engine.calendar import JST
 from engine.errors import Conflict, NotFound
 from engine.models import ApiClient, Case, IdempotencyKey, utcnow
 from engine.views import department_ref, referral_view
@@ -105,6 +106,18 @@ def _refuse_duplicate(session: Session, client_id: int, external_ref: str, locat
         )
 
 
+def _routing_facts(payload: dict[str, Any], now: datetime) -> routing.RoutingFacts:
+    """The facts the case opened from this referral will be routed on (see routing.facts_of)."""
+    person = payload["person"]
+    categories = list(dict.fromkeys(payload["categories"]))
+    birth_date = person.get("birth_date")
+    return routing.RoutingFacts(
+        categories=tuple(categories), primary_category=categories[0] if categories else None,
+        area=person.get("area") or None, birth_date=birth_date if isinstance(birth_date, date) else None,
+        source="api", urgency=payload.get("urgency") or "normal", on=now.astimezone(JST).date(),
+    )
+
+
 def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str, Any], actor=None,
             location=lambda case_id: f"/api/v1/referrals/{case_id}", now: datetime | None = None,
             remote_addr: str | None = None) -> ReferralAnswer:
@@ -121,6 +134,8 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
     if answer is not None:
         return answer
     _refuse_duplicate(session, client_id, payload["external_ref"], location)
+    # Reads before the first write: on SQLite the write transaction (one at a time) stays short.
+    routing.prefetch(session, _routing_facts(payload, now))
     row = IdempotencyKey(client_id=client_id, key=key, body_hash=digest, status_code=0, response_body={},
                          created_at=now)
     session.add(row)

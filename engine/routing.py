@@ -891,17 +891,20 @@ def active_rules(session):
     cached = session.info.get("active_rules")
     if cached is not None and session.get_transaction() is not None and cached[0] is session.get_transaction():
         return cached[1]
+    # The version and checksum name the rules; their text is read and parsed once per process.
     row = session.execute(
-        select(RoutingRuleVersion.number, RoutingRuleVersion.checksum, RoutingRuleVersion.source_name,
-               RoutingRuleVersion.source_text)
+        select(RoutingRuleVersion.number, RoutingRuleVersion.checksum)
         .order_by(RoutingRuleVersion.number.desc()).limit(1)
     ).first()
     if row is None:
         return None, None
     key = (row.number, row.checksum, str(_config_dir()))
     if key not in _RULESET_CACHE:
-        _RULESET_CACHE[key] = parse_rules(row.source_text, filename=row.source_name,
-                                          **load_vocabularies(_config_dir()))
+        source_name, source_text = session.execute(
+            select(RoutingRuleVersion.source_name, RoutingRuleVersion.source_text)
+            .where(RoutingRuleVersion.number == row.number)
+        ).one()
+        _RULESET_CACHE[key] = parse_rules(source_text, filename=source_name, **load_vocabularies(_config_dir()))
     result = (row.number, _RULESET_CACHE[key])
     session.info["active_rules"] = (session.get_transaction(), result)
     return result
@@ -934,6 +937,30 @@ def handoff_deadlines(session, sent_at, urgency: str):
         due = cal.deadline_after_business_days(sent_at, policy.accept_within_business_days)
     escalate = cal.deadline_after_business_days(sent_at, policy.escalate_after_business_days)
     return due, max(due, escalate)
+
+
+def prefetch(session, facts: RoutingFacts | None = None) -> None:
+    """Read what routing a new case will need into the session's caches, so that an intake can do these
+    reads before its first write: the rules in force, and the departments the decision for ``facts``
+    names (the desk's when no rule matches), or without facts every department the rules name."""
+    from engine import services
+    from engine.access import DESK_CODE
+
+    try:
+        _, ruleset = active_rules(session)
+    except RulesError:
+        ruleset = None  # route_new_case reports it
+    if ruleset is None:
+        codes = {DESK_CODE}
+    elif facts is not None:
+        decision = ruleset.route(facts)
+        codes = {decision.owner or DESK_CODE, *decision.notify}
+    else:
+        codes = {DESK_CODE}
+        for rule in ruleset.rules:
+            codes.add(rule.owner)
+            codes.update(rule.notify)
+    services.departments_by_codes(session, sorted(codes))
 
 
 def facts_of(case, on: date) -> RoutingFacts:
@@ -979,8 +1006,11 @@ def route_new_case(session, case, actor, *, now, client=None) -> RoutingDecision
               "routing_reason": reason, "proposed_department_id": owner.id if owner else None}
     if decision.multi_agency_candidate:
         record["multi_agency_candidate"] = True
-        alerts.raise_alert(session, kind="multi_agency_candidate", case_id=case.id,
-                           message="多機関協働の候補です（" + "・".join(decision.multi_agency_sets) + "）", now=now)
+        # The case row exists; its pending history row goes with the next flush.
+        with session.no_autoflush:
+            alerts.raise_alert(session, kind="multi_agency_candidate", case_id=case.id,
+                               message="多機関協働の候補です（" + "・".join(decision.multi_agency_sets) + "）",
+                               now=now)
     if owner is None or not owner.active:
         for key, value in record.items():
             setattr(case, key, value)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -123,16 +123,21 @@ def _departments(session: Session, errors: dict, name: str, codes: list[str] | N
     return found
 
 
+_COUNTERS = CaseNumberCounter.__table__
+_BUMP_CASE_NUMBER = (update(_COUNTERS).where(_COUNTERS.c.fiscal_year == bindparam("fy"))
+                     .values(last_number=_COUNTERS.c.last_number + 1).returning(_COUNTERS.c.last_number))
+
+
 def next_case_number(session: Session, now: datetime) -> str:
     """Give the next case number of the fiscal year, like R8-000123 (令和8年度の123件目)."""
     fy = calendar.fiscal_year(now.astimezone(calendar.JST).date())
-    dialect = session.get_bind().dialect.name
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(CaseNumberCounter)
-    session.execute(ins.values(fiscal_year=fy, last_number=0).on_conflict_do_nothing(index_elements=["fiscal_year"]))
-    number = session.execute(
-        update(CaseNumberCounter).where(CaseNumberCounter.fiscal_year == fy)
-        .values(last_number=CaseNumberCounter.last_number + 1).returning(CaseNumberCounter.last_number)
-    ).scalar_one()
+    conn = session.connection()  # the counters are never loaded as objects: Core statements will do
+    number = conn.execute(_BUMP_CASE_NUMBER, {"fy": fy}).scalar()
+    if number is None:
+        # The year's first case: make its counter (a concurrent first case may make it too), then count.
+        ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(_COUNTERS)
+        conn.execute(ins.values(fiscal_year=fy, last_number=0).on_conflict_do_nothing(index_elements=["fiscal_year"]))
+        number = conn.execute(_BUMP_CASE_NUMBER, {"fy": fy}).scalar_one()
     return f"R{calendar.reiwa_year(fy)}-{number:06d}"
 
 

@@ -5,6 +5,7 @@ from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy.orm import Session
 
 from engine import audit
+from engine.db import write_turn as write_turn_of
 
 
 def session() -> Session:
@@ -18,6 +19,15 @@ def session() -> Session:
         if has_request_context():
             audit.bind(g.db_session, remote_addr=request.remote_addr)
     return g.db_session
+
+
+def write_turn() -> None:
+    """This request will write: wait for the process's turn now, keep it until the request ends
+    (engine.db.write_turn; SQLite only)."""
+    if "write_turn" not in g:
+        turn = write_turn_of(current_app.extensions["tsunagu.engine"])
+        turn.__enter__()
+        g.write_turn = turn
 
 
 def commit() -> None:
@@ -41,7 +51,12 @@ def init_app(app: Flask) -> None:
     @app.teardown_request
     def _close(exc):
         s = g.pop("db_session", None)
-        if s is not None:
-            if exc is not None:
-                s.rollback()
-            s.close()
+        try:
+            if s is not None:
+                if exc is not None:
+                    s.rollback()
+                s.close()
+        finally:
+            turn = g.pop("write_turn", None)
+            if turn is not None:
+                turn.__exit__(None, None, None)

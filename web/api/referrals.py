@@ -36,6 +36,7 @@ class Referrals(MethodView):
         `routing.reason` は振り分けの理由です。
         """
         who = caller()
+        db.write_turn()
         answer = referrals.receive(db.session(), who.client, key=headers["idempotency_key"], payload=payload,
                                    actor=who.user, location=_location, remote_addr=request.remote_addr)
         out = {"Location": _location(answer.case_id)}
