@@ -136,10 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         port = _free_port()
         env = {**os.environ, "DATABASE_URL": database_url, "TSUNAGU_INSTANCE_DIR": tmp, "SECRET_KEY": "bench",
                "TSUNAGU_CONFIG_DIR": str(ROOT / "config"), "TSUNAGU_BENCH_BARE": "1"}
+        # The server's log goes to a file: a pipe nobody reads would fill and stall the server.
+        log_path = Path(tmp) / "server.log"
+        log = open(log_path, "wb")
         server = subprocess.Popen(
             [sys.executable, "-c", "from web.cli import main; main()", "serve", "--host", "127.0.0.1",
              "--port", str(port), "--workers", str(args.workers)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp)
+            env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=tmp)
         try:
             for _ in range(200):
                 try:
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 except OSError:
                     time.sleep(0.1)
             else:
-                raise SystemExit("the server did not start: " + server.stderr.read().decode(errors="replace")[-2000:])
+                raise SystemExit("the server did not start: " + log_path.read_text(errors="replace")[-2000:])
             auth = {"Authorization": f"Bearer {token}"}
             # Warm both paths in both workers (imports, rule cache, connection pools).
             _load(port, "/api/v1/referrals", auth, "warm", 64, args.clients)
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.terminate()
             server.wait(20)
+            log.close()
 
     print(f"POST /api/v1/referrals under gunicorn ({args.workers} workers), SQLite (WAL, synchronous=FULL), "
           f"{args.referrals} distinct referrals from {args.clients} concurrent clients")
