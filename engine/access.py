@@ -250,6 +250,19 @@ def consented_department_ids(session: Session, case_id: int) -> set[int]:
     return set() if consent is None else {a.department_id for a in consent.agencies}
 
 
+def _covered(session: Session, case_id: int, department_id: int) -> bool:
+    """Whether the case's consent in force covers the department (one query: the newest consent's status,
+    and whether the department is among its agencies)."""
+    from engine.models import Consent, ConsentAgency
+
+    row = session.execute(
+        select(Consent.status, exists().where(ConsentAgency.consent_id == Consent.id,
+                                              ConsentAgency.department_id == department_id))
+        .where(Consent.case_id == case_id).order_by(Consent.id.desc()).limit(1)
+    ).first()
+    return row is not None and row[0] == "given" and bool(row[1])
+
+
 def relations(session: Session, user, case) -> frozenset[str]:
     """The relations of `user` to `case` (see the module docstring)."""
     from engine.models import Handoff, Meeting, MeetingMember
@@ -280,7 +293,7 @@ def relations(session: Session, user, case) -> frozenset[str]:
             rel.add(JOINED)
         if from_dept == dept:
             rel.add(RECORDER)
-    if dept in consented_department_ids(session, case.id):
+    if _covered(session, case.id, dept):
         rel.add(COVERED)
     if case.fm_id is not None and case.fm_id == user.id:
         rel.add(CASE_FM)

@@ -274,6 +274,9 @@ class EventContext:
     main_department: Department | None = None
     plan: Plan | None = None
     history_detail: dict[str, Any] = field(default_factory=dict)
+    # The actor's relations to the case as the request found it (engine.access.relations), worked out
+    # once: every guard about who may act judges the actor by them, before the event changes anything.
+    rel: frozenset[str] | None = None
 
     @property
     def today(self) -> date:
@@ -644,7 +647,10 @@ def fire_event(session: Session, actor: User, case_id: int, event: str, *, versi
     state change (the engine's own use: routing records its decision that way; never caller input).
     """
     now = now or utcnow()
-    case = load_case(session, actor, case_id)
+    case = session.get(Case, case_id)
+    rel = access.relations(session, actor, case) if case is not None else frozenset()
+    if case is None or access.sight_of(rel) < access.Sight.METADATA:
+        raise NotFound("指定されたケースは見つかりません。")
     if event not in states.CASE_EVENT_LABELS:
         states.check_event(case, event)
     if version is None:
@@ -654,7 +660,7 @@ def fire_event(session: Session, actor: User, case_id: int, event: str, *, versi
     states.check_event(case, event)
     prepare, apply, _ = EVENTS[event]
     ctx = EventContext(session=session, actor=actor, case=case, event=event, now=now,
-                       fields=dict(fields or {}), remote_addr=remote_addr, client=client)
+                       fields=dict(fields or {}), remote_addr=remote_addr, client=client, rel=rel)
     prepare(ctx)
     before = case.state
     with session.no_autoflush:  # the state and the fields it requires reach the row in one UPDATE
@@ -676,8 +682,11 @@ def fire_event(session: Session, actor: User, case_id: int, event: str, *, versi
 
 def allowed_events(session: Session, actor: User, case: Case) -> list[str]:
     """The events the state allows now that `actor` may fire (guards about the actor applied)."""
+    rel = access.relations(session, actor, case)
+    now = utcnow()
+
     def ctx_for(event: str) -> EventContext:
-        ctx = EventContext(session=session, actor=actor, case=case, event=event, now=utcnow(), fields={})
+        ctx = EventContext(session=session, actor=actor, case=case, event=event, now=now, fields={}, rel=rel)
         if event in ("accept_handoff", "decline_handoff"):
             ctx.handoff = case.open_primary_handoff
         return ctx

@@ -60,7 +60,7 @@ def _refuse(guard: str, message: str) -> None:
 
 def _actor_may_fire(case, ctx, guard: str) -> None:
     """Refuse unless the access policy lets the actor fire this event (engine.access.EVENT_PERMISSIONS)."""
-    if not access.may_fire(ctx.session, ctx.actor, case, ctx.event):
+    if not access.may_fire(ctx.session, ctx.actor, case, ctx.event, rel=getattr(ctx, "rel", None)):
         raise PermissionDenied(access.DENIED[access.EVENT_PERMISSIONS[ctx.event]], guard=guard)
 
 
