@@ -489,7 +489,10 @@ def visible_cases_filter(session: Session | None, user, min_sight: Sight = Sight
     newer = aliased(Consent)
     # Correlated to the consent row being tested (not to `cases`, two levels up, which would cross-join).
     later = select(newer.id).where(newer.case_id == Consent.case_id, newer.id > Consent.id).correlate(Consent)
-    is_desk = exists().where(Department.id == dept, Department.code == DESK_CODE)
+    if session is not None:
+        is_desk = true() if dept == _desk_id(session) else false()
+    else:
+        is_desk = exists().where(Department.id == dept, Department.code == DESK_CODE)
     # Each way in is an index lookup or an uncorrelated IN (subquery) computed once per query, so that the
     # database unions the matching rows instead of testing every case row.
     content = or_(

@@ -213,4 +213,7 @@ def department_choices(session: Session) -> list[tuple[str, str]]:
 def state_counts(session: Session, actor) -> dict[str, Any]:
     """How many cases the actor may know of are in each state."""
     visible = access.visible_cases_filter(session, actor)
-    return dict(session.execute(select(Case.state, func.count()).where(visible).group_by(Case.state)).all())
+    # The visible ids first (each way in of the filter is an index lookup, unioned), then their states:
+    # testing the whole filter on every case row instead costs several times as much at 100,000 cases.
+    ids = select(Case.id).where(visible)
+    return dict(session.execute(select(Case.state, func.count()).where(Case.id.in_(ids)).group_by(Case.state)).all())

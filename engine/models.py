@@ -197,7 +197,7 @@ class Case(Base):
     owning_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
     created_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    fm_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    fm_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     consent_to_share: Mapped[bool] = mapped_column(Boolean, default=False)
     multi_agency_candidate: Mapped[bool] = mapped_column(Boolean, default=False)
     # Routing: what the rules proposed, under which version, and any override by staff.
@@ -280,7 +280,7 @@ class Handoff(Base):
     primary: Mapped[bool] = mapped_column(Boolean, default=True)
     state: Mapped[str] = mapped_column(String(16), default="sent")
     version: Mapped[int] = mapped_column(Integer, nullable=False)
-    from_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    from_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
     to_department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), index=True)
     sender_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reason: Mapped[str] = mapped_column(Text)
