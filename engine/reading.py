@@ -112,7 +112,8 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
                                      for r in plan.roles]}
         if meeting.kind == "support_meeting":
             record.may_carry = record.may_append and access.current_given_consent(session, case.id) is not None
-            record.carried = [f for f in views.shared_facts_view(session, case, rel=access.relations(session, actor, case),
+            # The reader is an acknowledged member: every fact carried from this meeting reaches them.
+            record.carried = [f for f in views.shared_facts_view(session, case, rel=frozenset(),
                                                                  member_meetings={meeting.id})
                               if f["meeting_id"] == meeting.id]
         services.record_case_read(session, actor, case, what="meeting", remote_addr=remote_addr)

@@ -631,10 +631,17 @@ EVENTS: dict[str, tuple] = {
 def load_case(session: Session, actor, case_id: int, *, for_update: bool = False,
               min_sight: access.Sight = access.Sight.METADATA) -> Case:
     """Load a case the actor may see; NotFound otherwise (the actor may not learn that it exists)."""
+    return load_case_with_relations(session, actor, case_id, for_update=for_update, min_sight=min_sight)[0]
+
+
+def load_case_with_relations(session: Session, actor, case_id: int, *, for_update: bool = False,
+                             min_sight: access.Sight = access.Sight.METADATA) -> tuple[Case, frozenset[str]]:
+    """load_case, and the actor's relations to the case that decided it (for the checks that follow)."""
     case = session.get(Case, case_id, with_for_update=for_update) if for_update else session.get(Case, case_id)
-    if case is None or access.case_sight(session, actor, case) < min_sight:
+    rel = access.relations(session, actor, case) if case is not None else frozenset()
+    if case is None or access.sight_of(rel) < min_sight:
         raise NotFound("指定されたケースは見つかりません。")
-    return case
+    return case, rel
 
 
 def fire_event(session: Session, actor: User, case_id: int, event: str, *, version: int | None,
@@ -647,10 +654,7 @@ def fire_event(session: Session, actor: User, case_id: int, event: str, *, versi
     state change (the engine's own use: routing records its decision that way; never caller input).
     """
     now = now or utcnow()
-    case = session.get(Case, case_id)
-    rel = access.relations(session, actor, case) if case is not None else frozenset()
-    if case is None or access.sight_of(rel) < access.Sight.METADATA:
-        raise NotFound("指定されたケースは見つかりません。")
+    case, rel = load_case_with_relations(session, actor, case_id)
     if event not in states.CASE_EVENT_LABELS:
         states.check_event(case, event)
     if version is None:

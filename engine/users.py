@@ -116,6 +116,8 @@ def disable_user(session: Session, actor: User, login: str) -> User:
     user = session.scalar(select(User).where(User.login == login))
     if user is None:
         raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})
+    if actor is not None and actor.id == user.id:
+        raise ValidationFailed({"login": ["自分自身は停止できません（ほかの管理者に依頼してください）。"]})
     now = utcnow()
     user.active = False
     user.session_epoch += 1

@@ -100,7 +100,8 @@ def test_admin_stops_a_user_whose_open_session_ends_at_once(world, web, sessions
     after = staff.get(f"/cases/{world.case_id}")
     assert after.status_code == 302 and "/login" in after.headers["Location"]
     # An admin cannot stop their own account from the page; an unknown login is said so.
-    admin.post(f"/admin/users/{world.logins['admin']}/disable")
+    own = admin.post(f"/admin/users/{world.logins['admin']}/disable", follow_redirects=True)
+    assert "自分自身は停止できません" in text_of(own)
     assert _user(sessions, world.logins["admin"]).active
     assert "という利用者はいません" in text_of(admin.post("/admin/users/nobody/disable", follow_redirects=True))
 
