@@ -31,11 +31,11 @@ sys.path.insert(0, str(_HERE.parent))
 
 from sqlalchemy import func, insert, select, text, update  # noqa: E402
 
-from engine import demo, migrate, routing, services  # noqa: E402
+from engine import case_departments, demo, migrate, routing, services  # noqa: E402
 from engine.db import make_engine, make_session_factory, unit_of_work  # noqa: E402
 from engine.models import (  # noqa: E402
-    AuditEvent, AuditHead, Case, CaseCategory, CaseHistory, CaseNumberCounter, Consent, ConsentAgency, Handoff,
-    Meeting, MeetingCase, MeetingMember, Person, Plan, PlanRole, User,
+    AuditEvent, AuditHead, Case, CaseCategory, CaseDepartment, CaseHistory, CaseNumberCounter, Consent, ConsentAgency,
+    Handoff, Meeting, MeetingCase, MeetingMember, Person, Plan, PlanRole, User,
 )
 from engine.settings import PROJECT_ROOT  # noqa: E402
 
@@ -122,8 +122,15 @@ class CoreWriter:
                      .values(state=dest, version=version + 1, updated_at=NOW, **case_values))
         conn.execute(insert(CaseHistory).values(case_id=case_id, event=event, from_state=src, to_state=dest,
                                                 actor_id=self.users["fm"].id, at=NOW, detail={}))
+        conn.execute(update(CaseDepartment).where(CaseDepartment.case_id == case_id).values(state=dest))
         self.audit(conn, f"case.{event}", case_id)
         return version + 1
+
+    @staticmethod
+    def relate(conn, case_id, department_id, content, state):
+        """A department's relation to the case (case_departments), as the engine keeps it."""
+        conn.execute(insert(CaseDepartment).values(case_id=case_id, department_id=department_id, content=content,
+                                                   state=state))
 
     def one_case(self):
         d, u = self.depts, self.users
@@ -145,6 +152,7 @@ class CoreWriter:
             conn.execute(insert(CaseHistory).values(case_id=case_id, event="open", to_state="intake", at=NOW,
                                                     detail={}))
             self.audit(conn, "case.open", case_id)
+            self.relate(conn, case_id, d["desk"], True, "intake")
             conn.execute(update(Case).where(Case.id == case_id, Case.version == 1).values(
                 version=2, routing_rule_version=1, routing_rule_name="生活困窮", routing_reason="理由",
                 proposed_department_id=d["livelihood"]))
@@ -152,12 +160,16 @@ class CoreWriter:
                 case_id=case_id, primary=True, state="sent", version=1, to_department_id=d["livelihood"],
                 reason="理由", summary="家賃の滞納", urgency="normal", sent_at=NOW, due_at=NOW, escalate_at=NOW,
             ).returning(Handoff.id)).scalar_one()
+            self.relate(conn, case_id, d["livelihood"], True, "intake")
             v = self.move(conn, case_id, 2, "send_handoff", "intake", "handoff")
         with self.engine.begin() as conn:
             conn.execute(update(Handoff).where(Handoff.id == handoff_id, Handoff.version == 1).values(
                 state="accepted", version=2, accepted_at=NOW, accepted_by_id=u["livelihood"].id))
             conn.execute(insert(CaseHistory).values(case_id=case_id, event="handoff.accept", from_state="sent",
                                                     to_state="accepted", at=NOW, detail={}))
+            conn.execute(update(CaseDepartment).where(CaseDepartment.case_id == case_id,
+                                                      CaseDepartment.department_id == d["desk"])
+                         .values(content=False))  # the desk keeps metadata once the case is owned
             v = self.move(conn, case_id, v, "accept_handoff", "handoff", "assigned",
                           owning_department_id=d["livelihood"], accepted_at=NOW)
         with self.engine.begin() as conn:
@@ -180,6 +192,7 @@ class CoreWriter:
                 recorded_by_id=u["fm"].id, recorded_at=NOW).returning(Consent.id)).scalar_one()
             conn.execute(insert(ConsentAgency), [{"consent_id": consent_id, "department_id": d["livelihood"]},
                                                  {"consent_id": consent_id, "department_id": d["shakyo"]}])
+            self.relate(conn, case_id, d["shakyo"], True, "consent")
             v = self.move(conn, case_id, v, "record_consent", "consent", "layered_meeting", consent_to_share=True)
         with self.engine.begin() as conn:
             layered = conn.execute(insert(Meeting).values(
@@ -239,6 +252,8 @@ def main() -> None:
         with factory() as s:
             closed = s.scalar(select(func.count()).select_from(Case).where(Case.state == "closed"))
             assert closed >= per_round * args.rounds, "the engine run did not reach closed"
+            # Both sides kept the departments' relations as the records give them.
+            assert case_departments.drift(s) == [], "case_departments differs from the records"
         engine.dispose()
     cases = per_round * args.rounds
     events = cases * EVENTS_PER_CASE

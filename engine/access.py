@@ -5,8 +5,9 @@ members share without consent under a secrecy duty; what they shared stays with 
 sharing reaches only the agencies the consent covers; outside those, a department sees what it owns.
 
 The policy is data: `POLICY` names, for each kind of record and each operation, the relations to the case
-that open it. `relations()` computes a person's relations to a case in Python; `visible_cases_filter()`
-computes the same in SQL for lists, counts and search (the two are tested to agree).
+that open it. `relations()` computes a person's relations to a case in Python from the records;
+`visible_cases_filter()` computes the same in SQL for lists, counts and search, reading the departments'
+relations from the table engine.case_departments keeps (the two are tested to agree).
 
 Relations of a person to a case:
 - owner: staff of the owning department; while no department owns it, of the department that recorded
@@ -41,8 +42,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from sqlalchemy import and_, exists, false, or_, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import exists, false, func, or_, select, true, union
+from sqlalchemy.orm import Session
 
 from engine.errors import NotFound, PermissionDenied, SecrecyNotAcknowledged
 
@@ -468,13 +469,18 @@ def permissions(session: Session, user, case, rel: frozenset[str] | None = None)
 # --- the same rules in SQL, for lists, counts and search -----------------------------------------
 
 
-def visible_cases_filter(session: Session | None, user, min_sight: Sight = Sight.METADATA):
+def visible_cases_filter(session: Session | None, user, min_sight: Sight = Sight.METADATA, *, walk: bool = False):
     """A WHERE clause for the cases `user` sees at `min_sight` or more (lists, counts and search use it).
 
     It states the rules of `relations()` in SQL; a test checks the two agree on every pair of a varied set.
-    (`session` is not needed; it is kept for the callers that pass it.)
+    (`session` is not needed; it is kept for the callers that pass it.) The clause is true() or false()
+    itself when the answer does not depend on the case.
+
+    With `walk`, the clause is stated so that the database cannot answer it through the case id's index:
+    for a list that walks another index (newest first) and tests each row, which beats gathering and
+    sorting every visible case when the person may know of thousands.
     """
-    from engine.models import Case, Consent, ConsentAgency, Department, Handoff
+    from engine.models import Case, CaseDepartment
 
     role = getattr(user, "role", None)
     if role == "system":
@@ -485,34 +491,46 @@ def visible_cases_filter(session: Session | None, user, min_sight: Sight = Sight
         return true() if min_sight <= Sight.METADATA else false()
     if role == "fm" and min_sight <= Sight.METADATA:
         return true()
-    dept = user.department_id
-    newer = aliased(Consent)
-    # Correlated to the consent row being tested (not to `cases`, two levels up, which would cross-join).
-    later = select(newer.id).where(newer.case_id == Consent.case_id, newer.id > Consent.id).correlate(Consent)
-    if session is not None:
-        is_desk = true() if dept == _desk_id(session) else false()
-    else:
-        is_desk = exists().where(Department.id == dept, Department.code == DESK_CODE)
-    # Each way in is an index lookup or an uncorrelated IN (subquery) computed once per query, so that the
-    # database unions the matching rows instead of testing every case row.
-    content = or_(
-        Case.owning_department_id == dept,
-        and_(Case.owning_department_id.is_(None), or_(Case.created_department_id == dept, is_desk)),
-        Case.id.in_(select(Handoff.case_id).where(Handoff.to_department_id == dept,
-                                                  Handoff.state.in_(("sent", "accepted")))),
-        Case.id.in_(select(Consent.case_id).join(ConsentAgency, ConsentAgency.consent_id == Consent.id)
-                    .where(ConsentAgency.department_id == dept, Consent.status == "given", ~exists(later))),
-        Case.fm_id == user.id,
-        Case.id.in_(_meeting_cases(user, acknowledged=True)),
-    )
+    if session is not None:  # the transaction's own writes first
+        from engine import case_departments
+
+        case_departments.settle(session)
+    # The department's relations are kept in case_departments (engine.case_departments, checked against
+    # the records by the tests); the person's own (case FM, meeting member) are added here. Each way in
+    # is an index lookup, so the database unions ids instead of testing every case row.
+    # Every way in is stated on the case id alone, so that a list walking an index of `cases` in some order
+    # can test it without reading the rows it skips.
+    known = select(CaseDepartment.case_id).where(CaseDepartment.department_id == user.department_id)
+    fm_cases = select(Case.id).where(Case.fm_id == user.id)
+    case_id = Case.id + 0 if walk else Case.id
     if min_sight >= Sight.CONTENT:
-        return content
-    return or_(
-        content,
-        Case.created_department_id == dept,
-        Case.id.in_(select(Handoff.case_id).where(Handoff.from_department_id == dept)),
-        Case.id.in_(_meeting_cases(user, acknowledged=False)),
-    )
+        return or_(case_id.in_(known.where(CaseDepartment.content.is_(True))), case_id.in_(fm_cases),
+                   case_id.in_(_meeting_cases(user, acknowledged=True)))
+    return or_(case_id.in_(known), case_id.in_(fm_cases), case_id.in_(_meeting_cases(user, acknowledged=False)))
+
+
+def visible_state_counts(session: Session, user) -> dict[str, int]:
+    """How many cases `user` may know of are in each state (the same cases as visible_cases_filter)."""
+    from engine.models import Case, CaseDepartment
+
+    visible = visible_cases_filter(session, user)
+    if visible is false():
+        return {}
+    if visible is true():
+        return dict(session.execute(select(Case.state, func.count()).group_by(Case.state)).all())
+    counts = dict(session.execute(
+        select(CaseDepartment.state, func.count()).where(CaseDepartment.department_id == user.department_id)
+        .group_by(CaseDepartment.state)).all())
+    # The person's own cases that the department does not already know of (their ids first: an OR of the
+    # two ways in would test every case row).
+    own_ids = union(select(Case.id).where(Case.fm_id == user.id), _meeting_cases(user, acknowledged=False))
+    own = select(Case.state, func.count()).where(
+        Case.id.in_(own_ids),
+        ~exists().where(CaseDepartment.case_id == Case.id, CaseDepartment.department_id == user.department_id),
+    ).group_by(Case.state)
+    for state, n in session.execute(own):
+        counts[state] = counts.get(state, 0) + n
+    return counts
 
 
 def _meeting_cases(user, *, acknowledged: bool):

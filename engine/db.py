@@ -254,6 +254,9 @@ def write_turn(engine: Engine) -> Iterator[None]:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on `engine`; every flush through them keeps `case_departments` (engine.case_departments)."""
+    from engine import case_departments  # noqa: F401  (its import registers the flush listener)
+
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
 

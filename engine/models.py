@@ -391,6 +391,27 @@ class Consent(Base):
     agencies: Mapped[list["ConsentAgency"]] = relationship(cascade="all, delete-orphan")
 
 
+class CaseDepartment(Base):
+    """A department's standing relation to a case, kept by engine.case_departments.
+
+    One row per (case, department) for the relations that belong to a department rather than to one
+    person: owner (or, while the case is unowned, its recorder and the desk), invited or joined by a
+    つなぐシート, covered by the current consent (`content` true), and recorder (`content` false). The
+    case's `state` is repeated here so that a department's counts by state read one index. This table
+    only speeds up lists and counts; every decision on one case is taken from the records themselves.
+    """
+
+    __tablename__ = "case_departments"
+    __table_args__ = (
+        Index("ix_case_departments_department_id_state", "department_id", "state", "content", "case_id"),
+    )
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), primary_key=True)
+    content: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(32))
+
+
 class ConsentAgency(Base):
     """An agency a consent covers (同意の範囲)."""
 

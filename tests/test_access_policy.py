@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from engine import access, alerts, casefile, confidential, services, views
+from engine import access, alerts, case_departments, casefile, confidential, services, views
 from engine.db import unit_of_work
 from engine.errors import GuardRefused, NotFound, PermissionDenied, SecrecyNotAcknowledged
 from engine.models import Alert, ApiClient, AuditEvent, Case, ContactNote, Meeting, SharedFact, User
@@ -118,6 +118,8 @@ def test_sql_filter_agrees_with_case_sight_for_every_actor_and_case(varied, sess
                 seen_levels.add(access.case_sight(s, person, s.get(Case, c)))
         assert seen_levels == {access.Sight.NONE, access.Sight.METADATA, access.Sight.CONTENT}
         assert checked == len(people) * len(cases) * 2
+        # The table the filter reads is the one the records give.
+        assert case_departments.drift(s) == []
 
 
 def test_fm_sees_handoff_metadata_of_every_case_and_content_only_as_member_or_owner(varied, sessions, actors):
