@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert, select  # noqa: E402
+from sqlalchemy import insert, select, text  # noqa: E402
 
-from engine import demo, migrate, routing  # noqa: E402
+from engine import case_departments, demo, migrate, routing  # noqa: E402
 from engine.db import make_engine, make_session_factory, unit_of_work  # noqa: E402
 from engine.models import (  # noqa: E402
     Alert, Case, CaseCategory, CaseHistory, Consent, ConsentAgency, Department, Handoff, HouseholdMember, Meeting,
@@ -177,8 +177,12 @@ def fill(url: str, n_cases: int, seed: int = 8050) -> dict:
                             (ConsentAgency, consent_agencies), (Plan, plans), (PlanRole, roles)):
             for batch in _batched(rows):
                 engine_conn.execute(insert(table.__table__), batch)
-    engine_conn.execute(__import__("sqlalchemy").text("ANALYZE"))
     engine_conn.close()
+    # The rows went in past the ORM: the departments' relations are built from them in one pass, as a
+    # bulk load must (engine.case_departments).
+    with unit_of_work(sessions) as s:
+        case_departments.rebuild(s)
+        s.execute(text("ANALYZE"))
     engine.dispose()
     return {"cases": len(cases), "handoffs": len(handoffs), "history": len(history), "alerts": len(alerts),
             "meetings": len(meetings), "plans": len(plans)}
