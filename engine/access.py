@@ -41,6 +41,7 @@ thing gets PermissionDenied (SecrecyNotAcknowledged when a member must first ack
 from __future__ import annotations
 
 from enum import IntEnum
+from functools import cache
 
 from sqlalchemy import exists, false, func, or_, select, true, union
 from sqlalchemy.orm import Session
@@ -251,23 +252,34 @@ def consented_department_ids(session: Session, case_id: int) -> set[int]:
     return set() if consent is None else {a.department_id for a in consent.agencies}
 
 
-def _covered(session: Session, case_id: int, department_id: int) -> bool:
-    """Whether the case's consent in force covers the department (one query: the newest consent's status,
-    and whether the department is among its agencies)."""
-    from engine.models import Consent, ConsentAgency
+@cache
+def _relation_statements():
+    """The three reads of relations(), built once (every event and every case page runs them)."""
+    from sqlalchemy import bindparam
 
-    row = session.execute(
-        select(Consent.status, exists().where(ConsentAgency.consent_id == Consent.id,
-                                              ConsentAgency.department_id == department_id))
-        .where(Consent.case_id == case_id).order_by(Consent.id.desc()).limit(1)
-    ).first()
+    from engine.models import Consent, ConsentAgency, Handoff, Meeting, MeetingMember
+
+    case_id, dept, user_id = bindparam("r_case"), bindparam("r_dept"), bindparam("r_user")
+    handoffs = (select(Handoff.state, Handoff.to_department_id, Handoff.from_department_id)
+                .where(Handoff.case_id == case_id,
+                       or_(Handoff.to_department_id == dept, Handoff.from_department_id == dept)))
+    # The newest consent's status, and whether the department is among its agencies.
+    covered = (select(Consent.status, exists().where(ConsentAgency.consent_id == Consent.id,
+                                                     ConsentAgency.department_id == dept))
+               .where(Consent.case_id == case_id).order_by(Consent.id.desc()).limit(1))
+    meetings = (select(MeetingMember.acknowledged_at).join(Meeting, Meeting.id == MeetingMember.meeting_id)
+                .where(Meeting.case_id == case_id, MeetingMember.user_id == user_id))
+    return handoffs, covered, meetings
+
+
+def _covered(session: Session, case_id: int, department_id: int) -> bool:
+    """Whether the case's consent in force covers the department."""
+    row = session.execute(_relation_statements()[1], {"r_case": case_id, "r_dept": department_id}).first()
     return row is not None and row[0] == "given" and bool(row[1])
 
 
 def relations(session: Session, user, case) -> frozenset[str]:
     """The relations of `user` to `case` (see the module docstring)."""
-    from engine.models import Handoff, Meeting, MeetingMember
-
     if getattr(user, "role", None) == "system":
         return frozenset({SYSTEM})
     if not _is_person(user):
@@ -283,11 +295,8 @@ def relations(session: Session, user, case) -> frozenset[str]:
         rel.add(OWNER)
     if dept == case.created_department_id:
         rel.add(RECORDER)
-    for state, to_dept, from_dept in session.execute(
-        select(Handoff.state, Handoff.to_department_id, Handoff.from_department_id)
-        .where(Handoff.case_id == case.id,
-               or_(Handoff.to_department_id == dept, Handoff.from_department_id == dept))
-    ):
+    handoffs, _, meetings = _relation_statements()
+    for state, to_dept, from_dept in session.execute(handoffs, {"r_case": case.id, "r_dept": dept}):
         if to_dept == dept and state == "sent":
             rel.add(INVITED)
         if to_dept == dept and state == "accepted":
@@ -298,10 +307,7 @@ def relations(session: Session, user, case) -> frozenset[str]:
         rel.add(COVERED)
     if case.fm_id is not None and case.fm_id == user.id:
         rel.add(CASE_FM)
-    for (acknowledged_at,) in session.execute(
-        select(MeetingMember.acknowledged_at).join(Meeting, Meeting.id == MeetingMember.meeting_id)
-        .where(Meeting.case_id == case.id, MeetingMember.user_id == user.id)
-    ):
+    for (acknowledged_at,) in session.execute(meetings, {"r_case": case.id, "r_user": user.id}):
         rel.add(CASE_MEMBER if acknowledged_at is not None else PENDING_MEMBER)
     return frozenset(rel)
 
