@@ -794,11 +794,18 @@ def record_refusal(session: Session, actor, error: EngineError, *, action: str, 
 
 
 def request_join(session: Session, actor: User, case_id: int, *, to_department: str, reason: str,
-                 summary: str, now: datetime | None = None, remote_addr: str | None = None) -> Handoff:
-    """Ask another department to join the case with a つなぐシート of its own (same stall timers)."""
+                 summary: str, version: int | None = None, now: datetime | None = None,
+                 remote_addr: str | None = None) -> Handoff:
+    """Ask another department to join the case with a つなぐシート of its own (same stall timers).
+
+    The case does not move, but its version does: a form shown before someone else changed the case
+    (`version`) is refused as stale, and two requests racing each other are one after the other.
+    """
     now = now or utcnow()
     case = load_case(session, actor, case_id)
     access.require(session, actor, case, access.CASE_METADATA, access.WRITE)
+    if version is not None and case.version != version:
+        raise StaleVersion(case.version, version)
     if case.state == "closed":
         raise states.EventNotAllowed("request_join", case.state, states.CASE_STATE_LABELS[case.state],
                                      [], [])
@@ -810,6 +817,8 @@ def request_join(session: Session, actor: User, case_id: int, *, to_department: 
     if any(h.to_department_id == target.id and h.state in ("sent", "accepted") for h in case.handoffs) or \
             case.owning_department_id == target.id:
         raise ValidationFailed({"to_department": [f"{target.name}は既にこのケースに関わっています。"]})
+    case.updated_at = now  # the case's version moves with the request
+    flush_or_stale(session, case)
     handoff = send_handoff_record(session, actor, case, target, reason=reason, summary=summary, now=now,
                                   primary=False)
     session.flush()

@@ -265,3 +265,36 @@ def test_an_admin_answers_a_disclosure_request_and_stops_a_user(browser, server,
     assert "/login" in livelihood.page.url
     admin.close()
     livelihood.close()
+
+
+def test_another_department_is_asked_to_join_and_accepts_from_its_inbox(browser, server, actors, open_case, fire,
+                                                                       sessions):
+    case_id = open_case(categories=["poverty"], person={"name": "佐伯 一郎", "name_kana": "サエキ イチロウ",
+                                                        "birth_date": "1979-03-02", "area": "佐伯"})
+    fire(actors.livelihood, case_id, "accept_handoff")
+    livelihood = Person(browser, server, "livelihood")
+    livelihood.page.goto(f"{server}/cases/{case_id}")
+    form = livelihood.open_event("request_join")
+    form.locator("#join-to_department").select_option("shakyo")
+    form.locator("#join-reason").fill("日中の居場所づくりをお願いしたい。")
+    livelihood.shot("16-join-form")
+    form.get_by_role("button", name="参加を依頼する").click()
+    assert "参加を依頼しました" in livelihood.flash()
+    assert livelihood.state() == "担当決定"  # the case does not move
+    assert "参加依頼" in livelihood.page.locator("#handoffs").inner_text()
+
+    shakyo = Person(browser, server, "shakyo")
+    shakyo.page.get_by_role("navigation").get_by_role("link", name="部署の受信箱").click()
+    item = shakyo.page.locator("article.inbox-item", has_text="佐伯 一郎")
+    assert "日中の居場所づくりをお願いしたい。" in item.inner_text()
+    shakyo.shot("17-join-inbox")
+    item.get_by_role("button", name="受理する").click()
+    assert "受理しました" in shakyo.flash()
+
+    livelihood.page.reload()
+    assert "受理" in livelihood.page.locator("#handoffs tbody tr", has_text="参加依頼").inner_text()
+    with unit_of_work(sessions) as s:
+        joins = s.scalars(select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False))).all()
+        assert [(h.to_department.code, h.state) for h in joins] == [("shakyo", "accepted")]
+    for person in (livelihood, shakyo):
+        person.close()

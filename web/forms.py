@@ -319,6 +319,20 @@ class ContactNoteSchema(FormSchema):
     submission_token = text(max_length=64)
 
 
+class JoinRequestSchema(_Versioned):
+    """参加依頼: ask another department to join the case (a つなぐシート of its own)."""
+
+    to_department = text(required=True, max_length=64)
+    reason = text(required=True)
+    summary = text(required=True)
+
+
+class WithdrawJoinSchema(FormSchema):
+    """取下げ of a join request not yet answered (the sheet's own version)."""
+
+    version = version_field()
+
+
 class InboxAnswerSchema(FormSchema):
     """受理 or 返送 from the inbox."""
 

@@ -8,8 +8,8 @@ from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
 from engine import calendar, caselist, notes, reading, services, states, submissions
-from engine.errors import EngineError, ValidationFailed
-from engine.models import utcnow
+from engine.errors import EngineError, NotFound, ValidationFailed
+from engine.models import Handoff, utcnow
 from web import db, diagram, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 
@@ -51,6 +51,14 @@ def _today():
     return utcnow().astimezone(calendar.JST).date()
 
 
+def _withdrawable(s, file) -> dict[int, int]:
+    """The join requests the reader may withdraw now: {handoff id: its version}."""
+    me = actor()
+    return {h.id: h.version for h in file.case.handoffs
+            if not h.primary and h.state == "sent" and (me.is_fm or me.department_id == h.from_department_id)
+            and file.content}
+
+
 def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | None = None,
                  refused: Refusal | None = None, note_values: MultiDict | None = None):
     s = db.session()
@@ -73,6 +81,8 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         form_event=event, values=values or MultiDict(), errors=(refused.errors if refused else {}),
         refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
         consented=consented, today=_today().isoformat(), member_rows=forms.MEMBER_ROWS, role_rows=forms.ROLE_ROWS,
+        withdrawable=_withdrawable(s, file), may_request_join=bool((view.get("may") or {}).get("case_metadata.write"))
+        and file.case.state != "closed",
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
         or submissions.new_token(), now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
     ), status
@@ -112,6 +122,54 @@ def fire(case_id: int, event: str):
     flash(f"「{states.CASE_EVENT_LABELS[event]}」を記録しました。現在の状態: {states.CASE_STATE_LABELS[case.state]}",
           "success")
     return redirect(url_for("cases.detail", case_id=case_id), 303)
+
+
+@bp.post("/cases/<int:case_id>/join")
+@login_required
+def request_join(case_id: int):
+    """参加依頼: the owning department or the case FM asks another department to join."""
+    parsed = forms.parse(forms.JoinRequestSchema, request.form)
+    if not parsed.ok:
+        bad = Refusal(422, "入力内容を確認してください。", parsed.errors)
+        if "version" in parsed.errors:
+            bad.message = "画面が古くなっています。読み込み直してからやり直してください。"
+        return _render_case(case_id, event="request_join", values=request.form, refused=bad)
+    f = parsed.data
+    try:
+        handoff = services.request_join(db.session(), actor(), case_id, to_department=f["to_department"],
+                                        reason=f["reason"], summary=f["summary"], version=f["version"],
+                                        remote_addr=remote_addr())
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        r = refusal(exc)
+        r.errors = parsed.page_errors(r.errors)
+        return _render_case(case_id, event="request_join", values=None if r.stale else request.form, refused=r)
+    flash(f"{handoff.to_department.name}に参加を依頼しました（つなぐシートを送付）。", "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
+
+
+@bp.post("/cases/<int:case_id>/join/<int:handoff_id>/withdraw")
+@login_required
+def withdraw_join(case_id: int, handoff_id: int):
+    """取下げ of a join request that the other department has not answered yet."""
+    parsed = forms.parse(forms.WithdrawJoinSchema, request.form)
+    if not parsed.ok:
+        return _render_case(case_id, refused=Refusal(
+            409, "画面が古くなっています。読み込み直してからやり直してください。", {}, stale=True))
+    s = db.session()
+    try:
+        handoff = s.get(Handoff, handoff_id)
+        if handoff is None or handoff.case_id != case_id:
+            raise NotFound("指定されたつなぐシートは見つかりません。")
+        services.answer_join(s, actor(), handoff_id, "withdraw", version=parsed.data["version"],
+                             remote_addr=remote_addr())
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        return _render_case(case_id, refused=refusal(exc))
+    flash("参加依頼を取り下げました。", "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
 
 
 @bp.post("/cases/<int:case_id>/notes")

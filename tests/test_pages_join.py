@@ -1,0 +1,129 @@
+"""参加依頼 from the case page: the owning department or the case FM asks another department to join; the
+request reaches that department's inbox, can be withdrawn while unanswered, and refuses bad or stale forms."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from engine import case_departments
+from engine.models import AuditEvent, Department, Handoff
+from tests.pages_support import (  # noqa: F401  (fixtures)
+    app, case_in, case_state, case_version, count, error_beside, input_value, text_of, web,
+)
+
+JOIN = {"to_department": "shakyo", "reason": "居場所づくりの支援をお願いしたい", "summary": "就労前に日中の居場所が必要。"}
+
+
+def _joins(sessions, case_id):
+    with sessions() as s:
+        return [(h.to_department.code, h.state) for h in s.scalars(
+            select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False)).order_by(Handoff.id))]
+
+
+def test_the_owner_asks_another_department_to_join_and_it_reaches_their_inbox(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    owner = web(actors.livelihood)
+    page = owner.get(f"/cases/{case_id}")
+    assert "他部署に参加を依頼する" in text_of(page)
+    version = case_version(sessions, case_id)
+    r = owner.post(f"/cases/{case_id}/join", {**JOIN, "version": version})
+    assert r.status_code == 303
+    with sessions() as s:
+        shakyo = s.scalar(select(Department.name).where(Department.code == "shakyo"))
+    assert f"{shakyo}に参加を依頼しました" in text_of(owner.get(r.headers["Location"]))
+    assert _joins(sessions, case_id) == [("shakyo", "sent")]
+    # The case does not move, but its version does (a form shown before is now stale).
+    assert case_state(sessions, case_id) == "assigned" and case_version(sessions, case_id) == version + 1
+    inbox = text_of(web(actors.shakyo).get("/inbox"))
+    assert "参加依頼" in inbox
+    # The invited department now finds the case in its list and reads it.
+    assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 200
+    with sessions() as s:
+        assert case_departments.drift(s) == []
+    assert count(sessions, AuditEvent, AuditEvent.action == "handoff.request_join",
+                 AuditEvent.case_id == case_id) == 1
+
+
+def test_a_join_request_without_a_reason_or_department_is_marked_beside_each_field(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    r = web(actors.livelihood).post(f"/cases/{case_id}/join", {"version": case_version(sessions, case_id),
+                                                                "to_department": "", "reason": " ",
+                                                                "summary": "日中の居場所"})
+    assert r.status_code == 422
+    assert error_beside(r, "join", "to_department") == "必須項目です。"
+    assert error_beside(r, "join", "reason") == "必須項目です。"
+    assert input_value(r, "join", "summary") == "日中の居場所"  # what was typed is kept
+    assert '<details class="event" id="event-request_join" open>' in r.get_data(as_text=True)
+    assert _joins(sessions, case_id) == []
+
+
+def test_a_department_already_on_the_case_or_unknown_is_refused_beside_the_field(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    r = client.post(f"/cases/{case_id}/join", {**JOIN, "to_department": "livelihood",
+                                               "version": case_version(sessions, case_id)})
+    assert r.status_code == 422 and "既にこのケースに関わっています" in error_beside(r, "join", "to_department")
+    r = client.post(f"/cases/{case_id}/join", {**JOIN, "to_department": "nowhere",
+                                               "version": case_version(sessions, case_id)})
+    assert r.status_code == 422 and "という部署はありません" in error_beside(r, "join", "to_department")
+    assert _joins(sessions, case_id) == []
+
+
+def test_a_stale_join_form_is_refused_and_applies_nothing(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    version = case_version(sessions, case_id)
+    client = web(actors.livelihood)
+    assert client.post(f"/cases/{case_id}/join", {**JOIN, "version": version}).status_code == 303
+    again = client.post(f"/cases/{case_id}/join", {**JOIN, "to_department": "children", "version": version})
+    assert again.status_code == 409 and "他の職員が先に更新しました" in text_of(again)
+    assert _joins(sessions, case_id) == [("shakyo", "sent")]
+
+
+def test_only_the_owner_or_the_case_fm_may_ask_and_a_refusal_is_audited(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    version = case_version(sessions, case_id)
+    # The desk recorded the case: it sees it, but may not drive it once another department owns it.
+    desk_page = web(actors.window).get(f"/cases/{case_id}")
+    assert desk_page.status_code == 200 and "他部署に参加を依頼する" not in text_of(desk_page)
+    r = web(actors.window).post(f"/cases/{case_id}/join", {**JOIN, "version": version})
+    assert r.status_code == 403
+    assert web(actors.shakyo).post(f"/cases/{case_id}/join", {**JOIN, "version": version}).status_code == 404
+    assert _joins(sessions, case_id) == []
+    assert count(sessions, AuditEvent, AuditEvent.outcome == "refused", AuditEvent.case_id == case_id) >= 1
+
+
+def test_the_join_form_needs_its_csrf_token(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    r = web(actors.livelihood).post(f"/cases/{case_id}/join", {**JOIN, "version": case_version(sessions, case_id)},
+                                    csrf=False)
+    assert r.status_code == 400
+    assert _joins(sessions, case_id) == []
+
+
+def test_a_closed_case_offers_no_join_form(web, actors, case_in):
+    case_id = case_in("closed")
+    assert "他部署に参加を依頼する" not in text_of(web(actors.livelihood).get(f"/cases/{case_id}"))
+
+
+def test_the_sender_withdraws_an_unanswered_request_once(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    owner = web(actors.livelihood)
+    owner.post(f"/cases/{case_id}/join", {**JOIN, "version": case_version(sessions, case_id)})
+    page = owner.get(f"/cases/{case_id}")
+    assert "参加依頼を取り下げる" in text_of(page)
+    with sessions() as s:
+        handoff = s.scalar(select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False)))
+        hid, hv = handoff.id, handoff.version
+    # Someone outside the sending department may not withdraw it.
+    assert web(actors.shakyo).post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv}).status_code == 403
+    r = owner.post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv})
+    assert r.status_code == 303 and "参加依頼を取り下げました" in text_of(owner.get(r.headers["Location"]))
+    assert _joins(sessions, case_id) == [("shakyo", "withdrawn")]
+    again = owner.post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv})
+    assert again.status_code == 409
+    assert _joins(sessions, case_id) == [("shakyo", "withdrawn")]
+    # The primary sheet is not a join request: it cannot be withdrawn here.
+    with sessions() as s:
+        primary = s.scalar(select(Handoff.id).where(Handoff.case_id == case_id, Handoff.primary.is_(True)))
+    assert owner.post(f"/cases/{case_id}/join/{primary}/withdraw", {"version": 1}).status_code == 404
+    with sessions() as s:
+        assert case_departments.drift(s) == []
