@@ -220,6 +220,7 @@ def time_pages(url: str, ids: dict, repeat: int) -> list[tuple[str, str, float]]
                 user = db.session().get(User, users[login])
                 sess["_user_id"] = user.get_id()
                 sess["last_seen"] = int(time.time())
+                sess["signed_in_at"] = int(time.time())
         return c
 
     desk, liv, fm = client_for("desk-staff"), client_for("livelihood-staff"), client_for("fm")

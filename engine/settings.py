@@ -25,6 +25,7 @@ class Settings:
     config_dir: Path = PROJECT_ROOT / "config"
     instance_dir: Path = field(default_factory=_default_instance_dir)
     session_minutes: int = 30
+    session_max_hours: int = 12
     retention_years: int = 5
     secure_cookies: bool = False
 
@@ -41,6 +42,8 @@ class Settings:
             s.instance_dir = Path(env["TSUNAGU_INSTANCE_DIR"])
         if env.get("TSUNAGU_SESSION_MINUTES"):
             s.session_minutes = int(env["TSUNAGU_SESSION_MINUTES"])
+        if env.get("TSUNAGU_SESSION_MAX_HOURS"):
+            s.session_max_hours = int(env["TSUNAGU_SESSION_MAX_HOURS"])
         if env.get("TSUNAGU_RETENTION_YEARS"):
             s.retention_years = int(env["TSUNAGU_RETENTION_YEARS"])
         s.secure_cookies = env.get("TSUNAGU_SECURE_COOKIES", "").lower() in ("1", "true", "yes")

@@ -4,14 +4,15 @@ A form that adds something without a version to check (a new consultation, a con
 meeting minutes) carries a random key. The use case claims the key in the same transaction as its
 work: a second claim of the same key by the same person — a double click, a reload, a second tab —
 finds the first and is refused with a pointer to what the first one made. A refused or failed first
-attempt rolls back with its claim, so correcting a form and sending it again works.
+attempt rolls back with its claim, so correcting a form and sending it again works. A person's keys older
+than a day are removed when they next claim one.
 """
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -20,6 +21,8 @@ from engine.errors import Conflict, ValidationFailed
 from engine.models import FormSubmission, utcnow
 
 TOKEN_FIELD = "submission_token"
+# How long a claimed key is kept: well past the one hour a page's CSRF token lives.
+KEY_LIFETIME = timedelta(days=1)
 
 
 class AlreadySubmitted(Conflict):
@@ -57,6 +60,10 @@ def claim(session: Session, actor, token: str | None, kind: str, *, now: datetim
         case_id = session.scalar(select(FormSubmission.case_id).where(
             FormSubmission.user_id == actor.id, FormSubmission.token == token))
         raise AlreadySubmitted(case_id)
+    # The person's keys past any form's life go with this claim: a form that old fails its CSRF check
+    # (one hour) before its key would be looked at.
+    session.execute(delete(FormSubmission).where(FormSubmission.user_id == actor.id,
+                                                 FormSubmission.created_at < (now or utcnow()) - KEY_LIFETIME))
     return claimed
 
 

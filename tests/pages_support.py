@@ -37,6 +37,7 @@ class Client:
             sess["_user_id"] = user.get_id()
             sess["_fresh"] = True
             sess["last_seen"] = int(time.time())
+            sess["signed_in_at"] = int(time.time())
         self._token = None
         return self
 

@@ -74,6 +74,29 @@ def test_activity_keeps_the_session_alive(web, actors, app):
         assert sess["last_seen"] >= int(time.time()) - 5
 
 
+def test_a_sign_in_ends_after_the_configured_hours_however_busy(web, actors, app):
+    client = web(actors.window)
+    hours = int(app.config["SESSION_MAX_HOURS"])
+    with client.c.session_transaction() as sess:
+        sess["signed_in_at"] = int(time.time()) - hours * 3600 + 60  # a minute to go: still in
+    assert client.get("/cases").status_code == 200
+    with client.c.session_transaction() as sess:
+        sess["signed_in_at"] = int(time.time()) - hours * 3600 - 5  # active a moment ago, but past the cap
+        sess["last_seen"] = int(time.time())
+    r = client.get("/cases")
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+    assert f"ログインから{hours}時間が経ったため、ログアウトしました" in text_of(client.get(r.headers["Location"]))
+    assert client.get("/cases").status_code == 302
+
+
+def test_signing_in_starts_the_clock_of_the_cap(web, actors):
+    client = web()
+    before = int(time.time())
+    assert _login(client, "window", PASSWORD).status_code == 302
+    with client.c.session_transaction() as sess:
+        assert before <= sess["signed_in_at"] <= int(time.time())
+
+
 def test_a_post_after_the_session_expired_applies_nothing(web, actors, open_case, sessions, app):
     case_id = open_case(categories=["poverty"])
     client = web(actors.livelihood)

@@ -139,3 +139,19 @@ def test_the_inbox_counts_business_days_as_the_calendar_does():
     age = business_age(starts, now)
     assert [age(s) for s in starts] == [cal.business_days_between(s, now) for s in starts]
     assert business_age([], now) is not None
+
+
+def test_a_persons_form_keys_past_a_day_go_when_they_next_claim_one(sessions, actors):
+    with unit_of_work(sessions) as s:
+        submissions.claim(s, actors.window, "old-key", "intake", now=NOW - timedelta(days=2))
+        submissions.claim(s, actors.window, "recent-key", "intake", now=NOW - timedelta(hours=3))
+        submissions.claim(s, actors.fm, "someone-elses-old-key", "intake", now=NOW - timedelta(days=2))
+    with unit_of_work(sessions) as s:
+        submissions.claim(s, actors.window, "new-key", "intake", now=NOW)
+    with sessions() as s:
+        kept = set(s.scalars(select(FormSubmission.token)))
+    assert kept == {"recent-key", "new-key", "someone-elses-old-key"}
+    # A key still kept is still refused a second time.
+    with unit_of_work(sessions) as s:
+        with pytest.raises(submissions.AlreadySubmitted):
+            submissions.claim(s, actors.window, "recent-key", "intake", now=NOW)

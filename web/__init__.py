@@ -20,6 +20,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         SECRET_KEY=settings.secret_key,
         TSUNAGU_CONFIG_DIR=str(settings.config_dir),
         SESSION_MINUTES=settings.session_minutes,
+        SESSION_MAX_HOURS=settings.session_max_hours,
         RETENTION_YEARS=settings.retention_years,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

@@ -23,6 +23,7 @@ login_manager.session_protection = "strong"
 csrf = CSRFProtect()
 
 LAST_SEEN = "last_seen"
+SIGNED_IN_AT = "signed_in_at"
 
 
 @login_manager.user_loader
@@ -128,16 +129,23 @@ def init_app(app: Flask) -> None:
         session.permanent = True
         if request.endpoint == "static" or "_user_id" not in session:
             return None
+        # However busy, a sign-in also ends SESSION_MAX_HOURS after it began (a workday): a shared PC
+        # left signed in does not stay open for good, and no page's form outlives a day.
         now = int(time.time())
-        last = session.get(LAST_SEEN)
+        last, began = session.get(LAST_SEEN), session.get(SIGNED_IN_AT)
         if not isinstance(last, int) or now - last > int(app.config["SESSION_MINUTES"]) * 60:
-            logout_user()
-            session.clear()
-            flash("一定時間操作がなかったため、ログアウトしました。もう一度ログインしてください。", "info")
-            target = request.full_path if request.method == "GET" else None
-            return redirect(url_for("auth.login", next=target) if target else url_for("auth.login"))
-        session[LAST_SEEN] = now
-        return None
+            message = "一定時間操作がなかったため、ログアウトしました。もう一度ログインしてください。"
+        elif not isinstance(began, int) or now - began > int(app.config["SESSION_MAX_HOURS"]) * 3600:
+            message = (f"ログインから{int(app.config['SESSION_MAX_HOURS'])}時間が経ったため、ログアウトしました。"
+                       "もう一度ログインしてください。")
+        else:
+            session[LAST_SEEN] = now
+            return None
+        logout_user()
+        session.clear()
+        flash(message, "info")
+        target = request.full_path if request.method == "GET" else None
+        return redirect(url_for("auth.login", next=target) if target else url_for("auth.login"))
 
     @app.before_request
     def _csrf():

@@ -37,9 +37,9 @@ def login():
             db.commit()
             session.clear()
             login_user(user)
-            from web.views import LAST_SEEN
+            from web.views import LAST_SEEN, SIGNED_IN_AT
 
-            session[LAST_SEEN] = int(time.time())
+            session[LAST_SEEN] = session[SIGNED_IN_AT] = int(time.time())
             return redirect(_safe_next(request.args.get("next")))
         db.commit()  # keep the failure count and the audit row
         error = error or "ログインIDまたはパスワードが違います。"
