@@ -15,6 +15,7 @@ Relations of a person to a case:
 - invited / joined: the person's department has an unanswered / an accepted つなぐシート of the case
   (the primary one or a join request);
 - recorder: the department recorded the case or sent one of its つなぐシート (metadata only);
+- notified: the department was told of the case (engine.notices: a routing rule's notify) (metadata only);
 - covered: the department is covered by the case's current consent (its newest consent record, if that
   one is given; a withdrawal or refusal narrows access at once);
 - case_fm: the case's FM (担当FM, who convened its first 支援会議);
@@ -122,6 +123,7 @@ COVERED = "covered"
 CASE_FM = "case_fm"
 CASE_MEMBER = "case_member"
 PENDING_MEMBER = "pending_member"
+NOTIFIED = "notified"
 FM = "fm"
 ADMIN = "admin"
 # relations to one meeting
@@ -130,7 +132,7 @@ SECRETARIAT = "secretariat"
 PENDING = "pending"
 
 CONTENT_RELATIONS = frozenset({SYSTEM, OWNER, INVITED, JOINED, COVERED, CASE_FM, CASE_MEMBER})
-METADATA_RELATIONS = CONTENT_RELATIONS | {RECORDER, PENDING_MEMBER, FM, ADMIN}
+METADATA_RELATIONS = CONTENT_RELATIONS | {RECORDER, NOTIFIED, PENDING_MEMBER, FM, ADMIN}
 
 # record kinds
 CASE_METADATA = "case_metadata"      # state, dates, departments, handoff metadata, history
@@ -254,10 +256,10 @@ def consented_department_ids(session: Session, case_id: int) -> set[int]:
 
 @cache
 def _relation_statements():
-    """The three reads of relations(), built once (every event and every case page runs them)."""
+    """The reads of relations(), built once (every event and every case page runs them)."""
     from sqlalchemy import bindparam
 
-    from engine.models import Consent, ConsentAgency, Handoff, Meeting, MeetingMember
+    from engine.models import CaseNotice, Consent, ConsentAgency, Handoff, Meeting, MeetingMember
 
     case_id, dept, user_id = bindparam("r_case"), bindparam("r_dept"), bindparam("r_user")
     handoffs = (select(Handoff.state, Handoff.to_department_id, Handoff.from_department_id)
@@ -269,7 +271,8 @@ def _relation_statements():
                .where(Consent.case_id == case_id).order_by(Consent.id.desc()).limit(1))
     meetings = (select(MeetingMember.acknowledged_at).join(Meeting, Meeting.id == MeetingMember.meeting_id)
                 .where(Meeting.case_id == case_id, MeetingMember.user_id == user_id))
-    return handoffs, covered, meetings
+    notified = select(CaseNotice.id).where(CaseNotice.case_id == case_id, CaseNotice.department_id == dept)
+    return handoffs, covered, meetings, notified
 
 
 def _covered(session: Session, case_id: int, department_id: int) -> bool:
@@ -295,7 +298,7 @@ def relations(session: Session, user, case) -> frozenset[str]:
         rel.add(OWNER)
     if dept == case.created_department_id:
         rel.add(RECORDER)
-    handoffs, _, meetings = _relation_statements()
+    handoffs, _, meetings, notified = _relation_statements()
     for state, to_dept, from_dept in session.execute(handoffs, {"r_case": case.id, "r_dept": dept}):
         if to_dept == dept and state == "sent":
             rel.add(INVITED)
@@ -305,6 +308,8 @@ def relations(session: Session, user, case) -> frozenset[str]:
             rel.add(RECORDER)
     if _covered(session, case.id, dept):
         rel.add(COVERED)
+    if session.execute(notified, {"r_case": case.id, "r_dept": dept}).first() is not None:
+        rel.add(NOTIFIED)
     if case.fm_id is not None and case.fm_id == user.id:
         rel.add(CASE_FM)
     for (acknowledged_at,) in session.execute(meetings, {"r_case": case.id, "r_user": user.id}):

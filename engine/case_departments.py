@@ -1,7 +1,7 @@
 """Which departments stand in a relation to each case: the table behind every list and count.
 
 A department may know of a case for several reasons at once (it owns it, recorded it, sent or received one
-of its つなぐシート, is covered by its consent), and the desk knows of every unowned case. Testing all of
+of its つなぐシート, was told of it, is covered by its consent), and the desk knows of every unowned case. Testing all of
 those on each case row made a busy department's counts cost a pass over the whole of `cases`. The engine
 keeps their union in `case_departments` instead, one row per (case, department), with whether the
 relation opens the content and the case's state, so that a department's counts by state read one index
@@ -25,7 +25,7 @@ from sqlalchemy import Integer, bindparam, case as sql_case, delete, event, exis
     union_all, update
 from sqlalchemy.orm import Session, aliased
 
-from engine.models import Case, CaseDepartment, Consent, ConsentAgency, Department, Handoff
+from engine.models import Case, CaseDepartment, CaseNotice, Consent, ConsentAgency, Department, Handoff
 
 DESK_CODE = "desk"
 _CASE_RELATION_COLUMNS = ("owning_department_id", "created_department_id")
@@ -54,6 +54,7 @@ def _relation_rows(case_ids=None, *, single: bool = False):
         .where(only(Handoff.case_id), Handoff.state.in_(("sent", "accepted"))),
         select(Handoff.case_id, Handoff.from_department_id, zero)
         .where(only(Handoff.case_id), Handoff.from_department_id.is_not(None)),
+        select(CaseNotice.case_id, CaseNotice.department_id, zero).where(only(CaseNotice.case_id)),
         select(Consent.case_id, ConsentAgency.department_id, one)
         .join(ConsentAgency, ConsentAgency.consent_id == Consent.id)
         .where(only(Consent.case_id), Consent.status == "given",
@@ -121,7 +122,7 @@ def _note(session: Session, flush_context) -> None:
     for obj in session.new:
         if isinstance(obj, Case):
             rebuild_ids.add(obj.id)
-        elif isinstance(obj, (Handoff, Consent)):
+        elif isinstance(obj, (Handoff, Consent, CaseNotice)):
             rebuild_ids.add(obj.case_id)
         elif isinstance(obj, ConsentAgency):
             consent_ids.add(obj.consent_id)
@@ -138,7 +139,7 @@ def _note(session: Session, flush_context) -> None:
         elif isinstance(obj, ConsentAgency):
             consent_ids.add(obj.consent_id)
     for obj in session.deleted:
-        if isinstance(obj, (Handoff, Consent)):
+        if isinstance(obj, (Handoff, Consent, CaseNotice)):
             rebuild_ids.add(obj.case_id)
         elif isinstance(obj, ConsentAgency):
             consent_ids.add(obj.consent_id)

@@ -115,7 +115,10 @@ def confirm(session: Session, actor, fields: dict[str, Any], *, mode: str, rule_
         services.fire_event(session, actor, case.id, "send_handoff", version=case.version, now=now,
                             remote_addr=remote_addr,
                             fields={"to_department": target.code, "reason": override_reason.strip(),
-                                    "summary": case.summary, "override_reason": override_reason.strip()})
+                                    "summary": case.summary, "override_reason": override_reason.strip(),
+                                    # The departments the rules would have told are told all the same.
+                                    "notify": [d.code for d in proposal.notify],
+                                    "notify_reason": proposal.decision.reason})
     elif mode == "resolve":
         _record_proposal(session, case, proposal, now, alert=False)
         session.flush()

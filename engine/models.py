@@ -396,7 +396,7 @@ class CaseDepartment(Base):
 
     One row per (case, department) for the relations that belong to a department rather than to one
     person: owner (or, while the case is unowned, its recorder and the desk), invited or joined by a
-    つなぐシート, covered by the current consent (`content` true), and recorder (`content` false). The
+    つなぐシート, covered by the current consent (`content` true), recorder and notified (`content` false). The
     case's `state` is repeated here so that a department's counts by state read one index. This table
     only speeds up lists and counts; every decision on one case is taken from the records themselves.
     """
@@ -556,6 +556,29 @@ class RoutingRuleVersion(Base):
     source_text: Mapped[str] = mapped_column(Text)
     loaded_at: Mapped[datetime] = mapped_column(default=utcnow)
     loaded_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class CaseNotice(Base):
+    """A department told of a case it does not own (a routing rule's `notify`, or the sender's choice).
+
+    It lets the department know the case exists (its number, state, departments and the reason it was
+    told), not read its content: to work on the case it is asked to join. Shown in the department's
+    inbox until someone there acknowledges it.
+    """
+
+    __tablename__ = "case_notices"
+    __table_args__ = (UniqueConstraint("case_id", "department_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    case: Mapped["Case"] = relationship()
+    department: Mapped["Department"] = relationship()
 
 
 class Alert(Base):

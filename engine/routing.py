@@ -1019,7 +1019,8 @@ def route_new_case(session, case, actor, *, now, client=None) -> RoutingDecision
                            message=reason, now=now)
         return decision
     sender = actor if actor is not None and actor.role != "admin" else SYSTEM_ACTOR
-    notify = [c for c in decision.notify if services.department_by_code(session, c) is not None]
+    notify = [d.code for d in (services.department_by_code(session, c) for c in decision.notify)
+              if d is not None and d.active]
     # The decision reaches the case row in the same UPDATE as the state change.
     services.fire_event(session, sender, case.id, "send_handoff", version=case.version, now=now, client=client,
                         fields={"to_department": owner.code, "reason": reason, "summary": case.summary,
@@ -1049,5 +1050,6 @@ def propose(session, facts: RoutingFacts) -> Proposal:
     else:
         decision = ruleset.route(facts)
     owner = services.department_by_code(session, decision.owner)
-    notify = tuple(d for d in (services.department_by_code(session, c) for c in decision.notify) if d is not None)
+    notify = tuple(d for d in (services.department_by_code(session, c) for c in decision.notify)
+                   if d is not None and d.active)
     return Proposal(rule_version=number, decision=decision, owner=owner, notify=notify)

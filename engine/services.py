@@ -268,6 +268,7 @@ class EventContext:
     client: Any = None
     handoff: Handoff | None = None
     target_department: Department | None = None
+    notify: list[Department] | None = None  # send_handoff: departments also told of the case
     members: list[dict] | None = None
     agencies: list[Department] = field(default_factory=list)
     roles: list[dict] = field(default_factory=list)
@@ -297,7 +298,13 @@ def _prepare_send_handoff(ctx: EventContext) -> None:
         raise ValidationFailed({"to_department": [f"「{ctx.fields['to_department']}」という部署はありません。"]})
     ctx.history_detail = {"to_department": ctx.target_department.code}
     if ctx.fields.get("notify"):
-        ctx.history_detail["notify"] = list(ctx.fields["notify"])
+        codes = list(dict.fromkeys(ctx.fields["notify"]))
+        found = departments_by_codes(ctx.session, codes)
+        unknown = [c for c in codes if found.get(c) is None or not found[c].active]
+        if unknown:
+            raise ValidationFailed({"notify": [f"「{c}」という部署はありません。" for c in unknown]})
+        ctx.notify = [found[c] for c in codes if found[c].id != ctx.target_department.id]
+        ctx.history_detail["notify"] = [d.code for d in ctx.notify]
     from engine import routing_override
 
     routing_override.check_send(ctx)
@@ -307,6 +314,11 @@ def _apply_send_handoff(ctx: EventContext) -> None:
     ctx.handoff = send_handoff_record(ctx.session, ctx.actor, ctx.case, ctx.target_department,
                                       reason=ctx.fields["reason"], summary=ctx.fields["summary"],
                                       now=ctx.now, primary=True)
+    if ctx.notify:
+        from engine import notices
+
+        notices.notify(ctx.session, ctx.actor, ctx.case, ctx.notify,
+                       reason=ctx.fields.get("notify_reason") or ctx.fields["reason"], now=ctx.now)
     from engine import routing_override
 
     routing_override.record_send(ctx)

@@ -51,6 +51,7 @@ ROLES = {
     "member_outside": "支援会議の構成員である外部機関の職員（同意の範囲外）",
     "member_pending": "守秘義務を確認していない構成員",
     "covered_partner": "同意の範囲に含まれる機関の職員（社協）",
+    "notified": "ケースの通知を受けた部署の職員（担当ではない）",
     "admin": "管理者",
     "referral_client": "紹介元の外部システム（ユーザーに紐づかないAPIクライアント）",
 }
@@ -68,6 +69,7 @@ _TABLE = {
     "member_outside":  [(A, F), (A, F), (A, F), (A, A), (F, F), (F, A), (A, A)],
     "member_pending":  [(A, F), (F, F), (S, S), (F, F), (F, F), (F, F), (F, S)],
     "covered_partner": [(A, F), (A, F), (F, F), (A, F), (A, F), (A, A), (A, F)],
+    "notified":        [(A, F), (F, F), (F, F), (F, F), (F, F), (F, F), (F, F)],
     "admin":           [(A, F), (F, F), (F, F), (F, F), (F, F), (F, F), (F, F)],
     "referral_client": [(A, N), (N, N), (N, N), (N, N), (N, N), (N, N), (N, N)],
 }
@@ -160,6 +162,7 @@ def build_world(sessions, make_user, now) -> World:
         "member_outside": make_user("staff", "hikikomori_station", login="m-outside").login,
         "member_pending": make_user("staff", "elderly", login="m-pending").login,
         "covered_partner": make_user("staff", "shakyo", login="m-partner").login,
+        "notified": make_user("staff", "health", login="m-notified").login,
         "admin": make_user("admin", "community_welfare", login="m-admin").login,
     }
     future = (now + timedelta(days=60)).date().isoformat()
@@ -186,6 +189,13 @@ def build_world(sessions, make_user, now) -> World:
         case_id, client_id = case.id, client.id
     with unit_of_work(sessions) as s:
         fire(s, "receiving", case_id, "accept_handoff")
+    with unit_of_work(sessions) as s:  # 健康推進課 is told of the case (as a routing rule's notify would)
+        from sqlalchemy import select
+
+        from engine import notices
+        from engine.models import Department
+        notices.notify(s, user(s, "window"), s.get(Case, case_id),
+                       [s.scalar(select(Department).where(Department.code == "health"))], reason="通知", now=now)
     with unit_of_work(sessions) as s:
         fire(s, "fm_member", case_id, "convene_support_meeting",
              members=[{"user": logins["member_outside"], "acknowledged": True}],

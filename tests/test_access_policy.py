@@ -97,6 +97,7 @@ def varied(sessions, make_user, actors, open_case, fire):
     fire(actors.window, cw_owned, "send_handoff", to_department="community_welfare", reason="r", summary="s")
     fire(extra["cw_staff"], cw_owned, "accept_handoff")
     cases.append(cw_owned)
+    cases.append(open_case(categories=["elder_care", "hikikomori"]))  # 8050: 高齢介護課, the station is told
     people = [actors.window, actors.elderly, actors.livelihood, actors.hikikomori, actors.shakyo, actors.children,
               actors.fm, actors.fm2, actors.admin, *extra.values(), access.SYSTEM_ACTOR]
     return cases, people, client_id

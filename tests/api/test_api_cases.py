@@ -221,3 +221,20 @@ def test_api_answers_set_no_cookie(client, staff, case_id):
     response = _get(client, staff.livelihood, case_id)
     assert response.status_code == 200
     assert "Set-Cookie" not in response.headers
+
+
+def test_send_handoff_may_name_departments_to_tell(client, make_token, actors, open_case, sessions):
+    from engine.models import CaseNotice
+
+    desk = make_token("cases:read,cases:write", user=actors.window, name="desk-tool")
+    case_id = open_case(categories=["other"])  # unrouted: stays in intake with the desk
+    version = _state(sessions, case_id)[1]
+    body = {"event": "send_handoff", "version": version, "to_department": "livelihood", "reason": "r",
+            "summary": "s", "notify": ["shakyo", "nowhere"]}
+    problem = assert_problem(_fire(client, desk, case_id, body), 422, "validation-error")
+    assert problem["errors"] == {"notify": ["「nowhere」という部署はありません。"]}
+    assert _state(sessions, case_id)[1] == version and count(sessions, CaseNotice) == 0
+    resp = _fire(client, desk, case_id, {**body, "notify": ["shakyo"]})
+    assert resp.status_code == 200 and resp.get_json()["status"] == "handoff"
+    with unit_of_work(sessions) as s:
+        assert [n.department.code for n in s.scalars(select(CaseNotice))] == ["shakyo"]

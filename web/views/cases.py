@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
-from engine import calendar, caselist, notes, reading, services, states, submissions
+from engine import calendar, caselist, notes, notices, reading, services, states, submissions
 from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.models import Handoff, utcnow
 from web import db, diagram, forms
@@ -81,7 +81,7 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         form_event=event, values=values or MultiDict(), errors=(refused.errors if refused else {}),
         refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
         consented=consented, today=_today().isoformat(), member_rows=forms.MEMBER_ROWS, role_rows=forms.ROLE_ROWS,
-        withdrawable=_withdrawable(s, file), may_request_join=bool((view.get("may") or {}).get("case_metadata.write"))
+        withdrawable=_withdrawable(s, file), case_notices=notices.of_case(s, file.case.id), may_request_join=bool((view.get("may") or {}).get("case_metadata.write"))
         and file.case.state != "closed",
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
         or submissions.new_token(), now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine import inbox
+from engine import inbox, notices
 from engine.errors import EngineError
 from web import db, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
@@ -14,7 +14,8 @@ bp = Blueprint("inbox", __name__)
 
 def _render(refused: Refusal | None = None, handoff_id: int | None = None, values=None):
     box = inbox.department_inbox(db.session(), actor())
-    return render_template("inbox.html", box=box, refused=refused, failed_handoff=handoff_id,
+    return render_template("inbox.html", box=box, notices=notices.waiting(db.session(), actor()),
+                           refused=refused, failed_handoff=handoff_id,
                            values=values or {}, errors=refused.errors if refused else {}), \
         (refused.status if refused else 200)
 
@@ -43,4 +44,18 @@ def answer(handoff_id: int):
         r = refusal(exc)
         return _render(r, handoff_id, None if r.stale else request.form)
     flash("つなぐシートを受理しました。" if f["decision"] == "accept" else "つなぐシートを返送しました。", "success")
+    return redirect(url_for("inbox.show"), 303)
+
+
+@bp.post("/inbox/notices/<int:notice_id>")
+@login_required
+def acknowledge_notice(notice_id: int):
+    """確認済み of a notice (another department owns the case; this one was told of it)."""
+    try:
+        notices.acknowledge(db.session(), actor(), notice_id, remote_addr=remote_addr())
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        return _render(refusal(exc))
+    flash("通知を確認済みにしました。", "success")
     return redirect(url_for("inbox.show"), 303)

@@ -1,0 +1,114 @@
+"""通知 (notices): a department told of a case that another department owns.
+
+A routing rule may name departments to notify besides the owner (8050: 高齢介護課 owns the case and the
+ひきこもり支援ステーション is told), and whoever sends a つなぐシート may name some too. A notice lets the
+department know the case exists — its number, state, departments and why it was told — and nothing of
+its content: the person's data stays with those who work on the case, and a notified department that
+should work on it is asked to join (engine.services.request_join). Notices wait in the department's inbox
+until someone there acknowledges them; both the notice and the acknowledgement are in the case history
+and the audit trail.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import audit, states
+from engine.errors import Conflict, NotFound
+from engine.models import Case, CaseHistory, CaseNotice, Department, utcnow
+
+
+class AlreadyAcknowledged(Conflict):
+    """The notice was acknowledged before (by this person or a colleague)."""
+
+    code = "already_acknowledged"
+    title = "確認済みです"
+
+    def __init__(self):
+        super().__init__("この通知は既に確認済みです。")
+
+
+def notify(session: Session, actor, case: Case, departments: list[Department], *, reason: str,
+           now: datetime) -> list[CaseNotice]:
+    """Tell `departments` of the case (those that own it or were told before are skipped)."""
+    told = set(session.scalars(select(CaseNotice.department_id).where(CaseNotice.case_id == case.id)))
+    made = []
+    for dept in departments:
+        if dept.id in told or dept.id == case.owning_department_id:
+            continue
+        told.add(dept.id)
+        notice = CaseNotice(case_id=case.id, department_id=dept.id, reason=reason, created_at=now)
+        session.add(notice)
+        made.append(notice)
+    return made
+
+
+@dataclass
+class InboxNotice:
+    """One unacknowledged notice, as the department's inbox shows it (no content of the case)."""
+
+    id: int
+    case_id: int
+    case_number: str
+    state_label: str
+    owner: str | None
+    reason: str
+    created_at: datetime
+
+
+def waiting(session: Session, actor) -> list[InboxNotice]:
+    """The notices to the actor's department that nobody there has acknowledged, oldest first."""
+    if getattr(actor, "department_id", None) is None:
+        return []
+    owner = Department.__table__.alias("owner")
+    rows = session.execute(
+        select(CaseNotice.id, Case.id, Case.case_number, Case.state, owner.c.name, CaseNotice.reason,
+               CaseNotice.created_at)
+        .join(Case, Case.id == CaseNotice.case_id)
+        .outerjoin(owner, owner.c.id == Case.owning_department_id)
+        .where(CaseNotice.department_id == actor.department_id, CaseNotice.acknowledged_at.is_(None))
+        .order_by(CaseNotice.created_at, CaseNotice.id))
+    return [InboxNotice(id=r[0], case_id=r[1], case_number=r[2], state_label=states.CASE_STATE_LABELS[r[3]],
+                        owner=r[4], reason=r[5], created_at=r[6]) for r in rows]
+
+
+@dataclass
+class CaseNoticeRow:
+    """A department told of the case, as the case page lists it (metadata: who, when, seen or not)."""
+
+    department: str
+    created_at: datetime
+    acknowledged_at: datetime | None
+
+
+def of_case(session: Session, case_id: int) -> list[CaseNoticeRow]:
+    """The departments told of the case, in the order they were told (the caller has checked sight)."""
+    return [CaseNoticeRow(*r) for r in session.execute(
+        select(Department.name, CaseNotice.created_at, CaseNotice.acknowledged_at)
+        .join(Department, Department.id == CaseNotice.department_id)
+        .where(CaseNotice.case_id == case_id).order_by(CaseNotice.id))]
+
+
+def acknowledge(session: Session, actor, notice_id: int, *, now: datetime | None = None,
+                remote_addr: str | None = None) -> CaseNotice:
+    """確認済み: someone of the notified department has seen the notice."""
+    now = now or utcnow()
+    notice = session.get(CaseNotice, notice_id)
+    # Anyone outside the notified department is answered as if there were no such notice (the web layer
+    # audits the refusal, engine.services.record_refusal).
+    if notice is None or getattr(actor, "department_id", None) != notice.department_id \
+            or getattr(actor, "role", None) not in ("staff", "fm") or not actor.active:
+        raise NotFound("指定された通知は見つかりません。")
+    if notice.acknowledged_at is not None:
+        raise AlreadyAcknowledged()
+    notice.acknowledged_at, notice.acknowledged_by_id = now, actor.id
+    session.add(CaseHistory(case_id=notice.case_id, event="notice.acknowledge", from_state="notified",
+                            to_state="acknowledged", actor_id=actor.id, at=now,
+                            detail={"department": notice.department.code}))
+    audit.record(session, actor=actor, action="notice.acknowledge", object_type="notice", object_id=notice.id,
+                 case_id=notice.case_id, remote_addr=remote_addr, at=now)
+    session.flush()
+    return notice
