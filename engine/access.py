@@ -15,7 +15,8 @@ Relations of a person to a case:
 - invited / joined: the person's department has an unanswered / an accepted つなぐシート of the case
   (the primary one or a join request);
 - recorder: the department recorded the case or sent one of its つなぐシート (metadata only);
-- notified: the department was told of the case (engine.notices: a routing rule's notify) (metadata only);
+- notified: the department was told of the case (engine.notices: a routing rule's notify) (metadata only;
+  named only when no other relation holds, since it opens nothing more);
 - covered: the department is covered by the case's current consent (its newest consent record, if that
   one is given; a withdrawal or refusal narrows access at once);
 - case_fm: the case's FM (担当FM, who convened its first 支援会議);
@@ -308,12 +309,14 @@ def relations(session: Session, user, case) -> frozenset[str]:
             rel.add(RECORDER)
     if _covered(session, case.id, dept):
         rel.add(COVERED)
-    if session.execute(notified, {"r_case": case.id, "r_dept": dept}).first() is not None:
-        rel.add(NOTIFIED)
     if case.fm_id is not None and case.fm_id == user.id:
         rel.add(CASE_FM)
     for (acknowledged_at,) in session.execute(meetings, {"r_case": case.id, "r_user": user.id}):
         rel.add(CASE_MEMBER if acknowledged_at is not None else PENDING_MEMBER)
+    # Being told of a case opens its metadata only, which every other relation opens too: the notice is
+    # looked up only when nothing else relates the person to the case.
+    if not rel and session.execute(notified, {"r_case": case.id, "r_dept": dept}).first() is not None:
+        rel.add(NOTIFIED)
     return frozenset(rel)
 
 
