@@ -31,6 +31,8 @@ PAGE_ROLES = [r for r in M.ROLES if r != "referral_client"]  # an outside system
 WRITES = {
     "case_metadata": lambda w, v: (f"/cases/{w.case_id}/join", {"version": v, "to_department": "health",
                                                                 "reason": "健康面の支援を依頼", "summary": "要約"}),
+    "case_content": lambda w, v: (f"/cases/{w.case_id}/amend", {"version": v, "person.name": "廿日 太郎",
+                                                                 "summary": "要約を訂正"}),
     "contact_notes": lambda w, v: (f"/cases/{w.case_id}/notes", {"method": "phone", "body": "電話で様子を確認",
                                                                  "submission_token": uuid.uuid4().hex}),
     "support_meeting": lambda w, v: (f"/meetings/{w.meeting_id}/record", {"minutes": "追記の内容",
@@ -53,7 +55,7 @@ def page_expected(role: str, kind: str, op: str) -> str:
     return M.EXPECTED[(role, kind, op)]
 
 
-NO_PAGE = {("case_content", "write")}
+NO_PAGE: set[tuple[str, str]] = set()
 
 
 @pytest.fixture
@@ -139,15 +141,11 @@ def test_page_writes_follow_the_matrix_and_a_refusal_changes_nothing(world, web,
 
 
 @pytest.mark.parametrize("role", PAGE_ROLES)
-def test_no_page_offers_the_cells_without_one(world, web, sessions, role):
-    client = web(user_of(sessions, world, role))
-    for url in (f"/cases/{world.case_id}", f"/meetings/{world.meeting_id}"):
-        body = client.get(url).get_data(as_text=True)
-        assert f'action="{url}/amend' not in body
-    # The join form is offered exactly to those the matrix lets drive the case.
-    body = client.get(f"/cases/{world.case_id}").get_data(as_text=True)
-    offered = f'action="/cases/{world.case_id}/join"' in body
-    assert offered == (M.EXPECTED[(role, "case_metadata", "write")] == M.ALLOW), role
+def test_the_case_page_offers_the_join_and_amend_forms_exactly_as_the_matrix_allows(world, web, sessions, role):
+    body = web(user_of(sessions, world, role)).get(f"/cases/{world.case_id}").get_data(as_text=True)
+    for path, kind in (("join", "case_metadata"), ("amend", "case_content")):
+        offered = f'action="/cases/{world.case_id}/{path}"' in body
+        assert offered == (M.EXPECTED[(role, kind, "write")] == M.ALLOW), (role, path)
 
 
 def test_withdrawal_refuses_a_covered_agencys_next_read_of_the_plan(world, web, sessions):

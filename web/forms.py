@@ -327,6 +327,13 @@ class JoinRequestSchema(_Versioned):
     summary = text(required=True)
 
 
+class AmendSchema(_Versioned):
+    """内容の修正: the case's summary and the person's details (an input left blank clears it)."""
+
+    person = fields.Nested(PersonSchema, required=True, error_messages=ERRORS)
+    summary = text(required=True, max_length=4000)
+
+
 class WithdrawJoinSchema(FormSchema):
     """取下げ of a join request not yet answered (the sheet's own version)."""
 

@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
-from engine import calendar, caselist, notes, notices, reading, services, states, submissions
+from engine import calendar, casefile, caselist, notes, notices, reading, services, states, submissions
 from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.models import Handoff, utcnow
 from web import db, diagram, forms
@@ -81,7 +81,8 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         form_event=event, values=values or MultiDict(), errors=(refused.errors if refused else {}),
         refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
         consented=consented, today=_today().isoformat(), member_rows=forms.MEMBER_ROWS, role_rows=forms.ROLE_ROWS,
-        withdrawable=_withdrawable(s, file), case_notices=notices.of_case(s, file.case.id), may_request_join=bool((view.get("may") or {}).get("case_metadata.write"))
+        withdrawable=_withdrawable(s, file), case_notices=notices.of_case(s, file.case.id),
+        may_amend=bool((view.get("may") or {}).get("case_content.write")) and file.case.anonymised_at is None, may_request_join=bool((view.get("may") or {}).get("case_metadata.write"))
         and file.case.state != "closed",
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
         or submissions.new_token(), now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
@@ -147,6 +148,34 @@ def request_join(case_id: int):
         return _render_case(case_id, event="request_join", values=None if r.stale else request.form, refused=r)
     flash(f"{handoff.to_department.name}に参加を依頼しました（つなぐシートを送付）。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
+
+
+@bp.post("/cases/<int:case_id>/amend")
+@login_required
+def amend(case_id: int):
+    """内容の修正: correct the summary and the person's details (the owner or the case FM)."""
+    parsed = forms.parse(forms.AmendSchema, request.form)
+    if not parsed.ok:
+        bad = Refusal(422, "入力内容を確認してください。", parsed.errors)
+        if "version" in parsed.errors:
+            bad.message = "画面が古くなっています。読み込み直してからやり直してください。"
+        return _render_case(case_id, event="amend", values=request.form, refused=bad)
+    f = parsed.data
+    # Every detail shown on the form is sent; one left blank is cleared (the schema drops blanks).
+    given = f.get("person") or {}
+    person = {name: given.get(name) for name in casefile.PERSON_FIELDS if f"person.{name}" in request.form}
+    try:
+        case = casefile.amend_case(db.session(), actor(), case_id, version=f["version"], summary=f["summary"],
+                                   person=person)
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        r = refusal(exc)
+        r.errors = parsed.page_errors(r.errors)
+        return _render_case(case_id, event="amend", values=None if r.stale else request.form, refused=r)
+    changed = case.version != f["version"]  # nothing is written when nothing differs
+    flash("内容を修正しました。" if changed else "変更された項目はありませんでした。", "success" if changed else "info")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="person"), 303)
 
 
 @bp.post("/cases/<int:case_id>/join/<int:handoff_id>/withdraw")
