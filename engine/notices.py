@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from engine import audit, states
 from engine.errors import Conflict, NotFound
-from engine.models import Case, CaseHistory, CaseNotice, Department, utcnow
+from engine.models import Case, CaseHistory, CaseNotice, Department, Handoff, utcnow
 
 
 class AlreadyAcknowledged(Conflict):
@@ -71,8 +71,15 @@ def waiting(session: Session, actor) -> list[InboxNotice]:
         .outerjoin(owner, owner.c.id == Case.owning_department_id)
         .where(CaseNotice.department_id == actor.department_id, CaseNotice.acknowledged_at.is_(None))
         .order_by(CaseNotice.created_at, CaseNotice.id))
+    rows = rows.all()
+    # A case not accepted yet names the department its sheet waits with.
+    waiting_with = dict(session.execute(
+        select(Handoff.case_id, Department.name).join(Department, Department.id == Handoff.to_department_id)
+        .where(Handoff.case_id.in_([r[1] for r in rows if r[4] is None]), Handoff.primary.is_(True),
+               Handoff.state == "sent")).all()) if any(r[4] is None for r in rows) else {}
     return [InboxNotice(id=r[0], case_id=r[1], case_number=r[2], state_label=states.CASE_STATE_LABELS[r[3]],
-                        owner=r[4], reason=r[5], created_at=r[6]) for r in rows]
+                        owner=r[4] or (f"未定（{waiting_with[r[1]]}に送付中）" if r[1] in waiting_with else None),
+                        reason=r[5], created_at=r[6]) for r in rows]
 
 
 @dataclass

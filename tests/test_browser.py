@@ -298,3 +298,36 @@ def test_another_department_is_asked_to_join_and_accepts_from_its_inbox(browser,
         assert [(h.to_department.code, h.state) for h in joins] == [("shakyo", "accepted")]
     for person in (livelihood, shakyo):
         person.close()
+
+
+def test_a_notified_department_acknowledges_and_the_owner_corrects_the_details(browser, server, actors, open_case,
+                                                                              sessions):
+    # 8050: 高齢介護課 owns the case; the rules also tell the ひきこもり支援ステーション.
+    case_id = open_case(categories=["elder_care", "hikikomori"], person={
+        "name": "吉和 花子", "name_kana": "ヨシワ ハナコ", "birth_date": "1944-07-07", "area": "吉和"})
+    with unit_of_work(sessions) as s:
+        number = s.get(Case, case_id).case_number
+    station = Person(browser, server, "hikikomori")
+    station.page.get_by_role("navigation").get_by_role("link", name="部署の受信箱").click()
+    row = station.page.locator("#dept-notices").locator("..").locator("tr", has_text=number)
+    assert "高齢介護課" in row.inner_text() and "吉和 花子" not in station.page.content()
+    station.shot("18-notice-inbox")
+    row.get_by_role("button", name="確認済みにする").click()
+    assert "通知を確認済みにしました" in station.flash()
+    station.page.goto(f"{server}/cases/{case_id}")
+    assert "閲覧できません" in station.page.locator("#metadata-only").inner_text()
+    assert "確認" in station.page.locator("#case-notices").inner_text()
+
+    elderly = Person(browser, server, "elderly")
+    elderly.page.goto(f"{server}/cases/{case_id}")
+    elderly.open_event("accept_handoff").get_by_role("button").click()
+    assert elderly.state() == "担当決定"
+    form = elderly.open_event("amend")
+    assert form.locator("#amend-person-birth_date").input_value() == "昭和19年7月7日"
+    form.locator("#amend-person-phone").fill("0829-77-0000")
+    elderly.shot("19-amend-form")
+    form.get_by_role("button", name="修正を保存する").click()
+    assert "内容を修正しました" in elderly.flash()
+    assert "0829-77-0000" in elderly.page.locator("#person").inner_text()
+    for person in (station, elderly):
+        person.close()

@@ -53,7 +53,7 @@ def test_the_notice_waits_in_the_inbox_until_acknowledged_once(sessions, actors,
         number = s.get(Case, case_id).case_number
     client = web(actors.hikikomori)
     inbox = text_of(client.get("/inbox"))
-    assert "他部署が担当するケースの通知" in inbox and number in inbox and "高齢介護課" in inbox
+    assert "他部署が担当するケースの通知" in inbox and number in inbox and "未定（高齢介護課に送付中）" in inbox
     assert "廿日 太郎" not in inbox  # no content of the case
     r = client.post(f"/inbox/notices/{notice_id}")
     assert r.status_code == 303
