@@ -32,6 +32,9 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This folder holds transitions.py, which would hide the `transitions` package: the project root goes first
+# on sys.path instead of this folder.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import event, insert, select, text, update  # noqa: E402

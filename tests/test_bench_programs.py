@@ -1,0 +1,46 @@
+"""Each benchmark in bench/ runs as a program, at a tiny size, and prints its figures. No timing is judged
+here (the figures are for people to read); this keeps the programs working. Their PostgreSQL modes reset the
+schema of the database they are given, so they are not pointed at the suite's database."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from engine.settings import PROJECT_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _once_per_ci(database_url):
+    """The programs make their own SQLite files; running them again for the PostgreSQL pass adds nothing."""
+    if make_url(database_url).get_backend_name() != "sqlite":
+        pytest.skip("the benchmark programs run in the SQLite pass")
+
+
+def _run(*args: str, timeout: int = 300) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+def test_the_scan_benchmark_runs_and_prints_both_sizes_and_the_ratio():
+    out = _run("bench/scan.py", "--sizes", "2000", "4000")
+    assert "2,000 cases" in out and "4,000 cases" in out and "raising scan ratio" in out
+
+
+def test_the_main_path_benchmark_runs_and_checks_both_sides_kept_the_same_rows():
+    out = _run("bench/transitions.py", "--cases", "4", "--rounds", "2")
+    assert "ratio engine/baseline (median of rounds)" in out
+
+
+def test_the_pages_benchmark_times_every_page(tmp_path):
+    out = _run("bench/pages.py", "--cases", "600", "--repeat", "1", "--keep", str(tmp_path))
+    assert "start (desk)" in out and "FM dashboard" in out and "slowest page" in out
+
+
+def test_the_intake_benchmark_posts_through_the_production_server():
+    out = _run("bench/intake.py", "--referrals", "40", "--clients", "4")
+    assert "ratio (referrals / bare)" in out
