@@ -1024,7 +1024,7 @@ def route_new_case(session, case, actor, *, now, client=None) -> RoutingDecision
     # The decision reaches the case row in the same UPDATE as the state change.
     services.fire_event(session, sender, case.id, "send_handoff", version=case.version, now=now, client=client,
                         fields={"to_department": owner.code, "reason": reason, "summary": case.summary,
-                                "notify": notify}, case_values=record)
+                                "notify": notify, "notify_reason": reason}, case_values=record)
     return decision
 
 

@@ -317,8 +317,11 @@ def _apply_send_handoff(ctx: EventContext) -> None:
     if ctx.notify:
         from engine import notices
 
-        notices.notify(ctx.session, ctx.actor, ctx.case, ctx.notify,
-                       reason=ctx.fields.get("notify_reason") or ctx.fields["reason"], now=ctx.now)
+        # A rule's reason is the rule's own text; a person's つなぐ理由 may describe the person, and a
+        # notified department reads nothing of the case: it is told only where the sheet went.
+        reason = ctx.fields.get("notify_reason") or (
+            f"{ctx.target_department.name}につなぐシートが送られ、あなたの部署が通知先に指定されました。")
+        notices.notify(ctx.session, ctx.actor, ctx.case, ctx.notify, reason=reason, now=ctx.now)
     from engine import routing_override
 
     routing_override.record_send(ctx)

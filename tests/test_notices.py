@@ -103,9 +103,27 @@ def test_a_sender_may_name_departments_to_tell_and_an_unknown_one_is_refused(ses
     assert exc.value.errors == {"notify": ["「nowhere」という部署はありません。"]}
     with unit_of_work(sessions) as s:
         assert s.get(Case, case_id).version == version and s.scalars(select(CaseNotice)).all() == []
-    fire(actors.window, case_id, "send_handoff", to_department="livelihood", reason="r", summary="s",
-         notify=["shakyo", "livelihood"])
-    assert [c for c, _, _ in _notices(sessions, case_id)] == ["shakyo"]  # the receiver is not also told
+    fire(actors.window, case_id, "send_handoff", to_department="livelihood", reason="長男からの暴力の訴え",
+         summary="s", notify=["shakyo", "livelihood"])
+    [(code, reason, _)] = _notices(sessions, case_id)
+    assert code == "shakyo"  # the receiver is not also told
+    # A person's つなぐ理由 may describe the person: the notice says only where the sheet went.
+    assert "暴力" not in reason and "生活福祉課" in reason
+
+
+def test_the_send_form_on_the_case_page_names_departments_to_tell(sessions, actors, open_case, web):
+    case_id = open_case(categories=["other"])
+    client = web(actors.window)
+    page = client.get(f"/cases/{case_id}")
+    assert 'name="notify"' in page.get_data(as_text=True)
+    with sessions() as s:
+        version = s.get(Case, case_id).version
+    r = client.post(f"/cases/{case_id}/events/send_handoff", [
+        ("version", str(version)), ("to_department", "livelihood"), ("reason", "家計の相談"),
+        ("summary", "家賃の滞納"), ("notify", "shakyo"), ("notify", "children")])
+    assert r.status_code == 303, text_of(r)[:3000]
+    assert sorted(c for c, _, _ in _notices(sessions, case_id)) == ["children", "shakyo"]
+    assert "他部署が担当するケースの通知" in text_of(web(actors.shakyo).get("/inbox"))
 
 
 def test_revision_0009_makes_the_notices_earlier_routing_only_wrote_down(fresh_url):  # noqa: F811

@@ -191,11 +191,12 @@ class _Versioned(FormSchema):
 
 
 class SendHandoffSchema(_Versioned):
-    """send_handoff."""
+    """send_handoff (with the departments also to be told of the case, if any)."""
 
     to_department = text(required=True, max_length=64)
     reason = text(required=True)
     summary = text(required=True)
+    notify = code_list()
 
 
 class NoFieldsSchema(_Versioned):
@@ -303,7 +304,7 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {
 # Rows of repeated inputs: which keys of a row make it "filled in" (a blank row is dropped).
 ROW_LISTS = {"household": ("relationship", "name", "birth_year", "note"),
              "members": ("user",), "roles": ("department", "role")}
-MULTI_VALUED = {"categories", "agencies", "business_categories"}
+MULTI_VALUED = {"categories", "agencies", "business_categories", "notify"}
 
 
 # --- other forms ---------------------------------------------------------------------------------
