@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from sqlalchemy import Integer, bindparam, case as sql_case, delete, event, exists, func, inspect, insert, literal, select, \
-    union_all, update
+    text, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from engine.models import Case, CaseDepartment, CaseNotice, Consent, ConsentAgency, Department, Handoff
@@ -163,12 +163,34 @@ def settle(session: Session) -> None:
         rebuild_ids.update(session.connection().scalars(
             select(Consent.case_id).where(Consent.id.in_(sorted(due["consents"])))))
     rebuild_ids.discard(None)
+    _serialize(session, rebuild_ids | set(due["state"]))
     if rebuild_ids:
         rebuild(session, rebuild_ids)
     states = [{"b_case_id": case_id, "b_state": state} for case_id, state in due["state"].items()
               if case_id not in rebuild_ids]
     if states:
         session.connection().execute(_SET_STATE, states)
+
+
+# The namespace of the advisory locks below (pg_advisory_xact_lock(namespace, case id)).
+_LOCK_NAMESPACE = 8050
+_LOCK = text("SELECT pg_advisory_xact_lock(:ns, :case_id)")
+
+
+def _serialize(session: Session, case_ids: set[int]) -> None:
+    """On PostgreSQL, one transaction at a time writes a case's rows, until it commits.
+
+    Two transactions may change one case's relations at once (a department answers its join request
+    while the owner fires an event). Under READ COMMITTED the second one's DELETE would not see the rows
+    the first inserted, and its INSERT would collide with them or leave them with a stale state. Waiting
+    here, per case and in id order, makes the second one's statements start after the first commits, so
+    they see its rows. (SQLite lets one write transaction run at a time already.)
+    """
+    if not case_ids or session.get_bind().dialect.name != "postgresql":
+        return
+    conn = session.connection()
+    for case_id in sorted(case_ids):
+        conn.execute(_LOCK, {"ns": _LOCK_NAMESPACE, "case_id": case_id})
 
 
 @event.listens_for(Session, "before_commit")

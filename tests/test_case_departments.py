@@ -14,7 +14,7 @@ from engine import access, case_departments, confidential, demo, migrate, servic
 from engine.db import make_engine, make_session_factory, unit_of_work
 from engine.errors import MissingField, PermissionDenied
 from engine.models import Case, CaseDepartment, Department, Meeting, User
-from tests.conftest import CONFIG_DIR
+from tests.conftest import CONFIG_DIR, NOW
 
 CONSENT = {"given_by": "本人", "method": "written", "agencies": ["livelihood", "shakyo"]}
 
@@ -157,3 +157,45 @@ def test_revision_0008_fills_the_table_from_existing_records(fresh_url):
             assert {content for content, _ in before.values()} == {True, False}
     finally:
         engine.dispose()
+
+
+def test_two_transactions_changing_one_case_leave_its_rows_right(sessions, actors, open_case, fire):
+    """One transaction rebuilds a case's rows and has not committed; another changes the case's state. The
+    second waits for the first (an advisory lock per case on PostgreSQL, the write gate on SQLite) and then
+    sees its rows, so neither the state nor the relations are lost."""
+    import threading
+
+    from engine import notices
+
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff")
+    first = sessions()
+    first.begin()
+    case = first.get(Case, case_id)
+    shakyo = first.scalar(select(Department).where(Department.code == "shakyo"))
+    notices.notify(first, first.get(User, actors.window.id), case, [shakyo], reason="通知", now=NOW)
+    first.flush()
+    case_departments.settle(first)  # its rows are rewritten, not yet committed
+
+    outcome = {}
+
+    def second():
+        try:
+            outcome["state"] = fire(actors.fm, case_id, "convene_support_meeting",
+                                    members=[{"user": "livelihood", "acknowledged": True}])
+        except Exception as exc:  # reported below, in the test's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive(), f"the second transaction did not wait: {outcome}"
+    first.commit()
+    first.close()
+    worker.join(30)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["state"] == "support_meeting"
+    with sessions() as s:
+        assert case_departments.drift(s) == []
+        assert {d: st for (d, c), (_, st) in _rows(sessions).items() if c == case_id} == {
+            "desk": "support_meeting", "livelihood": "support_meeting", "shakyo": "support_meeting"}
