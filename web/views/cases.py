@@ -96,6 +96,29 @@ def detail(case_id: int):
     return _render_case(case_id)
 
 
+RELOAD = "画面が古くなっています。読み込み直してからやり直してください。"
+
+
+def _apply_form(case_id: int, form_event: str, schema, apply):
+    """Parse a case-page form with `schema` and run `apply(data)` on it: (its result, None), or (None, the
+    case page again) when the form or the engine refuses. A refused form comes back open with what was
+    typed and each message beside its input; a stale one shows the current state instead."""
+    parsed = forms.parse(schema, request.form)
+    if not parsed.ok:
+        bad = Refusal(422, "入力内容を確認してください。", parsed.errors)
+        if "version" in parsed.errors:
+            bad.message = RELOAD
+        return None, _render_case(case_id, event=form_event, values=request.form, refused=bad)
+    try:
+        return apply(dict(parsed.data)), None
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        r = refusal(exc)
+        r.errors = parsed.page_errors(r.errors)
+        return None, _render_case(case_id, event=form_event, values=None if r.stale else request.form, refused=r)
+
+
 @bp.post("/cases/<int:case_id>/events/<event>")
 @login_required
 def fire(case_id: int, event: str):
@@ -103,23 +126,15 @@ def fire(case_id: int, event: str):
     schema = forms.EVENT_SCHEMAS.get(event)
     if schema is None:
         abort(404)
-    parsed = forms.parse(schema, request.form)
-    if not parsed.ok:
-        bad = Refusal(422, "入力内容を確認してください。", parsed.errors)
-        if "version" in parsed.errors:
-            bad.message = "画面が古くなっています。読み込み直してからやり直してください。"
-        return _render_case(case_id, event=event, values=request.form, refused=bad)
-    fields = dict(parsed.data)
-    version = fields.pop("version")
-    try:
-        case = services.fire_event(db.session(), actor(), case_id, event, version=version, fields=fields,
+
+    def apply(fields):
+        version = fields.pop("version")
+        return services.fire_event(db.session(), actor(), case_id, event, version=version, fields=fields,
                                    remote_addr=remote_addr())
-    except PASS_THROUGH:
-        raise
-    except EngineError as exc:
-        r = refusal(exc)
-        r.errors = parsed.page_errors(r.errors)
-        return _render_case(case_id, event=event, values=None if r.stale else request.form, refused=r)
+
+    case, page = _apply_form(case_id, event, schema, apply)
+    if page is not None:
+        return page
     flash(f"「{states.CASE_EVENT_LABELS[event]}」を記録しました。現在の状態: {states.CASE_STATE_LABELS[case.state]}",
           "success")
     return redirect(url_for("cases.detail", case_id=case_id), 303)
@@ -129,23 +144,11 @@ def fire(case_id: int, event: str):
 @login_required
 def request_join(case_id: int):
     """参加依頼: the owning department or the case FM asks another department to join."""
-    parsed = forms.parse(forms.JoinRequestSchema, request.form)
-    if not parsed.ok:
-        bad = Refusal(422, "入力内容を確認してください。", parsed.errors)
-        if "version" in parsed.errors:
-            bad.message = "画面が古くなっています。読み込み直してからやり直してください。"
-        return _render_case(case_id, event="request_join", values=request.form, refused=bad)
-    f = parsed.data
-    try:
-        handoff = services.request_join(db.session(), actor(), case_id, to_department=f["to_department"],
-                                        reason=f["reason"], summary=f["summary"], version=f["version"],
-                                        remote_addr=remote_addr())
-    except PASS_THROUGH:
-        raise
-    except EngineError as exc:
-        r = refusal(exc)
-        r.errors = parsed.page_errors(r.errors)
-        return _render_case(case_id, event="request_join", values=None if r.stale else request.form, refused=r)
+    handoff, page = _apply_form(case_id, "request_join", forms.JoinRequestSchema, lambda f: services.request_join(
+        db.session(), actor(), case_id, to_department=f["to_department"], reason=f["reason"], summary=f["summary"],
+        version=f["version"], remote_addr=remote_addr()))
+    if page is not None:
+        return page
     flash(f"{handoff.to_department.name}に参加を依頼しました（つなぐシートを送付）。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
 
@@ -154,26 +157,17 @@ def request_join(case_id: int):
 @login_required
 def amend(case_id: int):
     """内容の修正: correct the summary and the person's details (the owner or the case FM)."""
-    parsed = forms.parse(forms.AmendSchema, request.form)
-    if not parsed.ok:
-        bad = Refusal(422, "入力内容を確認してください。", parsed.errors)
-        if "version" in parsed.errors:
-            bad.message = "画面が古くなっています。読み込み直してからやり直してください。"
-        return _render_case(case_id, event="amend", values=request.form, refused=bad)
-    f = parsed.data
-    # Every detail shown on the form is sent; one left blank is cleared (the schema drops blanks).
-    given = f.get("person") or {}
-    person = {name: given.get(name) for name in casefile.PERSON_FIELDS if f"person.{name}" in request.form}
-    try:
+    def apply(f):
+        # Every detail shown on the form is sent; one left blank is cleared (the schema drops blanks).
+        given = f.get("person") or {}
+        person = {name: given.get(name) for name in casefile.PERSON_FIELDS if f"person.{name}" in request.form}
         case = casefile.amend_case(db.session(), actor(), case_id, version=f["version"], summary=f["summary"],
                                    person=person)
-    except PASS_THROUGH:
-        raise
-    except EngineError as exc:
-        r = refusal(exc)
-        r.errors = parsed.page_errors(r.errors)
-        return _render_case(case_id, event="amend", values=None if r.stale else request.form, refused=r)
-    changed = case.version != f["version"]  # nothing is written when nothing differs
+        return case.version != f["version"]  # nothing is written when nothing differs
+
+    changed, page = _apply_form(case_id, "amend", forms.AmendSchema, apply)
+    if page is not None:
+        return page
     flash("内容を修正しました。" if changed else "変更された項目はありませんでした。", "success" if changed else "info")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="person"), 303)
 
@@ -184,8 +178,7 @@ def withdraw_join(case_id: int, handoff_id: int):
     """取下げ of a join request that the other department has not answered yet."""
     parsed = forms.parse(forms.WithdrawJoinSchema, request.form)
     if not parsed.ok:
-        return _render_case(case_id, refused=Refusal(
-            409, "画面が古くなっています。読み込み直してからやり直してください。", {}, stale=True))
+        return _render_case(case_id, refused=Refusal(409, RELOAD, {}, stale=True))
     s = db.session()
     try:
         handoff = s.get(Handoff, handoff_id)
