@@ -74,16 +74,23 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
             consented = [a["code"] for a in c["agencies"]]
         break
     visited = {h["to_state"] for h in view["history"]}
+    may = view.get("may") or {}
+    # The page's forms, each with its template in web/templates/events: (key, input prefix, title, action).
+    case_forms = [(ev, f"ev-{ev}", states.CASE_EVENT_LABELS[ev], url_for("cases.fire", case_id=case_id, event=ev))
+                  for ev in file.allowed_events]
+    if may.get("case_content.write") and file.case.anonymised_at is None:
+        case_forms.append(("amend", "amend", "相談内容・本人の情報を修正する", url_for("cases.amend", case_id=case_id)))
+    if may.get("case_metadata.write") and file.case.state != "closed":
+        case_forms.append(("request_join", "join", "他部署に参加を依頼する",
+                           url_for("cases.request_join", case_id=case_id)))
     status = refused.status if refused else 200
     return render_template(
-        "case_detail.html", file=file, case=file.case, view=view, allowed=file.allowed_events,
+        "case_detail.html", file=file, case=file.case, view=view,
         machine=diagram.render(file.case.state, file.allowed_events, visited),
         form_event=event, values=values or MultiDict(), errors=(refused.errors if refused else {}),
         refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
         consented=consented, today=_today().isoformat(), member_rows=forms.MEMBER_ROWS, role_rows=forms.ROLE_ROWS,
-        withdrawable=_withdrawable(s, file), case_notices=notices.of_case(s, file.case.id),
-        may_amend=bool((view.get("may") or {}).get("case_content.write")) and file.case.anonymised_at is None, may_request_join=bool((view.get("may") or {}).get("case_metadata.write"))
-        and file.case.state != "closed",
+        withdrawable=_withdrawable(s, file), case_notices=notices.of_case(s, file.case.id), case_forms=case_forms,
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
         or submissions.new_token(), now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
     ), status
