@@ -68,17 +68,54 @@ def resolve_open(session: Session, *, case_id: int | None = None, handoff_id: in
     return session.execute(q, execution_options={"synchronize_session": False}).rowcount
 
 
-def visible_alerts_query(actor):
+def visible_alerts_query(session: Session, actor):
     """Alerts an actor may list: an FM or the administrator sees all (they see every case's metadata);
-    staff see their department's alerts on the cases they may know of. Show them with
-    engine.views.alert_view, which keeps a message that quotes case content from those without sight."""
+    staff see their department's alerts on the cases they may know of. Show their messages through
+    readable_messages(), which keeps a typed reason from those who may not read the case's content."""
     from engine.access import visible_cases_filter
     from engine.models import Case
 
-    q = select(Alert).where(Alert.case_id.in_(select(Case.id).where(visible_cases_filter(None, actor))))
+    q = select(Alert).where(Alert.case_id.in_(select(Case.id).where(visible_cases_filter(session, actor))))
     if actor.role == "fm" or actor.role == "admin":
         return q
     return q.where(Alert.department_id == actor.department_id)
+
+
+# Alerts whose message quotes what a person typed (a 返送 reason): case content, like the reason on the
+# case page, which only those with content sight read.
+QUOTING_KINDS = ("handoff_declined",)
+
+
+def readable_messages(session: Session, actor, shown: list[Alert]) -> dict[int, str]:
+    """Each alert's message as `actor` may read it, by alert id.
+
+    A message the engine composed from metadata (departments, deadlines, the rules' reasons) reads the
+    same for everyone who may see the alert. A 返送 alert's message quotes the reason the receiving
+    department typed: it is shown whole only to those who may read the case's content, and that reading
+    is recorded in the audit trail (`alert.read`); the others read that the sheet came back, and from whom.
+    """
+    from engine.access import Sight, visible_cases_filter
+    from engine.models import Case, Department, Handoff
+
+    out = {a.id: a.message or "" for a in shown}
+    quoting = [a for a in shown if a.kind in QUOTING_KINDS]
+    if not quoting:
+        return out
+    case_ids = {a.case_id for a in quoting}
+    readable = set(session.scalars(select(Case.id).where(Case.id.in_(case_ids),
+                                                         visible_cases_filter(session, actor, Sight.CONTENT))))
+    handoffs = {h.id: (h.primary, name) for h, name in session.execute(
+        select(Handoff, Department.name).join(Department, Department.id == Handoff.to_department_id)
+        .where(Handoff.id.in_({a.handoff_id for a in quoting if a.handoff_id is not None})))}
+    for a in quoting:
+        if a.case_id in readable:
+            audit.record(session, actor=actor, action="alert.read", object_type="alert", object_id=a.id,
+                         case_id=a.case_id, detail={"shown": ["decline_reason"]})
+            continue
+        primary, to_name = handoffs.get(a.handoff_id, (True, None))
+        what = "つなぐシートを返送しました" if primary else "参加依頼を返送しました"
+        out[a.id] = (f"{to_name or '送付先の部署'}が{what}。返送の理由は、このケースの記録を読める職員だけに表示されます。")
+    return out
 
 
 def _load(session: Session, actor, alert_id: int) -> Alert:

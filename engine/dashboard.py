@@ -88,11 +88,12 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
             q = q.order_by(Alert.raised_at.asc(), Alert.id.asc())
         items = []
         found = session.execute(q.limit(limit)).all()
+        messages = alerts.readable_messages(session, actor, [alert for alert, *_ in found])
         age = business_age([h.sent_at for *_, h in found if h is not None and h.state == "sent"], now)
         for alert, number, state, handoff in found:
             item = DashboardItem(
                 alert_id=alert.id, kind=alert.kind, kind_label=alerts.ALERT_LABELS[alert.kind], status=alert.status,
-                message=alert.message, raised_at=alert.raised_at, due_at=alert.due_at, case_id=alert.case_id,
+                message=messages[alert.id], raised_at=alert.raised_at, due_at=alert.due_at, case_id=alert.case_id,
                 case_number=number, case_state=state, reassignable=alert.kind in REASSIGNABLE,
             )
             if handoff is not None:

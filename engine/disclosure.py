@@ -34,6 +34,7 @@ ACTION_LABELS = {
     "handoff.decline": "参加依頼の返送",
     "handoff.withdraw": "参加依頼の取り下げ",
     "notice.acknowledge": "通知の確認",
+    "alert.read": "アラート（返送の理由）の閲覧",
     "alert.acknowledge": "アラートの確認",
     "alert.resolve": "アラートの解決",
     "audit.person_trail": "閲覧記録の開示",

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import calendar, routing, services
+from engine import alerts, calendar, routing, services
 from engine.errors import NotFound, PermissionDenied, ValidationFailed
 from engine.models import Alert, Case, CaseCategory, Department, Handoff, Person, utcnow
 
@@ -47,6 +47,7 @@ class Inbox:
     department: Department
     items: list[InboxItem]
     alerts: list[Alert] = field(default_factory=list)
+    alert_messages: dict[int, str] = field(default_factory=dict)  # by alert id, as the reader may read them
 
 
 def business_age(starts: list[datetime], now: datetime):
@@ -109,7 +110,8 @@ def department_inbox(session: Session, actor, *, now: datetime | None = None, li
     department_alerts = list(session.scalars(
         select(Alert).where(Alert.department_id == actor.department_id, Alert.status != "resolved")
         .order_by(Alert.raised_at.asc()).limit(limit)))
-    return Inbox(department=session.get(Department, actor.department_id), items=items, alerts=department_alerts)
+    return Inbox(department=session.get(Department, actor.department_id), items=items, alerts=department_alerts,
+                 alert_messages=alerts.readable_messages(session, actor, department_alerts))
 
 
 def answer(session: Session, actor, handoff_id: int, decision: str, *, version: int | None,

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engine import alerts, audit, calendar, routing, services, submissions
+from engine import alerts, calendar, routing, services, submissions
 from engine.errors import Conflict, PermissionDenied, ValidationFailed
 from engine.models import Case, utcnow
 

@@ -258,23 +258,6 @@ def case_list_item(session: Session, actor, case: Case, sight: access.Sight | No
     return item
 
 
-def alert_view(session: Session, actor, alert) -> dict[str, Any]:
-    """An alert as `actor` may see it; its message (which can quote a つなぐシート) only with content sight."""
-    from engine.alerts import ALERT_LABELS, STATUS_LABELS
-
-    case = session.get(Case, alert.case_id)
-    out = {"id": alert.id, "kind": alert.kind, "kind_label": ALERT_LABELS.get(alert.kind, alert.kind),
-           "status": alert.status, "status_label": STATUS_LABELS.get(alert.status, alert.status),
-           "case_id": alert.case_id, "case_number": case.case_number if case else None,
-           "handoff_id": alert.handoff_id,
-           "department": department_ref(alert.department), "raised_at": iso(alert.raised_at),
-           "due_at": iso(alert.due_at), "acknowledged_at": iso(alert.acknowledged_at),
-           "resolved_at": iso(alert.resolved_at)}
-    if case is not None and access.case_sight(session, actor, case) >= access.Sight.CONTENT:
-        out["message"] = alert.message
-    return out
-
-
 def event_receipt(session: Session, actor, case: Case, allowed_events: list[str]) -> dict[str, Any]:
     """What the actor of an event sees of the case afterwards.
 

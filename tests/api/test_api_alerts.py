@@ -6,6 +6,7 @@ import pytest
 from engine.db import unit_of_work
 from engine.models import Alert
 from tests.api.support import assert_problem, auth
+from tests.test_alert_messages import REASON, _declined, _reads
 
 ALERT_KEYS = {"id", "kind", "kind_label", "status", "case_id", "handoff_id", "department", "message", "raised_at",
               "due_at", "acknowledged_at", "resolved_at", "note"}
@@ -91,3 +92,18 @@ def test_alert_outside_scope_is_404_and_read_scope_cannot_write(client, make_tok
                    "insufficient-scope")
     partner_like = make_token("referrals:read", name="partner")
     assert_problem(client.get("/api/v1/alerts", headers=auth(partner_like)), 403, "insufficient-scope")
+
+
+def test_a_return_reason_only_for_those_with_content_sight(client, make_token, open_case, fire, actors, sessions):
+    """A 返送 alert quotes the reason typed by the receiver: case content (tests/test_alert_messages.py)."""
+    _, alert_id = _declined(open_case, fire, actors, sessions)
+    fm = make_token("alerts:read,alerts:write", user=actors.fm, name="fm-tool")
+    desk = make_token("alerts:read", user=actors.window, name="desk-tool")
+    fm_items = client.get("/api/v1/alerts?kind=handoff_declined", headers=auth(fm)).get_json()["items"]
+    assert [a["id"] for a in fm_items] == [alert_id] and REASON not in fm_items[0]["message"]
+    answer = client.post(f"/api/v1/alerts/{alert_id}/acknowledge", headers=auth(fm))
+    assert answer.status_code == 200 and REASON not in answer.get_json()["message"]
+    assert _reads(sessions, alert_id) == 0
+    desk_items = client.get("/api/v1/alerts?kind=handoff_declined", headers=auth(desk)).get_json()["items"]
+    assert REASON in desk_items[0]["message"]
+    assert _reads(sessions, alert_id) == 1

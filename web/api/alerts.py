@@ -37,7 +37,7 @@ class AlertAcknowledge(MethodView):
     def post(self, body, alert_id):
         """アラートを確認済みにする（本文は省略可。note を付けられる）"""
         alert = alerts.acknowledge(db.session(), caller().user, alert_id, note=body.get("note"))
-        return alert_views.alert_view(alert)
+        return alert_views.answer(db.session(), caller().user, alert)
 
 
 @blp.route(f"/alerts/<int(max={MAX_ID}):alert_id>/resolve")
@@ -49,4 +49,4 @@ class AlertResolve(MethodView):
     def post(self, body, alert_id):
         """アラートを解決済みにする（どう解決したかの note が必要）"""
         alert = alerts.resolve(db.session(), caller().user, alert_id, note=body["note"])
-        return alert_views.alert_view(alert)
+        return alert_views.answer(db.session(), caller().user, alert)
