@@ -122,8 +122,14 @@ class VerifyResult:
     reason: str | None = None
 
 
-def verify(session: Session, batch: int = 5000) -> VerifyResult:
-    """Walk the chain in order; report the first row whose hash or link does not hold."""
+def verify(session: Session, batch: int = 5000, known: dict[int, str] | None = None) -> VerifyResult:
+    """Walk the chain in order; report the first row whose hash or link does not hold.
+
+    The chain alone cannot tell a tail rewritten with freshly computed hashes from the real one. `known`
+    gives heads printed by earlier runs and kept elsewhere ({seq: hash}): the row at each seq must still
+    carry that hash, so a rewrite at or before a kept head is found.
+    """
+    known = dict(known or {})
     prev = GENESIS
     expected_seq = 1
     checked = 0
@@ -141,11 +147,18 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
                 return VerifyResult(False, checked, row.id, row.seq, "前の行のハッシュと一致しません")
             if row_digest(row) != row.hash:
                 return VerifyResult(False, checked, row.id, row.seq, "行の内容がハッシュと一致しません（改ざんの可能性）")
+            if known.get(row.seq, row.hash) != row.hash:
+                return VerifyResult(False, checked, row.id, row.seq,
+                                    "以前に控えた末尾のハッシュと一致しません（この行までが書き換えられた可能性）")
             prev = row.hash
             expected_seq += 1
             checked += 1
             last_seq = row.seq
         session.expunge_all()
+    beyond = [seq for seq in known if seq > checked]
+    if beyond:
+        return VerifyResult(False, checked, None, min(beyond),
+                            f"以前に控えた末尾（seq={min(beyond)}）の行がありません（行が失われた可能性）")
     head = session.get(AuditHead, 1)
     if head is not None and (head.seq != checked or head.hash != prev):
         return VerifyResult(False, checked, None, head.seq, "末尾の行が失われています（先頭情報と一致しません）")

@@ -125,6 +125,60 @@ def test_rewriting_a_row_with_its_own_hash_still_breaks_the_next_link(world, ses
         assert "前の行" in result.reason
 
 
+def _rewrite_from(sessions, db_engine, seq: int) -> None:
+    """Change the row at `seq` and recompute every hash after it, head included: a careful forger."""
+    with sessions() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.seq >= seq).order_by(AuditEvent.seq)).all()
+        prev = rows[0].prev_hash
+        changes = []
+        for row in rows:
+            if row.seq == seq:
+                row.actor_label = "someone-else"
+            row.prev_hash = prev
+            row.hash = prev = audit.row_digest(row)
+            changes.append({"id": row.id, "label": row.actor_label, "prev": row.prev_hash, "hash": row.hash})
+        s.rollback()
+    with db_engine.begin() as conn:
+        for c in changes:
+            conn.execute(text("UPDATE audit_events SET actor_label = :label, prev_hash = :prev, hash = :hash "
+                              "WHERE id = :id"), c)
+        conn.execute(text("UPDATE audit_head SET hash = :hash"), {"hash": changes[-1]["hash"]})
+
+
+def test_a_rewritten_tail_is_found_through_a_head_kept_elsewhere(world, run_cli, sessions, db_engine):
+    kept = run_cli("audit", "verify").output.strip().splitlines()[-1]  # 末尾: seq=N hash=H
+    assert kept.startswith("末尾: seq=")
+    seq = int(kept.split("seq=")[1].split()[0])
+    _rewrite_from(sessions, db_engine, seq - 2)
+    assert run_cli("audit", "verify").exit_code == 0  # the chain alone holds
+    result = run_cli("audit", "verify", "--known-head", kept.removeprefix("末尾: "))
+    assert result.exit_code == 1
+    assert f"seq={seq}:" in result.output and "以前に控えた末尾" in result.output
+    with sessions() as s:
+        head_hash = kept.split("hash=")[1]
+        assert audit.verify(s, known={seq - 3: s.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq - 3))}).ok
+        assert not audit.verify(s, known={seq: head_hash}).ok
+
+
+def test_a_kept_head_beyond_the_trail_means_rows_were_lost(world, run_cli, sessions, db_engine):
+    kept = run_cli("audit", "verify").output.strip().splitlines()[-1].removeprefix("末尾: ")
+    seq = int(kept.split("seq=")[1].split()[0])
+    _rewrite_from(sessions, db_engine, seq - 1)
+    with db_engine.begin() as conn:  # drop the last row and make the head agree
+        conn.execute(text("DELETE FROM audit_events WHERE seq = :seq"), {"seq": seq})
+        last = conn.execute(text("SELECT hash FROM audit_events WHERE seq = :seq"), {"seq": seq - 1}).scalar_one()
+        conn.execute(text("UPDATE audit_head SET seq = :seq, hash = :hash"), {"seq": seq - 1, "hash": last})
+    assert run_cli("audit", "verify").exit_code == 0
+    result = run_cli("audit", "verify", "--known-head", kept)
+    assert result.exit_code == 1 and f"seq={seq}" in result.output and "行が失われた" in result.output
+
+
+@pytest.mark.parametrize("value", ["12", "x:" + "a" * 64, "3:" + "g" * 64, "3:abc"])
+def test_a_malformed_kept_head_is_refused(world, run_cli, value):
+    result = run_cli("audit", "verify", "--known-head", value)
+    assert result.exit_code == 2 and "SEQ:HASH" in result.output
+
+
 def test_disclosure_lists_every_case_of_the_person_and_no_content(world, sessions, run_cli, open_case):
     # A second consultation of the same person (same 宛名番号), and one of somebody else.
     other_id = open_case(person={"name": "宮島 花子", "birth_date": "1970-01-01", "area": "宮島"})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from datetime import datetime
 
@@ -31,15 +32,28 @@ def audit() -> None:
     """監査ログ（改ざん検知・開示請求）。"""
 
 
+def _known_head(_ctx, _param, values: tuple[str, ...]) -> dict[int, str]:
+    known = {}
+    for value in values:
+        seq, sep, digest = value.replace("seq=", "").replace(" hash=", ":").partition(":")
+        if not sep or not seq.strip().isdigit() or not re.fullmatch(r"[0-9a-f]{64}", digest.strip()):
+            raise click.BadParameter(f"「{value}」は SEQ:HASH（例 120:3fa9…、ハッシュは16進64文字）の形で指定してください。")
+        known[int(seq)] = digest.strip()
+    return known
+
+
 @audit.command("verify")
+@click.option("--known-head", "known", multiple=True, callback=_known_head, metavar="SEQ:HASH",
+              help="an earlier run's last line (末尾), kept outside the database; the row at SEQ must still have HASH "
+                   "(repeatable)")
 @with_appcontext
-def audit_verify() -> None:
+def audit_verify(known: dict[int, str]) -> None:
     """Check the audit hash chain; exit 1 naming the first broken row."""
     from engine import audit as trail
     from engine.models import AuditHead
 
     with transaction() as session:
-        result = trail.verify(session)
+        result = trail.verify(session, known=known)
         head = session.get(AuditHead, 1)
         head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, trail.GENESIS)
     if not result.ok:
