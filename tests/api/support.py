@@ -2,6 +2,15 @@
 from __future__ import annotations
 
 import copy
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import func, select
 
@@ -9,6 +18,7 @@ from engine.db import unit_of_work
 from schemas.referrals import EXAMPLE
 
 REFERRAL = EXAMPLE  # the contract's example referral
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def referral(**over) -> dict:
@@ -44,3 +54,35 @@ def assert_problem(resp, status: int, name: str) -> dict:
     assert body["title"] and body["detail"]
     assert "Traceback" not in resp.get_data(as_text=True)
     return body
+
+
+@contextmanager
+def served(database_url: str, instance_dir: Path, workers: int = 1) -> Iterator[int]:
+    """`tsunagu serve` (gunicorn) on a free local port, on the test database; yields the port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "test", "TSUNAGU_INSTANCE_DIR": str(instance_dir),
+           "TSUNAGU_CONFIG_DIR": str(PROJECT_ROOT / "config")}
+    log_path = instance_dir / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-c", "from web.cli import main; main()", "serve", "--host",
+                                 "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+                                env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                    conn.request("GET", "/healthz")
+                    if conn.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError("the server did not start: " + log_path.read_text(errors="replace")[-2000:])
+                time.sleep(0.1)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(20)

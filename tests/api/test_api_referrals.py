@@ -1,6 +1,8 @@
 """POST /referrals: every row of the contract's table, with its status code and body, on a real database."""
 from __future__ import annotations
 
+import http.client
+import io
 import json
 
 import pytest
@@ -8,7 +10,7 @@ from sqlalchemy import select
 
 from engine.db import unit_of_work
 from engine.models import AuditEvent, Case, IdempotencyKey, User
-from tests.api.support import assert_problem, auth, count, post_referral, referral
+from tests.api.support import assert_problem, auth, count, post_referral, referral, served
 
 
 def _nothing_written(sessions, *, refusals: int | None = None) -> None:
@@ -220,6 +222,46 @@ def test_body_just_under_64_kib_is_accepted(client, partner):
     resp = client.post("/api/v1/referrals", data=raw, content_type="application/json",
                        headers=auth(partner, **{"Idempotency-Key": "k"}))
     assert resp.status_code == 201
+
+
+def _sized(n: int) -> bytes:
+    """A valid referral body of exactly `n` bytes."""
+    body = referral(household=[{"relationship": "同居人", "note": "x" * 2000} for _ in range(30)])
+    body["summary"] += "a" * (n - len(json.dumps(body, ensure_ascii=False).encode()))
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    assert len(raw) == n
+    return raw
+
+
+@pytest.mark.parametrize(("size", "status"), [(64 * 1024, 201), (64 * 1024 + 1, 413), (70_000, 413)])
+def test_a_chunked_body_has_the_same_limit(client, partner, sessions, size, status):
+    """Without Content-Length (chunked) the body is read up to the limit: one byte more is 413, not a cut JSON."""
+    resp = client.post("/api/v1/referrals", input_stream=io.BytesIO(_sized(size)),
+                       headers=auth(partner, **{"Idempotency-Key": "k", "Content-Type": "application/json",
+                                                "Transfer-Encoding": "chunked"}),
+                       environ_overrides={"wsgi.input_terminated": True})  # as gunicorn says of a chunked body
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    if status == 413:
+        assert "64 KiB" in assert_problem(resp, 413, "payload-too-large")["detail"]
+        _nothing_written(sessions, refusals=1)
+
+
+def test_a_chunked_body_through_the_production_server(database_url, partner, sessions, tmp_path):
+    """The same through `tsunagu serve` (gunicorn) and a client that streams its body in chunks."""
+    with served(database_url, tmp_path) as port:
+        answers = []
+        for size in (70_000, 64 * 1024):
+            raw = _sized(size)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("POST", "/api/v1/referrals", body=iter([raw[:30_000], raw[30_000:]]), encode_chunked=True,
+                         headers=auth(partner, **{"Idempotency-Key": f"k{size}", "Content-Type": "application/json"}))
+            resp = conn.getresponse()
+            answers.append((resp.status, resp.getheader("Content-Type"), json.loads(resp.read())))
+            conn.close()
+    assert [(status, kind) for status, kind, _ in answers] == [(413, "application/problem+json"),
+                                                               (201, "application/json")]
+    assert answers[0][2]["type"].endswith("/payload-too-large")
+    assert count(sessions, Case) == 1
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])

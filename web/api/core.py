@@ -13,6 +13,7 @@ import flask_smorest
 from flask import g, request, url_for
 from flask_smorest.utils import deepupdate, prepare_response
 from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from engine import audit, api_clients
 from engine.errors import EngineError
@@ -77,6 +78,12 @@ def read_json_object(required: bool):
     An empty body is "no body": `{}` where nothing is required, else 400.
     """
     data = request.get_data(cache=True)  # over the request's max_content_length: 413
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        # A chunked body is read up to the limit and no further (werkzeug's LimitedStream): were there
+        # more, the JSON would look cut short. One more byte from the server's stream tells them apart.
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
     if not data.strip():
         if required:
             raise ApiProblem("malformed-json", "本文がありません。JSON オブジェクトを送ってください。")

@@ -31,7 +31,7 @@ PROBLEMS: dict[str, tuple[int, str, str]] = {
     "forbidden": (403, "権限がありません", "トークンの利用者（職員）にはこの操作が許されていない（例: 送付先の部署でない職員が受理しようとした）。"),
     "not-found": (404, "見つかりません", "存在しない、または呼び出し元が見てよい範囲にない（他のクライアントの紹介、担当外のケース）。"),
     "method-not-allowed": (405, "このメソッドは使えません", "この URL はこの HTTP メソッドを受け付けない（Allow ヘッダーを参照）。"),
-    "payload-too-large": (413, "本文が大きすぎます", "本文が上限（POST /referrals は 64 KiB）を超えている。"),
+    "payload-too-large": (413, "本文が大きすぎます", "本文が上限（POST /referrals は 64 KiB、ほかの操作は 1 MiB）を超えている。"),
     "unsupported-media-type": (415, "JSON で送ってください", "本文があるのに Content-Type が application/json ではない。"),
     "malformed-json": (400, "本文が JSON ではありません", "本文が空、または JSON として読めない。"),
     "not-a-json-object": (400, "本文は JSON オブジェクトにしてください", "本文が JSON だがオブジェクト（{…}）ではない。"),
@@ -172,7 +172,14 @@ def handle_http_exception(exc: HTTPException):
         return problem_response(name, summary(errors), status=status, errors=errors, headers=headers)
     name = _HTTP_CODES.get(status, "bad-request")
     _refused(name.replace("-", "_"), status)
-    return problem_response(name, PROBLEMS[name][2], status=status, headers=headers)
+    detail = PROBLEMS[name][2]
+    if status == 413 and request.max_content_length:
+        detail = f"本文が、この操作の上限（{_size(request.max_content_length)}）を超えています。"
+    return problem_response(name, detail, status=status, headers=headers)
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n % (1024 * 1024) == 0 else f"{n // 1024} KiB"
 
 
 def handle_unexpected(exc: Exception) -> Response:
