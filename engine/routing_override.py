@@ -6,8 +6,9 @@ beside the proposal (Case.override_reason), in the history row and as an audited
 review can see where and why people overrode the rules.
 
 Two ways in:
-- firing `send_handoff` from `intake` to a department other than the proposal requires an
-  `override_reason` field (checked by :func:`check_send`, recorded by :func:`record_send`);
+- firing `send_handoff` from `intake` to a department other than the proposal requires a reason:
+  `override_reason`, or else the sheet's つなぐ理由 (checked by :func:`check_send`, recorded by
+  :func:`record_send`);
 - :func:`override_routing` redirects a case that is already waiting in `handoff` (the rules sent the
   つなぐシート on their own): the open sheet is withdrawn and a new one is sent, the case stays in `handoff`.
 """
@@ -36,10 +37,15 @@ def _proposed_code(session: Session, case: Case) -> str | None:
 
 
 def check_send(ctx) -> None:
-    """`send_handoff` prepare step: a target other than the proposal needs an `override_reason`."""
+    """`send_handoff` prepare step: a target other than the proposal needs a reason for departing from it.
+
+    That is `override_reason` when given; otherwise the sheet's own つなぐ理由 (`reason`, which says why this
+    department) serves, so that a caller who knows only the sheet's fields (API.md: to_department, reason,
+    summary) can send it. Either way the reason is kept beside the proposal and the override is audited.
+    """
     if not is_override(ctx.case, ctx.target_department):
         return
-    reason = (ctx.fields.get("override_reason") or "").strip()
+    reason = (ctx.fields.get("override_reason") or ctx.fields.get("reason") or "").strip()
     if not reason:
         proposed = ctx.session.get(Department, ctx.case.proposed_department_id)
         raise MissingField({"override_reason": [

@@ -613,7 +613,7 @@ EVENTS: dict[str, tuple] = {
     "send_handoff": (_prepare_send_handoff, _apply_send_handoff,
                      {"to_department": "送付先の部署コード（必須）", "reason": "つなぐ理由（必須）",
                       "summary": "相談内容の要約（必須）",
-                      "override_reason": "振り分けルールの提案と異なる部署へ送る理由（異なる送付時必須）"}),
+                      "override_reason": "振り分けルールの提案と異なる部署へ送る理由（省略したときは、つなぐ理由をその理由として記録）"}),
     "accept_handoff": (_prepare_handoff_answer, _apply_accept_handoff, {}),
     "decline_handoff": (_prepare_handoff_answer, _apply_decline_handoff, {"reason": "返送の理由（必須）"}),
     "convene_support_meeting": (_prepare_convene, _apply_convene,

@@ -238,3 +238,18 @@ def test_send_handoff_may_name_departments_to_tell(client, make_token, actors, o
     assert resp.status_code == 200 and resp.get_json()["status"] == "handoff"
     with unit_of_work(sessions) as s:
         assert [n.department.code for n in s.scalars(select(CaseNotice))] == ["shakyo"]
+
+
+def test_sending_on_after_a_return_needs_only_the_contracts_fields(client, make_token, actors, case_id, sessions):
+    """Declined, the case waits in intake; API.md's send_handoff fields send it elsewhere than the proposal."""
+    livelihood = make_token("cases:read,cases:write", user=actors.livelihood, name="livelihood-2")
+    desk = make_token("cases:read,cases:write", user=actors.window, name="desk-tool")
+    version = _state(sessions, case_id)[1]
+    assert _fire(client, livelihood, case_id, {"event": "decline_handoff", "version": version,
+                                                "reason": "所管外のため"}).status_code == 200
+    resp = _fire(client, desk, case_id, {"event": "send_handoff", "version": version + 1, "to_department": "shakyo",
+                                         "reason": "家計の立て直しを社協で", "summary": "家賃滞納"})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["status"] == "handoff"
+    with unit_of_work(sessions) as s:
+        assert s.get(Case, case_id).override_reason == "家計の立て直しを社協で"
