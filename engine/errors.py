@@ -70,12 +70,16 @@ class EventNotAllowed(EngineError):
 
     def __init__(self, event: str, state: str, state_label: str, allowed_events: list[str],
                  allowed_labels: list[str]):
+        super().__init__("", event=event, state=state)
+        self.event, self.state_label = event, state_label
+        self.narrow(allowed_events, allowed_labels)
+
+    def narrow(self, allowed_events: list[str], allowed_labels: list[str]) -> None:
+        """Name, in the message and in `allowed_events` alike, only what the caller may do now."""
         allowed = "、".join(allowed_labels) if allowed_labels else "なし"
-        super().__init__(
-            f"現在の状態（{state_label}）では「{event}」はできません。できる操作: {allowed}",
-            event=event, state=state, allowed_events=allowed_events,
-        )
-        self.allowed_events = allowed_events
+        self.message = f"現在の状態（{self.state_label}）では「{self.event}」はできません。できる操作: {allowed}"
+        self.args = (self.message,)
+        self.allowed_events = self.extra["allowed_events"] = allowed_events
 
 
 class GuardRefused(EngineError):

@@ -105,6 +105,8 @@ def test_event_not_allowed_is_409_with_allowed_events(client, staff, case_id, se
     for body in ({"event": "reopen", "version": before[1]}, {"event": "adopt_plan", "version": before[1]}):
         problem = assert_problem(_fire(client, staff.livelihood, case_id, body), 409, "event-not-allowed")
         assert problem["allowed_events"] == ["accept_handoff", "decline_handoff"]
+        # The detail names the same events as allowed_events (the state would also let its owner close it).
+        assert problem["detail"].endswith("できる操作: 受理する、返送する"), problem["detail"]
     assert _state(sessions, case_id) == before
 
 
@@ -253,3 +255,10 @@ def test_sending_on_after_a_return_needs_only_the_contracts_fields(client, make_
     assert resp.get_json()["status"] == "handoff"
     with unit_of_work(sessions) as s:
         assert s.get(Case, case_id).override_reason == "家計の立て直しを社協で"
+
+
+def test_a_token_that_cannot_write_is_offered_no_events(client, staff, case_id):
+    assert _get(client, staff.livelihood, case_id).get_json()["allowed_events"] == ["accept_handoff",
+                                                                                   "decline_handoff"]
+    view = _get(client, staff.reader, case_id).get_json()  # the same user, a cases:read token
+    assert view["allowed_events"] == [] and view["version"] >= 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import request
 from flask.views import MethodView
 
-from engine import services, views
+from engine import services, states, views
 from engine.errors import EventNotAllowed, UnknownEvent
 from schemas.cases import CaseOut
 from schemas.common import MAX_ID
@@ -15,8 +15,10 @@ from web.api.core import PARSER, ApiBlueprint, caller, problems, requires
 blp = ApiBlueprint("Cases", __name__, description="ケース（職員の見え方）とイベント（状態遷移）")
 
 
-def _view(session, user, case):
-    view = views.case_view(session, user, case, services.allowed_events(session, user, case))
+def _view(session, user, case, may_write: bool):
+    # `allowed_events` says what this caller can do now: nothing through a token that cannot write.
+    allowed = services.allowed_events(session, user, case) if may_write else []
+    view = views.case_view(session, user, case, allowed)
     # A 支援会議's records never leave through the API, not even to its members: they are read on the
     # meeting's page, under the 守秘義務 the member acknowledged there. That the meeting was held stays.
     for m in view.get("meetings") or []:
@@ -36,7 +38,7 @@ class CaseById(MethodView):
         who = caller()
         s = db.session()
         case = services.load_case(s, who.user, case_id)
-        return _view(s, who.user, case)  # the read model audits a content read
+        return _view(s, who.user, case, "cases:write" in who.scopes)  # the read model audits a content read
 
 
 @blp.route(f"/cases/<int(max={MAX_ID}):case_id>/events")
@@ -67,7 +69,10 @@ class CaseEvents(MethodView):
             # Say what this caller may do now, not every event the state allows.
             s.rollback()
             allowed = services.allowed_events(s, who.user, services.load_case(s, who.user, case_id))
-            exc.extra["allowed_events"] = allowed
+            if isinstance(exc, EventNotAllowed):
+                exc.narrow(allowed, [states.CASE_EVENT_LABELS[e] for e in allowed])
+            else:
+                exc.extra["allowed_events"] = allowed
             raise
         s.expire(case, ["history", "handoffs"])
         return views.event_receipt(s, who.user, case, services.allowed_events(s, who.user, case))
