@@ -100,14 +100,17 @@ def _choice(errors: dict, fields: dict, name: str, code_list: str, required: boo
         errors.setdefault(name, []).append(f"「{value}」は選べる値ではありません。")
 
 
-def _as_date(errors: dict, fields: dict, name: str) -> None:
+def _as_date(errors: dict, fields: dict, name: str, *, not_after: date | None = None) -> None:
+    """Read `fields[name]` as a date; with `not_after`, a later day (something not yet done) is refused."""
     value = fields.get(name)
-    if value is None or isinstance(value, date):
-        return
-    try:
-        fields[name] = date.fromisoformat(str(value))
-    except ValueError:
-        errors.setdefault(name, []).append("日付は YYYY-MM-DD の形で入力してください。")
+    if value is not None and not isinstance(value, date):
+        try:
+            value = fields[name] = date.fromisoformat(str(value))
+        except ValueError:
+            errors.setdefault(name, []).append("日付は YYYY-MM-DD の形で入力してください。")
+            return
+    if value is not None and not_after is not None and value > not_after:
+        errors.setdefault(name, []).append("未来の日付は記録できません。")
 
 
 def _departments(session: Session, errors: dict, name: str, codes: list[str] | None) -> list[Department]:
@@ -437,7 +440,7 @@ def _prepare_consent(ctx: EventContext) -> None:
         _require(f, "given_by")
     errors: dict[str, list[str]] = {}
     _choice(errors, f, "method", "consent_methods", required=ctx.event == "record_consent")
-    _as_date(errors, f, "obtained_on")
+    _as_date(errors, f, "obtained_on", not_after=ctx.today)
     if ctx.event == "record_consent":
         ctx.agencies = _departments(ctx.session, errors, "agencies", f.get("agencies"))
     if errors:
@@ -537,7 +540,7 @@ def _prepare_evaluate(ctx: EventContext) -> None:
     if f.get("decision") == "close":
         _choice(errors, f, "close_reason", "close_reasons")
     _as_date(errors, f, "next_evaluation_date")
-    _as_date(errors, f, "evaluated_on")
+    _as_date(errors, f, "evaluated_on", not_after=ctx.today)
     if errors:
         raise ValidationFailed(errors)
     ctx.plan = active_plan(ctx.session, ctx.case.id)
@@ -734,9 +737,7 @@ def add_contact_note(session: Session, actor: User, case_id: int, fields: dict[s
         errors["body"] = [REQUIRED]
     _choice(errors, fields, "method", "contact_methods")
     _choice(errors, fields, "business_category", "business_categories", required=False)
-    _as_date(errors, fields, "contact_on")
-    if not errors and fields.get("contact_on") and fields["contact_on"] > now.astimezone(calendar.JST).date():
-        errors["contact_on"] = ["未来の日付は記録できません。"]
+    _as_date(errors, fields, "contact_on", not_after=now.astimezone(calendar.JST).date())
     meeting_id = access.note_meeting_id(session, actor, case, rel)
     if fields.get("meeting_id") not in (None, ""):
         if fields["meeting_id"] not in access.member_meeting_ids(session, actor, case.id):

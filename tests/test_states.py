@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from engine import services, states
 from engine.db import unit_of_work
-from engine.errors import EventNotAllowed, GuardRefused, PermissionDenied
+from engine.errors import EventNotAllowed, GuardRefused, PermissionDenied, ValidationFailed
 from engine.models import Case, CaseHistory, Department, Plan
 from tests.conftest import NOW
 
@@ -189,6 +189,22 @@ def test_consent_must_cover_an_agency(drive, fire, actors):
     assert err.value.extra["guard"] == "consent_covers_agencies"
     assert fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="oral",
                 agencies=["livelihood"]) == "layered_meeting"
+
+
+def test_consent_and_evaluation_dates_cannot_be_in_the_future(drive, fire, actors, sessions):
+    """A consent obtained, or a plan evaluated, on a day still to come has not happened: 422 on the date."""
+    case_id = drive("assigned")
+    with pytest.raises(ValidationFailed) as err:
+        fire(actors.livelihood, case_id, "record_consent", **CONSENT, obtained_on=FUTURE)
+    assert err.value.extra["errors"] == {"obtained_on": ["未来の日付は記録できません。"]}
+    assert fire(actors.livelihood, case_id, "record_consent", **CONSENT, obtained_on=PAST) == "layered_meeting"
+    assert fire(actors.livelihood, case_id, "adopt_plan", **PLAN) == "accompaniment"
+    with pytest.raises(ValidationFailed) as err:
+        fire(actors.livelihood, case_id, "evaluate", decision="continue", goals_met="partly",
+             next_evaluation_date=FUTURE, evaluated_on=FUTURE)
+    assert err.value.extra["errors"] == {"evaluated_on": ["未来の日付は記録できません。"]}
+    with unit_of_work(sessions) as s:
+        assert s.get(Case, case_id).state == "accompaniment"
 
 
 def test_main_department_must_have_a_role(drive, fire, actors):
