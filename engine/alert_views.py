@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.alerts import ALERT_LABELS, readable_messages, visible_alerts_query
-from engine.models import Alert
+from engine.models import Alert, Case, Department, Handoff
 from engine.views import iso
 
 
-def alert_view(alert: Alert, message: str) -> dict[str, Any]:
-    """One alert for the API; `message` as readable_messages() gave it for the caller."""
+def alert_view(alert: Alert, message: str, department: str | None) -> dict[str, Any]:
+    """One alert for the API; `message` as readable_messages() gave it, `department` as _departments() did."""
     return {
         "id": alert.id,
         "kind": alert.kind,
@@ -19,7 +20,8 @@ def alert_view(alert: Alert, message: str) -> dict[str, Any]:
         "status": alert.status,
         "case_id": alert.case_id,
         "handoff_id": alert.handoff_id,
-        "department": alert.department.code if alert.department is not None else None,
+        "department": department,
+        "recipient": "department" if alert.department_id is not None else "fm",
         "message": message,
         "raised_at": iso(alert.raised_at),
         "due_at": iso(alert.due_at),
@@ -27,6 +29,36 @@ def alert_view(alert: Alert, message: str) -> dict[str, Any]:
         "resolved_at": iso(alert.resolved_at),
         "note": alert.note,
     }
+
+
+def _departments(session: Session, shown: list[Alert]) -> dict[int, str | None]:
+    """The department code each alert is about, by alert id.
+
+    An alert to a department names it. An alert to the FM (an escalated sheet, a 多機関協働 candidate)
+    names the department it concerns: the sheet's receiver; for a case, its owner, else the receiver of
+    its latest つなぐシート, else the department that opened it (`recipient` says who must act).
+    """
+    codes = dict(session.execute(select(Department.id, Department.code)).all())
+    out = {a.id: codes.get(a.department_id) for a in shown}
+    for_fm = [a for a in shown if a.department_id is None]
+    if not for_fm:
+        return out
+    handoffs = dict(session.execute(select(Handoff.id, Handoff.to_department_id)
+                                    .where(Handoff.id.in_({a.handoff_id for a in for_fm if a.handoff_id}))).all())
+    case_ids = {a.case_id for a in for_fm}
+    latest = {}
+    for case_id, dept in session.execute(select(Handoff.case_id, Handoff.to_department_id)
+                                         .where(Handoff.case_id.in_(case_ids), Handoff.primary.is_(True))
+                                         .order_by(Handoff.id)):
+        latest[case_id] = dept
+    cases = {row.id: row for row in session.execute(
+        select(Case.id, Case.owning_department_id, Case.created_department_id).where(Case.id.in_(case_ids)))}
+    for a in for_fm:
+        case = cases.get(a.case_id)
+        dept = (handoffs.get(a.handoff_id) if a.handoff_id is not None else None) or (
+            case and (case.owning_department_id or latest.get(a.case_id) or case.created_department_id))
+        out[a.id] = codes.get(dept)
+    return out
 
 
 def page(session: Session, actor, *, status: str | None = None, kind: str | None = None,
@@ -42,10 +74,11 @@ def page(session: Session, actor, *, status: str | None = None, kind: str | None
     rows = session.scalars(q.order_by(Alert.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    messages = readable_messages(session, actor, rows)
-    return [alert_view(a, messages[a.id]) for a in rows], (rows[-1].id if more else None)
+    messages, departments = readable_messages(session, actor, rows), _departments(session, rows)
+    return [alert_view(a, messages[a.id], departments[a.id]) for a in rows], (rows[-1].id if more else None)
 
 
 def answer(session: Session, actor, alert: Alert) -> dict[str, Any]:
     """The alert an action (acknowledge, resolve) answers with."""
-    return alert_view(alert, readable_messages(session, actor, [alert])[alert.id])
+    return alert_view(alert, readable_messages(session, actor, [alert])[alert.id],
+                      _departments(session, [alert])[alert.id])

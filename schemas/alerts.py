@@ -17,7 +17,11 @@ class AlertOut(Output):
     status = fields.String(required=True, validate=validate.OneOf(ALERT_STATUSES))
     case_id = fields.Integer(required=True)
     handoff_id = fields.Integer(required=True, allow_none=True)
-    department = fields.String(required=True, allow_none=True, metadata={"description": "宛先の部署コード"})
+    department = fields.String(required=True, allow_none=True, metadata={
+        "description": "部署コード: 部署あてのアラートはその部署、FMあて（recipient が fm）のアラートは関係する部署"
+                       "（つなぐシートの送付先、ケースの担当部署など）"})
+    recipient = fields.String(required=True, validate=validate.OneOf(("department", "fm")), metadata={
+        "description": "対応する人: department（department の部署）または fm（FM ダッシュボード）"})
     message = fields.String(required=True)
     raised_at = timestamp()
     due_at = timestamp(nullable=True)

@@ -8,8 +8,8 @@ from engine.models import Alert
 from tests.api.support import assert_problem, auth
 from tests.test_alert_messages import REASON, _declined, _reads
 
-ALERT_KEYS = {"id", "kind", "kind_label", "status", "case_id", "handoff_id", "department", "message", "raised_at",
-              "due_at", "acknowledged_at", "resolved_at", "note"}
+ALERT_KEYS = {"id", "kind", "kind_label", "status", "case_id", "handoff_id", "department", "recipient", "message",
+              "raised_at", "due_at", "acknowledged_at", "resolved_at", "note"}
 
 
 @pytest.fixture
@@ -107,3 +107,21 @@ def test_a_return_reason_only_for_those_with_content_sight(client, make_token, o
     desk_items = client.get("/api/v1/alerts?kind=handoff_declined", headers=auth(desk)).get_json()["items"]
     assert REASON in desk_items[0]["message"]
     assert _reads(sessions, alert_id) == 1
+
+
+def test_alerts_to_the_fm_name_the_department_they_concern(client, make_token, actors, open_case, sessions):
+    from engine import alerts
+    from engine.models import Handoff
+
+    case_id = open_case(categories=["elder_care", "hikikomori"])  # 8050: to 高齢介護課, a 多機関協働 candidate
+    with unit_of_work(sessions) as s:
+        h = s.query(Handoff).filter(Handoff.case_id == case_id).one()
+        alerts.raise_alert(s, kind="handoff_escalated", case_id=case_id, handoff_id=h.id, message="m")
+    fm = make_token("alerts:read", user=actors.fm, name="fm-tool")
+    items = client.get("/api/v1/alerts", headers=auth(fm)).get_json()["items"]
+    assert sorted((a["kind"], a["department"], a["recipient"]) for a in items) == [
+        ("handoff_escalated", "elderly", "fm"), ("multi_agency_candidate", "elderly", "fm")]
+    desk = make_token("alerts:read", user=actors.window, name="desk-tool")
+    open_case(categories=["other"])
+    [unrouted] = client.get("/api/v1/alerts", headers=auth(desk)).get_json()["items"]
+    assert (unrouted["department"], unrouted["recipient"]) == ("desk", "department")
