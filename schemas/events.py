@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from marshmallow import EXCLUDE, INCLUDE
+from marshmallow import INCLUDE, RAISE
 
 from engine import services, states
 from schemas.common import MAX_ID
@@ -110,7 +110,8 @@ def _make(event: str) -> type[Schema]:
         f.required = required
         f.metadata = {**f.metadata, "description": descriptions.get(name, "通知先の部署コードの一覧")}
         attrs[name] = f
-    attrs["Meta"] = type("Meta", (), {"unknown": EXCLUDE})
+    # A field the event does not take is refused (422), not dropped: the caller meant it to be recorded.
+    attrs["Meta"] = type("Meta", (), {"unknown": RAISE})
     attrs["__doc__"] = f"{event}: {states.CASE_EVENT_LABELS[event]}"
     return type(component_name(event), (Schema,), attrs)
 

@@ -262,3 +262,13 @@ def test_a_token_that_cannot_write_is_offered_no_events(client, staff, case_id):
                                                                                    "decline_handoff"]
     view = _get(client, staff.reader, case_id).get_json()  # the same user, a cases:read token
     assert view["allowed_events"] == [] and view["version"] >= 1
+
+
+def test_a_field_the_event_does_not_take_is_422(client, staff, case_id, sessions):
+    """Dropping it silently would lose what the caller meant to record."""
+    before = _state(sessions, case_id)
+    resp = _fire(client, staff.livelihood, case_id, {"event": "accept_handoff", "version": before[1],
+                                                     "note": "受理します", "foo": 1})
+    problem = assert_problem(resp, 422, "validation-error")
+    assert problem["errors"] == {"note": ["不明な項目です。"], "foo": ["不明な項目です。"]}
+    assert _state(sessions, case_id) == before
