@@ -44,6 +44,19 @@ def test_token_acting_for_a_user_reaches_only_what_the_user_may(app, client, act
     assert_problem(client.get(f"/api/v1/cases/{case_id}", headers=auth(token)), 404, "not-found")
 
 
+def test_a_new_token_with_other_scopes_warns_that_the_clients_tokens_change(app, client):
+    first = _run(app, "token", "create", "--client", "oono", "--scopes", "referrals:write,referrals:read")
+    assert "注意" not in first.output
+    again = _run(app, "token", "create", "--client", "oono", "--scopes", "referrals:write,referrals:read")
+    assert again.exit_code == 0 and "注意" not in again.output  # the same scopes: nothing changes
+    narrowed = _run(app, "token", "create", "--client", "oono", "--scopes", "referrals:read")
+    assert narrowed.exit_code == 0
+    assert "有効なトークン 2 件" in narrowed.stderr and "referrals:write, referrals:read" in narrowed.stderr
+    assert narrowed.stdout.strip().splitlines()[-1].startswith("tsu_")  # still the last line of stdout
+    old = first.stdout.strip().splitlines()[-1]
+    assert_problem(post_referral(client, old), 403, "insufficient-scope")  # as the warning said
+
+
 def test_revoke_stops_every_token_of_the_client_at_once(app, client):
     first, second = (_run(app, "token", "create", "--client", "oono", "--scopes", "referrals:read")
                      .output.strip().splitlines()[-1] for _ in range(2))
