@@ -35,10 +35,13 @@ def transaction():
         with unit_of_work(current_app.extensions["tsunagu.sessions"]) as session:
             yield session
     except EngineError as exc:
-        extra = ""
-        if getattr(exc, "errors", None):
-            extra = "\n" + "\n".join(f"  {k}: {'; '.join(v)}" for k, v in exc.errors.items())
-        click.echo(f"エラー: {exc.message}{extra}", err=True)
+        errors = getattr(exc, "errors", None)
+        if errors:  # the title, then each field and why (the message only repeats the first of them)
+            click.echo(f"エラー: {exc.title}", err=True)
+            for name, messages in errors.items():
+                click.echo(f"  {name}: {'; '.join(messages)}", err=True)
+        else:
+            click.echo(f"エラー: {exc.message}", err=True)
         sys.exit(1)
 
 
