@@ -131,6 +131,20 @@ def test_unexpected_error_is_a_generic_500_without_trace(database_url, db_engine
     app.extensions["tsunagu.engine"].dispose()
 
 
+def test_a_database_not_yet_migrated_answers_503_not_500(tmp_path):
+    """Before `tsunagu db upgrade` the API says it cannot serve yet, as GET /readyz does, with no trace."""
+    from web import create_app
+
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}", "SECRET_KEY": "test", "TESTING": True})
+    client = app.test_client()
+    resp = client.get("/api/v1/referrals", headers=auth("tsu_whatever"))
+    body = assert_problem(resp, 503, "service-unavailable")
+    assert resp.headers["Retry-After"] == "30" and "no such table" not in resp.get_data(as_text=True)
+    assert body["detail"]
+    assert client.get("/readyz").status_code == 503
+    app.extensions["tsunagu.engine"].dispose()
+
+
 def test_tokens_never_reach_the_logs(client, partner, caplog):
     with caplog.at_level(logging.DEBUG):
         post_referral(client, partner)

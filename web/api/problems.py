@@ -190,7 +190,19 @@ def handle_unexpected(exc: Exception) -> Response:
     from web import db
 
     db.session().rollback()
+    if _database_unavailable(exc):
+        return problem_response("service-unavailable", PROBLEMS["service-unavailable"][2], status=503,
+                                headers={"Retry-After": "30"})
     return problem_response("internal-error", PROBLEMS["internal-error"][2], status=500)
+
+
+def _database_unavailable(exc: Exception) -> bool:
+    """The database cannot serve now: unreachable, or its schema not (yet) migrated (GET /readyz says which)."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, ProgrammingError) and type(exc.orig).__name__ in ("UndefinedTable", "UndefinedColumn")
 
 
 def summary(errors: dict[str, list[str]]) -> str:
