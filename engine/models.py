@@ -580,6 +580,39 @@ class CaseNotice(Base):
     department: Mapped["Department"] = relationship()
 
 
+JOIN_OFFER_STATUSES = ("open", "accepted", "declined", "withdrawn", "lapsed")
+
+
+class JoinOffer(Base):
+    """参加の申し出: a department told of a case (a CaseNotice) offers to work on it.
+
+    The case's owner answers: it asks the department to join (a join つなぐシート, `handoff_id`) or lets
+    the offer go with a note. `open_key` ("<case id>:<department id>") is set while the offer waits, so a
+    department has one open offer per case.
+    """
+
+    __tablename__ = "join_offers"
+    __table_args__ = (
+        CheckConstraint(_in("status", JOIN_OFFER_STATUSES), name="status"),
+        UniqueConstraint("open_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
+    message: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    open_key: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    answered_at: Mapped[datetime | None]
+    answered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    answer_note: Mapped[str | None] = mapped_column(Text)
+    handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoffs.id", ondelete="SET NULL"))
+
+    department: Mapped["Department"] = relationship()
+
+
 class Alert(Base):
     """Something a person must look at: a stalled handoff, an unrouted case, an overdue evaluation …"""
 

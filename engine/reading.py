@@ -24,16 +24,17 @@ class CaseFile:
     view: dict[str, Any]
     allowed_events: list[str]
     content: bool
+    rel: frozenset[str] = frozenset()  # the reader's relations to the case (engine.access.relations)
 
 
 def read_case(session: Session, actor, case_id: int, *, remote_addr: str | None = None) -> CaseFile:
     """The case as `actor` may see it, with the events they may fire now; a content read is audited
     (by engine.views.case_view, which names the parts it showed)."""
-    case = services.load_case(session, actor, case_id)
+    case, rel = services.load_case_with_relations(session, actor, case_id)
     allowed = services.allowed_events(session, actor, case)
     view = views.case_view(session, actor, case, allowed)
     content = view["access"] == "content"
-    return CaseFile(case=case, view=view, allowed_events=allowed, content=content)
+    return CaseFile(case=case, view=view, allowed_events=allowed, content=content, rel=rel)
 
 
 @dataclass

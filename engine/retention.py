@@ -24,6 +24,7 @@ from engine.models import (
     ContactNote,
     Evaluation,
     Handoff,
+    JoinOffer,
     Meeting,
     ParticipationMatch,
     Plan,
@@ -146,3 +147,5 @@ def anonymise_case(session: Session, case: Case, now: datetime) -> None:
     for a in session.scalars(select(Alert).where(Alert.case_id == case.id)):
         a.message = ""
         a.note = _blank(a.note)
+    for o in session.scalars(select(JoinOffer).where(JoinOffer.case_id == case.id)):
+        o.message, o.answer_note = MARKER, _blank(o.answer_note)

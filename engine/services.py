@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from engine import access, alerts, audit, calendar, states, vocab
@@ -149,6 +150,22 @@ def _history(session: Session, case: Case, actor, event: str, from_state, to_sta
     session.add(CaseHistory(case_id=case.id, event=event, from_state=from_state, to_state=to_state,
                             actor_id=getattr(actor, "id", None), at=now, detail=detail or {},
                             handoff_id=handoff_id))
+
+
+def record_history(session: Session, case: Case, actor, event: str, now, detail=None, *, from_state=None,
+                   to_state: str) -> None:
+    """A history row for a step on a record of the case (its states are that record's, not the case's)."""
+    _history(session, case, actor, event, from_state, to_state, now, detail)
+
+
+def touch(case: Case, now: datetime) -> None:
+    """Move the case's version (and updated_at) with a step that changes none of its own columns.
+
+    Marked as changed even when `now` equals the stored time, so that the UPDATE, and with it the version
+    check and the new version, always happens.
+    """
+    case.updated_at = now
+    flag_modified(case, "updated_at")
 
 
 def flush_or_stale(session: Session, case: Case | None = None) -> None:
@@ -584,6 +601,9 @@ def _close_fields(ctx: EventContext, reason: str, note: str | None) -> None:
     for plan in ctx.session.scalars(select(Plan).where(Plan.case_id == case.id, Plan.status == "active")):
         plan.status = "ended"
     alerts.resolve_open(ctx.session, case_id=case.id, actor=ctx.actor, note="終結により解決", now=ctx.now)
+    from engine import join_offers
+
+    join_offers.lapse_open(ctx.session, case.id, ctx.now)
 
 
 def _apply_close(ctx: EventContext) -> None:
@@ -833,7 +853,7 @@ def request_join(session: Session, actor: User, case_id: int, *, to_department: 
     if any(h.to_department_id == target.id and h.state in ("sent", "accepted") for h in case.handoffs) or \
             case.owning_department_id == target.id:
         raise ValidationFailed({"to_department": [f"{target.name}は既にこのケースに関わっています。"]})
-    case.updated_at = now  # the case's version moves with the request
+    touch(case, now)  # the case's version moves with the request
     flush_or_stale(session, case)
     handoff = send_handoff_record(session, actor, case, target, reason=reason, summary=summary, now=now,
                                   primary=False)

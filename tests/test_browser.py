@@ -331,3 +331,42 @@ def test_a_notified_department_acknowledges_and_the_owner_corrects_the_details(b
     assert "0829-77-0000" in elderly.page.locator("#person").inner_text()
     for person in (station, elderly):
         person.close()
+
+
+def test_a_notified_department_offers_to_join_and_the_owner_asks_it(browser, server, actors, open_case, fire,
+                                                                    sessions):
+    case_id = open_case(categories=["elder_care", "hikikomori"], person={
+        "name": "大野 正男", "name_kana": "オオノ マサオ", "birth_date": "1943-02-11", "area": "大野"})
+    fire(actors.elderly, case_id, "accept_handoff")
+    with unit_of_work(sessions) as s:
+        number = s.get(Case, case_id).case_number
+    station = Person(browser, server, "hikikomori")
+    station.page.goto(f"{server}/cases/{case_id}")
+    form = station.open_event("offer_join")
+    form.locator("#offer-message").fill("長男さんへの訪問支援を当ステーションで行えます。")
+    station.shot("20-offer-form")
+    form.get_by_role("button", name="参加を申し出る").click()
+    assert "参加を申し出ました" in station.flash()
+    assert "回答待ち" in station.page.locator("#offers").inner_text()
+    assert "大野 正男" not in station.page.content()  # still the metadata only
+
+    elderly = Person(browser, server, "elderly")
+    elderly.page.get_by_role("navigation").get_by_role("link", name="部署の受信箱").click()
+    row = elderly.page.locator("tr", has_text=number).filter(has_text="訪問支援")
+    row.get_by_role("link", name="ケースを開いて回答する").click()
+    offer = elderly.page.locator("#offers li", has_text="ひきこもり支援ステーション")
+    offer.get_by_label("参加を依頼する（参加依頼のつなぐシートを送る）").check()
+    elderly.shot("21-offer-answer")
+    offer.get_by_role("button", name="回答する").click()
+    assert "参加を依頼しました" in elderly.flash()
+    assert "参加を依頼済み" in elderly.page.locator("#offers").inner_text()
+
+    station.page.get_by_role("navigation").get_by_role("link", name="部署の受信箱").click()
+    item = station.page.locator("article.inbox-item", has_text=number)
+    assert "参加の申し出を受けて" in item.inner_text()
+    item.get_by_role("button", name="受理する").click()
+    assert "受理しました" in station.flash()
+    station.page.goto(f"{server}/cases/{case_id}")
+    assert "大野 正男" in station.page.locator("#person").inner_text()  # joined: now it reads the case
+    for person in (station, elderly):
+        person.close()

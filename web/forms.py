@@ -328,6 +328,19 @@ class JoinRequestSchema(_Versioned):
     summary = text(required=True)
 
 
+class JoinOfferSchema(_Versioned):
+    """参加の申し出: a department told of the case offers to work on it."""
+
+    message = text(required=True, max_length=2000)
+
+
+class JoinOfferAnswerSchema(_Versioned):
+    """The owner's answer to an offer: ask the department to join, or let the offer go (with a note)."""
+
+    decision = text(required=True, max_length=16)
+    note = text(max_length=2000)
+
+
 class AmendSchema(_Versioned):
     """内容の修正: the case's summary and the person's details (an input left blank clears it)."""
 

@@ -71,6 +71,10 @@ HISTORY_LABELS = {
     "handoff.reassign": "つなぐシート振り替え（FM）",
     "handoff.request_join": "他部署に参加を依頼",
     "notice.acknowledge": "通知を確認",
+    "join_offer.offer": "参加の申し出",
+    "join_offer.accept": "参加の申し出に応じて参加を依頼",
+    "join_offer.decline": "参加の申し出を見送り",
+    "join_offer.withdraw": "参加の申し出の取下げ",
 }
 
 

@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
-from engine import calendar, casefile, caselist, notes, notices, reading, services, states, submissions
+from engine import calendar, casefile, caselist, join_offers, notes, notices, reading, services, states, submissions
 from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.models import Handoff, utcnow
 from web import db, diagram, forms
@@ -83,6 +83,9 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
     if may.get("case_metadata.write") and file.case.state != "closed":
         case_forms.append(("request_join", "join", "他部署に参加を依頼する",
                            url_for("cases.request_join", case_id=case_id)))
+    if join_offers.may_offer(file.rel) and file.case.state != "closed":
+        case_forms.append(("offer_join", "offer", "このケースへの参加を申し出る",
+                           url_for("cases.offer_join", case_id=case_id)))
     status = refused.status if refused else 200
     return render_template(
         "case_detail.html", file=file, case=file.case, view=view,
@@ -91,6 +94,8 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
         consented=consented, today=_today().isoformat(), member_rows=forms.MEMBER_ROWS, role_rows=forms.ROLE_ROWS,
         withdrawable=_withdrawable(s, file), case_notices=notices.of_case(s, file.case.id), case_forms=case_forms,
+        offers=join_offers.of_case(s, actor(), file.case, file.rel),
+        may_answer_offers=bool(may.get("case_metadata.write")) and file.case.state != "closed",
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
         or submissions.new_token(), now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
     ), status
@@ -158,6 +163,53 @@ def request_join(case_id: int):
         return page
     flash(f"{handoff.to_department.name}に参加を依頼しました（つなぐシートを送付）。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
+
+
+@bp.post("/cases/<int:case_id>/offer-join")
+@login_required
+def offer_join(case_id: int):
+    """参加の申し出: a department told of the case offers to work on it."""
+    _, page = _apply_form(case_id, "offer_join", forms.JoinOfferSchema, lambda f: join_offers.offer(
+        db.session(), actor(), case_id, message=f["message"], version=f["version"], remote_addr=remote_addr()))
+    if page is not None:
+        return page
+    flash("参加を申し出ました。担当部署の回答を待っています。", "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="offers"), 303)
+
+
+@bp.post("/cases/<int:case_id>/offers/<int:offer_id>")
+@login_required
+def answer_offer(case_id: int, offer_id: int):
+    """The owner's answer to an offer: ask the department to join, or let the offer go."""
+    offer, page = _apply_form(case_id, f"offer_answer_{offer_id}", forms.JoinOfferAnswerSchema,
+                              lambda f: join_offers.answer(db.session(), actor(), case_id, offer_id, f["decision"],
+                                                           note=f.get("note"), version=f["version"],
+                                                           remote_addr=remote_addr()))
+    if page is not None:
+        return page
+    if offer.status == "accepted":
+        flash(f"{offer.department.name}に参加を依頼しました（参加依頼のつなぐシートを送付）。", "success")
+    else:
+        flash(f"{offer.department.name}の参加の申し出を見送りました。", "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="offers"), 303)
+
+
+@bp.post("/cases/<int:case_id>/offers/<int:offer_id>/withdraw")
+@login_required
+def withdraw_offer(case_id: int, offer_id: int):
+    """The offering department takes its offer back."""
+    parsed = forms.parse(forms.WithdrawJoinSchema, request.form)
+    if not parsed.ok:
+        return _render_case(case_id, refused=Refusal(409, RELOAD, {}, stale=True))
+    try:
+        join_offers.withdraw(db.session(), actor(), case_id, offer_id, version=parsed.data["version"],
+                             remote_addr=remote_addr())
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        return _render_case(case_id, refused=refusal(exc))
+    flash("参加の申し出を取り下げました。", "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="offers"), 303)
 
 
 @bp.post("/cases/<int:case_id>/amend")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine import inbox, notices
+from engine import inbox, join_offers, notices
 from engine.errors import EngineError
 from web import db, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
@@ -15,6 +15,7 @@ bp = Blueprint("inbox", __name__)
 def _render(refused: Refusal | None = None, handoff_id: int | None = None, values=None):
     box = inbox.department_inbox(db.session(), actor())
     return render_template("inbox.html", box=box, notices=notices.waiting(db.session(), actor()),
+                           offers=join_offers.waiting_for(db.session(), actor()),
                            refused=refused, failed_handoff=handoff_id,
                            values=values or {}, errors=refused.errors if refused else {}), \
         (refused.status if refused else 200)
