@@ -348,8 +348,8 @@ class AmendSchema(_Versioned):
     summary = text(required=True, max_length=4000)
 
 
-class WithdrawJoinSchema(FormSchema):
-    """取下げ of a join request not yet answered (the sheet's own version)."""
+class WithdrawSchema(FormSchema):
+    """取下げ of a join request (the sheet's own version) or of an offer to join (the case's) not yet answered."""
 
     version = version_field()
 

@@ -198,18 +198,9 @@ def answer_offer(case_id: int, offer_id: int):
 @login_required
 def withdraw_offer(case_id: int, offer_id: int):
     """The offering department takes its offer back."""
-    parsed = forms.parse(forms.WithdrawJoinSchema, request.form)
-    if not parsed.ok:
-        return _render_case(case_id, refused=Refusal(409, RELOAD, {}, stale=True))
-    try:
-        join_offers.withdraw(db.session(), actor(), case_id, offer_id, version=parsed.data["version"],
-                             remote_addr=remote_addr())
-    except PASS_THROUGH:
-        raise
-    except EngineError as exc:
-        return _render_case(case_id, refused=refusal(exc))
-    flash("参加の申し出を取り下げました。", "success")
-    return redirect(url_for("cases.detail", case_id=case_id, _anchor="offers"), 303)
+    return _withdraw(case_id, lambda version: join_offers.withdraw(
+        db.session(), actor(), case_id, offer_id, version=version, remote_addr=remote_addr()),
+        "参加の申し出を取り下げました。", "offers")
 
 
 @bp.post("/cases/<int:case_id>/amend")
@@ -231,26 +222,33 @@ def amend(case_id: int):
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="person"), 303)
 
 
-@bp.post("/cases/<int:case_id>/join/<int:handoff_id>/withdraw")
-@login_required
-def withdraw_join(case_id: int, handoff_id: int):
-    """取下げ of a join request that the other department has not answered yet."""
-    parsed = forms.parse(forms.WithdrawJoinSchema, request.form)
+def _withdraw(case_id: int, apply, done: str, anchor: str):
+    """A 取り下げる button: it sends only the version it was shown with; `apply(version)`, then the case page."""
+    parsed = forms.parse(forms.WithdrawSchema, request.form)
     if not parsed.ok:
         return _render_case(case_id, refused=Refusal(409, RELOAD, {}, stale=True))
-    s = db.session()
     try:
-        handoff = s.get(Handoff, handoff_id)
-        if handoff is None or handoff.case_id != case_id:
-            raise NotFound("指定されたつなぐシートは見つかりません。")
-        services.answer_join(s, actor(), handoff_id, "withdraw", version=parsed.data["version"],
-                             remote_addr=remote_addr())
+        apply(parsed.data["version"])
     except PASS_THROUGH:
         raise
     except EngineError as exc:
         return _render_case(case_id, refused=refusal(exc))
-    flash("参加依頼を取り下げました。", "success")
-    return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
+    flash(done, "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor=anchor), 303)
+
+
+@bp.post("/cases/<int:case_id>/join/<int:handoff_id>/withdraw")
+@login_required
+def withdraw_join(case_id: int, handoff_id: int):
+    """取下げ of a join request that the other department has not answered yet."""
+    def apply(version: int):
+        s = db.session()
+        handoff = s.get(Handoff, handoff_id)
+        if handoff is None or handoff.case_id != case_id:
+            raise NotFound("指定されたつなぐシートは見つかりません。")
+        services.answer_join(s, actor(), handoff_id, "withdraw", version=version, remote_addr=remote_addr())
+
+    return _withdraw(case_id, apply, "参加依頼を取り下げました。", "handoffs")
 
 
 @bp.post("/cases/<int:case_id>/notes")
