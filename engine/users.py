@@ -1,7 +1,9 @@
 """Staff users: creation, password checks with throttling, disabling."""
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -13,6 +15,19 @@ from engine.errors import Conflict, PermissionDenied, ValidationFailed
 from engine.models import ROLES, ApiClient, ApiToken, AuditEvent, Department, User, utcnow
 
 _hasher = PasswordHasher()
+
+
+@cache
+def _unknown_login_hash() -> str:
+    return _hasher.hash(secrets.token_hex(16))
+
+
+def _spend_a_verification(password: str) -> None:
+    """An unknown login takes as long as a wrong password: the time taken must not tell which logins exist."""
+    try:
+        _hasher.verify(_unknown_login_hash(), password)
+    except (VerificationError, InvalidHashError):
+        pass
 FREE_ATTEMPTS = 5
 MAX_LOCK = timedelta(minutes=15)
 MIN_PASSWORD = 10
@@ -69,6 +84,7 @@ def authenticate(session: Session, login: str, password: str, *, remote_addr: st
     # of=User: the eager join to the department is an outer join, which PostgreSQL will not lock.
     user = session.scalar(select(User).where(User.login == login).with_for_update(of=User))
     if user is None:
+        _spend_a_verification(password)
         audit.record(session, actor=None, actor_label=f"login:{login[:60]}", action="login.failed",
                      object_type="user", remote_addr=remote_addr, outcome="refused", at=now,
                      detail={"reason": "unknown_login"})
@@ -102,6 +118,15 @@ def failures_from(session: Session, remote_addr: str, now: datetime) -> int:
     return session.scalar(select(func.count()).select_from(AuditEvent).where(
         AuditEvent.remote_addr == remote_addr, AuditEvent.at > now - ADDRESS_WINDOW,
         AuditEvent.action == "login.failed"))
+
+
+def sign_out(session: Session, user: User, *, remote_addr: str | None = None) -> None:
+    """End every open session of the user (their session epoch moves on); audited."""
+    user = session.get(User, user.id, with_for_update=True)
+    user.session_epoch += 1
+    audit.record(session, actor=user, action="logout", object_type="user", object_id=user.id,
+                 remote_addr=remote_addr)
+    session.flush()
 
 
 def disable_user(session: Session, actor: User, login: str) -> User:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
+import pytest
 from flask import Blueprint
 
 from engine.models import AuditEvent, Case
@@ -13,7 +15,7 @@ from tests.pages_support import app, count, text_of, web  # noqa: F401  (fixture
 def _login(client, login, password, next_url=None):
     page = client.get("/login")
     assert page.status_code == 200
-    url = "/login" + (f"?next={next_url}" if next_url else "")
+    url = "/login" + (f"?next={quote(next_url, safe='/')}" if next_url else "")
     return client.post(url, {"login": login, "password": password})
 
 
@@ -28,8 +30,13 @@ def test_sign_in_with_the_password_goes_to_the_page_asked_for(web, actors, sessi
     assert count(sessions, AuditEvent, AuditEvent.action == "login") == 1
 
 
-def test_sign_in_never_redirects_off_site(web, actors):
-    r = _login(web(), "window", PASSWORD, next_url="//evil.example/")
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "/\t/evil.example", "/\n/evil.example", "/\\evil.example",
+    "https://evil.example/", "/ /evil.example", "/\x7f/evil.example",
+])
+def test_sign_in_never_redirects_off_site(web, actors, target):
+    """Browsers drop tabs and line breaks in a URL: '/<tab>/evil.example' would be '//evil.example'."""
+    r = _login(web(), "window", PASSWORD, next_url=target)
     assert r.status_code == 302 and r.headers["Location"] == "/"
 
 
@@ -176,6 +183,22 @@ def test_sign_out_needs_a_post_with_the_token(web, actors):
     r = client.post("/logout")
     assert r.status_code == 302
     assert client.get("/cases").status_code == 302
+
+
+def test_a_cookie_kept_from_before_sign_out_opens_nothing(web, actors, sessions):
+    """The session is a signed cookie: a copy taken before signing out must not work after it."""
+    client = web()
+    _login(client, "window", PASSWORD)
+    assert client.get("/cases").status_code == 200
+    kept = client.c.get_cookie("session").value
+    assert client.post("/logout").status_code == 302
+    replay = web()
+    replay.c.set_cookie("session", kept)
+    r = replay.get("/cases")
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+    assert count(sessions, AuditEvent, AuditEvent.action == "logout") == 1
+    again = web()  # signing in again works as before
+    assert _login(again, "window", PASSWORD).status_code == 302 and again.get("/cases").status_code == 200
 
 
 def test_pages_carry_the_security_headers_and_no_inline_script(web, actors):

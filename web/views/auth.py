@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -14,9 +15,17 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(target: str | None) -> str:
+    """Where to go after sign-in: a path of this site only, else the start page.
+
+    Browsers drop tabs and line breaks from a URL and read a backslash as a slash, so "/\t/evil.example"
+    would leave the site: any such character refuses the target, as does anything with a scheme or a host.
+    """
     target = target or ""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target \
-        else url_for("cases.index")
+    parts = urlsplit(target)
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target or parts.scheme or parts.netloc
+            or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)):
+        return url_for("cases.index")
+    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -49,7 +58,13 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    """Sign out (a POST with the CSRF token)."""
+    """Sign out (a POST with the CSRF token): every session of the user ends, not only this cookie.
+
+    The session lives in a signed cookie; clearing it here would leave a copy taken earlier valid until it
+    expires. Moving the user's session epoch on refuses every cookie issued before.
+    """
+    users.sign_out(db.session(), current_user, remote_addr=request.remote_addr)
+    db.commit()
     logout_user()
     session.clear()
     flash("ログアウトしました。", "info")
