@@ -882,6 +882,17 @@ class HandoffContext:
                  {k: v for k, v in self.fields.items() if k == "reason"}, handoff_id=self.handoff.id)
 
 
+def may_withdraw_join(session: Session, actor: User, case: Case, handoff: Handoff,
+                      rel: frozenset[str] | None = None) -> bool:
+    """Whether `actor` may take back a join request: its sender's staff, or an FM who drives the case.
+
+    (An FM reassigning a stalled sheet from the dashboard withdraws it too; that is the dashboard's own act.)
+    """
+    if actor.department_id == handoff.from_department_id and actor.role != "admin":
+        return True
+    return actor.role == "fm" and access.may(session, actor, case, access.CASE_METADATA, access.WRITE, rel=rel)
+
+
 def answer_join(session: Session, actor: User, handoff_id: int, event: str, *, version: int | None = None,
                 reason: str | None = None, now: datetime | None = None,
                 remote_addr: str | None = None) -> Handoff:
@@ -895,6 +906,9 @@ def answer_join(session: Session, actor: User, handoff_id: int, event: str, *, v
         raise StaleVersion(handoff.version, version)
     if event == "decline" and not (reason or "").strip():
         raise MissingField({"reason": ["返送の理由を入力してください。"]})
+    if event == "withdraw" and not may_withdraw_join(session, actor, case, handoff):
+        raise PermissionDenied("参加依頼を取り下げられるのは、依頼した部署の職員と、このケースを担当するFMだけです。",
+                               guard="actor_may_withdraw_handoff")
     ctx = HandoffContext(session, actor, case, handoff, now, {"reason": reason} if reason else {})
     states.fire_handoff_event(handoff, event, ctx)
     if event == "accept":

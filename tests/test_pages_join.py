@@ -113,8 +113,13 @@ def test_the_sender_withdraws_an_unanswered_request_once(web, actors, case_in, s
     with sessions() as s:
         handoff = s.scalar(select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False)))
         hid, hv = handoff.id, handoff.version
-    # Someone outside the sending department may not withdraw it.
+    # Someone outside the sending department may not withdraw it: the invited department, nor an FM who
+    # does not drive this case (any FM sees every case's metadata, and nothing of it is theirs to change).
     assert web(actors.shakyo).post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv}).status_code == 403
+    other_fm = web(actors.fm2)
+    assert "参加依頼を取り下げる" not in text_of(other_fm.get(f"/cases/{case_id}"))
+    assert other_fm.post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv}).status_code == 403
+    assert _joins(sessions, case_id) == [("shakyo", "sent")]
     r = owner.post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv})
     assert r.status_code == 303 and "参加依頼を取り下げました" in text_of(owner.get(r.headers["Location"]))
     assert _joins(sessions, case_id) == [("shakyo", "withdrawn")]
@@ -127,3 +132,16 @@ def test_the_sender_withdraws_an_unanswered_request_once(web, actors, case_in, s
     assert owner.post(f"/cases/{case_id}/join/{primary}/withdraw", {"version": 1}).status_code == 404
     with sessions() as s:
         assert case_departments.drift(s) == []
+
+
+def test_the_case_fm_may_withdraw_a_join_request(web, actors, case_in, sessions):
+    case_id = case_in("support_meeting")  # the FM who convened it drives the case with the owner
+    web(actors.livelihood).post(f"/cases/{case_id}/join", {**JOIN, "version": case_version(sessions, case_id)})
+    with sessions() as s:
+        handoff = s.scalar(select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False)))
+        hid, hv = handoff.id, handoff.version
+    assert web(actors.fm2).post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv}).status_code == 403
+    case_fm = web(actors.fm)
+    assert "参加依頼を取り下げる" in text_of(case_fm.get(f"/cases/{case_id}"))
+    assert case_fm.post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv}).status_code == 303
+    assert _joins(sessions, case_id) == [("shakyo", "withdrawn")]

@@ -53,10 +53,8 @@ def _today():
 
 def _withdrawable(s, file) -> dict[int, int]:
     """The join requests the reader may withdraw now: {handoff id: its version}."""
-    me = actor()
     return {h.id: h.version for h in file.case.handoffs
-            if not h.primary and h.state == "sent" and (me.is_fm or me.department_id == h.from_department_id)
-            and file.content}
+            if not h.primary and h.state == "sent" and services.may_withdraw_join(s, actor(), file.case, h, file.rel)}
 
 
 def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | None = None,
