@@ -282,18 +282,37 @@ def _jst_date(d: date | datetime) -> date:
 
 
 def _era(d: date) -> tuple[str, int]:
+    """The era and its year; before 明治 there is no era to give: ("", the Gregorian year)."""
     for first_day, name in _ERAS:
         if d >= first_day:
             return name, d.year - first_day.year + 1
-    raise ValueError(f"和暦に変換できない日付です（明治より前）: {d.isoformat()}")
+    return "", d.year
+
+
+def from_wareki(era: str, year: int, month: int, day: int) -> date:
+    """The date of 和暦 `era` `year` (1 for 元年) `month` `day`; ValueError unless it falls within that era."""
+    eras = [(first, name) for first, name in _ERAS]
+    for i, (first, name) in enumerate(eras):
+        if name != era:
+            continue
+        if year < 1:
+            raise ValueError(f"{era}0年という年はありません。")
+        d = date(first.year + year - 1, month, day)
+        ends = eras[i - 1][0] if i > 0 else None
+        if d < first or (ends is not None and d >= ends):
+            raise ValueError(f"{era}{year}年{month}月{day}日は{era}の期間にありません。")
+        return d
+    raise ValueError(f"「{era}」という元号はありません。")
 
 
 def _era_year_text(name: str, year: int) -> str:
+    if not name:  # before 明治 (a date typed long ago must still show, never break the page)
+        return f"{year}年"
     return f"{name}{'元' if year == 1 else year}年"
 
 
 def wareki(d: date | datetime) -> str:
-    """Format a date in 和暦, e.g. ``令和8年4月1日`` (year 1 as 元年: ``令和元年5月1日``).
+    """Format a date in 和暦, e.g. ``令和8年4月1日`` (year 1 as 元年: ``令和元年5月1日``); before 明治, in 西暦.
 
     An aware datetime is converted to JST first; a naive datetime is taken as UTC.
     """

@@ -159,8 +159,10 @@ def amend_case(session: Session, actor, case_id: int, *, version: int | None, su
             except ValueError:
                 errors["person.birth_date"] = ["生年月日は YYYY-MM-DD の形で入力してください。"]
                 continue
-        if name == "birth_date" and value and value > now.astimezone(services.calendar.JST).date():
-            errors["person.birth_date"] = ["生年月日が未来の日付になっています。"]
+        problem = services.birth_date_problem(value, now.astimezone(services.calendar.JST).date()) \
+            if name == "birth_date" and value else None
+        if problem:
+            errors["person.birth_date"] = [problem]
             continue
         if isinstance(value, str):
             value = value.strip() or None

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, case as sql_case, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from engine import access, calendar, services, states, vocab
+from engine import access, audit, calendar, services, states, vocab
 from engine.errors import ValidationFailed
 from engine.models import Case, CaseCategory, Department, Handoff, Person, Plan, utcnow
 
@@ -206,6 +206,9 @@ def search_cases(session: Session, actor, filters: CaseFilters, *, page: int = 1
         if row.content:
             row.person_name, row.name_kana, row.area = r.name, r.name_kana, r.area
             row.categories = cats.get(r.id, [])
+            # A name shown is personal data read: the person's 開示請求 trail says who saw it in a list.
+            audit.record(session, actor=actor, action="case.found", object_type="case", object_id=r.id,
+                         case_id=r.id, at=now)
         rows.append(row)
     return CasePage(rows=rows, total=total, page=page, per_page=per_page)
 

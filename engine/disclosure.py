@@ -15,7 +15,8 @@ from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
 ACTION_LABELS = {
     "case.open": "相談の受付",
     "case.read": "ケース記録の閲覧",
-    "case.found": "検索結果への表示",
+    "case.found": "一覧・検索結果への氏名の表示",
+    "handoff_sheet.read": "つなぐシートの閲覧",
     "case.amend": "ケース記録の修正",
     "case.anonymise": "保存期間経過による匿名化",
     "case_content.read": "本人・世帯情報の閲覧",
@@ -25,6 +26,7 @@ ACTION_LABELS = {
     "shared_facts.read": "共有情報の閲覧",
     "meeting.read": "会議記録の閲覧",
     "meeting.record_minutes": "会議記録の作成",
+    "meeting.append_record": "会議記録への追記",
     "meeting.add_member": "会議構成員の追加",
     "meeting.acknowledge_secrecy": "守秘義務の確認",
     "contact_note.add": "支援経過の記録",
@@ -44,12 +46,26 @@ ACTION_LABELS = {
     "audit.person_trail": "閲覧記録の開示",
 }
 OUTCOME_LABELS = {"ok": "", "refused": "拒否"}
+# A refused page request is recorded as "page.<the page's endpoint>".
+PAGE_LABELS = {
+    "cases.detail": "ケース詳細の表示", "cases.fire": "ケースの操作", "cases.sheet": "つなぐシートの印刷",
+    "cases.request_join": "参加依頼の送付", "cases.withdraw_join": "参加依頼の取下げ", "cases.amend": "内容の修正",
+    "cases.add_note": "支援経過の記録", "cases.offer_join": "参加の申し出", "cases.answer_offer": "参加の申し出への回答",
+    "cases.withdraw_offer": "参加の申し出の取下げ", "meetings.show": "会議の表示", "meetings.acknowledge": "守秘義務の確認",
+    "meetings.append": "会議記録への追記", "meetings.carry": "支援会議の情報の共有", "inbox.answer": "受信箱での回答",
+    "inbox.acknowledge_notice": "通知の確認", "dashboard.act": "FMダッシュボードでのアラート処理",
+    "intake.submit": "相談受付", "admin.disclosure_page": "閲覧記録の開示", "admin.disclosure_csv": "閲覧記録の開示（CSV）",
+}
 
 
 def action_label(action: str) -> str:
     """The Japanese name of an audited action (the code itself when unknown)."""
     if action in ACTION_LABELS:
         return ACTION_LABELS[action]
+    if action.startswith("page."):
+        return f"{PAGE_LABELS.get(action[5:], '画面の操作')}（画面）"
+    if action.startswith("api "):
+        return f"連携システムからの操作（{action[4:]}）"
     if action.startswith("case.") and action[5:] in states.CASE_EVENT_LABELS:
         return states.CASE_EVENT_LABELS[action[5:]]
     if action.endswith(".read"):

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import alerts, calendar, routing, services
+from engine import alerts, audit, calendar, routing, services
 from engine.errors import NotFound, PermissionDenied, ValidationFailed
 from engine.models import Alert, Case, CaseCategory, Department, Handoff, Person, utcnow
 
@@ -107,6 +107,10 @@ def department_inbox(session: Session, actor, *, now: datetime | None = None, li
                   overdue=h.due_at is not None and h.due_at < now)
         for h, number, case_version, name, kana in rows
     ]
+    # Each sheet shown is read: the person's name, the summary and the reason it was sent.
+    for case_id in dict.fromkeys(ids):
+        audit.record(session, actor=actor, action="handoff_sheet.read", object_type="case", object_id=case_id,
+                     case_id=case_id, at=now, detail={"where": "inbox"})
     department_alerts = list(session.scalars(
         select(Alert).where(Alert.department_id == actor.department_id, Alert.status != "resolved")
         .order_by(Alert.raised_at.asc()).limit(limit)))

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import access, services, views
+from engine import access, audit, services, views
 from engine.errors import NotFound
 from engine.models import Case, Department, Handoff, Meeting, Plan, User
 
@@ -98,6 +98,11 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
     content = access.case_sight(session, actor, case) >= access.Sight.CONTENT
     if meeting.kind == "layered_meeting" and not content:
         summary = {k: summary[k] for k in ("id", "kind", "held_at", "member_count")} | {"readable": False}
+    if meeting.kind == "support_meeting" and member is None and not summary["readable"]:
+        # Someone outside the 支援会議 opened its page: it shows that it was held, never its records; the
+        # attempt is kept, as every read of those records is.
+        audit.record(session, actor=actor, action="meeting.read", object_type="meeting", object_id=meeting.id,
+                     case_id=case.id, remote_addr=remote_addr, outcome="refused", detail={"code": "not_a_member"})
     record = MeetingRecord(meeting=meeting, case=case, summary=summary,
                            must_acknowledge=member is not None and member.acknowledged_at is None,
                            may_append=member is not None and member.acknowledged_at is not None)

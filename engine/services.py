@@ -183,6 +183,18 @@ def flush_or_stale(session: Session, case: Case | None = None) -> None:
 # --- opening a case -----------------------------------------------------------------------------
 
 
+EARLIEST_BIRTH_DATE = date(1900, 1, 1)
+
+
+def birth_date_problem(value: date, today: date) -> str | None:
+    """What is wrong with a birth date, if anything: in the future, or before anyone now living was born."""
+    if value > today:
+        return "生年月日が未来の日付になっています。"
+    if value < EARLIEST_BIRTH_DATE:
+        return "生年月日が古すぎます。1900年（明治33年）1月1日以降の日付を入力してください。"
+    return None
+
+
 def validate_intake(fields: dict, today: date) -> dict[str, list[str]]:
     """Check an intake's plain values against the code lists; return errors by field name."""
     errors: dict[str, list[str]] = {}
@@ -200,8 +212,9 @@ def validate_intake(fields: dict, today: date) -> dict[str, list[str]]:
             except ValueError:
                 errors["person.birth_date"] = ["生年月日は YYYY-MM-DD の形で入力してください。"]
                 bd = None
-        if bd is not None and bd > today:
-            errors["person.birth_date"] = ["生年月日が未来の日付になっています。"]
+        problem = birth_date_problem(bd, today) if bd is not None else None
+        if problem:
+            errors["person.birth_date"] = [problem]
     cats = fields.get("categories") or []
     if not cats:
         errors["categories"] = ["課題の分類を1つ以上選んでください。"]
@@ -813,7 +826,8 @@ def record_case_read(session: Session, actor: User, case: Case, *, what: str = "
 
 
 def record_refusal(session: Session, actor, error: EngineError, *, action: str, case_id: int | None = None,
-                   remote_addr: str | None = None, client=None) -> None:
+                   remote_addr: str | None = None, client=None, object_type: str | None = None,
+                   object_id: int | None = None) -> None:
     """Audit a refused read or write (the refusal itself is the only row such a request leaves).
 
     For every NotFound and PermissionDenied an engine call raises, the web layer rolls the request's work
@@ -821,9 +835,38 @@ def record_refusal(session: Session, actor, error: EngineError, *, action: str, 
     "plan.read", "case.close"), and commits it (web.db: `g.commit_on_error = True`). Nothing else of the
     refused request is kept. Its detail holds the error code only.
     """
-    audit.record(session, actor=actor, client=client, action=action, object_type="case" if case_id else "request",
-                 object_id=case_id, case_id=case_id, remote_addr=remote_addr, outcome="refused",
+    if object_type is None:
+        object_type, object_id = ("case", case_id) if case_id else ("request", None)
+    audit.record(session, actor=actor, client=client, action=action, object_type=object_type,
+                 object_id=object_id, case_id=case_id, remote_addr=remote_addr, outcome="refused",
                  detail={"code": error.code, "status": error.status})
+
+
+# The records a URL may name besides a case: (view argument, model, object type in the audit trail).
+def _refusal_objects():
+    from engine.models import Alert, CaseNotice, JoinOffer, Meeting
+
+    return (("offer_id", JoinOffer, "join_offer"), ("handoff_id", Handoff, "handoff"),
+            ("meeting_id", Meeting, "meeting"), ("alert_id", Alert, "alert"), ("notice_id", CaseNotice, "notice"))
+
+
+def refused_target(session: Session, view_args: dict) -> tuple[int | None, str | None, int | None]:
+    """The case a refused request was about, and the record it named: (case id, object type, object id).
+
+    The case is the one the URL names if it exists, else the case of the record the URL names: a refusal
+    must reach the trail of the person it concerns (開示請求), and never the trail of a case that did not exist.
+    """
+    named = view_args.get("case_id", view_args.get("referral_id"))  # a referral's id is its case's
+    case_id = named if isinstance(named, int) and session.get(Case, named) is not None else None
+    for key, model, kind in _refusal_objects():
+        if isinstance(view_args.get(key), int):
+            row = session.get(model, view_args[key])
+            if case_id is None and row is not None:
+                case_id = row.case_id
+            return case_id, kind, view_args[key]
+    if case_id is None and isinstance(named, int):
+        return None, "case", named
+    return case_id, None, None
 
 
 # --- asking another department to join (a handoff that does not move the case) ------------------

@@ -115,10 +115,12 @@ class Output(ma.Schema):
     """Base of the schemas that only describe answers (dumping never validates)."""
 
 
-def not_future(today_fn):
-    """A validator refusing a date after `today_fn()`."""
+def not_future(today_fn, earliest: date | None = None):
+    """A validator refusing a date after `today_fn()` (and, with `earliest`, one before it)."""
     def check(value: date | datetime) -> None:
         if value > today_fn():
             raise ValidationError("未来の日付は指定できません。")
+        if earliest is not None and value < earliest:
+            raise ValidationError(f"{earliest.year}年{earliest.month}月{earliest.day}日より前の日付は指定できません。")
 
     return check

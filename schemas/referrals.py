@@ -5,6 +5,7 @@ from marshmallow import ValidationError, fields, validate, validates
 
 from engine import vocab
 from engine.models import CASE_STATES
+from engine.services import EARLIEST_BIRTH_DATE
 from schemas.common import DepartmentRef, PageQuery, parse_since, timestamp, today_jst
 from schemas.fields import (
     Boolean,
@@ -63,8 +64,8 @@ class PersonIn(Schema):
     name_kana = Text(allow_none=True, max_length=100, metadata={"description": "ふりがな"})
     sex = Text(allow_none=True, validate=_known("sexes", "性別の値"),
                metadata={"description": "性別コード（categories.yaml の sexes）"})
-    birth_date = Date(allow_none=True, validate=not_future(today_jst),
-                      metadata={"description": "生年月日（YYYY-MM-DD、未来の日付は不可）"})
+    birth_date = Date(allow_none=True, validate=not_future(today_jst, EARLIEST_BIRTH_DATE),
+                      metadata={"description": "生年月日（YYYY-MM-DD、1900-01-01 から今日まで）"})
     area = Text(allow_none=True, validate=_known("areas", "圏域"),
                 metadata={"description": "圏域（categories.yaml の areas。例: 廿日市, 佐伯, 吉和, 大野, 宮島）"})
     resident_id = Text(allow_none=True, max_length=32, metadata={"description": "宛名番号"})

@@ -9,6 +9,7 @@ from engine.calendar import (
     JST,
     BusinessCalendar,
     fiscal_year,
+    from_wareki,
     is_national_holiday,
     parse_aware_iso8601,
     reiwa_year,
@@ -269,9 +270,26 @@ def test_wareki_datetime_and_year():
     assert wareki_year(date(2019, 4, 30)) == "平成31年"
 
 
-def test_wareki_before_meiji_is_refused():
+def test_a_date_before_meiji_shows_in_seireki_and_never_breaks_a_page():
+    """Such a date should never be entered (birth dates start in 1900), but one stored must still show."""
+    assert wareki(date(1868, 1, 1)) == "1868年1月1日"
+    assert wareki_year(date(1700, 6, 1)) == "1700年"
+    assert wareki(date(1868, 1, 25)) == "明治元年1月25日"
+
+
+@pytest.mark.parametrize(("era", "year", "month", "day", "expected"), [
+    ("令和", 1, 5, 1, date(2019, 5, 1)), ("平成", 31, 4, 30, date(2019, 4, 30)), ("昭和", 64, 1, 7, date(1989, 1, 7)),
+])
+def test_from_wareki(era, year, month, day, expected):
+    assert from_wareki(era, year, month, day) == expected
+
+
+@pytest.mark.parametrize(("era", "year", "month", "day"), [
+    ("令和", 0, 1, 1), ("平成", 31, 5, 1), ("昭和", 64, 1, 8), ("令和", 1, 4, 30), ("天平", 1, 1, 1), ("明治", 1, 1, 1),
+])
+def test_from_wareki_refuses_a_day_outside_the_era(era, year, month, day):
     with pytest.raises(ValueError):
-        wareki(date(1868, 1, 1))
+        from_wareki(era, year, month, day)
 
 
 @pytest.mark.parametrize(

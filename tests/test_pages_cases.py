@@ -345,3 +345,21 @@ def test_the_sheet_prints_for_those_who_may_read_the_case(web, actors, case_in, 
     assert count(sessions, AuditEvent, AuditEvent.action == "handoff_sheet.read") == 1
     assert web(actors.fm).get(f"/handoffs/{handoff_id}/sheet").status_code == 404
     assert web(actors.livelihood).get("/handoffs/999999/sheet").status_code == 404
+
+
+def test_a_refusal_reaches_the_trail_of_the_case_it_concerns(web, actors, case_in, sessions):
+    """A refused print view or meeting page is about a case: it must reach that person's 開示請求 trail;
+    a refused look at a case that does not exist must reach no case's trail."""
+    from engine.models import AuditEvent, Handoff
+
+    case_id = case_in("assigned")
+    with sessions() as s:
+        sheet = s.scalar(select(Handoff.id).where(Handoff.case_id == case_id))
+    outsider = web(actors.children)
+    assert outsider.get(f"/handoffs/{sheet}/sheet").status_code == 404
+    assert outsider.get(f"/cases/{case_id + 1000}").status_code == 404
+    with sessions() as s:
+        rows = s.execute(select(AuditEvent.action, AuditEvent.case_id, AuditEvent.object_type, AuditEvent.object_id)
+                         .where(AuditEvent.outcome == "refused").order_by(AuditEvent.seq)).all()
+    assert [tuple(r) for r in rows] == [("page.cases.sheet", case_id, "handoff", str(sheet)),
+                                        ("page.cases.detail", None, "case", str(case_id + 1000))]

@@ -34,7 +34,9 @@ def test_someone_outside_the_meeting_sees_that_it_exists_but_not_its_records(web
     r = web(actors.window).get(f"/meetings/{meeting_id}")  # created the case: may read the case, not the meeting
     assert r.status_code == 200
     assert "守秘義務を確認した構成員だけが閲覧できます" in text_of(r) and "秘密の記録" not in text_of(r)
-    assert count(sessions, AuditEvent, AuditEvent.action == "meeting.read") == 0
+    # No read of the records; the attempt itself is kept, refused.
+    assert count(sessions, AuditEvent, AuditEvent.action == "meeting.read", AuditEvent.outcome == "ok") == 0
+    assert count(sessions, AuditEvent, AuditEvent.action == "meeting.read", AuditEvent.outcome == "refused") == 1
     assert web(actors.hikikomori).get(f"/meetings/{meeting_id}").status_code == 404
     assert web(actors.livelihood).get("/meetings/999999").status_code == 404
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from engine.db import make_engine, make_session_factory
 from engine.settings import Settings
@@ -39,6 +40,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     engine = make_engine(app.config["DATABASE_URL"])
     app.extensions["tsunagu.engine"] = engine
     app.extensions["tsunagu.sessions"] = make_session_factory(engine)
+
+    # Page URLs name records by `<id:…>`: a number the database can hold (a larger one answers 404, not an
+    # overflow inside the query).
+    from schemas.common import MAX_ID
+
+    class RecordId(IntegerConverter):
+        def __init__(self, url_map, *args, **kwargs):
+            super().__init__(url_map, min=1, max=MAX_ID)
+
+    app.url_map.converters["id"] = RecordId
 
     from web import db, health
 

@@ -21,8 +21,7 @@ from engine import calendar
 REQUIRED = "必須項目です。"
 ERRORS = {"required": REQUIRED, "null": REQUIRED, "invalid": "入力の形が正しくありません。"}
 
-_ERA_START = {"明治": 1868, "大正": 1912, "昭和": 1926, "平成": 1989, "令和": 2019,
-              "M": 1868, "T": 1912, "S": 1926, "H": 1989, "R": 2019}
+_ERA_LETTERS = {"M": "明治", "T": "大正", "S": "昭和", "H": "平成", "R": "令和"}
 _WAREKI = re.compile(r"^(明治|大正|昭和|平成|令和|[MTSHR])\s*(元|\d{1,2})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?$")
 _SEIREKI = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?$")
 
@@ -34,7 +33,7 @@ def parse_date(text: str) -> date:
     if m:
         era, year, month, day = m.groups()
         year_n = 1 if year == "元" else int(year)
-        return date(_ERA_START[era] + year_n - 1, int(month), int(day))
+        return calendar.from_wareki(_ERA_LETTERS.get(era, era), year_n, int(month), int(day))
     m = _SEIREKI.match(s)
     if m:
         return date(*(int(g) for g in m.groups()))
@@ -69,6 +68,8 @@ class LocalDateTime(fields.Field):
             naive = datetime.fromisoformat(unicodedata.normalize("NFKC", str(value)).strip())
         except ValueError:
             raise self.make_error("invalid") from None
+        if not 1900 <= naive.year <= 2999:  # a slip of the keyboard, and beyond what UTC can be taken from
+            raise self.make_error("invalid")
         if naive.tzinfo is not None:
             return naive
         return naive.replace(tzinfo=calendar.JST)
@@ -91,7 +92,8 @@ def integer(**kw) -> fields.Integer:
 
 def checkbox() -> fields.Boolean:
     """A single checkbox: ticked or not."""
-    return fields.Boolean(load_default=False, truthy={"1", "on", "true", "yes"}, falsy={"", "0", "off", "false"})
+    return fields.Boolean(load_default=False, truthy={"1", "on", "true", "yes"}, falsy={"", "0", "off", "false"},
+                          error_messages={**ERRORS, "invalid": "チェックの値が正しくありません。"})
 
 
 def code_list(required: bool = False, message: str = "1つ以上選んでください。") -> fields.List:
@@ -108,8 +110,12 @@ class FormSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    error_messages = {"type": "入力の形式が正しくありません。"}
+
     @pre_load
     def _blank_to_none(self, data, **kwargs):
+        if not isinstance(data, dict):  # e.g. `person=x` posted where `person.name` belongs: the type error says so
+            return data
         out = {}
         for key, value in data.items():
             if isinstance(value, str):
@@ -399,7 +405,8 @@ class CaseFilterSchema(FormSchema):
     category = text(max_length=32)
     overdue = checkbox()
     q = text(max_length=100)
-    page = fields.Integer(load_default=1, strict=False, validate=validate.Range(min=1, max=100000),
+    page = fields.Integer(load_default=1, strict=False,
+                          validate=validate.Range(min=1, max=100000, error="ページ番号は1から100000までです。"),
                           error_messages={**ERRORS, "invalid": "ページ番号が正しくありません。"})
 
 
@@ -450,7 +457,10 @@ def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(messages, dict):
         for key, value in messages.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_schema":  # about the group itself (person, not one of its inputs)
+                path = prefix or "_form"
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
             out.update(flatten_errors(value, path))
     elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         out[prefix or "_form"] = list(messages)

@@ -185,6 +185,8 @@ def test_japanese_messages(client, partner):
     problem = post_referral(client, partner, _person(birth_date="2999-01-01", area="東京")).get_json()
     assert problem["errors"]["person.birth_date"] == ["未来の日付は指定できません。"]
     assert problem["errors"]["person.area"] == ["「東京」という圏域はありません。"]
+    problem = post_referral(client, partner, _person(birth_date="1899-12-31")).get_json()
+    assert problem["errors"]["person.birth_date"] == ["1900年1月1日より前の日付は指定できません。"]
 
 
 @pytest.mark.parametrize("raw,name", [

@@ -122,13 +122,13 @@ def _refused(error_code: str, status: int) -> None:
     session.rollback()
     if caller is None:
         return
-    case_id = (request.view_args or {}).get("case_id")
     rule = request.url_rule.rule if request.url_rule is not None else request.path
     refusal = EngineError("refused")
     refusal.code, refusal.status = error_code, status
     try:
+        case_id, kind, object_id = services.refused_target(session, request.view_args or {})
         services.record_refusal(session, caller.user, refusal, action=f"api {request.method} {rule[len(PREFIX):]}"[:64],
-                                case_id=case_id if isinstance(case_id, int) else None,
+                                case_id=case_id, object_type=kind, object_id=object_id,
                                 remote_addr=request.remote_addr, client=caller.client)
         g.commit_on_error = True
     except Exception:  # the refusal must still be answered

@@ -71,6 +71,7 @@ HISTORY_LABELS = {
     "handoff.reassign": "つなぐシート振り替え（FM）",
     "handoff.request_join": "他部署に参加を依頼",
     "notice.acknowledge": "通知を確認",
+    "amend": "内容の修正",
     "join_offer.offer": "参加の申し出",
     "join_offer.accept": "参加の申し出に応じて参加を依頼",
     "join_offer.decline": "参加の申し出を見送り",
@@ -187,9 +188,9 @@ def init_app(app: Flask) -> None:
             return
         s = db.session()
         s.rollback()
-        case_id = (request.view_args or {}).get("case_id")
+        case_id, kind, object_id = services.refused_target(s, request.view_args or {})
         services.record_refusal(s, current_user._get_current_object(), exc, action=f"page.{request.endpoint}",
-                                case_id=case_id if isinstance(case_id, int) else None,
+                                case_id=case_id, object_type=kind, object_id=object_id,
                                 remote_addr=request.remote_addr)
         g.commit_on_error = True
 

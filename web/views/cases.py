@@ -99,7 +99,7 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
     ), status
 
 
-@bp.get("/cases/<int:case_id>")
+@bp.get("/cases/<id:case_id>")
 @login_required
 def detail(case_id: int):
     """ケース詳細 (an audited read of its content)."""
@@ -129,7 +129,7 @@ def _apply_form(case_id: int, form_event: str, schema, apply):
         return None, _render_case(case_id, event=form_event, values=None if r.stale else request.form, refused=r)
 
 
-@bp.post("/cases/<int:case_id>/events/<event>")
+@bp.post("/cases/<id:case_id>/events/<event>")
 @login_required
 def fire(case_id: int, event: str):
     """Fire one event from its form on the case page."""
@@ -150,7 +150,7 @@ def fire(case_id: int, event: str):
     return redirect(url_for("cases.detail", case_id=case_id), 303)
 
 
-@bp.post("/cases/<int:case_id>/join")
+@bp.post("/cases/<id:case_id>/join")
 @login_required
 def request_join(case_id: int):
     """参加依頼: the owning department or the case FM asks another department to join."""
@@ -163,7 +163,7 @@ def request_join(case_id: int):
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
 
 
-@bp.post("/cases/<int:case_id>/offer-join")
+@bp.post("/cases/<id:case_id>/offer-join")
 @login_required
 def offer_join(case_id: int):
     """参加の申し出: a department told of the case offers to work on it."""
@@ -175,7 +175,7 @@ def offer_join(case_id: int):
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="offers"), 303)
 
 
-@bp.post("/cases/<int:case_id>/offers/<int:offer_id>")
+@bp.post("/cases/<id:case_id>/offers/<id:offer_id>")
 @login_required
 def answer_offer(case_id: int, offer_id: int):
     """The owner's answer to an offer: ask the department to join, or let the offer go."""
@@ -192,7 +192,7 @@ def answer_offer(case_id: int, offer_id: int):
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="offers"), 303)
 
 
-@bp.post("/cases/<int:case_id>/offers/<int:offer_id>/withdraw")
+@bp.post("/cases/<id:case_id>/offers/<id:offer_id>/withdraw")
 @login_required
 def withdraw_offer(case_id: int, offer_id: int):
     """The offering department takes its offer back."""
@@ -201,7 +201,7 @@ def withdraw_offer(case_id: int, offer_id: int):
         "参加の申し出を取り下げました。", "offers")
 
 
-@bp.post("/cases/<int:case_id>/amend")
+@bp.post("/cases/<id:case_id>/amend")
 @login_required
 def amend(case_id: int):
     """内容の修正: correct the summary and the person's details (the owner or the case FM)."""
@@ -235,7 +235,7 @@ def _withdraw(case_id: int, apply, done: str, anchor: str):
     return redirect(url_for("cases.detail", case_id=case_id, _anchor=anchor), 303)
 
 
-@bp.post("/cases/<int:case_id>/join/<int:handoff_id>/withdraw")
+@bp.post("/cases/<id:case_id>/join/<id:handoff_id>/withdraw")
 @login_required
 def withdraw_join(case_id: int, handoff_id: int):
     """取下げ of a join request that the other department has not answered yet."""
@@ -249,7 +249,7 @@ def withdraw_join(case_id: int, handoff_id: int):
     return _withdraw(case_id, apply, "参加依頼を取り下げました。", "handoffs")
 
 
-@bp.post("/cases/<int:case_id>/notes")
+@bp.post("/cases/<id:case_id>/notes")
 @login_required
 def add_note(case_id: int):
     """Add a contact note from the case page."""
@@ -275,7 +275,7 @@ def add_note(case_id: int):
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="notes"), 303)
 
 
-@bp.get("/handoffs/<int:handoff_id>/sheet")
+@bp.get("/handoffs/<id:handoff_id>/sheet")
 @login_required
 def sheet(handoff_id: int):
     """The つなぐシート print view."""

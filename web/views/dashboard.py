@@ -27,7 +27,7 @@ def show():
     return _render()
 
 
-@bp.post("/dashboard/alerts/<int:alert_id>/<action>")
+@bp.post("/dashboard/alerts/<id:alert_id>/<action>")
 @login_required
 def act(alert_id: int, action: str):
     """確認, 解決 or 振り替え of one alert."""

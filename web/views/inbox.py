@@ -28,7 +28,7 @@ def show():
     return _render()
 
 
-@bp.post("/inbox/<int:handoff_id>")
+@bp.post("/inbox/<id:handoff_id>")
 @login_required
 def answer(handoff_id: int):
     """受理 or 返送 of one sheet."""
@@ -48,7 +48,7 @@ def answer(handoff_id: int):
     return redirect(url_for("inbox.show"), 303)
 
 
-@bp.post("/inbox/notices/<int:notice_id>")
+@bp.post("/inbox/notices/<id:notice_id>")
 @login_required
 def acknowledge_notice(notice_id: int):
     """確認済み of a notice (another department owns the case; this one was told of it)."""

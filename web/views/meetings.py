@@ -22,14 +22,14 @@ def _render(meeting_id: int, refused: Refusal | None = None, values=None, form: 
         (refused.status if refused else 200)
 
 
-@bp.get("/meetings/<int:meeting_id>")
+@bp.get("/meetings/<id:meeting_id>")
 @login_required
 def show(meeting_id: int):
     """A meeting's page."""
     return _render(meeting_id)
 
 
-@bp.post("/meetings/<int:meeting_id>/acknowledge")
+@bp.post("/meetings/<id:meeting_id>/acknowledge")
 @login_required
 def acknowledge(meeting_id: int):
     """A member acknowledges the 守秘義務."""
@@ -38,7 +38,7 @@ def acknowledge(meeting_id: int):
     return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
 
 
-@bp.post("/meetings/<int:meeting_id>/record")
+@bp.post("/meetings/<id:meeting_id>/record")
 @login_required
 def append(meeting_id: int):
     """A member adds to the minutes or decisions."""
@@ -62,7 +62,7 @@ def append(meeting_id: int):
     return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
 
 
-@bp.post("/meetings/<int:meeting_id>/facts")
+@bp.post("/meetings/<id:meeting_id>/facts")
 @login_required
 def carry(meeting_id: int):
     """A member carries one fact of a 支援会議 over into the consented track (after consent)."""

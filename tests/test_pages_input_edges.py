@@ -1,0 +1,121 @@
+"""Odd input on the pages gets a Japanese answer, never a 500: ids past what the database holds, a group
+posted as a plain value, dates before 明治 or outside their era, and values no checkbox sends; and every
+person's name a page shows leaves its row in the person's 開示請求 trail."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from engine.db import unit_of_work
+from engine.models import AuditEvent, Case, Person
+from tests.pages_support import app, case_in, case_version, count, error_beside, text_of, web  # noqa: F401
+from tests.test_pages_intake import VALID, _preview
+
+HUGE = 2 ** 63
+
+
+@pytest.mark.parametrize("url", [f"/cases/{HUGE}", f"/handoffs/{HUGE}/sheet", f"/meetings/{HUGE}",
+                                 "/cases/99999999999999999999999", "/cases/0"])
+def test_an_id_past_what_the_database_holds_is_404(web, actors, url):
+    r = web(actors.window).get(url)
+    assert r.status_code == 404 and "ページは見つかりませんでした" in text_of(r)
+
+
+def test_a_post_to_an_id_past_what_the_database_holds_is_404(web, actors):
+    r = web(actors.window).post(f"/inbox/{HUGE}", {"decision": "accept", "version": 1})
+    assert r.status_code == 404
+
+
+def test_a_group_posted_as_a_plain_value_is_marked_not_a_500(web, actors, sessions, case_in):
+    r = _preview(web(actors.window), **{"person": "x"})
+    assert r.status_code == 422 and "入力の形式が正しくありません" in text_of(r)
+    case_id = case_in("assigned")
+    r = web(actors.livelihood).post(f"/cases/{case_id}/amend", {"person": "x", "person.name": "y", "summary": "s",
+                                                                "version": case_version(sessions, case_id)})
+    assert r.status_code == 422
+
+
+@pytest.mark.parametrize("typed", ["1868-01-01", "1899-12-31"])
+def test_a_birth_date_before_1900_is_refused_beside_the_field(web, actors, typed):
+    r = _preview(web(actors.window), **{"person.birth_date": typed})
+    assert r.status_code == 422
+    assert error_beside(r, "in", "person.birth_date").startswith("生年月日が古すぎます")
+
+
+@pytest.mark.parametrize("typed", ["令和0年1月1日", "平成31年5月1日", "明治1年1月1日"])
+def test_a_wareki_date_outside_its_era_is_no_date(web, actors, typed):
+    r = _preview(web(actors.window), **{"person.birth_date": typed})
+    assert r.status_code == 422 and "日付は" in error_beside(r, "in", "person.birth_date")
+
+
+def test_a_case_stored_with_a_date_before_meiji_still_opens(web, actors, sessions, case_in):
+    """Written before the check existed (or by hand): the page shows 西暦 rather than failing for good."""
+    from datetime import date
+
+    case_id = case_in("assigned")
+    with unit_of_work(sessions) as s:
+        person = s.get(Person, s.get(Case, case_id).person_id)
+        person.birth_date = date(1867, 5, 1)
+    r = web(actors.livelihood).get(f"/cases/{case_id}")
+    assert r.status_code == 200 and "1867年5月1日" in text_of(r)
+
+
+def test_a_meeting_time_out_of_range_is_marked_not_a_500(web, actors, sessions, case_in):
+    case_id = case_in("assigned")
+    r = web(actors.fm).post(f"/cases/{case_id}/events/convene_support_meeting", {
+        "version": case_version(sessions, case_id), "held_at": "0001-01-01T00:00",
+        "members.0.user": "livelihood", "members.0.acknowledged": "1"})
+    assert r.status_code == 422 and "日時は" in text_of(r)
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("/cases?page=0", "ページ番号は1から100000までです。"),
+    ("/cases?overdue=maybe", "チェックの値が正しくありません。"),
+])
+def test_list_filters_answer_in_japanese(web, actors, url, expected):
+    r = web(actors.window).get(url)
+    assert r.status_code == 422 and expected in text_of(r)
+    assert "Must be" not in text_of(r) and "Not a valid" not in text_of(r)
+
+
+def test_names_shown_in_lists_and_sheets_in_the_inbox_are_in_the_trail(web, actors, case_in, sessions):
+    case_id = case_in("handoff")  # sent to 生活福祉課, waiting in its inbox
+    receiver = web(actors.livelihood)
+    assert "廿日 太郎" in text_of(receiver.get("/inbox"))
+    rows = lambda action: count(sessions, AuditEvent, AuditEvent.action == action, AuditEvent.case_id == case_id)
+    assert rows("handoff_sheet.read") == 1
+    assert "廿日 太郎" in text_of(receiver.get("/cases"))
+    assert rows("case.found") == 1
+    fm = web(actors.fm)  # metadata only: no name shown, nothing read
+    assert "廿日 太郎" not in text_of(fm.get("/cases"))
+    assert rows("case.found") == 1
+    with sessions() as s:
+        actors_seen = set(s.scalars(select(AuditEvent.actor_label).where(AuditEvent.case_id == case_id,
+                                                                          AuditEvent.action == "case.found")))
+    assert actors_seen == {"livelihood"}
+
+
+def test_valid_form_still_passes(web, actors):
+    assert _preview(web(actors.window), **VALID).status_code == 200
+
+
+def test_every_page_that_can_refuse_has_a_japanese_name_in_the_trail(app):
+    """A refusal is recorded as page.<endpoint>; the 開示請求 answer must name it in Japanese."""
+    from engine.disclosure import PAGE_LABELS, action_label
+
+    refusing = {rule.endpoint for rule in app.url_map.iter_rules()
+                if rule.arguments & {"case_id", "handoff_id", "meeting_id", "alert_id", "notice_id", "offer_id"}
+                and not rule.rule.startswith("/api/")}
+    assert refusing and refusing <= set(PAGE_LABELS), refusing - set(PAGE_LABELS)
+    assert action_label("page.cases.detail") == "ケース詳細の表示（画面）"
+    assert action_label("api GET /cases/{case_id}") == "連携システムからの操作（GET /cases/{case_id}）"
+    assert action_label("meeting.append_record") == "会議記録への追記"
+
+
+def test_a_correction_reads_in_japanese_in_the_timeline(web, actors, sessions, case_in):
+    case_id = case_in("assigned")
+    owner = web(actors.livelihood)
+    form = {"summary": "家賃を3か月滞納している。", "person.name": "廿日 太郎", "version": case_version(sessions, case_id)}
+    assert owner.post(f"/cases/{case_id}/amend", form).status_code == 303
+    timeline = text_of(owner.get(f"/cases/{case_id}")).split("経過")[-1]
+    assert "内容の修正" in timeline and " amend " not in timeline
