@@ -119,3 +119,18 @@ def test_a_correction_reads_in_japanese_in_the_timeline(web, actors, sessions, c
     assert owner.post(f"/cases/{case_id}/amend", form).status_code == 303
     timeline = text_of(owner.get(f"/cases/{case_id}")).split("経過")[-1]
     assert "内容の修正" in timeline and " amend " not in timeline
+
+
+def test_rows_and_ticks_have_a_limit(web, actors, sessions):
+    many_rows = {f"household.{i}.relationship": "同居人" for i in range(31)}
+    r = _preview(web(actors.window), **many_rows)
+    assert r.status_code == 422 and "世帯員は30件までです。" in text_of(r)
+    form = [(k, v) for k, v in {**VALID, "action": "preview"}.items() if k != "categories"]
+    r = web(actors.window).post("/intake", form + [("categories", "poverty")] * 101)
+    assert r.status_code == 422 and "選べるのは100個までです。" in text_of(r)
+    assert count(sessions, Case) == 0
+
+
+def test_a_household_birth_year_reads_in_wareki(web, actors, sessions):
+    r = _preview(web(actors.window), **VALID)
+    assert "昭和37年（1962年）生まれ" in text_of(r)

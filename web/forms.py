@@ -96,12 +96,24 @@ def checkbox() -> fields.Boolean:
                           error_messages={**ERRORS, "invalid": "チェックの値が正しくありません。"})
 
 
+MAX_CHECKED = 100  # more ticks than any form has boxes: not a person at a form
+MAX_ROWS = 30  # household members, meeting members, plan roles (the API allows as many)
+
+
 def code_list(required: bool = False, message: str = "1つ以上選んでください。") -> fields.List:
     """Checkboxes: a list of codes (none ticked sends nothing at all)."""
+    too_many = validate.Length(max=MAX_CHECKED, error=f"選べるのは{MAX_CHECKED}個までです。")
     if required:
-        return fields.List(fields.String(), required=True, validate=validate.Length(min=1, error=message),
+        return fields.List(fields.String(), required=True,
+                           validate=[validate.Length(min=1, error=message), too_many],
                            error_messages={"required": message, "null": message})
-    return fields.List(fields.String(), load_default=list)
+    return fields.List(fields.String(), load_default=list, validate=too_many)
+
+
+def rows(schema, what: str) -> fields.List:
+    """Numbered rows of a form (person.0.…, person.1.…), at most MAX_ROWS."""
+    return fields.List(fields.Nested(schema), load_default=list,
+                       validate=validate.Length(max=MAX_ROWS, error=f"{what}は{MAX_ROWS}件までです。"))
 
 
 class FormSchema(Schema):
@@ -157,7 +169,7 @@ class IntakeSchema(FormSchema):
     """相談受付: the consultation's own inputs."""
 
     person = fields.Nested(PersonSchema, required=True, error_messages=ERRORS)
-    household = fields.List(fields.Nested(HouseholdSchema), load_default=list)
+    household = rows(HouseholdSchema, "世帯員")
     categories = code_list(required=True, message="課題の分類を1つ以上選んでください。")
     primary_category = text(max_length=32)
     summary = text(required=True, max_length=4000)
@@ -231,7 +243,7 @@ class MemberSchema(FormSchema):
 class ConveneSchema(_Versioned):
     """convene_support_meeting."""
 
-    members = fields.List(fields.Nested(MemberSchema), load_default=list)
+    members = rows(MemberSchema, "構成員")
     held_at = LocalDateTime(load_default=None)
     minutes = text(max_length=20000)
     decisions = text(max_length=20000)
@@ -266,7 +278,7 @@ class PlanSchema(_Versioned):
     """adopt_plan: the 支援プラン editor."""
 
     goals = text(required=True)
-    roles = fields.List(fields.Nested(RoleSchema), load_default=list)
+    roles = rows(RoleSchema, "役割")
     main_department = text(required=True, max_length=64)
     next_evaluation_date = JaDate(required=True, error_messages={"required": REQUIRED, "null": REQUIRED})
     business_categories = code_list()

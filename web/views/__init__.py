@@ -98,6 +98,15 @@ def _wareki_dt(value) -> str:
     return calendar.wareki_datetime(value) if isinstance(value, datetime) else calendar.wareki(value)
 
 
+def _birth_year(value) -> str:
+    """A household member's birth year as staff read it: 昭和50年（1975年）. (A year that two eras share is
+    named by the later one, as the year ended in it.)"""
+    if value in (None, ""):
+        return ""
+    year = int(value)
+    return f"{calendar.wareki_year(date(year, 12, 31))}（{year}年）"
+
+
 def _is_api(path: str) -> bool:
     return path.startswith("/api/")
 
@@ -119,6 +128,7 @@ def init_app(app: Flask) -> None:
 
     app.jinja_env.filters["wareki"] = _wareki
     app.jinja_env.filters["wareki_dt"] = _wareki_dt
+    app.jinja_env.filters["birth_year"] = _birth_year
     app.jinja_env.globals.update(
         STATE_LABELS=states.CASE_STATE_LABELS, EVENT_LABELS=states.CASE_EVENT_LABELS,
         HANDOFF_STATE_LABELS=states.HANDOFF_STATE_LABELS, ALERT_LABELS=alerts.ALERT_LABELS,
