@@ -129,7 +129,7 @@ def answer(session: Session, actor, handoff_id: int, decision: str, *, version: 
     handoff = session.get(Handoff, handoff_id)
     if handoff is None:
         raise NotFound("指定されたつなぐシートは見つかりません。")
-    services.load_case(session, actor, handoff.case_id)
+    services.load_case(session, actor, handoff.case_id, not_found="指定されたつなぐシートは見つかりません。")
     if decision == "decline" and not (reason or "").strip():
         raise ValidationFailed({"reason": ["返送の理由を入力してください。"]})
     if not handoff.primary:

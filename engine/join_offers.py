@@ -5,9 +5,9 @@ opens the case's metadata only. When the department can help (the ひきこも�
 8050 household, can visit the son), it offers to join, with a message to the owner. The offer waits on the
 case page, and in the owning department's inbox, until the owner (or the case FM) answers:
 
-- 参加を依頼する: a join つなぐシート goes to the department (engine.services.request_join), which accepts it
-  from its inbox as any other; only then does it read the case;
-- 見送る: the offer is let go, with a note to the department.
+- 参加を依頼する: a join つなぐシート goes to the department (engine.services.request_join); from then on it
+  reads the case as any department a つなぐシート is sent to, and accepts or declines it from its inbox;
+- 見送る: the offer is let go, with a note to the department (shown to it with its offer).
 
 Every step moves the case's version (a page shown before is refused as stale), writes a history row and
 an audit row. The department may withdraw its offer while it waits.
@@ -172,29 +172,28 @@ class OfferView:
     case_number: str
     department: str
     department_id: int
-    message: str | None  # to the case's workers and the offering department only
+    message: str
     status: str
     status_label: str
     created_at: datetime
     answered_at: datetime | None
-    answer_note: str | None  # to the case's workers only: the owner's note may touch on the case
+    answer_note: str | None  # the owner's note, written to the offering department
 
 
-def _view(row: JoinOffer, case_number: str, *, message: bool, note: bool) -> OfferView:
+def _view(row: JoinOffer, case_number: str) -> OfferView:
     return OfferView(id=row.id, case_id=row.case_id, case_number=case_number, department=row.department.name,
-                     department_id=row.department_id, message=row.message if message else None,
-                     status=row.status, status_label=STATUS_LABELS[row.status], created_at=row.created_at,
-                     answered_at=row.answered_at, answer_note=row.answer_note if note else None)
+                     department_id=row.department_id, message=row.message, status=row.status,
+                     status_label=STATUS_LABELS[row.status], created_at=row.created_at,
+                     answered_at=row.answered_at, answer_note=row.answer_note)
 
 
 def of_case(session: Session, actor: User, case: Case, rel: frozenset[str]) -> list[OfferView]:
-    """The case's offers as `actor` may see them: all of them for those who drive the case; a department's
-    own for the department (without the owner's note, which may touch on the case's content)."""
+    """The case's offers as `actor` may see them: all of them for those who drive the case, a department's
+    own (its message and the owner's answer to it) for the department."""
     q = select(JoinOffer).where(JoinOffer.case_id == case.id).order_by(JoinOffer.id)
-    drives = access.may(session, actor, case, access.CASE_METADATA, access.WRITE, rel=rel)
-    if not drives:
+    if not access.may(session, actor, case, access.CASE_METADATA, access.WRITE, rel=rel):
         q = q.where(JoinOffer.department_id == actor.department_id)
-    return [_view(row, case.case_number, message=True, note=drives) for row in session.scalars(q)]
+    return [_view(row, case.case_number) for row in session.scalars(q)]
 
 
 def waiting_for(session: Session, actor: User) -> list[OfferView]:
@@ -205,4 +204,4 @@ def waiting_for(session: Session, actor: User) -> list[OfferView]:
         select(JoinOffer, Case.case_number).join(Case, Case.id == JoinOffer.case_id)
         .where(JoinOffer.status == "open", Case.owning_department_id == actor.department_id)
         .order_by(JoinOffer.created_at, JoinOffer.id)).all()
-    return [_view(row, number, message=True, note=True) for row, number in rows]
+    return [_view(row, number) for row, number in rows]

@@ -50,10 +50,11 @@ class Sheet:
 
 def read_sheet(session: Session, actor, handoff_id: int, *, remote_addr: str | None = None) -> Sheet:
     """A つなぐシート to print for a partner on paper; only for those who may read the case's content."""
+    missing = "指定されたつなぐシートは見つかりません。"
     handoff = session.get(Handoff, handoff_id)
     if handoff is None:
-        raise NotFound("指定されたつなぐシートは見つかりません。")
-    case = services.load_case(session, actor, handoff.case_id, min_sight=access.Sight.CONTENT)
+        raise NotFound(missing)
+    case = services.load_case(session, actor, handoff.case_id, min_sight=access.Sight.CONTENT, not_found=missing)
     view = views.case_view(session, actor, case, [])
     services.record_case_read(session, actor, case, what="handoff_sheet", remote_addr=remote_addr)
     return Sheet(handoff=handoff, view=view, from_department=session.get(Department, handoff.from_department_id)
@@ -84,16 +85,17 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
     asked to first. A 重層的支援会議 (with consent) opens to those who may read the case's content.
     Every read of the records is audited.
     """
+    missing = "指定された会議は見つかりません。"
     meeting = session.get(Meeting, meeting_id)
     if meeting is None:
-        raise NotFound("指定された会議は見つかりません。")
+        raise NotFound(missing)
     member = next((m for m in meeting.members if m.user_id == actor.id), None)
     if member is not None and member.acknowledged_at is None:
         # Invited but not yet bound by the 守秘義務: the case is not in their sight until they
         # acknowledge, yet they must reach the page that asks them to.
         case = session.get(Case, meeting.case_id)
     else:
-        case = services.load_case(session, actor, meeting.case_id)
+        case = services.load_case(session, actor, meeting.case_id, not_found=missing)
     summary = views.meeting_summary(session, actor, meeting)
     content = access.case_sight(session, actor, case) >= access.Sight.CONTENT
     if meeting.kind == "layered_meeting" and not content:

@@ -679,19 +679,28 @@ EVENTS: dict[str, tuple] = {
 }
 
 
+CASE_NOT_FOUND = "指定されたケースは見つかりません。"
+
+
 def load_case(session: Session, actor, case_id: int, *, for_update: bool = False,
-              min_sight: access.Sight = access.Sight.METADATA) -> Case:
-    """Load a case the actor may see; NotFound otherwise (the actor may not learn that it exists)."""
-    return load_case_with_relations(session, actor, case_id, for_update=for_update, min_sight=min_sight)[0]
+              min_sight: access.Sight = access.Sight.METADATA, not_found: str = CASE_NOT_FOUND) -> Case:
+    """Load a case the actor may see; NotFound otherwise (the actor may not learn that it exists).
+
+    Reached through one of its records (a sheet, a meeting), the refusal names that record (`not_found`),
+    as it would if the record did not exist: the answer must not tell an existing record from a missing one.
+    """
+    return load_case_with_relations(session, actor, case_id, for_update=for_update, min_sight=min_sight,
+                                    not_found=not_found)[0]
 
 
 def load_case_with_relations(session: Session, actor, case_id: int, *, for_update: bool = False,
-                             min_sight: access.Sight = access.Sight.METADATA) -> tuple[Case, frozenset[str]]:
+                             min_sight: access.Sight = access.Sight.METADATA,
+                             not_found: str = CASE_NOT_FOUND) -> tuple[Case, frozenset[str]]:
     """load_case, and the actor's relations to the case that decided it (for the checks that follow)."""
     case = session.get(Case, case_id, with_for_update=for_update) if for_update else session.get(Case, case_id)
     rel = access.relations(session, actor, case) if case is not None else frozenset()
     if case is None or access.sight_of(rel) < min_sight:
-        raise NotFound("指定されたケースは見つかりません。")
+        raise NotFound(not_found)
     return case, rel
 
 
@@ -944,7 +953,7 @@ def answer_join(session: Session, actor: User, handoff_id: int, event: str, *, v
     handoff = session.get(Handoff, handoff_id)
     if handoff is None or handoff.primary:
         raise NotFound("指定されたつなぐシートは見つかりません。")
-    case = load_case(session, actor, handoff.case_id)
+    case = load_case(session, actor, handoff.case_id, not_found="指定されたつなぐシートは見つかりません。")
     if version is not None and handoff.version != version:
         raise StaleVersion(handoff.version, version)
     if event == "decline" and not (reason or "").strip():

@@ -116,10 +116,10 @@ def test_declining_needs_a_note_and_the_department_may_offer_again(owned, actors
     assert _answer(sessions, actors.elderly, owned, offer_id, "decline", note="今は家族の意向で見送ります") == "declined"
     with pytest.raises(join_offers.OfferAnswered):
         _answer(sessions, actors.elderly, owned, offer_id, "accept")
-    with sessions() as s:  # the station sees its own offer's outcome, not the owner's note
+    with sessions() as s:  # the station sees its own offer's outcome and the note written to it
         [own] = join_offers.of_case(s, s.get(User, actors.hikikomori.id), s.get(Case, owned),
                                     frozenset({access.NOTIFIED}))
-        assert (own.status_label, own.answer_note, own.message) == ("見送り", None, OFFER)
+        assert (own.status_label, own.answer_note, own.message) == ("見送り", "今は家族の意向で見送ります", OFFER)
     assert _offer(sessions, actors.hikikomori, owned) != offer_id  # a new offer, later
 
 

@@ -134,3 +134,22 @@ def test_rows_and_ticks_have_a_limit(web, actors, sessions):
 def test_a_household_birth_year_reads_in_wareki(web, actors, sessions):
     r = _preview(web(actors.window), **VALID)
     assert "昭和37年（1962年）生まれ" in text_of(r)
+
+
+def test_a_record_of_a_case_out_of_sight_answers_as_one_that_does_not_exist(web, actors, case_in, sessions):
+    """The refusal must not tell an existing sheet or meeting from a missing one."""
+    from engine.models import Handoff, Meeting
+
+    case_id = case_in("support_meeting")
+    with sessions() as s:
+        sheet = s.scalar(select(Handoff.id).where(Handoff.case_id == case_id))
+        meeting = s.scalar(select(Meeting.id).where(Meeting.case_id == case_id))
+    outsider = web(actors.children)
+    for existing, missing in ((f"/handoffs/{sheet}/sheet", "/handoffs/999999/sheet"),
+                              (f"/meetings/{meeting}", "/meetings/999999")):
+        a, b = outsider.get(existing), outsider.get(missing)
+        assert (a.status_code, text_of(a)) == (b.status_code, text_of(b)) == (404, text_of(b))
+    a = outsider.post(f"/inbox/{sheet}", {"decision": "accept", "version": 1})
+    b = outsider.post("/inbox/999999", {"decision": "accept", "version": 1})
+    assert a.status_code == b.status_code == 404
+    assert "つなぐシートは見つかりません" in text_of(a) and "つなぐシートは見つかりません" in text_of(b)
