@@ -77,6 +77,32 @@ def bind(session: Session, *, remote_addr: str | None = None, client=None) -> No
     session.info["audit_context"] = {"remote_addr": remote_addr, "client": client}
 
 
+def _next_row(session: Session, head: list, *, actor, action: str, object_type: str, object_id, case_id,
+              detail: dict | None, client, remote_addr: str | None, outcome: str, at: datetime | None,
+              actor_label: str | None) -> dict:
+    """The values of the next row of the chain after `head` (which moves on to it)."""
+    context = session.info.get("audit_context") or {}
+    remote_addr = remote_addr or context.get("remote_addr")
+    client = client or context.get("client")
+    if actor is not None and getattr(actor, "role", None) in ("system", "client"):
+        client = client or getattr(actor, "client", None)
+        actor_label = actor_label or actor.login
+        actor = None
+    at = at or utcnow()
+    seq = head[1] + 1
+    label = actor_label or (f"{actor.login}" if actor is not None else (f"client:{client.name}" if client else "system"))
+    object_id = None if object_id is None else str(object_id)
+    detail = detail or {}
+    actor_id, client_id = getattr(actor, "id", None), getattr(client, "id", None)
+    digest = _digest(seq, at, actor_id, label, client_id, action, object_type, object_id, case_id, remote_addr,
+                     outcome, detail, head[2])
+    row = dict(seq=seq, at=at, actor_id=actor_id, actor_label=label, client_id=client_id, action=action,
+               object_type=object_type, object_id=object_id, case_id=case_id, remote_addr=remote_addr,
+               outcome=outcome, detail=detail, prev_hash=head[2], hash=digest)
+    head[1], head[2], head[3] = seq, digest, True
+    return row
+
+
 def record(session: Session, *, actor=None, action: str, object_type: str, object_id=None,
            case_id: int | None = None, detail: dict | None = None, client=None,
            remote_addr: str | None = None, outcome: str = "ok", at: datetime | None = None,
@@ -88,29 +114,25 @@ def record(session: Session, *, actor=None, action: str, object_type: str, objec
     ids only, never a person's name or a record's text: the trail is kept for good, after retention has
     cleared the records themselves.
     """
-    context = session.info.get("audit_context") or {}
-    remote_addr = remote_addr or context.get("remote_addr")
-    client = client or context.get("client")
-    if actor is not None and getattr(actor, "role", None) in ("system", "client"):
-        client = client or getattr(actor, "client", None)
-        actor_label = actor_label or actor.login
-        actor = None
-    head = _head(session)
-    at = at or utcnow()
-    seq = head[1] + 1
-    label = actor_label or (f"{actor.login}" if actor is not None else (f"client:{client.name}" if client else "system"))
-    object_id = None if object_id is None else str(object_id)
-    detail = detail or {}
-    actor_id, client_id = getattr(actor, "id", None), getattr(client, "id", None)
-    digest = _digest(seq, at, actor_id, label, client_id, action, object_type, object_id, case_id, remote_addr,
-                     outcome, detail, head[2])
-    session.connection().execute(_INSERT_EVENT, dict(
-        seq=seq, at=at, actor_id=actor_id, actor_label=label, client_id=client_id, action=action,
-        object_type=object_type, object_id=object_id, case_id=case_id, remote_addr=remote_addr, outcome=outcome,
-        detail=detail, prev_hash=head[2], hash=digest,
-    ))
-    head[1], head[2], head[3] = seq, digest, True
-    return seq
+    row = _next_row(session, _head(session), actor=actor, action=action, object_type=object_type,
+                    object_id=object_id, case_id=case_id, detail=detail, client=client, remote_addr=remote_addr,
+                    outcome=outcome, at=at, actor_label=actor_label)
+    session.connection().execute(_INSERT_EVENT, row)
+    return row["seq"]
+
+
+def record_case_reads(session: Session, *, actor, action: str, case_ids, detail: dict | None = None,
+                      at: datetime | None = None) -> None:
+    """One row per case of a page that showed something of each (a list of names, an inbox of sheets),
+    chained as record() chains them and written with a single statement."""
+    case_ids = list(dict.fromkeys(case_ids))
+    if not case_ids:
+        return
+    head, at = _head(session), at or utcnow()
+    rows = [_next_row(session, head, actor=actor, action=action, object_type="case", object_id=case_id,
+                      case_id=case_id, detail=detail, client=None, remote_addr=None, outcome="ok", at=at,
+                      actor_label=None) for case_id in case_ids]
+    session.connection().execute(_INSERT_EVENT, rows)
 
 
 @dataclass

@@ -206,10 +206,10 @@ def search_cases(session: Session, actor, filters: CaseFilters, *, page: int = 1
         if row.content:
             row.person_name, row.name_kana, row.area = r.name, r.name_kana, r.area
             row.categories = cats.get(r.id, [])
-            # A name shown is personal data read: the person's 開示請求 trail says who saw it in a list.
-            audit.record(session, actor=actor, action="case.found", object_type="case", object_id=r.id,
-                         case_id=r.id, at=now)
         rows.append(row)
+    # A name shown is personal data read: the person's 開示請求 trail says who saw it in a list.
+    audit.record_case_reads(session, actor=actor, action="case.found", case_ids=[r.id for r in rows if r.content],
+                            at=now)
     return CasePage(rows=rows, total=total, page=page, per_page=per_page)
 
 

@@ -108,9 +108,8 @@ def department_inbox(session: Session, actor, *, now: datetime | None = None, li
         for h, number, case_version, name, kana in rows
     ]
     # Each sheet shown is read: the person's name, the summary and the reason it was sent.
-    for case_id in dict.fromkeys(ids):
-        audit.record(session, actor=actor, action="handoff_sheet.read", object_type="case", object_id=case_id,
-                     case_id=case_id, at=now, detail={"where": "inbox"})
+    audit.record_case_reads(session, actor=actor, action="handoff_sheet.read", case_ids=ids, at=now,
+                            detail={"where": "inbox"})
     department_alerts = list(session.scalars(
         select(Alert).where(Alert.department_id == actor.department_id, Alert.status != "resolved")
         .order_by(Alert.raised_at.asc()).limit(limit)))

@@ -93,6 +93,10 @@ def test_names_shown_in_lists_and_sheets_in_the_inbox_are_in_the_trail(web, acto
         actors_seen = set(s.scalars(select(AuditEvent.actor_label).where(AuditEvent.case_id == case_id,
                                                                           AuditEvent.action == "case.found")))
     assert actors_seen == {"livelihood"}
+    from engine import audit
+
+    with sessions() as s:  # rows written together are chained as any others
+        assert audit.verify(s).ok
 
 
 def test_valid_form_still_passes(web, actors):
