@@ -108,11 +108,9 @@ def search_cases(session: Session, actor, text: str, *, limit: int = 50) -> list
     items = []
     for case in list(found.values())[:limit]:
         sight = access.case_sight(session, actor, case)
-        item = views.case_list_item(session, actor, case, sight)
-        if "person_name" in item:
-            audit.record(session, actor=actor, action="case.found", object_type="case", object_id=case.id,
-                         case_id=case.id)
-        items.append(item)
+        items.append(views.case_list_item(session, actor, case, sight))
+    audit.record_case_reads(session, actor=actor, action="case.found",
+                            case_ids=[item["id"] for item in items if "person_name" in item])
     return items
 
 
