@@ -90,7 +90,8 @@ def readable_messages(session: Session, actor, shown: list[Alert]) -> dict[int, 
     """Each alert's message as `actor` may read it, by alert id.
 
     A message the engine composed from metadata (departments, deadlines, the rules' reasons) reads the
-    same for everyone who may see the alert. A 返送 alert's message quotes the reason the receiving
+    same for everyone who may see the alert, but for the combination of categories behind a 多機関協働
+    candidate, which the FMs read and the administrator does not. A 返送 alert's message quotes the reason the receiving
     department typed: it is shown whole only to those who may read the case's content, and that reading
     is recorded in the audit trail (`alert.read`); the others read that the sheet came back, and from whom.
     """
@@ -98,6 +99,10 @@ def readable_messages(session: Session, actor, shown: list[Alert]) -> dict[int, 
     from engine.models import Case, Department, Handoff
 
     out = {a.id: a.message or "" for a in shown}
+    if getattr(actor, "role", None) == "admin":
+        # The administrator reads the dashboard to keep the system running, not to coordinate cases: the
+        # combination of categories that made a 多機関協働 candidate (case content) is the FMs' to read.
+        out.update({a.id: "多機関協働の候補です。" for a in shown if a.kind == "multi_agency_candidate"})
     quoting = [a for a in shown if a.kind in QUOTING_KINDS]
     if not quoting:
         return out

@@ -69,3 +69,14 @@ def test_pages(web, open_case, fire, actors, sessions):
     inbox = text_of(web(actors.window).get("/inbox"))
     assert REASON in inbox
     assert _reads(sessions, alert_id) == 1
+
+
+def test_the_administrator_reads_no_categories_in_a_multi_agency_alert(open_case, actors, sessions):
+    open_case(categories=["young_carer"])  # a ヤングケアラー household: a 多機関協働 candidate for the FM
+    with unit_of_work(sessions) as s:
+        alert = s.scalars(select(Alert).where(Alert.kind == "multi_agency_candidate")).one()
+        assert "ヤングケアラー" in alert.message
+        fm = alerts.readable_messages(s, s.get(User, actors.fm.id), [alert])[alert.id]
+        admin = alerts.readable_messages(s, s.get(User, actors.admin.id), [alert])[alert.id]
+    assert "ヤングケアラー" in fm  # the FM decides on 多機関協働: the why is theirs
+    assert admin == "多機関協働の候補です。"
