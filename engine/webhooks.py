@@ -6,8 +6,11 @@ Guarantees:
 - in order per client: only the oldest undelivered event of a client is ever claimed, so event N+1
   waits until N was delivered (a failing URL holds back only its own client);
 - never twice at once: a claim is a compare-and-set of `next_attempt_at` (and FOR UPDATE SKIP LOCKED on
-  PostgreSQL), so several deliverers may run side by side;
-- retries back off exponentially (30 s, 1 min, 2 min … at most 1 h); every attempt is a WebhookDelivery row.
+  PostgreSQL), renewed the same way just before its event is sent, so several deliverers may run side by
+  side and a slow round never has its later events sent again by another;
+- retries back off exponentially (30 s, 1 min, 2 min … at most 1 h); every completed attempt is a
+  WebhookDelivery row (a deliverer killed while sending leaves none: its claim lapses and the event is sent
+  again).
 
 Signature: `X-Tsunagu-Signature: sha256=<hex>` is HMAC-SHA256 with the client's secret over
 `<X-Tsunagu-Timestamp>.<body bytes>` (the Unix time in seconds, a dot, the raw body).
@@ -73,6 +76,7 @@ class Claim:
     secret: str
     body: bytes
     attempts: int
+    lease_until: datetime | None = None  # the claim holds until then (renewed just before sending)
 
 
 @dataclass
@@ -89,6 +93,7 @@ class Outcome:
 class DeliveryReport:
     delivered: int = 0
     failed: int = 0
+    lapsed: int = 0  # claims another deliverer took over before this one came to send them
     failures: list[str] = field(default_factory=list)
 
 
@@ -120,8 +125,27 @@ def claim_due(session: Session, now: datetime, limit: int = 50) -> list[Claim]:
         if client is None or not client.webhook_url or not client.webhook_secret:
             continue  # no callback any more: stays queued until one is registered
         claims.append(Claim(ev.id, ev.event_type, client.webhook_url, client.webhook_secret, event_body(ev),
-                            ev.attempts + 1))
+                            ev.attempts + 1, now + LEASE))
     return claims
+
+
+def renew(session: Session, claim: Claim, now: datetime) -> bool:
+    """Hold the claim for another LEASE just before sending; False when it lapsed and another deliverer
+    took the event (then it is theirs to send, and this one must not).
+
+    A round claims one event per client and sends them one after another; without this, a round of slow
+    URLs outlives the first claims, and a second deliverer would send those events again.
+    """
+    taken = session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.id == claim.event_id, OutboxEvent.delivered_at.is_(None),
+               OutboxEvent.next_attempt_at == claim.lease_until)
+        .values(next_attempt_at=now + LEASE)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken == 1:
+        claim.lease_until = now + LEASE
+    return taken == 1
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -177,6 +201,10 @@ def deliver(sessions: sessionmaker, *, now: datetime | None = None, send: Callab
             break
         for claim in claims:
             at = now or utcnow()
+            with unit_of_work(sessions) as session:
+                if not renew(session, claim, at):
+                    report.lapsed += 1
+                    continue
             outcome = send(claim, at)
             with unit_of_work(sessions) as session:
                 record(session, claim, outcome, now or utcnow())

@@ -199,3 +199,30 @@ def test_killing_the_deliverer_mid_batch_loses_nothing(sessions, departments, re
         assert mine == _outbox(sessions, client_id)  # in order per client
     with unit_of_work(sessions) as s:
         assert webhooks.pending(s) == 0
+
+
+def test_a_slow_round_keeps_its_claims_and_no_event_goes_out_twice(sessions, receiver, actors):
+    """A round claims one event per client and sends them one after another: by the time it reaches the
+    last, the first claims may be old. Each claim is renewed just before its send; one that lapsed and
+    was taken by another deliverer is left to that deliverer."""
+    clients = [_client(sessions, f"c{i}", receiver.url)[0] for i in range(3)]
+    for i, client_id in enumerate(clients):
+        _refer(sessions, client_id, 1, f"S{i}")
+    start = max(utcnow(), NOW) + timedelta(minutes=1)
+    with unit_of_work(sessions) as s:
+        first = webhooks.claim_due(s, start)
+    assert len(first) == 3, _outbox(sessions)
+    # The first deliverer sends its first event a while later: its claim, renewed, still holds …
+    later = start + webhooks.LEASE - timedelta(seconds=1)
+    with unit_of_work(sessions) as s:
+        assert webhooks.renew(s, first[0], later)
+    # … while the other two lapse and a second deliverer takes them.
+    with unit_of_work(sessions) as s:
+        second = webhooks.claim_due(s, start + webhooks.LEASE + timedelta(seconds=1))
+    assert sorted(c.event_id for c in second) == sorted(c.event_id for c in first[1:])
+    with unit_of_work(sessions) as s:
+        assert not webhooks.renew(s, first[1], start + webhooks.LEASE + timedelta(seconds=2))
+    # deliver() sends only what it still holds: every event once.
+    report = webhooks.deliver(sessions, now=start + 2 * webhooks.LEASE + timedelta(seconds=5))
+    assert report.delivered == 3 and report.lapsed == 0
+    assert sorted(r["doc"]["id"] for r in receiver.received) == sorted(c.event_id for c in first)
