@@ -161,6 +161,7 @@ def reassign(session: Session, actor, alert_id: int, *, to_department: str | Non
         ctx = services.HandoffContext(session, actor, case, handoff, now, {"reason": reason})
         states.fire_handoff_event(handoff, "withdraw", ctx)
         handoff.withdrawn_at = now
+        services.flush_handoff_or_stale(session, handoff.id)  # answered meanwhile: stale, nothing written
         alerts.resolve_open(session, handoff_id=handoff.id, actor=actor, note=f"振り替え: {target.name}", now=now)
         new = services.send_handoff_record(session, actor, case, target, reason=reason, summary=handoff.summary,
                                            now=now, primary=handoff.primary)

@@ -389,6 +389,9 @@ def _apply_accept_handoff(ctx: EventContext) -> None:
     ctx.case.owning_department_id = h.to_department_id
     if ctx.case.accepted_at is None:
         ctx.case.accepted_at = ctx.now
+    # Written (and the sheet's row held) before its alerts are resolved: a stall scan running now either
+    # finds the sheet accepted, or raised its alert first and this resolves it; none stays open.
+    flush_or_stale(ctx.session, ctx.case)
     alerts.resolve_open(ctx.session, case_id=ctx.case.id, handoff_id=h.id,
                         kinds=("handoff_stalled", "handoff_escalated", "unrouted", "handoff_declined"),
                         actor=ctx.actor, note="受理により解決", now=ctx.now)
@@ -969,6 +972,9 @@ def answer_join(session: Session, actor: User, handoff_id: int, event: str, *, v
         handoff.declined_at, handoff.declined_by_id, handoff.decline_reason = now, actor.id, reason
     else:
         handoff.withdrawn_at = now
+    # The sheet's new state first: a concurrent answer is refused here (stale), before anything else is
+    # written, and the sheet's row is held while its alerts are resolved.
+    flush_handoff_or_stale(session, handoff.id)
     alerts.resolve_open(session, handoff_id=handoff.id, kinds=("handoff_stalled", "handoff_escalated"),
                         actor=actor, note="回答により解決", now=now)
     if event == "decline":
@@ -977,8 +983,14 @@ def answer_join(session: Session, actor: User, handoff_id: int, event: str, *, v
                            message=f"参加依頼が返送されました: {reason}", now=now)
     audit.record(session, actor=actor, action=f"handoff.{event}", object_type="handoff", object_id=handoff.id,
                  case_id=case.id, remote_addr=remote_addr, at=now)
+    flush_handoff_or_stale(session, handoff.id)
+    return handoff
+
+
+def flush_handoff_or_stale(session: Session, handoff_id: int) -> None:
+    """Flush; a sheet that changed under us becomes StaleVersion with its current version (nothing kept)."""
     try:
         session.flush()
     except StaleDataError:
-        raise StaleVersion(None) from None
-    return handoff
+        session.rollback()
+        raise StaleVersion(session.scalar(select(Handoff.version).where(Handoff.id == handoff_id))) from None

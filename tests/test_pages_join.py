@@ -145,3 +145,41 @@ def test_the_case_fm_may_withdraw_a_join_request(web, actors, case_in, sessions)
     assert "参加依頼を取り下げる" in text_of(case_fm.get(f"/cases/{case_id}"))
     assert case_fm.post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv}).status_code == 303
     assert _joins(sessions, case_id) == [("shakyo", "withdrawn")]
+
+
+def test_two_answers_to_one_join_request_at_once_one_wins_the_other_is_refused(actors, case_in, sessions):
+    """Accept and decline sent at the same moment: one applies, the other is a conflict (409), never a 500."""
+    import threading
+
+    from engine import services
+    from engine.db import unit_of_work
+    from engine.errors import EventNotAllowed, StaleVersion
+    from engine.models import User
+
+    for _ in range(6):
+        case_id = case_in("assigned")
+        with unit_of_work(sessions) as s:
+            handoff = services.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN)
+            hid, version = handoff.id, handoff.version
+        gate, outcomes = threading.Barrier(2), []
+
+        def answer(event):
+            try:
+                with unit_of_work(sessions) as s:
+                    me = s.get(User, actors.shakyo.id)
+                    gate.wait(10)
+                    services.answer_join(s, me, hid, event, version=version, reason="所管外")
+                outcomes.append("applied")
+            except (StaleVersion, EventNotAllowed) as exc:
+                outcomes.append(type(exc).__name__)
+            except Exception as exc:  # anything else would be a 500
+                outcomes.append(repr(exc))
+
+        threads = [threading.Thread(target=answer, args=(e,)) for e in ("accept", "decline")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert outcomes.count("applied") == 1, outcomes
+        assert all(o in ("applied", "StaleVersion", "EventNotAllowed") for o in outcomes), outcomes
+        assert _joins(sessions, case_id)[0][1] in ("accepted", "declined")

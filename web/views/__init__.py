@@ -232,6 +232,9 @@ def init_app(app: Flask) -> None:
             return handle_http_exception(exc)  # the API answers problem+json
         if exc.code is None or exc.code < 400:
             return exc
+        if exc.code >= 500 and g.get("db_session") is not None:
+            # What failed may have left the transaction unusable, and the page's header reads the user.
+            g.db_session.rollback()
         template = {404: "errors/404.html", 403: "errors/403.html"}.get(exc.code, "errors/error.html")
         titles = {400: "リクエストが正しくありません", 405: "この操作はできません", 413: "送信された内容が大きすぎます"}
         return render_template(template, title=titles.get(exc.code, "エラー"), message=None), exc.code
