@@ -137,6 +137,23 @@ def _load(session: Session, actor, alert_id: int) -> Alert:
     return alert
 
 
+def _move(session: Session, alert: Alert, event: str, from_statuses: tuple[str, ...], values: dict) -> None:
+    """Change the alert's status only if it is still in one of `from_statuses`.
+
+    Two people acting on one alert at once: PostgreSQL's row lock (taken when it was loaded) orders them,
+    but SQLite reads without one; the UPDATE's own condition makes the second find the alert moved on,
+    and it is refused like any action the alert's status no longer allows.
+    """
+    moved = session.execute(
+        update(Alert).where(Alert.id == alert.id, Alert.status.in_(from_statuses)).values(**values)
+        .execution_options(synchronize_session=False)).rowcount
+    session.refresh(alert)
+    if moved != 1:
+        raise EventNotAllowed(event, alert.status, STATUS_LABELS[alert.status],
+                              ["resolve"] if alert.status == "acknowledged" else [],
+                              ["解決済みにする"] if alert.status == "acknowledged" else [])
+
+
 def acknowledge(session: Session, actor, alert_id: int, note: str | None = None,
                 now: datetime | None = None) -> Alert:
     """Mark an open alert as seen (確認済み)."""
@@ -147,11 +164,10 @@ def acknowledge(session: Session, actor, alert_id: int, note: str | None = None,
                               ["解決済みにする"] if alert.status == "acknowledged" else [])
     if actor.role == "admin":
         raise PermissionDenied("管理者はアラートを処理できません。")
-    alert.status = "acknowledged"
-    alert.acknowledged_at = now or utcnow()
-    alert.acknowledged_by_id = actor.id
+    values = {"status": "acknowledged", "acknowledged_at": now or utcnow(), "acknowledged_by_id": actor.id}
     if note:
-        alert.note = note
+        values["note"] = note
+    _move(session, alert, "acknowledge", ("open",), values)
     audit.record(session, actor=actor, action="alert.acknowledge", object_type="alert",
                  object_id=alert.id, case_id=alert.case_id)
     session.flush()
@@ -166,11 +182,10 @@ def resolve(session: Session, actor, alert_id: int, note: str | None = None,
         raise EventNotAllowed("resolve", alert.status, STATUS_LABELS[alert.status], [], [])
     if actor.role == "admin":
         raise PermissionDenied("管理者はアラートを処理できません。")
-    alert.status = "resolved"
-    alert.open_key = None
-    alert.resolved_at = now or utcnow()
-    alert.resolved_by_id = actor.id
-    alert.note = note or alert.note
+    values = {"status": "resolved", "open_key": None, "resolved_at": now or utcnow(), "resolved_by_id": actor.id}
+    if note:
+        values["note"] = note
+    _move(session, alert, "resolve", ("open", "acknowledged"), values)
     audit.record(session, actor=actor, action="alert.resolve", object_type="alert",
                  object_id=alert.id, case_id=alert.case_id)
     session.flush()

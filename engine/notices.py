@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine import audit, states
@@ -111,7 +111,15 @@ def acknowledge(session: Session, actor, notice_id: int, *, now: datetime | None
         raise NotFound("指定された通知は見つかりません。")
     if notice.acknowledged_at is not None:
         raise AlreadyAcknowledged()
-    notice.acknowledged_at, notice.acknowledged_by_id = now, actor.id
+    # Only the first of two people acknowledging at once marks it: the UPDATE itself re-checks (the
+    # database's row lock, or SQLite's one writer, orders them) and the second finds it done.
+    marked = session.execute(
+        update(CaseNotice).where(CaseNotice.id == notice.id, CaseNotice.acknowledged_at.is_(None))
+        .values(acknowledged_at=now, acknowledged_by_id=actor.id)
+        .execution_options(synchronize_session=False)).rowcount
+    if marked != 1:
+        raise AlreadyAcknowledged()
+    session.refresh(notice)
     session.add(CaseHistory(case_id=notice.case_id, event="notice.acknowledge", from_state="notified",
                             to_state="acknowledged", actor_id=actor.id, at=now,
                             detail={"department": notice.department.code}))
