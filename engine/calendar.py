@@ -380,4 +380,6 @@ def parse_aware_iso8601(text: str) -> datetime:
         raise ValueError(f"{_ISO_ZONE_MESSAGE}: {text!r}") from None
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         raise ValueError(f"{_ISO_ZONE_MESSAGE}: {text!r}")
+    if not 1900 <= value.year <= 2999:  # beyond any case's life, and at the edges of what UTC can hold
+        raise ValueError(f"1900年から2999年までの日時を指定してください (a time between 1900 and 2999): {text!r}")
     return value.astimezone(timezone.utc)

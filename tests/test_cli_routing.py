@@ -167,6 +167,13 @@ def test_scan_refuses_a_now_without_zone(cli, value):
     assert "タイムゾーン付きの ISO 8601 日時で指定してください" in result.stderr
 
 
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+09:00", "9999-12-31T23:59:59-12:00"])
+def test_scan_refuses_a_now_out_of_range_without_a_trace(cli, value):
+    result = cli("alerts", "scan", "--now", value)
+    assert result.exit_code == 2
+    assert "1900年から2999年までの日時" in result.stderr and "Traceback" not in result.output
+
+
 def test_scan_prints_what_it_raised(cli, open_case, sessions):
     open_case(categories=["poverty"])
     now = (NOW + timedelta(days=3)).isoformat()

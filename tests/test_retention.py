@@ -119,6 +119,15 @@ def test_the_period_comes_from_the_settings(cases, app, run_cli, sessions):  # n
         assert s.get(Case, still_open).case_number not in result.output
 
 
+def test_a_period_under_a_year_or_a_now_out_of_range_is_refused_plainly(cases, app, run_cli):  # noqa: F811
+    app.config["RETENTION_YEARS"] = 0
+    result = run_cli("retention", "apply", "--dry-run")
+    assert result.exit_code == 1 and "TSUNAGU_RETENTION_YEARS は1以上" in result.output
+    app.config["RETENTION_YEARS"] = 5
+    result = run_cli("retention", "apply", "--dry-run", "--now", "0001-01-01T00:00:00+09:00")
+    assert result.exit_code == 2 and "1900年から2999年まで" in result.output
+
+
 def test_a_person_with_another_open_case_keeps_their_details(sessions, actors, open_case, fire):
     first = open_case(categories=["poverty"])
     fire(actors.livelihood, first, "accept_handoff")

@@ -23,7 +23,9 @@ def _parse_now(value: str | None) -> datetime | None:
         return None
     try:
         return calendar.parse_aware_iso8601(value)
-    except ValueError:
+    except ValueError as exc:
+        if "1900" in str(exc):
+            raise click.BadParameter("1900年から2999年までの日時を指定してください。") from None
         raise click.BadParameter("タイムゾーン付きの ISO 8601 で指定してください（例 2031-04-01T09:00:00+09:00）。")
 
 
@@ -108,12 +110,23 @@ def retention_apply(dry_run: bool, now_text: str | None) -> None:
     """Anonymise closed cases whose closure is older than TSUNAGU_RETENTION_YEARS (default 5)."""
     from engine import retention as policy
 
+    from sqlalchemy.orm.exc import StaleDataError
+
     years = int(current_app.config["RETENTION_YEARS"])
+    if years < 1:
+        click.echo(f"エラー: TSUNAGU_RETENTION_YEARS は1以上の年数で指定してください（いまの値: {years}）。", err=True)
+        sys.exit(1)
     now = _parse_now(now_text)
-    with transaction() as session:
-        report = policy.apply(session, years=years, now=now, dry_run=dry_run, requested_by="cli:retention")
-        if dry_run:
-            session.rollback()
+    try:
+        with transaction() as session:
+            report = policy.apply(session, years=years, now=now, dry_run=dry_run, requested_by="cli:retention")
+            if dry_run:
+                session.rollback()
+    except StaleDataError:
+        # Another run, or someone's edit, changed one of these cases meanwhile: nothing of this run is kept.
+        click.echo("エラー: 対象のケースが処理中に更新されました（同時に実行された匿名化か、職員の操作）。"
+                   "何も変更していません。もう一度実行してください。", err=True)
+        sys.exit(1)
     head = (f"保存期間 {years} 年: {_when(report.cutoff)} より前に終結したケース {len(report.cases)} 件")
     if dry_run:
         click.echo(f"{head}を匿名化します（試行: 何も変更していません）。")

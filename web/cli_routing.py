@@ -81,7 +81,9 @@ class AwareDateTime(click.ParamType):
             return value
         try:
             return parse_aware_iso8601(value)
-        except ValueError:
+        except ValueError as exc:
+            if "1900" in str(exc):
+                self.fail(f"{value!r} は使えません。1900年から2999年までの日時を指定してください。", param, ctx)
             self.fail(f"{value!r} は使えません。タイムゾーン付きの ISO 8601 日時で指定してください"
                       "（例: 2027-01-06T17:00:00+09:00）。", param, ctx)
 
