@@ -174,6 +174,9 @@ def test_refusal_rolls_back_everything_but_its_audit_row(client, staff, case_id,
     assert count(sessions, CaseHistory) == history_before
     assert count(sessions, AuditEvent) == audit_before + 1
     assert _state(sessions, case_id)[1] == version
+    with unit_of_work(sessions) as s:  # named as the document names the operation, on the case's trail
+        row = s.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+        assert (row.action, row.case_id, row.outcome) == ("api POST /cases/{case_id}/events", case_id, "refused")
 
 
 @pytest.mark.parametrize("raw,content_type,status,name", [

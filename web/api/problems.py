@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from flask import Response, current_app, g, request
@@ -123,6 +124,8 @@ def _refused(error_code: str, status: int) -> None:
     if caller is None:
         return
     rule = request.url_rule.rule if request.url_rule is not None else request.path
+    # "/cases/<int(max=…):case_id>/events" reads "/cases/{case_id}/events" in the trail, as in the document.
+    rule = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
     refusal = EngineError("refused")
     refusal.code, refusal.status = error_code, status
     try:
