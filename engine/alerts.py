@@ -149,9 +149,14 @@ def _move(session: Session, alert: Alert, event: str, from_statuses: tuple[str, 
         .execution_options(synchronize_session=False)).rowcount
     session.refresh(alert)
     if moved != 1:
-        raise EventNotAllowed(event, alert.status, STATUS_LABELS[alert.status],
-                              ["resolve"] if alert.status == "acknowledged" else [],
-                              ["解決済みにする"] if alert.status == "acknowledged" else [])
+        raise _not_allowed(event, alert)
+
+
+def _not_allowed(event: str, alert: Alert) -> EventNotAllowed:
+    """The alert's status no longer allows `event`; what it still allows (an acknowledged one: resolve)."""
+    more = alert.status == "acknowledged"
+    return EventNotAllowed(event, alert.status, STATUS_LABELS[alert.status], ["resolve"] if more else [],
+                           ["解決済みにする"] if more else [])
 
 
 def acknowledge(session: Session, actor, alert_id: int, note: str | None = None,
@@ -159,9 +164,7 @@ def acknowledge(session: Session, actor, alert_id: int, note: str | None = None,
     """Mark an open alert as seen (確認済み)."""
     alert = _load(session, actor, alert_id)
     if alert.status != "open":
-        raise EventNotAllowed("acknowledge", alert.status, STATUS_LABELS[alert.status],
-                              ["resolve"] if alert.status == "acknowledged" else [],
-                              ["解決済みにする"] if alert.status == "acknowledged" else [])
+        raise _not_allowed("acknowledge", alert)
     if actor.role == "admin":
         raise PermissionDenied("管理者はアラートを処理できません。")
     values = {"status": "acknowledged", "acknowledged_at": now or utcnow(), "acknowledged_by_id": actor.id}
@@ -179,7 +182,7 @@ def resolve(session: Session, actor, alert_id: int, note: str | None = None,
     """Close an alert with a note (解決)."""
     alert = _load(session, actor, alert_id)
     if alert.status == "resolved":
-        raise EventNotAllowed("resolve", alert.status, STATUS_LABELS[alert.status], [], [])
+        raise _not_allowed("resolve", alert)
     if actor.role == "admin":
         raise PermissionDenied("管理者はアラートを処理できません。")
     values = {"status": "resolved", "open_key": None, "resolved_at": now or utcnow(), "resolved_by_id": actor.id}

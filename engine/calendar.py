@@ -364,6 +364,15 @@ _ISO_ZONE_MESSAGE = (
 )
 
 
+# The years a time typed by a person or an operator may fall in: beyond any case's life, and clear of the
+# edges of what a datetime can hold once moved to UTC.
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2999
+
+
+class TimeOutOfRange(ValueError):
+    """A well-formed time outside EARLIEST_YEAR–LATEST_YEAR."""
+
+
 def parse_aware_iso8601(text: str) -> datetime:
     """Parse an ISO 8601 date-time that carries a zone offset or ``Z``; return it as aware UTC.
 
@@ -380,6 +389,7 @@ def parse_aware_iso8601(text: str) -> datetime:
         raise ValueError(f"{_ISO_ZONE_MESSAGE}: {text!r}") from None
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         raise ValueError(f"{_ISO_ZONE_MESSAGE}: {text!r}")
-    if not 1900 <= value.year <= 2999:  # beyond any case's life, and at the edges of what UTC can hold
-        raise ValueError(f"1900年から2999年までの日時を指定してください (a time between 1900 and 2999): {text!r}")
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise TimeOutOfRange(f"{EARLIEST_YEAR}年から{LATEST_YEAR}年までの日時を指定してください "
+                             f"(a time between {EARLIEST_YEAR} and {LATEST_YEAR}): {text!r}")
     return value.astimezone(timezone.utc)

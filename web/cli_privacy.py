@@ -23,9 +23,10 @@ def _parse_now(value: str | None) -> datetime | None:
         return None
     try:
         return calendar.parse_aware_iso8601(value)
-    except ValueError as exc:
-        if "1900" in str(exc):
-            raise click.BadParameter("1900年から2999年までの日時を指定してください。") from None
+    except calendar.TimeOutOfRange:
+        raise click.BadParameter(f"{calendar.EARLIEST_YEAR}年から{calendar.LATEST_YEAR}年までの日時を指定してください。") \
+            from None
+    except ValueError:
         raise click.BadParameter("タイムゾーン付きの ISO 8601 で指定してください（例 2031-04-01T09:00:00+09:00）。")
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from engine import routing, scan
 from engine.alerts import ALERT_LABELS
-from engine.calendar import parse_aware_iso8601, wareki_datetime
+from engine.calendar import EARLIEST_YEAR, LATEST_YEAR, TimeOutOfRange, parse_aware_iso8601, wareki_datetime
 from engine.models import Alert, Case, Department
 from web.cli import main, transaction
 
@@ -81,9 +81,10 @@ class AwareDateTime(click.ParamType):
             return value
         try:
             return parse_aware_iso8601(value)
-        except ValueError as exc:
-            if "1900" in str(exc):
-                self.fail(f"{value!r} は使えません。1900年から2999年までの日時を指定してください。", param, ctx)
+        except TimeOutOfRange:
+            self.fail(f"{value!r} は使えません。{EARLIEST_YEAR}年から{LATEST_YEAR}年までの日時を指定してください。",
+                      param, ctx)
+        except ValueError:
             self.fail(f"{value!r} は使えません。タイムゾーン付きの ISO 8601 日時で指定してください"
                       "（例: 2027-01-06T17:00:00+09:00）。", param, ctx)
 

@@ -68,7 +68,7 @@ class LocalDateTime(fields.Field):
             naive = datetime.fromisoformat(unicodedata.normalize("NFKC", str(value)).strip())
         except ValueError:
             raise self.make_error("invalid") from None
-        if not 1900 <= naive.year <= 2999:  # a slip of the keyboard, and beyond what UTC can be taken from
+        if not calendar.EARLIEST_YEAR <= naive.year <= calendar.LATEST_YEAR:  # a slip of the keyboard
             raise self.make_error("invalid")
         if naive.tzinfo is not None:
             return naive
