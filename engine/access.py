@@ -11,7 +11,7 @@ relations from the table engine.case_departments keeps (the two are tested to ag
 
 Relations of a person to a case:
 - owner: staff of the owning department; while no department owns it, of the department that recorded
-  it and of the desk (相談まるごとサポートデスク);
+  it, of the department whose staff reopened it and of the desk (相談まるごとサポートデスク);
 - invited / joined: the person's department has an unanswered / an accepted つなぐシート of the case
   (the primary one or a join request);
 - recorder: the department recorded the case or sent one of its つなぐシート (metadata only);
@@ -295,7 +295,7 @@ def relations(session: Session, user, case) -> frozenset[str]:
     if case.owning_department_id is not None:
         if dept == case.owning_department_id:
             rel.add(OWNER)
-    elif dept == case.created_department_id or dept == _desk_id(session):
+    elif dept in (case.created_department_id, case.reopened_department_id) or dept == _desk_id(session):
         rel.add(OWNER)
     if dept == case.created_department_id:
         rel.add(RECORDER)

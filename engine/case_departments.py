@@ -1,7 +1,8 @@
 """Which departments stand in a relation to each case: the table behind every list and count.
 
-A department may know of a case for several reasons at once (it owns it, recorded it, sent or received one
-of its つなぐシート, was told of it, is covered by its consent), and the desk knows of every unowned case. Testing all of
+A department may know of a case for several reasons at once (it owns it, recorded or reopened it, sent or
+received one of its つなぐシート, was told of it, is covered by its consent), and the desk knows of every unowned
+case. Testing all of
 those on each case row made a busy department's counts cost a pass over the whole of `cases`. The engine
 keeps their union in `case_departments` instead, one row per (case, department), with whether the
 relation opens the content and the case's state, so that a department's counts by state read one index
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session, aliased
 from engine.models import Case, CaseDepartment, CaseNotice, Consent, ConsentAgency, Department, Handoff
 
 DESK_CODE = "desk"
-_CASE_RELATION_COLUMNS = ("owning_department_id", "created_department_id")
+_CASE_RELATION_COLUMNS = ("owning_department_id", "created_department_id", "reopened_department_id")
 _HANDOFF_RELATION_COLUMNS = ("state", "to_department_id", "from_department_id")
 
 
@@ -50,6 +51,8 @@ def _relation_rows(case_ids=None, *, single: bool = False):
         select(Case.id, Case.created_department_id, sql_case((owned, 0), else_=1))
         .where(only(Case.id), Case.created_department_id.is_not(None)),
         select(Case.id, desk, one).where(only(Case.id), ~owned, desk.is_not(None)),
+        select(Case.id, Case.reopened_department_id, one)
+        .where(only(Case.id), ~owned, Case.reopened_department_id.is_not(None)),
         select(Handoff.case_id, Handoff.to_department_id, one)
         .where(only(Handoff.case_id), Handoff.state.in_(("sent", "accepted"))),
         select(Handoff.case_id, Handoff.from_department_id, zero)

@@ -196,6 +196,9 @@ class Case(Base):
     owning_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
     created_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"), index=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # The department whose staff reopened the case: until a department accepts it again, it holds the case
+    # in 受付 as the recording window and the desk do (it may send the つなぐシート, or close the case again).
+    reopened_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     fm_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     consent_to_share: Mapped[bool] = mapped_column(Boolean, default=False)
     multi_agency_candidate: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -80,7 +80,10 @@ def may_override(session: Session, actor: User, case: Case) -> bool:
     if actor.role == "fm":
         return True
     desk = services.department_by_code(session, access.DESK_CODE)
-    return actor.department_id in {case.created_department_id, desk.id if desk else None} - {None}
+    held_by = {case.created_department_id, desk.id if desk else None}
+    if case.owning_department_id is None:
+        held_by.add(case.reopened_department_id)
+    return actor.department_id in held_by - {None}
 
 
 def override_routing(session: Session, actor: User, case_id: int, *, to_department: str, reason: str,

@@ -636,6 +636,11 @@ def _apply_reopen(ctx: EventContext) -> None:
     ctx.case.close_reason = None
     ctx.case.close_note = None
     ctx.case.owning_department_id = None
+    # Staff who reopen a case hold it in 受付 for their department (with the recording window and the desk),
+    # so that they can send it on or close it again. An FM routes any case already.
+    actor = ctx.actor
+    ctx.case.reopened_department_id = (actor.department_id if getattr(actor, "role", None) == "staff"
+                                       else None)
 
 
 def _note_only(ctx: EventContext) -> None:

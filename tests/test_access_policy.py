@@ -86,6 +86,11 @@ def varied(sessions, make_user, actors, open_case, fire):
     fire(actors.livelihood, closed, "accept_handoff")
     fire(actors.livelihood, closed, "close", close_reason="goal_met")
     cases.append(closed)
+    reopened = open_case(actor=actors.elderly, categories=["poverty"])
+    fire(actors.livelihood, reopened, "accept_handoff")
+    fire(actors.livelihood, reopened, "close", close_reason="goal_met")
+    fire(actors.livelihood, reopened, "reopen", reason="再相談")  # held by 生活福祉課, 高齢介護課 and the desk
+    cases.append(reopened)
     with unit_of_work(sessions) as s:
         referral = services.open_case(s, None, intake_fields(categories=["poverty"], external_ref="X-1"),
                                       client=s.get(ApiClient, client_id), now=NOW)

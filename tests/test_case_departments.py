@@ -62,6 +62,12 @@ def test_each_step_of_a_case_keeps_the_table(sessions, actors, open_case, fire):
     fire(actors.livelihood, unrouted, "close", close_reason="goal_met")
     _no_drift(sessions)
     assert {v[1] for (d, c), v in _rows(sessions).items() if c == unrouted} == {"closed"}
+    # Reopened by its last owner: that department holds it in 受付 (content), beside the desk.
+    fire(actors.livelihood, unrouted, "reopen", reason="再相談")
+    _no_drift(sessions)
+    rows = _rows(sessions)
+    assert rows[("livelihood", unrouted)] == (True, "intake")
+    assert rows[("desk", unrouted)] == (True, "intake")
 
 
 def test_declined_and_joined_sheets_keep_the_table(sessions, actors, open_case, fire):

@@ -259,6 +259,41 @@ def test_reopen_guard(drive, fire, actors):
     assert fire(actors.livelihood, case_id, "reopen", reason="再相談") == "intake"
 
 
+def test_the_department_that_reopens_a_case_holds_it_until_another_accepts_it(drive, fire, actors, sessions):
+    """Reopened by its last owner (not the window that recorded it), the case is that department's to send on
+    or close again; once another department accepts it, the reopening department keeps no hold on it."""
+    case_id = drive("closed")
+    fire(actors.livelihood, case_id, "reopen", reason="再相談")
+    with sessions() as s:
+        case = s.get(Case, case_id)
+        assert case.owning_department_id is None
+        assert services.allowed_events(s, actors.livelihood, case) == ["send_handoff", "close"]
+        assert services.allowed_events(s, actors.elderly, case) == []
+    fire(actors.livelihood, case_id, "send_handoff", to_department="elderly", reason="介護保険の申請", summary="再相談")
+    fire(actors.elderly, case_id, "accept_handoff")
+    with sessions() as s:
+        case = s.get(Case, case_id)
+        assert services.allowed_events(s, actors.livelihood, case) == []
+        assert "close" in services.allowed_events(s, actors.elderly, case)
+
+
+def test_the_department_that_reopens_a_case_may_take_it_back_itself(drive, fire, actors, sessions):
+    case_id = drive("closed")
+    fire(actors.livelihood, case_id, "reopen", reason="再相談")
+    fire(actors.livelihood, case_id, "send_handoff", to_department="livelihood", reason="再開", summary="再相談")
+    assert fire(actors.livelihood, case_id, "accept_handoff") == "assigned"
+
+
+def test_a_reopen_by_an_fm_gives_no_department_a_hold(drive, fire, actors, sessions):
+    case_id = drive("closed")
+    fire(actors.fm, case_id, "reopen", reason="再相談")
+    with sessions() as s:
+        case = s.get(Case, case_id)
+        assert case.reopened_department_id is None
+        assert services.allowed_events(s, actors.livelihood, case) == []
+        assert "send_handoff" in services.allowed_events(s, actors.fm, case)
+
+
 def test_allowed_events_for_an_actor_apply_actor_guards(drive, actors, sessions):
     case_id = drive("handoff")
     with sessions() as s:
