@@ -159,6 +159,12 @@ def _not_allowed(event: str, alert: Alert) -> EventNotAllowed:
                            ["解決済みにする"] if more else [])
 
 
+# The scan's kinds. Resolved by a person while its subject still waits, such an alert keeps its `open_key`:
+# the next scan does not raise it again (the person has dealt with it) until the subject has moved on — the
+# sheet answered, the plan evaluated, a contact recorded — when the scan releases the key (engine.scan).
+HELD_ON_RESOLVE = frozenset({"handoff_stalled", "handoff_escalated", "evaluation_overdue", "no_contact"})
+
+
 def acknowledge(session: Session, actor, alert_id: int, note: str | None = None,
                 now: datetime | None = None) -> Alert:
     """Mark an open alert as seen (確認済み)."""
@@ -185,7 +191,9 @@ def resolve(session: Session, actor, alert_id: int, note: str | None = None,
         raise _not_allowed("resolve", alert)
     if actor.role == "admin":
         raise PermissionDenied("管理者はアラートを処理できません。")
-    values = {"status": "resolved", "open_key": None, "resolved_at": now or utcnow(), "resolved_by_id": actor.id}
+    values = {"status": "resolved", "resolved_at": now or utcnow(), "resolved_by_id": actor.id}
+    if alert.kind not in HELD_ON_RESOLVE:
+        values["open_key"] = None
     if note:
         values["note"] = note
     _move(session, alert, "resolve", ("open", "acknowledged"), values)

@@ -20,6 +20,9 @@ tables); then, batch by batch, each in its own transaction, the subjects are cla
 unique `open_key` makes an alert exactly-once however many scans run at once. A batch that fails is
 retried row by row, so one bad row costs only itself: it is counted, logged, and the scan goes on.
 
+An alert a person resolved (engine.alerts.resolve) while its subject still waited keeps its `open_key`, so
+that it is not raised again; the scan releases the key once the subject has moved on.
+
 Before raising, the scan also resolves open alerts whose subject has moved on (a handoff no longer
 `sent`, a case no longer in 伴走支援, a plan evaluated or a contact recorded after the alert was raised):
 the actions themselves resolve their alerts, and this closes the window where a person acted while a
@@ -229,23 +232,30 @@ def _insert_statement(check: _Check, m: _Moment, ids: list[int], dialect: str):
 
 
 def _sweeps(m: _Moment) -> list:
-    """UPDATEs resolving open scan alerts whose subject is no longer waiting (state only, no clock)."""
+    """UPDATEs resolving open scan alerts whose subject is no longer waiting (state only, no clock), and
+    releasing the keys that alerts resolved by a person kept while their subject waited
+    (engine.alerts.HELD_ON_RESOLVE)."""
     def resolve(kinds: tuple[str, ...], gone, note: str):
-        return (update(Alert).where(Alert.status.in_(OPEN), Alert.kind.in_(kinds), gone)
-                .values(status="resolved", open_key=None, resolved_at=m.now, note=note)
-                .execution_options(synchronize_session=False))
+        return [(update(Alert).where(Alert.status.in_(OPEN), Alert.kind.in_(kinds), gone)
+                 .values(status="resolved", open_key=None, resolved_at=m.now, note=note)
+                 .execution_options(synchronize_session=False)),
+                # Few rows hold a key. "> ''" (every key: keys are never empty) is a range SQLite reads from
+                # the unique index on open_key; for IS NOT NULL, or beside a status test, it would read far
+                # more. The open alerts whose subject is gone were resolved by the statement before.
+                (update(Alert).where(Alert.open_key > "", Alert.kind.in_(kinds), gone)
+                 .values(open_key=None).execution_options(synchronize_session=False))]
 
     in_accompaniment = [Plan.case_id == Alert.case_id, Plan.status == "active", Case.id == Plan.case_id,
                         Case.state == "accompaniment"]
     return [
-        resolve(("handoff_stalled", "handoff_escalated"),
+        *resolve(("handoff_stalled", "handoff_escalated"),
                 ~exists().where(Handoff.id == Alert.handoff_id, Handoff.state == "sent"),
                 "つなぐシートは受理・返送・取下げ済みのため解決"),
-        resolve(("evaluation_overdue",),
+        *resolve(("evaluation_overdue",),
                 ~exists().where(*in_accompaniment,
                                 or_(Plan.evaluated_at.is_(None), Plan.evaluated_at < Alert.raised_at)),
                 "評価済み、または伴走支援が終わったため解決"),
-        resolve(("no_contact",),
+        *resolve(("no_contact",),
                 or_(~exists().where(*in_accompaniment),
                     exists().where(ContactNote.case_id == Alert.case_id, ContactNote.created_at >= Alert.raised_at)),
                 "接触が記録された、または伴走支援が終わったため解決"),

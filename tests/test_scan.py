@@ -127,6 +127,33 @@ def test_scan_resolves_alerts_whose_handoff_moved_on_meanwhile(open_case, sessio
         assert open_alerts(s) == []
 
 
+def _resolve_by_hand(sessions, actor, kind: str, note: str) -> Alert:
+    from engine import alerts
+
+    with unit_of_work(sessions) as s:
+        alert_id = s.scalar(select(Alert.id).where(Alert.kind == kind, Alert.status == "open"))
+        return alerts.resolve(s, s.merge(actor), alert_id, note=note)
+
+
+def test_an_alert_a_person_resolved_is_not_raised_again_while_its_sheet_still_waits(open_case, fire, actors,
+                                                                                   sessions):
+    case_id = open_case(categories=["poverty"])
+    later = NOW + timedelta(days=10)
+    assert scan.scan(sessions, later).by_kind["handoff_escalated"] == 1
+    _resolve_by_hand(sessions, actors.fm, "handoff_escalated", "生活福祉課に電話で督促した")
+    for days in (0, 1, 30):
+        assert scan.scan(sessions, later + timedelta(days=days)).raised == []
+    with sessions() as s:
+        held = s.scalar(select(Alert).where(Alert.kind == "handoff_escalated"))
+        assert (held.status, held.note) == ("resolved", "生活福祉課に電話で督促した")
+        assert held.open_key is not None
+    # The sheet answered, the next scan lets the key go (and a later sheet of the case has its own alerts).
+    fire(actors.livelihood, case_id, "accept_handoff", now=later)
+    scan.scan(sessions, later + timedelta(days=31))
+    with sessions() as s:
+        assert s.scalar(select(Alert.open_key).where(Alert.kind == "handoff_escalated")) is None
+
+
 # --- cases in accompaniment ----------------------------------------------------------------------
 
 PLAN_DATE = (NOW + timedelta(days=60)).astimezone(JST).date()
@@ -167,6 +194,18 @@ def test_overdue_evaluation_and_silence(accompanied, sessions, actors, fire):
     # Silence counts from the last contact (day 61): 60 days later nothing, the day after an alert.
     assert scan.scan(sessions, day(121)).raised == []
     assert [a.kind for a in scan.scan(sessions, day(122)).raised] == ["no_contact"]
+
+
+def test_an_overdue_evaluation_resolved_by_hand_comes_back_only_for_the_next_evaluation(accompanied, sessions,
+                                                                                        actors, fire):
+    assert scan.scan(sessions, day(61), kinds=("evaluation_overdue",)).by_kind["evaluation_overdue"] == 1
+    _resolve_by_hand(sessions, actors.livelihood, "evaluation_overdue", "来週の会議で評価する")
+    assert scan.scan(sessions, day(70), kinds=("evaluation_overdue",)).raised == []
+    fire(actors.livelihood, accompanied, "evaluate", now=day(71), goals_met="partly", decision="continue",
+         next_evaluation_date=(PLAN_DATE + timedelta(days=30)).isoformat())
+    assert scan.scan(sessions, day(80), kinds=("evaluation_overdue",)).raised == []
+    again = scan.scan(sessions, day(91), kinds=("evaluation_overdue",))
+    assert [a.kind for a in again.raised] == ["evaluation_overdue"]
 
 
 def test_silence_counts_from_the_later_of_adoption_and_last_contact(accompanied, sessions, actors):
