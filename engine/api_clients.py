@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine import access, audit
-from engine.errors import ValidationFailed
+from engine.errors import Conflict, ValidationFailed
 from engine.models import ApiClient, ApiToken, User, utcnow
 
 SCOPES = ("referrals:write", "referrals:read", "cases:read", "cases:write", "alerts:read", "alerts:write")
@@ -52,7 +52,10 @@ def create_token(session: Session, *, client_name: str, scopes: list[str], user_
                  now: datetime | None = None) -> tuple[ApiClient, str]:
     """Make a token for the client (created if new); return the client and the token, shown only now.
 
-    The client's scopes and user become those given here, for all its tokens.
+    Scopes and user belong to the client, for all its tokens. A token once handed out never gains or loses
+    what it may do: while the client has valid tokens, a new one must ask for the same scopes and user
+    (Conflict otherwise: use another client name, or revoke the client's tokens first). A client whose
+    tokens are all revoked takes the scopes and user given here.
     """
     now = now or utcnow()
     _check_name(client_name)
@@ -76,7 +79,17 @@ def create_token(session: Session, *, client_name: str, scopes: list[str], user_
     if client is None:
         client = ApiClient(name=client_name, scopes=scopes, user_id=getattr(user, "id", None), created_at=now)
         session.add(client)
-    else:
+    elif (set(client.scopes or ()), client.user_id) != (set(scopes), getattr(user, "id", None)):
+        valid = session.scalar(select(func.count()).select_from(ApiToken).where(
+            ApiToken.client_id == client.id, ApiToken.revoked_at.is_(None)))
+        if valid:
+            was_user = session.get(User, client.user_id) if client.user_id is not None else None
+            was = f"スコープ {', '.join(client.scopes or ())}、" + (
+                f"職員 {was_user.login} として" if was_user is not None else "外部システムとして")
+            raise Conflict(
+                f"クライアント {client_name} には有効なトークンが {valid} 件あり、{was}動いています。"
+                "渡したトークンの権限は変えられません。別のクライアント名で作るか、"
+                f"tsunagu token revoke {client_name} で失効させてから作り直してください。")
         client.scopes = scopes
         client.user_id = getattr(user, "id", None)
     session.flush()

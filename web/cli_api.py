@@ -23,24 +23,11 @@ def token_create(client_name: str, scopes: str, user_login: str | None) -> None:
     """Create a token; it is printed once, alone on the last line."""
     from engine import api_clients
 
-    from sqlalchemy import func, select
-
-    from engine.models import ApiClient, ApiToken
-
     with transaction() as session:
-        before = session.scalar(select(ApiClient).where(ApiClient.name == client_name))
-        was = (list(before.scopes or ()), before.user_id) if before is not None else None
         client, secret = api_clients.create_token(session, client_name=client_name, scopes=scopes.split(","),
                                                   user_login=user_login)
         who = f"職員 {user_login} として" if user_login else "外部システムとして"
         summary = f"クライアント {client.name} のトークンを作りました（{who}、スコープ: {', '.join(client.scopes)}）。"
-        others = session.scalar(select(func.count()).select_from(ApiToken).where(
-            ApiToken.client_id == client.id, ApiToken.revoked_at.is_(None))) - 1
-        changed = was is not None and others > 0 and was != (list(client.scopes), client.user_id)
-    if changed:
-        # Scopes and user belong to the client: the tokens it already has change with them.
-        click.echo(f"注意: クライアント {client_name} の有効なトークン {others} 件も、これからは上のスコープと職員で"
-                   f"動きます（これまでのスコープ: {', '.join(was[0])}）。", err=True)
     click.echo(summary)
     click.echo("トークンはこの一度だけ表示されます。安全な場所に保管してください:")
     click.echo(secret)

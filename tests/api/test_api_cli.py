@@ -45,17 +45,24 @@ def test_token_acting_for_a_user_reaches_only_what_the_user_may(app, client, act
     assert_problem(client.get(f"/api/v1/cases/{case_id}", headers=auth(token)), 404, "not-found")
 
 
-def test_a_new_token_with_other_scopes_warns_that_the_clients_tokens_change(app, client):
+def test_a_token_handed_out_never_changes_what_it_may_do(app, client, actors):
     first = _run(app, "token", "create", "--client", "oono", "--scopes", "referrals:write,referrals:read")
-    assert "注意" not in first.output
-    again = _run(app, "token", "create", "--client", "oono", "--scopes", "referrals:write,referrals:read")
-    assert again.exit_code == 0 and "注意" not in again.output  # the same scopes: nothing changes
-    narrowed = _run(app, "token", "create", "--client", "oono", "--scopes", "referrals:read")
-    assert narrowed.exit_code == 0
-    assert "有効なトークン 2 件" in narrowed.stderr and "referrals:write, referrals:read" in narrowed.stderr
-    assert narrowed.stdout.strip().splitlines()[-1].startswith("tsu_")  # still the last line of stdout
+    again = _run(app, "token", "create", "--client", "oono", "--scopes", "referrals:read,referrals:write")
+    assert again.exit_code == 0, again.output  # the same scopes: one more token (a rotation)
     old = first.stdout.strip().splitlines()[-1]
-    assert_problem(post_referral(client, old), 403, "insufficient-scope")  # as the warning said
+    for scopes, user in (("referrals:read", []), ("cases:read", ["--user", "elderly"])):
+        refused = _run(app, "token", "create", "--client", "oono", "--scopes", scopes, *user)
+        assert refused.exit_code == 1
+        assert "有効なトークンが 2 件" in refused.stderr and "token revoke oono" in refused.stderr
+        assert "tsu_" not in refused.stdout
+    # The partner's token still does what it did, and nothing more.
+    assert post_referral(client, old).status_code == 201
+    assert_problem(client.get("/api/v1/cases/1", headers=auth(old)), 403, "insufficient-scope")
+    # Revoked, the client may be set up anew.
+    assert _run(app, "token", "revoke", "oono").exit_code == 0
+    anew = _run(app, "token", "create", "--client", "oono", "--scopes", "referrals:read")
+    assert anew.exit_code == 0, anew.output
+    assert client.get("/api/v1/referrals", headers=auth(anew.stdout.strip().splitlines()[-1])).status_code == 200
 
 
 def test_revoke_stops_every_token_of_the_client_at_once(app, client):
