@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -85,8 +85,13 @@ def department_by_code(session: Session, code: str | None) -> Department | None:
     return departments_by_codes(session, [code])[code]
 
 
+def _blank(value) -> bool:
+    """Whether a field counts as not given: absent, empty, or text of spaces alone."""
+    return value in (None, "", [], {}) or (isinstance(value, str) and not value.strip())
+
+
 def _require(fields: dict, *names: str) -> None:
-    missing = {n: [REQUIRED] for n in names if fields.get(n) in (None, "", [], {})}
+    missing = {n: [REQUIRED] for n in names if _blank(fields.get(n))}
     if missing:
         raise MissingField(missing)
 
@@ -110,6 +115,10 @@ def _as_date(errors: dict, fields: dict, name: str, *, not_after: date | None = 
         except ValueError:
             errors.setdefault(name, []).append("日付は YYYY-MM-DD の形で入力してください。")
             return
+    if value is not None and not calendar.EARLIEST_YEAR <= value.year <= calendar.LATEST_YEAR:
+        errors.setdefault(name, []).append(
+            f"{calendar.EARLIEST_YEAR}年から{calendar.LATEST_YEAR}年までの日付を指定してください。")
+        return
     if value is not None and not_after is not None and value > not_after:
         errors.setdefault(name, []).append("未来の日付は記録できません。")
 
@@ -118,13 +127,44 @@ def _departments(session: Session, errors: dict, name: str, codes: list[str] | N
     found = []
     codes = [c for c in (codes or []) if isinstance(c, str)] if isinstance(codes, list) else []
     departments_by_codes(session, codes)
-    for code in codes:
+    for i, code in enumerate(codes):
         dept = department_by_code(session, code)
         if dept is None:
             errors.setdefault(name, []).append(f"「{code}」という部署・機関はありません。")
+        elif code in codes[:i]:
+            errors.setdefault(name, []).append(f"「{code}」が2回以上指定されています。")
         else:
             found.append(dept)
     return found
+
+
+def _as_time(errors: dict, fields: dict, name: str, *, not_after: datetime | None = None) -> None:
+    """Read `fields[name]` (ISO 8601 text with a zone, or an aware datetime) as UTC, within the years the
+    calendar knows; with `not_after`, a later time (something not yet done) is refused."""
+    value = fields.get(name)
+    if value in (None, ""):
+        fields[name] = None
+        return
+    try:
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError(value)
+            if not calendar.EARLIEST_YEAR <= value.year <= calendar.LATEST_YEAR:
+                raise calendar.TimeOutOfRange(value)
+            value = value.astimezone(timezone.utc)
+        else:
+            value = calendar.parse_aware_iso8601(str(value))
+    except calendar.TimeOutOfRange:
+        errors.setdefault(name, []).append(
+            f"{calendar.EARLIEST_YEAR}年から{calendar.LATEST_YEAR}年までの日時を指定してください。")
+        return
+    except (ValueError, OverflowError):
+        errors.setdefault(name, []).append("日時はタイムゾーン付きの ISO 8601 で指定してください。")
+        return
+    if not_after is not None and value > not_after:
+        errors.setdefault(name, []).append("未来の日時は記録できません。")
+        return
+    fields[name] = value
 
 
 _COUNTERS = CaseNumberCounter.__table__
@@ -427,14 +467,13 @@ def _prepare_convene(ctx: EventContext) -> None:
             continue
         if user.id == ctx.actor.id:
             continue
+        if any(other["user"].id == user.id for other in members):
+            errors.setdefault(f"members.{i}.user", []).append(f"「{login}」が2回以上指定されています。")
+            continue
         members.append({"user": user, "acknowledged": bool(isinstance(m, dict) and m.get("acknowledged")),
                         "secretariat": False})
-    if ctx.fields.get("held_at") not in (None, ""):
-        try:
-            ctx.fields["held_at"] = calendar.parse_aware_iso8601(str(ctx.fields["held_at"])) if not isinstance(
-                ctx.fields["held_at"], datetime) else ctx.fields["held_at"]
-        except ValueError:
-            errors.setdefault("held_at", []).append("日時はタイムゾーン付きの ISO 8601 で指定してください。")
+    # A 支援会議 is recorded once it has been held: a time still to come is refused.
+    _as_time(errors, ctx.fields, "held_at", not_after=ctx.now)
     if errors:
         raise ValidationFailed(errors)
     ctx.members = members
@@ -468,7 +507,7 @@ def _add_business_category(case: Case, code: str) -> None:
 def _prepare_consent(ctx: EventContext) -> None:
     f = ctx.fields
     if ctx.event == "record_consent":
-        _require(f, "given_by", "method")
+        _require(f, "given_by", "method", "agencies")
     else:
         _require(f, "given_by")
     errors: dict[str, list[str]] = {}
@@ -514,14 +553,20 @@ def _prepare_plan(ctx: EventContext) -> None:
             errors.setdefault(f"roles.{i}.department", []).append(f"「{r.get('department')}」という機関はありません。")
         elif not (r.get("role") or "").strip():
             errors.setdefault(f"roles.{i}.role", []).append(REQUIRED)
+        elif any(other["department"].id == dept.id for other in roles):
+            errors.setdefault(f"roles.{i}.department", []).append(
+                f"{dept.name}の役割はすでに指定されています。1つの機関の役割は1行にまとめてください。")
         else:
             roles.append({"department": dept, "role": r["role"].strip()})
     ctx.main_department = department_by_code(ctx.session, f["main_department"])
     if ctx.main_department is None:
         errors.setdefault("main_department", []).append(f"「{f['main_department']}」という機関はありません。")
-    for code in f.get("business_categories") or []:
+    given = f.get("business_categories") or []
+    for i, code in enumerate(given):
         if code not in vocab.codes("business_categories"):
             errors.setdefault("business_categories", []).append(f"「{code}」という事業区分はありません。")
+        elif code in given[:i]:
+            errors.setdefault("business_categories", []).append(f"「{code}」が2回以上指定されています。")
     if errors:
         raise ValidationFailed(errors)
     ctx.roles = roles
@@ -564,14 +609,19 @@ def active_plan(session: Session, case_id: int) -> Plan | None:
 def _prepare_evaluate(ctx: EventContext) -> None:
     f = ctx.fields
     _require(f, "decision", "goals_met")
+    # What the decision needs is missing (422 missing-field, as for any event), not wrong.
+    if f.get("decision") == "continue" and _blank(f.get("next_evaluation_date")):
+        raise MissingField({"next_evaluation_date": ["継続する場合は次回評価日が必須です。"]})
+    if f.get("decision") == "close" and _blank(f.get("close_reason")):
+        raise MissingField({"close_reason": ["終結する場合は終結の理由が必須です。"]})
     errors: dict[str, list[str]] = {}
     _choice(errors, f, "decision", "evaluation_decisions")
     if f.get("goals_met") not in ("met", "partly", "not_met"):
         errors.setdefault("goals_met", []).append("目標の達成度は met / partly / not_met から選んでください。")
-    if f.get("decision") == "continue" and not f.get("next_evaluation_date"):
-        errors.setdefault("next_evaluation_date", []).append("継続する場合は次回評価日が必須です。")
     if f.get("decision") == "close":
         _choice(errors, f, "close_reason", "close_reasons")
+    elif not _blank(f.get("close_reason")):
+        errors.setdefault("close_reason", []).append("終結の理由は、終結するときだけ指定してください。")
     _as_date(errors, f, "next_evaluation_date")
     _as_date(errors, f, "evaluated_on", not_after=ctx.today)
     if errors:

@@ -51,13 +51,15 @@ class PageQuery(Schema):
 
     @validates("cursor")
     def _check_cursor(self, value: str, **kwargs) -> None:
-        if not value.isascii() or not value.isdigit() or int(value) > MAX_ID:
+        if not value.isascii() or not value.isdigit():
             raise ValidationError("前のページの next に含まれる値をそのまま指定してください。")
 
     @post_load
     def _cursor(self, data, **kwargs):
         if data.get("cursor") is not None:
-            data["cursor"] = int(data["cursor"])
+            # Every id is below a cursor past the largest one: the list starts from the newest.
+            cursor = int(data["cursor"])
+            data["cursor"] = cursor if cursor <= MAX_ID else None
         return data
 
 

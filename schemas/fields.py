@@ -13,6 +13,8 @@ from marshmallow import ValidationError, fields, validate
 
 REQUIRED = "必須項目です。"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# A name, a number or a reference is one line: no line break (of any kind) and no tab.
+_LINE_BREAK = re.compile(r"[\t\n\r\x85\u2028\u2029]")
 
 BASE_MESSAGES = {"required": REQUIRED, "null": "null は指定できません。", "validator_failed": "値が正しくありません。"}
 
@@ -33,8 +35,9 @@ class Text(fields.String):
     default_error_messages = {**BASE_MESSAGES, "invalid": "文字列で指定してください。",
                               "invalid_utf8": "正しい文字列ではありません。", "blank": REQUIRED}
 
-    def __init__(self, *, max_length: int | None = None, blank: bool = True, **kwargs):
+    def __init__(self, *, max_length: int | None = None, blank: bool = True, one_line: bool = False, **kwargs):
         self.blank = blank
+        self.one_line = one_line
         given = kwargs.pop("validate", None)
         validators = [] if given is None else [given] if callable(given) else list(given)
         if max_length is not None:
@@ -44,6 +47,8 @@ class Text(fields.String):
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
         check_text(text)
+        if self.one_line and _LINE_BREAK.search(text):
+            raise ValidationError("改行やタブは使えません。1行で指定してください。")
         if not self.blank and not text.strip():
             raise self.make_error("blank")
         return text
@@ -54,6 +59,12 @@ class Integer(fields.Integer):
 
     default_error_messages = {**BASE_MESSAGES, "invalid": "整数で指定してください。",
                               "too_large": "数が大きすぎます。"}
+
+    def _validated(self, value):
+        # Text (a query string) is ASCII digits only: int() would also read "５", " 5" or "+5".
+        if isinstance(value, str) and not (value.isascii() and value.lstrip("-").isdigit()):
+            raise self.make_error("invalid")
+        return super()._validated(value)
 
 
 class Boolean(fields.Boolean):

@@ -51,33 +51,33 @@ EXAMPLE = {
 class ReferrerIn(Schema):
     """Who refers: the organisation and a contact there."""
 
-    organization = Text(required=True, blank=False, max_length=200,
+    organization = Text(one_line=True, required=True, blank=False, max_length=200,
                         metadata={"description": "紹介元の機関名（必須）"})
-    contact_name = Text(allow_none=True, max_length=100, metadata={"description": "担当者名"})
-    contact_phone = Text(allow_none=True, max_length=32, metadata={"description": "担当者の電話番号"})
+    contact_name = Text(one_line=True, allow_none=True, max_length=100, metadata={"description": "担当者名"})
+    contact_phone = Text(one_line=True, allow_none=True, max_length=32, metadata={"description": "担当者の電話番号"})
 
 
 class PersonIn(Schema):
     """The person the referral is about (本人)."""
 
-    name = Text(required=True, blank=False, max_length=100, metadata={"description": "氏名（必須）"})
-    name_kana = Text(allow_none=True, max_length=100, metadata={"description": "ふりがな"})
+    name = Text(one_line=True, required=True, blank=False, max_length=100, metadata={"description": "氏名（必須）"})
+    name_kana = Text(one_line=True, allow_none=True, max_length=100, metadata={"description": "ふりがな"})
     sex = Text(allow_none=True, validate=_known("sexes", "性別の値"),
                metadata={"description": "性別コード（categories.yaml の sexes）"})
     birth_date = Date(allow_none=True, validate=not_future(today_jst, EARLIEST_BIRTH_DATE),
                       metadata={"description": "生年月日（YYYY-MM-DD、1900-01-01 から今日まで）"})
     area = Text(allow_none=True, validate=_known("areas", "圏域"),
                 metadata={"description": "圏域（categories.yaml の areas。例: 廿日市, 佐伯, 吉和, 大野, 宮島）"})
-    resident_id = Text(allow_none=True, max_length=32, metadata={"description": "宛名番号"})
-    phone = Text(allow_none=True, max_length=32, metadata={"description": "電話番号"})
+    resident_id = Text(one_line=True, allow_none=True, max_length=32, metadata={"description": "宛名番号"})
+    phone = Text(one_line=True, allow_none=True, max_length=32, metadata={"description": "電話番号"})
     address = Text(allow_none=True, max_length=300, metadata={"description": "住所"})
 
 
 class HouseholdMemberIn(Schema):
     """A member of the person's household (世帯員)."""
 
-    relationship = Text(allow_none=True, max_length=50, metadata={"description": "続柄（例: 長男）"})
-    name = Text(allow_none=True, max_length=100, metadata={"description": "氏名"})
+    relationship = Text(one_line=True, allow_none=True, max_length=50, metadata={"description": "続柄（例: 長男）"})
+    name = Text(one_line=True, allow_none=True, max_length=100, metadata={"description": "氏名"})
     birth_year = Integer(strict=True, allow_none=True, validate=_birth_year, metadata={"description": "生まれ年（西暦）"})
     note = Text(allow_none=True, max_length=2000, metadata={"description": "特記事項"})
 
@@ -85,7 +85,7 @@ class HouseholdMemberIn(Schema):
 class ReferralIn(Schema):
     """A referral: opens a case, routes it and, where a rule matches, sends the つなぐシート."""
 
-    external_ref = Text(required=True, blank=False, max_length=255,
+    external_ref = Text(one_line=True, required=True, blank=False, max_length=255,
                         metadata={"description": "紹介元システムでの番号（必須。同じ紹介元で一意）"})
     referrer = Nested(ReferrerIn, required=True)
     person = Nested(PersonIn, required=True)

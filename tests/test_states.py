@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 
 from engine import services, states
 from engine.db import unit_of_work
-from engine.errors import EventNotAllowed, GuardRefused, PermissionDenied, ValidationFailed
-from engine.models import Case, CaseHistory, Department, Plan
+from engine.errors import EventNotAllowed, GuardRefused, MissingField, PermissionDenied, ValidationFailed
+from engine.models import Alert, Case, CaseHistory, Department, Plan
 from tests.conftest import NOW
 
 FUTURE = (NOW + timedelta(days=60)).date().isoformat()
@@ -184,9 +184,9 @@ def test_only_those_working_on_the_case_record_consent(drive, fire, actors):
 
 def test_consent_must_cover_an_agency(drive, fire, actors):
     case_id = drive("assigned")
-    with pytest.raises(GuardRefused) as err:
+    with pytest.raises(MissingField) as err:
         fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="oral", agencies=[])
-    assert err.value.extra["guard"] == "consent_covers_agencies"
+    assert set(err.value.errors) == {"agencies"}
     assert fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="oral",
                 agencies=["livelihood"]) == "layered_meeting"
 

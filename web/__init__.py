@@ -6,16 +6,52 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from werkzeug.routing import IntegerConverter
+from markupsafe import escape
+from werkzeug.routing import IntegerConverter, RequestRedirect, ValidationError
 
 from engine.db import make_engine, make_session_factory
 from engine.settings import Settings
 
 
+class AsciiInteger(IntegerConverter):
+    """werkzeug's integer converter, for ASCII digits only and one spelling per number."""
+
+    regex = r"[0-9]+"
+
+    def to_python(self, value: str):
+        if len(value) > 1 and value.startswith("0"):
+            raise ValidationError()
+        return super().to_python(value)
+
+
+class TsunaguFlask(Flask):
+    """The Flask app whose redirects carry a short Japanese page (Werkzeug's own body is in English)."""
+
+    def redirect(self, location: str, code: int = 302):
+        """The redirect `flask.redirect` answers (same status and Location), with a page in Japanese."""
+        response = super().redirect(location, code)
+        href = escape(location)
+        response.set_data(
+            "<!doctype html>\n"
+            '<html lang="ja">\n'
+            '<meta charset="utf-8">\n'
+            "<title>ページを移動します</title>\n"
+            "<h1>ページを移動します</h1>\n"
+            f'<p>自動で移動しないときは、<a href="{href}">こちらのページ</a>を開いてください。</p>\n'
+        )
+        return response
+
+    def handle_http_exception(self, e):
+        """A URL answered at its canonical form (/admin → /admin/) redirects with the same page."""
+        if isinstance(e, RequestRedirect):
+            return self.redirect(e.new_url, e.code)
+        return super().handle_http_exception(e)
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then the environment, then `config` (tests pass overrides here)."""
     settings = Settings.from_env()
-    app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app = TsunaguFlask(__name__, instance_path=str(settings.instance_dir))
     app.config.update(
         DATABASE_URL=settings.database_url,
         SECRET_KEY=settings.secret_key,
@@ -41,11 +77,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["tsunagu.engine"] = engine
     app.extensions["tsunagu.sessions"] = make_session_factory(engine)
 
-    # Page URLs name records by `<id:…>`: a number the database can hold (a larger one answers 404, not an
-    # overflow inside the query).
+    # Numbers in URLs are plain ASCII digits without leading zeros: werkzeug's `int` would also take "０９"
+    # or "014" and answer as record 9 or 14, one record under many addresses. Page URLs name records by
+    # `<id:…>`: a number the database can hold (a larger one answers 404, not an overflow inside the query).
     from schemas.common import MAX_ID
 
-    class RecordId(IntegerConverter):
+    app.url_map.converters["int"] = AsciiInteger
+
+    class RecordId(AsciiInteger):
         def __init__(self, url_map, *args, **kwargs):
             super().__init__(url_map, min=1, max=MAX_ID)
 

@@ -119,6 +119,8 @@ def test_malformed_key_is_400(client, partner, sessions, key):
     body = assert_problem(post_referral(client, partner, key=key), 400,
                           "idempotency-key-missing" if key == "" else "idempotency-key-invalid")
     assert "Idempotency-Key" in body["errors"]
+    # The detail says the same as the type: an empty key is missing, not too short.
+    assert ("必要" in body["detail"]) is (key == "")
     _nothing_written(sessions)
 
 
@@ -160,6 +162,8 @@ INVALID = [
     ("unknown sex", _person(sex="x"), "person.sex"),
     ("NUL in a name", _person(name="廿日\x00太郎"), "person.name"),
     ("name too long", _person(name="あ" * 101), "person.name"),
+    ("line break in a name", _person(name="廿日\n太郎"), "person.name"),
+    ("tab in the external reference", referral(external_ref="REF\t1"), "external_ref"),
     ("missing summary", _without("summary"), "summary"),
     ("blank summary", referral(summary=" \n "), "summary"),
     ("urgency not in the list", referral(urgency="high"), "urgency"),

@@ -14,6 +14,9 @@ def init_app(app: Flask) -> None:
     """Register the API blueprints, their error handling and the OpenAPI document."""
     from schemas.events import EVENT_SCHEMAS
     from web.api import alerts, cases, docs, health, referrals
+    from flask_smorest.spec.plugins import integerconverter2paramschema
+
+    from web import AsciiInteger
     from web.api.core import DESCRIPTION, TsunaguApi
 
     app.config.setdefault("API_TITLE", "Tsunagu API")
@@ -27,6 +30,8 @@ def init_app(app: Flask) -> None:
     })
     api = TsunaguApi(app)
     app.extensions["tsunagu.api"] = api
+    # The app's own `int` converter (ASCII digits) is documented as werkzeug's is.
+    api.register_converter(AsciiInteger, integerconverter2paramschema)
     api.spec.components.security_scheme("bearerAuth", {
         "type": "http", "scheme": "bearer",
         "description": "`tsunagu token create` で発行したトークン。操作ごとに必要なスコープは x-required-scope。",

@@ -5,7 +5,7 @@ from flask import request
 from flask.views import MethodView
 
 from engine import services, states, views
-from engine.errors import EventNotAllowed, UnknownEvent
+from engine.errors import EventNotAllowed, GuardRefused, UnknownEvent
 from schemas.cases import CaseOut
 from schemas.common import MAX_ID
 from schemas.events import EVENT_SCHEMAS, EventEnvelope, request_body_doc
@@ -65,7 +65,7 @@ class CaseEvents(MethodView):
         try:
             case = services.fire_event(s, who.user, case_id, event, version=envelope["version"], fields=fields,
                                        remote_addr=request.remote_addr, client=who.client)
-        except (EventNotAllowed, UnknownEvent) as exc:
+        except (EventNotAllowed, UnknownEvent, GuardRefused) as exc:
             # Say what this caller may do now, not every event the state allows.
             s.rollback()
             allowed = services.allowed_events(s, who.user, services.load_case(s, who.user, case_id))

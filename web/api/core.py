@@ -113,9 +113,10 @@ class ApiParser(FlaskParser):
         location, messages = next(iter(error.messages.items()))
         errors = flatten_errors(messages)
         if location == "headers":
-            missing = not req.headers.get("Idempotency-Key")
-            raise ApiProblem("idempotency-key-missing" if missing else "idempotency-key-invalid", summary(errors),
-                             errors=errors)
+            if not req.headers.get("Idempotency-Key"):  # absent, or sent empty: missing, and said so
+                errors = {"Idempotency-Key": ["Idempotency-Key ヘッダーが必要です。"]}
+                raise ApiProblem("idempotency-key-missing", summary(errors), errors=errors)
+            raise ApiProblem("idempotency-key-invalid", summary(errors), errors=errors)
         raise ApiProblem("validation-error", summary(errors), errors=errors)
 
 

@@ -1,0 +1,165 @@
+"""POST /cases/{id}/events with fields that are there but wrong: repeated entries, blank text, times out of
+range, fields that the decision does not take. Each is a 422 naming the field (or a 409 saying what may be
+done now), and nothing is written."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from engine.models import Consent, Meeting
+from tests.api.support import assert_problem, auth, count
+from tests.conftest import NOW
+
+FUTURE = (NOW + timedelta(days=60)).date().isoformat()
+
+
+@pytest.fixture
+def tokens(make_token, actors):
+    class Tokens:
+        livelihood = make_token("cases:read,cases:write", user=actors.livelihood, name="livelihood-system")
+        fm = make_token("cases:read,cases:write", user=actors.fm, name="fm-tool")
+
+    return Tokens
+
+
+@pytest.fixture
+def assigned(open_case, fire, actors):
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff")
+    return case_id
+
+
+def _version(client, token, case_id) -> int:
+    return client.get(f"/api/v1/cases/{case_id}", headers=auth(token)).get_json()["version"]
+
+
+def _fire(client, token, case_id, event, **fields):
+    body = {"event": event, "version": _version(client, token, case_id), **fields}
+    return client.post(f"/api/v1/cases/{case_id}/events", json=body, headers=auth(token))
+
+
+def test_a_member_named_twice_is_422(client, tokens, assigned, sessions):
+    members = [{"user": "hikikomori", "acknowledged": True}, {"user": "hikikomori", "acknowledged": True}]
+    body = assert_problem(_fire(client, tokens.fm, assigned, "convene_support_meeting", members=members),
+                          422, "validation-error")
+    assert "2回以上" in body["errors"]["members.1.user"][0]
+    assert count(sessions, Meeting) == 0
+
+
+@pytest.mark.parametrize("held_at,message", [
+    ("9999-12-31T23:59:59-12:00", "までの日時"),
+    ("0001-01-01T00:00:00+14:00", "までの日時"),
+    ((datetime.now(timezone.utc) + timedelta(days=1)).isoformat(), "未来"),
+])
+def test_a_meeting_time_out_of_range_or_to_come_is_422(client, tokens, assigned, sessions, held_at, message):
+    members = [{"user": "hikikomori", "acknowledged": True}]
+    resp = _fire(client, tokens.fm, assigned, "convene_support_meeting", members=members, held_at=held_at)
+    body = assert_problem(resp, 422, "validation-error")
+    assert message in body["errors"]["held_at"][0]
+    assert count(sessions, Meeting) == 0
+
+
+def test_an_agency_named_twice_is_422(client, tokens, assigned, sessions):
+    resp = _fire(client, tokens.livelihood, assigned, "record_consent", given_by="本人", method="written",
+                 agencies=["elderly", "elderly", "livelihood"])
+    body = assert_problem(resp, 422, "validation-error")
+    assert "2回以上" in body["errors"]["agencies"][0]
+    assert count(sessions, Consent) == 0
+
+
+def test_consent_without_agencies_is_a_missing_field(client, tokens, assigned, sessions):
+    resp = _fire(client, tokens.livelihood, assigned, "record_consent", given_by="本人", method="written")
+    body = assert_problem(resp, 422, "missing-field")
+    assert set(body["errors"]) == {"agencies"}
+    assert count(sessions, Consent) == 0
+
+
+def test_a_consent_date_before_1900_is_422(client, tokens, assigned, sessions):
+    resp = _fire(client, tokens.livelihood, assigned, "record_consent", given_by="本人", method="written",
+                 agencies=["livelihood"], obtained_on="0001-01-01")
+    assert "obtained_on" in assert_problem(resp, 422, "validation-error")["errors"]
+
+
+@pytest.mark.parametrize("reason", ["  ", "\u3000", "\n\t"])
+def test_a_reason_of_spaces_alone_is_missing(client, tokens, open_case, sessions, reason):
+    case_id = open_case(categories=["poverty"])
+    body = assert_problem(_fire(client, tokens.livelihood, case_id, "decline_handoff", reason=reason),
+                          422, "missing-field")
+    assert set(body["errors"]) == {"reason"}
+
+
+def test_blank_given_by_and_goals_are_missing(client, tokens, assigned):
+    body = assert_problem(_fire(client, tokens.livelihood, assigned, "record_consent", given_by=" \u3000",
+                                method="written", agencies=["livelihood"]), 422, "missing-field")
+    assert set(body["errors"]) == {"given_by"}
+
+
+@pytest.fixture
+def accompanied(assigned, fire, actors):
+    fire(actors.livelihood, assigned, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
+    fire(actors.livelihood, assigned, "adopt_plan", goals="「働きたい」", main_department="livelihood",
+         next_evaluation_date=FUTURE, roles=[{"department": "livelihood", "role": "家計相談"}])
+    return assigned
+
+
+@pytest.mark.parametrize("fields,field", [
+    ({"decision": "close"}, "close_reason"),
+    ({"decision": "continue"}, "next_evaluation_date"),
+])
+def test_what_a_decision_needs_is_a_missing_field(client, tokens, accompanied, fields, field):
+    resp = _fire(client, tokens.livelihood, accompanied, "evaluate", goals_met="partly", **fields)
+    assert set(assert_problem(resp, 422, "missing-field")["errors"]) == {field}
+
+
+def test_a_close_reason_on_an_evaluation_that_does_not_close_is_refused(client, tokens, accompanied, sessions):
+    resp = _fire(client, tokens.livelihood, accompanied, "evaluate", goals_met="partly", decision="continue",
+                 next_evaluation_date=(NOW + timedelta(days=90)).date().isoformat(), close_reason="goal_met")
+    assert "close_reason" in assert_problem(resp, 422, "validation-error")["errors"]
+
+
+def test_a_plan_naming_an_agency_or_a_category_twice_is_422(client, tokens, assigned, fire, actors):
+    fire(actors.livelihood, assigned, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
+    plan = {"goals": "「働きたい」", "main_department": "livelihood", "next_evaluation_date": FUTURE}
+    twice = [{"department": "livelihood", "role": "家計相談"}, {"department": "livelihood", "role": "就労"}]
+    body = assert_problem(_fire(client, tokens.livelihood, assigned, "adopt_plan", roles=twice, **plan),
+                          422, "validation-error")
+    assert "roles.1.department" in body["errors"]
+    once = twice[:1]
+    body = assert_problem(_fire(client, tokens.livelihood, assigned, "adopt_plan", roles=once,
+                                business_categories=["multi_agency", "multi_agency"], **plan),
+                          422, "validation-error")
+    assert "business_categories" in body["errors"]
+
+
+def test_a_guard_refusal_says_what_may_be_done_now(client, tokens, assigned, fire, actors):
+    fire(actors.livelihood, assigned, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
+    past = (NOW - timedelta(days=1)).date().isoformat()
+    resp = _fire(client, tokens.livelihood, assigned, "adopt_plan", goals="「働きたい」", main_department="livelihood",
+                 next_evaluation_date=past, roles=[{"department": "livelihood", "role": "家計相談"}])
+    body = assert_problem(resp, 409, "guard-refused")
+    now_allowed = client.get(f"/api/v1/cases/{assigned}", headers=auth(tokens.livelihood)).get_json()
+    assert body["allowed_events"] == now_allowed["allowed_events"] and "adopt_plan" in body["allowed_events"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/cases/%EF%BC%99", "/api/v1/cases/0{id}", "/api/v1/referrals/%D9%A1",
+                                  "/api/v1/cases/{id}%20"])
+def test_an_id_is_ascii_digits_spelled_one_way(client, tokens, assigned, path):
+    resp = client.get(path.format(id=assigned), headers=auth(tokens.livelihood))
+    assert resp.status_code == 404
+    assert client.get(f"/api/v1/cases/{assigned}", headers=auth(tokens.livelihood)).status_code == 200
+
+
+@pytest.mark.parametrize("limit", ["%EF%BC%95", "%2B5", "%205", "5.0"])
+def test_a_page_size_is_ascii_digits(client, make_token, actors, limit):
+    token = make_token("alerts:read", user=actors.livelihood, name="alerts-reader")
+    resp = client.get(f"/api/v1/alerts?limit={limit}", headers=auth(token))
+    assert "limit" in assert_problem(resp, 422, "validation-error")["errors"]
+
+
+def test_a_cursor_past_every_id_starts_from_the_newest(client, partner, sessions):
+    from tests.api.support import post_referral
+
+    assert post_referral(client, partner).status_code == 201
+    resp = client.get("/api/v1/referrals?cursor=9999999999", headers=auth(partner))
+    assert resp.status_code == 200 and len(resp.get_json()["items"]) == 1
