@@ -94,7 +94,11 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
             item = DashboardItem(
                 alert_id=alert.id, kind=alert.kind, kind_label=alerts.ALERT_LABELS[alert.kind], status=alert.status,
                 message=messages[alert.id], raised_at=alert.raised_at, due_at=alert.due_at, case_id=alert.case_id,
-                case_number=number, case_state=state, reassignable=alert.kind in REASSIGNABLE,
+                case_number=number, case_state=state,
+                # A returned join request (a sheet that did not move the case) leaves nothing to send
+                # onward: the department that asked decides what next.
+                reassignable=alert.kind in REASSIGNABLE and not (
+                    alert.kind == "handoff_declined" and handoff is not None and not handoff.primary),
             )
             if handoff is not None:
                 src, dst = depts.get(handoff.from_department_id), depts.get(handoff.to_department_id)
@@ -139,7 +143,8 @@ def reassign(session: Session, actor, alert_id: int, *, to_department: str | Non
     if alert is None:
         raise NotFound("指定されたアラートは見つかりません。")
     if alert.status == "resolved":
-        raise EventNotAllowed("reassign", alert.status, alerts.STATUS_LABELS[alert.status], [], [])
+        raise EventNotAllowed("reassign", alert.status, alerts.STATUS_LABELS[alert.status], [], [],
+                              event_label="振り替える")
     errors: dict[str, list[str]] = {}
     target = services.department_by_code(session, to_department)
     if not to_department:

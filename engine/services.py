@@ -437,6 +437,17 @@ def _apply_accept_handoff(ctx: EventContext) -> None:
                         actor=ctx.actor, note="受理により解決", now=ctx.now)
 
 
+def _returned_to(session: Session, case: Case, h: Handoff) -> int | None:
+    """The department a returned sheet's alert goes to: the one that sent it, unless an FM sent it (from the
+    dashboard or the case page) — then the department that holds the case back in 受付, which must send it
+    on (the FM sees every alert on the dashboard in any case)."""
+    sender = session.get(User, h.sender_id) if h.sender_id is not None else None
+    if sender is None or sender.role != "fm":
+        return h.from_department_id
+    desk = department_by_code(session, access.DESK_CODE)
+    return case.reopened_department_id or case.created_department_id or (desk.id if desk else None)
+
+
 def _apply_decline_handoff(ctx: EventContext) -> None:
     h = ctx.handoff
     states.fire_handoff_event(h, "decline", ctx)
@@ -448,7 +459,7 @@ def _apply_decline_handoff(ctx: EventContext) -> None:
     to_name = ctx.session.get(Department, h.to_department_id).name
     alerts.raise_alert(
         ctx.session, kind="handoff_declined", case_id=ctx.case.id, handoff_id=h.id,
-        department_id=h.from_department_id,
+        department_id=_returned_to(ctx.session, ctx.case, h),
         message=f"{to_name}がつなぐシートを返送しました: {h.decline_reason}", now=ctx.now,
     )
 
@@ -691,6 +702,15 @@ def _apply_reopen(ctx: EventContext) -> None:
     actor = ctx.actor
     ctx.case.reopened_department_id = (actor.department_id if getattr(actor, "role", None) == "staff"
                                        else None)
+    # The referrer reads when its referral was accepted: this round has no acceptance yet (history keeps
+    # the earlier one).
+    ctx.case.accepted_at = None
+    # Back in 受付 with no owner, the case must not wait unseen: the department holding it (or the desk) is
+    # told until a department accepts it or it is closed again. No typed reason: the alert is metadata.
+    desk = department_by_code(ctx.session, access.DESK_CODE)
+    holder = ctx.case.reopened_department_id or (desk.id if desk else None)
+    alerts.raise_alert(ctx.session, kind="unrouted", case_id=ctx.case.id, department_id=holder, now=ctx.now,
+                       message="終結したケースが再開されました。送付先を決めてつなぐシートを送るか、再び終結してください。")
 
 
 def _note_only(ctx: EventContext) -> None:
@@ -954,7 +974,7 @@ def request_join(session: Session, actor: User, case_id: int, *, to_department: 
         raise StaleVersion(case.version, version)
     if case.state == "closed":
         raise states.EventNotAllowed("request_join", case.state, states.CASE_STATE_LABELS[case.state],
-                                     [], [])
+                                     [], [], event_label="他部署に参加を依頼する")
     fields = {"to_department": to_department, "reason": reason, "summary": summary}
     _require(fields, "to_department", "reason", "summary")
     target = department_by_code(session, to_department)

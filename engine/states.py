@@ -197,7 +197,9 @@ CASE_TRANSITIONS: list[dict[str, Any]] = [
      "guards": ["actor_in_receiving_department"]},
     {"trigger": "decline_handoff", "source": ["handoff"], "dest": "intake",
      "guards": ["actor_in_receiving_department"]},
-    {"trigger": "convene_support_meeting", "source": ["intake", "assigned", "accompaniment", "suspended"],
+    # From 支援会議 itself too: a 支援会議 may meet again (with other members), before or after a refusal.
+    {"trigger": "convene_support_meeting",
+     "source": ["intake", "assigned", "support_meeting", "accompaniment", "suspended"],
      "dest": "support_meeting", "guards": ["actor_is_fm", "members_acknowledged_secrecy"]},
     {"trigger": "seek_consent", "source": ["support_meeting"], "dest": "consent",
      "guards": ["actor_is_meeting_member"]},
@@ -313,6 +315,7 @@ def check_event(case, event: str) -> None:
         raise EventNotAllowed(
             event=event, state=case.state, state_label=CASE_STATE_LABELS[case.state],
             allowed_events=allowed, allowed_labels=[CASE_EVENT_LABELS[e] for e in allowed],
+            event_label=CASE_EVENT_LABELS[event],
         )
 
 
@@ -333,6 +336,7 @@ def fire_handoff_event(handoff, event: str, ctx) -> None:
         raise EventNotAllowed(
             event=event, state=handoff.state, state_label=HANDOFF_STATE_LABELS[handoff.state],
             allowed_events=allowed, allowed_labels=[HANDOFF_EVENT_LABELS[e] for e in allowed],
+            event_label=HANDOFF_EVENT_LABELS[event],
         )
     HANDOFF_MACHINE.events[event].trigger(handoff, ctx=ctx)
 

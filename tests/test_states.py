@@ -61,7 +61,7 @@ VALID = [
     ("decline_handoff", "handoff", "intake", "livelihood", {"reason": "所管外のため"}),
     *[("convene_support_meeting", s, "support_meeting", "fm",
        {"members": [{"user": "livelihood", "acknowledged": True}]})
-      for s in ("intake", "assigned", "accompaniment", "suspended")],
+      for s in ("intake", "assigned", "support_meeting", "accompaniment", "suspended")],
     ("seek_consent", "support_meeting", "consent", "fm", {}),
     *[("record_consent", s, "layered_meeting", "livelihood", CONSENT) for s in ("assigned", "support_meeting", "consent")],
     ("refuse_consent", "consent", "support_meeting", "fm", {"given_by": "本人"}),
@@ -266,15 +266,21 @@ def test_the_department_that_reopens_a_case_holds_it_until_another_accepts_it(dr
     fire(actors.livelihood, case_id, "reopen", reason="再相談")
     with sessions() as s:
         case = s.get(Case, case_id)
-        assert case.owning_department_id is None
+        assert case.owning_department_id is None and case.accepted_at is None
         assert services.allowed_events(s, actors.livelihood, case) == ["send_handoff", "close"]
         assert services.allowed_events(s, actors.elderly, case) == []
+        # The department holding it is told, until a department accepts it.
+        [alert] = s.scalars(select(Alert).where(Alert.case_id == case_id, Alert.kind == "unrouted"))
+        assert (alert.status, alert.department_id) == ("open", actors.livelihood.department_id)
+        assert "再相談" not in alert.message
     fire(actors.livelihood, case_id, "send_handoff", to_department="elderly", reason="介護保険の申請", summary="再相談")
     fire(actors.elderly, case_id, "accept_handoff")
     with sessions() as s:
         case = s.get(Case, case_id)
         assert services.allowed_events(s, actors.livelihood, case) == []
         assert "close" in services.allowed_events(s, actors.elderly, case)
+        assert case.accepted_at is not None
+        assert s.scalar(select(Alert.status).where(Alert.case_id == case_id, Alert.kind == "unrouted")) == "resolved"
 
 
 def test_the_department_that_reopens_a_case_may_take_it_back_itself(drive, fire, actors, sessions):
@@ -292,6 +298,8 @@ def test_a_reopen_by_an_fm_gives_no_department_a_hold(drive, fire, actors, sessi
         assert case.reopened_department_id is None
         assert services.allowed_events(s, actors.livelihood, case) == []
         assert "send_handoff" in services.allowed_events(s, actors.fm, case)
+        desk = s.scalar(select(Department.id).where(Department.code == "desk"))
+        assert s.scalar(select(Alert.department_id).where(Alert.case_id == case_id, Alert.kind == "unrouted")) == desk
 
 
 def test_allowed_events_for_an_actor_apply_actor_guards(drive, actors, sessions):
@@ -319,3 +327,15 @@ def test_convening_a_support_meeting_resolves_the_multi_agency_alert(open_case, 
     with sessions() as s:
         alert = s.get(Alert, alert.id)
         assert alert.status == "resolved" and alert.open_key is None
+
+
+def test_a_sheet_an_fm_sent_comes_back_to_the_department_holding_the_case(open_case, fire, actors, sessions):
+    case_id = open_case(actor=actors.elderly, categories=["other"])  # unrouted, recorded by 高齢介護課
+    fire(actors.fm, case_id, "send_handoff", to_department="livelihood", reason="家計の相談", summary="s")
+    fire(actors.livelihood, case_id, "decline_handoff", reason="所管外")
+    with sessions() as s:
+        alert = s.scalar(select(Alert).where(Alert.case_id == case_id, Alert.kind == "handoff_declined"))
+        # Not the FM's own department, which holds nothing of the case: the window that recorded it.
+        assert alert.department_id == actors.elderly.department_id != actors.fm.department_id
+        case = s.get(Case, case_id)
+        assert "send_handoff" in services.allowed_events(s, actors.elderly, case)
