@@ -44,6 +44,19 @@ ACTION_LABELS = {
     "alert.acknowledge": "アラートの確認",
     "alert.resolve": "アラートの解決",
     "audit.person_trail": "閲覧記録の開示",
+    "case.routing_override": "振り分けの提案と異なる部署への送付",
+    "handoff.reassign": "つなぐシートの振り替え（FM）",
+    "login": "ログイン",
+    "logout": "ログアウト",
+    "login.failed": "ログインの失敗",
+    "login.locked": "失敗の繰り返しによるアカウントのロック",
+    "login.throttled": "試行回数の超過によるログインの制限",
+    "user.add": "職員アカウントの追加",
+    "user.disable": "職員アカウントの停止",
+    "api_token.create": "連携システムのトークンの発行",
+    "api_token.revoke": "連携システムのトークンの失効",
+    "webhook.register": "連携システムの通知先（Webhook）の登録",
+    "rules.load": "振り分けルールの登録",
 }
 OUTCOME_LABELS = {"ok": "", "refused": "拒否"}
 # A refused page request is recorded as "page.<the page's endpoint>".
@@ -55,6 +68,10 @@ PAGE_LABELS = {
     "meetings.append": "会議記録への追記", "meetings.carry": "支援会議の情報の共有", "inbox.answer": "受信箱での回答",
     "inbox.acknowledge_notice": "通知の確認", "dashboard.act": "FMダッシュボードでのアラート処理",
     "intake.submit": "相談受付", "admin.disclosure_page": "閲覧記録の開示", "admin.disclosure_csv": "閲覧記録の開示（CSV）",
+    "admin.index": "管理画面の表示", "admin.disable_user": "職員アカウントの停止",
+    "admin.revoke_client": "連携システムのトークンの失効", "auth.login": "ログイン", "auth.logout": "ログアウト",
+    "cases.index": "トップページの表示", "cases.list_cases": "ケース一覧の表示", "dashboard.show": "FMダッシュボードの表示",
+    "inbox.show": "部署の受信箱の表示", "intake.new": "相談受付画面の表示",
 }
 
 

@@ -69,15 +69,16 @@ class EventNotAllowed(EngineError):
     title = "現在の状態ではこの操作はできません"
 
     def __init__(self, event: str, state: str, state_label: str, allowed_events: list[str],
-                 allowed_labels: list[str]):
+                 allowed_labels: list[str], *, event_label: str):
         super().__init__("", event=event, state=state)
-        self.event, self.state_label = event, state_label
+        # The message names the action as staff call it; `event` keeps the code (the API's detail fields).
+        self.event, self.event_label, self.state_label = event, event_label, state_label
         self.narrow(allowed_events, allowed_labels)
 
     def narrow(self, allowed_events: list[str], allowed_labels: list[str]) -> None:
         """Name, in the message and in `allowed_events` alike, only what the caller may do now."""
         allowed = "、".join(allowed_labels) if allowed_labels else "なし"
-        self.message = f"現在の状態（{self.state_label}）では「{self.event}」はできません。できる操作: {allowed}"
+        self.message = f"現在の状態（{self.state_label}）では「{self.event_label}」はできません。できる操作: {allowed}"
         self.args = (self.message,)
         self.allowed_events = self.extra["allowed_events"] = allowed_events
 

@@ -83,7 +83,8 @@ def offer(session: Session, actor: User, case_id: int, *, message: str | None, v
     if not may_offer(rel):
         raise PermissionDenied("参加を申し出られるのは、このケースの通知を受けた部署（まだ関わっていない部署）の職員だけです。")
     if case.state == "closed":
-        raise EventNotAllowed("offer_join", case.state, states.CASE_STATE_LABELS[case.state], [], [])
+        raise EventNotAllowed("offer_join", case.state, states.CASE_STATE_LABELS[case.state], [], [],
+                              event_label="このケースへの参加を申し出る")
     message = (message or "").strip()
     if not message:
         raise ValidationFailed({"message": ["担当部署への申し出の内容（何ができるか）を入力してください。"]})

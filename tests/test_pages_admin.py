@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
 from sqlalchemy import func, select
@@ -13,7 +14,7 @@ from engine.db import unit_of_work
 from engine.models import ApiToken, AuditEvent, Case, User
 from tests import access_matrix as M
 from tests.conftest import NOW
-from tests.pages_support import app, error_beside, text_of, web  # noqa: F401  (fixtures)
+from tests.pages_support import app, case_in, error_beside, text_of, web  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -121,3 +122,56 @@ def test_admin_revokes_an_api_clients_tokens_at_once(world, web, sessions, app):
         assert s.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))) == 0
         row = s.scalars(select(AuditEvent).where(AuditEvent.action == "api_token.revoke")).one()
         assert row.actor_label == world.logins["admin"]
+
+
+def _written_actions(app) -> set[str]:
+    """Every audit action the app can write: the literal ones in the code, and each family it builds."""
+    import re
+    from pathlib import Path
+
+    from engine import access, states
+
+    root = Path(__file__).parents[1]
+    source = "\n".join(p.read_text(encoding="utf-8") for d in ("engine", "web")
+                       for p in sorted((root / d).rglob("*.py")))
+    endpoints = {r.endpoint for r in app.url_map.iter_rules() if not r.rule.startswith("/api/")
+                 and r.endpoint not in ("static", "health.healthz", "health.readyz")}
+    families = {
+        "case.{event}": {f"case.{e}" for e in states.CASE_EVENT_LABELS},
+        "handoff.{event}": {"handoff.accept", "handoff.decline", "handoff.withdraw"},  # of a join request
+        "join_offer.{event}": {f"join_offer.{e}" for e in ("offer", "accept", "decline", "withdraw")},
+        "{kind}.read": {f"{k}.read" for k in (access.CASE_CONTENT, access.CONSENT, access.PLAN,
+                                               access.CONTACT_NOTES, access.SHARED_FACTS)},
+        "{what}.read": {"case.read", "handoff_sheet.read", "meeting.read"},
+        "page.{request.endpoint}": {f"page.{e}" for e in endpoints},
+        "api {request.method} {rule[len(PREFIX):]}": set(),  # named by its method and path
+    }
+    built = set(re.findall(r'\baction=\s*f"([^"]+)"', source))
+    assert built <= set(families), f"actions built in ways this test does not know: {built - set(families)}"
+    return set(re.findall(r'\baction=\s*"([^"]+)"', source)).union(*families.values())
+
+
+def test_every_audit_action_the_app_writes_has_a_japanese_label(app):
+    from engine import disclosure
+
+    unlabelled = sorted(a for a in _written_actions(app)
+                        if disclosure.action_label(a) in (a, "閲覧", "画面の操作（画面）"))
+    assert unlabelled == [], f"no Japanese label in engine.disclosure for: {unlabelled}"
+
+
+def test_the_disclosure_page_names_a_reassignment_in_japanese(web, actors, case_in, sessions):
+    from engine import alerts
+    from engine.models import Handoff
+
+    case_id = case_in("handoff")
+    with unit_of_work(sessions) as s:
+        h = s.scalars(select(Handoff).where(Handoff.case_id == case_id)).one()
+        alert_id = alerts.raise_alert(s, kind="handoff_stalled", case_id=case_id, handoff_id=h.id,
+                                      department_id=h.to_department_id, due_at=h.due_at, message="期限超過")
+    r = web(actors.fm).post(f"/dashboard/alerts/{alert_id}/reassign",
+                            {"to_department": "shakyo", "reason": "社協へ"})
+    assert r.status_code == 303
+    page = text_of(web(actors.admin).get(f"/admin/disclosure?case={_number(sessions, case_id)}"))
+    assert "閲覧記録" in page
+    raw = sorted(set(re.findall(r"\b[a-z_]+\.[a-z_]+\b", page)))
+    assert raw == [], f"codes shown instead of labels: {raw}"

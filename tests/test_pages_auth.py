@@ -213,3 +213,22 @@ def test_pages_carry_the_security_headers_and_no_inline_script(web, actors):
 def test_unknown_pages_answer_a_japanese_404(web, actors):
     r = web(actors.window).get("/no-such-page")
     assert r.status_code == 404 and "見つかりません" in text_of(r)
+
+
+@pytest.mark.parametrize("url,status,location", [
+    ("/cases/1", 302, "/login?next=%2Fcases%2F1"),  # signed out: to the sign-in page
+    ("/admin", 308, "http://localhost/admin/"),      # the canonical address of a page
+])
+def test_a_redirect_carries_a_short_japanese_page_linking_to_its_target(web, url, status, location):
+    r = web().get(url)
+    assert r.status_code == status and r.headers["Location"] == location
+    body = r.get_data(as_text=True)
+    assert r.mimetype == "text/html" and '<html lang="ja">' in body
+    assert f'<a href="{location}">' in body and "ページを移動します" in body
+    assert "Redirecting" not in body and "lang=en" not in body
+
+
+def test_the_redirect_after_a_form_keeps_its_status_and_location(web, actors):
+    r = _login(web(), "window", PASSWORD, next_url="/cases")
+    assert r.status_code == 302 and r.headers["Location"] == "/cases"
+    assert '<html lang="ja">' in r.get_data(as_text=True) and '<a href="/cases">' in r.get_data(as_text=True)

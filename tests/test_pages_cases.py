@@ -363,3 +363,34 @@ def test_a_refusal_reaches_the_trail_of_the_case_it_concerns(web, actors, case_i
                          .where(AuditEvent.outcome == "refused").order_by(AuditEvent.seq)).all()
     assert [tuple(r) for r in rows] == [("page.cases.sheet", case_id, "handoff", str(sheet)),
                                         ("page.cases.detail", None, "case", str(case_id + 1000))]
+
+
+def test_a_reader_outside_the_consent_learns_a_plan_exists_not_what_it_says(web, actors, case_in, sessions):
+    from engine import services
+
+    case_id = case_in("accompaniment")  # the consent covers 生活福祉課 and 社協
+    with unit_of_work(sessions) as s:
+        h = services.request_join(s, actors.livelihood, case_id, to_department="hikikomori_station",
+                                  reason="外出の練習を", summary="日中の居場所が必要。")
+        services.answer_join(s, actors.hikikomori, h.id, "accept")
+    joined = text_of(web(actors.hikikomori).get(f"/cases/{case_id}"))
+    plan = joined.split("支援プラン", 1)[1]
+    assert "有効な支援プランがあります。" in plan
+    assert "支援プランは、担当部署・担当FM・本人が同意した範囲の機関だけが閲覧できます。" in plan
+    assert "有効な支援プランはありません" not in joined
+    assert "家賃を払えるようになりたい" not in joined and "家計相談" not in joined
+    covered = text_of(web(actors.shakyo).get(f"/cases/{case_id}"))
+    assert "家賃を払えるようになりたい" in covered and "家計相談" in covered
+    assert "だけが閲覧できます" not in covered.split("支援プラン", 1)[1].split("共有情報", 1)[0]
+
+
+def test_a_reader_outside_the_consent_is_told_when_there_is_no_plan(web, actors, case_in, sessions):
+    from engine import services
+
+    case_id = case_in("assigned")
+    with unit_of_work(sessions) as s:
+        h = services.request_join(s, actors.livelihood, case_id, to_department="hikikomori_station",
+                                  reason="外出の練習を", summary="日中の居場所が必要。")
+        services.answer_join(s, actors.hikikomori, h.id, "accept")
+    page = text_of(web(actors.hikikomori).get(f"/cases/{case_id}"))
+    assert "有効な支援プランはありません。" in page and "支援プランがあります" not in page

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from engine import alerts
 from engine.db import unit_of_work
-from engine.models import Alert, Case, CaseHistory, Handoff
+from engine.models import Alert, Case, CaseHistory, Handoff, User
 from tests.conftest import NOW
 from tests.pages_support import (  # noqa: F401  (fixtures)
     app, case_in, case_state, count, error_beside, text_of, web,
@@ -124,3 +124,36 @@ def test_an_unknown_action_or_alert_is_not_found(web, actors, case_in, sessions)
     client = web(actors.fm)
     assert client.post(f"/dashboard/alerts/{alert_id}/explode").status_code == 404
     assert client.post("/dashboard/alerts/999999/acknowledge").status_code == 404
+
+
+def test_a_stale_or_repeated_action_names_it_in_japanese(web, actors, case_in, sessions):
+    alert_id = _stalled(sessions, case_in("handoff"))
+    client = web(actors.fm)
+    assert client.post(f"/dashboard/alerts/{alert_id}/acknowledge").status_code == 303
+    again = text_of(client.post(f"/dashboard/alerts/{alert_id}/acknowledge"))
+    assert "現在の状態（確認済み）では「確認済みにする」はできません。できる操作: 解決済みにする" in again
+    assert "acknowledge" not in again
+    assert client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "shakyo", "reason": "社協へ"}
+                       ).status_code == 303
+    for action, label, data in [("reassign", "振り替える", {"to_department": "health", "reason": "再度"}),
+                                ("resolve", "解決済みにする", {"note": "二度目"})]:
+        r = client.post(f"/dashboard/alerts/{alert_id}/{action}", data)
+        assert r.status_code == 409
+        assert f"現在の状態（解決済み）では「{label}」はできません" in text_of(r) and action not in text_of(r)
+
+
+def test_a_returned_join_request_is_listed_but_not_offered_for_reassignment(actors, open_case, fire, sessions):
+    from engine import dashboard, services
+
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff")
+    with unit_of_work(sessions) as s:
+        services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="children",
+                              reason="子育ての支援", summary="s", now=NOW)
+    with unit_of_work(sessions) as s:
+        join = s.scalar(select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False)))
+        services.answer_join(s, s.get(User, actors.children.id), join.id, "decline", reason="対象外", now=NOW)
+    with sessions() as s:
+        sections = {sec.key: sec for sec in dashboard.fm_dashboard(s, s.get(User, actors.fm.id), now=NOW)}
+        [item] = [i for i in sections["unrouted"].items if i.case_id == case_id]
+        assert item.kind == "handoff_declined" and item.reassignable is False

@@ -2,6 +2,9 @@
 of each event's form marked beside it when left blank."""
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -76,3 +79,56 @@ def test_a_contact_note_on_a_case_out_of_sight_is_not_found(web, actors, case_in
                                                                  "submission_token": "k" * 20})
     assert r.status_code == 404 and count(sessions, ContactNote) == 0
     assert count(sessions, Case) == 1
+
+
+def _summary(response) -> list[tuple[str, str]]:
+    """The error summary at the top of the page: (the input it links to, its text) per line."""
+    body = response.get_data(as_text=True)
+    box = re.search(r'<div class="error-summary[^"]*"[^>]*>(.*?)</div>', body, flags=re.S).group(1)
+    return [(target, html.unescape(re.sub(r"<[^>]+>", "", text)).strip())
+            for target, text in re.findall(r'<li><a href="#([^"]+)">(.*?)</a></li>', box, flags=re.S)]
+
+
+def test_the_error_summary_names_each_input_by_its_label(web, actors, case_in, sessions):
+    case_id = case_in("closed")
+    client = web(actors.livelihood)
+    r = client.post(f"/cases/{case_id}/events/reopen", {"version": case_version(sessions, case_id)})
+    assert r.status_code == 422
+    assert _summary(r) == [("ev-reopen-reason", "再開の理由: 必須項目です。")]
+    assert "field-label" not in r.get_data(as_text=True)  # no mark is left in the page
+
+
+def test_the_summary_of_a_contact_note_links_to_its_inputs_and_names_them(web, actors, case_in):
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    token = re.search(r'name="submission_token" value="([^"]+)"',
+                      client.get(f"/cases/{case_id}").get_data(as_text=True)).group(1)
+    r = client.post(f"/cases/{case_id}/notes", {"method": "", "body": "", "submission_token": token})
+    assert r.status_code == 422
+    assert sorted(_summary(r)) == [("note-body", "内容: 必須項目です。"), ("note-method", "方法: 必須項目です。")]
+
+
+def test_the_dashboard_summary_names_the_reassign_inputs(web, actors, case_in, sessions):
+    case_id = case_in("intake")
+    with unit_of_work(sessions) as s:
+        alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "unrouted"))
+    r = web(actors.fm).post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "", "reason": ""})
+    assert r.status_code == 422
+    assert _summary(r) == [(f"a{alert_id}-to_department", "新しい送付先: 必須項目です。"),
+                           (f"a{alert_id}-reason", "振り替える理由: 必須項目です。")]
+
+
+def test_rows_are_named_by_row_and_a_message_naming_its_input_not_twice(web, actors, case_in, sessions):
+    case_id = case_in("layered_meeting")
+    r = web(actors.livelihood).post(f"/cases/{case_id}/events/adopt_plan", {
+        "version": case_version(sessions, case_id), "goals": "目標", "main_department": "livelihood",
+        "next_evaluation_date": "2026-13-45", "roles.0.department": "livelihood", "roles.0.role": "x" * 2001})
+    assert r.status_code == 422
+    lines = dict(_summary(r))
+    assert lines["ev-adopt_plan-next_evaluation_date"].startswith("次回評価日: ")  # the hint in brackets left out
+    assert lines["ev-adopt_plan-roles-0-role"] == "1行目の役割: 2000文字以内で入力してください。"
+    case_id = case_in("assigned")
+    r = web(actors.livelihood).post(f"/cases/{case_id}/events/record_consent", {
+        "version": case_version(sessions, case_id), "given_by": "本人", "method": "written"})
+    assert r.status_code == 422
+    assert _summary(r) == [("ev-record_consent-agencies", "情報を共有してよい機関を1つ以上選んでください。")]

@@ -1,12 +1,14 @@
 """Staff pages: sign-in, sessions that end after inactivity, CSRF on every form, the case pages."""
 from __future__ import annotations
 
+import re
 import time
 from datetime import date, datetime
 
 from flask import Flask, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from engine import alerts, calendar, services, states, vocab
@@ -107,6 +109,37 @@ def _birth_year(value) -> str:
     return f"{calendar.wareki_year(date(year, 12, 31))}（{year}年）"
 
 
+# An error summary names each input by its label, which the page shows further down: the summary leaves a
+# mark where the label goes, the inputs shown with an error note their labels while the page renders, and
+# base.html fills the marks once the page's content is rendered.
+_LABEL_MARK = re.compile(r"<!--field-label:([\w.-]*?)-->([^<]*)")
+
+
+def _note_field_label(fid, text) -> str:
+    """Remember the label of an input shown with an error (its hint in brackets left out); prints nothing."""
+    label = str(text).strip()
+    if "（" in label[1:]:
+        label = label[:label.index("（", 1)]
+    g.setdefault("field_labels", {})[str(fid)] = label
+    return ""
+
+
+def _field_labels(content) -> Markup:
+    """The page's content with each summary mark replaced by its input's label ("再開の理由: …").
+
+    A message that already names the input is left as it is; an input without a label is not named.
+    """
+    labels = g.get("field_labels") or {}
+
+    def fill(m: re.Match) -> str:
+        label, message = labels.get(m.group(1)), m.group(2)
+        if not label or str(escape(label)) in message:
+            return message
+        return f"{escape(label)}: {message}"
+
+    return Markup(_LABEL_MARK.sub(fill, str(content)))
+
+
 def _is_api(path: str) -> bool:
     return path.startswith("/api/")
 
@@ -129,11 +162,12 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["wareki"] = _wareki
     app.jinja_env.filters["wareki_dt"] = _wareki_dt
     app.jinja_env.filters["birth_year"] = _birth_year
+    app.jinja_env.filters["field_labels"] = _field_labels
     app.jinja_env.globals.update(
         STATE_LABELS=states.CASE_STATE_LABELS, EVENT_LABELS=states.CASE_EVENT_LABELS,
         HANDOFF_STATE_LABELS=states.HANDOFF_STATE_LABELS, ALERT_LABELS=alerts.ALERT_LABELS,
         ALERT_STATUS_LABELS=alerts.STATUS_LABELS, HISTORY_LABELS=HISTORY_LABELS, vocab_label=vocab.label,
-        vocab_codes=vocab.codes, form_list=form_list,
+        vocab_codes=vocab.codes, form_list=form_list, note_field_label=_note_field_label,
     )
 
     @app.before_request

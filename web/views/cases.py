@@ -5,15 +5,20 @@ from datetime import datetime
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
+from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from engine import calendar, casefile, caselist, join_offers, notes, notices, reading, services, states, submissions
 from engine.errors import EngineError, NotFound, ValidationFailed
-from engine.models import Handoff, utcnow
+from engine.models import Handoff, Plan, utcnow
 from web import db, diagram, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 
 bp = Blueprint("cases", __name__)
+
+# The prefix of the input ids of each form of the case page that is not an event's ("ev-<event>"): the
+# error summary links to the inputs of the form that failed.
+FORM_PREFIXES = {"amend": "amend", "request_join": "join", "offer_join": "offer", "contact_note": "note"}
 
 
 @bp.get("/")
@@ -57,6 +62,16 @@ def _withdrawable(s, file) -> dict[int, int]:
             if not h.primary and h.state == "sent" and services.may_withdraw_join(s, actor(), file.case, h, file.rel)}
 
 
+def _hidden_plan(s, file, may) -> str | None:
+    """For a reader of the case who may not read its plan: whether one is in force ("active") or ended
+    ("ended"), as the plan's readers would see it; None if there is none. Only that, never its content."""
+    if file.view.get("access") != "content" or may.get("plan.read"):
+        return None
+    found = set(s.scalars(select(Plan.status).where(Plan.case_id == file.case.id,
+                                                    Plan.status.in_(("active", "ended")))))
+    return "active" if "active" in found else ("ended" if found else None)
+
+
 def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | None = None,
                  refused: Refusal | None = None, note_values: MultiDict | None = None):
     s = db.session()
@@ -77,18 +92,20 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
     case_forms = [(ev, f"ev-{ev}", states.CASE_EVENT_LABELS[ev], url_for("cases.fire", case_id=case_id, event=ev))
                   for ev in file.allowed_events]
     if may.get("case_content.write") and file.case.anonymised_at is None:
-        case_forms.append(("amend", "amend", "相談内容・本人の情報を修正する", url_for("cases.amend", case_id=case_id)))
+        case_forms.append(("amend", FORM_PREFIXES["amend"], "相談内容・本人の情報を修正する",
+                           url_for("cases.amend", case_id=case_id)))
     if may.get("case_metadata.write") and file.case.state != "closed":
-        case_forms.append(("request_join", "join", "他部署に参加を依頼する",
+        case_forms.append(("request_join", FORM_PREFIXES["request_join"], "他部署に参加を依頼する",
                            url_for("cases.request_join", case_id=case_id)))
     if join_offers.may_offer(file.rel) and file.case.state != "closed":
-        case_forms.append(("offer_join", "offer", "このケースへの参加を申し出る",
+        case_forms.append(("offer_join", FORM_PREFIXES["offer_join"], "このケースへの参加を申し出る",
                            url_for("cases.offer_join", case_id=case_id)))
     status = refused.status if refused else 200
     return render_template(
-        "case_detail.html", file=file, case=file.case, view=view,
+        "case_detail.html", file=file, case=file.case, view=view, hidden_plan=_hidden_plan(s, file, may),
         machine=diagram.render(file.case.state, file.allowed_events, visited),
-        form_event=event, values=values or MultiDict(), errors=(refused.errors if refused else {}),
+        form_event=event, form_prefix=FORM_PREFIXES.get(event, f"ev-{event}"), values=values or MultiDict(),
+        errors=(refused.errors if refused else {}),
         refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
         consented=consented, today=_today().isoformat(), member_rows=forms.MEMBER_ROWS, role_rows=forms.ROLE_ROWS,
         withdrawable=_withdrawable(s, file), case_notices=notices.of_case(s, file.case.id), case_forms=case_forms,
