@@ -75,6 +75,10 @@ class MeetingRecord:
     plan: dict[str, Any] | None = None
     member_names: list[str] = field(default_factory=list)
     may_carry: bool = False  # a member may carry a fact over into the consented track (consent given)
+    # The secretariat of a 支援会議 may add members (each reads nothing before acknowledging the 守秘義務):
+    # the staff it may choose from, by department, without the present members.
+    may_add_member: bool = False
+    candidates: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
     carried: list[dict[str, Any]] = field(default_factory=list)  # facts already carried from this meeting
 
 
@@ -120,6 +124,12 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
                                      for r in plan.roles]}
         if meeting.kind == "support_meeting":
             record.may_carry = record.may_append and access.current_given_consent(session, case.id) is not None
+            record.may_add_member = access.SECRETARIAT in access.meeting_relations(actor, meeting)
+            if record.may_add_member:
+                present = {m.user.login for m in meeting.members}
+                record.candidates = [(dept, [(login, name) for login, name in people if login not in present])
+                                     for dept, people in staff_directory(session)]
+                record.candidates = [(dept, people) for dept, people in record.candidates if people]
             # The reader is an acknowledged member: every fact carried from this meeting reaches them.
             record.carried = [f for f in views.shared_facts_view(session, case, rel=frozenset(),
                                                                  member_meetings={meeting.id})

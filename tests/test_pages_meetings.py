@@ -135,3 +135,35 @@ def test_a_member_carries_one_fact_to_the_agencies_the_consent_covers(web, actor
     # Withdrawal takes it away from the partner at once.
     fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")
     assert "長男は日中在宅" not in text_of(web(actors.shakyo).get(f"/cases/{case_id}"))
+
+
+def test_the_secretariat_adds_a_member_who_acknowledges_before_reading(web, actors, case_in, sessions):
+    case_id = case_in("support_meeting")  # convened by the FM (secretariat) with 生活福祉課 as a member
+    meeting_id = _meeting(sessions, case_id)
+    with unit_of_work(sessions) as s:
+        s.get(Meeting, meeting_id).minutes = "長男の生活状況を共有した。"
+    # A member who is not the secretariat is offered no such form, and may not add anyone.
+    member = web(actors.livelihood)
+    assert "構成員に加える" not in text_of(member.get(f"/meetings/{meeting_id}"))
+    assert member.post(f"/meetings/{meeting_id}/members", data={"user": "shakyo"}).status_code == 403
+    fm = web(actors.fm)
+    page = text_of(fm.get(f"/meetings/{meeting_id}"))
+    assert "構成員に加える" in page
+    missing = fm.post(f"/meetings/{meeting_id}/members", data={"user": ""})
+    assert missing.status_code == 422 and "構成員: 必須項目です。" in missing.get_data(as_text=True)
+    r = fm.post(f"/meetings/{meeting_id}/members", data={"user": "shakyo"})
+    assert r.status_code == 303
+    assert "守秘義務を確認するまで" in text_of(fm.get(f"/meetings/{meeting_id}"))
+    again = fm.post(f"/meetings/{meeting_id}/members", data={"user": "shakyo"})
+    assert again.status_code == 409 and "既にこの会議の構成員です" in text_of(again)
+    with unit_of_work(sessions) as s:
+        shakyo = s.scalar(select(User).where(User.login == "shakyo"))
+        row = s.scalar(select(MeetingMember).where(MeetingMember.meeting_id == meeting_id,
+                                                   MeetingMember.user_id == shakyo.id))
+        assert row.acknowledged_at is None and not row.secretariat
+    assert count(sessions, AuditEvent, AuditEvent.action == "meeting.add_member") == 1
+    # The new member must acknowledge the 守秘義務 before the records open.
+    client = web(actors.shakyo)
+    assert "長男の生活状況" not in text_of(client.get(f"/meetings/{meeting_id}"))
+    assert client.post(f"/meetings/{meeting_id}/acknowledge").status_code == 303
+    assert "長男の生活状況を共有した。" in text_of(client.get(f"/meetings/{meeting_id}"))

@@ -408,6 +408,12 @@ class CarryFactSchema(FormSchema):
     submission_token = text(max_length=64)
 
 
+class AddMemberSchema(FormSchema):
+    """A member the secretariat adds to a 支援会議."""
+
+    user = text(required=True, max_length=64)
+
+
 class CaseFilterSchema(FormSchema):
     """The case list's filters (query string)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine import meetings, reading, services, submissions
+from engine import confidential, meetings, reading, services, submissions
 from engine.errors import EngineError
 from web import db, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
@@ -59,6 +59,24 @@ def append(meeting_id: int):
     except EngineError as exc:
         return _render(meeting_id, refusal(exc), request.form)
     flash("会議の記録を追記しました。", "success")
+    return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
+
+
+@bp.post("/meetings/<id:meeting_id>/members")
+@login_required
+def add_member(meeting_id: int):
+    """The secretariat adds a member; they read nothing before acknowledging the 守秘義務."""
+    parsed = forms.parse(forms.AddMemberSchema, request.form)
+    if not parsed.ok:
+        return _render(meeting_id, Refusal(422, "入力内容を確認してください。", parsed.errors), request.form, "member")
+    try:
+        member = confidential.add_meeting_member(db.session(), actor(), meeting_id, parsed.data["user"])
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        return _render(meeting_id, refusal(exc), request.form, "member")
+    flash(f"{member.user.display_name}さんを構成員に加えました。本人が守秘義務を確認するまで、記録は表示されません。",
+          "success")
     return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
 
 
