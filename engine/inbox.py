@@ -48,6 +48,7 @@ class Inbox:
     items: list[InboxItem]
     alerts: list[Alert] = field(default_factory=list)
     alert_messages: dict[int, str] = field(default_factory=dict)  # by alert id, as the reader may read them
+    alert_cases: dict[int, str] = field(default_factory=dict)  # case number by alert id
 
 
 def business_age(starts: list[datetime], now: datetime):
@@ -113,8 +114,34 @@ def department_inbox(session: Session, actor, *, now: datetime | None = None, li
     department_alerts = list(session.scalars(
         select(Alert).where(Alert.department_id == actor.department_id, Alert.status != "resolved")
         .order_by(Alert.raised_at.asc()).limit(limit)))
+    numbers = dict(session.execute(select(Case.id, Case.case_number)
+                                   .where(Case.id.in_({a.case_id for a in department_alerts}))).all())
     return Inbox(department=session.get(Department, actor.department_id), items=items, alerts=department_alerts,
-                 alert_messages=alerts.readable_messages(session, actor, department_alerts))
+                 alert_messages=alerts.readable_messages(session, actor, department_alerts),
+                 alert_cases={a.id: numbers.get(a.case_id) for a in department_alerts})
+
+
+def _department_alert(session: Session, actor, alert_id: int) -> None:
+    """Refuse unless the alert is addressed to the actor's department (FM alerts are the dashboard's)."""
+    _check(actor)
+    department_id = session.scalar(select(Alert.department_id).where(Alert.id == alert_id))
+    if department_id is None or department_id != actor.department_id:
+        raise NotFound("指定されたお知らせは見つかりません。")
+
+
+def acknowledge_alert(session: Session, actor, alert_id: int, *, now: datetime | None = None) -> Alert:
+    """確認済み of an alert to the department (a sheet sent back, a stall, an overdue evaluation …)."""
+    _department_alert(session, actor, alert_id)
+    return alerts.acknowledge(session, actor, alert_id, now=now)
+
+
+def resolve_alert(session: Session, actor, alert_id: int, note: str | None, *,
+                  now: datetime | None = None) -> Alert:
+    """解決 of an alert to the department, with a note saying what was done."""
+    _department_alert(session, actor, alert_id)
+    if not (note or "").strip():
+        raise ValidationFailed({"note": ["何をしたか（解決の内容）を入力してください。"]})
+    return alerts.resolve(session, actor, alert_id, note=note.strip(), now=now)
 
 
 def answer(session: Session, actor, handoff_id: int, decision: str, *, version: int | None,

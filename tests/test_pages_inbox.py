@@ -108,3 +108,29 @@ def test_the_answer_form_must_be_complete(web, actors, case_in, sessions):
 
 def test_administrators_have_no_inbox(web, actors):
     assert web(actors.admin).get("/inbox").status_code == 403
+
+
+def test_a_department_acknowledges_and_resolves_its_alerts_from_the_inbox(web, actors, open_case, fire, sessions):
+    from engine.models import Alert, AuditEvent, Case
+
+    case_id = open_case(categories=["poverty"])  # the desk's window sent it to 生活福祉課
+    fire(actors.livelihood, case_id, "decline_handoff", reason="住まいの相談が中心のため")
+    with unit_of_work(sessions) as s:
+        alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "handoff_declined"))
+        number = s.get(Case, case_id).case_number
+    desk = web(actors.window)
+    page = text_of(desk.get("/inbox"))
+    assert number in page and "確認済みにする" in page
+    # Another department can do nothing with it.
+    assert web(actors.elderly).post(f"/inbox/alerts/{alert_id}/acknowledge").status_code == 404
+    assert desk.post(f"/inbox/alerts/{alert_id}/acknowledge").status_code == 303
+    missing = desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": " "})
+    assert missing.status_code == 422 and "対応の内容: 何をしたか" in missing.get_data(as_text=True)
+    assert desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": "社協へ送り直す"}).status_code == 303
+    with unit_of_work(sessions) as s:
+        alert = s.get(Alert, alert_id)
+        assert (alert.status, alert.note, alert.resolved_by_id) == ("resolved", "社協へ送り直す", actors.window.id)
+        assert s.scalar(select(AuditEvent.id).where(AuditEvent.action == "alert.resolve")) is not None
+    assert number not in text_of(desk.get("/inbox"))
+    again = desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": "二度目"})
+    assert again.status_code == 409 and "解決済みにする" in text_of(again)

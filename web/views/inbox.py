@@ -12,11 +12,12 @@ from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 bp = Blueprint("inbox", __name__)
 
 
-def _render(refused: Refusal | None = None, handoff_id: int | None = None, values=None):
+def _render(refused: Refusal | None = None, handoff_id: int | None = None, values=None,
+            alert_id: int | None = None):
     box = inbox.department_inbox(db.session(), actor())
     return render_template("inbox.html", box=box, notices=notices.waiting(db.session(), actor()),
                            offers=join_offers.waiting_for(db.session(), actor()),
-                           refused=refused, failed_handoff=handoff_id,
+                           refused=refused, failed_handoff=handoff_id, failed_alert=alert_id,
                            values=values or {}, errors=refused.errors if refused else {}), \
         (refused.status if refused else 200)
 
@@ -45,6 +46,28 @@ def answer(handoff_id: int):
         r = refusal(exc)
         return _render(r, handoff_id, None if r.stale else request.form)
     flash("つなぐシートを受理しました。" if f["decision"] == "accept" else "つなぐシートを返送しました。", "success")
+    return redirect(url_for("inbox.show"), 303)
+
+
+@bp.post("/inbox/alerts/<id:alert_id>/<any(acknowledge, resolve):action>")
+@login_required
+def act_on_alert(alert_id: int, action: str):
+    """確認済み, or 解決 with a note, of an alert to the department."""
+    parsed = forms.parse(forms.AlertNoteSchema, request.form)
+    if not parsed.ok:
+        return _render(Refusal(422, "入力内容を確認してください。", parsed.errors), values=request.form,
+                       alert_id=alert_id)
+    try:
+        if action == "acknowledge":
+            inbox.acknowledge_alert(db.session(), actor(), alert_id)
+        else:
+            inbox.resolve_alert(db.session(), actor(), alert_id, parsed.data.get("note"))
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        r = refusal(exc)
+        return _render(r, values=None if r.stale else request.form, alert_id=alert_id)
+    flash("お知らせを確認済みにしました。" if action == "acknowledge" else "お知らせを解決にしました。", "success")
     return redirect(url_for("inbox.show"), 303)
 
 
