@@ -112,11 +112,10 @@ def override_routing(session: Session, actor: User, case_id: int, *, to_departme
     target = services.department_by_code(session, to_department)
     if target is None:
         raise ValidationFailed({"to_department": [f"「{to_department}」という部署はありません。"]})
-    if case.proposed_department_id == target.id:
-        raise ValidationFailed({"to_department": [
-            "振り分けルールの提案と同じ部署です。提案どおりに送る場合は通常のつなぐシート送付を使ってください。"]})
-
     if case.state == "intake":
+        if case.proposed_department_id == target.id:
+            raise ValidationFailed({"to_department": [
+                "振り分けルールの提案と同じ部署です。提案どおりに送る場合は通常のつなぐシート送付を使ってください。"]})
         return services.fire_event(session, actor, case.id, "send_handoff", version=version, now=now,
                                    remote_addr=remote_addr,
                                    fields={"to_department": target.code, "reason": reason,
@@ -138,7 +137,8 @@ def override_routing(session: Session, actor: User, case_id: int, *, to_departme
                             actor=actor, note="送付先の変更により解決", now=now)
     handoff = services.send_handoff_record(session, actor, case, target, reason=reason, summary=case.summary,
                                            now=now, primary=True)
-    case.override_reason = reason
+    # Back to the rules' proposal, the case no longer departs from it.
+    case.override_reason = None if case.proposed_department_id == target.id else reason
     case.updated_at = now
     session.add(CaseHistory(case_id=case.id, event="routing_override", from_state=case.state,
                             to_state=case.state, actor_id=actor.id, handoff_id=handoff.id, at=now,

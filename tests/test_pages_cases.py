@@ -394,3 +394,37 @@ def test_a_reader_outside_the_consent_is_told_when_there_is_no_plan(web, actors,
         services.answer_join(s, actors.hikikomori, h.id, "accept")
     page = text_of(web(actors.hikikomori).get(f"/cases/{case_id}"))
     assert "有効な支援プランはありません。" in page and "支援プランがあります" not in page
+
+
+def test_the_sender_changes_where_a_waiting_sheet_goes(web, actors, case_in, sessions):
+    from engine.models import Handoff
+
+    case_id = case_in("handoff")  # the desk's window sent it; 生活福祉課 has not answered
+    desk = web(actors.window)
+    page = text_of(desk.get(f"/cases/{case_id}"))
+    assert "つなぐシートの送付先を変更する" in page
+    assert "つなぐシートの送付先を変更する" not in text_of(web(actors.livelihood).get(f"/cases/{case_id}"))
+    with unit_of_work(sessions) as s:
+        version = s.get(Case, case_id).version
+    missing = desk.post(f"/cases/{case_id}/redirect", data={"version": version, "to_department": "shakyo"})
+    assert missing.status_code == 422
+    r = desk.post(f"/cases/{case_id}/redirect",
+                  data={"version": version, "to_department": "shakyo", "reason": "居場所の相談が中心のため"})
+    assert r.status_code == 303
+    with unit_of_work(sessions) as s:
+        sheets = {h.to_department.code: h.state for h in s.scalars(select(Handoff).where(Handoff.case_id == case_id))}
+        case = s.get(Case, case_id)
+        assert sheets == {"livelihood": "withdrawn", "shakyo": "sent"} and case.state == "handoff"
+        assert case.override_reason == "居場所の相談が中心のため"
+        version = case.version
+    # Back to the rules' proposal: allowed here, and the case no longer departs from it.
+    r = desk.post(f"/cases/{case_id}/redirect",
+                  data={"version": version, "to_department": "livelihood", "reason": "やはり生活福祉課"})
+    assert r.status_code == 303
+    with unit_of_work(sessions) as s:
+        case = s.get(Case, case_id)
+        assert case.override_reason is None and case.open_primary_handoff.to_department.code == "livelihood"
+    # A stale form changes nothing.
+    stale = desk.post(f"/cases/{case_id}/redirect",
+                      data={"version": version, "to_department": "shakyo", "reason": "古い画面から"})
+    assert stale.status_code == 409

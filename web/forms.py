@@ -346,6 +346,13 @@ class JoinRequestSchema(_Versioned):
     summary = text(required=True)
 
 
+class RedirectHandoffSchema(_Versioned):
+    """送付先の変更: withdraw the waiting つなぐシート and send a new one elsewhere."""
+
+    to_department = text(required=True, max_length=64)
+    reason = text(required=True)
+
+
 class JoinOfferSchema(_Versioned):
     """参加の申し出: a department told of the case offers to work on it."""
 

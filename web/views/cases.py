@@ -8,7 +8,9 @@ from flask_login import login_required
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from engine import calendar, casefile, caselist, join_offers, notes, notices, reading, services, states, submissions
+from engine import (
+    calendar, casefile, caselist, join_offers, notes, notices, reading, routing_override, services, states, submissions,
+)
 from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.models import Handoff, Plan, utcnow
 from web import db, diagram, forms
@@ -18,7 +20,8 @@ bp = Blueprint("cases", __name__)
 
 # The prefix of the input ids of each form of the case page that is not an event's ("ev-<event>"): the
 # error summary links to the inputs of the form that failed.
-FORM_PREFIXES = {"amend": "amend", "request_join": "join", "offer_join": "offer", "contact_note": "note"}
+FORM_PREFIXES = {"amend": "amend", "request_join": "join", "offer_join": "offer", "contact_note": "note",
+                 "redirect_handoff": "redirect"}
 
 
 @bp.get("/")
@@ -97,6 +100,9 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
     if may.get("case_metadata.write") and file.case.state != "closed":
         case_forms.append(("request_join", FORM_PREFIXES["request_join"], "他部署に参加を依頼する",
                            url_for("cases.request_join", case_id=case_id)))
+    if file.case.state == "handoff" and routing_override.may_override(s, actor(), file.case):
+        case_forms.append(("redirect_handoff", FORM_PREFIXES["redirect_handoff"], "つなぐシートの送付先を変更する",
+                           url_for("cases.redirect_handoff", case_id=case_id)))
     if join_offers.may_offer(file.rel) and file.case.state != "closed":
         case_forms.append(("offer_join", FORM_PREFIXES["offer_join"], "このケースへの参加を申し出る",
                            url_for("cases.offer_join", case_id=case_id)))
@@ -177,6 +183,21 @@ def request_join(case_id: int):
     if page is not None:
         return page
     flash(f"{handoff.to_department.name}に参加を依頼しました（つなぐシートを送付）。", "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
+
+
+@bp.post("/cases/<id:case_id>/redirect")
+@login_required
+def redirect_handoff(case_id: int):
+    """送付先の変更: the sheet waiting in another department's inbox is withdrawn and a new one goes elsewhere."""
+    case, page = _apply_form(case_id, "redirect_handoff", forms.RedirectHandoffSchema,
+                             lambda f: routing_override.override_routing(
+                                 db.session(), actor(), case_id, to_department=f["to_department"],
+                                 reason=f["reason"], version=f["version"], remote_addr=remote_addr()))
+    if page is not None:
+        return page
+    target = services.department_by_code(db.session(), request.form.get("to_department"))
+    flash(f"つなぐシートの送付先を{target.name}に変更しました。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
 
 
