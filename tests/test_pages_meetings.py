@@ -100,8 +100,10 @@ def test_a_members_note_is_kept_on_the_meeting_page_not_the_case_page(web, actor
     client = web(actors.fm)  # the secretariat writes into the meeting's track
     r = client.post(f"/cases/{case_id}/notes", {"method": "home_visit", "body": "訪問して長男と面談した。",
                                                "submission_token": "note-1"})
-    assert r.status_code == 303
-    assert "訪問して長男と面談した。" in text_of(client.get(f"/meetings/{meeting_id}"))
+    # The writer is taken to where the note is kept, and told why it is not on the case page.
+    assert r.status_code == 303 and r.headers["Location"].endswith(f"/meetings/{meeting_id}")
+    page = text_of(client.get(f"/meetings/{meeting_id}"))
+    assert "支援会議の記録として保存しました" in page and "訪問して長男と面談した。" in page
     assert "訪問して長男と面談した。" not in text_of(web(actors.livelihood).get(f"/cases/{case_id}"))
     assert "訪問して長男と面談した。" in text_of(web(actors.livelihood).get(f"/meetings/{meeting_id}"))
 

@@ -298,8 +298,8 @@ def add_note(case_id: int):
     fields = dict(parsed.data)
     token = fields.pop("submission_token", None)
     try:
-        notes.add_contact_note(db.session(), actor(), case_id, fields, submission_token=token,
-                               remote_addr=remote_addr())
+        note = notes.add_contact_note(db.session(), actor(), case_id, fields, submission_token=token,
+                                      remote_addr=remote_addr())
     except PASS_THROUGH:
         raise
     except submissions.AlreadySubmitted as exc:
@@ -309,6 +309,10 @@ def add_note(case_id: int):
     except EngineError as exc:
         r = refusal(exc)
         return _render_case(case_id, event="contact_note", note_values=request.form, refused=r)
+    if note.meeting_id is not None:
+        # Written by a member of a 支援会議 outside the consented track: a record of that meeting.
+        flash("支援経過を支援会議の記録として保存しました。支援会議のページで構成員だけが読めます。", "success")
+        return redirect(url_for("meetings.show", meeting_id=note.meeting_id), 303)
     flash("支援経過を記録しました。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="notes"), 303)
 
