@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from engine import audit, states
@@ -69,7 +69,9 @@ def waiting(session: Session, actor) -> list[InboxNotice]:
                CaseNotice.created_at)
         .join(Case, Case.id == CaseNotice.case_id)
         .outerjoin(owner, owner.c.id == Case.owning_department_id)
-        .where(CaseNotice.department_id == actor.department_id, CaseNotice.acknowledged_at.is_(None))
+        .where(CaseNotice.department_id == actor.department_id, CaseNotice.acknowledged_at.is_(None),
+               # Owning the case since, the department has more than a notice to go by.
+               or_(Case.owning_department_id.is_(None), Case.owning_department_id != actor.department_id))
         .order_by(CaseNotice.created_at, CaseNotice.id))
     rows = rows.all()
     # A case not accepted yet names the department its sheet waits with.

@@ -148,3 +148,16 @@ def test_revision_0009_makes_the_notices_earlier_routing_only_wrote_down(fresh_u
             assert case_departments.drift(s) == []
     finally:
         engine.dispose()
+
+
+def test_a_notice_leaves_the_inbox_once_its_department_owns_the_case(sessions, actors, open_case, fire):
+    from engine import notices
+
+    case_id = open_case(categories=EIGHTY_FIFTY)  # 高齢介護課 has the sheet, the station is told
+    with sessions() as s:
+        assert [n.case_id for n in notices.waiting(s, s.get(User, actors.hikikomori.id))] == [case_id]
+    fire(actors.elderly, case_id, "decline_handoff", reason="ひきこもり支援が中心")
+    fire(actors.window, case_id, "send_handoff", to_department="hikikomori_station", reason="r", summary="s")
+    fire(actors.hikikomori, case_id, "accept_handoff")
+    with sessions() as s:
+        assert notices.waiting(s, s.get(User, actors.hikikomori.id)) == []
