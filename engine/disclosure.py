@@ -72,6 +72,8 @@ PAGE_LABELS = {
     "admin.revoke_client": "連携システムのトークンの失効", "auth.login": "ログイン", "auth.logout": "ログアウト",
     "cases.index": "トップページの表示", "cases.list_cases": "ケース一覧の表示", "dashboard.show": "FMダッシュボードの表示",
     "inbox.show": "部署の受信箱の表示", "intake.new": "相談受付画面の表示",
+    "cases.redirect_handoff": "つなぐシートの送付先の変更", "inbox.act_on_alert": "受信箱でのお知らせの処理",
+    "meetings.add_member": "会議構成員の追加",
 }
 
 
