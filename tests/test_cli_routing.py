@@ -119,6 +119,13 @@ def test_check_reports_an_unreadable_file(cli, tmp_path):
     assert result.stderr.startswith(f"{tmp_path / 'missing.yaml'}:1: ファイルを読み込めません")
 
 
+@pytest.mark.parametrize("command", ["check", "load"])
+def test_a_folder_is_refused_as_an_unreadable_file(cli, tmp_path, command):
+    result = cli("rules", command, str(tmp_path))  # exit 1 with file:line: reason, as for any bad file
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{tmp_path}:1: ファイルを読み込めません")
+
+
 def test_load_adds_a_version_only_when_the_text_changed(cli, sessions, tmp_path):
     same = cli("rules", "load", str(CONFIG_DIR / "routing.yaml"))
     assert same.exit_code == 0, same.output

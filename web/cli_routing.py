@@ -38,7 +38,7 @@ def rules() -> None:
 
 
 @rules.command("check")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @with_appcontext
 def rules_check(file: Path) -> None:
     """Validate a routing file against the code lists; exit 1 with file:line: reason on error."""
@@ -51,7 +51,7 @@ def rules_check(file: Path) -> None:
 
 
 @rules.command("load")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @with_appcontext
 def rules_load(file: Path) -> None:
     """Validate and install a new version of the rules (nothing changes if the file is refused)."""
