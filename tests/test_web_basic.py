@@ -8,7 +8,10 @@ from tests.conftest import NOW
 
 
 def test_healthz(client):
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+    resp = client.get("/healthz")
+    assert resp.get_json() == {"status": "ok"}
+    assert "Set-Cookie" not in resp.headers  # a load balancer's probe gets no session
+    assert "Set-Cookie" not in client.get("/readyz").headers
 
 
 def test_readyz_reports_schema_at_head(client):

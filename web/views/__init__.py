@@ -174,8 +174,8 @@ def init_app(app: Flask) -> None:
     def _session_timeout():
         # A signed-in session ends after SESSION_MINUTES without a request; each request renews it.
         g.remote_addr = request.remote_addr
-        if _is_api(request.path):
-            return None  # the API is stateless: bearer tokens, no cookie
+        if _is_api(request.path) or request.blueprint == "health":
+            return None  # the API and the health checks are stateless: no cookie
         session.permanent = True
         if request.endpoint == "static" or "_user_id" not in session:
             return None
