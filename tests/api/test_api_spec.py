@@ -6,6 +6,8 @@ import logging
 import re
 from html.parser import HTMLParser
 
+import pytest
+
 from flask import Blueprint
 
 from tests.api.support import assert_problem, auth, post_referral
@@ -142,6 +144,22 @@ def test_a_database_not_yet_migrated_answers_503_not_500(tmp_path):
     assert resp.headers["Retry-After"] == "30" and "no such table" not in resp.get_data(as_text=True)
     assert body["detail"]
     assert client.get("/readyz").status_code == 503
+    ready = client.get("/api/v1/readyz")
+    assert_problem(ready, 503, "service-unavailable")
+    assert ready.headers["Retry-After"] == "30" and ready.get_json()["schema"] == "outdated"
+    app.extensions["tsunagu.engine"].dispose()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{folder}",  # a folder where the file should be: cannot open
+                                 "postgresql+psycopg://postgres@127.0.0.1:5432/tsunagu_no_such_database"])
+def test_readiness_with_the_database_unreachable_is_503(url, tmp_path):
+    from web import create_app
+
+    app = create_app({"DATABASE_URL": url.format(folder=tmp_path), "SECRET_KEY": "test", "TESTING": True})
+    resp = app.test_client().get("/api/v1/readyz")
+    body = assert_problem(resp, 503, "service-unavailable")
+    assert resp.headers["Retry-After"] == "30"
+    assert body["database"] == "unreachable" and body["cause"] and "データベースに接続できません" in body["detail"]
     app.extensions["tsunagu.engine"].dispose()
 
 

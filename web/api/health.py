@@ -36,6 +36,7 @@ class Readiness(MethodView):
         if status != 200:
             why = "データベースに接続できません。" if body.get("database") != "ok" else \
                 "データベースのスキーマが最新の版ではありません（tsunagu db upgrade）。"
-            extra = {k: v for k, v in body.items() if k != "status"}
-            return problem_response("service-unavailable", why, **extra)
+            # The readiness body's own "detail" (the error's class name) would collide with the problem's.
+            extra = {("cause" if k == "detail" else k): v for k, v in body.items() if k != "status"}
+            return problem_response("service-unavailable", why, headers={"Retry-After": "30"}, **extra)
         return body
