@@ -78,6 +78,17 @@ AGE_MATCH_KEYS: tuple[str, ...] = ("age_min", "age_max")
 MATCH_KEYS: tuple[str, ...] = LIST_MATCH_KEYS + AGE_MATCH_KEYS
 SET_KEYS: tuple[str, ...] = ("categories_all", "categories_any")
 CATCH_ALL_WORD = "any"
+# Upper bounds: a number past them is a typo, and would make every deadline or scan fail to compute.
+STALL_POLICY_MAXIMA: dict[str, int] = {
+    "accept_within_business_days": 60,
+    "urgent_accept_within_office_hours": 200,
+    "escalate_after_business_days": 120,
+    "no_contact_days": 3650,
+    "evaluation_grace_days": 365,
+}
+MAX_AGE = 150
+MAX_RULE_NAME = 100  # cases.routing_rule_name
+MAX_REASON = 2000
 
 
 # ============================================================================ facts and results
@@ -483,10 +494,10 @@ class _Parser:
                 self.problem(_key_line(data, "stall_policy", section.line), f"stall_policy.{key} がありません")
                 continue
             value = section[key]
-            if not _is_int(value) or value < 0:
+            if not _is_int(value) or not 0 <= value <= STALL_POLICY_MAXIMA[key]:
                 self.problem(
                     _value_line(section, key, section.line),
-                    f"stall_policy.{key} は0以上の整数で指定してください",
+                    f"stall_policy.{key} は0以上{STALL_POLICY_MAXIMA[key]}以下の整数で指定してください",
                 )
                 continue
             values[key] = value
@@ -559,6 +570,9 @@ class _Parser:
         elif not isinstance(raw_name, (str, int)) or isinstance(raw_name, bool):
             self.problem(_value_line(item, "name", line), "name は文字列で指定してください")
             name = f"#{index + 1}"
+        elif len(str(raw_name).strip()) > MAX_RULE_NAME:
+            self.problem(_value_line(item, "name", line), f"name は{MAX_RULE_NAME}文字以内で指定してください")
+            name = f"#{index + 1}"
         else:
             name = str(raw_name).strip()
             if name in names:
@@ -609,6 +623,8 @@ class _Parser:
                 _key_line(item, "reason", line),
                 f"{where} reason（担当者に表示する理由）がありません",
             )
+        elif len(reason.strip()) > MAX_REASON:
+            self.problem(_value_line(item, "reason", line), f"{where} reason は{MAX_REASON}文字以内で指定してください")
 
         if len(self.problems) != problems_before:
             return None
@@ -641,10 +657,10 @@ class _Parser:
         for key in AGE_MATCH_KEYS:
             if key in match:
                 value = match[key]
-                if not _is_int(value) or value < 0:
+                if not _is_int(value) or not 0 <= value <= MAX_AGE:
                     self.problem(
                         _value_line(match, key, match.line),
-                        f"{where} match の {key} は0以上の整数で指定してください",
+                        f"{where} match の {key} は0以上{MAX_AGE}以下の整数で指定してください",
                     )
                 else:
                     conditions[key] = value
@@ -797,9 +813,15 @@ def parse_rules_file(path: Path, config_dir: Path | None = None) -> RuleSet:
     path = Path(path)
     vocab = load_vocabularies(Path(config_dir) if config_dir is not None else path.parent)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise RulesError([(str(path), 1, f"ファイルを読み込めません ({exc})")]) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise RulesError([(str(path), line, "UTF-8 として読めない文字があります（Shift_JIS などで保存されていないか"
+                                            "確認し、UTF-8 で保存し直してください）")]) from exc
     return parse_rules(text, filename=str(path), **vocab)
 
 

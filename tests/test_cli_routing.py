@@ -93,7 +93,7 @@ BAD_FILES = {
         """), [(12, "ルール '借金' に一致する相談は必ず前のルール '困窮と借金'（8行目）に一致するため到達できません")]),
     "negative_and_missing_number": (POLICY.replace("  no_contact_days: 60\n", "").replace(": 5\n", ": -5\n")
                                     + "rules: []\n", [(1, "stall_policy.no_contact_days がありません"),
-                                                      (4, "stall_policy.escalate_after_business_days は0以上の整数")]),
+                                                      (4, "stall_policy.escalate_after_business_days は0以上120以下の整数")]),
 }
 
 
@@ -117,6 +117,15 @@ def test_check_reports_an_unreadable_file(cli, tmp_path):
     result = cli("rules", "check", str(tmp_path / "missing.yaml"))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"{tmp_path / 'missing.yaml'}:1: ファイルを読み込めません")
+
+
+def test_a_file_not_in_utf8_names_the_line(cli, tmp_path):
+    path = tmp_path / "routing.yaml"
+    path.write_bytes("# 振り分けルール\nrules: []\n# 高齢\n".encode("utf-8").replace("高齢".encode("utf-8"),
+                                                                               "高齢".encode("shift_jis")))
+    result = cli("rules", "check", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{path}:3: UTF-8 として読めない文字があります")
 
 
 @pytest.mark.parametrize("command", ["check", "load"])

@@ -12,6 +12,7 @@ import pytest
 
 from engine.routing import (
     NO_MATCH_REASON,
+    STALL_POLICY_MAXIMA,
     RoutingFacts,
     RuleSet,
     RulesError,
@@ -489,13 +490,16 @@ def test_rule_shadowed_by_a_wider_rule_is_unreachable(vocab):
         ("accept_within_business_days", "1.5"),
         ("no_contact_days", "true"),
         ("evaluation_grace_days", "null"),
+        ("accept_within_business_days", "99999999999"),  # a deadline past any calendar
+        ("no_contact_days", "800000"),  # a cut-off before year 1: every later scan would fail
     ],
 )
-def test_stall_policy_must_be_non_negative_integers(vocab, key, value):
+def test_stall_policy_must_be_integers_within_bounds(vocab, key, value):
     text = POLICY.replace(f"{key}: ", f"{key}: {value} #")
     line = next(i for i, l in enumerate(text.splitlines(), 1) if l.strip().startswith(key))
     problems = problems_of(text + "rules: []\n", vocab, with_policy=False)
-    assert problems == [("routing.yaml", line, f"stall_policy.{key} は0以上の整数で指定してください")]
+    most = STALL_POLICY_MAXIMA[key]
+    assert problems == [("routing.yaml", line, f"stall_policy.{key} は0以上{most}以下の整数で指定してください")]
 
 
 def test_stall_policy_missing_and_unknown_keys(vocab):
@@ -643,7 +647,25 @@ def test_age_must_be_a_non_negative_integer(vocab):
         """,
         vocab,
     )
-    assert_problem(problems, 9, "age_min は0以上の整数で指定してください")
+    assert_problem(problems, 9, "age_min は0以上150以下の整数で指定してください")
+
+
+def test_names_reasons_and_ages_have_upper_bounds(vocab):
+    problems = problems_of(
+        f"""\
+        rules:
+          - name: {"長" * 101}
+            match: {{categories_any: [elder_care], age_max: 99999999999999999999999}}
+            owner: elderly
+            reason: {"理" * 2001}
+        """,
+        vocab,
+    )
+    assert [reason for _, _, reason in problems] == [
+        "name は100文字以内で指定してください",
+        "ルール '#1' の match の age_max は0以上150以下の整数で指定してください",
+        "ルール '#1' の reason は2000文字以内で指定してください",
+    ]
 
 
 @pytest.mark.parametrize("key", ["categories_any", "categories_all"])
