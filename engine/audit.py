@@ -157,9 +157,15 @@ def verify(session: Session, batch: int = 5000, known: dict[int, str] | None = N
     checked = 0
     last_seq = 0
     while True:
-        rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.seq > last_seq).order_by(AuditEvent.seq).limit(batch)
-        ).all()
+        try:
+            rows = session.scalars(
+                select(AuditEvent).where(AuditEvent.seq > last_seq).order_by(AuditEvent.seq).limit(batch)
+            ).all()
+        except (ValueError, TypeError, OverflowError):
+            # A value no longer reads as its type (a detail that is not JSON, a time that is not one):
+            # written by hand, not by the app. Name the first such row.
+            row_id, seq = _first_unreadable(session, last_seq, batch)
+            return VerifyResult(False, checked, row_id, seq, "行の値が読めません（改ざんの可能性）")
         if not rows:
             break
         for row in rows:
@@ -167,7 +173,11 @@ def verify(session: Session, batch: int = 5000, known: dict[int, str] | None = N
                 return VerifyResult(False, checked, row.id, row.seq, f"連番が飛んでいます（{expected_seq} の行がありません）")
             if row.prev_hash != prev:
                 return VerifyResult(False, checked, row.id, row.seq, "前の行のハッシュと一致しません")
-            if row_digest(row) != row.hash:
+            try:
+                digest = row_digest(row)
+            except (ValueError, TypeError, OverflowError, AttributeError):
+                return VerifyResult(False, checked, row.id, row.seq, "行の値が読めません（改ざんの可能性）")
+            if digest != row.hash:
                 return VerifyResult(False, checked, row.id, row.seq, "行の内容がハッシュと一致しません（改ざんの可能性）")
             if known.get(row.seq, row.hash) != row.hash:
                 return VerifyResult(False, checked, row.id, row.seq,
@@ -182,6 +192,24 @@ def verify(session: Session, batch: int = 5000, known: dict[int, str] | None = N
         return VerifyResult(False, checked, None, min(beyond),
                             f"以前に控えた末尾（seq={min(beyond)}）の行がありません（行が失われた可能性）")
     head = session.get(AuditHead, 1)
-    if head is not None and (head.seq != checked or head.hash != prev):
+    if head is None:
+        # The migration creates it and every audited write moves it: without it nothing can be recorded.
+        return VerifyResult(False, checked, None, None, "末尾の情報（audit_head の行）がありません（削除された可能性）")
+    if head.seq != checked or head.hash != prev:
         return VerifyResult(False, checked, None, head.seq, "末尾の行が失われています（先頭情報と一致しません）")
     return VerifyResult(True, checked)
+
+
+def _first_unreadable(session: Session, after_seq: int, batch: int) -> tuple[int | None, int | None]:
+    """(id, seq) of the first row after `after_seq` whose values do not load as their types."""
+    session.expunge_all()
+    ids = session.execute(select(AuditEvent.id, AuditEvent.seq).where(AuditEvent.seq > after_seq)
+                          .order_by(AuditEvent.seq).limit(batch)).all()
+    for row_id, seq in ids:
+        try:
+            session.scalars(select(AuditEvent).where(AuditEvent.id == row_id)).one()
+        except (ValueError, TypeError, OverflowError):
+            return row_id, seq
+        finally:
+            session.expunge_all()
+    return None, None

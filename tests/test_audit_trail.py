@@ -107,6 +107,26 @@ def test_truncating_the_tail_is_detected_through_the_head(world, run_cli, db_eng
     assert f"seq={rows[-1][1]}" in result.output and "末尾の行が失われています" in result.output
 
 
+def test_a_deleted_head_is_reported_not_taken_for_an_empty_trail(world, run_cli, db_engine):
+    with db_engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_head"))
+    result = run_cli("audit", "verify")
+    assert result.exit_code == 1
+    assert "audit_head の行）がありません" in result.output and "改ざんは見つかりません" not in result.output
+
+
+@pytest.mark.parametrize("column,value", [("detail", '{"a": 1'), ("at", "2026-13-01 00:00:00"), ("at", 12345)])
+def test_a_value_that_no_longer_reads_names_its_row(world, run_cli, sessions, db_engine, column, value):
+    if db_engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's own types refuse such a value")
+    row_id, seq = _rows(sessions)[4]
+    with db_engine.begin() as conn:
+        conn.execute(text(f"UPDATE audit_events SET {column} = :v WHERE id = :id"), {"v": value, "id": row_id})
+    result = run_cli("audit", "verify")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"行 id={row_id} seq={seq}: 行の値が読めません" in result.output
+
+
 def test_rewriting_a_row_with_its_own_hash_still_breaks_the_next_link(world, sessions, db_engine):
     """Recomputing one row's hash after changing it is caught by the following row's link."""
     rows = _rows(sessions)

@@ -61,7 +61,8 @@ def audit_verify(known: dict[int, str]) -> None:
         head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, trail.GENESIS)
     if not result.ok:
         row_id = "-" if result.broken_id is None else result.broken_id
-        click.echo(f"監査ログの検証に失敗しました: 行 id={row_id} seq={result.broken_seq}: {result.reason}"
+        seq = "-" if result.broken_seq is None else result.broken_seq
+        click.echo(f"監査ログの検証に失敗しました: 行 id={row_id} seq={seq}: {result.reason}"
                    f"（それより前の {result.checked} 行は正常）", err=True)
         sys.exit(1)
     click.echo(f"監査ログ {result.checked} 行を確認しました。改ざんは見つかりません。")
