@@ -16,6 +16,17 @@ def default_database_url() -> str:
     return f"sqlite:///{_default_instance_dir() / 'tsunagu.db'}"
 
 
+class SettingError(ValueError):
+    """An environment setting that cannot be used; the message names it and says what it must be."""
+
+
+def _whole_number(env, name: str, low: int, high: int) -> int:
+    raw = env[name].strip()
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise SettingError(f"環境変数 {name} は{low}以上{high}以下の整数で指定してください（今の値: {env[name]!r}）。")
+    return int(raw)
+
+
 @dataclass
 class Settings:
     """Everything the app and the commands read from the environment."""
@@ -41,10 +52,10 @@ class Settings:
         if env.get("TSUNAGU_INSTANCE_DIR"):
             s.instance_dir = Path(env["TSUNAGU_INSTANCE_DIR"])
         if env.get("TSUNAGU_SESSION_MINUTES"):
-            s.session_minutes = int(env["TSUNAGU_SESSION_MINUTES"])
+            s.session_minutes = _whole_number(env, "TSUNAGU_SESSION_MINUTES", 1, 24 * 60)
         if env.get("TSUNAGU_SESSION_MAX_HOURS"):
-            s.session_max_hours = int(env["TSUNAGU_SESSION_MAX_HOURS"])
+            s.session_max_hours = _whole_number(env, "TSUNAGU_SESSION_MAX_HOURS", 1, 72)
         if env.get("TSUNAGU_RETENTION_YEARS"):
-            s.retention_years = int(env["TSUNAGU_RETENTION_YEARS"])
+            s.retention_years = _whole_number(env, "TSUNAGU_RETENTION_YEARS", 1, 100)
         s.secure_cookies = env.get("TSUNAGU_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
         return s

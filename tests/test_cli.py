@@ -1,6 +1,7 @@
 """The `tsunagu` command: migrate, load the demo twice without doubling, add a user."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from engine.models import Case, Department, RoutingRuleVersion, User
@@ -60,3 +61,40 @@ def test_diagram_lists_every_state_and_event(cli):
         assert f'"{state}"' in result.output
     for event in states.CASE_EVENTS:
         assert event in result.output
+
+
+def _tsunagu(tmp_path, *args, **env):
+    """Run the installed `tsunagu` command in a process of its own, with `env` added to a clean setting."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TSUNAGU_", "DATABASE_URL"))}
+    clean.update({"SECRET_KEY": "test", "TSUNAGU_INSTANCE_DIR": str(tmp_path), **env})
+    command = Path(sys.executable).parent / "tsunagu"
+    return subprocess.run([str(command), *args], env=clean, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args", [("alerts", "scan"), ("demo",), ("audit", "verify"), ("webhooks", "deliver")])
+def test_a_database_not_yet_created_asks_for_db_upgrade(tmp_path, args):
+    result = _tsunagu(tmp_path, *args, DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}")
+    assert result.returncode == 1
+    assert "先に tsunagu db upgrade を実行してください" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url,says", [("garbage", "DATABASE_URL を使えません"),
+                                      ("mysql://x/y", "DATABASE_URL を使えません"),
+                                      ("postgresql+psycopg://postgres@127.0.0.1:5432/tsunagu_no_such_db",
+                                       "データベースに接続できません")])
+def test_a_database_url_that_cannot_be_used_is_a_message(tmp_path, url, says):
+    result = _tsunagu(tmp_path, "db", "upgrade", DATABASE_URL=url)
+    assert result.returncode == 1 and says in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name,value", [("TSUNAGU_RETENTION_YEARS", "abc"), ("TSUNAGU_RETENTION_YEARS", "100000"),
+                                        ("TSUNAGU_SESSION_MINUTES", "1.5"), ("TSUNAGU_SESSION_MAX_HOURS", "0")])
+def test_a_setting_that_cannot_be_used_is_named(tmp_path, name, value):
+    result = _tsunagu(tmp_path, "alerts", "scan", **{name: value, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"環境変数 {name} は" in result.stderr and repr(value) in result.stderr

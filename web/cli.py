@@ -23,7 +23,44 @@ def _factory():
     return create_app()
 
 
-@click.group(cls=FlaskGroup, create_app=_factory, add_default_commands=False, add_version_option=False)
+def _database_problem(exc: Exception) -> str | None:
+    """What an operator should read for a database that cannot be used, or None if it is something else."""
+    from sqlalchemy import exc as sa_exc
+
+    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.ProgrammingError)) and (
+            "no such table" in text or "does not exist" in text and "relation" in text):
+        return "データベースが作成されていないか、最新の版ではありません。先に tsunagu db upgrade を実行してください。"
+    if isinstance(exc, sa_exc.OperationalError):
+        return f"データベースに接続できません（DATABASE_URL を確認してください）: {text}"
+    if isinstance(exc, (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ModuleNotFoundError)):
+        return ("DATABASE_URL を使えません（sqlite:///… または postgresql+psycopg://… の形で指定してください）: "
+                f"{text}")
+    return None
+
+
+class TsunaguGroup(FlaskGroup):
+    """Flask's command group; a setting or a database that cannot be used is a message and exit 1, not a trace."""
+
+    def invoke(self, ctx):
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from engine.settings import SettingError
+
+        try:
+            return super().invoke(ctx)
+        except SettingError as exc:
+            click.echo(f"エラー: {exc}", err=True)
+            ctx.exit(1)
+        except (SQLAlchemyError, ModuleNotFoundError) as exc:
+            message = _database_problem(exc)
+            if message is None:
+                raise
+            click.echo(f"エラー: {message}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=TsunaguGroup, create_app=_factory, add_default_commands=False, add_version_option=False)
 def main() -> None:
     """Tsunagu (つなぐ): 重層的支援体制整備事業の多機関連携ワークフロー。"""
 
