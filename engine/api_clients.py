@@ -143,8 +143,15 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
 
 def register_webhook(session: Session, client_name: str, url: str, *, now: datetime | None = None) -> str:
     """Set the client's callback URL and a new signing secret; return the secret (shown only now)."""
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 500:
+    try:
+        parts = urlsplit(url or "")
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts, hostname = None, None
+    # No spaces or control characters: such a URL could never be requested, and every delivery to it
+    # would be retried for good, holding back the client's later events.
+    if (parts is None or parts.scheme not in ("http", "https") or not hostname or len(url) > 500
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url)):
         raise ValidationFailed({"url": ["http:// または https:// で始まる500文字以内の URL を指定してください。"]})
     client = session.scalar(select(ApiClient).where(ApiClient.name == client_name))
     if client is None:

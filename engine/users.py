@@ -41,6 +41,15 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def _encodable(text: str) -> bool:
+    """Whether `text` is real Unicode (stdin read as text turns undecodable bytes into lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def create_user(session: Session, *, login: str, role: str, department_code: str, password: str,
                 display_name: str | None = None, actor=None) -> User:
     """Add a staff user (職員). Refuses an unknown role or department, a taken login, a short password."""
@@ -54,6 +63,11 @@ def create_user(session: Session, *, login: str, role: str, department_code: str
         errors["department"] = [f"「{department_code}」という部署はありません。"]
     if len(password or "") < MIN_PASSWORD:
         errors["password"] = [f"パスワードは{MIN_PASSWORD}文字以上にしてください。"]
+    elif not _encodable(password):
+        errors["password"] = ["パスワードに使えない文字（UTF-8 で表せないバイト）が含まれています。"]
+    if display_name is not None and (len(display_name) > 100 or not display_name.strip()
+                                     or not _encodable(display_name) or any(ord(c) < 32 for c in display_name)):
+        errors["name"] = ["氏名は1文字以上100文字以内で、改行や制御文字を含めずに指定してください。"]
     if errors:
         raise ValidationFailed(errors)
     if session.scalar(select(User.id).where(User.login == login)) is not None:

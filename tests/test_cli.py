@@ -47,6 +47,23 @@ def test_user_add_refuses_unknown_department_and_short_password(cli, departments
         assert s.scalar(select(User).where(User.login == "sato")) is None
 
 
+def test_user_add_refuses_a_name_too_long_and_bytes_that_are_not_text(cli, departments, sessions):
+    long_name = cli("user", "add", "sato", "--role", "staff", "--department", "desk", "--name", "佐" * 101,
+                    input="password-12345678\npassword-12345678\n")
+    assert long_name.exit_code == 1 and "氏名は1文字以上100文字以内" in long_name.output
+    odd = b"\xff\xfe\xfdabcdefghijkl"
+    not_text = cli("user", "add", "suzuki", "--role", "staff", "--department", "desk",
+                   input=odd + b"\n" + odd + b"\n")
+    assert not_text.exit_code == 1 and "パスワードに使えない文字" in not_text.output
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(User).where(User.login.in_(("sato", "suzuki")))) == 0
+
+
+def test_serve_refuses_a_port_out_of_range(cli):
+    result = cli("serve", "--port", "70000")
+    assert result.exit_code == 2 and "70000" in result.output
+
+
 def test_db_upgrade_is_idempotent(cli):
     result = cli("db", "upgrade")
     assert result.exit_code == 0, result.output

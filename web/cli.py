@@ -141,7 +141,10 @@ def user_add(login: str, role: str, department: str, display_name: str | None) -
     if stdin.isatty():
         password = click.prompt("パスワード", hide_input=True, confirmation_prompt="パスワード（確認）")
     else:
-        password = stdin.readline().rstrip("\r\n")
+        # Bytes, decoded here: text that is not UTF-8 is refused by create_user, never a trace.
+        raw = (stdin.buffer.readline() if hasattr(stdin, "buffer")
+               else stdin.readline().encode("utf-8", "surrogateescape"))
+        password = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
 
     with transaction() as session:
         users.create_user(session, login=login, role=role, department_code=department, password=password,
@@ -175,7 +178,7 @@ def diagram(kind: str) -> None:
 
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=int)
 @click.option("--threads", default=4, show_default=True, type=int)
 def serve(host: str, port: int, workers: int, threads: int) -> None:

@@ -85,3 +85,6 @@ def test_webhooks_register_prints_the_secret_once(app, sessions):
         client = s.scalar(select(ApiClient))
         assert (client.webhook_url, client.webhook_secret) == ("https://example.invalid/hook", secret)
     assert _run(app, "webhooks", "register", "--client", "oono", "--url", "ftp://x").exit_code == 1
+    for never in ("http://127.0.0.1:5193/hook with space", "http://127.0.0.1/ho\r\nok", "http://[::1/hook"):
+        refused = _run(app, "webhooks", "register", "--client", "oono", "--url", never)
+        assert refused.exit_code == 1 and "URL" in refused.stderr
