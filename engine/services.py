@@ -1031,7 +1031,15 @@ def answer_join(session: Session, actor: User, handoff_id: int, event: str, *, v
     handoff = session.get(Handoff, handoff_id)
     if handoff is None or handoff.primary:
         raise NotFound("指定されたつなぐシートは見つかりません。")
-    case = load_case(session, actor, handoff.case_id, not_found="指定されたつなぐシートは見つかりません。")
+    try:
+        _refuse_if_answered_meanwhile(handoff, actor, event, version)
+        case = load_case(session, actor, handoff.case_id, not_found="指定されたつなぐシートは見つかりません。")
+    except NotFound:
+        # A colleague's answer may have ended this department's sight of the case a moment ago: the sheet
+        # was addressed to it, so say it was answered (409), not that it does not exist.
+        session.refresh(handoff)
+        _refuse_if_answered_meanwhile(handoff, actor, event, version)
+        raise
     if version is not None and handoff.version != version:
         raise StaleVersion(handoff.version, version)
     if event == "decline" and not (reason or "").strip():
@@ -1060,6 +1068,13 @@ def answer_join(session: Session, actor: User, handoff_id: int, event: str, *, v
                  case_id=case.id, remote_addr=remote_addr, at=now)
     flush_handoff_or_stale(session, handoff.id)
     return handoff
+
+
+def _refuse_if_answered_meanwhile(handoff: Handoff, actor: User, event: str, version: int | None) -> None:
+    """A join sheet addressed to the actor's department and answered already: StaleVersion (409)."""
+    if (event in ("accept", "decline") and handoff.state != "sent"
+            and handoff.to_department_id == getattr(actor, "department_id", None)):
+        raise StaleVersion(handoff.version, version)
 
 
 def flush_handoff_or_stale(session: Session, handoff_id: int) -> None:

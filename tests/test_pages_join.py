@@ -2,6 +2,7 @@
 request reaches that department's inbox, can be withdrawn while unanswered, and refuses bad or stale forms."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from engine import case_departments
@@ -183,3 +184,20 @@ def test_two_answers_to_one_join_request_at_once_one_wins_the_other_is_refused(a
         assert outcomes.count("applied") == 1, outcomes
         assert all(o in ("applied", "StaleVersion", "EventNotAllowed") for o in outcomes), outcomes
         assert _joins(sessions, case_id)[0][1] in ("accepted", "declined")
+
+
+def test_answering_a_join_request_a_colleague_just_answered_is_a_conflict_not_missing(actors, case_in, sessions):
+    """Declined by one colleague, the sheet is out of the department's sight; the second answer is a 409."""
+    from engine import services
+    from engine.db import unit_of_work
+    from engine.errors import StaleVersion
+    from engine.models import User
+
+    case_id = case_in("assigned")
+    with unit_of_work(sessions) as s:
+        handoff = services.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN)
+        hid, version = handoff.id, handoff.version
+    with unit_of_work(sessions) as s:
+        services.answer_join(s, s.get(User, actors.shakyo.id), hid, "decline", version=version, reason="所管外")
+    with pytest.raises(StaleVersion), unit_of_work(sessions) as s:
+        services.answer_join(s, s.get(User, actors.shakyo.id), hid, "accept", version=version)
