@@ -21,6 +21,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from engine import access, alerts, audit, calendar, states, vocab
 from engine.errors import (
     EngineError,
+    GuardRefused,
     MissingField,
     NotFound,
     PermissionDenied,
@@ -983,6 +984,12 @@ def request_join(session: Session, actor: User, case_id: int, *, to_department: 
     if any(h.to_department_id == target.id and h.state in ("sent", "accepted") for h in case.handoffs) or \
             case.owning_department_id == target.id:
         raise ValidationFailed({"to_department": [f"{target.name}は既にこのケースに関わっています。"]})
+    # With the person's consent in force, the case's content reaches only the agencies it covers: a
+    # department outside it is not sent the case (the 支援会議 is where others are consulted without it).
+    consent = access.current_given_consent(session, case.id)
+    if consent is not None and target.id not in {a.department_id for a in consent.agencies}:
+        raise GuardRefused(f"{target.name}は本人の同意の範囲に含まれていないため、参加を依頼できません。"
+                           "同意の範囲を記録し直すか、支援会議で協議してください。", guard="join_within_consent")
     touch(case, now)  # the case's version moves with the request
     flush_or_stale(session, case)
     handoff = send_handoff_record(session, actor, case, target, reason=reason, summary=summary, now=now,

@@ -49,8 +49,9 @@ READS = {
     "shared_facts": lambda s, a, w: casefile.read_shared_facts(s, a, w.case_id),
 }
 WRITES = {
-    "case_metadata": lambda s, a, w: services.request_join(s, a, w.case_id, to_department="health",
-                                                           reason="健康面の支援", summary="通院の支援", now=NOW),
+    # 社協: covered by the case's consent (a department outside it may not be asked: test_join_offers).
+    "case_metadata": lambda s, a, w: services.request_join(s, a, w.case_id, to_department="shakyo",
+                                                           reason="居場所の支援", summary="通院の支援", now=NOW),
     "case_content": lambda s, a, w: casefile.amend_case(s, a, w.case_id, version=_version(s, w.case_id),
                                                         summary="修正後の要約", now=NOW),
     "support_meeting": lambda s, a, w: confidential.record_minutes(s, a, w.meeting_id, minutes="追記", now=NOW),

@@ -29,8 +29,8 @@ PAGE_ROLES = [r for r in M.ROLES if r != "referral_client"]  # an outside system
 # Writes in an order where an allowed one does not take the next one's ground away
 # (withdrawing consent narrows access, so it goes last).
 WRITES = {
-    "case_metadata": lambda w, v: (f"/cases/{w.case_id}/join", {"version": v, "to_department": "health",
-                                                                "reason": "健康面の支援を依頼", "summary": "要約"}),
+    "case_metadata": lambda w, v: (f"/cases/{w.case_id}/join", {"version": v, "to_department": "shakyo",
+                                                                "reason": "居場所の支援を依頼", "summary": "要約"}),
     "case_content": lambda w, v: (f"/cases/{w.case_id}/amend", {"version": v, "person.name": "廿日 太郎",
                                                                  "summary": "要約を訂正"}),
     "contact_notes": lambda w, v: (f"/cases/{w.case_id}/notes", {"method": "phone", "body": "電話で様子を確認",

@@ -365,14 +365,17 @@ def test_a_refusal_reaches_the_trail_of_the_case_it_concerns(web, actors, case_i
                                         ("page.cases.detail", None, "case", str(case_id + 1000))]
 
 
-def test_a_reader_outside_the_consent_learns_a_plan_exists_not_what_it_says(web, actors, case_in, sessions):
+def test_a_reader_outside_the_consent_learns_a_plan_exists_not_what_it_says(web, actors, case_in, fire, sessions):
     from engine import services
+    from tests.pages_support import CONSENT, PLAN
 
-    case_id = case_in("accompaniment")  # the consent covers 生活福祉課 and 社協
-    with unit_of_work(sessions) as s:
+    case_id = case_in("assigned")
+    with unit_of_work(sessions) as s:  # joined before the consent, which then covers 生活福祉課 and 社協 only
         h = services.request_join(s, actors.livelihood, case_id, to_department="hikikomori_station",
                                   reason="外出の練習を", summary="日中の居場所が必要。")
         services.answer_join(s, actors.hikikomori, h.id, "accept")
+    fire(actors.livelihood, case_id, "record_consent", **CONSENT)
+    fire(actors.livelihood, case_id, "adopt_plan", **PLAN)
     joined = text_of(web(actors.hikikomori).get(f"/cases/{case_id}"))
     plan = joined.split("支援プラン", 1)[1]
     assert "有効な支援プランがあります。" in plan

@@ -201,3 +201,21 @@ def test_answering_a_join_request_a_colleague_just_answered_is_a_conflict_not_mi
         services.answer_join(s, s.get(User, actors.shakyo.id), hid, "decline", version=version, reason="所管外")
     with pytest.raises(StaleVersion), unit_of_work(sessions) as s:
         services.answer_join(s, s.get(User, actors.shakyo.id), hid, "accept", version=version)
+
+
+def test_with_consent_in_force_only_a_covered_agency_may_be_asked_to_join(web, actors, case_in, sessions):
+    from engine.db import unit_of_work
+    from engine.models import Case
+
+    case_id = case_in("layered_meeting")  # consent covers 生活福祉課 and 社協
+    client = web(actors.livelihood)
+    with unit_of_work(sessions) as s:
+        version = s.get(Case, case_id).version
+    r = client.post(f"/cases/{case_id}/join", data={"version": version, "to_department": "health",
+                                                   "reason": "通院の支援", "summary": "要約"})
+    assert r.status_code == 409
+    assert "健康推進課は本人の同意の範囲に含まれていないため" in error_beside(r, "join", "to_department")
+    assert _joins(sessions, case_id) == []
+    r = client.post(f"/cases/{case_id}/join", data={"version": version, "to_department": "shakyo",
+                                                   "reason": "居場所の紹介", "summary": "要約"})
+    assert r.status_code == 303 and [code for code, _ in _joins(sessions, case_id)] == ["shakyo"]

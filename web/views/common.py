@@ -16,6 +16,7 @@ GUARD_FIELDS = {
     "plan_agencies_within_consent": "roles",
     "evaluation_date_in_future": "next_evaluation_date",
     "target_is_other_department": "to_department",
+    "join_within_consent": "to_department",
     "decision": "decision",
 }
 
