@@ -25,6 +25,9 @@ class CaseFile:
     allowed_events: list[str]
     content: bool
     rel: frozenset[str] = frozenset()  # the reader's relations to the case (engine.access.relations)
+    # For a reader of the content who may not read the plan: whether one is in force ("active") or ended
+    # ("ended"), never what it says; None otherwise.
+    hidden_plan: str | None = None
 
 
 def read_case(session: Session, actor, case_id: int, *, remote_addr: str | None = None) -> CaseFile:
@@ -34,7 +37,13 @@ def read_case(session: Session, actor, case_id: int, *, remote_addr: str | None 
     allowed = services.allowed_events(session, actor, case)
     view = views.case_view(session, actor, case, allowed)
     content = view["access"] == "content"
-    return CaseFile(case=case, view=view, allowed_events=allowed, content=content, rel=rel)
+    hidden_plan = None
+    if content and not access.may(session, actor, case, access.PLAN, access.READ, rel=rel):
+        found = set(session.scalars(select(Plan.status).where(Plan.case_id == case.id,
+                                                              Plan.status.in_(("active", "ended")))))
+        hidden_plan = "active" if "active" in found else ("ended" if found else None)
+    return CaseFile(case=case, view=view, allowed_events=allowed, content=content, rel=rel,
+                    hidden_plan=hidden_plan)
 
 
 @dataclass

@@ -5,14 +5,13 @@ from datetime import datetime
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
-from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from engine import (
     calendar, casefile, caselist, join_offers, notes, notices, reading, routing_override, services, states, submissions,
 )
 from engine.errors import EngineError, NotFound, ValidationFailed
-from engine.models import Handoff, Plan, utcnow
+from engine.models import Handoff, utcnow
 from web import db, diagram, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 
@@ -65,16 +64,6 @@ def _withdrawable(s, file) -> dict[int, int]:
             if not h.primary and h.state == "sent" and services.may_withdraw_join(s, actor(), file.case, h, file.rel)}
 
 
-def _hidden_plan(s, file, may) -> str | None:
-    """For a reader of the case who may not read its plan: whether one is in force ("active") or ended
-    ("ended"), as the plan's readers would see it; None if there is none. Only that, never its content."""
-    if file.view.get("access") != "content" or may.get("plan.read"):
-        return None
-    found = set(s.scalars(select(Plan.status).where(Plan.case_id == file.case.id,
-                                                    Plan.status.in_(("active", "ended")))))
-    return "active" if "active" in found else ("ended" if found else None)
-
-
 def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | None = None,
                  refused: Refusal | None = None, note_values: MultiDict | None = None):
     s = db.session()
@@ -108,7 +97,7 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
                            url_for("cases.offer_join", case_id=case_id)))
     status = refused.status if refused else 200
     return render_template(
-        "case_detail.html", file=file, case=file.case, view=view, hidden_plan=_hidden_plan(s, file, may),
+        "case_detail.html", file=file, case=file.case, view=view, hidden_plan=file.hidden_plan,
         machine=diagram.render(file.case.state, file.allowed_events, visited),
         form_event=event, form_prefix=FORM_PREFIXES.get(event, f"ev-{event}"), values=values or MultiDict(),
         errors=(refused.errors if refused else {}),
