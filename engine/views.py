@@ -62,13 +62,16 @@ def handoff_metadata(session: Session, h: Handoff) -> dict[str, Any]:
     }
 
 
-def case_view(session: Session, actor, case: Case, allowed_events: list[str]) -> dict[str, Any]:
+def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
+              support_meeting_records: bool = True) -> dict[str, Any]:
     """The staff view of a case, opened as far as the access policy allows `actor`.
 
     Metadata (state, dates, departments, handoffs, history) for everyone who may know the case exists;
     the rest only as engine.access.POLICY opens it. 支援会議 minutes and notes appear only in the meetings
-    the actor is an acknowledged member of. A view that shows content is itself recorded in the audit
-    trail (action `case.read`, with the kinds of record shown), so callers need not record it again.
+    the actor is an acknowledged member of, and never with `support_meeting_records=False` (the API: they
+    are read on the meeting's page, under the 守秘義務 the member acknowledged there). A view that shows
+    content is itself recorded in the audit trail (action `case.read`, with the kinds of record shown and
+    the meetings whose records it held), so callers need not record it again.
     """
     rel = access.relations(session, actor, case)
     sight = access.sight_of(rel)
@@ -108,9 +111,11 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str]) ->
     if facts or rel & {access.COVERED, access.SYSTEM}:
         view["shared_facts"] = facts
         parts.append(access.SHARED_FACTS)
-    view["meetings"] = [meeting_summary(session, actor, m, rel=rel) for m in session.scalars(
-        select(Meeting).where(Meeting.case_id == case.id).order_by(Meeting.held_at, Meeting.id))]
-    read_meetings = [m["id"] for m in view["meetings"] if m["readable"]]
+    view["meetings"] = [meeting_summary(session, actor, m, rel=rel, records=support_meeting_records
+                                        or m.kind != "support_meeting")
+                        for m in session.scalars(select(Meeting).where(Meeting.case_id == case.id)
+                                                 .order_by(Meeting.held_at, Meeting.id))]
+    read_meetings = [m["id"] for m in view["meetings"] if "minutes" in m]
     view["may"] = access.permissions(session, actor, case, rel=rel)
     audit.record(session, actor=actor, action="case.read", object_type="case", object_id=case.id,
                  case_id=case.id, detail={"parts": parts, "meetings": read_meetings})
@@ -226,14 +231,15 @@ def meeting_readable(session: Session, actor, meeting: Meeting, rel=None) -> boo
     return access.may(session, actor, case, kind, access.READ, meeting=meeting, rel=rel)
 
 
-def meeting_summary(session: Session, actor, meeting: Meeting, rel=None) -> dict[str, Any]:
-    """A meeting as `actor` may see it: that it was held, and its records only for those who may read them."""
+def meeting_summary(session: Session, actor, meeting: Meeting, rel=None, records: bool = True) -> dict[str, Any]:
+    """A meeting as `actor` may see it: that it was held, and its records only for those who may read them
+    (and only with `records`)."""
     readable = meeting_readable(session, actor, meeting, rel=rel)
     mine = access.meeting_relations(actor, meeting)
     out = {"id": meeting.id, "kind": meeting.kind, "held_at": iso(meeting.held_at),
            "member_count": len(meeting.members), "readable": readable,
            "acknowledgement_needed": access.PENDING in mine}
-    if readable:
+    if readable and records:
         out.update({
             "minutes": meeting.minutes, "decisions": meeting.decisions,
             "members": [{"name": m.user.display_name, "department": department_ref(_dept(session, m.department_id)),
@@ -258,15 +264,16 @@ def case_list_item(session: Session, actor, case: Case, sight: access.Sight | No
     return item
 
 
-def event_receipt(session: Session, actor, case: Case, allowed_events: list[str]) -> dict[str, Any]:
+def event_receipt(session: Session, actor, case: Case, allowed_events: list[str], *,
+                  support_meeting_records: bool = True) -> dict[str, Any]:
     """What the actor of an event sees of the case afterwards.
 
-    Usually the full staff view; but an event can end the actor's sight (a department that declines a
+    Usually the full staff view (`support_meeting_records` as for case_view); but an event can end the actor's sight (a department that declines a
     つなぐシート is no longer involved), and then the answer is a receipt: the new status and version, no
     handoffs, no history, nothing else of the case.
     """
     if access.case_sight(session, actor, case) >= access.Sight.METADATA:
-        return case_view(session, actor, case, allowed_events)
+        return case_view(session, actor, case, allowed_events, support_meeting_records=support_meeting_records)
     receipt = referral_view(session, case)
     receipt.update({"version": case.version, "allowed_events": [], "access": "none", "urgency": case.urgency,
                     "multi_agency_candidate": False, "handoffs": [], "history": []})

@@ -161,7 +161,13 @@ def test_no_answer_carries_a_support_meeting_record_before_or_after_consent(
                 assert minutes not in text and note not in text, f"{who}: a 支援会議 record in {url}"
 
     answers()
-    fire(actors.fm, case_id, "seek_consent")
+    # The answer to an event a member fires is the case view too: no records in it either.
+    version = M.version(sessions, case_id)
+    r = client.post(f"/api/v1/cases/{case_id}/events", json={"event": "seek_consent", "version": version},
+                    headers=auth(make_token("cases:read,cases:write", user=actors.livelihood)))
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert [m for m in r.get_json()["meetings"] if m["readable"]], "the member reads that the meeting was held"
+    assert minutes not in r.get_data(as_text=True) and note not in r.get_data(as_text=True)
     fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
          agencies=["livelihood", "shakyo", "hikikomori_station"])
     answers()

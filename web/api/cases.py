@@ -18,14 +18,9 @@ blp = ApiBlueprint("Cases", __name__, description="ケース（職員の見え�
 def _view(session, user, case, may_write: bool):
     # `allowed_events` says what this caller can do now: nothing through a token that cannot write.
     allowed = services.allowed_events(session, user, case) if may_write else []
-    view = views.case_view(session, user, case, allowed)
-    # A 支援会議's records never leave through the API, not even to its members: they are read on the
-    # meeting's page, under the 守秘義務 the member acknowledged there. That the meeting was held stays.
-    for m in view.get("meetings") or []:
-        if m["kind"] == "support_meeting":
-            for key in ("minutes", "decisions", "members", "contact_notes"):
-                m.pop(key, None)
-    return view
+    # A 支援会議's records never leave through the API, not even to its members: that the meeting was held
+    # stays.
+    return views.case_view(session, user, case, allowed, support_meeting_records=False)
 
 
 @blp.route(f"/cases/<int(max={MAX_ID}):case_id>")
@@ -75,4 +70,5 @@ class CaseEvents(MethodView):
                 exc.extra["allowed_events"] = allowed
             raise
         s.expire(case, ["history", "handoffs"])
-        return views.event_receipt(s, who.user, case, services.allowed_events(s, who.user, case))
+        return views.event_receipt(s, who.user, case, services.allowed_events(s, who.user, case),
+                                   support_meeting_records=False)
