@@ -163,6 +163,8 @@ def reassign(session: Session, actor, alert_id: int, *, to_department: str | Non
     if handoff is not None and handoff.state == "sent":
         if handoff.to_department_id == target.id:
             raise ValidationFailed({"to_department": ["今の送付先と同じ部署です。"]})
+        if not handoff.primary:
+            services.require_join_within_consent(session, case, target)
         ctx = services.HandoffContext(session, actor, case, handoff, now, {"reason": reason})
         states.fire_handoff_event(handoff, "withdraw", ctx)
         handoff.withdrawn_at = now

@@ -960,6 +960,16 @@ def refused_target(session: Session, view_args: dict) -> tuple[int | None, str |
 # --- asking another department to join (a handoff that does not move the case) ------------------
 
 
+def require_join_within_consent(session: Session, case: Case, target: Department) -> None:
+    """With the person's consent in force, the case's content reaches only the agencies it covers: a
+    department outside it is not asked to join (by its owner, or by an FM's 振り替え of a join request).
+    The 支援会議 is where others are consulted without it."""
+    consent = access.current_given_consent(session, case.id)
+    if consent is not None and target.id not in {a.department_id for a in consent.agencies}:
+        raise GuardRefused(f"{target.name}は本人の同意の範囲に含まれていないため、参加を依頼できません。"
+                           "同意の範囲を記録し直すか、支援会議で協議してください。", guard="join_within_consent")
+
+
 def request_join(session: Session, actor: User, case_id: int, *, to_department: str, reason: str,
                  summary: str, version: int | None = None, now: datetime | None = None,
                  remote_addr: str | None = None) -> Handoff:
@@ -984,12 +994,7 @@ def request_join(session: Session, actor: User, case_id: int, *, to_department: 
     if any(h.to_department_id == target.id and h.state in ("sent", "accepted") for h in case.handoffs) or \
             case.owning_department_id == target.id:
         raise ValidationFailed({"to_department": [f"{target.name}は既にこのケースに関わっています。"]})
-    # With the person's consent in force, the case's content reaches only the agencies it covers: a
-    # department outside it is not sent the case (the 支援会議 is where others are consulted without it).
-    consent = access.current_given_consent(session, case.id)
-    if consent is not None and target.id not in {a.department_id for a in consent.agencies}:
-        raise GuardRefused(f"{target.name}は本人の同意の範囲に含まれていないため、参加を依頼できません。"
-                           "同意の範囲を記録し直すか、支援会議で協議してください。", guard="join_within_consent")
+    require_join_within_consent(session, case, target)
     touch(case, now)  # the case's version moves with the request
     flush_or_stale(session, case)
     handoff = send_handoff_record(session, actor, case, target, reason=reason, summary=summary, now=now,

@@ -157,3 +157,24 @@ def test_a_returned_join_request_is_listed_but_not_offered_for_reassignment(acto
         sections = {sec.key: sec for sec in dashboard.fm_dashboard(s, s.get(User, actors.fm.id), now=NOW)}
         [item] = [i for i in sections["unrouted"].items if i.case_id == case_id]
         assert item.kind == "handoff_declined" and item.reassignable is False
+
+
+def test_reassigning_a_join_request_keeps_to_the_persons_consent(web, actors, case_in, sessions):
+    from engine import services
+
+    case_id = case_in("layered_meeting")  # consent covers 生活福祉課 and 社協
+    with unit_of_work(sessions) as s:
+        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="shakyo",
+                                  reason="居場所の紹介", summary="要約")
+        hid = h.id
+        alert_id = alerts.raise_alert(s, kind="handoff_escalated", case_id=case_id, handoff_id=hid,
+                                      department_id=None, due_at=h.escalate_at, message="未受理")
+    client = web(actors.fm)
+    r = client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "children", "reason": "子育ての支援"})
+    assert r.status_code == 409
+    assert "こども家庭課は本人の同意の範囲に含まれていないため" in text_of(r)
+    with unit_of_work(sessions) as s:
+        assert [(x.to_department.code, x.state) for x in s.scalars(
+            select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False)))] == [("shakyo", "sent")]
+    assert _alert(sessions, alert_id).status == "open"
+    assert web(actors.children).get(f"/cases/{case_id}").status_code == 404
