@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from engine import access, audit, services, views
 from engine.errors import Conflict, GuardRefused, MissingField, NotFound, ValidationFailed
-from engine.models import Meeting, MeetingMember, SharedFact, User, utcnow
+from engine.models import Department, Meeting, MeetingMember, SharedFact, User, utcnow
 
 
 def _meeting_kind(meeting: Meeting) -> str:
@@ -80,6 +80,14 @@ def add_meeting_member(session: Session, actor, meeting_id: int, login: str, *,
         raise ValidationFailed({"user": [f"「{login}」という職員はいません。"]})
     if any(m.user_id == user.id for m in meeting.members):
         raise Conflict(f"{user.display_name}は既にこの会議の構成員です。")
+    if meeting.kind == "layered_meeting":
+        # A 重層的支援会議 meets under the person's consent: its members read the case's content, so
+        # only an agency the consent covers may join it (others are consulted in a 支援会議).
+        consent = access.current_given_consent(session, case.id)
+        if consent is None or user.department_id not in {a.department_id for a in consent.agencies}:
+            dept = session.get(Department, user.department_id)
+            raise GuardRefused(f"{dept.name if dept else user.display_name}は本人の同意の範囲に含まれていないため、"
+                               "重層的支援会議の構成員に加えることはできません。", guard="member_within_consent")
     member = MeetingMember(meeting_id=meeting.id, user_id=user.id, department_id=user.department_id,
                            secretariat=False, acknowledged_at=None)
     meeting.members.append(member)

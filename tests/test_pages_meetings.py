@@ -169,3 +169,15 @@ def test_the_secretariat_adds_a_member_who_acknowledges_before_reading(web, acto
     assert "長男の生活状況" not in text_of(client.get(f"/meetings/{meeting_id}"))
     assert client.post(f"/meetings/{meeting_id}/acknowledge").status_code == 303
     assert "長男の生活状況を共有した。" in text_of(client.get(f"/meetings/{meeting_id}"))
+
+
+def test_a_layered_meeting_takes_members_only_from_the_agencies_the_consent_covers(web, actors, case_in, sessions):
+    case_id = case_in("accompaniment")  # the plan's 重層的支援会議, 生活福祉課 its secretariat; consent: 生活福祉課, 社協
+    meeting_id = _meeting(sessions, case_id, kind="layered_meeting")
+    secretariat = web(actors.livelihood)
+    r = secretariat.post(f"/meetings/{meeting_id}/members", data={"user": "children"})
+    assert r.status_code == 409
+    assert "こども家庭課は本人の同意の範囲に含まれていないため" in text_of(r)
+    assert count(sessions, AuditEvent, AuditEvent.action == "meeting.add_member") == 0
+    assert web(actors.children).get(f"/cases/{case_id}").status_code == 404
+    assert secretariat.post(f"/meetings/{meeting_id}/members", data={"user": "shakyo"}).status_code == 303

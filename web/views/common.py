@@ -17,6 +17,7 @@ GUARD_FIELDS = {
     "evaluation_date_in_future": "next_evaluation_date",
     "target_is_other_department": "to_department",
     "join_within_consent": "to_department",
+    "member_within_consent": "user",
     "decision": "decision",
 }
 
