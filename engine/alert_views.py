@@ -6,13 +6,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.alerts import ALERT_LABELS, readable_messages, visible_alerts_query
+from engine.alerts import ALERT_LABELS, readable_texts, visible_alerts_query
 from engine.models import Alert, Case, Department, Handoff
 from engine.views import iso
 
 
-def alert_view(alert: Alert, message: str, department: str | None) -> dict[str, Any]:
-    """One alert for the API; `message` as readable_messages() gave it, `department` as _departments() did."""
+def alert_view(alert: Alert, message: str, note: str | None, department: str | None) -> dict[str, Any]:
+    """One alert for the API; `message` and `note` as readable_texts() gave them, `department` as
+    _departments() did."""
     return {
         "id": alert.id,
         "kind": alert.kind,
@@ -27,7 +28,7 @@ def alert_view(alert: Alert, message: str, department: str | None) -> dict[str, 
         "due_at": iso(alert.due_at),
         "acknowledged_at": iso(alert.acknowledged_at),
         "resolved_at": iso(alert.resolved_at),
-        "note": alert.note,
+        "note": note,
     }
 
 
@@ -74,11 +75,12 @@ def page(session: Session, actor, *, status: str | None = None, kind: str | None
     rows = session.scalars(q.order_by(Alert.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    messages, departments = readable_messages(session, actor, rows), _departments(session, rows)
-    return [alert_view(a, messages[a.id], departments[a.id]) for a in rows], (rows[-1].id if more else None)
+    (messages, notes), departments = readable_texts(session, actor, rows), _departments(session, rows)
+    return ([alert_view(a, messages[a.id], notes.get(a.id), departments[a.id]) for a in rows],
+            (rows[-1].id if more else None))
 
 
 def answer(session: Session, actor, alert: Alert) -> dict[str, Any]:
     """The alert an action (acknowledge, resolve) answers with."""
-    return alert_view(alert, readable_messages(session, actor, [alert])[alert.id],
-                      _departments(session, [alert])[alert.id])
+    messages, notes = readable_texts(session, actor, [alert])
+    return alert_view(alert, messages[alert.id], notes.get(alert.id), _departments(session, [alert])[alert.id])

@@ -95,18 +95,37 @@ def readable_messages(session: Session, actor, shown: list[Alert]) -> dict[int, 
     department typed: it is shown whole only to those who may read the case's content, and that reading
     is recorded in the audit trail (`alert.read`); the others read that the sheet came back, and from whom.
     """
+    return readable_texts(session, actor, shown, notes=False)[0]
+
+
+NOTE_WITHHELD = "（記録があります。内容は、このケースの記録を読める職員と記録した本人だけに表示されます）"
+
+
+def readable_texts(session: Session, actor, shown: list[Alert], *,
+                   notes: bool = True) -> tuple[dict[int, str], dict[int, str | None]]:
+    """Each alert's message (as readable_messages) and, with `notes`, its note, as `actor` may read them.
+
+    A note is what a person typed on acknowledging or resolving (「電話で督促した」, a 振り替え's reason),
+    and may say anything about the case: it is shown whole to the person who wrote it and to those who
+    may read the case's content (recorded as `alert.read`, with the message's typed reason where there is
+    one); the others read that there is a note, not what it says.
+    """
     from engine.access import Sight, visible_cases_filter
     from engine.models import Case, Department, Handoff
 
     out = {a.id: a.message or "" for a in shown}
+    note_out: dict[int, str | None] = {}
     if getattr(actor, "role", None) == "admin":
         # The administrator reads the dashboard to keep the system running, not to coordinate cases: the
         # combination of categories that made a 多機関協働 candidate (case content) is the FMs' to read.
         out.update({a.id: "多機関協働の候補です。" for a in shown if a.kind == "multi_agency_candidate"})
     quoting = [a for a in shown if a.kind in QUOTING_KINDS]
-    if not quoting:
-        return out
-    case_ids = {a.case_id for a in quoting}
+    noted = [a for a in shown if notes and a.note]
+    if not quoting and not noted:
+        return out, note_out
+    actor_id = getattr(actor, "id", None)
+    authored = {a.id for a in noted if actor_id is not None and actor_id in (a.acknowledged_by_id, a.resolved_by_id)}
+    case_ids = {a.case_id for a in quoting + noted}
     readable = set(session.scalars(select(Case.id).where(Case.id.in_(case_ids),
                                                          visible_cases_filter(session, actor, Sight.CONTENT))))
     handoffs = {h.id: (h.primary, name) for h, name in session.execute(
@@ -114,13 +133,19 @@ def readable_messages(session: Session, actor, shown: list[Alert]) -> dict[int, 
         .where(Handoff.id.in_({a.handoff_id for a in quoting if a.handoff_id is not None})))}
     for a in quoting:
         if a.case_id in readable:
-            audit.record(session, actor=actor, action="alert.read", object_type="alert", object_id=a.id,
-                         case_id=a.case_id, detail={"shown": ["decline_reason"]})
             continue
         primary, to_name = handoffs.get(a.handoff_id, (True, None))
         what = "つなぐシートを返送しました" if primary else "参加依頼を返送しました"
         out[a.id] = (f"{to_name or '送付先の部署'}が{what}。返送の理由は、このケースの記録を読める職員だけに表示されます。")
-    return out
+    for a in noted:
+        note_out[a.id] = a.note if a.id in authored or a.case_id in readable else NOTE_WITHHELD
+    for a in shown:
+        parts = (["decline_reason"] if a in quoting and a.case_id in readable else []) + (
+            ["note"] if a in noted and a.case_id in readable and a.id not in authored else [])
+        if parts:
+            audit.record(session, actor=actor, action="alert.read", object_type="alert", object_id=a.id,
+                         case_id=a.case_id, detail={"shown": parts})
+    return out, note_out
 
 
 def _load(session: Session, actor, alert_id: int) -> Alert:

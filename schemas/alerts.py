@@ -27,7 +27,9 @@ class AlertOut(Output):
     due_at = timestamp(nullable=True)
     acknowledged_at = timestamp(nullable=True)
     resolved_at = timestamp(nullable=True)
-    note = fields.String(required=True, allow_none=True)
+    note = fields.String(required=True, allow_none=True, metadata={
+        "description": "確認・解決のときに書かれたメモ。書いた本人とケースの記録を読める職員にだけ全文、"
+                       "ほかの人には記録があることだけが示されます"})
 
 
 class AlertPage(Output):

@@ -125,3 +125,24 @@ def test_alerts_to_the_fm_name_the_department_they_concern(client, make_token, a
     open_case(categories=["other"])
     [unrouted] = client.get("/api/v1/alerts", headers=auth(desk)).get_json()["items"]
     assert (unrouted["department"], unrouted["recipient"]) == ("desk", "department")
+
+
+def test_a_typed_note_only_for_its_writer_and_those_with_content_sight(client, make_token, open_case, fire, actors,
+                                                                       sessions):
+    """A note may say anything about the case (「DV被害の疑い」): like a return reason, it is case content."""
+    from engine.alerts import NOTE_WITHHELD
+
+    _, alert_id = _declined(open_case, fire, actors, sessions)
+    note = "本人からDV被害の疑いを聞き取り"
+    fm = make_token("alerts:read,alerts:write", user=actors.fm, name="fm-tool")
+    fm2 = make_token("alerts:read", user=actors.fm2, name="fm2-tool")
+    desk = make_token("alerts:read", user=actors.window, name="desk-tool")
+    answer = client.post(f"/api/v1/alerts/{alert_id}/acknowledge", json={"note": note}, headers=auth(fm))
+    assert answer.status_code == 200 and answer.get_json()["note"] == note  # its writer
+    reads = _reads(sessions, alert_id)
+    other = client.get("/api/v1/alerts?kind=handoff_declined", headers=auth(fm2)).get_json()["items"][0]
+    assert other["note"] == NOTE_WITHHELD and note not in str(other)
+    assert _reads(sessions, alert_id) == reads
+    reader = client.get("/api/v1/alerts?kind=handoff_declined", headers=auth(desk)).get_json()["items"][0]
+    assert reader["note"] == note
+    assert _reads(sessions, alert_id) == reads + 1
