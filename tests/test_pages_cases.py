@@ -323,6 +323,19 @@ def test_contact_notes_are_checked_and_added_once(web, actors, case_in, sessions
     assert "令和8年11月27日 ・訪問" in text_of(client.get(f"/cases/{case_id}"))
 
 
+def test_a_contact_note_from_someone_who_may_not_write_is_refused_and_audited_whatever_the_form(
+        web, actors, case_in, sessions):
+    from tests.access_matrix import refusals
+
+    case_id = case_in("assigned")  # the recording window keeps its metadata sight, not the contact notes
+    client = web(actors.window)
+    for form in ({}, {"submission_token": "x" * 20, "method": "phone", "body": "電話した。"}):
+        before = refusals(sessions)
+        assert client.post(f"/cases/{case_id}/notes", form).status_code == 403
+        assert refusals(sessions) == before + 1
+    assert count(sessions, ContactNote) == 0
+
+
 def test_a_contact_note_in_the_future_is_refused_beside_its_date(web, actors, case_in):
     case_id = case_in("assigned")
     client = web(actors.livelihood)

@@ -280,6 +280,7 @@ def withdraw_join(case_id: int, handoff_id: int):
 @login_required
 def add_note(case_id: int):
     """Add a contact note from the case page."""
+    notes.require_may_add(db.session(), actor(), case_id)
     parsed = forms.parse(forms.ContactNoteSchema, request.form)
     if not parsed.ok:
         return _render_case(case_id, event="contact_note", note_values=request.form,
