@@ -29,6 +29,10 @@ def _spend_a_verification(password: str) -> None:
     except (VerificationError, InvalidHashError):
         pass
 FREE_ATTEMPTS = 5
+# One answer for an unknown login, a wrong password and a locked account alike, so that the answer does
+# not tell which logins exist; it names the lock, since a person who typed the right password needs to know.
+SIGN_IN_REFUSED = ("ログインIDまたはパスワードが違うか、ログインの失敗が続いたためしばらくログインできない状態です。"
+                   "確かめて、時間をおいてやり直してください。")
 MAX_LOCK = timedelta(minutes=15)
 MIN_PASSWORD = 10
 # Per address: a city office may sit behind one proxy address, so the limit is well above one person's
@@ -106,7 +110,8 @@ def authenticate(session: Session, login: str, password: str, *, remote_addr: st
     if user.locked_until is not None and user.locked_until > now:
         audit.record(session, actor=user, action="login.locked", object_type="user", object_id=user.id,
                      remote_addr=remote_addr, outcome="refused", at=now)
-        raise PermissionDenied("ログインの失敗が続いたため、しばらくログインできません。時間をおいてやり直してください。")
+        _spend_a_verification(password)  # as long as any other refusal
+        raise PermissionDenied(SIGN_IN_REFUSED)
     try:
         ok = bool(user.password_hash) and _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):

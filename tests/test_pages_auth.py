@@ -1,12 +1,14 @@
 """Signing in and out, sessions that end after inactivity, cookies, CSRF, security headers."""
 from __future__ import annotations
 
+import re
 import time
 from urllib.parse import quote
 
 import pytest
 from flask import Blueprint
 
+from engine import users
 from engine.models import AuditEvent, Case
 from tests.conftest import PASSWORD
 from tests.pages_support import app, count, text_of, web  # noqa: F401  (fixtures)
@@ -43,17 +45,23 @@ def test_sign_in_never_redirects_off_site(web, actors, target):
 def test_a_wrong_password_is_refused_and_recorded(web, actors, sessions):
     r = _login(web(), "window", "wrong password")
     assert r.status_code == 401
-    assert "ログインIDまたはパスワードが違います。" in text_of(r)
+    assert users.SIGN_IN_REFUSED in text_of(r)
     assert count(sessions, AuditEvent, AuditEvent.action == "login.failed") == 1
 
 
-def test_repeated_failures_lock_the_account_and_say_so(web, actors):
+def test_repeated_failures_lock_the_account_and_answer_as_an_unknown_login_does(web, actors, sessions):
     client = web()
     for _ in range(5):
         assert _login(client, "window", "wrong password").status_code == 401
     r = _login(client, "window", PASSWORD)  # even the right password waits now
     assert r.status_code == 401
-    assert "ログインの失敗が続いたため、しばらくログインできません" in text_of(r)
+    assert count(sessions, AuditEvent, AuditEvent.action == "login.locked") == 1
+    # The same page as for a login that does not exist: the answer does not tell which logins exist.
+    unknown = _login(client, "no-such-login", PASSWORD)
+    assert unknown.status_code == 401
+    page = lambda resp: re.sub(r'value="[^"]*"', "", resp.get_data(as_text=True))  # noqa: E731
+    assert page(r) == page(unknown)
+    assert users.SIGN_IN_REFUSED in text_of(r)
 
 
 def test_a_session_ends_after_the_configured_inactivity(web, actors, app):

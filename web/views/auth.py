@@ -51,7 +51,7 @@ def login():
             session[LAST_SEEN] = session[SIGNED_IN_AT] = int(time.time())
             return redirect(_safe_next(request.args.get("next")))
         db.commit()  # keep the failure count and the audit row
-        error = error or "ログインIDまたはパスワードが違います。"
+        error = error or users.SIGN_IN_REFUSED
     return render_template("login.html", error=error, login_id=login_id), (401 if error else 200)
 
 
