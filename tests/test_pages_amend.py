@@ -2,6 +2,8 @@
 a detail; mistakes are marked beside their inputs; stale, forbidden and unchanged forms write nothing."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from engine.models import AuditEvent, Case, CaseHistory
@@ -84,9 +86,19 @@ def test_a_stale_amend_form_is_refused(web, actors, case_in, sessions):
     old = _form(sessions, case_id, summary="一回目の訂正")
     client = web(actors.livelihood)
     assert client.post(f"/cases/{case_id}/amend", old).status_code == 303
-    again = client.post(f"/cases/{case_id}/amend", {**old, "summary": "二回目の訂正"})
+    again = client.post(f"/cases/{case_id}/amend", {**old, "summary": "二回目の訂正", "person.phone": "0829-20-0000"})
     assert again.status_code == 409 and "他の職員が先に更新しました" in text_of(again)
     assert _person(sessions, case_id)["summary"] == "一回目の訂正"
+    # What was typed is not lost: the form comes back open with it and the current version, to be sent
+    # again on purpose once the person has read what changed.
+    assert "入力した内容はフォームに残しています" in text_of(again)
+    assert input_value(again, "amend", "person.phone") == "0829-20-0000"
+    assert "二回目の訂正" in again.get_data(as_text=True)
+    version = int(re.search(r'id="event-amend".*?name="version" value="(\d+)"', again.get_data(as_text=True),
+                            re.S).group(1))
+    assert version == case_version(sessions, case_id)
+    resent = client.post(f"/cases/{case_id}/amend", {**old, "version": version, "summary": "二回目の訂正"})
+    assert resent.status_code == 303 and _person(sessions, case_id)["summary"] == "二回目の訂正"
 
 
 def test_only_the_owner_or_case_fm_may_amend(web, actors, case_in, sessions):

@@ -138,7 +138,8 @@ def _apply_form(case_id: int, form_event: str, schema, apply):
     except EngineError as exc:
         r = refusal(exc)
         r.errors = parsed.page_errors(r.errors)
-        return None, _render_case(case_id, event=form_event, values=None if r.stale else request.form, refused=r)
+        return None, _render_case(case_id, event=form_event, values=request.form if r.keep_values or not r.stale
+                                 else None, refused=r)
 
 
 @bp.post("/cases/<id:case_id>/events/<event>")

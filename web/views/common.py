@@ -36,19 +36,23 @@ class Refusal:
     """An engine refusal as a page shows it: a status, a message at the top, messages by input name."""
 
     def __init__(self, status: int, message: str, errors: dict[str, list[str]] | None = None,
-                 stale: bool = False, exc: EngineError | None = None):
+                 stale: bool = False, exc: EngineError | None = None, keep_values: bool = False):
         self.status = status
         self.message = message
         self.errors = errors or {}
         self.stale = stale
         self.exc = exc
+        # A form refused as stale comes back with what was typed (and the current version), so that the
+        # person can read what changed and send it again on purpose; a form already applied does not.
+        self.keep_values = keep_values
 
 
 def refusal(exc: EngineError) -> Refusal:
     """Roll back what the failed action wrote, and describe the refusal for the page.
 
-    A stale version, or a form already applied, is "stale": the page shows the current state and does
-    not put the typed values back into a form that could apply them a second time.
+    A stale version, or a form already applied, is "stale": the page shows the current state. A form
+    already applied does not come back filled in (it would apply a second time); a stale one does, with
+    the current version, to be read against what changed and sent again on purpose.
     """
     db.session().rollback()
     if isinstance(exc, ValidationFailed):
@@ -56,7 +60,9 @@ def refusal(exc: EngineError) -> Refusal:
     if isinstance(exc, GuardRefused):
         field = GUARD_FIELDS.get(exc.extra.get("guard"))
         return Refusal(exc.status, exc.message, {field: [exc.message]} if field else {}, exc=exc)
-    if isinstance(exc, (StaleVersion, AlreadySubmitted)):
+    if isinstance(exc, StaleVersion):
+        return Refusal(exc.status, exc.message, stale=True, exc=exc, keep_values=True)
+    if isinstance(exc, AlreadySubmitted):
         return Refusal(exc.status, exc.message, stale=True, exc=exc)
     return Refusal(exc.status, exc.message, exc=exc)
 
