@@ -209,12 +209,17 @@ def test_with_consent_in_force_only_a_covered_agency_may_be_asked_to_join(web, a
 
     case_id = case_in("layered_meeting")  # consent covers 生活福祉課 and 社協
     client = web(actors.livelihood)
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    form = page.split('id="event-request_join"', 1)[1].split("</form>", 1)[0]
+    assert 'value="shakyo"' in form and 'value="health"' not in form  # the form offers what it may send
     with unit_of_work(sessions) as s:
         version = s.get(Case, case_id).version
     r = client.post(f"/cases/{case_id}/join", data={"version": version, "to_department": "health",
                                                    "reason": "通院の支援", "summary": "要約"})
     assert r.status_code == 409
     assert "健康推進課は本人の同意の範囲に含まれていないため" in error_beside(r, "join", "to_department")
+    summary = r.get_data(as_text=True).split('id="refusal"', 1)[1].split("</div>", 1)[0]
+    assert summary.count("健康推進課は本人の同意の範囲に含まれていないため") == 1  # once at the top, linked
     assert _joins(sessions, case_id) == []
     r = client.post(f"/cases/{case_id}/join", data={"version": version, "to_department": "shakyo",
                                                    "reason": "居場所の紹介", "summary": "要約"})

@@ -59,7 +59,9 @@ def refusal(exc: EngineError) -> Refusal:
         return Refusal(exc.status, "入力内容を確認してください。", dict(exc.errors), exc=exc)
     if isinstance(exc, GuardRefused):
         field = GUARD_FIELDS.get(exc.extra.get("guard"))
-        return Refusal(exc.status, exc.message, {field: [exc.message]} if field else {}, exc=exc)
+        if field:  # the message goes beside its input, and once in the summary, linked to it
+            return Refusal(exc.status, "入力内容を確認してください。", {field: [exc.message]}, exc=exc)
+        return Refusal(exc.status, exc.message, exc=exc)
     if isinstance(exc, StaleVersion):
         return Refusal(exc.status, exc.message, stale=True, exc=exc, keep_values=True)
     if isinstance(exc, AlreadySubmitted):
