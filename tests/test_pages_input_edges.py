@@ -42,10 +42,21 @@ def test_a_birth_date_before_1900_is_refused_beside_the_field(web, actors, typed
     assert error_beside(r, "in", "person.birth_date").startswith("生年月日が古すぎます")
 
 
-@pytest.mark.parametrize("typed", ["令和0年1月1日", "平成31年5月1日", "明治1年1月1日"])
-def test_a_wareki_date_outside_its_era_is_no_date(web, actors, typed):
+@pytest.mark.parametrize("typed, says", [
+    ("令和0年1月1日", "令和0年という年はありません"), ("平成31年5月1日", "平成31年5月1日は平成の期間にありません"),
+    ("明治1年1月1日", "明治1年1月1日は明治の期間にありません"), ("昭和64年1月8日", "昭和の期間にありません"),
+    ("令和5年2月30日", "2月30日という日付はありません"), ("令和5年2月29日", "令和5年2月29日という日付はありません"),
+    ("2023-02-29", "2023年2月29日という日付はありません"), ("R8.4.31", "4月31日という日付はありません"),
+])
+def test_a_date_that_does_not_exist_is_named_as_such(web, actors, typed, says):
     r = _preview(web(actors.window), **{"person.birth_date": typed})
-    assert r.status_code == 422 and "日付は" in error_beside(r, "in", "person.birth_date")
+    assert r.status_code == 422 and says in error_beside(r, "in", "person.birth_date")
+
+
+def test_a_date_of_no_known_form_says_which_forms_are_taken(web, actors):
+    r = _preview(web(actors.window), **{"person.birth_date": "三十五年五月"})
+    assert r.status_code == 422
+    assert error_beside(r, "in", "person.birth_date") == "日付は 令和8年11月30日 または 2026-11-30 の形で入力してください。"
 
 
 def test_a_case_stored_with_a_date_before_meiji_still_opens(web, actors, sessions, case_in):

@@ -78,7 +78,7 @@ def test_a_blank_form_marks_each_required_field_and_keeps_what_was_typed(web, ac
 def test_a_date_that_is_no_date_is_marked_beside_the_birth_date(web, actors):
     r = _preview(web(actors.window), **{"person.birth_date": "昭和35年13月1日"})
     assert r.status_code == 422
-    assert "日付は" in error_beside(r, "in", "person.birth_date")
+    assert "13月1日という日付はありません" in error_beside(r, "in", "person.birth_date")
     assert input_value(r, "in", "person.birth_date") == "昭和35年13月1日"
 
 

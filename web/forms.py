@@ -26,24 +26,45 @@ _WAREKI = re.compile(r"^(明治|大正|昭和|平成|令和|[MTSHR])\s*(元|\d{1
 _SEIREKI = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?$")
 
 
+class NoSuchDate(ValueError):
+    """Typed as a date, but no such day exists (2月30日, 平成31年5月1日); the message says why."""
+
+
 def parse_date(text: str) -> date:
-    """A date typed in 西暦 or 和暦, full- or half-width; ValueError if it is not one."""
+    """A date typed in 西暦 or 和暦, full- or half-width; ValueError if it is not one (NoSuchDate when it
+    has the form of a date but names no day)."""
     s = unicodedata.normalize("NFKC", text).strip().upper()
     m = _WAREKI.match(s)
     if m:
         era, year, month, day = m.groups()
+        era = _ERA_LETTERS.get(era, era)
         year_n = 1 if year == "元" else int(year)
-        return calendar.from_wareki(_ERA_LETTERS.get(era, era), year_n, int(month), int(day))
+        try:
+            date(2000, int(month), int(day))  # a leap year: only the month and day are checked here
+        except ValueError:
+            raise NoSuchDate(f"{int(month)}月{int(day)}日という日付はありません。") from None
+        try:
+            return calendar.from_wareki(era, year_n, int(month), int(day))
+        except ValueError as exc:
+            # calendar's own refusals are in Japanese (no such year or era); Python's (2月29日 of a common
+            # year) are not.
+            said = str(exc)
+            raise NoSuchDate(said if not said.isascii() else
+                             f"{era}{year}年{int(month)}月{int(day)}日という日付はありません。") from None
     m = _SEIREKI.match(s)
     if m:
-        return date(*(int(g) for g in m.groups()))
+        y, mo, d = (int(g) for g in m.groups())
+        try:
+            return date(y, mo, d)
+        except ValueError:
+            raise NoSuchDate(f"{y}年{mo}月{d}日という日付はありません。") from None
     raise ValueError(text)
 
 
 class JaDate(fields.Field):
     """A date in 西暦 or 和暦; an empty input is None."""
 
-    default_error_messages = {"invalid": "日付は 2026-11-30 または 令和8年11月30日 の形で入力してください。"}
+    default_error_messages = {"invalid": "日付は 令和8年11月30日 または 2026-11-30 の形で入力してください。"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         if value in (None, ""):
@@ -52,6 +73,8 @@ class JaDate(fields.Field):
             return value
         try:
             return parse_date(str(value))
+        except NoSuchDate as exc:
+            raise ValidationError(str(exc)) from None
         except ValueError:
             raise self.make_error("invalid") from None
 
