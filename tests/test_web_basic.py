@@ -42,7 +42,7 @@ def test_wrong_password_is_refused_and_recorded(client, actors, sessions):
 
     response = client.post("/login", data={"login": actors.window.login, "password": "wrong"})
     assert response.status_code == 401
-    assert "パスワードが違います" in response.get_data(as_text=True)
+    assert "ログインIDまたはパスワードが違うか" in response.get_data(as_text=True)
     with sessions() as s:
         assert s.get(User, actors.window.id).failed_logins == 1
         assert s.query(AuditEvent).filter_by(action="login.failed").count() == 1
