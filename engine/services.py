@@ -99,9 +99,11 @@ def _require(fields: dict, *names: str) -> None:
 
 def _choice(errors: dict, fields: dict, name: str, code_list: str, required: bool = True) -> None:
     value = fields.get(name)
-    if value in (None, ""):
+    if _blank(value):
         if required:
             errors.setdefault(name, []).append(REQUIRED)
+        elif name in fields:
+            fields[name] = None  # an optional choice left empty is not given (never stored as "")
         return
     if value not in vocab.codes(code_list):
         errors.setdefault(name, []).append(f"「{value}」は選べる値ではありません。")

@@ -138,6 +138,12 @@ def evaluation_date_in_future(case, ctx) -> None:
         _refuse("evaluation_date_in_future", "次回評価日は今日より後の日付にしてください。")
 
 
+def case_has_owner(case, ctx) -> None:
+    if case.owning_department_id is None:
+        _refuse("case_has_owner", "担当部署が決まっていないため、同意を記録して重層的支援会議に進むことはできません。"
+                "先につなぐシートを送り、担当部署を決めてください。")
+
+
 def case_has_active_plan(case, ctx) -> None:
     if ctx.plan is None:
         _refuse("case_has_active_plan", "評価する支援プランがありません。")
@@ -171,7 +177,7 @@ GUARDS: dict[str, Callable[[Any, Any], None]] = {
         actor_is_fm, actor_in_receiving_department, actor_may_send, target_is_other_department,
         actor_works_on_case, actor_is_meeting_member, members_acknowledged_secrecy,
         consent_covers_agencies, main_department_has_role, plan_agencies_within_consent,
-        evaluation_date_in_future, case_has_active_plan, actor_may_reopen,
+        evaluation_date_in_future, case_has_active_plan, actor_may_reopen, case_has_owner,
     )
 }
 HANDOFF_GUARDS: dict[str, Callable[[Any, Any], None]] = {
@@ -184,6 +190,8 @@ ACTOR_GUARDS = {
     "actor_is_fm", "actor_in_receiving_department", "actor_may_send", "actor_works_on_case",
     "actor_is_meeting_member", "actor_may_reopen",
 }
+# Guards on the case alone that also leave an event out of that list: nobody could fire it now.
+LISTED_CASE_GUARDS = {"case_has_owner"}
 
 
 # --- the tables --------------------------------------------------------------------------------
@@ -203,8 +211,10 @@ CASE_TRANSITIONS: list[dict[str, Any]] = [
      "dest": "support_meeting", "guards": ["actor_is_fm", "members_acknowledged_secrecy"]},
     {"trigger": "seek_consent", "source": ["support_meeting"], "dest": "consent",
      "guards": ["actor_is_meeting_member"]},
+    # The 重層的支援会議 and the plan are an owning department's: a case still without one (a 支援会議 held
+    # from 受付) is sent on first.
     {"trigger": "record_consent", "source": ["assigned", "support_meeting", "consent"],
-     "dest": "layered_meeting", "guards": ["actor_works_on_case", "consent_covers_agencies"]},
+     "dest": "layered_meeting", "guards": ["actor_works_on_case", "case_has_owner", "consent_covers_agencies"]},
     {"trigger": "refuse_consent", "source": ["consent"], "dest": "support_meeting",
      "guards": ["actor_works_on_case"]},
     {"trigger": "adopt_plan", "source": ["layered_meeting"], "dest": "accompaniment",
@@ -296,9 +306,9 @@ def allowed_events_for(case, ctx_factory: Callable[[str], Any]) -> list[str]:
                 continue
             try:
                 for g in t["guards"]:
-                    if g in ACTOR_GUARDS:
+                    if g in ACTOR_GUARDS or g in LISTED_CASE_GUARDS:
                         GUARDS[g](case, ctx)
-            except PermissionDenied:
+            except (PermissionDenied, GuardRefused):
                 ok = False
             break
         if ok:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select
 
+from engine.db import unit_of_work
 from engine.models import Consent, Meeting
 from tests.api.support import assert_problem, auth, count
 from tests.conftest import NOW
@@ -163,3 +165,36 @@ def test_a_cursor_past_every_id_starts_from_the_newest(client, partner, sessions
     assert post_referral(client, partner).status_code == 201
     resp = client.get("/api/v1/referrals?cursor=9999999999", headers=auth(partner))
     assert resp.status_code == 200 and len(resp.get_json()["items"]) == 1
+
+
+@pytest.mark.parametrize("method", ["", "  "])
+def test_an_optional_method_left_empty_is_not_given(client, tokens, assigned, fire, actors, sessions, method):
+    """refuse_consent and withdraw_consent take a method but do not need one: empty is none, not a 500."""
+    fire(actors.fm, assigned, "convene_support_meeting",
+         members=[{"user": "livelihood", "acknowledged": True}, {"user": "fm", "acknowledged": True}])
+    fire(actors.fm, assigned, "seek_consent")
+    r = _fire(client, tokens.livelihood, assigned, "refuse_consent", given_by="本人", method=method)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    fire(actors.fm, assigned, "seek_consent")
+    fire(actors.livelihood, assigned, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
+    r = _fire(client, tokens.livelihood, assigned, "withdraw_consent", given_by="本人", method=method)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    with unit_of_work(sessions) as s:
+        assert list(s.scalars(select(Consent.method).order_by(Consent.id))) == [None, "written", None]
+
+
+def test_consent_for_a_case_without_an_owner_is_refused_and_not_offered(client, tokens, open_case, fire, actors,
+                                                                         sessions):
+    """A 支援会議 may meet from 受付 (a sheet came back); the 重層的支援会議 needs an owning department."""
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "decline_handoff", reason="所管外")
+    fire(actors.fm, case_id, "convene_support_meeting",
+         members=[{"user": "livelihood", "acknowledged": True}, {"user": "fm", "acknowledged": True}])
+    case = client.get(f"/api/v1/cases/{case_id}", headers=auth(tokens.fm)).get_json()
+    assert case["status"] == "support_meeting" and case["owning_department"] is None
+    assert "record_consent" not in case["allowed_events"]
+    before = count(sessions, Consent)
+    r = _fire(client, tokens.fm, case_id, "record_consent", given_by="本人", method="written", agencies=["elderly"])
+    problem = assert_problem(r, 409, "guard-refused")
+    assert "担当部署が決まっていない" in problem["detail"]
+    assert count(sessions, Consent) == before
