@@ -106,6 +106,21 @@ def _refuse_duplicate(session: Session, client_id: int, external_ref: str, locat
         )
 
 
+def _refuse_duplicate_unless_replay(session: Session, client_id: int, key: str, digest: str, external_ref: str,
+                                    location) -> ReferralAnswer | None:
+    """Refuse a referral already registered under another key; but when a concurrent request with this
+    very key committed it between the key's look-up and this one (it holds the external_ref too), answer
+    as that request did: a retry is a replay, never a duplicate."""
+    try:
+        _refuse_duplicate(session, client_id, external_ref, location)
+    except DuplicateReferral:
+        answer = _earlier_answer(session, client_id, key, digest)
+        if answer is not None:
+            return answer
+        raise
+    return None
+
+
 def _routing_facts(payload: dict[str, Any], now: datetime) -> routing.RoutingFacts:
     """The facts the case opened from this referral will be routed on (see routing.facts_of)."""
     person = payload["person"]
@@ -133,7 +148,9 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
     answer = _earlier_answer(session, client_id, key, digest)
     if answer is not None:
         return answer
-    _refuse_duplicate(session, client_id, payload["external_ref"], location)
+    answer = _refuse_duplicate_unless_replay(session, client_id, key, digest, payload["external_ref"], location)
+    if answer is not None:
+        return answer
     # Reads before the first write: on SQLite the write transaction (one at a time) stays short.
     routing.prefetch(session, _routing_facts(payload, now))
     row = IdempotencyKey(client_id=client_id, key=key, body_hash=digest, status_code=0, response_body={},
@@ -152,9 +169,12 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
         case = services.open_case(session, actor, intake_fields(payload), now=now, client=client,
                                   remote_addr=remote_addr)
     except IntegrityError:
-        # The same external_ref committed first under another key.
+        # The same external_ref committed first: under another key (a duplicate), or under this one by a
+        # concurrent request whose key row this one did not see yet (a replay).
         session.rollback()
-        _refuse_duplicate(session, client_id, payload["external_ref"], location)
+        answer = _refuse_duplicate_unless_replay(session, client_id, key, digest, payload["external_ref"], location)
+        if answer is not None:
+            return answer
         raise
     body = created_body(session, case)
     row.status_code, row.response_body, row.case_id = 201, body, case.id

@@ -82,6 +82,28 @@ def test_same_key_same_body_replays_the_first_answer(client, partner, sessions):
     assert count(sessions, Case) == 1 and count(sessions, IdempotencyKey) == 1
 
 
+def test_a_retry_that_missed_the_first_key_row_by_a_moment_is_still_a_replay(client, partner, sessions, monkeypatch):
+    """Two requests with one key: the second looked the key up just before the first committed, then
+    finds the first's case by its external_ref. It answers as the first did, not 409 duplicate-referral
+    (seen on PostgreSQL, where nothing serializes the two)."""
+    from engine import referrals
+
+    first = post_referral(client, partner)
+    look_up = referrals._earlier_answer
+    calls = []
+
+    def not_yet_committed_the_first_time(*args, **kwargs):
+        calls.append(1)
+        return None if len(calls) == 1 else look_up(*args, **kwargs)
+
+    monkeypatch.setattr(referrals, "_earlier_answer", not_yet_committed_the_first_time)
+    again = post_referral(client, partner)
+    assert len(calls) == 2
+    assert again.status_code == 201 and again.get_json() == first.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert count(sessions, Case) == 1 and count(sessions, IdempotencyKey) == 1
+
+
 def test_same_key_different_body_is_409(client, partner, sessions):
     post_referral(client, partner)
     resp = post_referral(client, partner, referral(summary="別の内容"))
