@@ -806,13 +806,20 @@ def fire_event(session: Session, actor: User, case_id: int, event: str, *, versi
     prepare, apply, _ = EVENTS[event]
     ctx = EventContext(session=session, actor=actor, case=case, event=event, now=now,
                        fields=dict(fields or {}), remote_addr=remote_addr, client=client, rel=rel)
-    prepare(ctx)
     before = case.state
-    with session.no_autoflush:  # the state and the fields it requires reach the row in one UPDATE
-        case.updated_at = now
-        for key, value in (case_values or {}).items():
-            setattr(case, key, value)
-        states.fire_case_event(case, event, ctx)
+    try:
+        prepare(ctx)
+        with session.no_autoflush:  # the state and the fields it requires reach the row in one UPDATE
+            case.updated_at = now
+            for key, value in (case_values or {}).items():
+                setattr(case, key, value)
+            states.fire_case_event(case, event, ctx)
+    except (PermissionDenied, GuardRefused, states.EventNotAllowed):
+        # Refused on what was read after the case row (its sheets, its meetings): if someone changed the
+        # case meanwhile, that is what the caller must hear (409 stale), not a refusal of a case now gone.
+        _raise_if_changed(session, case.id, version)
+        raise
+    with session.no_autoflush:
         apply(ctx)
     flush_or_stale(session, case)
     audit.record(session, actor=actor, client=client, action=f"case.{event}", object_type="case",
@@ -823,6 +830,14 @@ def fire_event(session: Session, actor: User, case_id: int, event: str, *, versi
     outbox.queue_status_change(session, case, event, before, now)
     session.flush()
     return case
+
+
+def _raise_if_changed(session: Session, case_id: int, version: int) -> None:
+    """StaleVersion if the case's committed version is no longer `version` (read afresh, not from the
+    session's copy)."""
+    current = session.execute(select(Case.version).where(Case.id == case_id)).scalar()
+    if current is not None and current != version:
+        raise StaleVersion(current, version)
 
 
 def allowed_events(session: Session, actor: User, case: Case) -> list[str]:

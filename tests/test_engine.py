@@ -87,6 +87,27 @@ def test_two_sessions_one_wins_the_other_is_stale(open_case, sessions, actors):
         assert not s.scalar(select(func.count()).select_from(CaseHistory).where(CaseHistory.event == "close"))
 
 
+def test_a_colleague_who_answered_first_makes_the_second_answer_stale_not_forbidden(open_case, sessions, actors):
+    """Two staff of the receiving department accept one sheet at once. The second read the case while the
+    sheet still waited, and its sheet after the first had committed: no sheet waits for it any more, but
+    what it must hear is that the case changed (409 stale), not that it may not answer (403)."""
+    case_id = open_case()  # handoff to 生活福祉課
+    s1, s2 = sessions(), sessions()
+    try:
+        case = s2.get(Case, case_id)
+        version = case.version
+        s2.expire(case, ["handoffs"])  # the case row was read before the first answer, its sheets after
+        services.fire_event(s1, actors.livelihood, case_id, "accept_handoff", version=version, now=NOW)
+        s1.commit()
+        with pytest.raises(StaleVersion) as err:
+            services.fire_event(s2, actors.livelihood, case_id, "accept_handoff", version=version, now=NOW)
+        s2.rollback()
+        assert err.value.current_version == version + 1
+    finally:
+        s1.close()
+        s2.close()
+
+
 def test_stale_version_given_by_the_caller_is_refused_before_anything(open_case, fire, sessions, actors):
     case_id = open_case()
     old = _snapshot(sessions, case_id)[1]
