@@ -835,7 +835,8 @@ def fire_event(session: Session, actor: User, case_id: int, event: str, *, versi
 def _raise_if_changed(session: Session, case_id: int, version: int) -> None:
     """StaleVersion if the case's committed version is no longer `version` (read afresh, not from the
     session's copy)."""
-    current = session.execute(select(Case.version).where(Case.id == case_id)).scalar()
+    with session.no_autoflush:  # the refused event's changes are not to be written, even to be read back
+        current = session.execute(select(Case.version).where(Case.id == case_id)).scalar()
     if current is not None and current != version:
         raise StaleVersion(current, version)
 
