@@ -292,13 +292,22 @@ def test_a_chunked_body_through_the_production_server(database_url, partner, ses
     assert count(sessions, Case) == 1
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None,
+                                          "application/merge-patch+json", "application/problem+json",
+                                          "application/vnd.api+json", "application/json; charset=iso-8859-1"])
 def test_content_type_not_json_is_415(client, partner, sessions, content_type):
     headers = auth(partner, **{"Idempotency-Key": "k"})
     if content_type:
         headers["Content-Type"] = content_type
     resp = client.post("/api/v1/referrals", data=json.dumps(referral()), headers=headers)
     assert_problem(resp, 415, "unsupported-media-type")
+    _nothing_written(sessions, refusals=1)
+
+
+def test_a_body_not_in_utf8_is_400(client, partner, sessions):
+    resp = client.post("/api/v1/referrals", data=json.dumps(referral(), ensure_ascii=False).encode("utf-16"),
+                       headers=auth(partner, **{"Idempotency-Key": "k", "Content-Type": "application/json"}))
+    assert "UTF-8" in assert_problem(resp, 400, "malformed-json")["detail"]
     _nothing_written(sessions, refusals=1)
 
 

@@ -88,13 +88,23 @@ def read_json_object(required: bool):
         if required:
             raise ApiProblem("malformed-json", "本文がありません。JSON オブジェクトを送ってください。")
         return {}
+    # application/json and nothing else: a +json type means other rules (merge-patch, problem+json), and
+    # JSON between systems is UTF-8 (RFC 8259), so a charset other than that is refused too.
     mimetype = request.mimetype or ""
-    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+    if mimetype != "application/json":
         raise ApiProblem("unsupported-media-type",
                          f"Content-Type「{mimetype or 'なし'}」は受け付けません。application/json で送ってください。")
+    charset = (request.mimetype_params.get("charset") or "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ApiProblem("unsupported-media-type",
+                         f"charset「{charset}」は受け付けません。本文は UTF-8 で送ってください。")
     try:
-        value = json.loads(data, parse_constant=_strict_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        text = data.decode("utf-8-sig")  # a leading byte order mark is ignored, as RFC 8259 allows
+    except UnicodeDecodeError:
+        raise ApiProblem("malformed-json", "本文を UTF-8 として読めません。JSON は UTF-8 で送ってください。") from None
+    try:
+        value = json.loads(text, parse_constant=_strict_constant)
+    except (ValueError, RecursionError):
         raise ApiProblem("malformed-json", "本文を JSON として読めません。") from None
     if not isinstance(value, dict):
         raise ApiProblem("not-a-json-object", "本文は JSON オブジェクト（{…}）にしてください。")
