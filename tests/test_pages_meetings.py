@@ -24,6 +24,12 @@ def test_a_member_reads_the_records_and_the_read_is_audited(web, actors, case_in
     assert "支援会議" in page and "構成員と守秘義務の確認" in page and "事務局" in page
     assert "livelihood" in page and "fm" in page
     assert count(sessions, AuditEvent, AuditEvent.action == "meeting.read") == 1
+    with unit_of_work(sessions) as s:
+        from engine.models import Case
+
+        number = s.get(Case, case_id).case_number
+    title = re.search(r"<title>(.*?)</title>", r.get_data(as_text=True)).group(1)
+    assert title.startswith(f"支援会議 ケース {number} 令和")  # tabs of several meetings tell apart
 
 
 def test_someone_outside_the_meeting_sees_that_it_exists_but_not_its_records(web, actors, case_in, sessions):
