@@ -30,7 +30,8 @@ class RulesChanged(Conflict):
                          shown_rule_version=shown, current_rule_version=current)
 
 
-def _check_actor(actor) -> None:
+def check_actor(actor) -> None:
+    """Refuse (PermissionDenied) anyone but active staff and FMs: the administrator takes no consultations."""
     if actor is None or not actor.active or actor.role == "admin":
         raise PermissionDenied("相談を受け付けられるのは職員だけです。")
 
@@ -54,7 +55,7 @@ def _checked_facts(fields: dict[str, Any], today: date) -> routing.RoutingFacts:
 def preview(session: Session, actor, fields: dict[str, Any], *, now: datetime | None = None) -> routing.Proposal:
     """Check a consultation's fields and return what the rules in force propose; writes nothing."""
     now = now or utcnow()
-    _check_actor(actor)
+    check_actor(actor)
     return routing.propose(session, _checked_facts(fields, now.astimezone(calendar.JST).date()))
 
 
@@ -83,7 +84,7 @@ def confirm(session: Session, actor, fields: dict[str, Any], *, mode: str, rule_
     - `resolve`: resolved at the window: the case is opened and closed as 相談終了 with `note`.
     """
     now = now or utcnow()
-    _check_actor(actor)
+    check_actor(actor)
     errors: dict[str, list[str]] = {}
     if mode not in MODES:
         raise ValidationFailed({"mode": ["送付の方法を選んでください。"]})

@@ -231,6 +231,8 @@ def test_back_to_the_form_keeps_everything(web, actors):
 
 
 def test_an_administrator_may_not_take_consultations(web, actors, sessions):
+    form = web(actors.admin).get("/intake")  # not shown a form it could not send
+    assert form.status_code == 403 and "相談を受け付けられるのは職員だけです" in text_of(form)
     r = _preview(web(actors.admin))
     assert r.status_code == 403 and "相談を受け付けられるのは職員だけです" in text_of(r)
     assert count(sessions, Case) == 0

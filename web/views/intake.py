@@ -40,7 +40,8 @@ def _preview(values: MultiDict, proposal, *, choice: MultiDict | None = None, er
 @bp.get("/intake")
 @login_required
 def new():
-    """A blank consultation form."""
+    """A blank consultation form (not offered to whoever could not send it)."""
+    intake.check_actor(actor())
     return _form(MultiDict({"source": "window", "urgency": "normal"}))
 
 
