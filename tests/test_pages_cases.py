@@ -51,6 +51,8 @@ def test_search_ignores_width_and_kana(web, actors, open_case):
         page = text_of(client.get("/cases", query_string={"q": q}))
         assert "廿日 太郎" in page and "佐伯 一郎" not in page, q
     assert "該当するケースはありません" in text_of(client.get("/cases", query_string={"q": "みやじま"}))
+    # The browser sends no more than the server takes, and never a URL the production server refuses.
+    assert re.search(r'<input id="[^"]*" name="q"[^>]*maxlength="100"', client.get("/cases").get_data(as_text=True))
 
 
 def test_an_fm_outside_a_case_sees_its_state_but_cannot_find_it_by_name(web, actors, open_case):
