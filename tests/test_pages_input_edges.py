@@ -151,6 +151,14 @@ def test_a_household_birth_year_reads_in_wareki(web, actors, sessions):
     assert "昭和37年（1962年）生まれ" in text_of(r)
 
 
+@pytest.mark.parametrize("year, shown", [(1926, "大正15年・昭和元年（1926年）"), (1912, "明治45年・大正元年（1912年）"),
+                                         (1989, "昭和64年・平成元年（1989年）"), (2019, "平成31年・令和元年（2019年）"),
+                                         (1975, "昭和50年（1975年）")])
+def test_a_birth_year_two_eras_share_is_named_by_both(web, actors, year, shown):
+    r = _preview(web(actors.window), **{**VALID, "household.0.birth_year": str(year)})
+    assert f"{shown}生まれ" in text_of(r)
+
+
 def test_a_record_of_a_case_out_of_sight_answers_as_one_that_does_not_exist(web, actors, case_in, sessions):
     """The refusal must not tell an existing sheet or meeting from a missing one."""
     from engine.models import Handoff, Meeting

@@ -101,12 +101,14 @@ def _wareki_dt(value) -> str:
 
 
 def _birth_year(value) -> str:
-    """A household member's birth year as staff read it: 昭和50年（1975年）. (A year that two eras share is
-    named by the later one, as the year ended in it.)"""
+    """A household member's birth year as staff read it: 昭和50年（1975年）. A year that two eras share is
+    named by both, since the day is not known: 大正15年・昭和元年（1926年）."""
     if value in (None, ""):
         return ""
     year = int(value)
-    return f"{calendar.wareki_year(date(year, 12, 31))}（{year}年）"
+    first, last = calendar.wareki_year(date(year, 1, 1)), calendar.wareki_year(date(year, 12, 31))
+    named = last if first == last or first == f"{year}年" else f"{first}・{last}"
+    return f"{named}（{year}年）"
 
 
 # An error summary names each input by its label, which the page shows further down: the summary leaves a
