@@ -305,6 +305,20 @@ def from_wareki(era: str, year: int, month: int, day: int) -> date:
     raise ValueError(f"「{era}」という元号はありません。")
 
 
+def year_of_wareki(era: str, year: int) -> int:
+    """The 西暦 year of 和暦 `era` `year` (1 for 元年); ValueError unless some day of it falls in that era."""
+    eras = list(_ERAS)
+    for i, (first, name) in enumerate(eras):
+        if name != era:
+            continue
+        western = first.year + year - 1
+        ends = eras[i - 1][0] if i > 0 else None
+        if year < 1 or (ends is not None and western > ends.year):
+            raise ValueError(f"{era}{year}年という年はありません。")
+        return western
+    raise ValueError(f"「{era}」という元号はありません。")
+
+
 def _era_year_text(name: str, year: int) -> str:
     if not name:  # before 明治 (a date typed long ago must still show, never break the page)
         return f"{year}年"

@@ -16,6 +16,7 @@ from engine.calendar import (
     wareki,
     wareki_datetime,
     wareki_year,
+    year_of_wareki,
 )
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
@@ -343,3 +344,15 @@ def test_parse_aware_iso8601_refuses(text):
     assert "タイムゾーン付きの ISO 8601 日時を指定してください" in message
     assert "2027-01-06T17:00:00+09:00" in message
     assert "time zone" in message
+
+
+@pytest.mark.parametrize("era, year, western", [("昭和", 64, 1989), ("平成", 1, 1989), ("平成", 31, 2019),
+                                                ("令和", 1, 2019), ("大正", 15, 1926), ("明治", 45, 1912)])
+def test_a_wareki_year_is_the_western_year_it_has_days_in(era, year, western):
+    assert year_of_wareki(era, year) == western
+
+
+@pytest.mark.parametrize("era, year", [("平成", 32), ("昭和", 65), ("令和", 0), ("大正", 16), ("寛永", 1)])
+def test_a_wareki_year_its_era_never_had_is_refused(era, year):
+    with pytest.raises(ValueError):
+        year_of_wareki(era, year)

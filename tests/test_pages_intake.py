@@ -4,6 +4,8 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
+
 from sqlalchemy import select
 
 from engine.db import unit_of_work
@@ -93,8 +95,21 @@ def test_a_bad_household_row_is_marked_on_its_own_row(web, actors):
     r = _preview(web(actors.window), **{"household.0.relationship": "", "household.0.birth_year": "",
                                         "household.1.relationship": "長男", "household.1.birth_year": "昭和"})
     assert r.status_code == 422
-    assert error_beside(r, "in", "household.1.birth_year") == "半角の数字で入力してください。"
+    assert error_beside(r, "in", "household.1.birth_year") == "年は 1974 または 昭和49年 の形で入力してください。"
     assert error_beside(r, "in", "household.0.birth_year") is None
+
+
+@pytest.mark.parametrize("typed, year", [("1974", 1974), ("昭和49", 1974), ("昭和49年", 1974), ("Ｓ４９", 1974),
+                                         ("令和元年", 2019), ("1974年", 1974)])
+def test_a_household_birth_year_may_be_typed_in_wareki(web, actors, typed, year):
+    r = _preview(web(actors.window), **{"household.0.relationship": "長男", "household.0.birth_year": typed})
+    assert r.status_code == 200, text_of(r)
+    assert f"（{year}年）生まれ" in text_of(r)
+
+
+def test_a_wareki_year_its_era_never_had_is_named(web, actors):
+    r = _preview(web(actors.window), **{"household.0.relationship": "長男", "household.0.birth_year": "昭和65"})
+    assert r.status_code == 422 and error_beside(r, "in", "household.0.birth_year") == "昭和65年という年はありません。"
 
 
 def test_a_primary_category_outside_the_chosen_ones_is_marked(web, actors):

@@ -79,6 +79,34 @@ class JaDate(fields.Field):
             raise self.make_error("invalid") from None
 
 
+_WAREKI_YEAR = re.compile(r"^(明治|大正|昭和|平成|令和|[MTSHR])\s*(元|\d{1,2})\s*年?$")
+
+
+class JaYear(fields.Field):
+    """A year in 西暦 (1974) or 和暦 (昭和49, 昭和49年, S49, 令和元年), full- or half-width; empty is None."""
+
+    default_error_messages = {"invalid": "年は 1974 または 昭和49年 の形で入力してください。"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value in (None, ""):
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        s = unicodedata.normalize("NFKC", str(value)).strip().upper()
+        if s.endswith("年") and s[:-1].isdigit():
+            s = s[:-1]
+        if s.isascii() and s.isdigit():
+            return int(s)
+        m = _WAREKI_YEAR.match(s)
+        if not m:
+            raise self.make_error("invalid")
+        era, year = m.groups()
+        try:
+            return calendar.year_of_wareki(_ERA_LETTERS.get(era, era), 1 if year == "元" else int(year))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
 class LocalDateTime(fields.Field):
     """A date and time typed in JST (an <input type=datetime-local>), returned as aware UTC."""
 
@@ -184,7 +212,8 @@ class HouseholdSchema(FormSchema):
 
     relationship = text(max_length=50)
     name = text(max_length=100)
-    birth_year = integer(validate=validate.Range(min=1868, max=2100, error="西暦の年（例: 1974）で入力してください。"))
+    birth_year = JaYear(load_default=None, allow_none=True, error_messages={"required": REQUIRED, "null": REQUIRED},
+                        validate=validate.Range(min=1868, max=2100, error="1868年（明治元年）から2100年までの年にしてください。"))
     note = text(max_length=1000)
 
 
