@@ -176,3 +176,13 @@ def test_a_record_of_a_case_out_of_sight_answers_as_one_that_does_not_exist(web,
     b = outsider.post("/inbox/999999", {"decision": "accept", "version": 1})
     assert a.status_code == b.status_code == 404
     assert "つなぐシートは見つかりません" in text_of(a) and "つなぐシートは見つかりません" in text_of(b)
+
+
+def test_a_forms_address_opened_as_a_page_leads_to_the_page_it_belongs_to(web, actors, case_in, sessions):
+    """After a refused form the address bar shows the form's address; opening it is not a dead end."""
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    for url in (f"/cases/{case_id}/events/close", f"/cases/{case_id}/notes", f"/cases/{case_id}/amend"):
+        r = client.get(url)
+        assert (r.status_code, r.headers["Location"]) == (303, f"/cases/{case_id}"), url
+    assert client.get("/logout").status_code == 405  # nothing above it to go to

@@ -5,7 +5,7 @@ import re
 import time
 from datetime import date, datetime
 
-from flask import Flask, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup, escape
@@ -98,6 +98,21 @@ def _wareki_dt(value) -> str:
         return ""
     value = _as_time(value)
     return calendar.wareki_datetime(value) if isinstance(value, datetime) else calendar.wareki(value)
+
+
+def _page_above(path: str) -> str | None:
+    """The nearest page above `path` that answers GET (/cases/13/events/close → /cases/13), if any."""
+    adapter = current_app.url_map.bind("localhost")
+    parts = path.rstrip("/").split("/")
+    while len(parts) > 2:
+        parts.pop()
+        candidate = "/".join(parts)
+        try:
+            adapter.match(candidate, method="GET")
+        except HTTPException:
+            continue
+        return candidate
+    return None
 
 
 def _birth_year(value) -> str:
@@ -272,6 +287,12 @@ def init_app(app: Flask) -> None:
         if exc.code >= 500 and g.get("db_session") is not None:
             # What failed may have left the transaction unusable, and the page's header reads the user.
             g.db_session.rollback()
+        if exc.code == 405 and request.method in ("GET", "HEAD"):
+            # A form's address opened as a page (reloaded from the address bar after a refused form, or
+            # bookmarked): the page the form belongs to is what the person was looking for.
+            page = _page_above(request.path)
+            if page is not None:
+                return redirect(page, 303)
         template = {404: "errors/404.html", 403: "errors/403.html"}.get(exc.code, "errors/error.html")
         titles = {400: "リクエストが正しくありません", 405: "この操作はできません", 413: "送信された内容が大きすぎます"}
         return render_template(template, title=titles.get(exc.code, "エラー"), message=None), exc.code
