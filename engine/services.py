@@ -368,6 +368,10 @@ class EventContext:
 
 
 def _prepare_send_handoff(ctx: EventContext) -> None:
+    if _blank(ctx.fields.get("summary")) and access.sight_of(ctx.rel or frozenset()) < access.Sight.CONTENT:
+        # A sender who may not read the case (an FM sending on a case that came back) cannot write its
+        # summary: the case's own summary travels on the sheet, as with an FM's 振り替え.
+        ctx.fields["summary"] = ctx.case.summary
     _require(ctx.fields, "to_department", "reason", "summary")
     ctx.target_department = department_by_code(ctx.session, ctx.fields["to_department"])
     if ctx.target_department is None:
@@ -729,7 +733,7 @@ def _nothing(ctx: EventContext) -> None:
 EVENTS: dict[str, tuple] = {
     "send_handoff": (_prepare_send_handoff, _apply_send_handoff,
                      {"to_department": "送付先の部署コード（必須）", "reason": "つなぐ理由（必須）",
-                      "summary": "相談内容の要約（必須）",
+                      "summary": "相談内容の要約（ケースの内容を閲覧できる職員が送る時必須。閲覧できない送り手が省略したときは、ケースに記録された要約が載る）",
                       "override_reason": "振り分けルールの提案と異なる部署へ送る理由（省略したときは、つなぐ理由をその理由として記録）"}),
     "accept_handoff": (_prepare_handoff_answer, _apply_accept_handoff, {}),
     "decline_handoff": (_prepare_handoff_answer, _apply_decline_handoff, {"reason": "返送の理由（必須）"}),

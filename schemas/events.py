@@ -61,7 +61,8 @@ def _note() -> Text:
 # event → {field: (factory of the field, required by the engine)}
 _FIELDS: dict[str, dict[str, tuple[Callable, bool]]] = {
     "send_handoff": {"to_department": (_code, True), "reason": (lambda: Text(max_length=20000), True),
-                     "summary": (lambda: Text(max_length=20000), True),
+                     # Required of whoever may read the case; a sender who may not sends the case's own.
+                     "summary": (lambda: Text(max_length=20000), False),
                      "notify": (lambda: List(Text(max_length=64)), False),
                      "override_reason": (_note, False)},
     "accept_handoff": {},

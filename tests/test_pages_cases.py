@@ -446,3 +446,27 @@ def test_the_sender_changes_where_a_waiting_sheet_goes(web, actors, case_in, ses
     stale = desk.post(f"/cases/{case_id}/redirect",
                       data={"version": version, "to_department": "shakyo", "reason": "古い画面から"})
     assert stale.status_code == 409
+
+
+def test_an_fm_who_may_not_read_the_case_sends_it_on_with_its_own_summary(web, actors, case_in, sessions):
+    """An FM sending on a case that waits in 受付 reads only its metadata: the case's recorded summary goes
+    on the sheet, not words the FM would have to make up."""
+    from engine.models import Handoff
+
+    case_id = case_in("intake")
+    client = web(actors.fm)
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    form = page.split('id="event-send_handoff"', 1)[1].split("</form>", 1)[0]
+    assert 'name="summary"' not in form and "ケースに記録された要約がそのまま" in form
+    r = client.post(f"/cases/{case_id}/events/send_handoff", {"version": case_version(sessions, case_id),
+                                                               "to_department": "livelihood", "reason": "生活困窮の相談"})
+    assert r.status_code == 303, text_of(r)
+    with unit_of_work(sessions) as s:
+        case = s.get(Case, case_id)
+        sheet = s.scalars(select(Handoff).where(Handoff.case_id == case_id)).one()
+        assert (case.state, sheet.summary) == ("handoff", case.summary)
+    # Whoever reads the case writes the summary themselves: without one, it is missing.
+    other = case_in("intake")
+    r = web(actors.window).post(f"/cases/{other}/events/send_handoff", {
+        "version": case_version(sessions, other), "to_department": "livelihood", "reason": "生活困窮の相談", "summary": ""})
+    assert r.status_code == 422 and error_beside(r, "ev-send_handoff", "summary") == "必須項目です。"

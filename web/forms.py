@@ -265,7 +265,7 @@ class SendHandoffSchema(_Versioned):
 
     to_department = text(required=True, max_length=64)
     reason = text(required=True)
-    summary = text(required=True)
+    summary = text()  # the engine requires it of whoever may read the case (others send the case's own)
     notify = code_list()
 
 
