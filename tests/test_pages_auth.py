@@ -11,7 +11,7 @@ from flask import Blueprint
 from engine import users
 from engine.models import AuditEvent, Case
 from tests.conftest import PASSWORD
-from tests.pages_support import app, count, text_of, web  # noqa: F401  (fixtures)
+from tests.pages_support import app, case_in, count, text_of, web  # noqa: F401  (fixtures)
 
 
 def _login(client, login, password, next_url=None):
@@ -79,6 +79,27 @@ def test_a_session_ends_after_the_configured_inactivity(web, actors, app):
     assert again.status_code == 302 and "/login" in again.headers["Location"]
 
 
+def test_a_form_sent_after_the_session_ended_saves_nothing_and_shows_what_was_typed(web, actors, app, case_in,
+                                                                                     sessions):
+    from engine.models import ContactNote
+
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    token = re.search(r'name="submission_token" value="([^"]+)"', page).group(1)
+    with client.c.session_transaction() as sess:
+        sess["last_seen"] = int(time.time()) - int(app.config["SESSION_MINUTES"]) * 60 - 5
+    body = "自宅を訪問し、長男と30分ほど話した。次回は来週火曜日に訪問する予定。"
+    r = client.post(f"/cases/{case_id}/notes", {"submission_token": token, "contact_on": "令和8年11月27日",
+                                                "method": "home_visit", "body": body})
+    assert r.status_code == 401
+    text = text_of(r)
+    assert "ログアウトしました" in text and "内容は保存されていません" in text
+    assert body in text  # to copy: the browser's 戻る would land on the sign-in page
+    assert count(sessions, ContactNote) == 0
+    assert client.get("/cases").status_code == 302  # signed out for good
+
+
 def test_activity_keeps_the_session_alive(web, actors, app):
     client = web(actors.window)
     limit = int(app.config["SESSION_MINUTES"]) * 60
@@ -119,7 +140,7 @@ def test_a_post_after_the_session_expired_applies_nothing(web, actors, open_case
     with client.c.session_transaction() as sess:
         sess["last_seen"] = int(time.time()) - int(app.config["SESSION_MINUTES"]) * 60 - 5
     r = client.post(f"/cases/{case_id}/events/accept_handoff", {"version": 2})
-    assert r.status_code == 302 and "/login" in r.headers["Location"]
+    assert r.status_code == 401 and "ログアウトしました" in text_of(r)
     with sessions() as s:
         assert s.get(Case, case_id).state == "handoff"
 

@@ -100,6 +100,28 @@ def _wareki_dt(value) -> str:
     return calendar.wareki_datetime(value) if isinstance(value, datetime) else calendar.wareki(value)
 
 
+# What a person typed into the staff forms, by input name, as the page that could not take it names them.
+_TYPED_LABELS = {
+    "summary": "相談内容の要約", "body": "内容", "reason": "理由", "note": "メモ", "minutes": "記録",
+    "decisions": "決定事項", "goals": "目標", "changes": "変化", "override_reason": "別の部署へ送る理由",
+    "person.name": "氏名", "person.name_kana": "ふりがな", "person.address": "住所", "person.phone": "電話番号",
+    "text": "共有する情報",
+}
+_NOT_TYPED = ("csrf_token", "version", "submission_token", "action", "shown_rule_version", "password", "login")
+
+
+def _typed(form) -> list[tuple[str, str]]:
+    """The free text a refused form carried (at most 20 inputs), labelled where the name is known."""
+    out = []
+    for name, value in form.items(multi=True):
+        value = (value or "").strip()
+        if not value or name in _NOT_TYPED or len(out) >= 20:
+            continue
+        if name in _TYPED_LABELS or len(value) > 20:
+            out.append((_TYPED_LABELS.get(name, "入力した内容"), value))
+    return out
+
+
 def _page_above(path: str) -> str | None:
     """The nearest page above `path` that answers GET (/cases/13/events/close → /cases/13), if any."""
     adapter = current_app.url_map.bind("localhost")
@@ -210,9 +232,11 @@ def init_app(app: Flask) -> None:
             return None
         logout_user()
         session.clear()
+        if request.method != "GET":
+            # A form sent after the sign-in ended: nothing is saved, but what was typed is shown to copy.
+            return render_template("errors/csrf.html", signed_out=message, typed=_typed(request.form)), 401
         flash(message, "info")
-        target = request.full_path if request.method == "GET" else None
-        return redirect(url_for("auth.login", next=target) if target else url_for("auth.login"))
+        return redirect(url_for("auth.login", next=request.full_path))
 
     @app.before_request
     def _csrf():
@@ -242,7 +266,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc):
-        return render_template("errors/csrf.html"), 400
+        # Mostly a form sent after its sign-in ended (the cookie, and its token, gone with it).
+        signed_out = None if getattr(current_user, "is_authenticated", False) or request.endpoint == "auth.login" \
+            else "ログインの有効期限が切れているため、送信できませんでした。"
+        return render_template("errors/csrf.html", signed_out=signed_out, typed=_typed(request.form)), 400
 
     def _audit_refusal(exc: EngineError) -> None:
         # The refused request leaves one row: the refusal (what it tried to do is rolled back).
