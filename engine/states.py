@@ -107,7 +107,9 @@ def members_acknowledged_secrecy(case, ctx) -> None:
     if missing:
         _refuse(
             "members_acknowledged_secrecy",
-            "守秘義務の確認が済んでいない構成員がいます: " + "、".join(missing),
+            "守秘義務の確認が済んでいない構成員がいます: " + "、".join(missing)
+            + "。確認を得た人だけで開き、ほかの人は会議のページで構成員に加えてください（加えられた人は、"
+              "守秘義務を確認するまで記録を読めません）。",
         )
 
 

@@ -221,7 +221,8 @@ def test_convening_a_support_meeting_marks_each_member_problem(web, actors, case
     assert error_beside(r, "ev-convene_support_meeting", "members.2.user") == "「nobody」という職員はいません。"
     r = client.post(url, {"version": v, "members.0.user": "livelihood", "held_at": "2026-12-01T10:00"})
     assert r.status_code == 409
-    assert "守秘義務の確認が済んでいない構成員がいます" in error_beside(r, "ev-convene_support_meeting", "members")
+    said = error_beside(r, "ev-convene_support_meeting", "members")
+    assert "守秘義務の確認が済んでいない構成員がいます" in said and "会議のページで構成員に加えて" in said
     assert 'value="livelihood" selected' in r.get_data(as_text=True)
     r = client.post(url, {"version": v, "members.1.user": "livelihood", "members.1.acknowledged": "1",
                           "held_at": "2026-12-01T10:00", "minutes": "生活状況を共有した。"})
