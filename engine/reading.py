@@ -143,7 +143,9 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
             record.carried = [f for f in views.shared_facts_view(session, case, rel=frozenset(),
                                                                  member_meetings={meeting.id})
                               if f["meeting_id"] == meeting.id]
-        services.record_case_read(session, actor, case, what="meeting", remote_addr=remote_addr)
+        # Which meeting's records were read, for the 開示請求 trail (the case is on the row too).
+        audit.record(session, actor=actor, action="meeting.read", object_type="meeting", object_id=meeting.id,
+                     case_id=case.id, remote_addr=remote_addr, detail={"kind": meeting.kind})
     return record
 
 

@@ -27,6 +27,9 @@ def test_a_member_reads_the_records_and_the_read_is_audited(web, actors, case_in
     with unit_of_work(sessions) as s:
         from engine.models import Case
 
+        read = s.scalars(select(AuditEvent).where(AuditEvent.action == "meeting.read")).one()
+        assert (read.object_type, read.object_id, read.case_id) == ("meeting", str(meeting_id), case_id)
+
         number = s.get(Case, case_id).case_number
     title = re.search(r"<title>(.*?)</title>", r.get_data(as_text=True)).group(1)
     assert title.startswith(f"支援会議 ケース {number} 令和")  # tabs of several meetings tell apart
