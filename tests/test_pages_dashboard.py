@@ -10,7 +10,7 @@ from engine.db import unit_of_work
 from engine.models import Alert, Case, CaseHistory, Handoff, User
 from tests.conftest import NOW
 from tests.pages_support import (  # noqa: F401  (fixtures)
-    app, case_in, case_state, count, error_beside, text_of, web,
+    app, case_in, case_state, case_version, count, error_beside, text_of, web,
 )
 
 
@@ -178,3 +178,22 @@ def test_reassigning_a_join_request_keeps_to_the_persons_consent(web, actors, ca
             select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False)))] == [("shakyo", "sent")]
     assert _alert(sessions, alert_id).status == "open"
     assert web(actors.children).get(f"/cases/{case_id}").status_code == 404
+
+
+def test_a_case_whose_routing_alert_was_resolved_by_hand_stays_on_the_dashboard(web, actors, case_in, sessions):
+    """Resolving the 未振り分け alert does not send the case anywhere: it must not drop off every list."""
+    case_id = case_in("intake")
+    with unit_of_work(sessions) as s:
+        alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "unrouted"))
+        number = s.get(Case, case_id).case_number
+    client = web(actors.fm)
+    waiting = lambda: text_of(client.get("/dashboard")).split("受付のまま止まっているケース", 2)[2]  # noqa: E731
+    assert number not in waiting()  # its alert still says so
+    assert client.post(f"/dashboard/alerts/{alert_id}/resolve", {"note": "窓口に電話で確認した"}).status_code == 303
+    listed = waiting()
+    assert number in listed and "相談まるごとサポートデスク" in listed  # and who holds it meanwhile
+    # Once a sheet is on its way, the case is no longer waiting.
+    r = client.post(f"/cases/{case_id}/events/send_handoff", {"version": case_version(sessions, case_id),
+                                                               "to_department": "livelihood", "reason": "生活の相談"})
+    assert r.status_code == 303
+    assert number not in waiting()
