@@ -553,6 +553,32 @@ def _apply_consent(ctx: EventContext) -> None:
     if status == "withdrawn":
         for plan in ctx.session.scalars(select(Plan).where(Plan.case_id == ctx.case.id, Plan.status == "active")):
             plan.status = "ended"
+        _lapse_joins_under_consent(ctx)
+
+
+def _lapse_joins_under_consent(ctx: EventContext) -> None:
+    """Sharing narrows again (DESIGN.md): a department asked to join while the consent now withdrawn was in
+    force took part on its strength, so its join ends (the sheet `withdrawn`, as at closure) and the case
+    leaves its sight. A department that joined before the consent, or that owns the case, stays."""
+    s = ctx.session
+    given_since = None
+    for c in s.scalars(select(Consent).where(Consent.case_id == ctx.case.id)
+                       .order_by(Consent.recorded_at, Consent.id)):
+        if c.status != "given":
+            given_since = None
+        elif given_since is None and c.id is not None:
+            given_since = c.recorded_at
+    if given_since is None:
+        return
+    lapsed = []
+    for h in ctx.case.handoffs:
+        if (not h.primary and h.state in ("sent", "accepted") and h.sent_at >= given_since
+                and h.to_department_id != ctx.case.owning_department_id):
+            states.fire_handoff_event(h, "lapse", ctx)
+            h.withdrawn_at = ctx.now
+            lapsed.append(h)
+    for h in lapsed:
+        alerts.resolve_open(s, handoff_id=h.id, actor=ctx.actor, note="同意の撤回により参加終了", now=ctx.now)
 
 
 def _prepare_plan(ctx: EventContext) -> None:

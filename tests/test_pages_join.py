@@ -224,3 +224,40 @@ def test_with_consent_in_force_only_a_covered_agency_may_be_asked_to_join(web, a
     r = client.post(f"/cases/{case_id}/join", data={"version": version, "to_department": "shakyo",
                                                    "reason": "居場所の紹介", "summary": "要約"})
     assert r.status_code == 303 and [code for code, _ in _joins(sessions, case_id)] == ["shakyo"]
+
+
+def test_withdrawing_the_consent_ends_the_joins_made_under_it(web, actors, case_in, fire, sessions):
+    """Sharing narrows again: a department asked to join under the consent leaves the case with it; one
+    that joined before the consent stays, as it was before."""
+    from engine import services
+    from engine.db import unit_of_work
+    from datetime import timedelta
+
+    from engine.models import CaseHistory, User
+    from tests.conftest import NOW
+
+    case_id = case_in("assigned")
+    with unit_of_work(sessions) as s:  # before any consent
+        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="hikikomori_station",
+                                  reason="外出の練習", summary="日中の居場所が必要。", now=NOW - timedelta(hours=1))
+        services.answer_join(s, s.get(User, actors.hikikomori.id), h.id, "accept", now=NOW - timedelta(hours=1))
+    fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
+         agencies=["livelihood", "shakyo", "children"])  # at NOW
+    later = NOW + timedelta(minutes=5)
+    with unit_of_work(sessions) as s:  # under the consent: one accepted, one still waiting
+        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN, now=later)
+        services.answer_join(s, s.get(User, actors.shakyo.id), h.id, "accept", now=later)
+        services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="children",
+                              reason="子の支援", summary="要約", now=later)
+    assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 200
+    fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")
+    assert _joins(sessions, case_id) == [("hikikomori_station", "accepted"), ("shakyo", "withdrawn"),
+                                         ("children", "withdrawn")]
+    assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 404
+    assert web(actors.children).get(f"/cases/{case_id}").status_code == 404
+    assert "廿日 太郎" in text_of(web(actors.hikikomori).get(f"/cases/{case_id}"))  # content, as before
+    with unit_of_work(sessions) as s:
+        assert case_departments.drift(s) == []
+        assert s.scalars(select(CaseHistory.event).where(CaseHistory.case_id == case_id,
+                                                         CaseHistory.event == "handoff.lapse")).all() == ["handoff.lapse"] * 2
+    assert "参加の終了（同意の撤回に伴う）" in text_of(web(actors.livelihood).get(f"/cases/{case_id}"))
