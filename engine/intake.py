@@ -10,11 +10,12 @@ import copy
 from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from engine import alerts, calendar, routing, services, submissions
+from engine import access, alerts, audit, calendar, routing, services, states, submissions
 from engine.errors import Conflict, PermissionDenied, ValidationFailed
-from engine.models import Case, utcnow
+from engine.models import Case, Person, utcnow
 
 MODES = ("route", "override", "resolve")
 
@@ -57,6 +58,34 @@ def preview(session: Session, actor, fields: dict[str, Any], *, now: datetime | 
     now = now or utcnow()
     check_actor(actor)
     return routing.propose(session, _checked_facts(fields, now.astimezone(calendar.JST).date()))
+
+
+def earlier_cases(session: Session, actor, person: dict[str, Any], *, limit: int = 5) -> list[dict[str, Any]]:
+    """Cases of what may be the same person, among those whose content `actor` reads: the same 宛名番号,
+    or the same name and kana (width and kana folded) with the same birth date, as engine.casefile's
+    person_cases_filter counts one person. Open ones first. Shown at intake so that a window can carry on
+    a case in progress instead of opening a second one; each case shown is audited (`case.found`)."""
+    check_actor(actor)
+    same = []
+    resident_id = (person.get("resident_id") or "").strip()
+    if resident_id:
+        same.append(Person.resident_id == resident_id)
+    key = services.fold_for_search(person.get("name"), person.get("name_kana"))
+    birth = person.get("birth_date")
+    if key and isinstance(birth, date):
+        same.append((Person.search_key == key) & (Person.birth_date == birth))
+    if not same:
+        return []
+    rows = session.execute(
+        select(Case.id, Case.case_number, Case.state, Case.opened_at, Person.name)
+        .join(Person, Person.id == Case.person_id)
+        .where(or_(*same), access.visible_cases_filter(session, actor, access.Sight.CONTENT))
+        .order_by((Case.state == "closed").asc(), Case.updated_at.desc(), Case.id.desc()).limit(limit)).all()
+    audit.record_case_reads(session, actor=actor, action="case.found", case_ids=[r.id for r in rows],
+                            detail={"where": "intake"})
+    return [{"id": r.id, "case_number": r.case_number, "status": r.state,
+             "status_label": states.CASE_STATE_LABELS[r.state], "opened_at": r.opened_at, "person_name": r.name}
+            for r in rows]
 
 
 def _record_proposal(session: Session, case: Case, proposal: routing.Proposal, now: datetime, *,

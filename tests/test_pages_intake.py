@@ -256,3 +256,23 @@ def test_an_administrator_may_not_take_consultations(web, actors, sessions):
 def test_sign_in_is_needed(web, departments):
     r = web().get("/intake")
     assert r.status_code == 302 and "/login" in r.headers["Location"]
+
+
+def test_the_preview_names_earlier_cases_of_the_same_person_its_reader_may_read(web, actors, open_case, sessions):
+    from engine.models import AuditEvent
+
+    first = open_case(categories=["poverty"])  # 廿日 太郎 / ハツカ タロウ, 昭和35年5月1日 → 生活福祉課
+    other = open_case(categories=["poverty"], person={"name": "佐伯 一郎", "name_kana": "サエキ イチロウ"})
+    with unit_of_work(sessions) as s:
+        number = s.get(Case, first).case_number
+        other_number = s.get(Case, other).case_number
+    # Width and kana of the name typed differently: the same person.
+    r = _preview(web(actors.livelihood), **{"person.name": "廿日　太郎", "person.name_kana": "ﾊﾂｶ ﾀﾛｳ"})
+    assert r.status_code == 200
+    earlier = text_of(r).split("同じ方のケースがあるかもしれません", 1)[1].split("入力した内容", 1)[0]
+    assert number in earlier and other_number not in earlier
+    assert count(sessions, AuditEvent, AuditEvent.action == "case.found", AuditEvent.case_id == first) == 1
+    # Another birth date is another person; and a department that may not read the case is shown nothing.
+    assert "同じ方のケース" not in text_of(_preview(web(actors.livelihood), **{"person.birth_date": "昭和36年5月1日"}))
+    assert "同じ方のケース" not in text_of(_preview(web(actors.children)))
+    assert count(sessions, AuditEvent, AuditEvent.action == "case.found") == 1

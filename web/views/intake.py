@@ -1,7 +1,7 @@
 """相談受付: the consultation form, the routing preview, and the confirmation that opens the case."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
@@ -29,8 +29,13 @@ def _form(values: MultiDict, errors: dict | None = None, message: str | None = N
 def _preview(values: MultiDict, proposal, *, choice: MultiDict | None = None, errors: dict | None = None,
              message: str | None = None, status: int = 200):
     parsed = forms.parse(forms.IntakeSchema, values)
+    earlier = intake.earlier_cases(db.session(), actor(), parsed.data.get("person") or {}) if parsed.ok else []
+    if earlier:
+        # Shown names are read records: their audit rows stay, whatever the page's status (a refused
+        # confirmation was rolled back before this page was drawn).
+        g.commit_on_error = True
     return render_template(
-        "intake_preview.html", values=values, data=parsed.data, proposal=proposal,
+        "intake_preview.html", values=values, data=parsed.data, proposal=proposal, earlier=earlier,
         choice=choice or MultiDict(), errors=errors or {}, message=message,
         token=(choice or {}).get("submission_token") or submissions.new_token(),
         departments=caselist.department_choices(db.session()),
