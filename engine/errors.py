@@ -55,9 +55,9 @@ class UnknownEvent(EngineError):
     title = "不明な操作です"
 
     def __init__(self, event: str, allowed_events: list[str]):
-        super().__init__(
-            f"「{event}」という操作はありません。", event=event, allowed_events=allowed_events
-        )
+        message = f"「{event}」という操作はありません。"
+        # The field at fault, as every 422 names it (`errors`), beside what may be done now.
+        super().__init__(message, event=event, allowed_events=allowed_events, errors={"event": [message]})
         self.allowed_events = allowed_events
 
 

@@ -1,12 +1,12 @@
 """Pieces shared by several API schemas: department references, list pages, time stamps."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from marshmallow import ValidationError, fields, post_load, validates
 
-from engine.calendar import JST, parse_aware_iso8601
-from schemas.fields import Integer, Output, Schema, Text, int_range
+from engine.calendar import EARLIEST_YEAR, JST, LATEST_YEAR, parse_aware_iso8601
+from schemas.fields import RFC3339_DATE_TIME, Integer, Output, Schema, Text, int_range
 
 MAX_ID = 2**31 - 1
 PAGE_SIZE = 50
@@ -46,7 +46,7 @@ class PageQuery(Schema):
 
     limit = Integer(load_default=PAGE_SIZE, validate=int_range(1, MAX_PAGE_SIZE),
                     metadata={"description": f"1ページの件数（1〜{MAX_PAGE_SIZE}、既定 {PAGE_SIZE}）"})
-    cursor = Text(max_length=20, metadata={"description": "前のページの `next` に含まれる位置（そのまま渡す）",
+    cursor = Text(max_length=10, metadata={"description": "前のページの `next` に含まれる位置（そのまま渡す）",
                                            "pattern": "^[0-9]{1,10}$"})
 
     @validates("cursor")
@@ -71,7 +71,16 @@ def parse_since(value: str) -> datetime:
     text = value.strip()
     if " " in text:
         text = text.replace(" ", "+")
+    if not RFC3339_DATE_TIME.fullmatch(text):
+        raise ValidationError("日時はタイムゾーン付きの RFC 3339 形式（例: 2026-11-30T10:00:00+09:00）で指定してください。")
+    # A filter, not a record: a time before every record asks for all of them, one after every record for
+    # none (the records' own times lie between 1900 and 2999).
+    year = int(text[:4])
+    if year < EARLIEST_YEAR:
+        return datetime(EARLIEST_YEAR, 1, 1, tzinfo=timezone.utc)
+    if year > LATEST_YEAR:
+        return datetime(LATEST_YEAR, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
     try:
-        return parse_aware_iso8601(text)
+        return parse_aware_iso8601(text.upper())
     except (ValueError, OverflowError):
-        raise ValidationError("日時はタイムゾーン付きの ISO 8601（例: 2026-11-30T10:00:00+09:00）で指定してください。") from None
+        raise ValidationError("日時を表せません（存在しない日付や時刻です）。") from None

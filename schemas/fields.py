@@ -78,15 +78,38 @@ class Boolean(fields.Boolean):
         return value
 
 
+# The document promises `format: date` and `date-time`, which are RFC 3339's: the extended forms only
+# (Python's fromisoformat also reads 19460501, 2026-W48-2 or 2026-12-01T04Z, which a client of the
+# document would never expect to be taken).
+RFC3339_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+RFC3339_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
 class Date(fields.Date):
     default_error_messages = {**BASE_MESSAGES, "invalid": "日付は YYYY-MM-DD の形で指定してください。",
                               "format": "日付を表せません。"}
 
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not RFC3339_DATE.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
 
 class AwareDateTime(fields.AwareDateTime):
-    default_error_messages = {**BASE_MESSAGES, "invalid": "日時はタイムゾーン付きの ISO 8601 で指定してください。",
+    default_error_messages = {**BASE_MESSAGES,
+                              "invalid": "日時はタイムゾーン付きの RFC 3339 形式（例: 2026-11-30T10:00:00+09:00）で指定してください。",
                               "invalid_awareness": "日時にはタイムゾーン（+09:00 など）を付けてください。",
                               "format": "日時を表せません。"}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            if RFC3339_DATE_TIME.fullmatch(value) is None:
+                # Say the zone is missing when that is all that is wrong.
+                if re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?", value):
+                    raise self.make_error("invalid_awareness")
+                raise self.make_error("invalid")
+            value = value.upper()
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class List(fields.List):

@@ -198,3 +198,22 @@ def test_consent_for_a_case_without_an_owner_is_refused_and_not_offered(client, 
     problem = assert_problem(r, 409, "guard-refused")
     assert "担当部署が決まっていない" in problem["detail"]
     assert count(sessions, Consent) == before
+
+
+def test_an_unknown_event_names_the_field_as_every_422_does(client, tokens, assigned):
+    body = assert_problem(_fire(client, tokens.livelihood, assigned, "teleport"), 422, "unknown-event")
+    assert body["errors"] == {"event": ["「teleport」という操作はありません。"]} and body["allowed_events"]
+
+
+def test_a_number_of_thousands_of_digits_is_a_field_error_not_unreadable_json(client, tokens, assigned, sessions):
+    raw = '{"event": "close", "version": ' + "9" * 5000 + ', "close_reason": "consultation_ended"}'
+    r = client.post(f"/api/v1/cases/{assigned}/events", data=raw, content_type="application/json",
+                    headers=auth(tokens.livelihood))
+    assert "version" in assert_problem(r, 422, "validation-error")["errors"]
+
+
+@pytest.mark.parametrize("obtained_on", ["20261101", "2026-W44-1", "2026-11-1"])
+def test_a_date_is_written_as_rfc3339_says(client, tokens, assigned, obtained_on):
+    r = _fire(client, tokens.livelihood, assigned, "record_consent", given_by="本人", method="written",
+              agencies=["livelihood"], obtained_on=obtained_on)
+    assert "obtained_on" in assert_problem(r, 422, "validation-error")["errors"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import quote
 
+import pytest
+
 from engine.db import unit_of_work
 from engine.models import Case
 from tests.api.support import assert_problem, auth, post_referral, referral
@@ -91,3 +93,26 @@ def test_list_refuses_bad_filters_by_name(client, partner):
     body = assert_problem(client.get("/api/v1/referrals?updated_since=2026-11-30T10:00:00", headers=auth(partner)),
                           422, "validation-error")
     assert "タイムゾーン" in body["errors"]["updated_since"][0]
+
+
+def test_updated_since_before_or_after_every_record_asks_for_all_or_none(client, partner):
+    made = _send(client, partner, 2)
+    for since, expected in (("0001-01-01T00:00:00Z", [made[1]["id"], made[0]["id"]]),
+                            ("9999-12-31T23:59:59-14:00", []), ("1899-12-31T23:59:59%2B09:00", [made[1]["id"], made[0]["id"]])):
+        r = client.get(f"/api/v1/referrals?updated_since={since}", headers=auth(partner))
+        assert r.status_code == 200, (since, r.get_data(as_text=True))
+        assert [x["id"] for x in r.get_json()["items"]] == expected, since
+
+
+@pytest.mark.parametrize("since", ["20261201T040942Z", "2026-12-01T04Z", "2026-12-01T04:09:42%2B09",
+                                   "2026-W48-2T00:00:00Z", "2026-12-01T04:09:42,5%2B00:00"])
+def test_updated_since_is_an_rfc3339_time_as_the_document_says(client, partner, since):
+    body = assert_problem(client.get(f"/api/v1/referrals?updated_since={since}", headers=auth(partner)),
+                          422, "validation-error")
+    assert "RFC 3339" in body["errors"]["updated_since"][0]
+
+
+def test_a_cursor_longer_than_its_pattern_is_refused(client, partner):
+    body = assert_problem(client.get("/api/v1/referrals?cursor=12345678901", headers=auth(partner)), 422,
+                          "validation-error")
+    assert "cursor" in body["errors"]

@@ -181,6 +181,7 @@ INVALID = [
     ("future birth date", _person(birth_date="2999-01-01"), "person.birth_date"),
     ("impossible birth date", _person(birth_date="1946-02-30"), "person.birth_date"),
     ("birth date not a date", _person(birth_date="昭和21年"), "person.birth_date"),
+    ("birth date in the basic form", _person(birth_date="19460501"), "person.birth_date"),
     ("unknown sex", _person(sex="x"), "person.sex"),
     ("NUL in a name", _person(name="廿日\x00太郎"), "person.name"),
     ("name too long", _person(name="あ" * 101), "person.name"),

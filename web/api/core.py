@@ -72,6 +72,12 @@ def _strict_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+def _bounded_int(digits: str):
+    # A number of thousands of digits is still JSON (Python would refuse to read it as an int): it is read
+    # as one too large for any field, which the field then refuses by name (422), not as unreadable JSON.
+    return int(digits) if len(digits) <= 30 else float("inf")
+
+
 def read_json_object(required: bool):
     """The request body as a JSON object; refuses 413, 415 and 400 with a problem.
 
@@ -103,7 +109,7 @@ def read_json_object(required: bool):
     except UnicodeDecodeError:
         raise ApiProblem("malformed-json", "本文を UTF-8 として読めません。JSON は UTF-8 で送ってください。") from None
     try:
-        value = json.loads(text, parse_constant=_strict_constant)
+        value = json.loads(text, parse_constant=_strict_constant, parse_int=_bounded_int)
     except (ValueError, RecursionError):
         raise ApiProblem("malformed-json", "本文を JSON として読めません。") from None
     if not isinstance(value, dict):
