@@ -84,6 +84,7 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
         "access": "content" if sight >= access.Sight.CONTENT else "metadata",
         "urgency": case.urgency,
         "multi_agency_candidate": case.multi_agency_candidate,
+        "categories": None,  # case content: the list below, for those who may read it
         "anonymised_at": iso(case.anonymised_at),
         "handoffs": [handoff_metadata(session, h) for h in case.handoffs],
         "history": [
@@ -276,5 +277,5 @@ def event_receipt(session: Session, actor, case: Case, allowed_events: list[str]
         return case_view(session, actor, case, allowed_events, support_meeting_records=support_meeting_records)
     receipt = referral_view(session, case)
     receipt.update({"version": case.version, "allowed_events": [], "access": "none", "urgency": case.urgency,
-                    "multi_agency_candidate": False, "handoffs": [], "history": []})
+                    "multi_agency_candidate": False, "categories": None, "handoffs": [], "history": []})
     return receipt

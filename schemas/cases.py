@@ -166,10 +166,11 @@ class CaseOut(Output):
     multi_agency_candidate = fields.Boolean(required=True)
     handoffs = fields.List(_N(HandoffOut), required=True)
     history = fields.List(_N(HistoryOut), required=True)
+    categories = fields.List(_S(), required=True, allow_none=True, metadata={
+        "description": "課題の分類のコード。内容を閲覧できない呼び出し元（access が content でない）には null"})
     # With content sight only (access == "content"):
     person = _N(PersonOut)
     household = fields.List(_N(HouseholdOut))
-    categories = fields.List(_S())
     primary_category = _S(allow_none=True)
     summary = _S()
     source = _S()
