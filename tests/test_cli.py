@@ -115,3 +115,23 @@ def test_a_setting_that_cannot_be_used_is_named(tmp_path, name, value):
     result = _tsunagu(tmp_path, "alerts", "scan", **{name: value, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"環境変数 {name} は" in result.stderr and repr(value) in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("user", "add", "yamada", "--role", "staff", "--role", "fm", "--department", "desk"),
+    ("token", "create", "--client", "partner", "--scopes", "referrals:read", "--scopes", "referrals:write"),
+    ("token", "create", "--client", "a", "--client", "b", "--scopes", "referrals:read"),
+    ("alerts", "scan", "--now", "2026-12-01T10:00:00+09:00", "--now", "2026-12-02T10:00:00+09:00"),
+])
+def test_an_option_given_twice_is_refused_not_silently_replaced(cli, departments, sessions, args):
+    """`--role staff --role fm` made an FM and `--scopes a --scopes b` dropped a scope: refused instead."""
+    from engine.models import Alert, ApiClient
+
+    def rows():
+        with sessions() as s:
+            return [s.scalar(select(func.count()).select_from(m)) for m in (User, ApiClient, Alert)]
+
+    before = rows()
+    result = cli(*args, input="a-long-enough-password\n")
+    assert result.exit_code == 2 and "は1回だけ指定してください" in result.output, result.output
+    assert rows() == before

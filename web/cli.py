@@ -17,6 +17,22 @@ from engine.db import unit_of_work
 from engine.errors import EngineError
 
 
+class Once(click.Option):
+    """An option given at most once. Click lets a repeated option silently replace the first (`--role staff
+    --role fm` made an FM, `--scopes a --scopes b` dropped a scope); such a line is refused instead."""
+
+    def __init__(self, *args, **kwargs):
+        self._once_default = kwargs.pop("default", None)
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
+
+    def process_value(self, ctx: click.Context, value):
+        given = super().process_value(ctx, value)
+        if given is not None and len(given) > 1:
+            raise click.UsageError(f"{self.opts[0]} は1回だけ指定してください（{len(given)}回指定されています）。", ctx=ctx)
+        return given[0] if given else self._once_default
+
+
 def _factory():
     from web import create_app
 
@@ -129,9 +145,9 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("login")
-@click.option("--role", type=click.Choice(["staff", "fm", "admin"]), required=True)
-@click.option("--department", "department", required=True, help="department code")
-@click.option("--name", "display_name", default=None, help="display name (氏名)")
+@click.option("--role", type=click.Choice(["staff", "fm", "admin"]), required=True, cls=Once)
+@click.option("--department", "department", required=True, help="department code", cls=Once)
+@click.option("--name", "display_name", default=None, help="display name (氏名)", cls=Once)
 @with_appcontext
 def user_add(login: str, role: str, department: str, display_name: str | None) -> None:
     """Add a staff user; the password is read from stdin (one line) or prompted twice at a terminal."""

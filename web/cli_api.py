@@ -5,7 +5,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from web.cli import main, transaction
+from web.cli import Once, main, transaction
 
 
 @main.group()
@@ -14,9 +14,9 @@ def token() -> None:
 
 
 @token.command("create")
-@click.option("--client", "client_name", required=True, help="client name (created if new)")
-@click.option("--scopes", required=True, help="comma-separated: referrals:write,referrals:read,cases:read,…")
-@click.option("--user", "user_login", default=None,
+@click.option("--client", "client_name", required=True, help="client name (created if new)", cls=Once)
+@click.option("--scopes", required=True, help="comma-separated: referrals:write,referrals:read,cases:read,…", cls=Once)
+@click.option("--user", "user_login", default=None, cls=Once,
               help="staff login the token acts for (needed for cases:* and alerts:*)")
 @with_appcontext
 def token_create(client_name: str, scopes: str, user_login: str | None) -> None:
@@ -51,8 +51,8 @@ def webhooks() -> None:
 
 
 @webhooks.command("register")
-@click.option("--client", "client_name", required=True)
-@click.option("--url", required=True, help="callback URL (http or https)")
+@click.option("--client", "client_name", required=True, cls=Once)
+@click.option("--url", required=True, help="callback URL (http or https)", cls=Once)
 @with_appcontext
 def webhooks_register(client_name: str, url: str) -> None:
     """Set a client's callback URL; prints the signing secret once, alone on the last line."""
@@ -66,7 +66,8 @@ def webhooks_register(client_name: str, url: str) -> None:
 
 
 @webhooks.command("deliver")
-@click.option("--now", "now_text", default=None, help="ISO 8601 time with offset to act at (tests, back-fills)")
+@click.option("--now", "now_text", default=None, cls=Once,
+              help="ISO 8601 time with offset to act at (tests, back-fills)")
 @with_appcontext
 def webhooks_deliver(now_text: str | None) -> None:
     """Send what the outbox holds (retries with backoff; cron-able)."""

@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from engine import calendar
-from web.cli import main, transaction
+from web.cli import Once, main, transaction
 
 
 def _when(value: datetime) -> str:
@@ -106,7 +106,7 @@ def retention() -> None:
 
 @retention.command("apply")
 @click.option("--dry-run", is_flag=True, help="list what would be anonymised; change nothing")
-@click.option("--now", "now_text", default=None, help="the time to measure from (ISO 8601), for tests")
+@click.option("--now", "now_text", default=None, cls=Once, help="the time to measure from (ISO 8601), for tests")
 @with_appcontext
 def retention_apply(dry_run: bool, now_text: str | None) -> None:
     """Anonymise closed cases whose closure is older than TSUNAGU_RETENTION_YEARS (default 5)."""

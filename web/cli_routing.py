@@ -15,7 +15,7 @@ from engine import routing, scan
 from engine.alerts import ALERT_LABELS
 from engine.calendar import EARLIEST_YEAR, LATEST_YEAR, TimeOutOfRange, parse_aware_iso8601, wareki_datetime
 from engine.models import Alert, Case, Department
-from web.cli import main, transaction
+from web.cli import Once, main, transaction
 
 
 def _config_dir() -> Path:
@@ -95,7 +95,7 @@ def alerts() -> None:
 
 
 @alerts.command("scan")
-@click.option("--now", type=AwareDateTime(), default=None,
+@click.option("--now", type=AwareDateTime(), default=None, cls=Once,
               help="基準時刻（タイムゾーン付き ISO 8601）。省略時は現在時刻。テストや遡っての実行に。")
 @click.option("--batch-size", type=click.IntRange(min=1), default=scan.BATCH_SIZE, show_default=True,
               help="1トランザクションで処理する件数")
