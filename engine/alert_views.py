@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from engine.alerts import ALERT_LABELS, readable_texts, visible_alerts_query
@@ -64,15 +64,24 @@ def _departments(session: Session, shown: list[Alert]) -> dict[int, str | None]:
 
 def page(session: Session, actor, *, status: str | None = None, kind: str | None = None,
          before_id: int | None = None, limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
-    """The alerts `actor` may see (engine.alerts.visible_alerts_query), newest first, one page."""
+    """The alerts `actor` may see (engine.alerts.visible_alerts_query), newest raised first, one page.
+
+    Newest by `raised_at`, not by id: a scan back-filled with an earlier --now writes alerts later that
+    were due earlier. The page continues after the alert `before_id` (the cursor stays an alert's id; its
+    time is looked up), in the same order.
+    """
     q = visible_alerts_query(session, actor)
     if status:
         q = q.where(Alert.status == status)
     if kind:
         q = q.where(Alert.kind == kind)
     if before_id is not None:
-        q = q.where(Alert.id < before_id)
-    rows = session.scalars(q.order_by(Alert.id.desc()).limit(limit + 1)).all()
+        anchor = session.execute(select(Alert.raised_at).where(Alert.id == before_id)).scalar()
+        if anchor is None:  # no longer an alert (removed with its case): by id, as close as can be
+            q = q.where(Alert.id < before_id)
+        else:
+            q = q.where(or_(Alert.raised_at < anchor, and_(Alert.raised_at == anchor, Alert.id < before_id)))
+    rows = session.scalars(q.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
     (messages, notes), departments = readable_texts(session, actor, rows), _departments(session, rows)

@@ -146,3 +146,19 @@ def test_a_typed_note_only_for_its_writer_and_those_with_content_sight(client, m
     reader = client.get("/api/v1/alerts?kind=handoff_declined", headers=auth(desk)).get_json()["items"][0]
     assert reader["note"] == note
     assert _reads(sessions, alert_id) == reads + 1
+
+
+def test_newest_means_raised_last_not_written_last(client, desk, unrouted, sessions):
+    """A scan back-filled with an earlier --now writes alerts that were due earlier: the list follows
+    raised_at, and its pages follow on without gaps or repeats."""
+    from datetime import timedelta
+
+    from tests.conftest import NOW
+
+    with unit_of_work(sessions) as s:
+        for hours, alert_id in zip((5, 1, 3), unrouted):  # the first written is the newest raised
+            s.get(Alert, alert_id).raised_at = NOW + timedelta(hours=hours)
+    first = client.get("/api/v1/alerts?limit=2", headers=auth(desk)).get_json()
+    rest = client.get(first["next"], headers=auth(desk)).get_json()
+    assert [a["id"] for a in first["items"] + rest["items"]] == [unrouted[0], unrouted[2], unrouted[1]]
+    assert rest["next"] is None
