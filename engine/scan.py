@@ -245,8 +245,10 @@ def _sweeps(m: _Moment) -> list:
                 (update(Alert).where(Alert.open_key > "", Alert.kind.in_(kinds), gone)
                  .values(open_key=None).execution_options(synchronize_session=False))]
 
+    # The plan the alert was raised about is still the active one (one adopted since, after a replan, is
+    # another subject: its own lateness is a new alert).
     in_accompaniment = [Plan.case_id == Alert.case_id, Plan.status == "active", Case.id == Plan.case_id,
-                        Case.state == "accompaniment"]
+                        Case.state == "accompaniment", Plan.created_at <= Alert.raised_at]
     return [
         *resolve(("handoff_stalled", "handoff_escalated"),
                 ~exists().where(Handoff.id == Alert.handoff_id, Handoff.state == "sent"),

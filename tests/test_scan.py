@@ -208,6 +208,21 @@ def test_an_overdue_evaluation_resolved_by_hand_comes_back_only_for_the_next_eva
     assert [a.kind for a in again.raised] == ["evaluation_overdue"]
 
 
+def test_a_plan_adopted_after_an_alert_resolved_by_hand_has_alerts_of_its_own(accompanied, sessions, actors, fire):
+    """The key a person's 解決 holds is about the plan it was raised for: after a replan, the new plan's
+    own lateness and silence are new alerts."""
+    scan.scan(sessions, day(61))
+    _resolve_by_hand(sessions, actors.livelihood, "evaluation_overdue", "来週の会議で評価する")
+    _resolve_by_hand(sessions, actors.livelihood, "no_contact", "来週訪問する")
+    fire(actors.livelihood, accompanied, "evaluate", now=day(62), goals_met="not_met", decision="replan")
+    fire(actors.livelihood, accompanied, "adopt_plan", now=day(63), goals="「続けて働きたい」", main_department="livelihood",
+         next_evaluation_date=(PLAN_DATE + timedelta(days=30)).isoformat(),
+         roles=[{"department": "livelihood", "role": "就労支援"}])
+    assert scan.scan(sessions, day(90)).raised == []  # the new plan is not late yet
+    again = scan.scan(sessions, day(124))
+    assert sorted(a.kind for a in again.raised) == ["evaluation_overdue", "no_contact"]
+
+
 def test_silence_counts_from_the_later_of_adoption_and_last_contact(accompanied, sessions, actors):
     with unit_of_work(sessions) as s:  # a contact dated before the plan does not move the clock
         services.add_contact_note(s, actors.livelihood, accompanied,
