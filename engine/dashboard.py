@@ -92,6 +92,20 @@ def waiting_in_intake(session: Session, actor, *, limit: int = 50) -> tuple[list
                         names.get(c.reopened_department_id or c.created_department_id)) for c in rows], total
 
 
+def reassignable(alert: Alert, case_state: str, handoff: Handoff | None) -> bool:
+    """Whether 振り替え can act on this alert now: a sheet still waiting (stalled or escalated) is sent
+    elsewhere; a case back in 受付 (unrouted, or its own sheet came back) is sent on. A returned join
+    request leaves nothing to send onward (the department that asked decides), nor does a case already on
+    its way or further on."""
+    if alert.kind not in REASSIGNABLE:
+        return False
+    if alert.kind in ("handoff_stalled", "handoff_escalated"):
+        return handoff is not None and handoff.state == "sent"
+    if alert.kind == "handoff_declined" and handoff is not None and not handoff.primary:
+        return False
+    return case_state == "intake"
+
+
 def _check_fm(actor, *, read: bool = False) -> None:
     if actor is None or not actor.active:
         raise PermissionDenied("FMダッシュボードを使えるのはFMだけです。")
@@ -128,8 +142,7 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
                 case_number=number, case_state=state,
                 # A returned join request (a sheet that did not move the case) leaves nothing to send
                 # onward: the department that asked decides what next.
-                reassignable=alert.kind in REASSIGNABLE and not (
-                    alert.kind == "handoff_declined" and handoff is not None and not handoff.primary),
+                reassignable=reassignable(alert, state, handoff),
             )
             if handoff is not None:
                 src, dst = depts.get(handoff.from_department_id), depts.get(handoff.to_department_id)
@@ -187,15 +200,15 @@ def reassign(session: Session, actor, alert_id: int, *, to_department: str | Non
     if errors:
         raise ValidationFailed(errors)
     reason = reason.strip()
-    if alert.kind not in REASSIGNABLE:
-        raise GuardRefused("このアラートは振り替えできません。ケースの画面で対応してください。", guard="reassignable")
     case = services.load_case(session, actor, alert.case_id, for_update=True)
     handoff = session.get(Handoff, alert.handoff_id) if alert.handoff_id else None
+    if not reassignable(alert, case.state, handoff):
+        raise GuardRefused("このアラートは振り替えできません。ケースの画面で対応してください。", guard="reassignable")
     if handoff is not None and handoff.state == "sent":
         if handoff.to_department_id == target.id:
             raise ValidationFailed({"to_department": ["今の送付先と同じ部署です。"]})
         if not handoff.primary:
-            services.require_join_within_consent(session, case, target)
+            services.require_join_target(session, case, target)
         ctx = services.HandoffContext(session, actor, case, handoff, now, {"reason": reason})
         states.fire_handoff_event(handoff, "withdraw", ctx)
         handoff.withdrawn_at = now

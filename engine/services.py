@@ -1008,6 +1008,15 @@ def refused_target(session: Session, view_args: dict) -> tuple[int | None, str |
 # --- asking another department to join (a handoff that does not move the case) ------------------
 
 
+def require_join_target(session: Session, case: Case, target: Department) -> None:
+    """The checks on a department asked to join (request_join, and an FM's 振り替え of a join request): not
+    one already in the case (its owner, or one with a sheet waiting or accepted), and within the consent."""
+    if any(h.to_department_id == target.id and h.state in ("sent", "accepted") for h in case.handoffs) or \
+            case.owning_department_id == target.id:
+        raise ValidationFailed({"to_department": [f"{target.name}は既にこのケースに関わっています。"]})
+    require_join_within_consent(session, case, target)
+
+
 def require_join_within_consent(session: Session, case: Case, target: Department) -> None:
     """With the person's consent in force, the case's content reaches only the agencies it covers: a
     department outside it is not asked to join (by its owner, or by an FM's 振り替え of a join request).
@@ -1039,10 +1048,7 @@ def request_join(session: Session, actor: User, case_id: int, *, to_department: 
     target = department_by_code(session, to_department)
     if target is None:
         raise ValidationFailed({"to_department": [f"「{to_department}」という部署はありません。"]})
-    if any(h.to_department_id == target.id and h.state in ("sent", "accepted") for h in case.handoffs) or \
-            case.owning_department_id == target.id:
-        raise ValidationFailed({"to_department": [f"{target.name}は既にこのケースに関わっています。"]})
-    require_join_within_consent(session, case, target)
+    require_join_target(session, case, target)
     touch(case, now)  # the case's version moves with the request
     flush_or_stale(session, case)
     handoff = send_handoff_record(session, actor, case, target, reason=reason, summary=summary, now=now,

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from engine import alerts
 from engine.db import unit_of_work
+from engine.errors import GuardRefused
 from engine.models import Alert, Case, CaseHistory, Handoff, User
 from tests.conftest import NOW
 from tests.pages_support import (  # noqa: F401  (fixtures)
@@ -157,6 +159,44 @@ def test_a_returned_join_request_is_listed_but_not_offered_for_reassignment(acto
         sections = {sec.key: sec for sec in dashboard.fm_dashboard(s, s.get(User, actors.fm.id), now=NOW)}
         [item] = [i for i in sections["unrouted"].items if i.case_id == case_id]
         assert item.kind == "handoff_declined" and item.reassignable is False
+    # … and the engine refuses it too (the list and the action agree).
+    with pytest.raises(GuardRefused), unit_of_work(sessions) as s:
+        dashboard.reassign(s, s.get(User, actors.fm.id), item.alert_id, to_department="shakyo", reason="r", now=NOW)
+
+
+def test_an_alert_whose_case_is_already_on_its_way_is_not_offered_for_reassignment(actors, open_case, fire,
+                                                                                   sessions):
+    """A reopened case's 未振り分け alert stays open until a department accepts; once its sheet is sent, there
+    is nothing to send onward: not offered, and refused."""
+    from engine import dashboard
+
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff")
+    fire(actors.livelihood, case_id, "close", close_reason="consultation_ended")
+    fire(actors.livelihood, case_id, "reopen", reason="再び相談があった")
+    fire(actors.livelihood, case_id, "send_handoff", to_department="shakyo", reason="見守り", summary="s")
+    with sessions() as s:
+        sections = {sec.key: sec for sec in dashboard.fm_dashboard(s, s.get(User, actors.fm.id), now=NOW)}
+        [item] = [i for i in sections["unrouted"].items if i.case_id == case_id]
+        assert item.reassignable is False
+    with pytest.raises(GuardRefused), unit_of_work(sessions) as s:
+        dashboard.reassign(s, s.get(User, actors.fm.id), item.alert_id, to_department="children", reason="r", now=NOW)
+
+
+def test_reassigning_a_join_request_to_a_department_already_in_the_case_is_refused(web, actors, case_in, sessions):
+    from engine import services
+
+    case_id = case_in("layered_meeting")  # owner 生活福祉課; consent covers 生活福祉課 and 社協
+    with unit_of_work(sessions) as s:
+        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="shakyo",
+                                  reason="居場所の紹介", summary="要約")
+        alert_id = alerts.raise_alert(s, kind="handoff_escalated", case_id=case_id, handoff_id=h.id,
+                                      department_id=None, due_at=h.escalate_at, message="未受理")
+    r = web(actors.fm).post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "livelihood", "reason": "r"})
+    assert r.status_code == 422 and "既にこのケースに関わっています" in text_of(r)
+    with unit_of_work(sessions) as s:
+        assert [(x.to_department.code, x.state) for x in s.scalars(
+            select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False)))] == [("shakyo", "sent")]
 
 
 def test_reassigning_a_join_request_keeps_to_the_persons_consent(web, actors, case_in, sessions):
