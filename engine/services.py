@@ -446,10 +446,11 @@ def _apply_accept_handoff(ctx: EventContext) -> None:
 
 def _returned_to(session: Session, case: Case, h: Handoff) -> int | None:
     """The department a returned sheet's alert goes to: the one that sent it, unless an FM sent it (from the
-    dashboard or the case page) — then the department that holds the case back in 受付, which must send it
-    on (the FM sees every alert on the dashboard in any case)."""
+    dashboard or the case page) or the rules did (a referral routed on arrival: no sending department) —
+    then the department that holds the case back in 受付, which must send it on (the desk, for a referral);
+    the FM sees every alert on the dashboard in any case."""
     sender = session.get(User, h.sender_id) if h.sender_id is not None else None
-    if sender is None or sender.role != "fm":
+    if h.from_department_id is not None and (sender is None or sender.role != "fm"):
         return h.from_department_id
     desk = department_by_code(session, access.DESK_CODE)
     return case.reopened_department_id or case.created_department_id or (desk.id if desk else None)

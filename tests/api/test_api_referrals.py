@@ -390,3 +390,18 @@ def test_body_errors_come_before_the_key_and_the_fields(client, partner):
                    400, "malformed-json")
     assert_problem(client.post("/api/v1/referrals", json={"external_ref": 5}, headers=headers),
                    400, "idempotency-key-missing")
+
+
+def test_a_referral_the_rules_sent_and_the_receiver_returned_comes_to_the_desk(client, partner, fire, actors,
+                                                                                sessions):
+    """A sheet the rules sent on arrival has no sending department: its 返送 goes to the desk, which holds
+    the case back in 受付 and must send it on, not to the FM dashboard alone."""
+    from engine.models import Alert, Department
+
+    created = post_referral(client, partner).get_json()  # 8050 → 高齢介護課
+    with unit_of_work(sessions) as s:
+        receiver = s.get(Case, created["id"]).open_primary_handoff.to_department.code
+    fire(getattr(actors, receiver), created["id"], "decline_handoff", reason="所管外")
+    with unit_of_work(sessions) as s:
+        alert = s.scalars(select(Alert).where(Alert.case_id == created["id"], Alert.kind == "handoff_declined")).one()
+        assert s.get(Department, alert.department_id).code == "desk"
