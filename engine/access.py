@@ -20,7 +20,8 @@ Relations of a person to a case:
 - covered: the department is covered by the case's current consent (its newest consent record, if that
   one is given; a withdrawal or refusal narrows access at once);
 - case_fm: the case's FM (担当FM, who convened its first 支援会議);
-- case_member: a member of one of the case's meetings who acknowledged the 守秘義務;
+- case_member: a member of one of the case's 支援会議 who acknowledged the 守秘義務 (a 重層的支援会議 meets under the
+  consent: its members see the case as the consent lets them);
 - pending_member: a member who has not acknowledged it yet: knows the case exists, reads nothing;
 - fm: any FM — handoff metadata (dates, departments, state) of every case;
 - admin: the administrator — metadata of every case, never content.
@@ -270,8 +271,11 @@ def _relation_statements():
     covered = (select(Consent.status, exists().where(ConsentAgency.consent_id == Consent.id,
                                                      ConsentAgency.department_id == dept))
                .where(Consent.case_id == case_id).order_by(Consent.id.desc()).limit(1))
+    # Membership of a 支援会議 relates a person to the case; a 重層的支援会議 meets under the consent, and
+    # its members see the case as the consent lets them (covered), no further and no longer.
     meetings = (select(MeetingMember.acknowledged_at).join(Meeting, Meeting.id == MeetingMember.meeting_id)
-                .where(Meeting.case_id == case_id, MeetingMember.user_id == user_id))
+                .where(Meeting.case_id == case_id, MeetingMember.user_id == user_id,
+                       Meeting.kind == "support_meeting"))
     notified = select(CaseNotice.id).where(CaseNotice.case_id == case_id, CaseNotice.department_id == dept)
     return handoffs, covered, meetings, notified
 
@@ -551,7 +555,7 @@ def _meeting_cases(user, *, acknowledged: bool):
     from engine.models import Meeting, MeetingMember
 
     q = (select(Meeting.case_id).join(MeetingMember, MeetingMember.meeting_id == Meeting.id)
-         .where(MeetingMember.user_id == user.id))
+         .where(MeetingMember.user_id == user.id, Meeting.kind == "support_meeting"))
     return q.where(MeetingMember.acknowledged_at.is_not(None)) if acknowledged else q
 
 

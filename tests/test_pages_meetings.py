@@ -190,3 +190,16 @@ def test_a_layered_meeting_takes_members_only_from_the_agencies_the_consent_cove
     assert count(sessions, AuditEvent, AuditEvent.action == "meeting.add_member") == 0
     assert web(actors.children).get(f"/cases/{case_id}").status_code == 404
     assert secretariat.post(f"/meetings/{meeting_id}/members", data={"user": "shakyo"}).status_code == 303
+
+
+def test_a_layered_meeting_member_sees_the_case_only_while_the_consent_covers_them(web, actors, case_in, fire,
+                                                                                    sessions):
+    case_id = case_in("accompaniment")  # consent: 生活福祉課, 社協; 生活福祉課 the meeting's secretariat
+    meeting_id = _meeting(sessions, case_id, kind="layered_meeting")
+    assert web(actors.livelihood).post(f"/meetings/{meeting_id}/members", data={"user": "shakyo"}).status_code == 303
+    shakyo = web(actors.shakyo)
+    assert shakyo.post(f"/meetings/{meeting_id}/acknowledge").status_code == 303
+    assert shakyo.get(f"/cases/{case_id}").status_code == 200
+    fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")
+    # The membership does not outlast the consent the meeting met under.
+    assert shakyo.get(f"/cases/{case_id}").status_code == 404
