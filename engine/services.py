@@ -540,6 +540,9 @@ def _prepare_consent(ctx: EventContext) -> None:
 
 def _apply_consent(ctx: EventContext) -> None:
     status = {"record_consent": "given", "refuse_consent": "refused", "withdraw_consent": "withdrawn"}[ctx.event]
+    # A refusal asked for while a given consent was in force (a 支援会議 met again from 伴走支援) ends that
+    # consent as a withdrawal does.
+    ends_consent = status != "given" and access.current_given_consent(ctx.session, ctx.case.id) is not None
     consent = Consent(
         case_id=ctx.case.id, status=status, given_by=ctx.fields["given_by"], method=ctx.fields.get("method"),
         obtained_on=ctx.fields.get("obtained_on") or ctx.today, note=ctx.fields.get("note"),
@@ -551,7 +554,7 @@ def _apply_consent(ctx: EventContext) -> None:
         ctx.case.consent_to_share = True
     else:
         ctx.case.consent_to_share = False
-    if status == "withdrawn":
+    if status == "withdrawn" or ends_consent:
         for plan in ctx.session.scalars(select(Plan).where(Plan.case_id == ctx.case.id, Plan.status == "active")):
             plan.status = "ended"
         _lapse_joins_under_consent(ctx)

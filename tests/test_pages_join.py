@@ -261,3 +261,28 @@ def test_withdrawing_the_consent_ends_the_joins_made_under_it(web, actors, case_
         assert s.scalars(select(CaseHistory.event).where(CaseHistory.case_id == case_id,
                                                          CaseHistory.event == "handoff.lapse")).all() == ["handoff.lapse"] * 2
     assert "参加の終了（同意の撤回に伴う）" in text_of(web(actors.livelihood).get(f"/cases/{case_id}"))
+
+
+def test_a_refusal_after_a_given_consent_ends_it_as_a_withdrawal_does(web, actors, case_in, fire, sessions):
+    """A 支援会議 meets again from 伴走支援 and the person now refuses: the consent in force ends, and with
+    it the plan and the joins made under it."""
+    from datetime import timedelta
+
+    from engine import services
+    from engine.db import unit_of_work
+    from engine.models import Plan, User
+    from tests.conftest import NOW
+
+    case_id = case_in("accompaniment")  # consent (at NOW): 生活福祉課, 社協
+    later = NOW + timedelta(minutes=5)
+    with unit_of_work(sessions) as s:
+        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN, now=later)
+        services.answer_join(s, s.get(User, actors.shakyo.id), h.id, "accept", now=later)
+    fire(actors.fm, case_id, "convene_support_meeting",
+         members=[{"user": "livelihood", "acknowledged": True}, {"user": "fm", "acknowledged": True}])
+    fire(actors.fm, case_id, "seek_consent")
+    fire(actors.livelihood, case_id, "refuse_consent", given_by="本人")
+    assert _joins(sessions, case_id) == [("shakyo", "withdrawn")]
+    assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 404
+    with unit_of_work(sessions) as s:
+        assert [p.status for p in s.scalars(select(Plan).where(Plan.case_id == case_id))] == ["ended"]
