@@ -2,7 +2,8 @@
 
 Sections, each oldest first: stalled and escalated つなぐシート, 多機関協働 candidates, overdue
 evaluations, cases without an owner (no rule matched, or the sheet came back); and, read from the cases
-themselves, those still waiting in 受付 whose alert someone resolved by hand. Only handoff metadata is
+themselves, those no department owns while nothing is on its way and no alert says so (an alert resolved
+by hand, a 支援会議 held from 受付). Only handoff metadata is
 shown here: dates, departments, states — an FM reads content only on the cases they work on.
 Actions: acknowledge (確認), resolve with a note (解決), and reassign (振り替え): send the case onward
 to another department, which resolves the alert.
@@ -64,31 +65,38 @@ class DashboardSection:
 
 @dataclass
 class WaitingCase:
-    """A case in 受付 with no つなぐシート on its way and no open alert saying so (one was resolved by hand)."""
+    """A case nobody owns, with no つなぐシート on its way and no open alert saying so."""
 
     case_id: int
     case_number: str
+    state: str
     opened_at: datetime
     updated_at: datetime
     holder: str | None  # the department holding it meanwhile (the one that reopened or recorded it)
 
 
-def waiting_in_intake(session: Session, actor, *, limit: int = 50) -> tuple[list[WaitingCase], int]:
-    """Cases that wait in 受付 for a sheet while no alert says so, oldest change first, and how many.
+# The states a case may be in while no department owns it (受付, and a 支援会議 held from there).
+UNOWNED_STATES = ("intake", "support_meeting", "consent")
+
+
+def waiting_without_owner(session: Session, actor, *, limit: int = 50) -> tuple[list[WaitingCase], int]:
+    """Cases that wait for a department to take them while no alert says so, oldest change first, and how
+    many.
 
     The alert sections list what alerts say; an `unrouted` or 返送 alert resolved by hand while its case
-    still waited would otherwise leave the case on no worklist at all (「つながりが途切れる」).
+    still waited, or a 支援会議 held from 受付, would otherwise leave the case on no worklist at all
+    (「つながりが途切れる」).
     """
     _check_fm(actor, read=True)
     moving = select(Handoff.id).where(Handoff.case_id == Case.id, Handoff.primary.is_(True),
                                       Handoff.state == "sent").exists()
     alerted = select(Alert.id).where(Alert.case_id == Case.id, Alert.kind.in_(("unrouted", "handoff_declined")),
                                      Alert.status.in_(("open", "acknowledged"))).exists()
-    base = select(Case).where(Case.state == "intake", ~moving, ~alerted)
+    base = select(Case).where(Case.state.in_(UNOWNED_STATES), Case.owning_department_id.is_(None), ~moving, ~alerted)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     names = dict(session.execute(select(Department.id, Department.name)).all())
     rows = session.scalars(base.order_by(Case.updated_at.asc(), Case.id.asc()).limit(limit)).all()
-    return [WaitingCase(c.id, c.case_number, c.opened_at, c.updated_at,
+    return [WaitingCase(c.id, c.case_number, c.state, c.opened_at, c.updated_at,
                         names.get(c.reopened_department_id or c.created_department_id)) for c in rows], total
 
 

@@ -140,6 +140,11 @@ def evaluation_date_in_future(case, ctx) -> None:
         _refuse("evaluation_date_in_future", "次回評価日は今日より後の日付にしてください。")
 
 
+def case_without_owner(case, ctx) -> None:
+    if case.owning_department_id is not None:
+        _refuse("case_without_owner", "このケースには担当部署があります。別の部署に移すときは、参加依頼や支援プランの主担当で決めてください。")
+
+
 def case_has_owner(case, ctx) -> None:
     if case.owning_department_id is None:
         _refuse("case_has_owner", "担当部署が決まっていないため、同意を記録して重層的支援会議に進むことはできません。"
@@ -179,7 +184,7 @@ GUARDS: dict[str, Callable[[Any, Any], None]] = {
         actor_is_fm, actor_in_receiving_department, actor_may_send, target_is_other_department,
         actor_works_on_case, actor_is_meeting_member, members_acknowledged_secrecy,
         consent_covers_agencies, main_department_has_role, plan_agencies_within_consent,
-        evaluation_date_in_future, case_has_active_plan, actor_may_reopen, case_has_owner,
+        evaluation_date_in_future, case_has_active_plan, actor_may_reopen, case_has_owner, case_without_owner,
     )
 }
 HANDOFF_GUARDS: dict[str, Callable[[Any, Any], None]] = {
@@ -193,7 +198,7 @@ ACTOR_GUARDS = {
     "actor_is_meeting_member", "actor_may_reopen",
 }
 # Guards on the case alone that also leave an event out of that list: nobody could fire it now.
-LISTED_CASE_GUARDS = {"case_has_owner"}
+LISTED_CASE_GUARDS = {"case_has_owner", "case_without_owner"}
 
 
 # --- the tables --------------------------------------------------------------------------------
@@ -203,6 +208,10 @@ _EVALUATE_GUARDS = ["actor_works_on_case", "case_has_active_plan"]
 CASE_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "send_handoff", "source": ["intake"], "dest": "handoff",
      "guards": ["actor_may_send", "target_is_other_department"]},
+    # A 支援会議 held from 受付 (no rule matched, or the sheet came back) leaves the case without an owner;
+    # the meeting decides who takes it, and the sheet goes from there.
+    {"trigger": "send_handoff", "source": ["support_meeting", "consent"], "dest": "handoff",
+     "guards": ["actor_may_send", "target_is_other_department", "case_without_owner"]},
     {"trigger": "accept_handoff", "source": ["handoff"], "dest": "assigned",
      "guards": ["actor_in_receiving_department"]},
     {"trigger": "decline_handoff", "source": ["handoff"], "dest": "intake",

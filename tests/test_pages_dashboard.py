@@ -227,7 +227,7 @@ def test_a_case_whose_routing_alert_was_resolved_by_hand_stays_on_the_dashboard(
         alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "unrouted"))
         number = s.get(Case, case_id).case_number
     client = web(actors.fm)
-    waiting = lambda: text_of(client.get("/dashboard")).split("受付のまま止まっているケース", 2)[2]  # noqa: E731
+    waiting = lambda: text_of(client.get("/dashboard")).split("担当が決まらないまま止まっているケース", 2)[2]  # noqa: E731
     assert number not in waiting()  # its alert still says so
     assert client.post(f"/dashboard/alerts/{alert_id}/resolve", {"note": "窓口に電話で確認した"}).status_code == 303
     listed = waiting()
@@ -236,4 +236,20 @@ def test_a_case_whose_routing_alert_was_resolved_by_hand_stays_on_the_dashboard(
     r = client.post(f"/cases/{case_id}/events/send_handoff", {"version": case_version(sessions, case_id),
                                                                "to_department": "livelihood", "reason": "生活の相談"})
     assert r.status_code == 303
+    assert number not in waiting()
+
+
+def test_a_support_meeting_held_from_intake_keeps_its_case_on_the_dashboard(web, actors, open_case, fire, sessions):
+    """An FM convenes a 支援会議 on a case no rule routed and the 未振り分け alert is resolved: the case
+    has no owner, no sheet and no alert, and is listed until the meeting's choice takes it."""
+    case_id = open_case(categories=["other"])
+    fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "livelihood", "acknowledged": True}])
+    with unit_of_work(sessions) as s:
+        alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "unrouted"))
+        number = s.get(Case, case_id).case_number
+    client = web(actors.fm)
+    waiting = lambda: text_of(client.get("/dashboard")).split("担当が決まらないまま止まっているケース", 2)[2]  # noqa: E731
+    assert client.post(f"/dashboard/alerts/{alert_id}/resolve", {"note": "支援会議で協議中"}).status_code == 303
+    assert number in waiting() and "支援会議" in waiting()
+    fire(actors.fm, case_id, "send_handoff", to_department="livelihood", reason="支援会議で決めた", summary="s")
     assert number not in waiting()

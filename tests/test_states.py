@@ -81,8 +81,35 @@ VALID = [
 ]
 
 
+# A 支援会議 held from 受付 leaves the case without an owner: it is sent on from there.
+WITHOUT_OWNER = [("send_handoff", s, "handoff", "fm", {"to_department": "livelihood", "reason": "支援会議で決めた",
+                                                        "summary": "家賃滞納"}) for s in ("support_meeting", "consent")]
+
+
+@pytest.mark.parametrize("event,source,dest,who,fields", WITHOUT_OWNER, ids=[f"{v[0]}:{v[1]}" for v in WITHOUT_OWNER])
+def test_a_case_without_an_owner_is_sent_on_from_its_support_meeting(open_case, fire, actors, sessions, event,
+                                                                     source, dest, who, fields):
+    case_id = open_case(categories=["other"])  # no rule matches: 受付, no owner
+    fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "livelihood", "acknowledged": True}])
+    if source == "consent":
+        fire(actors.fm, case_id, "seek_consent")
+    with sessions() as s:
+        assert event in services.allowed_events(s, s.get(type(actors.fm), actors.fm.id), s.get(Case, case_id))
+    assert fire(getattr(actors, who), case_id, event, **fields) == dest
+    fire(actors.livelihood, case_id, "accept_handoff")
+    fire(actors.livelihood, case_id, "record_consent", **CONSENT)  # now it has an owner, consent may follow
+
+
+def test_a_case_with_an_owner_is_not_sent_from_its_support_meeting(drive, fire, actors, sessions):
+    case_id = drive("support_meeting")  # owned by 生活福祉課
+    with sessions() as s:
+        assert "send_handoff" not in services.allowed_events(s, s.get(type(actors.fm), actors.fm.id), s.get(Case, case_id))
+    with pytest.raises(GuardRefused):
+        fire(actors.fm, case_id, "send_handoff", to_department="shakyo", reason="r", summary="s")
+
+
 def test_table_covers_every_transition_of_the_machine():
-    covered = {(e, s) for e, s, *_ in VALID}
+    covered = {(e, s) for e, s, *_ in VALID + WITHOUT_OWNER}
     declared = {(t["trigger"], s) for t in states.CASE_TRANSITIONS for s in t["source"]}
     assert declared == covered
 

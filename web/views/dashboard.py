@@ -15,7 +15,7 @@ bp = Blueprint("dashboard", __name__)
 def _render(refused: Refusal | None = None, alert_id: int | None = None, values=None):
     s = db.session()
     sections = dashboard.fm_dashboard(s, actor())
-    waiting, waiting_total = dashboard.waiting_in_intake(s, actor())
+    waiting, waiting_total = dashboard.waiting_without_owner(s, actor())
     return render_template("dashboard.html", sections=sections, refused=refused, failed_alert=alert_id,
                            waiting=waiting, waiting_total=waiting_total,
                            values=values or {}, errors=refused.errors if refused else {},
