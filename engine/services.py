@@ -866,6 +866,13 @@ def fire_event(session: Session, actor: User, case_id: int, event: str, *, versi
     return case
 
 
+def last_change(session: Session, case_id: int) -> tuple[int | None, str | None]:
+    """Who made the newest change in the case's history (None for the system), and which event it was."""
+    row = session.execute(select(CaseHistory.actor_id, CaseHistory.event).where(CaseHistory.case_id == case_id)
+                          .order_by(CaseHistory.id.desc()).limit(1)).first()
+    return (row.actor_id, row.event) if row is not None else (None, None)
+
+
 def _raise_if_changed(session: Session, case_id: int, version: int) -> None:
     """StaleVersion if the case's committed version is no longer `version` (read afresh, not from the
     session's copy)."""

@@ -81,11 +81,12 @@ def test_an_unchanged_form_writes_nothing(web, actors, case_in, sessions):
     assert count(sessions, AuditEvent, AuditEvent.action == "case.amend") == 0
 
 
-def test_a_stale_amend_form_is_refused(web, actors, case_in, sessions):
+def test_a_stale_amend_form_is_refused(web, actors, case_in, sessions, make_user):
     case_id = case_in("assigned")
     old = _form(sessions, case_id, summary="一回目の訂正")
+    colleague = web(make_user("staff", "livelihood", login="livelihood2"))
+    assert colleague.post(f"/cases/{case_id}/amend", old).status_code == 303
     client = web(actors.livelihood)
-    assert client.post(f"/cases/{case_id}/amend", old).status_code == 303
     again = client.post(f"/cases/{case_id}/amend", {**old, "summary": "二回目の訂正", "person.phone": "0829-20-0000"})
     assert again.status_code == 409 and "他の職員が先に更新しました" in text_of(again)
     assert _person(sessions, case_id)["summary"] == "一回目の訂正"
@@ -111,3 +112,18 @@ def test_only_the_owner_or_case_fm_may_amend(web, actors, case_in, sessions):
     r = web(actors.livelihood).post(f"/cases/{case_id}/amend", _form(sessions, case_id, summary="x"), csrf=False)
     assert r.status_code == 400
     assert _person(sessions, case_id) == before
+
+
+def test_a_form_sent_twice_is_applied_once_and_does_not_come_back_filled(web, actors, case_in, sessions):
+    """A double click sends the form twice with one version: the second is stale by the person's own
+    change; unlike a colleague's change, it must not offer the typed values to be applied again."""
+    case_id = case_in("assigned")
+    form = _form(sessions, case_id, summary="一回だけの訂正")
+    client = web(actors.livelihood)
+    assert client.post(f"/cases/{case_id}/amend", form).status_code == 303
+    again = client.post(f"/cases/{case_id}/amend", form)
+    assert again.status_code == 409
+    text = text_of(again)
+    assert "この操作は既に記録されています" in text and "入力した内容はフォームに残しています" not in text
+    assert 'id="event-amend" open' not in again.get_data(as_text=True)
+    assert count(sessions, CaseHistory, CaseHistory.event == "amend") == 1

@@ -138,6 +138,11 @@ def _apply_form(case_id: int, form_event: str, schema, apply):
     except EngineError as exc:
         r = refusal(exc)
         r.errors = parsed.page_errors(r.errors)
+        if r.keep_values and services.last_change(db.session(), case_id) == (actor().id, form_event):
+            # Made stale by this person's own change a moment ago: a form sent twice (a double click), whose
+            # first copy was applied. It does not come back filled, to be applied a second time.
+            r.keep_values, r.double = False, True
+            r.message = "この操作は既に記録されています（同じ内容が2回送信されました）。"
         return None, _render_case(case_id, event=form_event, values=request.form if r.keep_values or not r.stale
                                  else None, refused=r)
 

@@ -45,6 +45,7 @@ class Refusal:
         # A form refused as stale comes back with what was typed (and the current version), so that the
         # person can read what changed and send it again on purpose; a form already applied does not.
         self.keep_values = keep_values
+        self.double = False  # stale by the person's own change a moment ago: the same form sent twice
 
 
 def refusal(exc: EngineError) -> Refusal:
