@@ -394,6 +394,10 @@ def _apply_send_handoff(ctx: EventContext) -> None:
     ctx.handoff = send_handoff_record(ctx.session, ctx.actor, ctx.case, ctx.target_department,
                                       reason=ctx.fields["reason"], summary=ctx.fields["summary"],
                                       now=ctx.now, primary=True)
+    # The case is on its way: what said it waited for a sheet (未振り分け, a 返送) is done; if the new sheet
+    # waits in turn, the scan says so.
+    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("unrouted", "handoff_declined"), actor=ctx.actor,
+                        note=f"{ctx.target_department.name}につなぐシートを送付", now=ctx.now)
     if ctx.notify:
         from engine import notices
 

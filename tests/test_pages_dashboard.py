@@ -164,23 +164,23 @@ def test_a_returned_join_request_is_listed_but_not_offered_for_reassignment(acto
         dashboard.reassign(s, s.get(User, actors.fm.id), item.alert_id, to_department="shakyo", reason="r", now=NOW)
 
 
-def test_an_alert_whose_case_is_already_on_its_way_is_not_offered_for_reassignment(actors, open_case, fire,
-                                                                                   sessions):
-    """A reopened case's 未振り分け alert stays open until a department accepts; once its sheet is sent, there
-    is nothing to send onward: not offered, and refused."""
+def test_sending_a_case_on_resolves_what_said_it_waited(actors, open_case, fire, sessions):
+    """A reopened case's 未振り分け alert ends once its sheet is sent (from the case page, not only by an
+    FM's 振り替え): the case is on its way, and a sheet that waits in turn has alerts of its own."""
     from engine import dashboard
 
     case_id = open_case(categories=["poverty"])
     fire(actors.livelihood, case_id, "accept_handoff")
     fire(actors.livelihood, case_id, "close", close_reason="consultation_ended")
     fire(actors.livelihood, case_id, "reopen", reason="再び相談があった")
+    with unit_of_work(sessions) as s:
+        alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "unrouted",
+                                                   Alert.status == "open"))
     fire(actors.livelihood, case_id, "send_handoff", to_department="shakyo", reason="見守り", summary="s")
+    assert _alert(sessions, alert_id).status == "resolved"
     with sessions() as s:
         sections = {sec.key: sec for sec in dashboard.fm_dashboard(s, s.get(User, actors.fm.id), now=NOW)}
-        [item] = [i for i in sections["unrouted"].items if i.case_id == case_id]
-        assert item.reassignable is False
-    with pytest.raises(GuardRefused), unit_of_work(sessions) as s:
-        dashboard.reassign(s, s.get(User, actors.fm.id), item.alert_id, to_department="children", reason="r", now=NOW)
+        assert [i for i in sections["unrouted"].items if i.case_id == case_id] == []
 
 
 def test_reassigning_a_join_request_to_a_department_already_in_the_case_is_refused(web, actors, case_in, sessions):
