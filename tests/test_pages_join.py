@@ -212,6 +212,7 @@ def test_with_consent_in_force_only_a_covered_agency_may_be_asked_to_join(web, a
     page = client.get(f"/cases/{case_id}").get_data(as_text=True)
     form = page.split('id="event-request_join"', 1)[1].split("</form>", 1)[0]
     assert 'value="shakyo"' in form and 'value="health"' not in form  # the form offers what it may send
+    assert 'value="livelihood"' not in form  # nor the owner itself
     with unit_of_work(sessions) as s:
         version = s.get(Case, case_id).version
     r = client.post(f"/cases/{case_id}/join", data={"version": version, "to_department": "health",
