@@ -163,6 +163,18 @@ def test_session_cookie_is_httponly_and_lax(web, actors):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
 
 
+def test_the_cookie_outlives_the_inactivity_limit_so_the_server_can_say_why_you_were_signed_out(web, actors, app):
+    """The browser keeps the cookie for the day's limit; the server ends the sign-in after the inactivity
+    limit and says so. A cookie dropped by the browser at that moment would only lead to the sign-in page."""
+    from email.utils import parsedate_to_datetime
+
+    cookie = _login(web(), "window", PASSWORD).headers["Set-Cookie"]
+    expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", cookie).group(1))
+    lasts = expires.timestamp() - time.time()
+    assert lasts > int(app.config["SESSION_MINUTES"]) * 60 + 60
+    assert lasts <= int(app.config["SESSION_MAX_HOURS"]) * 3600 + 5
+
+
 def test_session_cookie_is_secure_when_configured(monkeypatch, database_url, db_engine, actors):
     from web import create_app
 

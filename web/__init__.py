@@ -69,7 +69,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app)
-    app.permanent_session_lifetime = timedelta(minutes=int(app.config["SESSION_MINUTES"]))
+    # The cookie lasts as long as a sign-in may (the day's limit): the server ends it after SESSION_MINUTES
+    # without a request, and can then say so (a cookie the browser dropped at the same moment would leave the
+    # person at the sign-in page with no word why).
+    app.permanent_session_lifetime = timedelta(hours=int(app.config["SESSION_MAX_HOURS"]))
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 

@@ -45,6 +45,7 @@ def login():
         if user is not None:
             db.commit()
             session.clear()
+            session.permanent = True  # clear() dropped it: the cookie lasts the day's limit from the start
             login_user(user)
             from web.views import LAST_SEEN, SIGNED_IN_AT
 
