@@ -185,4 +185,16 @@ def test_a_forms_address_opened_as_a_page_leads_to_the_page_it_belongs_to(web, a
     for url in (f"/cases/{case_id}/events/close", f"/cases/{case_id}/notes", f"/cases/{case_id}/amend"):
         r = client.get(url)
         assert (r.status_code, r.headers["Location"]) == (303, f"/cases/{case_id}"), url
-    assert client.get("/logout").status_code == 405  # nothing above it to go to
+    admin = web(actors.admin).get("/admin/users/fm/disable")
+    assert (admin.status_code, admin.headers["Location"]) == (303, "/admin/")
+    r = client.get("/logout")  # nothing above it: the start page, still signed in
+    assert (r.status_code, r.headers["Location"]) == (303, "/")
+    assert client.get("/cases").status_code == 200
+
+
+def test_a_sign_in_form_left_open_past_its_token_comes_back_with_a_notice(web, actors):
+    client = web()
+    client.get("/login")
+    r = client.post("/login", {"login": "window", "password": "x", "csrf_token": "stale"}, csrf=False)
+    assert r.status_code == 303 and "/login" in r.headers["Location"]
+    assert "もう一度ログインしてください" in text_of(client.get(r.headers["Location"]))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import urlsplit
 from datetime import date, datetime
 
 from flask import Flask, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
@@ -10,6 +11,7 @@ from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from engine import alerts, calendar, services, states, vocab
 from engine.errors import EngineError, NotFound, PermissionDenied
@@ -123,8 +125,8 @@ def _typed(form) -> list[tuple[str, str]]:
     return out
 
 
-def _page_above(path: str) -> str | None:
-    """The nearest page above `path` that answers GET (/cases/13/events/close → /cases/13), if any."""
+def _page_above(path: str) -> str:
+    """The nearest page above `path` that answers GET (/cases/13/events/close → /cases/13), else the start."""
     adapter = current_app.url_map.bind("localhost")
     parts = path.rstrip("/").split("/")
     while len(parts) > 2:
@@ -132,10 +134,12 @@ def _page_above(path: str) -> str | None:
         candidate = "/".join(parts)
         try:
             adapter.match(candidate, method="GET")
+        except RequestRedirect as moved:  # /admin → /admin/
+            return urlsplit(moved.new_url).path
         except HTTPException:
             continue
         return candidate
-    return None
+    return "/"
 
 
 def _birth_year(value) -> str:
@@ -267,6 +271,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc):
+        if request.endpoint == "auth.login":
+            # A sign-in page left open past its token (another tab signed in and out): the form again.
+            flash("画面の有効期限が切れていたため、もう一度ログインしてください。", "info")
+            return redirect(url_for("auth.login", next=request.args.get("next") or None), 303)
         # Mostly a form sent after its sign-in ended (the cookie, and its token, gone with it).
         signed_out = None if getattr(current_user, "is_authenticated", False) or request.endpoint == "auth.login" \
             else "ログインの有効期限が切れているため、送信できませんでした。"
@@ -318,9 +326,7 @@ def init_app(app: Flask) -> None:
         if exc.code == 405 and request.method in ("GET", "HEAD"):
             # A form's address opened as a page (reloaded from the address bar after a refused form, or
             # bookmarked): the page the form belongs to is what the person was looking for.
-            page = _page_above(request.path)
-            if page is not None:
-                return redirect(page, 303)
+            return redirect(_page_above(request.path), 303)
         template = {404: "errors/404.html", 403: "errors/403.html"}.get(exc.code, "errors/error.html")
         titles = {400: "リクエストが正しくありません", 405: "この操作はできません", 413: "送信された内容が大きすぎます"}
         return render_template(template, title=titles.get(exc.code, "エラー"), message=None), exc.code
