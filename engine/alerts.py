@@ -177,14 +177,14 @@ def _move(session: Session, alert: Alert, event: str, from_statuses: tuple[str, 
         raise _not_allowed(event, alert)
 
 
-ACTION_LABELS = {"acknowledge": "確認済みにする", "resolve": "解決済みにする"}
+ACTION_LABELS = {"acknowledge": "確認済みにする", "resolve": "解決にする"}
 
 
 def _not_allowed(event: str, alert: Alert) -> EventNotAllowed:
     """The alert's status no longer allows `event`; what it still allows (an acknowledged one: resolve)."""
     more = alert.status == "acknowledged"
     return EventNotAllowed(event, alert.status, STATUS_LABELS[alert.status], ["resolve"] if more else [],
-                           ["解決済みにする"] if more else [], event_label=ACTION_LABELS[event])
+                           ["解決にする"] if more else [], event_label=ACTION_LABELS[event])
 
 
 # The scan's kinds. Resolved by a person while its subject still waits, such an alert keeps its `open_key`:

@@ -300,7 +300,7 @@ def from_wareki(era: str, year: int, month: int, day: int) -> date:
         d = date(first.year + year - 1, month, day)
         ends = eras[i - 1][0] if i > 0 else None
         if d < first or (ends is not None and d >= ends):
-            raise ValueError(f"{era}{year}年{month}月{day}日は{era}の期間にありません。")
+            raise ValueError(f"{_era_year_text(era, year)}{month}月{day}日は{era}の期間にありません。")
         return d
     raise ValueError(f"「{era}」という元号はありません。")
 

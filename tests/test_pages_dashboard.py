@@ -133,12 +133,12 @@ def test_a_stale_or_repeated_action_names_it_in_japanese(web, actors, case_in, s
     client = web(actors.fm)
     assert client.post(f"/dashboard/alerts/{alert_id}/acknowledge").status_code == 303
     again = text_of(client.post(f"/dashboard/alerts/{alert_id}/acknowledge"))
-    assert "現在の状態（確認済み）では「確認済みにする」はできません。できる操作: 解決済みにする" in again
+    assert "現在の状態（確認済み）では「確認済みにする」はできません。できる操作: 解決にする" in again
     assert "acknowledge" not in again
     assert client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "shakyo", "reason": "社協へ"}
                        ).status_code == 303
     for action, label, data in [("reassign", "振り替える", {"to_department": "health", "reason": "再度"}),
-                                ("resolve", "解決済みにする", {"note": "二度目"})]:
+                                ("resolve", "解決にする", {"note": "二度目"})]:
         r = client.post(f"/dashboard/alerts/{alert_id}/{action}", data)
         assert r.status_code == 409
         assert f"現在の状態（解決済み）では「{label}」はできません" in text_of(r) and action not in text_of(r)

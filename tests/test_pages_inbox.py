@@ -133,4 +133,4 @@ def test_a_department_acknowledges_and_resolves_its_alerts_from_the_inbox(web, a
         assert s.scalar(select(AuditEvent.id).where(AuditEvent.action == "alert.resolve")) is not None
     assert number not in text_of(desk.get("/inbox"))
     again = desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": "二度目"})
-    assert again.status_code == 409 and "解決済みにする" in text_of(again)
+    assert again.status_code == 409 and "解決にする" in text_of(again)
