@@ -62,18 +62,24 @@ def preview(session: Session, actor, fields: dict[str, Any], *, now: datetime | 
 
 def earlier_cases(session: Session, actor, person: dict[str, Any], *, limit: int = 5) -> list[dict[str, Any]]:
     """Cases of what may be the same person, among those whose content `actor` reads: the same 宛名番号,
-    or the same name and kana (width and kana folded) with the same birth date, as engine.casefile's
-    person_cases_filter counts one person. Open ones first. Shown at intake so that a window can carry on
+    or the same birth date with the same name (the kana given or not) or the same kana (width and kana
+    folded). Open ones first. Shown at intake so that a window can carry on
     a case in progress instead of opening a second one; each case shown is audited (`case.found`)."""
     check_actor(actor)
     same = []
     resident_id = (person.get("resident_id") or "").strip()
     if resident_id:
         same.append(Person.resident_id == resident_id)
-    key = services.fold_for_search(person.get("name"), person.get("name_kana"))
+    name = services.fold_for_search(person.get("name"))
+    kana = services.fold_for_search(person.get("name_kana"))
     birth = person.get("birth_date")
-    if key and isinstance(birth, date):
-        same.append((Person.search_key == key) & (Person.birth_date == birth))
+    if name and isinstance(birth, date):
+        # The folded key is "name kana" (or "name" alone): the same name with or without a kana on either
+        # side, or the same kana under another way of writing the name, on the same birth date.
+        alike = [Person.search_key == name, Person.search_key.startswith(name + " ", autoescape=True)]
+        if kana:
+            alike.append(Person.search_key.endswith(" " + kana, autoescape=True))
+        same.append(or_(*alike) & (Person.birth_date == birth))
     if not same:
         return []
     rows = session.execute(

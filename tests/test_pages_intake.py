@@ -272,7 +272,12 @@ def test_the_preview_names_earlier_cases_of_the_same_person_its_reader_may_read(
     earlier = text_of(r).split("同じ方のケースがあるかもしれません", 1)[1].split("入力した内容", 1)[0]
     assert number in earlier and other_number not in earlier
     assert count(sessions, AuditEvent, AuditEvent.action == "case.found", AuditEvent.case_id == first) == 1
+    # Without the kana, or with the name written otherwise but the same kana, still the same birth date.
+    for typed in ({"person.name_kana": ""}, {"person.name": "二十日 太郎"}):
+        shown = text_of(_preview(web(actors.livelihood), **typed))
+        assert "同じ方のケースがあるかもしれません" in shown and number in shown, typed
     # Another birth date is another person; and a department that may not read the case is shown nothing.
     assert "同じ方のケース" not in text_of(_preview(web(actors.livelihood), **{"person.birth_date": "昭和36年5月1日"}))
     assert "同じ方のケース" not in text_of(_preview(web(actors.children)))
-    assert count(sessions, AuditEvent, AuditEvent.action == "case.found") == 1
+    assert count(sessions, AuditEvent, AuditEvent.action == "case.found", AuditEvent.case_id == first) == 3
+    assert count(sessions, AuditEvent, AuditEvent.action == "case.found", AuditEvent.case_id == other) == 0
