@@ -131,14 +131,20 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
                            "next_evaluation_date": plan.next_evaluation_date,
                            "roles": [{"department": views.department_ref(r.department), "role": r.role}
                                      for r in plan.roles]}
+        consent = access.current_given_consent(session, case.id)
+        record.may_add_member = access.SECRETARIAT in access.meeting_relations(actor, meeting) and (
+            meeting.kind == "support_meeting" or consent is not None)
+        if record.may_add_member:
+            # A 重層的支援会議 meets under the consent: only the staff of the agencies it covers are offered
+            # (engine.confidential.add_meeting_member refuses the others).
+            covered = None if meeting.kind == "support_meeting" else {a.department_id for a in consent.agencies}
+            present = {m.user.login for m in meeting.members}
+            record.candidates = [(dept, [(login, name) for login, name in people if login not in present])
+                                 for dept, dept_id, people in staff_directory(session, with_ids=True)
+                                 if covered is None or dept_id in covered]
+            record.candidates = [(dept, people) for dept, people in record.candidates if people]
         if meeting.kind == "support_meeting":
-            record.may_carry = record.may_append and access.current_given_consent(session, case.id) is not None
-            record.may_add_member = access.SECRETARIAT in access.meeting_relations(actor, meeting)
-            if record.may_add_member:
-                present = {m.user.login for m in meeting.members}
-                record.candidates = [(dept, [(login, name) for login, name in people if login not in present])
-                                     for dept, people in staff_directory(session)]
-                record.candidates = [(dept, people) for dept, people in record.candidates if people]
+            record.may_carry = record.may_append and consent is not None
             # The reader is an acknowledged member: every fact carried from this meeting reaches them.
             record.carried = [f for f in views.shared_facts_view(session, case, rel=frozenset(),
                                                                  member_meetings={meeting.id})
@@ -149,17 +155,18 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
     return record
 
 
-def staff_directory(session: Session) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Active staff and FMs by department, for choosing meeting members: [(department, [(login, name)])]."""
+def staff_directory(session: Session, *, with_ids: bool = False) -> list[tuple]:
+    """Active staff and FMs by department, for choosing meeting members: [(department, [(login, name)])],
+    or with `with_ids` [(department, department id, [(login, name)])]."""
     rows = session.execute(
-        select(Department.name, User.login, User.display_name)
+        select(Department.name, Department.id, User.login, User.display_name)
         .join(User, User.department_id == Department.id)
         .where(User.active.is_(True), User.role.in_(("staff", "fm")))
         .order_by(Department.id, User.display_name)
     ).all()
-    out: list[tuple[str, list[tuple[str, str]]]] = []
-    for dept, login, name in rows:
-        if not out or out[-1][0] != dept:
-            out.append((dept, []))
-        out[-1][1].append((login, name))
-    return out
+    out: list[tuple] = []
+    for dept, dept_id, login, name in rows:
+        if not out or out[-1][1] != dept_id:
+            out.append((dept, dept_id, []))
+        out[-1][2].append((login, name))
+    return out if with_ids else [(dept, people) for dept, _, people in out]

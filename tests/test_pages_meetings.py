@@ -184,6 +184,9 @@ def test_a_layered_meeting_takes_members_only_from_the_agencies_the_consent_cove
     case_id = case_in("accompaniment")  # the plan's 重層的支援会議, 生活福祉課 its secretariat; consent: 生活福祉課, 社協
     meeting_id = _meeting(sessions, case_id, kind="layered_meeting")
     secretariat = web(actors.livelihood)
+    page = secretariat.get(f"/meetings/{meeting_id}").get_data(as_text=True)
+    form = page.split('name="user"', 1)[1].split("</select>", 1)[0]
+    assert 'value="shakyo"' in form and 'value="children"' not in form  # offered: the covered agencies' staff
     r = secretariat.post(f"/meetings/{meeting_id}/members", data={"user": "children"})
     assert r.status_code == 409
     assert "こども家庭課は本人の同意の範囲に含まれていないため" in text_of(r)
