@@ -31,7 +31,6 @@ def test_every_form_is_refused_without_its_csrf_token(web, actors, case_in, sess
         (actors.livelihood, f"/meetings/{meeting_id}/acknowledge", {}),
         (actors.livelihood, f"/meetings/{meeting_id}/record", {"minutes": "追記", "submission_token": "k" * 20}),
         (actors.window, "/logout", {}),
-        (None, "/login", {"login": "window", "password": "x"}),
     ]
     audit_rows = count(sessions, AuditEvent)
     for who, url, data in posts:
@@ -40,6 +39,15 @@ def test_every_form_is_refused_without_its_csrf_token(web, actors, case_in, sess
         assert r.status_code == 400 and "送信できませんでした" in text_of(r), url
         r = client.post(url, {**data, "csrf_token": "forged"}, csrf=False)
         assert r.status_code == 400, url
+    # The sign-in form is shown again (with a notice), signing no one in.
+    from tests.conftest import PASSWORD
+
+    for data in ({"login": "window", "password": PASSWORD},
+                 {"login": "window", "password": PASSWORD, "csrf_token": "forged"}):
+        client = web(None)
+        r = client.post("/login", data, csrf=False)
+        assert r.status_code == 303 and "/login" in r.headers["Location"]
+        assert client.get("/cases").status_code == 302  # not signed in
     assert case_state(sessions, case_id) == "support_meeting" and case_version(sessions, case_id) == version
     assert count(sessions, ContactNote) == 0 and count(sessions, AuditEvent) == audit_rows
 
