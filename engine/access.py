@@ -172,7 +172,9 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     (SUPPORT_MEETING, READ): frozenset({MEMBER}),
     (SUPPORT_MEETING, WRITE): frozenset({SECRETARIAT}),
     (SUPPORT_MEETING, CONVENE): frozenset({FM}),
-    (LAYERED_MEETING, READ): frozenset({SYSTEM, OWNER, COVERED, CASE_FM, MEMBER}),
+    # Read under the consent, by those it lets read the case; being one of the meeting's members adds
+    # nothing (a member whose agency the consent no longer covers reads no more of it).
+    (LAYERED_MEETING, READ): frozenset({SYSTEM, OWNER, COVERED, CASE_FM}),
     (LAYERED_MEETING, WRITE): frozenset({SECRETARIAT}),
     (CONSENT, READ): CONTENT_RELATIONS,
     (CONSENT, WRITE): _DRIVE | {CASE_MEMBER},
@@ -355,6 +357,8 @@ def may(session: Session, user, case, kind: str, op: str, *, meeting=None,
     rel = relations(session, user, case) if rel is None else rel
     if not rel & METADATA_RELATIONS:
         return False
+    if kind == LAYERED_MEETING and not rel & POLICY[(LAYERED_MEETING, READ)]:
+        return False  # its secretariat too writes only while the consent lets them read it
     if meeting is not None:
         if meeting.case_id != case.id:
             return False

@@ -206,3 +206,31 @@ def test_a_layered_meeting_member_sees_the_case_only_while_the_consent_covers_th
     fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")
     # The membership does not outlast the consent the meeting met under.
     assert shakyo.get(f"/cases/{case_id}").status_code == 404
+
+
+def test_a_layered_meetings_records_follow_the_consent_not_the_membership(web, actors, case_in, fire, sessions):
+    """A department that joined before the consent stays in the case after a withdrawal, as before the
+    consent; but the 重層的支援会議 met under the consent, and its member reads its records no longer."""
+    from datetime import timedelta
+
+    from engine import services
+    from tests.conftest import NOW
+    from tests.pages_support import PLAN
+
+    case_id = case_in("assigned")  # owner 生活福祉課
+    with unit_of_work(sessions) as s:
+        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="hikikomori_station",
+                                  reason="外出の練習", summary="要約", now=NOW - timedelta(hours=1))
+        services.answer_join(s, s.get(User, actors.hikikomori.id), h.id, "accept", now=NOW - timedelta(hours=1))
+    fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
+         agencies=["livelihood", "hikikomori_station"])
+    fire(actors.livelihood, case_id, "adopt_plan", **{**PLAN, "minutes": "重層MARK-役割を決めた",
+                                                      "roles": [{"department": "livelihood", "role": "家計相談"}]})
+    meeting_id = _meeting(sessions, case_id, kind="layered_meeting")
+    assert web(actors.livelihood).post(f"/meetings/{meeting_id}/members", data={"user": "hikikomori"}).status_code == 303
+    member = web(actors.hikikomori)
+    assert member.post(f"/meetings/{meeting_id}/acknowledge").status_code == 303
+    assert "重層MARK" in text_of(member.get(f"/meetings/{meeting_id}"))
+    fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")
+    assert member.get(f"/cases/{case_id}").status_code == 200  # joined before the consent: still in the case
+    assert "重層MARK" not in text_of(member.get(f"/meetings/{meeting_id}"))
