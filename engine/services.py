@@ -546,7 +546,8 @@ def _apply_consent(ctx: EventContext) -> None:
     status = {"record_consent": "given", "refuse_consent": "refused", "withdraw_consent": "withdrawn"}[ctx.event]
     # A refusal asked for while a given consent was in force (a 支援会議 met again from 伴走支援) ends that
     # consent as a withdrawal does.
-    ends_consent = status != "given" and access.current_given_consent(ctx.session, ctx.case.id) is not None
+    previous = access.current_given_consent(ctx.session, ctx.case.id)
+    ends_consent = status != "given" and previous is not None
     consent = Consent(
         case_id=ctx.case.id, status=status, given_by=ctx.fields["given_by"], method=ctx.fields.get("method"),
         obtained_on=ctx.fields.get("obtained_on") or ctx.today, note=ctx.fields.get("note"),
@@ -562,12 +563,16 @@ def _apply_consent(ctx: EventContext) -> None:
         for plan in ctx.session.scalars(select(Plan).where(Plan.case_id == ctx.case.id, Plan.status == "active")):
             plan.status = "ended"
         _lapse_joins_under_consent(ctx)
+    elif status == "given" and previous is not None:
+        # Recorded anew, perhaps narrower: a department asked under the old one and left out now leaves.
+        _lapse_joins_under_consent(ctx, keep={d.id for d in ctx.agencies})
 
 
-def _lapse_joins_under_consent(ctx: EventContext) -> None:
-    """Sharing narrows again (DESIGN.md): a department asked to join while the consent now withdrawn was in
+def _lapse_joins_under_consent(ctx: EventContext, keep: set[int] | None = None) -> None:
+    """Sharing narrows again (DESIGN.md): a department asked to join while the consent now ended was in
     force took part on its strength, so its join ends (the sheet `withdrawn`, as at closure) and the case
-    leaves its sight. A department that joined before the consent, or that owns the case, stays."""
+    leaves its sight. A department that joined before the consent, that owns the case, or (for a consent
+    recorded anew) that the new consent covers (`keep`), stays."""
     s = ctx.session
     given_since = None
     for c in s.scalars(select(Consent).where(Consent.case_id == ctx.case.id)
@@ -581,12 +586,13 @@ def _lapse_joins_under_consent(ctx: EventContext) -> None:
     lapsed = []
     for h in ctx.case.handoffs:
         if (not h.primary and h.state in ("sent", "accepted") and h.sent_at >= given_since
-                and h.to_department_id != ctx.case.owning_department_id):
+                and h.to_department_id != ctx.case.owning_department_id
+                and (keep is None or h.to_department_id not in keep)):
             states.fire_handoff_event(h, "lapse", ctx)
             h.withdrawn_at = ctx.now
             lapsed.append(h)
     for h in lapsed:
-        alerts.resolve_open(s, handoff_id=h.id, actor=ctx.actor, note="同意の撤回により参加終了", now=ctx.now)
+        alerts.resolve_open(s, handoff_id=h.id, actor=ctx.actor, note="同意の撤回・変更により参加終了", now=ctx.now)
 
 
 def _prepare_plan(ctx: EventContext) -> None:

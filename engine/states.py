@@ -46,7 +46,7 @@ CASE_EVENT_LABELS = {
 
 HANDOFF_STATE_LABELS = {"sent": "送付済み", "accepted": "受理", "declined": "返送", "withdrawn": "取下げ"}
 HANDOFF_EVENT_LABELS = {"accept": "受理する", "decline": "返送する", "withdraw": "取り下げる",
-                        "cancel": "ケース終結に伴い取り下げる", "lapse": "同意の撤回に伴い参加を終える"}
+                        "cancel": "ケース終結に伴い取り下げる", "lapse": "同意の撤回・変更に伴い参加を終える"}
 
 
 # --- guards ------------------------------------------------------------------------------------
@@ -252,7 +252,8 @@ HANDOFF_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "withdraw", "source": ["sent"], "dest": "withdrawn", "guards": ["actor_may_withdraw_handoff"]},
     # The case was closed: its open handoffs lapse with it (the case's own history row records why).
     {"trigger": "cancel", "source": ["sent"], "dest": "withdrawn", "guards": []},
-    # The person withdrew the consent under which a department was asked to join: the join ends with it.
+    # The person withdrew (or narrowed) the consent under which a department was asked to join: the join
+    # ends with it.
     {"trigger": "lapse", "source": ["sent", "accepted"], "dest": "withdrawn", "guards": []},
 ]
 

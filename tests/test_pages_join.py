@@ -261,7 +261,7 @@ def test_withdrawing_the_consent_ends_the_joins_made_under_it(web, actors, case_
         assert case_departments.drift(s) == []
         assert s.scalars(select(CaseHistory.event).where(CaseHistory.case_id == case_id,
                                                          CaseHistory.event == "handoff.lapse")).all() == ["handoff.lapse"] * 2
-    assert "参加の終了（同意の撤回に伴う）" in text_of(web(actors.livelihood).get(f"/cases/{case_id}"))
+    assert "参加の終了（同意の撤回・変更に伴う）" in text_of(web(actors.livelihood).get(f"/cases/{case_id}"))
 
 
 def test_a_refusal_after_a_given_consent_ends_it_as_a_withdrawal_does(web, actors, case_in, fire, sessions):
@@ -287,3 +287,32 @@ def test_a_refusal_after_a_given_consent_ends_it_as_a_withdrawal_does(web, actor
     assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 404
     with unit_of_work(sessions) as s:
         assert [p.status for p in s.scalars(select(Plan).where(Plan.case_id == case_id))] == ["ended"]
+
+
+def test_a_consent_recorded_anew_without_a_department_ends_its_join_under_the_old_one(web, actors, case_in, fire,
+                                                                                      sessions):
+    from datetime import timedelta
+
+    from engine import services
+    from engine.db import unit_of_work
+    from engine.models import User
+    from tests.conftest import NOW
+    from tests.pages_support import PLAN
+
+    case_id = case_in("assigned")
+    fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
+         agencies=["livelihood", "shakyo", "children"])  # at NOW
+    later = NOW + timedelta(minutes=5)
+    with unit_of_work(sessions) as s:
+        for code, who in (("shakyo", actors.shakyo), ("children", actors.children)):
+            h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department=code,
+                                      reason="r", summary="s", now=later)
+            services.answer_join(s, s.get(User, who.id), h.id, "accept", now=later)
+    fire(actors.livelihood, case_id, "adopt_plan", **PLAN)
+    fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "livelihood", "acknowledged": True}])
+    fire(actors.fm, case_id, "seek_consent")
+    fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
+         agencies=["livelihood", "shakyo"])  # children left out now
+    assert _joins(sessions, case_id) == [("shakyo", "accepted"), ("children", "withdrawn")]
+    assert web(actors.children).get(f"/cases/{case_id}").status_code == 404
+    assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 200
