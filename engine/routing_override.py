@@ -92,8 +92,8 @@ def override_routing(session: Session, actor: User, case_id: int, *, to_departme
     """Send the case's つなぐシート to `to_department` instead of the rules' proposal, with a reason.
 
     In `intake` this fires `send_handoff` with the reason as `override_reason`. In `handoff` the open
-    つなぐシート is withdrawn (by its sending department or an FM, as the handoff machine requires) and a
-    new one goes to `to_department`; the case stays in `handoff` and its stall timers start again.
+    つなぐシート is withdrawn (whoever sent it: the rules, for a referral) and a new one goes to
+    `to_department`; the case stays in `handoff` and its stall timers start again.
     """
     now = now or utcnow()
     case = services.load_case(session, actor, case_id)
@@ -130,7 +130,7 @@ def override_routing(session: Session, actor: User, case_id: int, *, to_departme
     withdrawn_from = None
     if current is not None:
         ctx = services.HandoffContext(session, actor, case, current, now, {"reason": reason})
-        states.fire_handoff_event(current, "withdraw", ctx)
+        states.fire_handoff_event(current, "redirect", ctx)  # may_override said who may
         current.withdrawn_at = now
         withdrawn_from = session.get(Department, current.to_department_id).code
         alerts.resolve_open(session, handoff_id=current.id, kinds=("handoff_stalled", "handoff_escalated"),

@@ -46,7 +46,8 @@ CASE_EVENT_LABELS = {
 
 HANDOFF_STATE_LABELS = {"sent": "送付済み", "accepted": "受理", "declined": "返送", "withdrawn": "取下げ"}
 HANDOFF_EVENT_LABELS = {"accept": "受理する", "decline": "返送する", "withdraw": "取り下げる",
-                        "cancel": "ケース終結に伴い取り下げる", "lapse": "同意の撤回・変更に伴い参加を終える"}
+                        "cancel": "ケース終結に伴い取り下げる", "lapse": "同意の撤回・変更に伴い参加を終える",
+                        "redirect": "送付先の変更に伴い取り下げる"}
 
 
 # --- guards ------------------------------------------------------------------------------------
@@ -255,6 +256,9 @@ HANDOFF_TRANSITIONS: list[dict[str, Any]] = [
     # The person withdrew (or narrowed) the consent under which a department was asked to join: the join
     # ends with it.
     {"trigger": "lapse", "source": ["sent", "accepted"], "dest": "withdrawn", "guards": []},
+    # 送付先の変更 (engine.routing_override): whoever may change the routing (the recording window, the desk,
+    # an FM) withdraws the waiting sheet, whoever sent it (the rules, for a referral).
+    {"trigger": "redirect", "source": ["sent"], "dest": "withdrawn", "guards": []},
 ]
 
 

@@ -471,3 +471,25 @@ def test_an_fm_who_may_not_read_the_case_sends_it_on_with_its_own_summary(web, a
     r = web(actors.window).post(f"/cases/{other}/events/send_handoff", {
         "version": case_version(sessions, other), "to_department": "livelihood", "reason": "生活困窮の相談", "summary": ""})
     assert r.status_code == 422 and error_beside(r, "ev-send_handoff", "summary") == "必須項目です。"
+
+
+def test_the_desk_redirects_a_referral_the_rules_sent(web, actors, app, sessions):
+    """A sheet the rules sent on a referral's arrival has no sending department: the desk, offered 送付先を
+    変更する, may use it (the handoff machine's withdraw alone would answer 403)."""
+    from engine import api_clients
+    from engine.models import Handoff
+    from tests.api.support import post_referral
+
+    with unit_of_work(sessions) as s:
+        _, token = api_clients.create_token(s, client_name="partner", scopes=["referrals:write"])
+    created = post_referral(app.test_client(), token).get_json()
+    case_id = created["id"]
+    desk = web(actors.window)
+    assert "つなぐシートの送付先を変更する" in text_of(desk.get(f"/cases/{case_id}"))
+    r = desk.post(f"/cases/{case_id}/redirect", data={"version": case_version(sessions, case_id),
+                                                       "to_department": "shakyo", "reason": "地域の見守りが中心のため"})
+    assert r.status_code == 303, text_of(r)
+    with unit_of_work(sessions) as s:
+        assert {h.to_department.code: h.state for h in s.scalars(select(Handoff).where(Handoff.case_id == case_id))
+                }["shakyo"] == "sent"
+    assert "つなぐシート取下げ（送付先の変更に伴う）" in text_of(desk.get(f"/cases/{case_id}"))

@@ -73,6 +73,7 @@ HISTORY_LABELS = {
     "handoff.withdraw": "つなぐシート取下げ",
     "handoff.cancel": "つなぐシート取下げ（終結に伴う）",
     "handoff.lapse": "参加の終了（同意の撤回・変更に伴う）",
+    "handoff.redirect": "つなぐシート取下げ（送付先の変更に伴う）",
     "handoff.reassign": "つなぐシート振り替え（FM）",
     "handoff.request_join": "他部署に参加を依頼",
     "notice.acknowledge": "通知を確認",
