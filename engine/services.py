@@ -376,6 +376,11 @@ def _prepare_send_handoff(ctx: EventContext) -> None:
     ctx.target_department = department_by_code(ctx.session, ctx.fields["to_department"])
     if ctx.target_department is None:
         raise ValidationFailed({"to_department": [f"「{ctx.fields['to_department']}」という部署はありません。"]})
+    if any(not h.primary and h.state == "sent" and h.to_department_id == ctx.target_department.id
+           for h in ctx.case.handoffs):
+        # One department, one sheet to answer at a time: the join request waits for it already.
+        raise ValidationFailed({"to_department": [
+            f"{ctx.target_department.name}には参加依頼を送付中です。参加依頼を取り下げてから、つなぐシートを送ってください。"]})
     ctx.history_detail = {"to_department": ctx.target_department.code}
     if ctx.fields.get("notify"):
         codes = list(dict.fromkeys(ctx.fields["notify"]))

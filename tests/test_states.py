@@ -366,3 +366,14 @@ def test_a_sheet_an_fm_sent_comes_back_to_the_department_holding_the_case(open_c
         assert alert.department_id == actors.elderly.department_id != actors.fm.department_id
         case = s.get(Case, case_id)
         assert "send_handoff" in services.allowed_events(s, actors.elderly, case)
+
+
+def test_a_sheet_is_not_sent_to_a_department_a_join_request_waits_for(open_case, fire, actors, sessions):
+    """One department, one sheet to answer at a time."""
+    case_id = open_case(categories=["other"])  # 受付, no owner
+    with unit_of_work(sessions) as s:
+        services.request_join(s, s.get(type(actors.window), actors.window.id), case_id, to_department="health",
+                              reason="健康面", summary="s")
+    with pytest.raises(ValidationFailed) as err:
+        fire(actors.window, case_id, "send_handoff", to_department="health", reason="r", summary="s")
+    assert "参加依頼を送付中" in err.value.errors["to_department"][0]
