@@ -74,11 +74,17 @@ def _audit(session: Session, actor, case: Case, target: Department, now: datetim
 
 
 def may_override(session: Session, actor: User, case: Case) -> bool:
-    """An FM, or staff of the department that took the consultation or of the desk."""
+    """An FM, or staff of the department that took the consultation or of the desk; while a sheet waits
+    that a department sent, that department's staff (or an FM)."""
     if actor is None or not actor.active or actor.role not in ("staff", "fm"):
         return False
     if actor.role == "fm":
         return True
+    sheet = case.open_primary_handoff
+    if sheet is not None and sheet.from_department_id is not None:
+        # A waiting sheet is withdrawn by the department that sent it (or an FM); one the rules sent (a
+        # referral on arrival) by whoever holds the case.
+        return actor.department_id == sheet.from_department_id
     desk = services.department_by_code(session, access.DESK_CODE)
     held_by = {case.created_department_id, desk.id if desk else None}
     if case.owning_department_id is None:
@@ -98,7 +104,8 @@ def override_routing(session: Session, actor: User, case_id: int, *, to_departme
     now = now or utcnow()
     case = services.load_case(session, actor, case_id)
     if not may_override(session, actor, case):
-        raise PermissionDenied("振り分けを変更できるのは、相談を受け付けた部署・相談まるごとサポートデスクの職員かFMです。")
+        raise PermissionDenied("振り分けを変更できるのは、相談を受け付けた部署・相談まるごとサポートデスクの職員かFMです"
+                               "（部署が送ったつなぐシートの送付先は、その部署の職員かFMが変更します）。")
     if version is None:
         raise MissingField({"version": ["読み込んだときのバージョンを指定してください。"]})
     if case.version != version:

@@ -196,7 +196,7 @@ def test_override_routing_redirects_a_waiting_handoff(open_case, actors, session
         assert case.open_primary_handoff is new
         assert case.override_reason == "本人が社協の居場所を希望"
         assert case.proposed_department_id == dept_id(s, "livelihood")
-        assert [h.event for h in case.history][-2:] == ["handoff.withdraw", "routing_override"]
+        assert [h.event for h in case.history][-2:] == ["handoff.redirect", "routing_override"]
         assert case.history[-1].detail["withdrawn_from"] == "livelihood"
         [audit_row] = s.scalars(select(AuditEvent).where(AuditEvent.action == "case.routing_override"))
         assert audit_row.detail == {"proposed": "livelihood", "to": "shakyo", "withdrawn_from": "livelihood"}
