@@ -1034,11 +1034,24 @@ def refused_target(session: Session, view_args: dict) -> tuple[int | None, str |
 # --- asking another department to join (a handoff that does not move the case) ------------------
 
 
+def involved_department_ids(case: Case) -> set[int]:
+    """The departments already in the case: its owner, and those with a sheet waiting or accepted."""
+    ids = {h.to_department_id for h in case.handoffs if h.state in ("sent", "accepted")}
+    if case.owning_department_id is not None:
+        ids.add(case.owning_department_id)
+    return ids
+
+
+def involved_department_codes(session: Session, case: Case) -> set[str]:
+    """involved_department_ids, as department codes (a form's choices)."""
+    ids = involved_department_ids(case)
+    return set(session.scalars(select(Department.code).where(Department.id.in_(ids)))) if ids else set()
+
+
 def require_join_target(session: Session, case: Case, target: Department) -> None:
     """The checks on a department asked to join (request_join, and an FM's 振り替え of a join request): not
-    one already in the case (its owner, or one with a sheet waiting or accepted), and within the consent."""
-    if any(h.to_department_id == target.id and h.state in ("sent", "accepted") for h in case.handoffs) or \
-            case.owning_department_id == target.id:
+    one already in the case (involved_department_ids), and within the consent."""
+    if target.id in involved_department_ids(case):
         raise ValidationFailed({"to_department": [f"{target.name}は既にこのケースに関わっています。"]})
     require_join_within_consent(session, case, target)
 

@@ -102,24 +102,14 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         form_event=event, form_prefix=FORM_PREFIXES.get(event, f"ev-{event}"), values=values or MultiDict(),
         errors=(refused.errors if refused else {}),
         refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
-        consented=consented, involved=_involved(view), today=_today().isoformat(), member_rows=forms.MEMBER_ROWS,
-        role_rows=forms.ROLE_ROWS,
+        consented=consented, involved=services.involved_department_codes(s, file.case), today=_today().isoformat(),
+        member_rows=forms.MEMBER_ROWS, role_rows=forms.ROLE_ROWS,
         withdrawable=_withdrawable(s, file), case_notices=notices.of_case(s, file.case.id), case_forms=case_forms,
         offers=join_offers.of_case(s, actor(), file.case, file.rel),
         may_answer_offers=bool(may.get("case_metadata.write")) and file.case.state != "closed",
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
         or submissions.new_token(), now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
     ), status
-
-
-def _involved(view: dict) -> set[str]:
-    """Department codes the case is already with (its owner, a sheet waiting or accepted): a join request
-    may not go to them (engine.services.require_join_target refuses them)."""
-    involved = {h["to_department"]["code"] for h in view["handoffs"]
-                if h["state"] in ("sent", "accepted") and h["to_department"]}
-    if view.get("owning_department"):
-        involved.add(view["owning_department"]["code"])
-    return involved
 
 
 @bp.get("/cases/<id:case_id>")
