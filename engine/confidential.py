@@ -83,8 +83,7 @@ def add_meeting_member(session: Session, actor, meeting_id: int, login: str, *,
     if meeting.kind == "layered_meeting":
         # A 重層的支援会議 meets under the person's consent: its members read the case's content, so
         # only an agency the consent covers may join it (others are consulted in a 支援会議).
-        consent = access.current_given_consent(session, case.id)
-        if consent is None or user.department_id not in {a.department_id for a in consent.agencies}:
+        if user.department_id not in access.consented_department_ids(session, case.id):
             dept = session.get(Department, user.department_id)
             raise GuardRefused(f"{dept.name if dept else user.display_name}は本人の同意の範囲に含まれていないため、"
                                "重層的支援会議の構成員に加えることはできません。", guard="member_within_consent")

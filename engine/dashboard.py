@@ -232,17 +232,13 @@ def reassign(session: Session, actor, alert_id: int, *, to_department: str | Non
         audit.record(session, actor=actor, action="handoff.reassign", object_type="handoff", object_id=new.id,
                      case_id=case.id, remote_addr=remote_addr, at=now,
                      detail={"from_handoff": handoff.id, "to_department": target.code})
-    elif case.state == "intake":
+    else:  # back in 受付 (reassignable() said so)
         summary = case.summary
         services.fire_event(session, actor, case.id, "send_handoff", version=case.version, now=now,
                             remote_addr=remote_addr,
                             fields={"to_department": target.code, "reason": reason, "summary": summary})
         alerts.resolve_open(session, case_id=case.id, kinds=("unrouted", "handoff_declined"), actor=actor,
                             note=f"振り替え: {target.name}", now=now)
-    else:
-        raise GuardRefused(
-            f"このケースは現在「{states.CASE_STATE_LABELS[case.state]}」のため振り替えできません。"
-            "確認済みにするか、解決にしてください。", guard="reassignable")
     if alert.status != "resolved":
         session.flush()
         session.refresh(alert)

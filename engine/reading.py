@@ -131,20 +131,21 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
                            "next_evaluation_date": plan.next_evaluation_date,
                            "roles": [{"department": views.department_ref(r.department), "role": r.role}
                                      for r in plan.roles]}
-        consent = access.current_given_consent(session, case.id)
+        covered = access.consented_department_ids(session, case.id)
         record.may_add_member = access.SECRETARIAT in access.meeting_relations(actor, meeting) and (
-            meeting.kind == "support_meeting" or consent is not None)
+            meeting.kind == "support_meeting" or bool(covered))
         if record.may_add_member:
             # A 重層的支援会議 meets under the consent: only the staff of the agencies it covers are offered
             # (engine.confidential.add_meeting_member refuses the others).
-            covered = None if meeting.kind == "support_meeting" else {a.department_id for a in consent.agencies}
+            if meeting.kind == "support_meeting":
+                covered = None
             present = {m.user.login for m in meeting.members}
             record.candidates = [(dept, [(login, name) for login, name in people if login not in present])
                                  for dept, dept_id, people in staff_directory(session, with_ids=True)
                                  if covered is None or dept_id in covered]
             record.candidates = [(dept, people) for dept, people in record.candidates if people]
         if meeting.kind == "support_meeting":
-            record.may_carry = record.may_append and consent is not None
+            record.may_carry = record.may_append and access.current_given_consent(session, case.id) is not None
             # The reader is an acknowledged member: every fact carried from this meeting reaches them.
             record.carried = [f for f in views.shared_facts_view(session, case, rel=frozenset(),
                                                                  member_meetings={meeting.id})

@@ -1060,8 +1060,8 @@ def require_join_within_consent(session: Session, case: Case, target: Department
     """With the person's consent in force, the case's content reaches only the agencies it covers: a
     department outside it is not asked to join (by its owner, or by an FM's 振り替え of a join request).
     The 支援会議 is where others are consulted without it."""
-    consent = access.current_given_consent(session, case.id)
-    if consent is not None and target.id not in {a.department_id for a in consent.agencies}:
+    covered = access.consented_department_ids(session, case.id)
+    if covered and target.id not in covered:
         raise GuardRefused(f"{target.name}は本人の同意の範囲に含まれていないため、参加を依頼できません。"
                            "同意の範囲を記録し直すか、支援会議で協議してください。", guard="join_within_consent")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import urlsplit
 from datetime import date, datetime
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user, logout_user
@@ -277,7 +277,7 @@ def init_app(app: Flask) -> None:
             flash("画面の有効期限が切れていたため、もう一度ログインしてください。", "info")
             return redirect(url_for("auth.login", next=request.args.get("next") or None), 303)
         # Mostly a form sent after its sign-in ended (the cookie, and its token, gone with it).
-        signed_out = None if getattr(current_user, "is_authenticated", False) or request.endpoint == "auth.login" \
+        signed_out = None if getattr(current_user, "is_authenticated", False) \
             else "ログインの有効期限が切れているため、送信できませんでした。"
         return render_template("errors/csrf.html", signed_out=signed_out, typed=_typed(request.form)), 400
 
