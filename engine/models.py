@@ -635,6 +635,10 @@ class Alert(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
     handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoffs.id", ondelete="CASCADE"), index=True)
     department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    # What a plan's alert (evaluation_overdue, no_contact) was raised about: the plan, and the date that made
+    # it due (its evaluation date, or the start of the silence). The scan lets the alert go once either changes.
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    subject_date: Mapped[date | None] = mapped_column(Date)
     message: Mapped[str] = mapped_column(Text, default="")
     raised_at: Mapped[datetime] = mapped_column(default=utcnow)
     due_at: Mapped[datetime | None]

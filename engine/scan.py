@@ -24,7 +24,8 @@ An alert a person resolved (engine.alerts.resolve) while its subject still waite
 that it is not raised again; the scan releases the key once the subject has moved on.
 
 Before raising, the scan also resolves open alerts whose subject has moved on (a handoff no longer
-`sent`, a case no longer in 伴走支援, a plan evaluated or a contact recorded after the alert was raised):
+`sent`, a case no longer in 伴走支援, a plan replaced, or its evaluation date or the start of its silence
+moved since the alert was raised — each alert names its plan and that date):
 the actions themselves resolve their alerts, and this closes the window where a person acted while a
 scan was writing. Only state is looked at there, never the clock, so a back-fill with an earlier `--now`
 resolves nothing that is still pending.
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Callable, Iterator
 
-from sqlalchemy import String, cast, exists, literal, or_, select, text, update
+from sqlalchemy import String, cast, exists, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,7 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine import routing
 from engine.calendar import JST
 from engine.dbtypes import UTCDateTime
-from engine.models import Alert, Case, ContactNote, Department, Handoff, Plan, utcnow
+from engine.models import Alert, Case, Department, Handoff, Plan, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ def _plan_check(kind: str, date_column, message: Callable[[_Moment], str],
         # In index order: ordering by anything else tempts SQLite into scanning every plan to skip a sort.
         order=lambda: date_column,
         alert_columns=lambda m: {Alert.case_id: Plan.case_id, Alert.department_id: Case.owning_department_id,
+                                 Alert.plan_id: Plan.id, Alert.subject_date: date_column,
                                  Alert.message: literal(message(m), String)},
         due_joins=((Case, Case.id == Plan.case_id),),
     )
@@ -245,21 +247,21 @@ def _sweeps(m: _Moment) -> list:
                 (update(Alert).where(Alert.open_key > "", Alert.kind.in_(kinds), gone)
                  .values(open_key=None).execution_options(synchronize_session=False))]
 
-    # The plan the alert was raised about is still the active one (one adopted since, after a replan, is
-    # another subject: its own lateness is a new alert).
-    in_accompaniment = [Plan.case_id == Alert.case_id, Plan.status == "active", Case.id == Plan.case_id,
-                        Case.state == "accompaniment", Plan.created_at <= Alert.raised_at]
+    def still_due_for(date_column):
+        # The plan the alert was raised about is still the active one, in 伴走支援, and the date that made it
+        # due has not moved (an evaluation sets the next date, a contact moves the start of the silence; a
+        # replan is another plan, whose own lateness is a new alert). Rows, not times: a scan run with an
+        # earlier or later --now than the clock the people acting on the case go by reads the same.
+        return exists().where(Plan.id == Alert.plan_id, Plan.status == "active", date_column == Alert.subject_date,
+                              Case.id == Plan.case_id, Case.state == "accompaniment")
+
     return [
         *resolve(("handoff_stalled", "handoff_escalated"),
                 ~exists().where(Handoff.id == Alert.handoff_id, Handoff.state == "sent"),
                 "つなぐシートは受理・返送・取下げ済みのため解決"),
-        *resolve(("evaluation_overdue",),
-                ~exists().where(*in_accompaniment,
-                                or_(Plan.evaluated_at.is_(None), Plan.evaluated_at < Alert.raised_at)),
+        *resolve(("evaluation_overdue",), ~still_due_for(Plan.next_evaluation_date),
                 "評価済み、または伴走支援が終わったため解決"),
-        *resolve(("no_contact",),
-                or_(~exists().where(*in_accompaniment),
-                    exists().where(ContactNote.case_id == Alert.case_id, ContactNote.created_at >= Alert.raised_at)),
+        *resolve(("no_contact",), ~still_due_for(Plan.no_contact_since),
                 "接触が記録された、または伴走支援が終わったため解決"),
     ]
 

@@ -16,7 +16,7 @@ from sqlalchemy import event, func, select, text, update
 from engine import scan, services
 from engine.calendar import JST
 from engine.db import unit_of_work
-from engine.models import Alert, Case, Department, Handoff
+from engine.models import Alert, Case, Department, Handoff, Plan
 from tests.conftest import CONFIG_DIR, NOW, PROJECT_ROOT, intake_fields
 
 
@@ -221,6 +221,41 @@ def test_a_plan_adopted_after_an_alert_resolved_by_hand_has_alerts_of_its_own(ac
     assert scan.scan(sessions, day(90)).raised == []  # the new plan is not late yet
     again = scan.scan(sessions, day(124))
     assert sorted(a.kind for a in again.raised) == ["evaluation_overdue", "no_contact"]
+
+
+def test_a_held_key_is_let_go_by_what_changed_not_by_the_clock(accompanied, sessions, actors, fire):
+    """A scan back-filled or run ahead with --now stamps its alerts with that time; the people who act on
+    the case meanwhile stamp theirs with the real one. Whether the plan or the silence an alert was raised
+    for has moved on is read from the rows (which plan, which evaluation date, which start of silence),
+    never by comparing those times."""
+    scan.scan(sessions, day(61))
+    _resolve_by_hand(sessions, actors.livelihood, "evaluation_overdue", "来週の会議で評価する")
+    _resolve_by_hand(sessions, actors.livelihood, "no_contact", "来週訪問する")
+    with unit_of_work(sessions) as s:  # recorded at a time before the scan's --now
+        services.add_contact_note(s, actors.livelihood, accompanied, {"method": "home_visit", "body": "訪問"},
+                                  now=day(10))
+    fire(actors.livelihood, accompanied, "evaluate", now=day(11), goals_met="partly", decision="continue",
+         next_evaluation_date=(PLAN_DATE + timedelta(days=30)).isoformat())
+    assert scan.scan(sessions, day(62)).raised == []  # both moved on: nothing is due yet
+    with sessions() as s:
+        assert s.scalars(select(Alert.open_key).where(Alert.open_key.is_not(None))).all() == []
+    assert [a.kind for a in scan.scan(sessions, day(72)).raised] == ["no_contact"]  # 61 days after day 10
+    assert [a.kind for a in scan.scan(sessions, day(91)).raised] == ["evaluation_overdue"]
+
+
+def test_a_replan_before_the_scans_now_still_gets_alerts_of_its_own(accompanied, sessions, actors, fire):
+    scan.scan(sessions, day(61))
+    _resolve_by_hand(sessions, actors.livelihood, "evaluation_overdue", "来週の会議で評価する")
+    _resolve_by_hand(sessions, actors.livelihood, "no_contact", "来週訪問する")
+    fire(actors.livelihood, accompanied, "evaluate", now=day(5), goals_met="not_met", decision="replan")
+    fire(actors.livelihood, accompanied, "adopt_plan", now=day(6), goals="「続けて働きたい」", main_department="livelihood",
+         next_evaluation_date=(PLAN_DATE + timedelta(days=30)).isoformat(),
+         roles=[{"department": "livelihood", "role": "就労支援"}])
+    again = scan.scan(sessions, day(124))
+    assert sorted(a.kind for a in again.raised) == ["evaluation_overdue", "no_contact"]
+    with sessions() as s:
+        plan_id = s.scalar(select(Plan.id).where(Plan.case_id == accompanied, Plan.status == "active"))
+        assert {a.plan_id for a in open_alerts(s)} == {plan_id}
 
 
 def test_silence_counts_from_the_later_of_adoption_and_last_contact(accompanied, sessions, actors):
