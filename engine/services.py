@@ -691,6 +691,8 @@ def _prepare_evaluate(ctx: EventContext) -> None:
         raise ValidationFailed(errors)
     ctx.plan = active_plan(ctx.session, ctx.case.id)
     ctx.history_detail["decision"] = f["decision"]
+    if f["decision"] == "close":
+        ctx.history_detail["close_reason"] = f["close_reason"]
 
 
 def _apply_evaluate(ctx: EventContext) -> None:

@@ -243,6 +243,28 @@ def test_a_stalled_sheet_is_acknowledged_on_the_fm_dashboard(browser, server, ac
     fm.close()
 
 
+def test_an_fm_reads_a_years_figures_and_saves_them_as_csv(browser, server, actors, open_case):
+    open_case(categories=["poverty"])
+    fm = Person(browser, server, "fm")
+    fm.page.get_by_role("navigation").get_by_role("link", name="年度集計").click()
+    this_year = calendar.fiscal_year(utcnow().astimezone(calendar.JST).date())
+    label = f"令和{calendar.reiwa_year(this_year)}年度"
+    assert fm.page.locator("h1").inner_text() == f"年度集計（{label}）"
+    row = fm.page.locator("section", has=fm.page.get_by_role("heading", name="相談受付")).get_by_role(
+        "row", name="新規相談 計")
+    assert row.inner_text().split() == ["新規相談", "計", "1"]
+    fm.shot("16-reports")
+    fm.page.select_option("#report-year", str(this_year - 1))
+    fm.page.get_by_role("button", name="表示").click()
+    assert fm.page.locator("h1").inner_text().startswith("年度集計（令和")
+    assert fm.page.get_by_role("row", name="新規相談 計").first.inner_text().split()[-1] == "0"
+    with fm.page.expect_download() as download:
+        fm.page.get_by_role("link", name="CSVで保存").click()
+    saved = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    assert saved.splitlines()[0] == "年度,区分,項目,件数"
+    fm.close()
+
+
 def test_an_admin_answers_a_disclosure_request_and_stops_a_user(browser, server, actors, open_case, sessions):
     case_id = open_case(categories=["poverty"])
     with unit_of_work(sessions) as s:

@@ -1,0 +1,139 @@
+"""年度集計 (engine/reports.py, /reports): the yearly figures DESIGN.md asks to be reportable, counted by the
+Japanese fiscal year, read only by FMs and administrators, audited; the page and its CSV."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from engine import reports, services
+from engine.calendar import JST
+from engine.db import unit_of_work
+from engine.errors import PermissionDenied, ValidationFailed
+from engine.models import AuditEvent, Case
+from tests.conftest import NOW
+from tests.pages_support import app, text_of, web  # noqa: F401  (fixtures)
+
+APRIL_1 = datetime(2026, 4, 1, tzinfo=JST)  # 令和8年度 starts
+
+
+def figures(report) -> dict[tuple[str, str], int]:
+    return {(title, label): count for title, label, count in report.csv_rows()}
+
+
+def read(sessions, actor, year=2026):
+    with unit_of_work(sessions) as s:
+        return reports.yearly(s, s.merge(actor), year)
+
+
+@pytest.fixture
+def year_of_work(open_case, fire, actors, sessions):
+    """A fiscal year's work: a case opened a minute before 令和8年度 and the rest within it."""
+    before = open_case(categories=["poverty"], now=(APRIL_1 - timedelta(minutes=1)).astimezone(timezone.utc))
+    planned = open_case(categories=["poverty"], now=APRIL_1.astimezone(timezone.utc), source="phone")
+    fire(actors.livelihood, planned, "accept_handoff")
+    fire(actors.livelihood, planned, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
+    fire(actors.livelihood, planned, "adopt_plan", goals="「働きたい」", main_department="livelihood",
+         next_evaluation_date="2027-01-15", roles=[{"department": "livelihood", "role": "就労支援"}],
+         business_categories=["comprehensive", "participation"])
+    with unit_of_work(sessions) as s:
+        services.add_contact_note(s, actors.livelihood, planned, {"method": "phone", "body": "電話", "business_category": "participation"}, now=NOW)
+        services.add_contact_note(s, actors.livelihood, planned, {"method": "home_visit", "body": "訪問"}, now=NOW)
+    fire(actors.livelihood, planned, "evaluate", goals_met="met", decision="close", close_reason="goal_met")
+    reopened = open_case(categories=["hikikomori"])
+    fire(actors.window, reopened, "close", close_reason="moved_out")
+    fire(actors.window, reopened, "reopen", reason="戻ってきた")
+    met = open_case(categories=["other"])
+    fire(actors.fm, met, "convene_support_meeting", members=[{"user": "elderly", "acknowledged": True}])
+    return before, planned, reopened, met
+
+
+def test_the_years_figures_count_what_happened_within_it(year_of_work, sessions, actors):
+    got = figures(read(sessions, actors.fm))
+    assert got[("相談受付", "新規相談 計")] == 3  # not the case opened on March 31
+    assert got[("相談受付", "受付経路: 電話")] == 1
+    assert got[("つなぐシート", "送付")] == 2 and got[("つなぐシート", "受理")] == 1
+    assert got[("支援決定・支援プラン", "支援決定（初回のプラン採択）")] == 1
+    assert got[("支援決定・支援プラン", "プラン作成（初回）")] == 1
+    assert got[("支援決定・支援プラン", "評価の結果: 終結")] == 1
+    # Every case active on some day of the year, the one opened on March 31 and still open included.
+    assert got[("事業区分", "包括的相談支援（ケース）")] == 4
+    assert got[("事業区分", "参加支援（ケース）")] == 1  # from its plan
+    assert got[("事業区分", "参加支援（接触記録）")] == 1
+    assert got[("接触記録（支援経過）", "計")] == 2
+    assert got[("接触記録（支援経過）", "電話")] == 1 and got[("接触記録（支援経過）", "訪問")] == 1
+    assert got[("会議", "支援会議 開催")] == 1 and got[("会議", "支援会議 検討したケース")] == 1
+    # The case closed and reopened since still counts for the year it closed; so does the plan's closure.
+    assert got[("終結", "計")] == 2
+    assert got[("終結", "目標達成")] == 1 and got[("終結", "転出")] == 1
+
+    earlier = figures(read(sessions, actors.fm, 2025))
+    assert earlier[("相談受付", "新規相談 計")] == 1
+    assert earlier[("終結", "計")] == 0
+
+
+def test_every_code_of_a_list_has_its_row_every_year(sessions, actors):
+    from engine import vocab
+
+    got = figures(read(sessions, actors.admin, 2019))
+    assert set(got.values()) == {0}
+    for code, label in vocab.codes("close_reasons").items():
+        assert ("終結", label) in got
+    for label in vocab.codes("contact_methods").values():
+        assert ("接触記録（支援経過）", label) in got
+
+
+def test_only_fms_and_administrators_read_it_and_each_read_is_audited(sessions, actors):
+    with pytest.raises(PermissionDenied), unit_of_work(sessions) as s:
+        reports.yearly(s, s.merge(actors.livelihood), 2026)
+    read(sessions, actors.fm)
+    with sessions() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.action == "report.read")).all()
+        assert [(r.actor_label, r.detail) for r in rows] == [("fm", {"fiscal_year": 2026})]
+
+
+@pytest.mark.parametrize("value", ["2018", "2099", "令和8", "２０２６", "2026.0", "-1"])
+def test_a_year_outside_the_offered_ones_is_refused_by_name(value):
+    with pytest.raises(ValidationFailed) as err:
+        reports.parse_fiscal_year(value, today=date(2026, 12, 1))
+    assert "令和元年度から令和8年度まで" in err.value.errors["year"][0]
+
+
+def test_the_fiscal_year_turns_on_april_first():
+    assert reports.parse_fiscal_year(None, today=date(2027, 3, 31)) == 2026
+    assert reports.parse_fiscal_year("", today=date(2027, 4, 1)) == 2027
+    assert reports.offered_years(date(2019, 4, 1)) == [(2019, "令和元年度")]
+
+
+# --- the page and the CSV --------------------------------------------------------------------------
+
+
+def test_the_page_shows_the_year_in_wareki_and_offers_the_csv(year_of_work, web, actors):
+    r = web(actors.fm).get("/reports?year=2026")
+    assert r.status_code == 200
+    text = text_of(r)
+    assert "年度集計（令和8年度）" in text and "期間: 令和8年4月1日〜令和9年3月31日" in text
+    assert "新規相談 計 3" in text
+    for number in ("R8-", "廿日 太郎"):  # nothing that names a case or a person
+        assert number not in r.get_data(as_text=True)
+    csv_response = web(actors.admin).get("/reports.csv?year=2026")
+    assert csv_response.status_code == 200 and csv_response.mimetype == "text/csv"
+    body = csv_response.get_data(as_text=True)
+    assert body.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(body.lstrip("\ufeff"))))
+    assert rows[0] == ["年度", "区分", "項目", "件数"]
+    assert ["令和8年度", "相談受付", "新規相談 計", "3"] in rows
+
+
+def test_the_page_refuses_staff_and_a_bad_year(web, actors, sessions):
+    assert web(actors.livelihood).get("/reports").status_code == 403
+    assert web(actors.livelihood).get("/reports.csv").status_code == 403
+    r = web(actors.fm).get("/reports?year=1999")
+    assert r.status_code == 422
+    assert "年度は令和元年度から" in text_of(r)
+    assert web(actors.fm).get("/reports.csv?year=abc").status_code == 422
+    with sessions() as s:
+        assert s.scalars(select(AuditEvent.action).where(AuditEvent.action == "report.read")).all() == []
