@@ -327,8 +327,11 @@ def relations(session: Session, user, case) -> frozenset[str]:
 
 
 def meeting_relations(user, meeting) -> frozenset[str]:
-    """The relations of `user` to one meeting: member, secretariat (acknowledged), or pending."""
-    if not _is_person(user):
+    """The relations of `user` to one meeting: member, secretariat (acknowledged), or pending.
+
+    An administrator is none of these even if listed (no form makes one a member): reading no case content
+    is what the role is."""
+    if not _is_person(user) or user.role == "admin":
         return frozenset()
     row = next((m for m in meeting.members if m.user_id == user.id), None)
     if row is None:

@@ -150,6 +150,8 @@ def amend_case(session: Session, actor, case_id: int, *, version: int | None, su
             continue
         if name == "area" and value not in (None, "") and value not in vocab.codes("areas"):
             errors["person.area"] = [f"「{value}」という圏域はありません。"]
+        if name == "sex" and value not in (None, "") and value not in vocab.codes("sexes"):
+            errors["person.sex"] = [services.UNKNOWN_SEX.format(value=value)]
             continue
         if name == "birth_date" and value not in (None, "") and not isinstance(value, date):
             try:

@@ -238,6 +238,9 @@ def birth_date_problem(value: date, today: date) -> str | None:
     return None
 
 
+UNKNOWN_SEX = "性別「{value}」はコード表にありません。"
+
+
 def validate_intake(fields: dict, today: date) -> dict[str, list[str]]:
     """Check an intake's plain values against the code lists; return errors by field name."""
     errors: dict[str, list[str]] = {}
@@ -246,6 +249,8 @@ def validate_intake(fields: dict, today: date) -> dict[str, list[str]]:
         errors["person.name"] = [REQUIRED]
     if person.get("area") not in (None, "") and person["area"] not in vocab.codes("areas"):
         errors["person.area"] = [f"「{person['area']}」という圏域はありません。"]
+    if person.get("sex") not in (None, "") and person["sex"] not in vocab.codes("sexes"):
+        errors["person.sex"] = [UNKNOWN_SEX.format(value=person["sex"])]
     bd = person.get("birth_date")
     if bd not in (None, ""):
         if not isinstance(bd, date):
@@ -481,6 +486,11 @@ def _apply_decline_handoff(ctx: EventContext) -> None:
     )
 
 
+# Who may sit in a meeting: staff and FMs. An administrator runs the system and reads no case content.
+MEETING_MEMBER_ROLES = ("staff", "fm")
+NOT_A_MEETING_MEMBER = "「{login}」は管理者のため、会議の構成員にできません。"
+
+
 def _prepare_convene(ctx: EventContext) -> None:
     raw = ctx.fields.get("members")
     if not raw:
@@ -492,6 +502,9 @@ def _prepare_convene(ctx: EventContext) -> None:
         user = ctx.session.scalar(select(User).where(User.login == login, User.active.is_(True)))
         if user is None:
             errors.setdefault(f"members.{i}.user", []).append(f"「{login}」という職員はいません。")
+            continue
+        if user.role not in MEETING_MEMBER_ROLES:
+            errors.setdefault(f"members.{i}.user", []).append(NOT_A_MEETING_MEMBER.format(login=login))
             continue
         if user.id == ctx.actor.id:
             continue
@@ -687,9 +700,13 @@ def _prepare_evaluate(ctx: EventContext) -> None:
         errors.setdefault("close_reason", []).append("終結の理由は、終結するときだけ指定してください。")
     _as_date(errors, f, "next_evaluation_date")
     _as_date(errors, f, "evaluated_on", not_after=ctx.today)
+    ctx.plan = active_plan(ctx.session, ctx.case.id)
+    adopted_on = ctx.plan.created_at.astimezone(calendar.JST).date() if ctx.plan is not None else None
+    if "evaluated_on" not in errors and isinstance(f.get("evaluated_on"), date) and adopted_on is not None \
+            and f["evaluated_on"] < adopted_on:
+        errors["evaluated_on"] = [f"評価日はプランを決定した日（{calendar.wareki(adopted_on)}）以降の日付にしてください。"]
     if errors:
         raise ValidationFailed(errors)
-    ctx.plan = active_plan(ctx.session, ctx.case.id)
     ctx.history_detail["decision"] = f["decision"]
     if f["decision"] == "close":
         ctx.history_detail["close_reason"] = f["close_reason"]

@@ -69,13 +69,17 @@ def actor_is_fm(case, ctx) -> None:
     _actor_may_fire(case, ctx, "actor_is_fm")
 
 
-def actor_in_receiving_department(case, ctx) -> None:
-    handoff = ctx.handoff
-    if handoff is None or ctx.actor.department_id != handoff.to_department_id:
+def _require_receiving_staff(actor, handoff) -> None:
+    # An administrator belongs to a department too, but runs the system, not its cases (metadata only).
+    if handoff is None or actor.department_id != handoff.to_department_id or actor.role == "admin":
         raise PermissionDenied(
-            "このつなぐシートを受理・返送できるのは送付先の部署の職員だけです。",
+            "このつなぐシートを受理・返送できるのは送付先の部署の職員だけです（管理者は除く）。",
             guard="actor_in_receiving_department",
         )
+
+
+def actor_in_receiving_department(case, ctx) -> None:
+    _require_receiving_staff(ctx.actor, ctx.handoff)
 
 
 def actor_may_send(case, ctx) -> None:
@@ -172,11 +176,7 @@ def actor_may_withdraw_handoff(handoff, ctx) -> None:
 
 
 def handoff_actor_in_receiving_department(handoff, ctx) -> None:
-    if ctx.actor.department_id != handoff.to_department_id:
-        raise PermissionDenied(
-            "このつなぐシートを受理・返送できるのは送付先の部署の職員だけです。",
-            guard="actor_in_receiving_department",
-        )
+    _require_receiving_staff(ctx.actor, handoff)
 
 
 GUARDS: dict[str, Callable[[Any, Any], None]] = {
@@ -355,12 +355,18 @@ def fire_case_event(case, event: str, ctx) -> None:
         raise GuardRefused("評価の結論（継続・再プラン・中断・終結）を選んでください。", guard="decision")
 
 
+# What a person asks for on a sheet; the other triggers follow from a case event (close, a change of
+# consent, a change of routing) and are never offered in a refusal.
+HANDOFF_PERSON_EVENTS = ("accept", "decline", "withdraw")
+
+
 def fire_handoff_event(handoff, event: str, ctx) -> None:
     """Fire `event` on a handoff (accept, decline, withdraw)."""
-    allowed = events_from(handoff.state, HANDOFF_TRANSITIONS)
+    possible = events_from(handoff.state, HANDOFF_TRANSITIONS)
+    allowed = [e for e in possible if e in HANDOFF_PERSON_EVENTS]
     if event not in HANDOFF_EVENT_LABELS:
         raise UnknownEvent(event, allowed)
-    if event not in allowed:
+    if event not in possible:
         raise EventNotAllowed(
             event=event, state=handoff.state, state_label=HANDOFF_STATE_LABELS[handoff.state],
             allowed_events=allowed, allowed_labels=[HANDOFF_EVENT_LABELS[e] for e in allowed],

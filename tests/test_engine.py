@@ -163,12 +163,13 @@ def test_case_numbers_follow_the_fiscal_year(open_case, sessions):
 def test_intake_validation_names_each_field(sessions, actors):
     from engine.errors import ValidationFailed
 
-    bad = {"person": {"name": "", "area": "東京", "birth_date": "2999-01-01"}, "categories": ["nope"],
+    bad = {"person": {"name": "", "area": "東京", "birth_date": "2999-01-01", "sex": "xyz"}, "categories": ["nope"],
            "summary": "", "source": "fax", "urgency": "soon"}
     with pytest.raises(ValidationFailed) as err, unit_of_work(sessions) as s:
         services.open_case(s, actors.window, bad, now=NOW)
-    assert set(err.value.errors) == {"person.name", "person.area", "person.birth_date", "categories", "summary",
-                                     "source", "urgency"}
+    assert set(err.value.errors) == {"person.name", "person.area", "person.birth_date", "person.sex", "categories",
+                                     "summary", "source", "urgency"}
+    assert err.value.errors["person.sex"] == ["性別「xyz」はコード表にありません。"]
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Case)) == 0
 
@@ -194,3 +195,87 @@ def test_sqlite_runs_in_wal_with_foreign_keys(db_engine):
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+
+
+# --- who may do what, by role and by record ---------------------------------------------------------
+
+
+def test_an_administrator_never_answers_a_sheet_sent_to_their_department(open_case, fire, actors, sessions):
+    """The administrator belongs to 地域福祉課 like its staff, but reads no case content and drives no case."""
+    from engine.errors import PermissionDenied
+
+    case_id = open_case(categories=["other"])
+    fire(actors.window, case_id, "send_handoff", to_department="community_welfare", reason="地域の見守り", summary="s")
+    with sessions() as s:
+        assert services.allowed_events(s, s.merge(actors.admin), s.get(Case, case_id)) == []
+    before = _snapshot(sessions, case_id)
+    for event in ("accept_handoff", "decline_handoff"):
+        with pytest.raises(PermissionDenied) as err, unit_of_work(sessions) as s:
+            services.fire_event(s, actors.admin, case_id, event, version=before[1], fields={"reason": "r"}, now=NOW)
+        assert "管理者は除く" in err.value.message
+    assert _snapshot(sessions, case_id) == before
+    assert fire(actors.fm, case_id, "accept_handoff") == "assigned"  # an FM of the department may
+
+
+def test_an_administrator_cannot_be_made_a_meeting_member(open_case, actors, sessions):
+    from engine.errors import ValidationFailed
+
+    case_id = open_case(categories=["other"])
+    before = _snapshot(sessions, case_id)
+    with pytest.raises(ValidationFailed) as err, unit_of_work(sessions) as s:
+        services.fire_event(s, actors.fm, case_id, "convene_support_meeting", version=before[1], now=NOW,
+                            fields={"members": [{"user": "elderly", "acknowledged": True},
+                                                {"user": "admin", "acknowledged": True}]})
+    assert err.value.errors == {"members.1.user": ["「admin」は管理者のため、会議の構成員にできません。"]}
+    assert _snapshot(sessions, case_id) == before
+
+
+def test_an_administrator_listed_as_member_reads_no_minutes(open_case, fire, actors, sessions):
+    """A membership written before the rule (or by hand) gives the administrator nothing."""
+    from engine import access
+    from engine.models import Meeting, MeetingMember
+
+    case_id = open_case(categories=["other"])
+    fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "elderly", "acknowledged": True}],
+         minutes="本人に知られずに共有した事実")
+    with unit_of_work(sessions) as s:
+        meeting = s.scalar(select(Meeting).where(Meeting.case_id == case_id))
+        s.add(MeetingMember(meeting_id=meeting.id, user_id=actors.admin.id, department_id=actors.admin.department_id,
+                            acknowledged_at=NOW))
+    with sessions() as s:
+        meeting = s.scalar(select(Meeting).where(Meeting.case_id == case_id))
+        assert access.meeting_relations(s.merge(actors.admin), meeting) == frozenset()
+
+
+def test_an_evaluation_dated_before_its_plan_is_refused(open_case, fire, actors, sessions):
+    from datetime import timedelta
+
+    from engine.errors import ValidationFailed
+
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff")
+    fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="oral", agencies=["livelihood"])
+    fire(actors.livelihood, case_id, "adopt_plan", goals="g", main_department="livelihood",
+         next_evaluation_date="2027-03-01", roles=[{"department": "livelihood", "role": "r"}])
+    before = _snapshot(sessions, case_id)
+    with pytest.raises(ValidationFailed) as err, unit_of_work(sessions) as s:
+        services.fire_event(s, actors.livelihood, case_id, "evaluate", version=before[1], now=NOW + timedelta(days=5),
+                            fields={"goals_met": "met", "decision": "close", "close_reason": "goal_met",
+                                    "evaluated_on": "2000-01-01"})
+    assert err.value.errors == {"evaluated_on": ["評価日はプランを決定した日（令和8年11月30日）以降の日付にしてください。"]}
+    assert _snapshot(sessions, case_id) == before
+
+
+def test_a_refused_sheet_action_offers_only_what_a_person_can_ask_for(open_case, fire, actors, sessions):
+    from engine.errors import EventNotAllowed
+
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff")
+    with unit_of_work(sessions) as s:
+        sheet = services.request_join(s, actors.livelihood, case_id, to_department="elderly", reason="r", summary="s",
+                                      now=NOW)
+    with unit_of_work(sessions) as s:
+        services.answer_join(s, actors.elderly, sheet.id, "accept", now=NOW)
+    with pytest.raises(EventNotAllowed) as err, unit_of_work(sessions) as s:  # the sender takes it back, too late
+        services.answer_join(s, actors.livelihood, sheet.id, "withdraw", now=NOW)
+    assert err.value.allowed_events == [] and "同意の撤回" not in err.value.message

@@ -64,8 +64,9 @@ def test_mistakes_are_marked_beside_their_inputs_and_nothing_is_written(web, act
     assert error_beside(r, "amend", "summary") == "必須項目です。"
     assert input_value(r, "amend", "person.birth_date") == "昭和35年13月1日"  # what was typed is kept
     r = client.post(f"/cases/{case_id}/amend", _form(sessions, case_id, **{"person.birth_date": "令和30年1月1日",
-                                                                          "person.area": "東京"}))
+                                                                          "person.area": "東京", "person.sex": "bogus"}))
     assert r.status_code == 422
+    assert error_beside(r, "amend", "person.sex") == "性別「bogus」はコード表にありません。"
     assert error_beside(r, "amend", "person.birth_date") == "生年月日が未来の日付になっています。"
     assert error_beside(r, "amend", "person.area") == "「東京」という圏域はありません。"
     assert (_person(sessions, case_id), case_version(sessions, case_id)) == before
