@@ -122,6 +122,12 @@ def revoke_tokens(session: Session, client_name: str, *, now: datetime | None = 
     return count
 
 
+def has_live_token(session: Session, client_id: int) -> bool:
+    """Whether the client may still be spoken to: revoking its tokens cuts it off, webhooks included."""
+    return session.scalar(select(ApiToken.id).where(ApiToken.client_id == client_id,
+                                                    ApiToken.revoked_at.is_(None)).limit(1)) is not None
+
+
 def authenticate(session: Session, token: str, *, now: datetime | None = None) -> Caller | None:
     """The caller a bearer token stands for, or None: unknown, revoked, or acting for a disabled user."""
     now = now or utcnow()

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from engine import api_clients
 from engine.models import ApiClient, Case, OutboxEvent
 
 
@@ -15,6 +16,8 @@ def queue_status_change(session: Session, case: Case, event: str, before: str, n
     client = session.get(ApiClient, case.referral_client_id)
     if client is None or not client.webhook_url:
         return
+    if not api_clients.has_live_token(session, client.id):
+        return  # cut off (its tokens revoked): nothing of the case goes to it any more
     from engine.views import referral_view
 
     session.add(OutboxEvent(

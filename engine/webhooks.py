@@ -29,6 +29,7 @@ from typing import Callable
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import api_clients
 from engine.db import unit_of_work
 from engine.models import ApiClient, OutboxEvent, WebhookDelivery, utcnow
 
@@ -124,6 +125,8 @@ def claim_due(session: Session, now: datetime, limit: int = 50) -> list[Claim]:
         client = session.get(ApiClient, ev.client_id)
         if client is None or not client.webhook_url or not client.webhook_secret:
             continue  # no callback any more: stays queued until one is registered
+        if not api_clients.has_live_token(session, client.id):
+            continue  # cut off: what was queued before waits, unsent, until the client has a token again
         claims.append(Claim(ev.id, ev.event_type, client.webhook_url, client.webhook_secret, event_body(ev),
                             ev.attempts + 1, now + LEASE))
     return claims

@@ -125,6 +125,25 @@ def test_each_status_change_arrives_once_in_order_and_signed(sessions, receiver,
         assert webhooks.pending(s) == 0
 
 
+def test_a_client_whose_tokens_are_revoked_hears_nothing_more(sessions, receiver, fire, actors):
+    """Revoking a partner's tokens cuts it off: what was queued is not sent, later changes are not queued."""
+    client_id, _ = _client(sessions, "oono", receiver.url)
+    case_id = _refer(sessions, client_id, 1, "A")[0]
+    with unit_of_work(sessions) as s:
+        assert api_clients.revoke_tokens(s, "oono") == 1
+    fire(actors.elderly, case_id, "accept_handoff")
+    assert len(_outbox(sessions, client_id)) == 1  # the routing, queued before; not the acceptance
+    now = max(utcnow(), NOW) + timedelta(minutes=1)
+    assert webhooks.deliver(sessions, now=now).delivered == 0
+    assert receiver.received == []
+    # Given a token again, it hears what was queued while it was trusted, and what comes next.
+    with unit_of_work(sessions) as s:
+        api_clients.create_token(s, client_name="oono", scopes=["referrals:read"])
+    fire(actors.elderly, case_id, "close", close_reason="goal_met")
+    assert webhooks.deliver(sessions, now=now + timedelta(hours=1)).delivered == 2
+    assert [r["doc"]["data"]["referral"]["status"] for r in receiver.received] == ["handoff", "closed"]
+
+
 def test_receiver_down_then_back(sessions, fire, actors):
     down = Receiver()
     url, port = down.url, down.port
