@@ -91,13 +91,15 @@ def readable_messages(session: Session, actor, shown: list[Alert]) -> dict[int, 
 
     A message the engine composed from metadata (departments, deadlines, the rules' reasons) reads the
     same for everyone who may see the alert, but for the combination of categories behind a 多機関協働
-    candidate, which the FMs read and the administrator does not. A 返送 alert's message quotes the reason the receiving
+    candidate, which is case content: shown (and audited as `alert.read`) to those who may read the case's
+    content, the others read that the case is a candidate. A 返送 alert's message quotes the reason the receiving
     department typed: it is shown whole only to those who may read the case's content, and that reading
     is recorded in the audit trail (`alert.read`); the others read that the sheet came back, and from whom.
     """
     return readable_texts(session, actor, shown, notes=False)[0]
 
 
+CANDIDATE_WITHHELD = "多機関協働の候補です。課題の組み合わせは、このケースの記録を読める職員だけに表示されます。"
 NOTE_WITHHELD = "（記録があります。内容は、このケースの記録を読める職員と記録した本人だけに表示されます）"
 
 
@@ -115,17 +117,16 @@ def readable_texts(session: Session, actor, shown: list[Alert], *,
 
     out = {a.id: a.message or "" for a in shown}
     note_out: dict[int, str | None] = {}
-    if getattr(actor, "role", None) == "admin":
-        # The administrator reads the dashboard to keep the system running, not to coordinate cases: the
-        # combination of categories that made a 多機関協働 candidate (case content) is the FMs' to read.
-        out.update({a.id: "多機関協働の候補です。" for a in shown if a.kind == "multi_agency_candidate"})
+    # The combination of categories that made a 多機関協働 candidate (8050, DV と子育て …) is case content,
+    # as GET /cases/{id} treats the categories: shown to those who may read the case's content.
+    candidates = [a for a in shown if a.kind == "multi_agency_candidate"]
     quoting = [a for a in shown if a.kind in QUOTING_KINDS]
     noted = [a for a in shown if notes and a.note]
-    if not quoting and not noted:
+    if not quoting and not noted and not candidates:
         return out, note_out
     actor_id = getattr(actor, "id", None)
     authored = {a.id for a in noted if actor_id is not None and actor_id in (a.acknowledged_by_id, a.resolved_by_id)}
-    case_ids = {a.case_id for a in quoting + noted}
+    case_ids = {a.case_id for a in quoting + noted + candidates}
     readable = set(session.scalars(select(Case.id).where(Case.id.in_(case_ids),
                                                          visible_cases_filter(session, actor, Sight.CONTENT))))
     handoffs = {h.id: (h.primary, name) for h, name in session.execute(
@@ -137,10 +138,14 @@ def readable_texts(session: Session, actor, shown: list[Alert], *,
         primary, to_name = handoffs.get(a.handoff_id, (True, None))
         what = "つなぐシートを返送しました" if primary else "参加依頼を返送しました"
         out[a.id] = (f"{to_name or '送付先の部署'}が{what}。返送の理由は、このケースの記録を読める職員だけに表示されます。")
+    for a in candidates:
+        if a.case_id not in readable:
+            out[a.id] = CANDIDATE_WITHHELD
     for a in noted:
         note_out[a.id] = a.note if a.id in authored or a.case_id in readable else NOTE_WITHHELD
     for a in shown:
         parts = (["decline_reason"] if a in quoting and a.case_id in readable else []) + (
+            ["categories"] if a in candidates and a.case_id in readable else []) + (
             ["note"] if a in noted and a.case_id in readable and a.id not in authored else [])
         if parts:
             audit.record(session, actor=actor, action="alert.read", object_type="alert", object_id=a.id,

@@ -74,7 +74,7 @@ PAGE_LABELS = {
     "cases.index": "トップページの表示", "cases.list_cases": "ケース一覧の表示", "dashboard.show": "FMダッシュボードの表示",
     "inbox.show": "部署の受信箱の表示", "intake.new": "相談受付画面の表示",
     "cases.redirect_handoff": "つなぐシートの送付先の変更", "inbox.act_on_alert": "受信箱でのお知らせの処理",
-    "meetings.add_member": "会議構成員の追加",
+    "meetings.add_member": "会議構成員の追加", "reports.show": "年度集計の表示", "reports.as_csv": "年度集計の保存（CSV）",
 }
 
 

@@ -71,12 +71,20 @@ def test_pages(web, open_case, fire, actors, sessions):
     assert _reads(sessions, alert_id) == 1
 
 
-def test_the_administrator_reads_no_categories_in_a_multi_agency_alert(open_case, actors, sessions):
-    open_case(categories=["young_carer"])  # a ヤングケアラー household: a 多機関協働 candidate for the FM
+def test_the_categories_behind_a_multi_agency_alert_are_read_only_with_the_case(open_case, fire, actors, sessions):
+    """The combination (ヤングケアラー, DV と子育て …) is case content, as GET /cases/{id} treats categories:
+    an FM who sees only the case's metadata, and the administrator, read that the case is a candidate."""
+    case_id = open_case(categories=["young_carer"])
     with unit_of_work(sessions) as s:
         alert = s.scalars(select(Alert).where(Alert.kind == "multi_agency_candidate")).one()
         assert "ヤングケアラー" in alert.message
         fm = alerts.readable_messages(s, s.get(User, actors.fm.id), [alert])[alert.id]
         admin = alerts.readable_messages(s, s.get(User, actors.admin.id), [alert])[alert.id]
-    assert "ヤングケアラー" in fm  # the FM decides on 多機関協働: the why is theirs
-    assert admin == "多機関協働の候補です。"
+    assert fm == admin == alerts.CANDIDATE_WITHHELD
+    assert _reads(sessions, alert.id) == 0
+    fire(actors.children, case_id, "accept_handoff")
+    fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "children", "acknowledged": True}])
+    with unit_of_work(sessions) as s:  # a member of the case's 支援会議 reads it, and that is recorded
+        fm = alerts.readable_messages(s, s.get(User, actors.fm.id), [s.get(Alert, alert.id)])[alert.id]
+    assert "ヤングケアラー" in fm
+    assert _reads(sessions, alert.id) == 1
