@@ -272,3 +272,30 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# SQLSTATEs of a transaction that lost to a concurrent one: deadlock, serialization failure, and a unique
+# key taken by a transaction that committed first.
+_LOST_RACE_SQLSTATES = {"40P01", "40001", "23505"}
+
+
+def lost_race(exc: BaseException) -> bool:
+    """Whether `exc` means the action collided with a concurrent one and was rolled back whole.
+
+    Each action is one transaction, so nothing of it was kept: the person is told that someone acted at
+    the same moment (409), not that the system failed. The engine refuses the races it foresees itself
+    (stale versions, compare-and-set); this catches the ones the database settles: a version check seen
+    by the ORM (StaleDataError), a PostgreSQL deadlock or serialization failure, a unique key taken by a
+    transaction that committed first (also on SQLite).
+    """
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.orm.exc import StaleDataError
+
+    if isinstance(exc, StaleDataError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _LOST_RACE_SQLSTATES:
+        return True
+    return isinstance(orig, sqlite3.IntegrityError) and "UNIQUE constraint failed" in str(orig)

@@ -134,3 +134,16 @@ class Conflict(EngineError):
     code = "conflict"
     status = 409
     title = "既存のデータと重複しています"
+
+
+class LostRace(EngineError):
+    """The action met a concurrent one in the database and was rolled back whole (engine.db.lost_race)."""
+
+    code = "conflict"
+    status = 409
+    title = "同時に行われた操作と重なりました"
+
+    def __init__(self):
+        super().__init__("ほかの職員の操作と同時に行われたため、処理しませんでした（何も記録されていません）。"
+                         "最新の状態を確認してからやり直してください。")
+

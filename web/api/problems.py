@@ -189,6 +189,13 @@ def handle_unexpected(exc: Exception) -> Response:
     """Any other error: logged with its trace on the server, a generic answer to the client."""
     if isinstance(exc, HTTPException):
         return handle_http_exception(exc)
+    from engine.db import lost_race
+    from engine.errors import LostRace
+
+    if lost_race(exc):
+        # Met a concurrent action in the database: rolled back whole, and said so (409), not a failure.
+        log.info("%s %s lost a race: %s", request.method, request.path, type(exc).__name__)
+        return handle_engine_error(LostRace())
     log.error("unexpected error in %s %s", request.method, request.path, exc_info=exc)
     from web import db
 

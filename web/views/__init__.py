@@ -307,6 +307,22 @@ def init_app(app: Flask) -> None:
         _audit_refusal(exc)
         return render_template("errors/403.html", message=exc.message), 403
 
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        from engine.db import lost_race
+        from engine.errors import LostRace
+
+        if isinstance(exc, HTTPException):
+            return _http_error(exc)
+        if not lost_race(exc):
+            raise exc  # Flask's own handling: logged, and the 500 page below
+        # Met a concurrent action in the database: nothing of it was kept; the person is told so.
+        app.logger.info("%s %s lost a race: %s", request.method, request.path, type(exc).__name__)
+        if g.get("db_session") is not None:
+            g.db_session.rollback()
+        refused = LostRace()
+        return render_template("errors/error.html", title=refused.title, message=refused.message), refused.status
+
     @app.errorhandler(EngineError)
     def _engine_error(exc):
         if _is_api(request.path):
