@@ -6,14 +6,15 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from engine.alerts import ALERT_LABELS, readable_texts, visible_alerts_query
+from engine.alerts import ALERT_LABELS, AlertNotes, readable_texts, visible_alerts_query
 from engine.models import Alert, Case, Department, Handoff
 from engine.views import iso
 
 
-def alert_view(alert: Alert, message: str, note: str | None, department: str | None) -> dict[str, Any]:
-    """One alert for the API; `message` and `note` as readable_texts() gave them, `department` as
+def alert_view(alert: Alert, message: str, notes: AlertNotes | None, department: str | None) -> dict[str, Any]:
+    """One alert for the API; `message` and `notes` as readable_texts() gave them, `department` as
     _departments() did."""
+    notes = notes or AlertNotes()
     return {
         "id": alert.id,
         "kind": alert.kind,
@@ -28,7 +29,9 @@ def alert_view(alert: Alert, message: str, note: str | None, department: str | N
         "due_at": iso(alert.due_at),
         "acknowledged_at": iso(alert.acknowledged_at),
         "resolved_at": iso(alert.resolved_at),
-        "note": note,
+        "note": notes.latest,
+        "acknowledgement_note": notes.acknowledgement,
+        "resolution_note": notes.resolution,
     }
 
 

@@ -1,6 +1,7 @@
 """Alerts (アラート): raised once per object and kind, acknowledged and resolved by people."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -64,7 +65,7 @@ def resolve_open(session: Session, *, case_id: int | None = None, handoff_id: in
     if kinds:
         q = q.where(Alert.kind.in_(kinds))
     q = q.values(status="resolved", open_key=None, resolved_at=now or utcnow(),
-                 resolved_by_id=getattr(actor, "id", None), note=note)
+                 resolved_by_id=getattr(actor, "id", None), resolution_note=note)
     return session.execute(q, execution_options={"synchronize_session": False}).rowcount
 
 
@@ -103,12 +104,24 @@ CANDIDATE_WITHHELD = "多機関協働の候補です。課題の組み合わせ�
 NOTE_WITHHELD = "（記録があります。内容は、このケースの記録を読める職員と記録した本人だけに表示されます）"
 
 
+@dataclass(frozen=True)
+class AlertNotes:
+    """An alert's two notes as one reader may read them (None where none was written)."""
+
+    acknowledgement: str | None = None
+    resolution: str | None = None
+
+    @property
+    def latest(self) -> str | None:
+        return self.resolution if self.resolution is not None else self.acknowledgement
+
+
 def readable_texts(session: Session, actor, shown: list[Alert], *,
-                   notes: bool = True) -> tuple[dict[int, str], dict[int, str | None]]:
-    """Each alert's message (as readable_messages) and, with `notes`, its note, as `actor` may read them.
+                   notes: bool = True) -> tuple[dict[int, str], dict[int, AlertNotes]]:
+    """Each alert's message (as readable_messages) and, with `notes`, its notes, as `actor` may read them.
 
     A note is what a person typed on acknowledging or resolving (「電話で督促した」, a 振り替え's reason),
-    and may say anything about the case: it is shown whole to the person who wrote it and to those who
+    and may say anything about the case: each is shown whole to the person who wrote it and to those who
     may read the case's content (recorded as `alert.read`, with the message's typed reason where there is
     one); the others read that there is a note, not what it says.
     """
@@ -116,16 +129,15 @@ def readable_texts(session: Session, actor, shown: list[Alert], *,
     from engine.models import Case, Department, Handoff
 
     out = {a.id: a.message or "" for a in shown}
-    note_out: dict[int, str | None] = {}
+    note_out: dict[int, AlertNotes] = {}
     # The combination of categories that made a 多機関協働 candidate (8050, DV と子育て …) is case content,
     # as GET /cases/{id} treats the categories: shown to those who may read the case's content.
     candidates = [a for a in shown if a.kind == "multi_agency_candidate"]
     quoting = [a for a in shown if a.kind in QUOTING_KINDS]
-    noted = [a for a in shown if notes and a.note]
+    noted = [a for a in shown if notes and (a.note or a.resolution_note)]
     if not quoting and not noted and not candidates:
         return out, note_out
     actor_id = getattr(actor, "id", None)
-    authored = {a.id for a in noted if actor_id is not None and actor_id in (a.acknowledged_by_id, a.resolved_by_id)}
     case_ids = {a.case_id for a in quoting + noted + candidates}
     readable = set(session.scalars(select(Case.id).where(Case.id.in_(case_ids),
                                                          visible_cases_filter(session, actor, Sight.CONTENT))))
@@ -141,12 +153,25 @@ def readable_texts(session: Session, actor, shown: list[Alert], *,
     for a in candidates:
         if a.case_id not in readable:
             out[a.id] = CANDIDATE_WITHHELD
+    read_notes: set[int] = set()
+
+    def as_read(a: Alert, text: str | None, author_id: int | None) -> str | None:
+        if text is None:
+            return None
+        if actor_id is not None and actor_id == author_id:
+            return text
+        if a.case_id in readable:
+            read_notes.add(a.id)
+            return text
+        return NOTE_WITHHELD
+
     for a in noted:
-        note_out[a.id] = a.note if a.id in authored or a.case_id in readable else NOTE_WITHHELD
+        note_out[a.id] = AlertNotes(as_read(a, a.note, a.acknowledged_by_id),
+                                    as_read(a, a.resolution_note, a.resolved_by_id))
     for a in shown:
         parts = (["decline_reason"] if a in quoting and a.case_id in readable else []) + (
             ["categories"] if a in candidates and a.case_id in readable else []) + (
-            ["note"] if a in noted and a.case_id in readable and a.id not in authored else [])
+            ["note"] if a.id in read_notes else [])
         if parts:
             audit.record(session, actor=actor, action="alert.read", object_type="alert", object_id=a.id,
                          case_id=a.case_id, detail={"shown": parts})
@@ -228,7 +253,7 @@ def resolve(session: Session, actor, alert_id: int, note: str | None = None,
     if alert.kind not in HELD_ON_RESOLVE:
         values["open_key"] = None
     if note:
-        values["note"] = note
+        values["resolution_note"] = note
     _move(session, alert, "resolve", ("open", "acknowledged"), values)
     audit.record(session, actor=actor, action="alert.resolve", object_type="alert",
                  object_id=alert.id, case_id=alert.case_id)

@@ -646,7 +646,9 @@ class Alert(Base):
     acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     resolved_at: Mapped[datetime | None]
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # What was written on 確認 (acknowledge) and on 解決 (resolve): two notes, so that neither replaces the other.
     note: Mapped[str | None] = mapped_column(Text)
+    resolution_note: Mapped[str | None] = mapped_column(Text)
 
     department: Mapped[Department | None] = relationship()
 

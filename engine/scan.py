@@ -239,7 +239,7 @@ def _sweeps(m: _Moment) -> list:
     (engine.alerts.HELD_ON_RESOLVE)."""
     def resolve(kinds: tuple[str, ...], gone, note: str):
         return [(update(Alert).where(Alert.status.in_(OPEN), Alert.kind.in_(kinds), gone)
-                 .values(status="resolved", open_key=None, resolved_at=m.now, note=note)
+                 .values(status="resolved", open_key=None, resolved_at=m.now, resolution_note=note)
                  .execution_options(synchronize_session=False)),
                 # Few rows hold a key. "> ''" (every key: keys are never empty) is a range SQLite reads from
                 # the unique index on open_key; for IS NOT NULL, or beside a status test, it would read far

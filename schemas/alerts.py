@@ -28,8 +28,12 @@ class AlertOut(Output):
     acknowledged_at = timestamp(nullable=True)
     resolved_at = timestamp(nullable=True)
     note = fields.String(required=True, allow_none=True, metadata={
-        "description": "確認・解決のときに書かれたメモ。書いた本人とケースの記録を読める職員にだけ全文、"
-                       "ほかの人には記録があることだけが示されます"})
+        "description": "最後に書かれたメモ（解決時のメモ、なければ確認時のメモ）。書いた本人とケースの記録を読める"
+                       "職員にだけ全文、ほかの人には記録があることだけが示されます"})
+    acknowledgement_note = fields.String(required=True, allow_none=True, metadata={
+        "description": "確認（acknowledge）のときに書かれたメモ（見え方は note と同じ）"})
+    resolution_note = fields.String(required=True, allow_none=True, metadata={
+        "description": "解決（resolve）のときに書かれたメモ。自動で解決されたときはその理由（見え方は note と同じ）"})
 
 
 class AlertPage(Output):

@@ -76,7 +76,7 @@ def test_an_alert_is_acknowledged_once_and_resolved_once(sessions, actors, open_
         with sessions() as s:
             alert = s.get(Alert, alert_id)
             winner = s.get(User, alert.resolved_by_id).login
-        assert alert.note == {"fm": "a", "fm2": "b"}[winner]  # the note kept is the resolver's
+        assert alert.resolution_note == {"fm": "a", "fm2": "b"}[winner]  # the note kept is the resolver's
         for action in ("alert.acknowledge", "alert.resolve"):
             assert _count(sessions, AuditEvent, AuditEvent.object_id == str(alert_id),
                           AuditEvent.action == action) == 1

@@ -68,7 +68,7 @@ def test_resolving_needs_a_note(web, actors, case_in, sessions):
     r = client.post(f"/dashboard/alerts/{alert_id}/resolve", {"note": "電話で催促し、明日受理の予定。"})
     assert r.status_code == 303
     alert = _alert(sessions, alert_id)
-    assert (alert.status, alert.note) == ("resolved", "電話で催促し、明日受理の予定。")
+    assert (alert.status, alert.resolution_note) == ("resolved", "電話で催促し、明日受理の予定。")
 
 
 def test_reassigning_a_stalled_sheet_sends_a_new_one_and_resolves_the_alert(web, actors, case_in, sessions):

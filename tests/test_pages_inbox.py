@@ -129,7 +129,7 @@ def test_a_department_acknowledges_and_resolves_its_alerts_from_the_inbox(web, a
     assert desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": "社協へ送り直す"}).status_code == 303
     with unit_of_work(sessions) as s:
         alert = s.get(Alert, alert_id)
-        assert (alert.status, alert.note, alert.resolved_by_id) == ("resolved", "社協へ送り直す", actors.window.id)
+        assert (alert.status, alert.resolution_note, alert.resolved_by_id) == ("resolved", "社協へ送り直す", actors.window.id)
         assert s.scalar(select(AuditEvent.id).where(AuditEvent.action == "alert.resolve")) is not None
     assert number not in text_of(desk.get("/inbox"))
     again = desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": "二度目"})

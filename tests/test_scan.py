@@ -87,7 +87,7 @@ def test_accepting_resolves_the_stall_alerts_by_itself(open_case, fire, actors, 
     fire(actors.livelihood, case_id, "accept_handoff", now=later)
     with sessions() as s:
         assert open_alerts(s) == []
-        assert {a.note for a in s.scalars(select(Alert))} == {"受理により解決"}
+        assert {(a.note, a.resolution_note) for a in s.scalars(select(Alert))} == {(None, "受理により解決")}
     assert scan.scan(sessions, later + timedelta(days=30)).raised == []
 
 
@@ -145,7 +145,7 @@ def test_an_alert_a_person_resolved_is_not_raised_again_while_its_sheet_still_wa
         assert scan.scan(sessions, later + timedelta(days=days)).raised == []
     with sessions() as s:
         held = s.scalar(select(Alert).where(Alert.kind == "handoff_escalated"))
-        assert (held.status, held.note) == ("resolved", "生活福祉課に電話で督促した")
+        assert (held.status, held.resolution_note) == ("resolved", "生活福祉課に電話で督促した")
         assert held.open_key is not None
     # The sheet answered, the next scan lets the key go (and a later sheet of the case has its own alerts).
     fire(actors.livelihood, case_id, "accept_handoff", now=later)

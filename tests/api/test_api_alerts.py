@@ -9,7 +9,7 @@ from tests.api.support import assert_problem, auth
 from tests.test_alert_messages import REASON, _declined, _reads
 
 ALERT_KEYS = {"id", "kind", "kind_label", "status", "case_id", "handoff_id", "department", "recipient", "message",
-              "raised_at", "due_at", "acknowledged_at", "resolved_at", "note"}
+              "raised_at", "due_at", "acknowledged_at", "resolved_at", "note", "acknowledgement_note", "resolution_note"}
 
 
 @pytest.fixture
@@ -162,3 +162,27 @@ def test_newest_means_raised_last_not_written_last(client, desk, unrouted, sessi
     rest = client.get(first["next"], headers=auth(desk)).get_json()
     assert [a["id"] for a in first["items"] + rest["items"]] == [unrouted[0], unrouted[2], unrouted[1]]
     assert rest["next"] is None
+
+
+def test_the_note_of_the_acknowledgement_survives_the_resolution(client, make_token, open_case, fire, actors,
+                                                                  sessions):
+    """Each note keeps its own writer: the one who acknowledged reads their note, not the resolver's."""
+    from engine.alerts import NOTE_WITHHELD
+
+    _, alert_id = _declined(open_case, fire, actors, sessions)
+    fm = make_token("alerts:read,alerts:write", user=actors.fm, name="fm-tool")
+    fm2 = make_token("alerts:read,alerts:write", user=actors.fm2, name="fm2-tool")
+    client.post(f"/api/v1/alerts/{alert_id}/acknowledge", json={"note": "電話で督促した"}, headers=auth(fm))
+    done = client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"note": "本人の事情を聞き取った"}, headers=auth(fm2))
+    assert done.status_code == 200
+    assert (done.get_json()["acknowledgement_note"], done.get_json()["resolution_note"], done.get_json()["note"]) == (
+        NOTE_WITHHELD, "本人の事情を聞き取った", "本人の事情を聞き取った")
+    reads = _reads(sessions, alert_id)
+    mine = client.get("/api/v1/alerts?status=resolved", headers=auth(fm)).get_json()["items"][0]
+    assert (mine["acknowledgement_note"], mine["resolution_note"]) == ("電話で督促した", NOTE_WITHHELD)
+    assert _reads(sessions, alert_id) == reads
+    with sessions() as s:
+        from engine.models import Alert
+
+        alert = s.get(Alert, alert_id)
+        assert (alert.note, alert.resolution_note) == ("電話で督促した", "本人の事情を聞き取った")
