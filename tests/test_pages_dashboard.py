@@ -253,3 +253,26 @@ def test_a_support_meeting_held_from_intake_keeps_its_case_on_the_dashboard(web,
     assert number in waiting() and "支援会議" in waiting()
     fire(actors.fm, case_id, "send_handoff", to_department="livelihood", reason="支援会議で決めた", summary="s")
     assert number not in waiting()
+
+
+def test_a_refused_form_keeps_the_audit_row_of_what_the_page_shows_again(web, actors, open_case, fire, sessions):
+    """An FM who sits in the case's 支援会議 reads the reason a sheet came back; the page shown again after a
+    refused 解決 shows it too, and that read is recorded although nothing else of the request is."""
+    from engine.models import AuditEvent
+
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "decline_handoff", reason="住まいの相談で、住宅課の所管です")
+    fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "elderly", "acknowledged": True}])
+    with unit_of_work(sessions) as s:
+        alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "handoff_declined"))
+
+    def reads() -> int:
+        with sessions() as s:
+            return len(s.scalars(select(AuditEvent.id).where(AuditEvent.action == "alert.read",
+                                                             AuditEvent.object_id == str(alert_id))).all())
+
+    before = reads()
+    r = web(actors.fm).post(f"/dashboard/alerts/{alert_id}/resolve", {"note": ""})
+    assert r.status_code == 422 and "住宅課の所管です" in text_of(r)
+    assert reads() == before + 1
+    assert _alert(sessions, alert_id).status == "open"

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from engine import calendar, routing, services
 from engine.db import unit_of_work
-from engine.models import Handoff, utcnow
+from engine.models import AuditEvent, Handoff, utcnow
 from tests.pages_support import (  # noqa: F401  (fixtures)
     app, case_in, case_state, case_version, count, error_beside, text_of, web,
 )
@@ -48,9 +48,13 @@ def test_sending_back_needs_a_reason_beside_that_sheet(web, actors, case_in, ses
     case_id = case_in("handoff")
     h = _handoff(sessions, case_id)
     client = web(actors.livelihood)
+    reads = count(sessions, AuditEvent, AuditEvent.action == "handoff_sheet.read", AuditEvent.case_id == case_id)
     r = client.post(f"/inbox/{h.id}", {"decision": "decline", "version": case_version(sessions, case_id)})
     assert r.status_code == 422
     assert error_beside(r, f"h{h.id}", "reason") == "返送の理由を入力してください。"
+    # The page shown again reads the sheets as the list does: that read is recorded though the answer was not.
+    assert count(sessions, AuditEvent, AuditEvent.action == "handoff_sheet.read",
+                 AuditEvent.case_id == case_id) == reads + 1
     r = client.post(f"/inbox/{h.id}", {"decision": "decline", "version": case_version(sessions, case_id),
                                        "reason": "住宅課の所管のため"})
     assert r.status_code == 303 and case_state(sessions, case_id) == "intake"

@@ -1,7 +1,7 @@
 """FM dashboard: stalled sheets, 多機関協働 candidates, overdue evaluations, unrouted cases; acted on in place."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from engine import caselist, dashboard
@@ -13,6 +13,8 @@ bp = Blueprint("dashboard", __name__)
 
 
 def _render(refused: Refusal | None = None, alert_id: int | None = None, values=None):
+    if refused is not None:
+        g.commit_on_error = True  # the refused action is rolled back; the reads the page shows are audited
     s = db.session()
     sections = dashboard.fm_dashboard(s, actor())
     waiting, waiting_total = dashboard.waiting_without_owner(s, actor())

@@ -1,7 +1,7 @@
 """部署の受信箱: sheets waiting for the signed-in person's department, accepted or sent back from the list."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from engine import inbox, join_offers, notices
@@ -14,6 +14,10 @@ bp = Blueprint("inbox", __name__)
 
 def _render(refused: Refusal | None = None, handoff_id: int | None = None, values=None,
             alert_id: int | None = None):
+    if refused is not None:
+        # The refused action is already rolled back (web.views.common.refusal); the page shown again reads
+        # sheets and alerts, and the audit rows of those reads must be kept.
+        g.commit_on_error = True
     box = inbox.department_inbox(db.session(), actor())
     return render_template("inbox.html", box=box, notices=notices.waiting(db.session(), actor()),
                            offers=join_offers.waiting_for(db.session(), actor()),
