@@ -130,8 +130,7 @@ def amend_case(session: Session, actor, case_id: int, *, version: int | None, su
         raise PermissionDenied("保存期間を過ぎて匿名化されたケースは修正できません。")
     if version is None:
         raise services.MissingField({"version": ["読み込んだときのバージョンを指定してください。"]})
-    if case.version != version:
-        raise StaleVersion(case.version, version)
+    stale = case.version != version  # told after the comparison: was this form's change made already?
     errors: dict[str, list[str]] = {}
     changed: list[str] = []
     if summary is not None:
@@ -150,6 +149,7 @@ def amend_case(session: Session, actor, case_id: int, *, version: int | None, su
             continue
         if name == "area" and value not in (None, "") and value not in vocab.codes("areas"):
             errors["person.area"] = [f"「{value}」という圏域はありません。"]
+            continue
         if name == "sex" and value not in (None, "") and value not in vocab.codes("sexes"):
             errors["person.sex"] = [services.UNKNOWN_SEX.format(value=value)]
             continue
@@ -169,6 +169,13 @@ def amend_case(session: Session, actor, case_id: int, *, version: int | None, su
         if getattr(p, name) != value:
             setattr(p, name, value)
             changed.append(f"person.{name}")
+    if stale:
+        # A form sent twice shows nothing left to change (its first copy was applied); a form made stale by
+        # another change still has its own to make, and comes back with what was typed. The comparison set
+        # the form's values on the loaded row: the refusal rolls them back.
+        error = StaleVersion(case.version, version)
+        error.extra["already_applied"] = not changed and not errors
+        raise error
     if errors:
         raise ValidationFailed(errors)
     if not changed:

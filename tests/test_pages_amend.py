@@ -128,3 +128,20 @@ def test_a_form_sent_twice_is_applied_once_and_does_not_come_back_filled(web, ac
     assert "この操作は既に記録されています" in text and "入力した内容はフォームに残しています" not in text
     assert 'id="event-amend" open' not in again.get_data(as_text=True)
     assert count(sessions, CaseHistory, CaseHistory.event == "amend") == 1
+
+
+def test_the_same_person_in_two_tabs_gets_a_stale_form_back_filled(web, actors, case_in, sessions):
+    """Stale by the person's own change in another tab, with a change of its own still to make: not a form
+    sent twice. It comes back filled, as after a colleague's change."""
+    case_id = case_in("assigned")
+    first, second = web(actors.livelihood), web(actors.livelihood)
+    old = _form(sessions, case_id)
+    assert first.post(f"/cases/{case_id}/amend", {**old, "person.phone": "0829-20-1111"}).status_code == 303
+    again = second.post(f"/cases/{case_id}/amend", {**old, "person.address": "廿日市市下平良一丁目"})
+    assert again.status_code == 409
+    text = text_of(again)
+    assert "他の職員が先に更新しました" in text and "既に記録されています" not in text
+    assert input_value(again, "amend", "person.address") == "廿日市市下平良一丁目"
+    with sessions() as s:
+        person = s.get(Case, case_id).person
+        assert (person.phone, person.address) == ("0829-20-1111", None)

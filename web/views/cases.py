@@ -139,7 +139,8 @@ def _apply_form(case_id: int, form_event: str, schema, apply):
     except EngineError as exc:
         r = refusal(exc)
         r.errors = parsed.page_errors(r.errors)
-        if r.keep_values and services.last_change(db.session(), case_id) == (actor().id, form_event):
+        if (r.keep_values and exc.extra.get("already_applied", True)
+                and services.last_change(db.session(), case_id) == (actor().id, form_event)):
             # Made stale by this person's own change a moment ago: a form sent twice (a double click), whose
             # first copy was applied. It does not come back filled, to be applied a second time.
             r.keep_values, r.double = False, True
