@@ -945,6 +945,10 @@ def add_contact_note(session: Session, actor: User, case_id: int, fields: dict[s
     now = now or utcnow()
     case = load_case(session, actor, case_id)
     rel = access.require(session, actor, case, access.CONTACT_NOTES, access.WRITE)
+    if case.state == "closed":
+        # The page offers no form on a closed case; one opened before the closure is refused here.
+        raise GuardRefused("終結したケースには支援経過を記録できません。記録が必要なときは、ケースを再開してください。",
+                           guard="case_open", allowed_events=[])
     errors: dict[str, list[str]] = {}
     fields = dict(fields)
     if not (fields.get("body") or "").strip():

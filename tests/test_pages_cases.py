@@ -326,6 +326,17 @@ def test_contact_notes_are_checked_and_added_once(web, actors, case_in, sessions
     assert "令和8年11月27日 ・訪問" in text_of(client.get(f"/cases/{case_id}"))
 
 
+def test_a_contact_note_form_opened_before_the_closure_is_refused(web, actors, case_in, sessions, fire):
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    token = _note_form(client, case_id)
+    fire(actors.livelihood, case_id, "close", close_reason="goal_met")  # in another tab, meanwhile
+    r = client.post(f"/cases/{case_id}/notes", {"submission_token": token, "contact_on": "令和8年11月27日",
+                                                "method": "phone", "body": "電話した。"})
+    assert r.status_code == 409 and "終結したケースには支援経過を記録できません" in text_of(r)
+    assert count(sessions, ContactNote) == 0
+
+
 def test_a_contact_note_from_someone_who_may_not_write_is_refused_and_audited_whatever_the_form(
         web, actors, case_in, sessions):
     from tests.access_matrix import refusals
