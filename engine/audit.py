@@ -122,7 +122,7 @@ def record(session: Session, *, actor=None, action: str, object_type: str, objec
 
 
 def record_case_reads(session: Session, *, actor, action: str, case_ids, detail: dict | None = None,
-                      at: datetime | None = None) -> None:
+                      at: datetime | None = None, client=None) -> None:
     """One row per case of a page that showed something of each (a list of names, an inbox of sheets),
     chained as record() chains them and written with a single statement."""
     case_ids = list(dict.fromkeys(case_ids))
@@ -130,7 +130,7 @@ def record_case_reads(session: Session, *, actor, action: str, case_ids, detail:
         return
     head, at = _head(session), at or utcnow()
     rows = [_next_row(session, head, actor=actor, action=action, object_type="case", object_id=case_id,
-                      case_id=case_id, detail=detail, client=None, remote_addr=None, outcome="ok", at=at,
+                      case_id=case_id, detail=detail, client=client, remote_addr=None, outcome="ok", at=at,
                       actor_label=None) for case_id in case_ids]
     session.connection().execute(_INSERT_EVENT, rows)
 

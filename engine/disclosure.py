@@ -15,6 +15,8 @@ from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
 ACTION_LABELS = {
     "case.open": "相談の受付",
     "report.read": "年度集計の閲覧",
+    "referral.read": "紹介元システムによる状況の照会",
+    "referral.replay": "紹介元システムの再送（最初の応答を返した）",
     "case.read": "ケース記録の閲覧",
     "case.found": "一覧・検索結果への氏名の表示",
     "handoff_sheet.read": "つなぐシートの閲覧",

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine import routing, services
+from engine import audit, routing, services
 from engine.calendar import JST
 from engine.errors import Conflict, NotFound
 from engine.models import ApiClient, Case, IdempotencyKey, utcnow
@@ -147,10 +147,10 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
     digest = body_hash(payload)
     answer = _earlier_answer(session, client_id, key, digest)
     if answer is not None:
-        return answer
+        return _replayed(session, client, answer)
     answer = _refuse_duplicate_unless_replay(session, client_id, key, digest, payload["external_ref"], location)
     if answer is not None:
-        return answer
+        return _replayed(session, client, answer)
     # Reads before the first write: on SQLite the write transaction (one at a time) stays short.
     routing.prefetch(session, _routing_facts(payload, now))
     row = IdempotencyKey(client_id=client_id, key=key, body_hash=digest, status_code=0, response_body={},
@@ -164,7 +164,7 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
         answer = _earlier_answer(session, client_id, key, digest)
         if answer is None:
             raise
-        return answer
+        return _replayed(session, client, answer)
     try:
         case = services.open_case(session, actor, intake_fields(payload), now=now, client=client,
                                   remote_addr=remote_addr)
@@ -174,7 +174,7 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
         session.rollback()
         answer = _refuse_duplicate_unless_replay(session, client_id, key, digest, payload["external_ref"], location)
         if answer is not None:
-            return answer
+            return _replayed(session, client, answer)
         raise
     body = created_body(session, case)
     row.status_code, row.response_body, row.case_id = 201, body, case.id
@@ -182,11 +182,21 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
     return ReferralAnswer(201, body, False, case.id)
 
 
+def _replayed(session: Session, client: ApiClient, answer: ReferralAnswer) -> ReferralAnswer:
+    """A retry answered with the first answer reads the referral again: recorded as such."""
+    if answer.replayed and answer.case_id is not None:
+        audit.record(session, client=client, action="referral.replay", object_type="case", object_id=answer.case_id,
+                     case_id=answer.case_id)
+    return answer
+
+
 def get(session: Session, client: ApiClient, case_id: int) -> dict[str, Any]:
     """The referrer's view of one of its own referrals; another client's answers NotFound."""
     case = session.get(Case, case_id)
     if case is None or case.referral_client_id != client.id:
         raise NotFound("指定された紹介は見つかりません。")
+    audit.record(session, client=client, action="referral.read", object_type="case", object_id=case.id,
+                 case_id=case.id)
     return referral_view(session, case)
 
 
@@ -203,4 +213,6 @@ def page(session: Session, client: ApiClient, *, status: str | None = None, upda
     rows = session.scalars(q.order_by(Case.id.desc()).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
+    # The status and owner of each case listed: a read of case data, recorded per case as a list of names is.
+    audit.record_case_reads(session, actor=None, client=client, action="referral.read", case_ids=[c.id for c in rows])
     return [referral_view(session, c) for c in rows], (rows[-1].id if more else None)

@@ -116,3 +116,27 @@ def test_a_cursor_longer_than_its_pattern_is_refused(client, partner):
     body = assert_problem(client.get("/api/v1/referrals?cursor=12345678901", headers=auth(partner)), 422,
                           "validation-error")
     assert "cursor" in body["errors"]
+
+
+def test_every_read_of_a_referral_is_in_the_trail_with_its_client(client, partner, sessions):
+    """What a partner reads back (status, owner, times, outcome) is case data: each read is audited, the
+    replayed answer to a retry too, so that a 開示請求 shows who learned what."""
+    from sqlalchemy import select
+
+    from engine.models import AuditEvent
+
+    def trail() -> list[tuple[str, int, str]]:
+        with sessions() as s:
+            return [(e.action, e.case_id, e.actor_label) for e in s.scalars(
+                select(AuditEvent).where(AuditEvent.action.like("referral.%")).order_by(AuditEvent.seq))]
+
+    first, second = _send(client, partner, 2)
+    assert trail() == []
+    client.get(f"/api/v1/referrals/{first['id']}", headers=auth(partner))
+    client.get("/api/v1/referrals", headers=auth(partner))
+    again = post_referral(client, partner, referral(external_ref="R-0"), key="R-0")
+    assert again.headers["Idempotent-Replayed"] == "true"
+    label = trail()[0][2]
+    assert label.startswith("client:")
+    assert trail() == [("referral.read", first["id"], label), ("referral.read", second["id"], label),
+                       ("referral.read", first["id"], label), ("referral.replay", first["id"], label)]
