@@ -992,11 +992,17 @@ def acknowledge_secrecy(session: Session, actor: User, meeting_id: int, *, now: 
     if member is None:
         raise NotFound("指定された会議は見つかりません。")
     if member.acknowledged_at is None:
-        member.acknowledged_at = now
-        meeting = session.get(Meeting, meeting_id)
-        audit.record(session, actor=actor, action="meeting.acknowledge_secrecy", object_type="meeting",
-                     object_id=meeting_id, case_id=meeting.case_id, at=now)
-        session.flush()
+        # Compare-and-set: of requests racing each other (a double click, two tabs), one acknowledges and
+        # writes the audit row; the others find it done.
+        done = session.execute(
+            update(MeetingMember).where(MeetingMember.id == member.id, MeetingMember.acknowledged_at.is_(None))
+            .values(acknowledged_at=now).execution_options(synchronize_session=False)).rowcount
+        session.refresh(member)
+        if done == 1:
+            meeting = session.get(Meeting, meeting_id)
+            audit.record(session, actor=actor, action="meeting.acknowledge_secrecy", object_type="meeting",
+                         object_id=meeting_id, case_id=meeting.case_id, at=now)
+            session.flush()
     return member
 
 
