@@ -735,6 +735,8 @@ def _prepare_close(ctx: EventContext) -> None:
     if errors:
         raise ValidationFailed(errors)
     ctx.history_detail["close_reason"] = ctx.fields["close_reason"]
+    if ctx.fields.get("note"):  # kept with the closure: a reopen clears the case's own close_note
+        ctx.history_detail["note"] = ctx.fields["note"]
 
 
 def _close_fields(ctx: EventContext, reason: str, note: str | None) -> None:

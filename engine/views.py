@@ -89,7 +89,7 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
         "handoffs": [handoff_metadata(session, h) for h in case.handoffs],
         "history": [
             {"event": r.event, "from_state": r.from_state, "to_state": r.to_state, "at": iso(r.at),
-             "actor": r.actor.display_name if r.actor else None}
+             "actor": r.actor.display_name if r.actor else None, "detail": None}
             for r in case.history
         ],
     })
@@ -102,6 +102,13 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
     view["consents"] = consents_view(session, case)
     parts.append(access.CONSENT)
     members = access.member_meeting_ids(session, actor, case.id)
+    for item, r in zip(view["history"], case.history):
+        item["detail"] = history_detail(r.detail, r.from_state,
+                                        meeting_member=bool(members) and support_meeting_records)
+    closing = next((r for r in reversed(case.history) if r.to_state == "closed" and r.from_state != "closed"), None)
+    if (view.get("close_note") and closing is not None and closing.from_state in MEETING_STATES
+            and not (members and support_meeting_records)):
+        view["close_note"] = HISTORY_NOTE_WITHHELD  # typed while in 支援会議: as its records are
     if access.may(session, actor, case, access.PLAN, access.READ, rel=rel):
         view["plan"] = plan_view(session, actor, case, rel=rel)
         parts.append(access.PLAN)
@@ -121,6 +128,23 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
     audit.record(session, actor=actor, action="case.read", object_type="case", object_id=case.id,
                  case_id=case.id, detail={"parts": parts, "meetings": read_meetings})
     return view
+
+
+# What a history row says beyond its event, for those who read the case's content: the reason typed on
+# reopening or changing the routing, the closure's reason code, an evaluation's decision code, a note.
+HISTORY_TEXTS = ("reason", "override_reason", "close_reason", "decision", "note")
+# A note typed while the case was in 支援会議 or 同意確認中 may carry what its 支援会議 shared without
+# consent: like the meeting's records, it is read only by the case's 支援会議 members.
+MEETING_STATES = ("support_meeting", "consent")
+HISTORY_NOTE_WITHHELD = "（支援会議の構成員だけに表示されるメモがあります）"
+
+
+def history_detail(detail: dict | None, from_state: str | None, *, meeting_member: bool) -> dict[str, str]:
+    """The texts of one history row as a content reader may read them."""
+    out = {k: str(v) for k, v in (detail or {}).items() if k in HISTORY_TEXTS and v not in (None, "")}
+    if "note" in out and from_state in MEETING_STATES and not meeting_member:
+        out["note"] = HISTORY_NOTE_WITHHELD
+    return out
 
 
 def content_view(session: Session, case: Case) -> dict[str, Any]:

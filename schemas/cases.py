@@ -39,6 +39,10 @@ class HistoryOut(Output):
     to_state = _S(required=True)
     at = timestamp()
     actor = _S(required=True, allow_none=True, metadata={"description": "操作した職員（自動処理は null）"})
+    detail = fields.Dict(keys=fields.String(), values=fields.String(), required=True, allow_none=True, metadata={
+        "description": "ケースの記録を読める人にだけ: reason（再開・送付先変更の理由）、override_reason、close_reason"
+                       "（終結理由コード）、decision（評価の結論コード）、note（メモ。支援会議・同意確認中に書かれた"
+                       "ものは支援会議の構成員だけに全文）。ほかの人には null"})
 
 
 class PersonOut(Output):

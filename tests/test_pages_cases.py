@@ -504,3 +504,27 @@ def test_the_desk_redirects_a_referral_the_rules_sent(web, actors, app, sessions
         assert {h.to_department.code: h.state for h in s.scalars(select(Handoff).where(Handoff.case_id == case_id))
                 }["shakyo"] == "sent"
     assert "つなぐシート取下げ（送付先の変更に伴う）" in text_of(desk.get(f"/cases/{case_id}"))
+
+
+def test_the_timeline_keeps_what_each_closure_and_reopening_said(web, actors, open_case, fire, sessions):
+    """A reopen clears the case's closure fields; the timeline keeps each closure's reason and note and the
+    reason for reopening, for those who read the case. A note typed during a 支援会議 is its members'."""
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff")
+    fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="oral", agencies=["livelihood"])
+    fire(actors.livelihood, case_id, "adopt_plan", goals="g", main_department="livelihood",
+         next_evaluation_date="2027-03-01", roles=[{"department": "livelihood", "role": "r"}])
+    fire(actors.livelihood, case_id, "evaluate", goals_met="met", decision="close", close_reason="goal_met")
+    fire(actors.livelihood, case_id, "reopen", reason="家賃の滞納が再発したと本人から電話")
+    fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "livelihood", "acknowledged": True}])
+    fire(actors.fm, case_id, "close", close_reason="moved_out", note="会議で共有された転居先の情報")
+    with sessions() as s:
+        assert s.get(Case, case_id).close_reason == "moved_out"
+    timeline = web(actors.livelihood).get(f"/cases/{case_id}").get_data(as_text=True).split('id="history"')[1]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", timeline))
+    assert "終結理由: 目標達成 結論: 終結" in text
+    assert "理由: 家賃の滞納が再発したと本人から電話" in text
+    assert "終結理由: 転出" in text and "メモ: 会議で共有された転居先の情報" in text
+    # The desk, which recorded the case, reads its content but sat in no 支援会議: the note is withheld.
+    desk = web(actors.window).get(f"/cases/{case_id}").get_data(as_text=True)
+    assert "会議で共有された転居先の情報" not in desk and "支援会議の構成員だけに表示されるメモがあります" in desk
