@@ -81,8 +81,9 @@ class Boolean(fields.Boolean):
 # The document promises `format: date` and `date-time`, which are RFC 3339's: the extended forms only
 # (Python's fromisoformat also reads 19460501, 2026-W48-2 or 2026-12-01T04Z, which a client of the
 # document would never expect to be taken).
-RFC3339_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-RFC3339_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# ASCII digits only (re.ASCII): `\d` would also take full-width ones (２０２６), which RFC 3339 does not allow.
+RFC3339_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+RFC3339_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
 class Date(fields.Date):

@@ -105,7 +105,8 @@ def test_updated_since_before_or_after_every_record_asks_for_all_or_none(client,
 
 
 @pytest.mark.parametrize("since", ["20261201T040942Z", "2026-12-01T04Z", "2026-12-01T04:09:42%2B09",
-                                   "2026-W48-2T00:00:00Z", "2026-12-01T04:09:42,5%2B00:00"])
+                                   "2026-W48-2T00:00:00Z", "2026-12-01T04:09:42,5%2B00:00",
+                                   "２０２６-12-01T00:00:00Z"])
 def test_updated_since_is_an_rfc3339_time_as_the_document_says(client, partner, since):
     body = assert_problem(client.get(f"/api/v1/referrals?updated_since={since}", headers=auth(partner)),
                           422, "validation-error")
