@@ -460,6 +460,8 @@ class Plan(Base):
     # later (kept up to date by add_contact_note, so that the scan finds silent cases by an index).
     no_contact_since: Mapped[date | None] = mapped_column(Date)
     business_categories: Mapped[list[Any]] = mapped_column(default=list)
+    # 支援決定: the day the 重層的支援会議 decided the plan (recorded that day, or later with that day).
+    decided_on: Mapped[date | None] = mapped_column(Date)
     meeting_id: Mapped[int | None] = mapped_column(ForeignKey("meetings.id"))
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

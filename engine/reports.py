@@ -153,12 +153,15 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
     business.add("区分なし（接触記録）", activities.pop(None, 0))
     sections.append(business)
 
-    plans = Section("支援決定・支援プラン")
-    plans.add("支援決定（初回のプラン採択）",
-              session.scalar(select(func.count()).select_from(Case).where(*on_days(Case.support_decision_date))))
-    versions = _grouped(session, Plan.number == 1, *during(Plan.created_at))
-    plans.add("プラン作成（初回）", versions.get(True, 0))
-    plans.add("プラン作成（再プラン）", versions.get(False, 0))
+    plans = Section("支援決定・支援プラン", note="支援決定は、重層的支援会議がプランを決定した日（支援決定日）で数える。"
+                                              "再開後の最初のプランは初回に数える。")
+    earlier = Plan.__table__.alias("earlier")
+    replan = select(earlier.c.id).where(earlier.c.case_id == Plan.case_id, earlier.c.number == Plan.number - 1,
+                                        earlier.c.status == "superseded").exists()
+    versions = _grouped(session, replan, *on_days(Plan.decided_on))
+    plans.add("支援決定 計", sum(versions.values()))
+    plans.add("支援決定（初回のプラン）", versions.get(False, 0))
+    plans.add("支援決定（再プラン）", versions.get(True, 0))
     decisions = _grouped(session, Evaluation.decision, *on_days(Evaluation.evaluated_on))
     plans.add("評価 計", sum(decisions.values()))
     for code, label in vocab.codes("evaluation_decisions").items():

@@ -618,6 +618,7 @@ def _prepare_plan(ctx: EventContext) -> None:
     _require(f, "goals", "roles", "main_department", "next_evaluation_date")
     errors: dict[str, list[str]] = {}
     _as_date(errors, f, "next_evaluation_date")
+    _as_date(errors, f, "decided_on", not_after=ctx.today)
     roles = []
     if not isinstance(f["roles"], list) or not all(isinstance(r, dict) for r in f["roles"]):
         raise ValidationFailed({"roles": ["役割分担は {department, role} の一覧で指定してください。"]})
@@ -667,13 +668,13 @@ def _apply_plan(ctx: EventContext) -> None:
         goals=ctx.fields["goals"], main_department_id=ctx.main_department.id,
         next_evaluation_date=ctx.fields["next_evaluation_date"], no_contact_since=ctx.today,
         business_categories=ctx.fields.get("business_categories") or [], meeting=meeting,
-        created_by_id=ctx.actor.id, created_at=ctx.now,
+        decided_on=ctx.fields.get("decided_on") or ctx.today, created_by_id=ctx.actor.id, created_at=ctx.now,
         roles=[PlanRole(department_id=r["department"].id, role=r["role"]) for r in ctx.roles],
     )
     s.add(plan)
     ctx.case.owning_department_id = ctx.main_department.id
-    if ctx.case.support_decision_date is None:
-        ctx.case.support_decision_date = ctx.today
+    if ctx.case.support_decision_date is None:  # the first plan since the case was opened (or reopened)
+        ctx.case.support_decision_date = plan.decided_on
     for code in plan.business_categories:
         _add_business_category(ctx.case, code)
 
@@ -766,6 +767,8 @@ def _prepare_reopen(ctx: EventContext) -> None:
 
 
 def _apply_reopen(ctx: EventContext) -> None:
+    # A new round of support gets its own 支援決定 (each plan keeps the day it was decided).
+    ctx.case.support_decision_date = None
     ctx.case.closed_at = None
     ctx.case.close_reason = None
     ctx.case.close_note = None
@@ -816,6 +819,7 @@ EVENTS: dict[str, tuple] = {
     "adopt_plan": (_prepare_plan, _apply_plan,
                    {"goals": "本人の言葉による目標（必須）", "roles": "[{department, role}]（必須）",
                     "main_department": "主担当の機関コード（必須）", "next_evaluation_date": "次回評価日（必須）",
+                   "decided_on": "支援決定日（重層的支援会議で決定した日。省略時は今日）",
                     "business_categories": "事業区分コードの一覧", "minutes": "重層的支援会議の記録"}),
     "evaluate": (_prepare_evaluate, _apply_evaluate,
                  {"goals_met": "met / partly / not_met（必須）", "changes": "変化・状況",

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import access, audit, states, vocab
+from engine import access, audit, calendar, states, vocab
 from engine.errors import NotFound
 from engine.models import Case, ContactNote, Department, Evaluation, Handoff, Meeting, Plan
 
@@ -239,6 +239,7 @@ def plan_view(session: Session, actor, case: Case, rel=None) -> dict[str, Any] |
         "id": plan.id, "number": plan.number, "status": plan.status, "goals": plan.goals,
         "main_department": department_ref(plan.main_department),
         "next_evaluation_date": iso(plan.next_evaluation_date),
+        "decided_on": iso(plan.decided_on or plan.created_at.astimezone(calendar.JST).date()),
         "roles": [{"department": department_ref(r.department), "role": r.role} for r in plan.roles],
         "business_categories": plan.business_categories, "created_at": iso(plan.created_at),
         "evaluations": [

@@ -101,6 +101,7 @@ class PlanOut(Output):
     goals = _S(required=True)
     main_department = _N(DepartmentRef, required=True, allow_none=True)
     next_evaluation_date = day(nullable=False)
+    decided_on = day(nullable=False)
     roles = fields.List(_N(PlanRoleOut), required=True)
     business_categories = fields.List(_S(), required=True)
     created_at = timestamp()

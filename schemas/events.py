@@ -78,6 +78,7 @@ _FIELDS: dict[str, dict[str, tuple[Callable, bool]]] = {
                        "method": (lambda: Text(allow_none=True, max_length=16), False), "note": (_note, False)},
     "adopt_plan": {"goals": (lambda: Text(max_length=20000), True), "roles": (lambda: List(Nested(PlanRoleIn)), True),
                    "main_department": (_code, True), "next_evaluation_date": (lambda: Date(), True),
+                   "decided_on": (lambda: Date(allow_none=True), False),
                    "business_categories": (lambda: List(Text(max_length=32)), False), "minutes": (_note, False)},
     "evaluate": {"goals_met": (lambda: Text(validate=one_of(("met", "partly", "not_met"))), True),
                  "changes": (_note, False),

@@ -56,8 +56,8 @@ def test_the_years_figures_count_what_happened_within_it(year_of_work, sessions,
     assert got[("相談受付", "新規相談 計")] == 3  # not the case opened on March 31
     assert got[("相談受付", "受付経路: 電話")] == 1
     assert got[("つなぐシート", "送付")] == 2 and got[("つなぐシート", "受理")] == 1
-    assert got[("支援決定・支援プラン", "支援決定（初回のプラン採択）")] == 1
-    assert got[("支援決定・支援プラン", "プラン作成（初回）")] == 1
+    assert got[("支援決定・支援プラン", "支援決定（初回のプラン）")] == 1
+    assert got[("支援決定・支援プラン", "支援決定（再プラン）")] == 0
     assert got[("支援決定・支援プラン", "評価の結果: 終結")] == 1
     # Every case active on some day of the year, the one opened on March 31 and still open included.
     assert got[("事業区分", "包括的相談支援（ケース）")] == 4
@@ -137,3 +137,33 @@ def test_the_page_refuses_staff_and_a_bad_year(web, actors, sessions):
     assert web(actors.fm).get("/reports.csv?year=abc").status_code == 422
     with sessions() as s:
         assert s.scalars(select(AuditEvent.action).where(AuditEvent.action == "report.read")).all() == []
+
+
+def test_a_plan_counts_in_the_year_of_its_decision_and_a_replan_as_such(open_case, fire, actors, sessions):
+    """Recorded in 令和8年度, decided at a 重層的支援会議 in March (令和7年度); the replan in 令和8年度."""
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff")
+    fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
+    fire(actors.livelihood, case_id, "adopt_plan", goals="g", main_department="livelihood", decided_on="2026-03-27",
+         next_evaluation_date="2027-01-15", roles=[{"department": "livelihood", "role": "r"}])
+    fire(actors.livelihood, case_id, "evaluate", goals_met="partly", decision="replan")
+    fire(actors.livelihood, case_id, "adopt_plan", goals="g2", main_department="livelihood",
+         next_evaluation_date="2027-03-15", roles=[{"department": "livelihood", "role": "r"}])
+    with sessions() as s:
+        assert s.get(Case, case_id).support_decision_date == date(2026, 3, 27)
+    this_year, last_year = figures(read(sessions, actors.fm)), figures(read(sessions, actors.fm, 2025))
+    assert (last_year[("支援決定・支援プラン", "支援決定（初回のプラン）")],
+            last_year[("支援決定・支援プラン", "支援決定（再プラン）")]) == (1, 0)
+    assert (this_year[("支援決定・支援プラン", "支援決定（初回のプラン）")],
+            this_year[("支援決定・支援プラン", "支援決定（再プラン）")]) == (0, 1)
+
+
+def test_a_decision_day_to_come_is_refused(open_case, fire, actors, sessions):
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff")
+    fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
+    with pytest.raises(ValidationFailed) as err:
+        fire(actors.livelihood, case_id, "adopt_plan", goals="g", main_department="livelihood",
+             decided_on="2027-04-01", next_evaluation_date="2027-06-01",
+             roles=[{"department": "livelihood", "role": "r"}])
+    assert err.value.errors == {"decided_on": ["未来の日付は記録できません。"]}

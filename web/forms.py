@@ -333,6 +333,7 @@ class PlanSchema(_Versioned):
     roles = rows(RoleSchema, "役割")
     main_department = text(required=True, max_length=64)
     next_evaluation_date = JaDate(required=True, error_messages={"required": REQUIRED, "null": REQUIRED})
+    decided_on = JaDate(load_default=None)
     business_categories = code_list()
     minutes = text(max_length=20000)
 
