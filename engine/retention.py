@@ -36,8 +36,11 @@ from engine.models import (
 
 MARKER = "［保存期間経過により削除］"
 PERSON_MARKER = "（匿名化済み）"
-# History details that are free text written by people (the others are codes and ids).
-FREE_TEXT_DETAIL = ("note", "reason")
+# History details that are codes and ids, kept for the yearly figures and the trail's sense; every other
+# key (a reason, a note, a routing override's reason, and whatever is added later) is removed, so that a
+# new free-text key cannot outlive the case by being forgotten here.
+CODE_DETAIL = ("source", "to_department", "notify", "proposed_department", "decision", "close_reason", "fields",
+               "department")
 
 
 def cutoff_for(now: datetime, years: int) -> datetime:
@@ -126,8 +129,8 @@ def anonymise_case(session: Session, case: Case, now: datetime) -> None:
     for h in session.scalars(select(Handoff).where(Handoff.case_id == case.id)):
         h.reason, h.summary, h.decline_reason = MARKER, MARKER, _blank(h.decline_reason)
     for row in session.scalars(select(CaseHistory).where(CaseHistory.case_id == case.id)):
-        if any(k in (row.detail or {}) for k in FREE_TEXT_DETAIL):
-            row.detail = {k: v for k, v in row.detail.items() if k not in FREE_TEXT_DETAIL}
+        if any(k not in CODE_DETAIL for k in (row.detail or {})):
+            row.detail = {k: v for k, v in row.detail.items() if k in CODE_DETAIL}
     for m in session.scalars(select(Meeting).where(Meeting.case_id == case.id)):
         m.minutes, m.decisions = _blank(m.minutes), _blank(m.decisions)
     for c in session.scalars(select(Consent).where(Consent.case_id == case.id)):
