@@ -116,7 +116,7 @@ def find_case(session: Session, ref: str) -> Case:
     """A case by its number (R8-000123) or its id."""
     ref = (ref or "").strip()
     case = session.scalar(select(Case).where(Case.case_number == ref.upper()))
-    if case is None and ref.isdigit():
+    if case is None and ref.isascii() and ref.isdigit() and int(ref) < 2 ** 31:  # an id; a longer number is none
         case = session.get(Case, int(ref))
     if case is None:
         raise NotFound(f"ケース「{ref}」は見つかりません。")

@@ -58,4 +58,9 @@ class Settings:
         if env.get("TSUNAGU_RETENTION_YEARS"):
             s.retention_years = _whole_number(env, "TSUNAGU_RETENTION_YEARS", 1, 100)
         s.secure_cookies = env.get("TSUNAGU_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
+        if not s.config_dir.is_dir():
+            raise SettingError(f"TSUNAGU_CONFIG_DIR: 設定のフォルダ {s.config_dir} がありません"
+                               "（departments.yaml、categories.yaml、routing.yaml、calendar.yaml を置くフォルダです）。")
+        if s.instance_dir.exists() and not s.instance_dir.is_dir():
+            raise SettingError(f"TSUNAGU_INSTANCE_DIR: {s.instance_dir} はフォルダではありません。")
         return s

@@ -64,7 +64,9 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, now: dat
 
 def retry_delay(attempts: int) -> timedelta:
     """How long to wait after the `attempts`-th failed attempt."""
-    return min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
+    # The exponent is capped: past the longest delay it changes nothing, and unbounded it would overflow
+    # timedelta after some forty failures (a receiver down for days).
+    return min(FIRST_RETRY * (2 ** min(max(attempts - 1, 0), 20)), MAX_RETRY)
 
 
 @dataclass
@@ -104,12 +106,15 @@ def event_body(ev: OutboxEvent) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def claim_due(session: Session, now: datetime, limit: int = 50) -> list[Claim]:
-    """Claim the oldest undelivered event of each client whose time has come (the caller commits)."""
+def claim_due(session: Session, now: datetime, limit: int = 50, *, skip: frozenset[int] = frozenset()) -> list[Claim]:
+    """Claim the oldest undelivered event of each client whose time has come (the caller commits); events in
+    `skip` (failed already in this run) are left, and their clients' later events wait behind them."""
     heads = (select(func.min(OutboxEvent.id)).where(OutboxEvent.delivered_at.is_(None))
              .group_by(OutboxEvent.client_id))
     q = (select(OutboxEvent).where(OutboxEvent.id.in_(heads), OutboxEvent.next_attempt_at <= now)
          .order_by(OutboxEvent.id).limit(limit))
+    if skip:
+        q = q.where(OutboxEvent.id.not_in(skip))
     if session.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     claims = []
@@ -184,8 +189,13 @@ def record(session: Session, claim: Claim, outcome: Outcome, now: datetime) -> N
     """Write the attempt; mark the event delivered on 2xx, else schedule the next try."""
     session.add(WebhookDelivery(outbox_event_id=claim.event_id, attempted_at=now, status_code=outcome.status_code,
                                 error=outcome.error))
+    # The next try counts from `now`, unless that is more than a day ahead of the clock (a --now given for a
+    # test run, years ahead): then from the clock, so that the client's queue, delivered in order, is not
+    # held until that date.
+    clock = utcnow()
+    base = now if now <= clock + timedelta(days=1) else clock
     values = ({"delivered_at": now, "last_error": None} if outcome.ok else
-              {"next_attempt_at": now + retry_delay(claim.attempts), "last_error": outcome.error})
+              {"next_attempt_at": base + retry_delay(claim.attempts), "last_error": outcome.error})
     session.execute(update(OutboxEvent).where(OutboxEvent.id == claim.event_id, OutboxEvent.delivered_at.is_(None))
                     .values(**values).execution_options(synchronize_session=False))
 
@@ -197,9 +207,10 @@ def deliver(sessions: sessionmaker, *, now: datetime | None = None, send: Callab
     `now` fixes the clock (tests, back-fills); by default each step reads the real time.
     """
     report = DeliveryReport()
+    failed: set[int] = set()  # tried once in this run: the next try is for a later run
     for _ in range(max_rounds):
         with unit_of_work(sessions) as session:
-            claims = claim_due(session, now or utcnow(), batch)
+            claims = claim_due(session, now or utcnow(), batch, skip=frozenset(failed))
         if not claims:
             break
         for claim in claims:
@@ -214,6 +225,7 @@ def deliver(sessions: sessionmaker, *, now: datetime | None = None, send: Callab
             if outcome.ok:
                 report.delivered += 1
             else:
+                failed.add(claim.event_id)
                 report.failed += 1
                 report.failures.append(f"event {claim.event_id}: {outcome.error}")
     return report

@@ -135,3 +135,54 @@ def test_an_option_given_twice_is_refused_not_silently_replaced(cli, departments
     result = cli(*args, input="a-long-enough-password\n")
     assert result.exit_code == 2 and "は1回だけ指定してください" in result.output, result.output
     assert rows() == before
+
+
+def test_a_database_behind_the_newest_revision_stops_every_command_but_upgrade(tmp_path):
+    old = f"sqlite:///{tmp_path / 'old.db'}"
+    assert _tsunagu(tmp_path, "db", "upgrade", "--revision", "0009", DATABASE_URL=old).returncode == 0
+    for args in (("token", "revoke", "partner"), ("alerts", "scan"), ("demo",), ("webhooks", "deliver")):
+        result = _tsunagu(tmp_path, *args, DATABASE_URL=old)
+        assert result.returncode == 1, (args, result.stdout)
+        assert "最新の版ではありません（現在 0009" in result.stderr and "Traceback" not in result.stderr
+    assert _tsunagu(tmp_path, "rules", "check", "config/routing.yaml", DATABASE_URL=old).returncode == 0
+    assert _tsunagu(tmp_path, "db", "upgrade", DATABASE_URL=old).returncode == 0
+    assert _tsunagu(tmp_path, "alerts", "scan", DATABASE_URL=old).returncode == 0
+
+
+@pytest.mark.parametrize("args,env,says", [
+    (("db", "upgrade", "--revision", "bogus"), {}, "「bogus」という版はありません"),
+    (("serve", "--host", "127.0.0.1:99"), {}, "ポートは --port で指定します"),
+    (("serve", "--host", ""), {}, "ホスト名でも IP アドレスでもありません"),
+    (("serve", "--workers", "0"), {}, "--workers"),
+    (("demo",), {"TSUNAGU_CONFIG_DIR": "/nonexistent"}, "設定のフォルダ /nonexistent がありません"),
+    (("audit", "verify"), {"TSUNAGU_INSTANCE_DIR": "/proc/no-such-dir"}, "秘密鍵を置けません"),
+    (("audit", "verify"), {"DATABASE_URL": "sqlite:///config/routing.yaml"}, "データベースではありません"),
+])
+def test_what_an_operator_gets_wrong_is_a_message_not_a_trace(tmp_path, args, env, says):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}", **env}
+    if "SECRET_KEY" not in env and "TSUNAGU_INSTANCE_DIR" in env:
+        env["SECRET_KEY"] = ""  # no secret given: the instance folder must hold one
+    result = _tsunagu(tmp_path, *args, **env)
+    assert result.returncode in (1, 2), result.stdout
+    assert says in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_argument_not_in_utf8_is_refused_plainly(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = Path(sys.executable).parent / "tsunagu"
+    env = {**os.environ, "SECRET_KEY": "test", "TSUNAGU_INSTANCE_DIR": str(tmp_path),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    env.pop("TSUNAGU_CONFIG_DIR", None)
+    result = subprocess.run([os.fsencode(command), b"token", b"revoke", b"c\xff"], env=env, capture_output=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "UTF-8 でない文字があります".encode() in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_help_needs_no_usable_setting(tmp_path):
+    result = _tsunagu(tmp_path, "--help", TSUNAGU_SESSION_MINUTES="0")
+    assert result.returncode == 0 and "Traceback" not in result.stderr + result.stdout and "alerts" in result.stdout

@@ -113,10 +113,16 @@ def _instance_secret(app: Flask) -> str:
     import os
     from pathlib import Path
 
+    from engine.settings import SettingError
+
     path = Path(app.instance_path) / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return path.read_text().strip()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return path.read_text().strip()
+    except OSError as exc:
+        raise SettingError(f"TSUNAGU_INSTANCE_DIR: {path.parent} に秘密鍵を置けません（{exc.strerror}）。"
+                           "書き込めるフォルダを指定するか、SECRET_KEY を設定してください。") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 
 from engine.db import unit_of_work
 from engine.errors import EngineError
@@ -52,23 +52,74 @@ def _database_problem(exc: Exception) -> str | None:
     if isinstance(exc, (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ModuleNotFoundError)):
         return ("DATABASE_URL を使えません（sqlite:///… または postgresql+psycopg://… の形で指定してください）: "
                 f"{text}")
+    if isinstance(exc, sa_exc.DatabaseError) and "not a database" in text:
+        return f"DATABASE_URL のファイルはデータベースではありません（別のファイルを指していないか確認してください）: {text}"
     return None
+
+
+def _has_undecodable(arg) -> bool:
+    """An argument the terminal gave in another encoding (Shift_JIS …): Python keeps its bytes as surrogates."""
+    return isinstance(arg, str) and any("\udc80" <= ch <= "\udcff" for ch in arg)
+
+
+class ReportedProblem(Exception):
+    """Something the operator must fix before the command can run: its message, and exit 1."""
 
 
 class TsunaguGroup(FlaskGroup):
     """Flask's command group; a setting or a database that cannot be used is a message and exit 1, not a trace."""
 
+    def list_commands(self, ctx):
+        # Every command is this group's own: listing them needs no app (FlaskGroup would build one, and print
+        # a trace for a bad setting before the help).
+        return click.Group.list_commands(self, ctx)
+
+    def parse_args(self, ctx, args):
+        bad = next((a for a in args if _has_undecodable(a)), None)
+        if bad is not None:
+            shown = bad.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise click.UsageError(f"引数「{shown}」に UTF-8 でない文字があります。端末の文字コードを UTF-8 にしてください。",
+                                   ctx=ctx)
+        ctx.meta["tsunagu.args"] = list(args)  # which command is asked for (see _require_schema_at_head)
+        return super().parse_args(ctx, args)
+
+    # Commands that run without the database at the newest revision: the one that brings it there, those
+    # that need no database, and serve (it answers 503 until the database is ready, see README).
+    WITHOUT_SCHEMA = {("db",), ("serve",), ("diagram",), ("rules", "check")}
+
+    def _require_schema_at_head(self, ctx) -> None:
+        from engine import migrate
+
+        given = ctx.meta.get("tsunagu.args", [])
+        words = tuple(a for a in given if not a.startswith("-"))
+        if not words or any(words[:len(w)] == w for w in self.WITHOUT_SCHEMA) or "--help" in given:
+            return
+        if words[0] not in self.commands:
+            return  # click says so itself
+        app = ctx.ensure_object(ScriptInfo).load_app()
+        current = migrate.current_revision(app.extensions["tsunagu.engine"])
+        if current != migrate.head_revision():
+            raise ReportedProblem(
+                "データベースが作成されていないか、最新の版ではありません"
+                f"（現在 {current or 'なし'}、最新 {migrate.head_revision()}）。先に tsunagu db upgrade を実行してください。")
+
     def invoke(self, ctx):
         from sqlalchemy.exc import SQLAlchemyError
 
+        from engine.db import lost_race
         from engine.settings import SettingError
 
         try:
+            self._require_schema_at_head(ctx)
             return super().invoke(ctx)
-        except SettingError as exc:
+        except (SettingError, ReportedProblem) as exc:
             click.echo(f"エラー: {exc}", err=True)
             ctx.exit(1)
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
+            if lost_race(exc):
+                click.echo("エラー: 同時に実行された別の処理と重なったため、何も変更していません。もう一度実行してください。",
+                           err=True)
+                ctx.exit(1)
             message = _database_problem(exc)
             if message is None:
                 raise
@@ -115,9 +166,15 @@ def db() -> None:
 @with_appcontext
 def db_upgrade(revision: str) -> None:
     """Create or migrate the database named by DATABASE_URL to the newest revision."""
+    from alembic.util import CommandError
+
     from engine import migrate
 
-    migrate.upgrade(current_app.config["DATABASE_URL"], revision)
+    try:
+        migrate.upgrade(current_app.config["DATABASE_URL"], revision)
+    except (CommandError, AssertionError) as exc:
+        raise click.BadParameter(f"「{revision}」という版はありません（head か版の番号を指定してください）: {exc}",
+                                 param_hint="--revision") from None
     click.echo(f"データベースを {migrate.current_revision(current_app.extensions['tsunagu.engine'])} に更新しました。")
 
 
@@ -192,14 +249,33 @@ def diagram(kind: str) -> None:
 # --- serving ------------------------------------------------------------------------------------
 
 
+def _listen_host(host: str) -> str:
+    """The host part of gunicorn's bind address: a name or an address, never a port or an empty string
+    (gunicorn reads "" as every interface, and "127.0.0.1:99" as another port)."""
+    import ipaddress
+
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if not host or not all(part and all(c.isalnum() or c == "-" for c in part) for part in host.split(".")):
+            raise click.BadParameter(f"「{host}」はホスト名でも IP アドレスでもありません（ポートは --port で指定します）。",
+                                     param_hint="--host") from None
+        return host
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--threads", default=4, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256))
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Run the web app and API under gunicorn (a production WSGI server)."""
     from gunicorn.app.base import BaseApplication
+
+    host = _listen_host(host)
 
     class _Server(BaseApplication):
         def load_config(self):

@@ -183,6 +183,7 @@ def test_receiver_down_then_back(sessions, fire, actors):
 def test_retry_delays_grow_and_stop_growing():
     delays = [webhooks.retry_delay(n).total_seconds() for n in range(1, 10)]
     assert delays[:4] == [30, 60, 120, 240] and max(delays) == 3600 and delays == sorted(delays)
+    assert webhooks.retry_delay(10_000).total_seconds() == 3600  # a receiver down for weeks
 
 
 @pytest.mark.slow
@@ -245,3 +246,15 @@ def test_a_slow_round_keeps_its_claims_and_no_event_goes_out_twice(sessions, rec
     report = webhooks.deliver(sessions, now=start + 2 * webhooks.LEASE + timedelta(seconds=5))
     assert report.delivered == 3 and report.lapsed == 0
     assert sorted(r["doc"]["id"] for r in receiver.received) == sorted(c.event_id for c in first)
+
+
+def test_a_delivery_run_far_ahead_of_the_clock_does_not_hold_the_queue_until_then(sessions, departments):
+    down = Receiver()
+    url = down.url
+    down.stop()
+    client_id, _ = _client(sessions, "oono", url)
+    _refer(sessions, client_id, 1, "A")
+    assert webhooks.deliver(sessions, now=utcnow() + timedelta(days=5 * 365)).failed == 1
+    with unit_of_work(sessions) as s:
+        ev = s.scalars(select(OutboxEvent)).one()
+        assert ev.next_attempt_at <= utcnow() + timedelta(minutes=1)  # from the clock, not from five years on
