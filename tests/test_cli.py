@@ -186,3 +186,9 @@ def test_an_argument_not_in_utf8_is_refused_plainly(tmp_path):
 def test_help_needs_no_usable_setting(tmp_path):
     result = _tsunagu(tmp_path, "--help", TSUNAGU_SESSION_MINUTES="0")
     assert result.returncode == 0 and "Traceback" not in result.stderr + result.stdout and "alerts" in result.stdout
+
+
+def test_audit_case_with_a_number_longer_than_any_id_is_not_found(cli, departments):
+    for ref in ("9999999999", "999999999999999999999"):
+        result = cli("audit", "case", ref)
+        assert result.exit_code == 1 and "見つかりません" in result.output, result.output
