@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import routing, services, users
-from engine.models import Case, Department, User, utcnow
+from engine.models import Case, Department, RoutingRuleVersion, User, utcnow
 
 DEMO_PASSWORD = "tsunagu-demo"
 FM_LOGIN = "fm"
@@ -144,7 +144,10 @@ def load(session: Session, config_dir: Path, now: datetime | None = None) -> dic
     now = now or utcnow()
     added_departments = load_departments(session, config_dir)
     u = load_users(session)
-    _, new_rules = routing.install_rules(session, config_dir / "routing.yaml", loaded_by="demo")
+    # The demo's rules only where none are in force: an operator's own (`rules load`) stay.
+    new_rules = False
+    if session.scalar(select(RoutingRuleVersion.id).limit(1)) is None:
+        _, new_rules = routing.install_rules(session, config_dir / "routing.yaml", loaded_by="demo")
     cases = 0
     window = u["desk"]
     if session.scalar(select(Case.id).where(Case.created_by_id == window.id).limit(1)) is None:

@@ -192,3 +192,18 @@ def test_audit_case_with_a_number_longer_than_any_id_is_not_found(cli, departmen
     for ref in ("9999999999", "999999999999999999999"):
         result = cli("audit", "case", ref)
         assert result.exit_code == 1 and "見つかりません" in result.output, result.output
+
+
+def test_demo_again_leaves_the_operators_own_rules_in_force(cli, sessions, tmp_path):
+    from pathlib import Path
+
+    assert cli("demo").exit_code == 0
+    own = tmp_path / "routing.yaml"
+    text = Path("config/routing.yaml").read_text(encoding="utf-8")
+    own.write_text(text.replace("ヤングケアラーの相談のため", "ヤングケアラー（市の独自ルール）のため"), encoding="utf-8")
+    assert cli("rules", "load", str(own)).exit_code == 0
+    again = cli("demo")
+    assert again.exit_code == 0 and "ルールは変更なし" in again.output
+    with sessions() as s:
+        newest = s.scalars(select(RoutingRuleVersion).order_by(RoutingRuleVersion.number.desc())).first()
+        assert newest.number == 2 and "市の独自ルール" in newest.source_text
