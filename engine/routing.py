@@ -503,6 +503,12 @@ class _Parser:
             values[key] = value
         if len(values) != len(STALL_POLICY_KEYS):
             return None
+        if values["escalate_after_business_days"] < values["accept_within_business_days"]:
+            # Escalation to the FM follows the receiver's own reminder: before it, the reminder never comes.
+            self.problem(_value_line(section, "escalate_after_business_days", section.line),
+                         "stall_policy.escalate_after_business_days は accept_within_business_days"
+                         f"（{values['accept_within_business_days']}）以上にしてください")
+            return None
         return StallPolicy(**values)
 
     def parse_multi_agency_sets(self, data: _Map) -> tuple[MultiAgencySet, ...]:

@@ -743,3 +743,10 @@ def test_load_vocabularies(vocab):
     assert vocab["areas"] == {"廿日市", "佐伯", "吉和", "大野", "宮島"}
     assert "partner" in vocab["sources"]
     assert vocab["urgencies"] == {"normal", "urgent"}
+
+
+def test_escalation_before_the_acceptance_limit_is_refused(vocab):
+    text = POLICY.replace("escalate_after_business_days: ", "escalate_after_business_days: 1 #")
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if l.strip().startswith("escalate_after_business_days"))
+    assert problems_of(text + "rules: []\n", vocab, with_policy=False) == [
+        ("routing.yaml", line, "stall_policy.escalate_after_business_days は accept_within_business_days（2）以上にしてください")]
