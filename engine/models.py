@@ -498,7 +498,7 @@ class Evaluation(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
     evaluated_on: Mapped[date] = mapped_column(Date)
-    goals_met: Mapped[str] = mapped_column(String(16))  # met / partly / not_met
+    goals_met: Mapped[str] = mapped_column(String(16))  # a code of config/categories.yaml goals_met
     changes: Mapped[str | None] = mapped_column(Text)
     decision: Mapped[str] = mapped_column(String(16))
     next_evaluation_date: Mapped[date | None] = mapped_column(Date)

@@ -693,8 +693,9 @@ def _prepare_evaluate(ctx: EventContext) -> None:
         raise MissingField({"close_reason": ["終結する場合は終結の理由が必須です。"]})
     errors: dict[str, list[str]] = {}
     _choice(errors, f, "decision", "evaluation_decisions")
-    if f.get("goals_met") not in ("met", "partly", "not_met"):
-        errors.setdefault("goals_met", []).append("目標の達成度は met / partly / not_met から選んでください。")
+    if f.get("goals_met") not in vocab.codes("goals_met"):
+        errors.setdefault("goals_met", []).append(
+            f"目標の達成度は {' / '.join(vocab.codes('goals_met'))} から選んでください。")
     if f.get("decision") == "close":
         _choice(errors, f, "close_reason", "close_reasons")
     elif not _blank(f.get("close_reason")):
@@ -822,7 +823,7 @@ EVENTS: dict[str, tuple] = {
                    "decided_on": "支援決定日（重層的支援会議で決定した日。省略時は今日）",
                     "business_categories": "事業区分コードの一覧", "minutes": "重層的支援会議の記録"}),
     "evaluate": (_prepare_evaluate, _apply_evaluate,
-                 {"goals_met": "met / partly / not_met（必須）", "changes": "変化・状況",
+                 {"goals_met": "目標の達成度コード（必須、categories.yaml の goals_met）", "changes": "変化・状況",
                   "decision": "continue / replan / suspend / close（必須）",
                   "next_evaluation_date": "次回評価日（継続時必須）", "close_reason": "終結理由（終結時必須）",
                   "evaluated_on": "評価日"}),

@@ -11,7 +11,7 @@ from typing import Callable
 
 from marshmallow import INCLUDE, RAISE
 
-from engine import services, states
+from engine import services, states, vocab
 from schemas.common import MAX_ID
 from schemas.fields import (
     AwareDateTime,
@@ -80,7 +80,7 @@ _FIELDS: dict[str, dict[str, tuple[Callable, bool]]] = {
                    "main_department": (_code, True), "next_evaluation_date": (lambda: Date(), True),
                    "decided_on": (lambda: Date(allow_none=True), False),
                    "business_categories": (lambda: List(Text(max_length=32)), False), "minutes": (_note, False)},
-    "evaluate": {"goals_met": (lambda: Text(validate=one_of(("met", "partly", "not_met"))), True),
+    "evaluate": {"goals_met": (lambda: Text(validate=one_of(tuple(vocab.codes("goals_met")))), True),
                  "changes": (_note, False),
                  "decision": (lambda: Text(validate=one_of(("continue", "replan", "suspend", "close"))), True),
                  "next_evaluation_date": (lambda: Date(allow_none=True), False),
