@@ -15,6 +15,8 @@ from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
 ACTION_LABELS = {
     "case.open": "相談の受付",
     "report.read": "年度集計の閲覧",
+    "participation.add": "参加支援の記録",
+    "participation.end": "参加支援の終了の記録",
     "referral.read": "紹介元システムによる状況の照会",
     "referral.replay": "紹介元システムの再送（最初の応答を返した）",
     "case.read": "ケース記録の閲覧",
@@ -76,7 +78,7 @@ PAGE_LABELS = {
     "cases.index": "トップページの表示", "cases.list_cases": "ケース一覧の表示", "dashboard.show": "FMダッシュボードの表示",
     "inbox.show": "部署の受信箱の表示", "intake.new": "相談受付画面の表示",
     "cases.redirect_handoff": "つなぐシートの送付先の変更", "inbox.act_on_alert": "受信箱でのお知らせの処理",
-    "meetings.add_member": "会議構成員の追加", "reports.show": "年度集計の表示", "reports.as_csv": "年度集計の保存（CSV）",
+    "meetings.add_member": "会議構成員の追加", "reports.show": "年度集計の表示", "cases.add_match": "参加支援の記録", "cases.end_match": "参加支援の終了の記録", "reports.as_csv": "年度集計の保存（CSV）",
 }
 
 

@@ -538,7 +538,8 @@ class ParticipationMatch(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
-    host_name: Mapped[str] = mapped_column(String(200))
+    host_name: Mapped[str] = mapped_column(String(200))  # the host's label when the match was recorded
+    host: Mapped[str | None] = mapped_column(String(32))  # a code of config/categories.yaml participation_hosts
     activity: Mapped[str] = mapped_column(Text)
     started_on: Mapped[date] = mapped_column(Date)
     ended_on: Mapped[date | None] = mapped_column(Date)

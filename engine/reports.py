@@ -185,11 +185,13 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
         meetings.add(f"{label} 検討したケース", discussed.get(kind, 0))
     sections.append(meetings)
 
-    participation = Section("参加支援", note="この年度に始まったマッチング。協力事業者ごと。")
-    hosts = _grouped(session, ParticipationMatch.host_name, *on_days(ParticipationMatch.started_on))
+    participation = Section("参加支援", note="この年度に始まったマッチング。協力事業者（コード表 participation_hosts）ごと。")
+    hosts = _grouped(session, ParticipationMatch.host, *on_days(ParticipationMatch.started_on))
     participation.add("マッチング 計", sum(hosts.values()))
-    for host, count in sorted(hosts.items(), key=lambda kv: (-kv[1], kv[0])):
-        participation.add(f"協力事業者: {host}", count)
+    for code, label in vocab.codes("participation_hosts").items():
+        participation.add(f"協力事業者: {label}", hosts.pop(code, 0))
+    for code, count in sorted(hosts.items(), key=lambda kv: str(kv[0])):
+        participation.add(f"協力事業者: {code or UNCODED}（コード表にないコード）", count)
     sections.append(participation)
 
     closures = Section("終結", note="この年度の終結（のちに再開したケースの終結も数える）。")

@@ -753,9 +753,10 @@ def _close_fields(ctx: EventContext, reason: str, note: str | None) -> None:
     for plan in ctx.session.scalars(select(Plan).where(Plan.case_id == case.id, Plan.status == "active")):
         plan.status = "ended"
     alerts.resolve_open(ctx.session, case_id=case.id, actor=ctx.actor, note="終結により解決", now=ctx.now)
-    from engine import join_offers
+    from engine import join_offers, participation
 
     join_offers.lapse_open(ctx.session, case.id, ctx.now)
+    participation.end_open_matches(ctx.session, case, ctx.today)
 
 
 def _apply_close(ctx: EventContext) -> None:

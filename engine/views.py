@@ -110,7 +110,10 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
             and not (members and support_meeting_records)):
         view["close_note"] = HISTORY_NOTE_WITHHELD  # typed while in 支援会議: as its records are
     if access.may(session, actor, case, access.PLAN, access.READ, rel=rel):
+        from engine import participation
+
         view["plan"] = plan_view(session, actor, case, rel=rel)
+        view["participation"] = participation.matches_view(session, case)
         parts.append(access.PLAN)
     if access.may(session, actor, case, access.CONTACT_NOTES, access.READ, rel=rel):
         view["contact_notes"] = contact_notes_view(session, actor, case, rel=rel, member_meetings=members)

@@ -149,6 +149,15 @@ class MeetingOut(Output):
     members = fields.List(_N(MeetingMemberOut))
 
 
+class ParticipationOut(Output):
+    id = fields.Integer(required=True)
+    host = _S(required=True, allow_none=True, metadata={"description": "協力事業者コード（categories.yaml の participation_hosts）"})
+    host_name = _S(required=True)
+    activity = _S(required=True)
+    started_on = day(nullable=False)
+    ended_on = day()
+
+
 class CaseOut(Output):
     """A case as staff see it, opened as far as the access policy lets the token's user see it."""
 
@@ -185,6 +194,8 @@ class CaseOut(Output):
     business_categories = fields.List(_S())
     consents = fields.List(_N(ConsentOut))
     plan = _N(PlanOut, allow_none=True)
+    participation = fields.List(_N(ParticipationOut), metadata={
+        "description": "参加支援のマッチング（支援プランを読める人だけ）、新しい順"})
     contact_notes = fields.List(_N(ContactNoteOut))
     shared_facts = fields.List(_N(SharedFactOut))
     meetings = fields.List(_N(MeetingOut))

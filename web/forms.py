@@ -391,6 +391,22 @@ class ContactNoteSchema(FormSchema):
     submission_token = text(max_length=64)
 
 
+class ParticipationSchema(FormSchema):
+    """参加支援: a match to a 協力事業者."""
+
+    host = text(required=True, max_length=32)
+    activity = text(required=True, max_length=2000)
+    started_on = JaDate(load_default=None)
+    ended_on = JaDate(load_default=None)
+    submission_token = text(max_length=64)
+
+
+class ParticipationEndSchema(FormSchema):
+    """The day a match ended."""
+
+    ended_on = JaDate(load_default=None)
+
+
 class JoinRequestSchema(_Versioned):
     """参加依頼: ask another department to join the case (a つなぐシート of its own)."""
 

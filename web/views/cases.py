@@ -8,7 +8,8 @@ from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
 from engine import (
-    calendar, casefile, caselist, join_offers, notes, notices, reading, routing_override, services, states, submissions,
+    calendar, casefile, caselist, join_offers, notes, notices, participation, reading, routing_override, services, states,
+    submissions,
 )
 from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.models import Handoff, utcnow
@@ -108,7 +109,8 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         offers=join_offers.of_case(s, actor(), file.case, file.rel),
         may_answer_offers=bool(may.get("case_metadata.write")) and file.case.state != "closed",
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
-        or submissions.new_token(), now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
+        or submissions.new_token(), may_match=participation.may_record(s, actor(), file.case, file.rel),
+        match_token=(values or {}).get("submission_token") if event == "participation" else submissions.new_token(), now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
     ), status
 
 
@@ -313,6 +315,52 @@ def add_note(case_id: int):
         return redirect(url_for("meetings.show", meeting_id=note.meeting_id), 303)
     flash("支援経過を記録しました。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="notes"), 303)
+
+
+@bp.post("/cases/<id:case_id>/participation")
+@login_required
+def add_match(case_id: int):
+    """参加支援: record a match to a 協力事業者 (the owner or the case FM, in 伴走支援)."""
+    s = db.session()
+    parsed = forms.parse(forms.ParticipationSchema, request.form)
+    if not parsed.ok:
+        return _render_case(case_id, event="participation", values=request.form,
+                            refused=Refusal(422, "入力内容を確認してください。", parsed.errors))
+    fields = dict(parsed.data)
+    token = fields.pop("submission_token", None)
+    try:
+        claim = submissions.claim(s, actor(), token, "participation")
+        participation.add_match(s, actor(), case_id, fields, remote_addr=remote_addr())
+        submissions.settle(s, claim, case_id)
+    except PASS_THROUGH:
+        raise
+    except submissions.AlreadySubmitted as exc:
+        refusal(exc)
+        flash("この参加支援は既に記録されています（二重送信を防ぎました）。", "info")
+        return redirect(url_for("cases.detail", case_id=case_id, _anchor="participation"), 303)
+    except EngineError as exc:
+        return _render_case(case_id, event="participation", values=request.form, refused=refusal(exc))
+    flash("参加支援を記録しました。", "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="participation"), 303)
+
+
+@bp.post("/cases/<id:case_id>/participation/<id:match_id>/end")
+@login_required
+def end_match(case_id: int, match_id: int):
+    """Record the day a match ended."""
+    parsed = forms.parse(forms.ParticipationEndSchema, request.form)
+    if not parsed.ok:
+        return _render_case(case_id, event=f"end-{match_id}", values=request.form,
+                            refused=Refusal(422, "入力内容を確認してください。", parsed.errors))
+    try:
+        participation.end_match(db.session(), actor(), case_id, match_id, parsed.data.get("ended_on"),
+                                remote_addr=remote_addr())
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        return _render_case(case_id, event=f"end-{match_id}", values=request.form, refused=refusal(exc))
+    flash("参加支援の終了を記録しました。", "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="participation"), 303)
 
 
 @bp.get("/handoffs/<id:handoff_id>/sheet")

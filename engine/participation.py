@@ -1,0 +1,133 @@
+"""参加支援: matching a person in 伴走支援 to a place or role hosted by a 協力事業者, and ending the match.
+
+A match belongs to the consented track: it is recorded and ended by those who drive the plan (the owning
+department and the case FM, engine.access PLAN write) and read by those who read the plan (they and the
+agencies the consent covers). The host is a code of `participation_hosts` (config/categories.yaml), so that
+the yearly figures count matches per 協力事業者. Recording a match marks the case's 事業区分 参加支援.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from engine import access, audit, calendar, services, vocab
+from engine.errors import GuardRefused, NotFound, ValidationFailed
+from engine.models import Case, ParticipationMatch, utcnow
+
+MAX_ACTIVITY = 2000
+
+
+def may_record(session: Session, actor, case: Case, rel: frozenset[str] | None = None) -> bool:
+    return case.state == "accompaniment" and access.may(session, actor, case, access.PLAN, access.WRITE, rel=rel)
+
+
+def matches_view(session: Session, case: Case) -> list[dict[str, Any]]:
+    """The case's matches, newest first (for callers that checked PLAN read)."""
+    hosts = vocab.codes("participation_hosts")
+    rows = session.scalars(select(ParticipationMatch).where(ParticipationMatch.case_id == case.id)
+                           .order_by(ParticipationMatch.started_on.desc(), ParticipationMatch.id.desc()))
+    return [{"id": m.id, "host": m.host, "host_name": hosts.get(m.host, m.host_name), "activity": m.activity,
+             "started_on": m.started_on.isoformat(), "ended_on": m.ended_on.isoformat() if m.ended_on else None}
+            for m in rows]
+
+
+def _day(errors: dict, fields: dict, name: str, today: date, *, required: bool) -> date | None:
+    value = fields.get(name)
+    if value in (None, ""):
+        if required:
+            errors[name] = [services.REQUIRED]
+        return None
+    if not isinstance(value, date):
+        try:
+            value = date.fromisoformat(str(value))
+        except ValueError:
+            errors[name] = ["日付は YYYY-MM-DD の形で入力してください。"]
+            return None
+    if value > today:
+        errors[name] = ["未来の日付は記録できません。"]
+        return None
+    if value.year < calendar.EARLIEST_YEAR:
+        errors[name] = [f"{calendar.EARLIEST_YEAR}年から{calendar.LATEST_YEAR}年までの日付を指定してください。"]
+        return None
+    return value
+
+
+def _require_plan_writer(session: Session, actor, case: Case) -> None:
+    access.require(session, actor, case, access.PLAN, access.WRITE)
+
+
+def add_match(session: Session, actor, case_id: int, fields: dict[str, Any], *, now: datetime | None = None,
+              remote_addr: str | None = None) -> ParticipationMatch:
+    """Record a match: host (code), activity, start day (today when left out), and an end day if it is over."""
+    now = now or utcnow()
+    today = now.astimezone(calendar.JST).date()
+    case = services.load_case(session, actor, case_id)
+    _require_plan_writer(session, actor, case)
+    if case.state != "accompaniment":
+        raise GuardRefused("参加支援は、支援プランに沿った伴走支援の間に記録します（現在の状態では記録できません）。",
+                           guard="in_accompaniment")
+    errors: dict[str, list[str]] = {}
+    host = fields.get("host")
+    if host in (None, ""):
+        errors["host"] = [services.REQUIRED]
+    elif host not in vocab.codes("participation_hosts"):
+        errors["host"] = [f"「{host}」という協力事業者はコード表にありません。"]
+    activity = (fields.get("activity") or "").strip()
+    if not activity:
+        errors["activity"] = [services.REQUIRED]
+    elif len(activity) > MAX_ACTIVITY:
+        errors["activity"] = [f"{MAX_ACTIVITY}文字以内で入力してください。"]
+    started = _day(errors, fields, "started_on", today, required=False) or today
+    ended = _day(errors, fields, "ended_on", today, required=False)
+    if ended is not None and "started_on" not in errors and ended < started:
+        errors["ended_on"] = ["終了日は開始日以降の日付にしてください。"]
+    if errors:
+        raise ValidationFailed(errors)
+    match = ParticipationMatch(case_id=case.id, host=host, host_name=vocab.label("participation_hosts", host),
+                               activity=activity, started_on=started, ended_on=ended, recorded_by_id=actor.id)
+    session.add(match)
+    services._add_business_category(case, "participation")
+    services.touch(case, now)
+    session.flush()
+    audit.record(session, actor=actor, action="participation.add", object_type="participation_match",
+                 object_id=match.id, case_id=case.id, remote_addr=remote_addr, at=now, detail={"host": host})
+    services.flush_or_stale(session, case)
+    return match
+
+
+def end_match(session: Session, actor, case_id: int, match_id: int, ended_on: Any = None, *,
+              now: datetime | None = None, remote_addr: str | None = None) -> ParticipationMatch:
+    """Record the day a match ended (today when left out); a match already ended is refused."""
+    now = now or utcnow()
+    today = now.astimezone(calendar.JST).date()
+    case = services.load_case(session, actor, case_id)
+    match = session.get(ParticipationMatch, match_id)
+    if match is None or match.case_id != case.id:
+        raise NotFound("指定された参加支援の記録は見つかりません。")
+    _require_plan_writer(session, actor, case)
+    errors: dict[str, list[str]] = {}
+    ended = _day(errors, {"ended_on": ended_on}, "ended_on", today, required=False) or today
+    if "ended_on" not in errors and ended < match.started_on:
+        errors["ended_on"] = ["終了日は開始日以降の日付にしてください。"]
+    if errors:
+        raise ValidationFailed(errors)
+    done = session.execute(update(ParticipationMatch)
+                           .where(ParticipationMatch.id == match.id, ParticipationMatch.ended_on.is_(None))
+                           .values(ended_on=ended).execution_options(synchronize_session=False)).rowcount
+    if done != 1:
+        raise GuardRefused("この参加支援はすでに終了が記録されています。", guard="match_open")
+    session.refresh(match)
+    audit.record(session, actor=actor, action="participation.end", object_type="participation_match",
+                 object_id=match.id, case_id=case.id, remote_addr=remote_addr, at=now)
+    return match
+
+
+def end_open_matches(session: Session, case: Case, day: date) -> None:
+    """A case that closes ends its matches still open, on the day it closes."""
+    session.execute(update(ParticipationMatch)
+                    .where(ParticipationMatch.case_id == case.id, ParticipationMatch.ended_on.is_(None),
+                           ParticipationMatch.started_on <= day)
+                    .values(ended_on=day).execution_options(synchronize_session=False))
