@@ -47,7 +47,8 @@ def test_the_owner_records_and_ends_a_match_and_the_covered_agency_reads_it(acco
     with pytest.raises(GuardRefused), unit_of_work(sessions) as s:
         participation.end_match(s, s.merge(actors.hikikomori), accompanied, match_id, None, now=NOW)
     with sessions() as s:
-        assert [a for a in s.scalars(select(AuditEvent.action).where(AuditEvent.action.like("participation.%")))] == [
+        assert list(s.scalars(select(AuditEvent.action).where(AuditEvent.action.like("participation.%"))
+                              .order_by(AuditEvent.seq))) == [
             "participation.add", "participation.end"]
         figures = {(t, label): n for t, label, n in reports.yearly(s, s.merge(actors.fm), 2026).csv_rows()}
     assert figures[("参加支援", "マッチング 計")] == 1
