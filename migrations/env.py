@@ -30,8 +30,24 @@ def run_migrations_online() -> None:
         return
     engine = make_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
     with engine.connect() as conn:
-        _run(conn)
-        conn.commit()
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # A batch operation rebuilds a table (copy, DROP, rename). With foreign keys enforced, dropping
+            # a parent such as `plans` would cascade to its children's rows (ON DELETE CASCADE): off while
+            # the migrations run (it can only change outside a transaction), and checked afterwards.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            _run(conn)
+            conn.commit()
+            if sqlite:
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left rows that refer to nothing: {broken[:5]}")
+        finally:
+            if sqlite:
+                conn.rollback()
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
     engine.dispose()
 
 

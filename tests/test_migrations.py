@@ -54,3 +54,39 @@ def test_empty_database_migrates_to_head_matching_the_models(database_url, tmp_p
 def test_suite_database_is_at_head(db_engine):
     assert migrate.is_at_head(db_engine)
     assert _diff(db_engine) == []
+
+
+def test_down_and_up_again_keeps_every_row(tmp_path, database_url):
+    """On SQLite a batch operation rebuilds its table; with foreign keys enforced, dropping `plans` would take
+    its roles, evaluations and alerts with it. Down to before this session's revisions and back up keeps
+    every row of a database with the demo in it."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from engine import demo
+    from engine.db import make_session_factory, unit_of_work
+    from tests.conftest import CONFIG_DIR
+
+    if make_url(database_url).get_backend_name() != "sqlite":
+        url = database_url  # PostgreSQL: the suite's own database, emptied after each test
+    else:
+        url = f"sqlite:///{tmp_path / 'round.db'}"
+        migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as s:
+            demo.load(s, CONFIG_DIR)
+
+        def counts():
+            with engine.connect() as conn:
+                return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                        for t in sorted(inspect(conn).get_table_names()) if t != "alembic_version"}
+
+        before = counts()
+        assert before["plan_roles"] and before["evaluations"] and before["alerts"]
+        config = migrate.alembic_config(url)
+        command.downgrade(config, "0011")
+        command.upgrade(config, "head")
+        assert counts() == before
+    finally:
+        engine.dispose()
