@@ -149,6 +149,6 @@ def anonymise_case(session: Session, case: Case, now: datetime) -> None:
         pm.activity = MARKER
     for a in session.scalars(select(Alert).where(Alert.case_id == case.id)):
         a.message = ""
-        a.note = _blank(a.note)
+        a.note, a.resolution_note = _blank(a.note), _blank(a.resolution_note)
     for o in session.scalars(select(JoinOffer).where(JoinOffer.case_id == case.id)):
         o.message, o.answer_note = MARKER, _blank(o.answer_note)

@@ -77,6 +77,10 @@ def test_apply_anonymises_only_closed_cases_past_the_period(cases, run_cli, db_e
         services.record_history(s, case, None, "routing_override", NOW,
                                 {"override_reason": "長男から暴力を受けていると本人が話した", "to_department": "elderly"},
                                 from_state="closed", to_state="closed")
+        from engine.models import Alert  # both notes of an alert: the acknowledgement's and the resolution's
+
+        s.add(Alert(kind="unrouted", status="resolved", case_id=world.case_id, message="m", raised_at=NOW,
+                    note="確認時: 母親が入院中", resolution_note="解決時: 長男 090-1111-2222 と面談"))
     with sessions() as s:
         keep = {c: (s.get(Case, c).summary, s.get(Case, c).person.name) for c in (recent, still_open)}
         trail_before = s.scalar(select(func.count()).where(AuditEvent.case_id == world.case_id))
@@ -84,7 +88,7 @@ def test_apply_anonymises_only_closed_cases_past_the_period(cases, run_cli, db_e
     assert result.exit_code == 0, result.output
     everything = _text_of_database(db_engine)
     for word in [*M.MARKERS.values(), world.person_name, "ハツカ", "0001234567", "終結メモ", "1960-05-01",
-                 "家計相談", "居場所", "長男から暴力"]:
+                 "家計相談", "居場所", "長男から暴力", "母親が入院中", "090-1111-2222"]:
         assert word not in everything, word
     with sessions() as s:
         case = s.get(Case, world.case_id)
