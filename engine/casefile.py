@@ -45,7 +45,8 @@ def read_consents(session: Session, actor, case_id: int) -> list[dict[str, Any]]
     case = services.load_case(session, actor, case_id)
     access.require(session, actor, case, access.CONSENT, access.READ)
     _audit_read(session, actor, case, access.CONSENT)
-    return views.consents_view(session, case)
+    return views.consents_view(session, case,
+                               meeting_member=bool(access.member_meeting_ids(session, actor, case.id)))
 
 
 def read_plan(session: Session, actor, case_id: int) -> dict[str, Any] | None:

@@ -99,9 +99,9 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
     for item, h in zip(view["handoffs"], case.handoffs):
         item.update({"reason": h.reason, "summary": h.summary, "decline_reason": h.decline_reason})
     parts = [access.CASE_CONTENT]
-    view["consents"] = consents_view(session, case)
-    parts.append(access.CONSENT)
     members = access.member_meeting_ids(session, actor, case.id)
+    view["consents"] = consents_view(session, case, meeting_member=bool(members) and support_meeting_records)
+    parts.append(access.CONSENT)
     for item, r in zip(view["history"], case.history):
         item["detail"] = history_detail(r.detail, r.from_state,
                                         meeting_member=bool(members) and support_meeting_records)
@@ -174,11 +174,24 @@ def content_view(session: Session, case: Case) -> dict[str, Any]:
     }
 
 
-def consents_view(session: Session, case: Case) -> list[dict[str, Any]]:
-    """The case's consent records, oldest first (for those who see the case's content)."""
+def consents_view(session: Session, case: Case, *, meeting_member: bool) -> list[dict[str, Any]]:
+    """The case's consent records, oldest first (for those who see the case's content).
+
+    A record's note typed while the case was in 支援会議 or 同意確認中 (a consent given or refused there)
+    may carry what the 支援会議 shared without consent: read whole only by the case's 支援会議 members, as
+    the history's notes are (history_detail)."""
+    typed_in_meeting = {
+        h.at for h in case.history
+        if h.event in ("record_consent", "refuse_consent", "withdraw_consent") and h.from_state in MEETING_STATES}
+
+    def note(c) -> str | None:
+        if c.note and not meeting_member and (c.recorded_at in typed_in_meeting or c.status == "refused"):
+            return HISTORY_NOTE_WITHHELD
+        return c.note
+
     return [
         {"id": c.id, "status": c.status, "given_by": c.given_by, "method": c.method,
-         "obtained_on": iso(c.obtained_on), "recorded_at": iso(c.recorded_at), "note": c.note,
+         "obtained_on": iso(c.obtained_on), "recorded_at": iso(c.recorded_at), "note": note(c),
          "agencies": [department_ref(_dept(session, a.department_id)) for a in c.agencies]}
         for c in session.scalars(select_consents(case.id))
     ]

@@ -528,3 +528,16 @@ def test_the_timeline_keeps_what_each_closure_and_reopening_said(web, actors, op
     # The desk, which recorded the case, reads its content but sat in no 支援会議: the note is withheld.
     desk = web(actors.window).get(f"/cases/{case_id}").get_data(as_text=True)
     assert "会議で共有された転居先の情報" not in desk and "支援会議の構成員だけに表示されるメモがあります" in desk
+
+
+def test_a_consent_note_typed_in_the_support_meeting_is_its_members(web, actors, open_case, fire, sessions,
+                                                                    make_user):
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff")
+    fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "livelihood", "acknowledged": True}])
+    fire(actors.fm, case_id, "seek_consent")
+    fire(actors.livelihood, case_id, "refuse_consent", given_by="本人", method="oral", note="会議で聞いた借金の額に触れた")
+    colleague = make_user("staff", "livelihood", login="livelihood2")  # owner's department, not in the meeting
+    assert "会議で聞いた借金の額に触れた" in web(actors.livelihood).get(f"/cases/{case_id}").get_data(as_text=True)
+    other = web(colleague).get(f"/cases/{case_id}").get_data(as_text=True)
+    assert "会議で聞いた借金の額に触れた" not in other and "支援会議の構成員だけに表示されるメモがあります" in other
