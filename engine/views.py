@@ -177,15 +177,13 @@ def content_view(session: Session, case: Case) -> dict[str, Any]:
 def consents_view(session: Session, case: Case, *, meeting_member: bool) -> list[dict[str, Any]]:
     """The case's consent records, oldest first (for those who see the case's content).
 
-    A record's note typed while the case was in 支援会議 or 同意確認中 (a consent given or refused there)
-    may carry what the 支援会議 shared without consent: read whole only by the case's 支援会議 members, as
-    the history's notes are (history_detail)."""
-    typed_in_meeting = {
-        h.at for h in case.history
-        if h.event in ("record_consent", "refuse_consent", "withdraw_consent") and h.from_state in MEETING_STATES}
+    The note of a refusal is typed while the case stays in the 支援会議 track (no consent): like that
+    track's records it may carry what the 支援会議 shared, and is read whole only by the case's 支援会議
+    members. The note of a consent given belongs to the consented track it opens (the covered agencies
+    read the record it sits in)."""
 
     def note(c) -> str | None:
-        if c.note and not meeting_member and (c.recorded_at in typed_in_meeting or c.status == "refused"):
+        if c.note and c.status == "refused" and not meeting_member:
             return HISTORY_NOTE_WITHHELD
         return c.note
 
