@@ -90,3 +90,44 @@ def test_down_and_up_again_keeps_every_row(tmp_path, database_url):
         assert counts() == before
     finally:
         engine.dispose()
+
+
+def test_alerts_held_before_0012_keep_or_lose_their_subject_by_the_old_rule(tmp_path):
+    """An alert resolved by hand whose plan was evaluated afterwards (by the times, the rule before 0012)
+    is given no subject, and the next scan lets its key go; one whose plan is unchanged keeps it held."""
+    from datetime import datetime, timedelta, timezone
+
+    from alembic import command
+    from sqlalchemy import select, update
+
+    from engine import demo, scan
+    from engine.db import make_session_factory, unit_of_work
+    from engine.models import Alert, Plan
+    from tests.conftest import CONFIG_DIR
+
+    url = f"sqlite:///{tmp_path / 'held.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    later = datetime(2027, 6, 1, 1, 0, tzinfo=timezone.utc)
+    try:
+        with unit_of_work(sessions) as s:
+            demo.load(s, CONFIG_DIR)
+        scan.scan(sessions, later, kinds=("evaluation_overdue",))
+        with unit_of_work(sessions) as s:
+            moved, kept = s.scalars(select(Alert).where(Alert.kind == "evaluation_overdue").order_by(Alert.id)).all()
+            s.execute(update(Alert).where(Alert.kind == "evaluation_overdue").values(status="resolved"))
+            s.execute(update(Plan).where(Plan.case_id == moved.case_id, Plan.status == "active")
+                      .values(evaluated_at=later + timedelta(hours=1)))
+            moved_id, kept_id = moved.id, kept.id
+        config = migrate.alembic_config(url)
+        command.downgrade(config, "0011")
+        command.upgrade(config, "head")
+        with sessions() as s:
+            assert s.get(Alert, moved_id).plan_id is None and s.get(Alert, kept_id).plan_id is not None
+        scan.scan(sessions, later + timedelta(days=1), kinds=("evaluation_overdue",))
+        with sessions() as s:
+            assert s.get(Alert, moved_id).open_key is None
+            assert s.get(Alert, kept_id).open_key is not None and s.get(Alert, kept_id).status == "resolved"
+    finally:
+        engine.dispose()
