@@ -19,10 +19,10 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column('alerts', sa.Column('resolution_note', sa.Text(), nullable=True))
-    # Until now a resolved alert kept the note of its last step in `note`: when that step was the 解決,
-    # it belongs to the resolution (an acknowledgement's note, replaced then, cannot be told apart).
-    op.execute("UPDATE alerts SET resolution_note = note, note = NULL "
-               "WHERE status = 'resolved' AND note IS NOT NULL AND acknowledged_at IS NULL")
+    # Until now every way of resolving an alert (a person's 解決, whose note was required, an action, the
+    # scan) wrote its note over `note`: a resolved alert's note is its resolution's. The acknowledgement's
+    # note it replaced is gone.
+    op.execute("UPDATE alerts SET resolution_note = note, note = NULL WHERE status = 'resolved' AND note IS NOT NULL")
 
 
 def downgrade() -> None:
