@@ -619,6 +619,9 @@ def _prepare_plan(ctx: EventContext) -> None:
     errors: dict[str, list[str]] = {}
     _as_date(errors, f, "next_evaluation_date")
     _as_date(errors, f, "decided_on", not_after=ctx.today)
+    opened_on = ctx.case.opened_at.astimezone(calendar.JST).date()
+    if isinstance(f.get("decided_on"), date) and "decided_on" not in errors and f["decided_on"] < opened_on:
+        errors["decided_on"] = [f"支援決定日は相談を受け付けた日（{calendar.wareki(opened_on)}）以降の日付にしてください。"]
     roles = []
     if not isinstance(f["roles"], list) or not all(isinstance(r, dict) for r in f["roles"]):
         raise ValidationFailed({"roles": ["役割分担は {department, role} の一覧で指定してください。"]})
@@ -703,7 +706,8 @@ def _prepare_evaluate(ctx: EventContext) -> None:
     _as_date(errors, f, "next_evaluation_date")
     _as_date(errors, f, "evaluated_on", not_after=ctx.today)
     ctx.plan = active_plan(ctx.session, ctx.case.id)
-    adopted_on = ctx.plan.created_at.astimezone(calendar.JST).date() if ctx.plan is not None else None
+    adopted_on = (ctx.plan.decided_on or ctx.plan.created_at.astimezone(calendar.JST).date()) \
+        if ctx.plan is not None else None
     if "evaluated_on" not in errors and isinstance(f.get("evaluated_on"), date) and adopted_on is not None \
             and f["evaluated_on"] < adopted_on:
         errors["evaluated_on"] = [f"評価日はプランを決定した日（{calendar.wareki(adopted_on)}）以降の日付にしてください。"]

@@ -2,6 +2,8 @@
 counted by host in the yearly figures; ended when the case closes."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -15,7 +17,7 @@ from tests.pages_support import app, count, error_beside, text_of, web  # noqa: 
 
 @pytest.fixture
 def accompanied(open_case, fire, actors):
-    case_id = open_case(categories=["hikikomori"], person={"name": "参加 花子"})
+    case_id = open_case(categories=["hikikomori"], person={"name": "参加 花子"}, now=NOW - timedelta(days=60))
     fire(actors.hikikomori, case_id, "accept_handoff")
     fire(actors.hikikomori, case_id, "record_consent", given_by="本人", method="written",
          agencies=["hikikomori_station", "shakyo"])
@@ -96,3 +98,10 @@ def test_the_case_page_records_a_match_once_and_marks_a_mistake_beside_its_input
     shown = text_of(client.get(f"/cases/{accompanied}"))
     assert "協力農園" in shown and "令和8年11月27日〜（継続中）" in shown
     assert "参加支援を記録する" not in text_of(web(actors.shakyo).get(f"/cases/{accompanied}"))
+
+
+def test_a_match_cannot_start_before_the_case_was_opened(accompanied, sessions, actors):
+    with pytest.raises(ValidationFailed) as err, unit_of_work(sessions) as s:
+        participation.add_match(s, s.merge(actors.hikikomori), accompanied,
+                                {"host": "other", "activity": "a", "started_on": "2020-01-01"}, now=NOW)
+    assert err.value.errors == {"started_on": ["開始日は相談を受け付けた日（令和8年10月1日）以降の日付にしてください。"]}

@@ -141,7 +141,7 @@ def test_the_page_refuses_staff_and_a_bad_year(web, actors, sessions):
 
 def test_a_plan_counts_in_the_year_of_its_decision_and_a_replan_as_such(open_case, fire, actors, sessions):
     """Recorded in 令和8年度, decided at a 重層的支援会議 in March (令和7年度); the replan in 令和8年度."""
-    case_id = open_case(categories=["poverty"])
+    case_id = open_case(categories=["poverty"], now=datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc))
     fire(actors.livelihood, case_id, "accept_handoff")
     fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
     fire(actors.livelihood, case_id, "adopt_plan", goals="g", main_department="livelihood", decided_on="2026-03-27",
@@ -167,3 +167,19 @@ def test_a_decision_day_to_come_is_refused(open_case, fire, actors, sessions):
              decided_on="2027-04-01", next_evaluation_date="2027-06-01",
              roles=[{"department": "livelihood", "role": "r"}])
     assert err.value.errors == {"decided_on": ["未来の日付は記録できません。"]}
+
+
+def test_a_decision_before_the_case_was_opened_is_refused_and_evaluations_follow_the_decision(
+        open_case, fire, actors, sessions):
+    case_id = open_case(categories=["poverty"], now=NOW - timedelta(days=40))
+    fire(actors.livelihood, case_id, "accept_handoff")
+    fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
+    with pytest.raises(ValidationFailed) as err:
+        fire(actors.livelihood, case_id, "adopt_plan", goals="g", main_department="livelihood", decided_on="1901-01-01",
+             next_evaluation_date="2027-06-01", roles=[{"department": "livelihood", "role": "r"}])
+    assert err.value.errors == {"decided_on": ["支援決定日は相談を受け付けた日（令和8年10月21日）以降の日付にしてください。"]}
+    fire(actors.livelihood, case_id, "adopt_plan", goals="g", main_department="livelihood", decided_on="2026-11-20",
+         next_evaluation_date="2027-06-01", roles=[{"department": "livelihood", "role": "r"}])
+    # Recorded on November 30, decided on the 20th: an evaluation on the 25th is after the decision.
+    assert fire(actors.livelihood, case_id, "evaluate", goals_met="met", decision="continue",
+                next_evaluation_date="2027-09-01", evaluated_on="2026-11-25") == "accompaniment"
