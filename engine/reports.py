@@ -124,6 +124,8 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
         .where(CaseCategory.primary.is_(True), *during(Case.opened_at)).group_by(CaseCategory.code)).all()))
     for code, label in vocab.codes("issue_categories").items():
         intake.add(f"主な課題: {label}", primary.pop(code, 0))
+    for code, count in sorted(primary.items(), key=lambda kv: str(kv[0])):  # codes since removed from the list
+        intake.add(f"主な課題: {code}（コード表にないコード）", count)
     sections.append(intake)
 
     sheets = Section("つなぐシート", note="参加依頼を含む。受理・返送・期限超過はこの年度に起きたもの。")
@@ -151,6 +153,10 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
         business.add(f"{label}（ケース）", by_case.pop(code, 0))
         business.add(f"{label}（接触記録）", activities.pop(code, 0))
     business.add("区分なし（接触記録）", activities.pop(None, 0))
+    for code, count in sorted(by_case.items(), key=lambda kv: str(kv[0])):
+        business.add(f"{code}（コード表にないコード）（ケース）", count)
+    for code, count in sorted(activities.items(), key=lambda kv: str(kv[0])):
+        business.add(f"{code}（コード表にないコード）（接触記録）", count)
     sections.append(business)
 
     plans = Section("支援決定・支援プラン", note="支援決定は、重層的支援会議がプランを決定した日（支援決定日）で数える。"

@@ -183,3 +183,17 @@ def test_a_decision_before_the_case_was_opened_is_refused_and_evaluations_follow
     # Recorded on November 30, decided on the 20th: an evaluation on the 25th is after the decision.
     assert fire(actors.livelihood, case_id, "evaluate", goals_met="met", decision="continue",
                 next_evaluation_date="2027-09-01", evaluated_on="2026-11-25") == "accompaniment"
+
+
+def test_a_code_no_longer_in_its_list_still_has_a_row(open_case, sessions, actors):
+    from sqlalchemy import update
+
+    from engine.models import CaseCategory
+
+    case_id = open_case(categories=["poverty"])
+    with unit_of_work(sessions) as s:
+        s.execute(update(CaseCategory).where(CaseCategory.case_id == case_id).values(code="obsolete_code"))
+        s.execute(update(Case).where(Case.id == case_id).values(business_categories=["old_kind"]))
+    got = figures(read(sessions, actors.fm))
+    assert got[("相談受付", "主な課題: obsolete_code（コード表にないコード）")] == 1
+    assert got[("事業区分", "old_kind（コード表にないコード）（ケース）")] == 1

@@ -92,10 +92,10 @@ class TsunaguGroup(FlaskGroup):
 
         given = ctx.meta.get("tsunagu.args", [])
         words = tuple(a for a in given if not a.startswith("-"))
+        # From the first command word on: an option's value before it (`-A web`) is not a command.
+        words = next((words[i:] for i, w in enumerate(words) if w in self.commands), ())
         if not words or any(words[:len(w)] == w for w in self.WITHOUT_SCHEMA) or "--help" in given:
             return
-        if words[0] not in self.commands:
-            return  # click says so itself
         app = ctx.ensure_object(ScriptInfo).load_app()
         current = migrate.current_revision(app.extensions["tsunagu.engine"])
         if current != migrate.head_revision():
