@@ -56,7 +56,7 @@ def test_suite_database_is_at_head(db_engine):
     assert _diff(db_engine) == []
 
 
-def test_down_and_up_again_keeps_every_row(tmp_path, database_url):
+def test_down_and_up_again_keeps_every_row(tmp_path, database_url, db_engine):
     """On SQLite a batch operation rebuilds its table; with foreign keys enforced, dropping `plans` would take
     its roles, evaluations and alerts with it. Down to before this session's revisions and back up keeps
     every row of a database with the demo in it."""
@@ -68,7 +68,7 @@ def test_down_and_up_again_keeps_every_row(tmp_path, database_url):
     from tests.conftest import CONFIG_DIR
 
     if make_url(database_url).get_backend_name() != "sqlite":
-        url = database_url  # PostgreSQL: the suite's own database, emptied after each test
+        url = database_url  # PostgreSQL: the suite's own database, emptied after the test (db_engine)
     else:
         url = f"sqlite:///{tmp_path / 'round.db'}"
         migrate.upgrade(url)
