@@ -305,16 +305,18 @@ def case_list_item(session: Session, actor, case: Case, sight: access.Sight | No
 
 
 def event_receipt(session: Session, actor, case: Case, allowed_events: list[str], *,
-                  support_meeting_records: bool = True) -> dict[str, Any]:
+                  support_meeting_records: bool = True, may_read: bool = True) -> dict[str, Any]:
     """What the actor of an event sees of the case afterwards.
 
     Usually the full staff view (`support_meeting_records` as for case_view); but an event can end the actor's sight (a department that declines a
     つなぐシート is no longer involved), and then the answer is a receipt: the new status and version, no
-    handoffs, no history, nothing else of the case.
+    handoffs, no history, nothing else of the case. The same receipt answers a caller that may fire events
+    but not read cases (`may_read=False`: an API token with cases:write and no cases:read).
     """
-    if access.case_sight(session, actor, case) >= access.Sight.METADATA:
+    if may_read and access.case_sight(session, actor, case) >= access.Sight.METADATA:
         return case_view(session, actor, case, allowed_events, support_meeting_records=support_meeting_records)
     receipt = referral_view(session, case)
     receipt.update({"version": case.version, "allowed_events": [], "access": "none", "urgency": case.urgency,
-                    "multi_agency_candidate": False, "categories": None, "handoffs": [], "history": []})
+                    "multi_agency_candidate": case.multi_agency_candidate, "categories": None, "handoffs": [],
+                    "history": []})
     return receipt

@@ -19,9 +19,14 @@ def readiness() -> tuple[dict, int]:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            # Every request writes (audit rows at least): a standby after a failover answers but cannot.
+            read_only = (conn.dialect.name == "postgresql"
+                         and conn.execute(text("SHOW transaction_read_only")).scalar() == "on")
         at_head = migrate.is_at_head(engine)
     except Exception as exc:  # the answer must say why, not crash
         return {"status": "unavailable", "database": "unreachable", "detail": type(exc).__name__}, 503
+    if read_only:
+        return {"status": "unavailable", "database": "read_only"}, 503
     if not at_head:
         return {"status": "unavailable", "database": "ok", "schema": "outdated"}, 503
     return {"status": "ok", "database": "ok", "schema": "head"}, 200

@@ -275,3 +275,14 @@ def test_a_field_the_event_does_not_take_is_422(client, staff, case_id, sessions
     problem = assert_problem(resp, 422, "validation-error")
     assert problem["errors"] == {"note": ["不明な項目です。"], "foo": ["不明な項目です。"]}
     assert _state(sessions, case_id) == before
+
+
+def test_a_token_that_may_fire_but_not_read_gets_the_receipt_only(client, make_token, actors, case_id, sessions):
+    writer = make_token("cases:write", user=actors.livelihood, name="livelihood-writer")
+    assert_problem(_get(client, writer, case_id), 403, "insufficient-scope")
+    version = _state(sessions, case_id)[1]
+    answer = _fire(client, writer, case_id, {"event": "accept_handoff", "version": version})
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert (body["status"], body["version"], body["access"]) == ("assigned", version + 1, "none")
+    assert "person" not in body and "summary" not in body and body["history"] == [] and body["categories"] is None

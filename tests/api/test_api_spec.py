@@ -181,3 +181,26 @@ def test_bench_baseline_endpoint_exists_only_when_asked_for(client, monkeypatch,
     assert "bench_bare.bare_referral" in app.view_functions
     assert "/api/bench/bare-referrals" not in json.dumps(app.extensions["tsunagu.api"].spec.to_dict())
     app.extensions["tsunagu.engine"].dispose()
+
+
+def test_a_read_only_database_answers_503_and_readiness_says_so(database_url, partner):
+    """A PostgreSQL standby after a failover answers reads but refuses every write (each request writes an
+    audit row): the API says it cannot serve, as GET /readyz does, rather than failing with 500."""
+    from sqlalchemy.engine import make_url
+
+    from web import create_app
+
+    if make_url(database_url).get_backend_name() != "postgresql":
+        pytest.skip("a read-only server is PostgreSQL's (a standby)")
+    url = make_url(database_url).update_query_dict({"options": "-c default_transaction_read_only=on"})
+    app = create_app({"DATABASE_URL": url.render_as_string(hide_password=False), "SECRET_KEY": "test",
+                      "TESTING": True})
+    try:
+        client = app.test_client()
+        resp = client.get("/api/v1/referrals", headers=auth(partner))
+        assert_problem(resp, 503, "service-unavailable")
+        ready = client.get("/api/v1/readyz")
+        assert_problem(ready, 503, "service-unavailable")
+        assert ready.get_json()["database"] == "read_only"
+    finally:
+        app.extensions["tsunagu.engine"].dispose()

@@ -27,7 +27,7 @@ def _view(session, user, case, may_write: bool):
 class CaseById(MethodView):
     @requires("cases:read")
     @blp.response(200, CaseOut)
-    @problems(404)
+    @problems(404, 500, 503)
     def get(self, case_id):
         """ケースを職員の見え方で読む（トークンの職員の権限の範囲。version と allowed_events 付き）"""
         who = caller()
@@ -41,7 +41,7 @@ class CaseEvents(MethodView):
     @requires("cases:write", body="required")
     @blp.doc(requestBody=request_body_doc())
     @blp.response(200, CaseOut)
-    @problems(400, 404, 409, 413, 415, 422)
+    @problems(400, 404, 409, 413, 415, 422, 500, 503)
     def post(self, case_id):
         """ケースのイベントを1つ起こす（`{"event": "...", "version": N, ...項目}`）
 
@@ -70,5 +70,6 @@ class CaseEvents(MethodView):
                 exc.extra["allowed_events"] = allowed
             raise
         s.expire(case, ["history", "handoffs"])
+        # A token that may fire events but not read cases gets the receipt only (status and version).
         return views.event_receipt(s, who.user, case, services.allowed_events(s, who.user, case),
-                                   support_meeting_records=False)
+                                   support_meeting_records=False, may_read="cases:read" in who.scopes)

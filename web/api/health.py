@@ -34,8 +34,9 @@ class Readiness(MethodView):
         """受付可能か（データベースに接続でき、スキーマが最新の版か）。そうでなければ 503 の problem"""
         body, status = health.readiness()
         if status != 200:
-            why = "データベースに接続できません。" if body.get("database") != "ok" else \
-                "データベースのスキーマが最新の版ではありません（tsunagu db upgrade）。"
+            why = {"read_only": "データベースが読み取り専用です（待機系に切り替わっていないか確認してください）。",
+                   "ok": "データベースのスキーマが最新の版ではありません（tsunagu db upgrade）。"}.get(
+                body.get("database"), "データベースに接続できません。")
             # The readiness body's own "detail" (the error's class name) would collide with the problem's.
             extra = {("cause" if k == "detail" else k): v for k, v in body.items() if k != "status"}
             return problem_response("service-unavailable", why, headers={"Retry-After": "30"}, **extra)

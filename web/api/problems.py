@@ -208,10 +208,15 @@ def handle_unexpected(exc: Exception) -> Response:
 
 def _database_unavailable(exc: Exception) -> bool:
     """The database cannot serve now: unreachable, or its schema not (yet) migrated (GET /readyz says which)."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError
 
     if isinstance(exc, OperationalError):
         return True
+    if isinstance(exc, DatabaseError):
+        orig = getattr(exc, "orig", None)
+        # A standby (read only) or a SQLite file that is not a database: the database cannot serve.
+        if getattr(orig, "sqlstate", None) == "25006" or "file is not a database" in str(orig):
+            return True
     return isinstance(exc, ProgrammingError) and type(exc.orig).__name__ in ("UndefinedTable", "UndefinedColumn")
 
 

@@ -27,7 +27,7 @@ class Referrals(MethodView):
         "Idempotent-Replayed": {"description": "再送に最初の応答を返したとき true",
                                 "schema": {"type": "string", "enum": ["true"]}},
     })
-    @problems(400, 409, 413, 415, 422)
+    @problems(400, 409, 413, 415, 422, 500, 503)
     def post(self, headers, payload):
         """紹介を送る（ケースを開き、振り分け、ルールが一致すればつなぐシートを送付）
 
@@ -47,7 +47,7 @@ class Referrals(MethodView):
     @requires("referrals:read")
     @blp.arguments(ReferralQuery, location="query")
     @blp.response(200, ReferralPage)
-    @problems(422)
+    @problems(422, 500, 503)
     def get(self, query):
         """自分が送った紹介の一覧（新しい順）
 
@@ -63,7 +63,7 @@ class Referrals(MethodView):
 class ReferralById(MethodView):
     @requires("referrals:read")
     @blp.response(200, Referral)
-    @problems(404)
+    @problems(404, 500, 503)
     def get(self, referral_id):
         """自分が送った紹介の状況（状態・担当部署・受理と終結の日時・終結理由。ケースの記録は含まない）"""
         return referrals.get(db.session(), caller().client, referral_id)
