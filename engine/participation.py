@@ -34,25 +34,11 @@ def matches_view(session: Session, case: Case) -> list[dict[str, Any]]:
             for m in rows]
 
 
-def _day(errors: dict, fields: dict, name: str, today: date, *, required: bool) -> date | None:
-    value = fields.get(name)
-    if value in (None, ""):
-        if required:
-            errors[name] = [services.REQUIRED]
-        return None
-    if not isinstance(value, date):
-        try:
-            value = date.fromisoformat(str(value))
-        except ValueError:
-            errors[name] = ["日付は YYYY-MM-DD の形で入力してください。"]
-            return None
-    if value > today:
-        errors[name] = ["未来の日付は記録できません。"]
-        return None
-    if value.year < calendar.EARLIEST_YEAR:
-        errors[name] = [f"{calendar.EARLIEST_YEAR}年から{calendar.LATEST_YEAR}年までの日付を指定してください。"]
-        return None
-    return value
+def _day(errors: dict, fields: dict, name: str, today: date) -> date | None:
+    """`fields[name]` read as a day no later than today (services' date rule), or None when left out."""
+    fields = {name: fields.get(name) if fields.get(name) != "" else None}
+    services._as_date(errors, fields, name, not_after=today)
+    return None if name in errors else fields[name]
 
 
 def _require_plan_writer(session: Session, actor, case: Case) -> None:
@@ -80,11 +66,11 @@ def add_match(session: Session, actor, case_id: int, fields: dict[str, Any], *, 
         errors["activity"] = [services.REQUIRED]
     elif len(activity) > MAX_ACTIVITY:
         errors["activity"] = [f"{MAX_ACTIVITY}文字以内で入力してください。"]
-    started = _day(errors, fields, "started_on", today, required=False) or today
+    started = _day(errors, fields, "started_on", today) or today
     opened_on = case.opened_at.astimezone(calendar.JST).date()
     if "started_on" not in errors and started < opened_on:
         errors["started_on"] = [f"開始日は相談を受け付けた日（{calendar.wareki(opened_on)}）以降の日付にしてください。"]
-    ended = _day(errors, fields, "ended_on", today, required=False)
+    ended = _day(errors, fields, "ended_on", today)
     if ended is not None and "started_on" not in errors and ended < started:
         errors["ended_on"] = ["終了日は開始日以降の日付にしてください。"]
     if errors:
@@ -112,7 +98,7 @@ def end_match(session: Session, actor, case_id: int, match_id: int, ended_on: An
         raise NotFound("指定された参加支援の記録は見つかりません。")
     _require_plan_writer(session, actor, case)
     errors: dict[str, list[str]] = {}
-    ended = _day(errors, {"ended_on": ended_on}, "ended_on", today, required=False) or today
+    ended = _day(errors, {"ended_on": ended_on}, "ended_on", today) or today
     if "ended_on" not in errors and ended < match.started_on:
         errors["ended_on"] = ["終了日は開始日以降の日付にしてください。"]
     if errors:
