@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from engine import access, audit, calendar, services, vocab
+from engine import access, audit, calendar, services, submissions, vocab
 from engine.errors import GuardRefused, NotFound, ValidationFailed
 from engine.models import Case, ParticipationMatch, utcnow
 
@@ -43,6 +43,23 @@ def _day(errors: dict, fields: dict, name: str, today: date) -> date | None:
 
 def _require_plan_writer(session: Session, actor, case: Case) -> None:
     access.require(session, actor, case, access.PLAN, access.WRITE)
+
+
+def require_may_record(session: Session, actor, case_id: int) -> None:
+    """Refuse before a form is looked at: a case out of sight is NotFound, one whose plan the actor does not
+    drive is Forbidden (both audited by the caller), whatever the form holds."""
+    _require_plan_writer(session, actor, services.load_case(session, actor, case_id))
+
+
+def add_match_once(session: Session, actor, case_id: int, fields: dict[str, Any], *,
+                   submission_token: str | None, now: datetime | None = None,
+                   remote_addr: str | None = None) -> ParticipationMatch:
+    """add_match from a page's form, refused with AlreadySubmitted when the same form comes twice."""
+    require_may_record(session, actor, case_id)
+    claim = submissions.claim(session, actor, submission_token, "participation", now=now)
+    match = add_match(session, actor, case_id, fields, now=now, remote_addr=remote_addr)
+    submissions.settle(session, claim, case_id)
+    return match
 
 
 def add_match(session: Session, actor, case_id: int, fields: dict[str, Any], *, now: datetime | None = None,

@@ -105,3 +105,15 @@ def test_a_match_cannot_start_before_the_case_was_opened(accompanied, sessions, 
         participation.add_match(s, s.merge(actors.hikikomori), accompanied,
                                 {"host": "other", "activity": "a", "started_on": "2020-01-01"}, now=NOW)
     assert err.value.errors == {"started_on": ["開始日は相談を受け付けた日（令和8年10月1日）以降の日付にしてください。"]}
+
+
+def test_someone_who_may_not_record_is_refused_whatever_the_form_holds(accompanied, web, actors, sessions):
+    """The permission comes first: a covered agency reads the matches but a form of its own, good or bad, is
+    403 and recorded as a refusal; a department out of sight gets 404."""
+    before = count(sessions, AuditEvent, AuditEvent.outcome == "refused")
+    shakyo = web(actors.shakyo)
+    assert shakyo.post(f"/cases/{accompanied}/participation", {"host": ""}).status_code == 403
+    assert shakyo.post(f"/cases/{accompanied}/participation/1/end", {"ended_on": "bad"}).status_code == 403
+    assert web(actors.children).post(f"/cases/{accompanied}/participation", {"host": ""}).status_code == 404
+    assert count(sessions, AuditEvent, AuditEvent.outcome == "refused") == before + 3
+    assert count(sessions, ParticipationMatch) == 0

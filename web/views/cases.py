@@ -321,7 +321,7 @@ def add_note(case_id: int):
 @login_required
 def add_match(case_id: int):
     """参加支援: record a match to a 協力事業者 (the owner or the case FM, in 伴走支援)."""
-    s = db.session()
+    participation.require_may_record(db.session(), actor(), case_id)
     parsed = forms.parse(forms.ParticipationSchema, request.form)
     if not parsed.ok:
         return _render_case(case_id, event="participation", values=request.form,
@@ -329,9 +329,8 @@ def add_match(case_id: int):
     fields = dict(parsed.data)
     token = fields.pop("submission_token", None)
     try:
-        claim = submissions.claim(s, actor(), token, "participation")
-        participation.add_match(s, actor(), case_id, fields, remote_addr=remote_addr())
-        submissions.settle(s, claim, case_id)
+        participation.add_match_once(db.session(), actor(), case_id, fields, submission_token=token,
+                                     remote_addr=remote_addr())
     except PASS_THROUGH:
         raise
     except submissions.AlreadySubmitted as exc:
@@ -348,6 +347,7 @@ def add_match(case_id: int):
 @login_required
 def end_match(case_id: int, match_id: int):
     """Record the day a match ended."""
+    participation.require_may_record(db.session(), actor(), case_id)
     parsed = forms.parse(forms.ParticipationEndSchema, request.form)
     if not parsed.ok:
         return _render_case(case_id, event=f"end-{match_id}", values=request.form,
