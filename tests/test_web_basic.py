@@ -86,3 +86,44 @@ def test_api_readiness_refusal_is_a_problem(client, db_engine):
     finally:
         with db_engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": migrate.head_revision()})
+
+
+
+def test_processes_starting_together_on_a_new_instance_folder_share_one_key(tmp_path):
+    """A server and a scan started at once with no SECRET_KEY: neither fails, and both sign with one key.
+
+    Threads stand in for the processes (the file system is shared alike), with the interpreter switching
+    between them as often as it can, so that the gap between "is there a key" and "write one" is hit."""
+    import sys
+    import threading
+
+    from flask import Flask
+
+    from web import _instance_secret
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for round_ in range(60):
+            folder = tmp_path / f"instance{round_}"
+            app = Flask(__name__, instance_path=str(folder))
+            start = threading.Barrier(8)
+            results: list[object] = []
+
+            def start_up():
+                start.wait()
+                try:
+                    results.append(_instance_secret(app))
+                except Exception as exc:  # the failure itself is what the test reports
+                    results.append(exc)
+
+            threads = [threading.Thread(target=start_up) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            key = (folder / "secret_key").read_text().strip()
+            assert results == [key] * 8 and len(key) == 64, (round_, results)
+            assert [p.name for p in folder.iterdir()] == ["secret_key"]  # no drafts left behind
+    finally:
+        sys.setswitchinterval(interval)

@@ -119,9 +119,20 @@ def _instance_secret(app: Flask) -> str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
+            # Two processes may start at once on a new folder (a scan beside the server): the key is
+            # written whole under a name of this process's own, then linked into place, so that no one
+            # reads a half-written key and the first link wins for everyone.
+            draft = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32))
+                try:
+                    os.link(draft, path)
+                except FileExistsError:
+                    pass
+            finally:
+                draft.unlink(missing_ok=True)
         return path.read_text().strip()
     except OSError as exc:
         raise SettingError(f"TSUNAGU_INSTANCE_DIR: {path.parent} に秘密鍵を置けません（{exc.strerror}）。"
