@@ -68,6 +68,15 @@ def test_case_outside_scope_is_404(client, staff, case_id):
     assert_problem(_get(client, staff.livelihood, 987654), 404, "not-found")
 
 
+@pytest.mark.parametrize("body", [{}, {"event": "teleport", "version": 1}, {"event": "close", "version": "x"},
+                                  {"event": "send_handoff", "version": 1, "to_department": 7}])
+def test_a_case_outside_scope_is_404_whatever_the_body_says(client, staff, case_id, body):
+    """The case is looked up before the body is read: a bad body must not answer 422 for a case the caller
+    may not know of, nor a different status for an existing case than for a missing one."""
+    assert_problem(_fire(client, staff.elderly, case_id, body), 404, "not-found")
+    assert_problem(_fire(client, staff.elderly, 987654, body), 404, "not-found")
+
+
 def test_event_answers_200_with_the_new_case_view(client, staff, case_id, sessions):
     version = _get(client, staff.livelihood, case_id).get_json()["version"]
     resp = _fire(client, staff.livelihood, case_id, {"event": "accept_handoff", "version": version})

@@ -51,6 +51,8 @@ class CaseEvents(MethodView):
         """
         who = caller()
         s = db.session()
+        # The case first: a case outside the caller's scope is 404 whatever the body holds.
+        services.load_case(s, who.user, case_id)
         envelope = PARSER.parse(EventEnvelope, location="json")
         event = envelope["event"]
         fields = {}
