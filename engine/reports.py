@@ -85,11 +85,15 @@ def require_reader(actor) -> None:
         raise PermissionDenied("年度集計を見られるのはFMと管理者だけです。")
 
 
-def _coded(section: Section, labels: dict[str, str], counts: Counter) -> None:
+def _coded(section: Section, labels: dict[str, str], counts: Counter, *, prefix: str = "",
+           suffix: str = "") -> None:
+    """A row for every code of the list, then one for each code met that the list no longer holds.
+
+    `counts` is consumed. A row with no code at all reads 未設定."""
     for code, label in labels.items():
-        section.add(label, counts.pop(code, 0))
+        section.add(f"{prefix}{label}{suffix}", counts.pop(code, 0))
     for code, count in sorted(counts.items(), key=lambda kv: str(kv[0])):  # codes since removed from a list
-        section.add(UNCODED if code is None else f"{code}（コード表にないコード）", count)
+        section.add(f"{prefix}{UNCODED if code is None else f'{code}（コード表にないコード）'}{suffix}", count)
 
 
 def _grouped(session: Session, column, *where) -> Counter:
@@ -114,18 +118,12 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
 
     intake = Section("相談受付", note="この年度に受け付けた相談（ケース）の数。")
     intake.add("新規相談 計", session.scalar(select(func.count()).select_from(Case).where(*during(Case.opened_at))))
-    sources = _grouped(session, Case.source, *during(Case.opened_at))
-    for code, label in vocab.codes("sources").items():
-        intake.add(f"受付経路: {label}", sources.pop(code, 0))
-    for code, count in sources.items():
-        intake.add(f"受付経路: {code}（コード表にないコード）", count)
+    _coded(intake, vocab.codes("sources"), _grouped(session, Case.source, *during(Case.opened_at)),
+           prefix="受付経路: ")
     primary = Counter(dict(session.execute(
         select(CaseCategory.code, func.count()).join(Case, Case.id == CaseCategory.case_id)
         .where(CaseCategory.primary.is_(True), *during(Case.opened_at)).group_by(CaseCategory.code)).all()))
-    for code, label in vocab.codes("issue_categories").items():
-        intake.add(f"主な課題: {label}", primary.pop(code, 0))
-    for code, count in sorted(primary.items(), key=lambda kv: str(kv[0])):  # codes since removed from the list
-        intake.add(f"主な課題: {code}（コード表にないコード）", count)
+    _coded(intake, vocab.codes("issue_categories"), primary, prefix="主な課題: ")
     sections.append(intake)
 
     sheets = Section("つなぐシート", note="参加依頼を含む。受理・返送・期限超過はこの年度に起きたもの。")
@@ -149,14 +147,11 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
     for codes in session.scalars(active.execution_options(yield_per=2000)):
         by_case.update(set(codes or []))
     activities = _grouped(session, ContactNote.business_category, *on_days(ContactNote.contact_on))
-    for code, label in vocab.codes("business_categories").items():
-        business.add(f"{label}（ケース）", by_case.pop(code, 0))
-        business.add(f"{label}（接触記録）", activities.pop(code, 0))
-    business.add("区分なし（接触記録）", activities.pop(None, 0))
-    for code, count in sorted(by_case.items(), key=lambda kv: str(kv[0])):
-        business.add(f"{code}（コード表にないコード）（ケース）", count)
-    for code, count in sorted(activities.items(), key=lambda kv: str(kv[0])):
-        business.add(f"{code}（コード表にないコード）（接触記録）", count)
+    kinds = vocab.codes("business_categories")
+    _coded(business, kinds, by_case, suffix="（ケース）")
+    unmarked = activities.pop(None, 0)
+    _coded(business, kinds, activities, suffix="（接触記録）")
+    business.add("区分なし（接触記録）", unmarked)
     sections.append(business)
 
     plans = Section("支援決定・支援プラン", note="支援決定は、重層的支援会議がプランを決定した日（支援決定日）で数える。"
@@ -170,8 +165,7 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
     plans.add("支援決定（再プラン）", versions.get(True, 0))
     decisions = _grouped(session, Evaluation.decision, *on_days(Evaluation.evaluated_on))
     plans.add("評価 計", sum(decisions.values()))
-    for code, label in vocab.codes("evaluation_decisions").items():
-        plans.add(f"評価の結果: {label}", decisions.pop(code, 0))
+    _coded(plans, vocab.codes("evaluation_decisions"), decisions, prefix="評価の結果: ")
     sections.append(plans)
 
     contacts = Section("接触記録（支援経過）", note="支援会議の記録として残したものを含む。")
@@ -194,10 +188,7 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
     participation = Section("参加支援", note="この年度に始まったマッチング。協力事業者（コード表 participation_hosts）ごと。")
     hosts = _grouped(session, ParticipationMatch.host, *on_days(ParticipationMatch.started_on))
     participation.add("マッチング 計", sum(hosts.values()))
-    for code, label in vocab.codes("participation_hosts").items():
-        participation.add(f"協力事業者: {label}", hosts.pop(code, 0))
-    for code, count in sorted(hosts.items(), key=lambda kv: str(kv[0])):
-        participation.add(f"協力事業者: {code or UNCODED}（コード表にないコード）", count)
+    _coded(participation, vocab.codes("participation_hosts"), hosts, prefix="協力事業者: ")
     sections.append(participation)
 
     closures = Section("終結", note="この年度の終結（のちに再開したケースの終結も数える）。")

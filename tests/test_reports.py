@@ -193,7 +193,10 @@ def test_a_code_no_longer_in_its_list_still_has_a_row(open_case, sessions, actor
     case_id = open_case(categories=["poverty"])
     with unit_of_work(sessions) as s:
         s.execute(update(CaseCategory).where(CaseCategory.case_id == case_id).values(code="obsolete_code"))
-        s.execute(update(Case).where(Case.id == case_id).values(business_categories=["old_kind"]))
+        s.execute(update(Case).where(Case.id == case_id).values(business_categories=["old_kind"],
+                                                                 source="old_window"))
     got = figures(read(sessions, actors.fm))
     assert got[("相談受付", "主な課題: obsolete_code（コード表にないコード）")] == 1
+    assert got[("相談受付", "受付経路: old_window（コード表にないコード）")] == 1
     assert got[("事業区分", "old_kind（コード表にないコード）（ケース）")] == 1
+
