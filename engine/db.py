@@ -211,10 +211,16 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 def _gate_of(url) -> _WriteGate | None:
     """The write gate of an SQLite file's URL (None for other databases and in-memory ones)."""
+    path = sqlite_file(url)
+    return None if path is None else _gate_for(str(path))
+
+
+def sqlite_file(url) -> Path | None:
+    """The file an SQLite URL names (None for other databases, in-memory ones and `file:` URIs)."""
     u = make_url(url)
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" or u.database.startswith("file:"):
         return None
-    return _gate_for(u.database)
+    return Path(u.database)
 
 
 def _gated_factory(gate: _WriteGate):
@@ -229,7 +235,6 @@ def make_engine(url: str, **kwargs) -> Engine:
         connect_args = kwargs.setdefault("connect_args", {})
         connect_args.setdefault("timeout", BUSY_TIMEOUT_SECONDS)
         if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
             gate = _gate_of(u)
             if gate is not None:
                 connect_args.setdefault("factory", _gated_factory(gate))

@@ -22,7 +22,12 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Create or migrate the database at `url` to `revision`."""
+    """Create or migrate the database at `url` to `revision` (an SQLite file's folder is made if missing)."""
+    from engine.db import sqlite_file
+
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
 
 

@@ -149,6 +149,19 @@ def test_a_database_behind_the_newest_revision_stops_every_command_but_upgrade(t
     assert _tsunagu(tmp_path, "alerts", "scan", DATABASE_URL=old).returncode == 0
 
 
+def test_a_mistyped_database_path_is_said_and_leaves_nothing_behind(tmp_path):
+    missing = tmp_path / "no-such-folder" / "tsunagu.db"
+    url = f"sqlite:///{missing}"
+    for args in (("audit", "verify"), ("alerts", "scan"), ("demo",)):
+        result = _tsunagu(tmp_path, *args, DATABASE_URL=url)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (args, result.stderr)
+        assert f"データベースのファイル {missing} がありません" in result.stderr
+    assert not missing.parent.exists()
+    # Creating it is db upgrade's, folder included.
+    assert _tsunagu(tmp_path, "db", "upgrade", DATABASE_URL=url).returncode == 0
+    assert _tsunagu(tmp_path, "audit", "verify", DATABASE_URL=url).returncode == 0
+
+
 @pytest.mark.parametrize("args,env,says", [
     (("db", "upgrade", "--revision", "bogus"), {}, "「bogus」という版はありません"),
     (("serve", "--host", "127.0.0.1:99"), {}, "ポートは --port で指定します"),

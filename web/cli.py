@@ -89,6 +89,7 @@ class TsunaguGroup(FlaskGroup):
 
     def _require_schema_at_head(self, ctx) -> None:
         from engine import migrate
+        from engine.db import sqlite_file
 
         given = ctx.meta.get("tsunagu.args", [])
         words = tuple(a for a in given if not a.startswith("-"))
@@ -97,6 +98,11 @@ class TsunaguGroup(FlaskGroup):
         if not words or any(words[:len(w)] == w for w in self.WITHOUT_SCHEMA) or "--help" in given:
             return
         app = ctx.ensure_object(ScriptInfo).load_app()
+        path = sqlite_file(app.config["DATABASE_URL"])
+        if path is not None and not path.exists():
+            # Said before connecting: SQLite would create an empty file (a mistyped path left files behind).
+            raise ReportedProblem(f"データベースのファイル {path} がありません。DATABASE_URL を確認し、新しく作るときは"
+                                  "先に tsunagu db upgrade を実行してください。")
         current = migrate.current_revision(app.extensions["tsunagu.engine"])
         if current != migrate.head_revision():
             raise ReportedProblem(
