@@ -823,7 +823,9 @@ def parse_rules_file(path: Path, config_dir: Path | None = None) -> RuleSet:
     except OSError as exc:
         raise RulesError([(str(path), 1, f"ファイルを読み込めません ({exc})")]) from exc
     try:
-        text = raw.decode("utf-8")
+        # A byte order mark (Windows editors write one) is not part of the rules: the same text with or
+        # without it is the same version.
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
         raise RulesError([(str(path), line, "UTF-8 として読めない文字があります（Shift_JIS などで保存されていないか"

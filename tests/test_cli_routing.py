@@ -151,6 +151,13 @@ def test_load_adds_a_version_only_when_the_text_changed(cli, sessions, tmp_path)
         assert row.source_text == changed.read_text(encoding="utf-8")
         assert row.loaded_by.startswith("cli:")
         assert s.scalar(select(func.count()).where(AuditEvent.action == "rules.load")) == 2
+    # The same text saved by an editor that puts a byte order mark first is the same rules.
+    marked = tmp_path / "marked.yaml"
+    marked.write_bytes(b"\xef\xbb\xbf" + changed.read_bytes())
+    again = cli("rules", "load", str(marked))
+    assert again.exit_code == 0 and "第2版と同じ内容" in again.stdout, again.output
+    assert versions(sessions) == [1, 2]
+    assert cli("rules", "check", str(marked)).exit_code == 0
 
 
 def test_load_refuses_a_department_the_database_does_not_have(cli, sessions, database_url, tmp_path):
