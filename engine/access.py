@@ -161,7 +161,8 @@ _DRIVE = frozenset({SYSTEM, OWNER, CASE_FM})
 # - a joined department reads only its own ordinary contact notes (the others' are not its own);
 # - shared facts are read by covered agencies and by the members of the meeting they came from;
 # - carrying a fact needs a current given consent; a contact note written by a member who is neither
-#   owner, joined nor covered is a record of their 支援会議 (note_meeting_id).
+#   owner, joined nor covered, or by a member while the case is in the 支援会議 track, is a record of their
+#   支援会議 (note_meeting_id).
 POLICY: dict[tuple[str, str], frozenset[str]] = {
     (CASE_METADATA, READ): METADATA_RELATIONS,
     (CASE_METADATA, WRITE): _DRIVE,  # send handoffs, ask others to join, resume, close
@@ -458,16 +459,25 @@ def shared_fact_visible(fact, rel: frozenset[str], member_meetings) -> bool:
     return bool(rel & {SYSTEM, COVERED}) or fact.meeting_id in member_meetings
 
 
+# The states in which a case is worked on without the person's consent, in the 支援会議 track: what a
+# 支援会議 member types then may carry what the meeting shared, and stays with the meeting's members.
+MEETING_TRACK_STATES = ("support_meeting", "consent")
+
+
 def note_meeting_id(session: Session, user, case, rel: frozenset[str]) -> int | None:
     """The 支援会議 a new contact note by `user` belongs to, or None for the ordinary (consented) track.
 
-    The owner, a joined department and a covered agency write into the ordinary track. Anyone else who may
-    write (a 支援会議 member, the case FM) knows the case through a 支援会議, so what they record is a record
-    of their newest 支援会議 and stays with its members.
+    The owner, a joined department and a covered agency write into the ordinary track, except a 支援会議
+    member while the case is in the 支援会議 track (支援会議・同意確認中): what they record then may carry
+    what the meeting shared without consent, and it would reach the covered agencies once consent is
+    given. Anyone else who may write (a 支援会議 member, the case FM) knows the case through a 支援会議.
+    Either way the note is a record of their newest 支援会議 and stays with its members.
     """
-    if rel & {SYSTEM, OWNER, JOINED, COVERED}:
+    if SYSTEM in rel:
         return None
     meetings = member_meeting_ids(session, user, case.id)
+    if rel & {OWNER, JOINED, COVERED} and not (meetings and case.state in MEETING_TRACK_STATES):
+        return None
     return meetings[0] if meetings else None
 
 

@@ -138,7 +138,7 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
 HISTORY_TEXTS = ("reason", "override_reason", "close_reason", "decision", "note")
 # A note typed while the case was in 支援会議 or 同意確認中 may carry what its 支援会議 shared without
 # consent: like the meeting's records, it is read only by the case's 支援会議 members.
-MEETING_STATES = ("support_meeting", "consent")
+MEETING_STATES = access.MEETING_TRACK_STATES
 HISTORY_NOTE_WITHHELD = "（支援会議の構成員だけに表示されるメモがあります）"
 
 

@@ -541,3 +541,39 @@ def test_a_consent_note_typed_in_the_support_meeting_is_its_members(web, actors,
     assert "会議で聞いた借金の額に触れた" in web(actors.livelihood).get(f"/cases/{case_id}").get_data(as_text=True)
     other = web(colleague).get(f"/cases/{case_id}").get_data(as_text=True)
     assert "会議で聞いた借金の額に触れた" not in other and "支援会議の構成員だけに表示されるメモがあります" in other
+
+
+def test_a_contact_note_the_owner_types_as_a_support_meeting_member_stays_with_the_meeting(
+        web, actors, case_in, fire, sessions, make_user, app):
+    """In 支援会議 and 同意確認中 a member's contact note may carry what the meeting shared without consent: it
+    is a record of that meeting even when its writer owns the case, and does not reach the agencies a later
+    consent covers, on the page or through the API. After consent the owner writes into the consented track."""
+    from tests.api.support import auth
+
+    case_id = case_in("support_meeting")  # 生活福祉課 owns it and sits in the 支援会議
+    owner = web(actors.livelihood)
+    page = owner.get(f"/cases/{case_id}")
+    assert "この記録は支援会議の記録になります" in text_of(page)
+    form = {"submission_token": _note_form(owner, case_id), "method": "home_visit", "body": "会議で聞いた長男の借金の額"}
+    r = owner.post(f"/cases/{case_id}/notes", form)
+    assert r.status_code == 303 and "/meetings/" in r.headers["Location"]
+    with sessions() as s:
+        note = s.scalar(select(ContactNote).where(ContactNote.case_id == case_id))
+        assert note.meeting_id is not None
+    fire(actors.fm, case_id, "seek_consent")
+    fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
+         agencies=["livelihood", "shakyo"])
+    assert "この記録は支援会議の記録になります" not in text_of(owner.get(f"/cases/{case_id}"))
+    form = {"submission_token": _note_form(owner, case_id), "method": "phone", "body": "同意後に電話した"}
+    assert "/cases/" in owner.post(f"/cases/{case_id}/notes", form).headers["Location"]
+    covered = text_of(web(actors.shakyo).get(f"/cases/{case_id}"))
+    colleague = text_of(web(make_user("staff", "livelihood", login="livelihood2")).get(f"/cases/{case_id}"))
+    for seen in (covered, colleague):
+        assert "同意後に電話した" in seen and "会議で聞いた長男の借金の額" not in seen
+    with unit_of_work(sessions) as s:
+        from engine import api_clients
+
+        _, token = api_clients.create_token(s, client_name="shakyo-system", scopes=["cases:read"],
+                                            user_login="shakyo")
+    api = app.test_client().get(f"/api/v1/cases/{case_id}", headers=auth(token)).get_json()
+    assert [n["body"] for n in api["contact_notes"]] == ["同意後に電話した"]

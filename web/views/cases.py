@@ -8,8 +8,8 @@ from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
 from engine import (
-    calendar, casefile, caselist, join_offers, notes, notices, participation, reading, routing_override, services, states,
-    submissions,
+    access, calendar, casefile, caselist, join_offers, notes, notices, participation, reading, routing_override,
+    services, states, submissions,
 )
 from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.models import Handoff, utcnow
@@ -110,7 +110,9 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         may_answer_offers=bool(may.get("case_metadata.write")) and file.case.state != "closed",
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
         or submissions.new_token(), may_match=participation.may_record(s, actor(), file.case, file.rel),
-        match_token=(values or {}).get("submission_token") if event == "participation" else submissions.new_token(), now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
+        match_token=(values or {}).get("submission_token") if event == "participation" else submissions.new_token(),
+        now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
+        note_meeting=access.note_meeting_id(s, actor(), file.case, file.rel) if file.case.state != "closed" else None,
     ), status
 
 
