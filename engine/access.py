@@ -342,6 +342,18 @@ def meeting_relations(user, meeting) -> frozenset[str]:
     return frozenset({MEMBER, SECRETARIAT} if row.secretariat else {MEMBER})
 
 
+def invitation_reaches(session: Session, user, meeting) -> bool:
+    """Whether an invited member who has not acknowledged yet reaches the meeting by the invitation alone
+    (its page, to acknowledge the 守秘義務).
+
+    A 支援会議 invites without consent. A 重層的支援会議 meets under the person's consent: its invitation
+    reaches only the staff of the agencies that consent covers now, and lapses when it is withdrawn or
+    narrowed (anyone else reaches it only as they reach the case)."""
+    if meeting.kind != "layered_meeting":
+        return True
+    return user.department_id in consented_department_ids(session, meeting.case_id)
+
+
 def sight_of(rel: frozenset[str]) -> Sight:
     if rel & CONTENT_RELATIONS:
         return Sight.CONTENT

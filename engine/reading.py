@@ -103,7 +103,7 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
     if meeting is None:
         raise NotFound(missing)
     member = next((m for m in meeting.members if m.user_id == actor.id), None)
-    if member is not None and member.acknowledged_at is None:
+    if member is not None and member.acknowledged_at is None and access.invitation_reaches(session, actor, meeting):
         # Invited but not yet bound by the 守秘義務: the case is not in their sight until they
         # acknowledge, yet they must reach the page that asks them to.
         case = session.get(Case, meeting.case_id)

@@ -1003,6 +1003,10 @@ def acknowledge_secrecy(session: Session, actor: User, meeting_id: int, *, now: 
                                                         MeetingMember.user_id == actor.id))
     if member is None:
         raise NotFound("指定された会議は見つかりません。")
+    meeting = session.get(Meeting, meeting_id)
+    if member.acknowledged_at is None and not access.invitation_reaches(session, actor, meeting):
+        # A 重層的支援会議's invitation to an agency the consent no longer covers has lapsed.
+        load_case(session, actor, meeting.case_id, not_found="指定された会議は見つかりません。")
     if member.acknowledged_at is None:
         # Compare-and-set: of requests racing each other (a double click, two tabs), one acknowledges and
         # writes the audit row; the others find it done.
@@ -1011,7 +1015,6 @@ def acknowledge_secrecy(session: Session, actor: User, meeting_id: int, *, now: 
             .values(acknowledged_at=now).execution_options(synchronize_session=False)).rowcount
         session.refresh(member)
         if done == 1:
-            meeting = session.get(Meeting, meeting_id)
             audit.record(session, actor=actor, action="meeting.acknowledge_secrecy", object_type="meeting",
                          object_id=meeting_id, case_id=meeting.case_id, at=now)
             session.flush()
