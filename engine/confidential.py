@@ -31,7 +31,7 @@ def load_meeting(session: Session, actor, meeting_id: int) -> tuple[Meeting, obj
     meeting = session.get(Meeting, meeting_id)
     if meeting is None:
         raise NotFound("指定された会議は見つかりません。")
-    case = services.load_case(session, actor, meeting.case_id)
+    case = services.load_case(session, actor, meeting.case_id, not_found="指定された会議は見つかりません。")
     return meeting, case
 
 

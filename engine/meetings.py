@@ -25,7 +25,7 @@ def append_record(session: Session, actor, meeting_id: int, *, minutes: str | No
     meeting = session.get(Meeting, meeting_id)
     if meeting is None:
         raise NotFound("指定された会議は見つかりません。")
-    services.load_case(session, actor, meeting.case_id)
+    services.load_case(session, actor, meeting.case_id, not_found="指定された会議は見つかりません。")
     member = session.scalar(select(MeetingMember).where(MeetingMember.meeting_id == meeting_id,
                                                         MeetingMember.user_id == actor.id))
     if member is None or member.acknowledged_at is None:

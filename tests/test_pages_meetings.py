@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from sqlalchemy import select
 
 from engine.db import unit_of_work
@@ -94,6 +96,22 @@ def test_only_acknowledged_members_may_add_to_the_records(web, actors, case_in, 
     meeting_id = _meeting(sessions, case_id)
     r = web(actors.window).post(f"/meetings/{meeting_id}/record", {"submission_token": "t" * 20, "minutes": "x"})
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize("action", ["", "/acknowledge", "/record", "/members", "/facts"])
+def test_a_meeting_of_a_case_out_of_sight_answers_as_a_missing_one(web, actors, case_in, sessions, action):
+    """こども家庭課 has no part in the case: each of the meeting's addresses answers as for a meeting that does
+    not exist, so that the answer does not tell which meeting numbers are in use."""
+    meeting_id = _meeting(sessions, case_in("support_meeting"))
+    client = web(actors.children)
+    form = {"submission_token": "t" * 20, "minutes": "x", "user": "shakyo", "text": "x"}
+
+    def ask(number):
+        return client.get(f"/meetings/{number}") if not action else client.post(f"/meetings/{number}{action}", form)
+
+    found, missing = ask(meeting_id), ask(999999)
+    assert found.status_code == missing.status_code == 404
+    assert text_of(found).replace(str(meeting_id), "N") == text_of(missing).replace("999999", "N")
 
 
 def test_a_layered_meeting_shows_the_plan_and_its_roles(web, actors, case_in, sessions):
@@ -206,6 +224,25 @@ def test_a_layered_meeting_member_sees_the_case_only_while_the_consent_covers_th
     fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")
     # The membership does not outlast the consent the meeting met under.
     assert shakyo.get(f"/cases/{case_id}").status_code == 404
+
+
+def test_a_layered_meeting_invitation_lapses_with_the_consent(web, actors, case_in, fire, sessions):
+    """Invited to a 重層的支援会議 and not yet acknowledged when the consent is withdrawn: the meeting is as
+    unknown to them as the case (its page, its number, the acknowledgement)."""
+    case_id = case_in("accompaniment")  # consent: 生活福祉課, 社協
+    meeting_id = _meeting(sessions, case_id, kind="layered_meeting")
+    assert web(actors.livelihood).post(f"/meetings/{meeting_id}/members", data={"user": "shakyo"}).status_code == 303
+    shakyo = web(actors.shakyo)
+    assert "守秘義務" in text_of(shakyo.get(f"/meetings/{meeting_id}"))  # invited: asked to acknowledge
+    fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")
+    missing = shakyo.get("/meetings/999999")
+    lapsed = shakyo.get(f"/meetings/{meeting_id}")
+    assert lapsed.status_code == missing.status_code == 404
+    assert text_of(lapsed).replace(str(meeting_id), "N") == text_of(missing).replace("999999", "N")
+    assert shakyo.post(f"/meetings/{meeting_id}/acknowledge").status_code == 404
+    with sessions() as s:
+        assert s.scalar(select(MeetingMember.acknowledged_at).where(
+            MeetingMember.meeting_id == meeting_id, MeetingMember.user_id == actors.shakyo.id)) is None
 
 
 def test_a_layered_meetings_records_follow_the_consent_not_the_membership(web, actors, case_in, fire, sessions):
