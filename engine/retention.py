@@ -101,6 +101,21 @@ def apply(session: Session, *, years: int, now: datetime | None = None, dry_run:
     return report
 
 
+def scrub_log(engine) -> bool:
+    """After a run has committed: leave no copy of what it removed in the database's own log.
+
+    SQLite keeps the pages as they were before the change in its WAL file until a checkpoint copies them
+    back and the log is restarted; this checkpoints and truncates the log (waiting, up to the busy timeout,
+    for readers still on an older snapshot). False if it could not finish (run it again later). PostgreSQL
+    keeps old row versions until VACUUM reuses their space: nothing to do from here (see the README)."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as conn:
+        busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()[0]
+        conn.commit()
+    return busy == 0
+
+
 def _blank(value: str | None) -> str | None:
     return None if value is None else MARKER
 

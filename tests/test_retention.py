@@ -117,6 +117,26 @@ def test_apply_anonymises_only_closed_cases_past_the_period(cases, run_cli, db_e
     assert "0 件を匿名化しました" in again.output
 
 
+def test_what_was_anonymised_is_not_left_in_the_files_bytes(cases, run_cli, db_engine, sessions):  # noqa: F811
+    """Not only the rows: the SQLite file's free space and its WAL log keep no copy of the removed text."""
+    from pathlib import Path
+
+    if db_engine.dialect.name != "sqlite":
+        pytest.skip("an SQLite file's bytes (PostgreSQL's old row versions are VACUUM's: see the README)")
+    world, _, _ = cases
+    words = [world.person_name, *M.MARKERS.values(), "終結メモ"]
+    path = Path(db_engine.url.database)
+
+    def file_bytes() -> bytes:
+        return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+    assert all(w.encode() in file_bytes() for w in words)  # the check can see them before the run
+    result = run_cli("retention", "apply", "--now", LATER.isoformat())
+    assert result.exit_code == 0 and "注意" not in result.output, result.output
+    left = file_bytes()
+    assert [w for w in words if w.encode() in left] == []
+
+
 def test_the_period_comes_from_the_settings(cases, app, run_cli, sessions):  # noqa: F811
     world, recent, still_open = cases
     assert Settings.from_env({"TSUNAGU_RETENTION_YEARS": "3"}).retention_years == 3

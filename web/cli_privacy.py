@@ -136,3 +136,6 @@ def retention_apply(dry_run: bool, now_text: str | None) -> None:
         click.echo(f"{head}を匿名化しました（実行記録 {report.run_id}）。")
     for _, number, closed_at in report.cases:
         click.echo(f"  {number}  終結 {_when(closed_at)}")
+    if not dry_run and not policy.scrub_log(current_app.extensions["tsunagu.engine"]):
+        click.echo("注意: 匿名化前の内容がデータベースのログ（-wal ファイル）にまだ残っています。ほかの処理が終わった後に"
+                   "もう一度 tsunagu retention apply を実行してください。", err=True)
