@@ -84,9 +84,7 @@ def add_match(session: Session, actor, case_id: int, fields: dict[str, Any], *, 
     elif len(activity) > MAX_ACTIVITY:
         errors["activity"] = [f"{MAX_ACTIVITY}文字以内で入力してください。"]
     started = _day(errors, fields, "started_on", today) or today
-    opened_on = case.opened_at.astimezone(calendar.JST).date()
-    if "started_on" not in errors and started < opened_on:
-        errors["started_on"] = [f"開始日は相談を受け付けた日（{calendar.wareki(opened_on)}）以降の日付にしてください。"]
+    services.not_before_opening(errors, {"started_on": started}, "started_on", case, "開始日")
     ended = _day(errors, fields, "ended_on", today)
     if ended is not None and "started_on" not in errors and ended < started:
         errors["ended_on"] = ["終了日は開始日以降の日付にしてください。"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -124,6 +124,51 @@ def _as_date(errors: dict, fields: dict, name: str, *, not_after: date | None = 
         return
     if value is not None and not_after is not None and value > not_after:
         errors.setdefault(name, []).append("未来の日付は記録できません。")
+
+
+def opened_on(case: Case) -> date:
+    """The day (in Japan) the case's consultation was received."""
+    return case.opened_at.astimezone(calendar.JST).date()
+
+
+# A contact or a 支援会議 may be recorded for days before the case was: the consultation is often typed in
+# after the first visit, or a partner refers a person it has been seeing. So far back, not further.
+RECORDED_LATE_DAYS = 30
+
+
+def not_before_opening(errors: dict, fields: dict, name: str, case: Case, what: str, *,
+                       grace_days: int = 0) -> None:
+    """Refuse a day (or a time's day) before the case was opened (less `grace_days`): a record of this
+    case's support cannot come long before its consultation, and a mistyped year would also leave it out
+    of every yearly report."""
+    value = fields.get(name)
+    if name in errors or value is None:
+        return
+    day = value.astimezone(calendar.JST).date() if isinstance(value, datetime) else value
+    earliest = opened_on(case) - timedelta(days=grace_days)
+    if isinstance(day, date) and day < earliest:
+        if grace_days:
+            errors[name] = [f"{what}は相談を受け付けた日（{calendar.wareki(opened_on(case))}）の{grace_days}日前"
+                            f"（{calendar.wareki(earliest)}）以降の日付にしてください。"]
+        else:
+            errors[name] = [f"{what}は相談を受け付けた日（{calendar.wareki(earliest)}）以降の日付にしてください。"]
+
+
+# How far ahead a next evaluation may be set: far enough for any plan, near enough that a mistyped year
+# (2207 for 2027) is caught instead of never falling due.
+EVALUATION_HORIZON_YEARS = 3
+
+
+def evaluation_within_horizon(errors: dict, fields: dict, name: str, today: date) -> None:
+    value = fields.get(name)
+    if name in errors or not isinstance(value, date):
+        return
+    try:
+        limit = today.replace(year=today.year + EVALUATION_HORIZON_YEARS)
+    except ValueError:  # February 29
+        limit = today.replace(year=today.year + EVALUATION_HORIZON_YEARS, day=28)
+    if value > limit:
+        errors[name] = [f"次回評価日は{EVALUATION_HORIZON_YEARS}年以内（{calendar.wareki(limit)}まで）の日付にしてください。"]
 
 
 def _departments(session: Session, errors: dict, name: str, codes: list[str] | None) -> list[Department]:
@@ -515,6 +560,7 @@ def _prepare_convene(ctx: EventContext) -> None:
                         "secretariat": False})
     # A 支援会議 is recorded once it has been held: a time still to come is refused.
     _as_time(errors, ctx.fields, "held_at", not_after=ctx.now)
+    not_before_opening(errors, ctx.fields, "held_at", ctx.case, "開催日", grace_days=RECORDED_LATE_DAYS)
     if errors:
         raise ValidationFailed(errors)
     ctx.members = members
@@ -618,10 +664,9 @@ def _prepare_plan(ctx: EventContext) -> None:
     _require(f, "goals", "roles", "main_department", "next_evaluation_date")
     errors: dict[str, list[str]] = {}
     _as_date(errors, f, "next_evaluation_date")
+    evaluation_within_horizon(errors, f, "next_evaluation_date", ctx.today)
     _as_date(errors, f, "decided_on", not_after=ctx.today)
-    opened_on = ctx.case.opened_at.astimezone(calendar.JST).date()
-    if isinstance(f.get("decided_on"), date) and "decided_on" not in errors and f["decided_on"] < opened_on:
-        errors["decided_on"] = [f"支援決定日は相談を受け付けた日（{calendar.wareki(opened_on)}）以降の日付にしてください。"]
+    not_before_opening(errors, f, "decided_on", ctx.case, "支援決定日")
     roles = []
     if not isinstance(f["roles"], list) or not all(isinstance(r, dict) for r in f["roles"]):
         raise ValidationFailed({"roles": ["役割分担は {department, role} の一覧で指定してください。"]})
@@ -704,6 +749,7 @@ def _prepare_evaluate(ctx: EventContext) -> None:
     elif not _blank(f.get("close_reason")):
         errors.setdefault("close_reason", []).append("終結の理由は、終結するときだけ指定してください。")
     _as_date(errors, f, "next_evaluation_date")
+    evaluation_within_horizon(errors, f, "next_evaluation_date", ctx.today)
     _as_date(errors, f, "evaluated_on", not_after=ctx.today)
     ctx.plan = active_plan(ctx.session, ctx.case.id)
     adopted_on = (ctx.plan.decided_on or ctx.plan.created_at.astimezone(calendar.JST).date()) \
@@ -968,6 +1014,7 @@ def add_contact_note(session: Session, actor: User, case_id: int, fields: dict[s
     _choice(errors, fields, "method", "contact_methods")
     _choice(errors, fields, "business_category", "business_categories", required=False)
     _as_date(errors, fields, "contact_on", not_after=now.astimezone(calendar.JST).date())
+    not_before_opening(errors, fields, "contact_on", case, "接触日", grace_days=RECORDED_LATE_DAYS)
     meeting_id = access.note_meeting_id(session, actor, case, rel)
     if fields.get("meeting_id") not in (None, ""):
         if fields["meeting_id"] not in access.member_meeting_ids(session, actor, case.id):

@@ -326,6 +326,17 @@ def test_contact_notes_are_checked_and_added_once(web, actors, case_in, sessions
     assert "令和8年11月27日 ・訪問" in text_of(client.get(f"/cases/{case_id}"))
 
 
+def test_a_contact_note_dated_long_before_the_case_is_refused_beside_its_date(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    form = {"submission_token": _note_form(client, case_id), "contact_on": "明治33年1月2日", "method": "phone",
+            "body": "電話した。"}
+    r = client.post(f"/cases/{case_id}/notes", form)
+    assert r.status_code == 422
+    assert "相談を受け付けた日（令和" in error_beside(r, "note", "contact_on")
+    assert count(sessions, ContactNote) == 0
+
+
 def test_a_contact_note_form_opened_before_the_closure_is_refused(web, actors, case_in, sessions, fire):
     case_id = case_in("assigned")
     client = web(actors.livelihood)

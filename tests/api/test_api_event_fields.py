@@ -120,6 +120,39 @@ def test_a_close_reason_on_an_evaluation_that_does_not_close_is_refused(client, 
     assert "close_reason" in assert_problem(resp, 422, "validation-error")["errors"]
 
 
+def test_a_meeting_long_before_the_case_is_422_and_one_held_shortly_before_is_taken(client, tokens, assigned,
+                                                                                     sessions):
+    """A 支援会議 is often recorded after it was held, even before the case was typed in; a year like 1900
+    is a mistake, and would leave the meeting out of every yearly report."""
+    members = [{"user": "hikikomori", "acknowledged": True}]
+    resp = _fire(client, tokens.fm, assigned, "convene_support_meeting", members=members,
+                 held_at="1900-01-01T10:00:00+09:00")
+    message = assert_problem(resp, 422, "validation-error")["errors"]["held_at"][0]
+    assert "相談を受け付けた日" in message and "30日前" in message and "令和" in message
+    assert count(sessions, Meeting) == 0
+    shortly = (NOW - timedelta(days=20)).isoformat()
+    assert _fire(client, tokens.fm, assigned, "convene_support_meeting", members=members,
+                 held_at=shortly).status_code == 200
+
+
+def test_a_next_evaluation_years_ahead_is_422(client, tokens, assigned, fire, actors, sessions):
+    """A mistyped year (2999, 2207) would never fall due: an evaluation is set within three years."""
+    from engine.models import Plan
+
+    fire(actors.livelihood, assigned, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
+    plan = {"goals": "「働きたい」", "main_department": "livelihood",
+            "roles": [{"department": "livelihood", "role": "家計相談"}]}
+    resp = _fire(client, tokens.livelihood, assigned, "adopt_plan", next_evaluation_date="2999-12-31", **plan)
+    assert "3年以内" in assert_problem(resp, 422, "validation-error")["errors"]["next_evaluation_date"][0]
+    assert count(sessions, Plan) == 0
+    two_years = (datetime.now(timezone.utc) + timedelta(days=730)).date().isoformat()
+    assert _fire(client, tokens.livelihood, assigned, "adopt_plan", next_evaluation_date=two_years,
+                 **plan).status_code == 200
+    resp = _fire(client, tokens.livelihood, assigned, "evaluate", goals_met="partly", decision="continue",
+                 next_evaluation_date="2207-04-01")
+    assert "3年以内" in assert_problem(resp, 422, "validation-error")["errors"]["next_evaluation_date"][0]
+
+
 def test_a_plan_naming_an_agency_or_a_category_twice_is_422(client, tokens, assigned, fire, actors):
     fire(actors.livelihood, assigned, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
     plan = {"goals": "「働きたい」", "main_department": "livelihood", "next_evaluation_date": FUTURE}
