@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.models import AuditEvent, AuditHead, utcnow
@@ -142,6 +142,9 @@ class VerifyResult:
     broken_id: int | None = None
     broken_seq: int | None = None
     reason: str | None = None
+    # The head the chain was checked up to (rows written since are left for the next run).
+    head_seq: int = 0
+    head_hash: str = GENESIS
 
 
 def verify(session: Session, batch: int = 5000, known: dict[int, str] | None = None) -> VerifyResult:
@@ -150,8 +153,17 @@ def verify(session: Session, batch: int = 5000, known: dict[int, str] | None = N
     The chain alone cannot tell a tail rewritten with freshly computed hashes from the real one. `known`
     gives heads printed by earlier runs and kept elsewhere ({seq: hash}): the row at each seq must still
     carry that hash, so a rewrite at or before a kept head is found.
+
+    The head is read first and the chain checked up to it: the app goes on writing while this runs, and
+    a row committed meanwhile (with the head moved past it) is the next run's to check, not a lost tail.
     """
     known = dict(known or {})
+    head = session.get(AuditHead, 1)
+    if head is None:
+        # The migration creates it and every audited write moves it: without it nothing can be recorded.
+        return VerifyResult(False, 0, None, None, "末尾の情報（audit_head の行）がありません（削除された可能性）")
+    head_seq, head_hash = head.seq, head.hash
+    session.expunge(head)
     prev = GENESIS
     expected_seq = 1
     checked = 0
@@ -159,7 +171,8 @@ def verify(session: Session, batch: int = 5000, known: dict[int, str] | None = N
     while True:
         try:
             rows = session.scalars(
-                select(AuditEvent).where(AuditEvent.seq > last_seq).order_by(AuditEvent.seq).limit(batch)
+                select(AuditEvent).where(AuditEvent.seq > last_seq, AuditEvent.seq <= head_seq)
+                .order_by(AuditEvent.seq).limit(batch)
             ).all()
         except (ValueError, TypeError, OverflowError):
             # A value no longer reads as its type (a detail that is not JSON, a time that is not one):
@@ -191,13 +204,16 @@ def verify(session: Session, batch: int = 5000, known: dict[int, str] | None = N
     if beyond:
         return VerifyResult(False, checked, None, min(beyond),
                             f"以前に控えた末尾（seq={min(beyond)}）の行がありません（行が失われた可能性）")
-    head = session.get(AuditHead, 1)
-    if head is None:
-        # The migration creates it and every audited write moves it: without it nothing can be recorded.
-        return VerifyResult(False, checked, None, None, "末尾の情報（audit_head の行）がありません（削除された可能性）")
-    if head.seq != checked or head.hash != prev:
-        return VerifyResult(False, checked, None, head.seq, "末尾の行が失われています（先頭情報と一致しません）")
-    return VerifyResult(True, checked)
+    if head_seq != checked or head_hash != prev:
+        return VerifyResult(False, checked, None, head_seq, "末尾の行が失われています（先頭情報と一致しません）")
+    # Rows past the head read at the start: written since (the head has moved past them by now), or put
+    # there by hand without moving the head.
+    beyond_head = session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.seq > head_seq))
+    if beyond_head is not None and (session.scalar(select(AuditHead.seq).where(AuditHead.id == 1)) or 0) < beyond_head:
+        row_id = session.scalar(select(AuditEvent.id).where(AuditEvent.seq == head_seq + 1))
+        return VerifyResult(False, checked, row_id, head_seq + 1,
+                            "末尾の情報より後に行があります（記録の手順を経ずに書き込まれた可能性）")
+    return VerifyResult(True, checked, head_seq=head_seq, head_hash=head_hash)
 
 
 def _first_unreadable(session: Session, after_seq: int, batch: int) -> tuple[int | None, int | None]:

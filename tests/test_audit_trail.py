@@ -107,6 +107,48 @@ def test_truncating_the_tail_is_detected_through_the_head(world, run_cli, db_eng
     assert f"seq={rows[-1][1]}" in result.output and "末尾の行が失われています" in result.output
 
 
+def test_verify_while_the_app_goes_on_writing_finds_nothing_wrong(world, sessions):
+    """Rows committed during a run (reads are audited: any served page writes one) are the next run's to
+    check; they are not a lost tail, and a cron job must not report tampering for them."""
+    import threading
+
+    stop = threading.Event()
+    written = []
+
+    def keep_writing():
+        while not stop.is_set():
+            with unit_of_work(sessions) as s:
+                audit.record(s, actor=None, actor_label="reader", action="case.read", object_type="case",
+                             object_id=1, case_id=1)
+            written.append(1)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        results = []
+        while len(written) < 40 and len(results) < 5000:
+            with sessions() as s:
+                results.append(audit.verify(s, batch=3))
+    finally:
+        stop.set()
+        writer.join()
+    assert len(written) >= 40 and len(results) > 5  # the writer did run alongside
+    assert [(r.ok, r.reason) for r in results if not r.ok] == []
+    assert all(r.head_seq == r.checked > 0 for r in results)
+
+
+def test_a_row_put_past_the_head_by_hand_is_reported(world, run_cli, sessions, db_engine):
+    last_id, last_seq = _rows(sessions)[-1]
+    columns = ("at, actor_id, actor_label, client_id, action, object_type, object_id, case_id, remote_addr, "
+               "outcome, detail, prev_hash, hash")
+    with db_engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO audit_events (seq, {columns}) SELECT seq + 1, {columns} FROM audit_events "
+                          "WHERE id = :id"), {"id": last_id})
+    result = run_cli("audit", "verify")
+    assert result.exit_code == 1
+    assert f"seq={last_seq + 1}:" in result.output and "末尾の情報より後に行があります" in result.output
+
+
 def test_a_deleted_head_is_reported_not_taken_for_an_empty_trail(world, run_cli, db_engine):
     with db_engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_head"))

@@ -53,12 +53,9 @@ def _known_head(_ctx, _param, values: tuple[str, ...]) -> dict[int, str]:
 def audit_verify(known: dict[int, str]) -> None:
     """Check the audit hash chain; exit 1 naming the first broken row."""
     from engine import audit as trail
-    from engine.models import AuditHead
 
     with transaction() as session:
         result = trail.verify(session, known=known)
-        head = session.get(AuditHead, 1)
-        head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, trail.GENESIS)
     if not result.ok:
         row_id = "-" if result.broken_id is None else result.broken_id
         seq = "-" if result.broken_seq is None else result.broken_seq
@@ -66,7 +63,7 @@ def audit_verify(known: dict[int, str]) -> None:
                    f"（それより前の {result.checked} 行は正常）", err=True)
         sys.exit(1)
     click.echo(f"監査ログ {result.checked} 行を確認しました。改ざんは見つかりません。")
-    click.echo(f"末尾: seq={head_seq} hash={head_hash}")
+    click.echo(f"末尾: seq={result.head_seq} hash={result.head_hash}")
 
 
 CSV_HEADER = ["日時", "ケース番号", "操作者", "氏名", "所属", "操作", "操作コード", "結果", "接続元", "連携システム"]
