@@ -509,12 +509,14 @@ def test_the_desk_redirects_a_referral_the_rules_sent(web, actors, app, sessions
     desk = web(actors.window)
     assert "つなぐシートの送付先を変更する" in text_of(desk.get(f"/cases/{case_id}"))
     r = desk.post(f"/cases/{case_id}/redirect", data={"version": case_version(sessions, case_id),
-                                                       "to_department": "shakyo", "reason": "地域の見守りが中心のため"})
-    assert r.status_code == 303, text_of(r)
+                                                       "to_department": " shakyo ", "reason": "地域の見守りが中心のため"})
+    assert r.status_code == 303, text_of(r)  # the code is read as typed, spaces around it aside
     with unit_of_work(sessions) as s:
         assert {h.to_department.code: h.state for h in s.scalars(select(Handoff).where(Handoff.case_id == case_id))
                 }["shakyo"] == "sent"
-    assert "つなぐシート取下げ（送付先の変更に伴う）" in text_of(desk.get(f"/cases/{case_id}"))
+    shown = text_of(desk.get(f"/cases/{case_id}"))
+    assert "つなぐシート取下げ（送付先の変更に伴う）" in shown and "つなぐシートの送付先の変更" in shown
+    assert "routing_override" not in shown
 
 
 def test_the_timeline_keeps_what_each_closure_and_reopening_said(web, actors, open_case, fire, sessions):
@@ -588,3 +590,11 @@ def test_a_contact_note_the_owner_types_as_a_support_meeting_member_stays_with_t
                                             user_login="shakyo")
     api = app.test_client().get(f"/api/v1/cases/{case_id}", headers=auth(token)).get_json()
     assert [n["body"] for n in api["contact_notes"]] == ["同意後に電話した"]
+
+
+def test_every_event_of_the_machines_has_a_name_in_the_timeline():
+    from engine.states import CASE_TRANSITIONS, HANDOFF_TRANSITIONS
+    from web.views import HISTORY_LABELS
+
+    events = {t["trigger"] for t in CASE_TRANSITIONS} | {f"handoff.{t['trigger']}" for t in HANDOFF_TRANSITIONS}
+    assert events - set(HISTORY_LABELS) == set()

@@ -117,3 +117,22 @@ def test_someone_who_may_not_record_is_refused_whatever_the_form_holds(accompani
     assert web(actors.children).post(f"/cases/{accompanied}/participation", {"host": ""}).status_code == 404
     assert count(sessions, AuditEvent, AuditEvent.outcome == "refused") == before + 3
     assert count(sessions, ParticipationMatch) == 0
+
+
+def test_the_error_summary_of_the_match_forms_links_to_their_inputs(accompanied, web, actors, sessions):
+    """Each line of the summary at the top goes to the input it is about and is named by its label: the
+    match form's inputs are match-*, a match's end form's end<id>-*."""
+    from tests.test_pages_forms import _summary
+
+    client = web(actors.hikikomori)
+    r = client.post(f"/cases/{accompanied}/participation", {"host": "", "activity": "畑の作業",
+                                                            "submission_token": "t" * 20})
+    assert r.status_code == 422
+    assert _summary(r) == [("match-host", "協力事業者: 必須項目です。")]
+    assert 'id="match-host"' in r.get_data(as_text=True)
+    match_id = add(sessions, actors.hikikomori, accompanied, host="partner_farm", activity="畑の作業")
+    r = client.post(f"/cases/{accompanied}/participation/{match_id}/end", {"ended_on": "いつか"})
+    assert r.status_code == 422
+    [(target, line)] = _summary(r)
+    assert target == f"end{match_id}-ended_on" and line.startswith("終了日: ")
+    assert f'id="end{match_id}-ended_on"' in r.get_data(as_text=True)

@@ -75,6 +75,7 @@ HISTORY_LABELS = {
     "handoff.lapse": "参加の終了（同意の撤回・変更に伴う）",
     "handoff.redirect": "つなぐシート取下げ（送付先の変更に伴う）",
     "handoff.reassign": "つなぐシート振り替え（FM）",
+    "routing_override": "つなぐシートの送付先の変更",
     "handoff.request_join": "他部署に参加を依頼",
     "notice.acknowledge": "通知を確認",
     "amend": "内容の修正",

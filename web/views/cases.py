@@ -21,7 +21,14 @@ bp = Blueprint("cases", __name__)
 # The prefix of the input ids of each form of the case page that is not an event's ("ev-<event>"): the
 # error summary links to the inputs of the form that failed.
 FORM_PREFIXES = {"amend": "amend", "request_join": "join", "offer_join": "offer", "contact_note": "note",
-                 "redirect_handoff": "redirect"}
+                 "redirect_handoff": "redirect", "participation": "match"}
+
+
+def _form_prefix(event: str | None) -> str:
+    """The input-id prefix of the form `event` names (a match's end form is "end-<id>", its inputs end<id>-*)."""
+    if event and event.startswith("end-"):
+        return "end" + event.removeprefix("end-")
+    return FORM_PREFIXES.get(event, f"ev-{event}")
 
 
 @bp.get("/")
@@ -100,7 +107,7 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
     return render_template(
         "case_detail.html", file=file, case=file.case, view=view, hidden_plan=file.hidden_plan,
         machine=diagram.render(file.case.state, file.allowed_events, visited),
-        form_event=event, form_prefix=FORM_PREFIXES.get(event, f"ev-{event}"), values=values or MultiDict(),
+        form_event=event, form_prefix=_form_prefix(event), values=values or MultiDict(),
         errors=(refused.errors if refused else {}),
         refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
         consented=consented, involved=services.involved_department_codes(s, file.case), today=_today().isoformat(),
@@ -191,13 +198,15 @@ def request_join(case_id: int):
 @login_required
 def redirect_handoff(case_id: int):
     """送付先の変更: the sheet waiting in another department's inbox is withdrawn and a new one goes elsewhere."""
-    case, page = _apply_form(case_id, "redirect_handoff", forms.RedirectHandoffSchema,
-                             lambda f: routing_override.override_routing(
-                                 db.session(), actor(), case_id, to_department=f["to_department"],
-                                 reason=f["reason"], version=f["version"], remote_addr=remote_addr()))
+    def apply(f):
+        routing_override.override_routing(db.session(), actor(), case_id, to_department=f["to_department"],
+                                          reason=f["reason"], version=f["version"], remote_addr=remote_addr())
+        return f["to_department"]  # the code as the form's schema read it (trimmed)
+
+    code, page = _apply_form(case_id, "redirect_handoff", forms.RedirectHandoffSchema, apply)
     if page is not None:
         return page
-    target = services.department_by_code(db.session(), request.form.get("to_department"))
+    target = services.department_by_code(db.session(), code)
     flash(f"つなぐシートの送付先を{target.name}に変更しました。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
 
