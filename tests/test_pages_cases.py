@@ -101,6 +101,11 @@ def test_the_list_is_paginated_and_keeps_its_filters(web, actors, open_case, mon
     assert "/cases?page=2&amp;state=handoff" in first.get_data(as_text=True)
     second = text_of(client.get("/cases", query_string={"state": "handoff", "page": 2}))
     assert "3件（3〜3件目）" in second
+    # A page past the end (a link kept after cases closed, a typed number) says so and leads to the last one.
+    past = client.get("/cases", query_string={"state": "handoff", "page": 7})
+    assert "3件（2ページまで）。7ページ目に表示するケースはありません。" in text_of(past)
+    assert "件目" not in text_of(past)
+    assert "/cases?page=2&amp;state=handoff" in past.get_data(as_text=True)
 
 
 # --- ケース詳細 -----------------------------------------------------------------------------------
