@@ -185,7 +185,7 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
         meetings.add(f"{label} 検討したケース", discussed.get(kind, 0))
     sections.append(meetings)
 
-    participation = Section("参加支援", note="この年度に始まったマッチング。協力事業者（コード表 participation_hosts）ごと。")
+    participation = Section("参加支援", note="この年度に始まったマッチング。協力事業者ごと。")
     hosts = _grouped(session, ParticipationMatch.host, *on_days(ParticipationMatch.started_on))
     participation.add("マッチング 計", sum(hosts.values()))
     _coded(participation, vocab.codes("participation_hosts"), hosts, prefix="協力事業者: ")

@@ -743,7 +743,8 @@ def _prepare_evaluate(ctx: EventContext) -> None:
     _choice(errors, f, "decision", "evaluation_decisions")
     if f.get("goals_met") not in vocab.codes("goals_met"):
         errors.setdefault("goals_met", []).append(
-            f"目標の達成度は {' / '.join(vocab.codes('goals_met'))} から選んでください。")
+            "目標の達成度は " + "・".join(f"{label}（{code}）" for code, label in vocab.codes("goals_met").items())
+            + " から選んでください。")
     if f.get("decision") == "close":
         _choice(errors, f, "close_reason", "close_reasons")
     elif not _blank(f.get("close_reason")):

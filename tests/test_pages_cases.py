@@ -288,6 +288,15 @@ def test_an_evaluation_to_continue_needs_the_next_date(web, actors, case_in, ses
     assert r.status_code == 303 and "週1回通所できた。" in text_of(client.get(f"/cases/{case_id}"))
 
 
+def test_an_unknown_degree_of_goals_met_names_the_choices_in_japanese(web, actors, case_in, sessions):
+    case_id = case_in("accompaniment")
+    r = web(actors.livelihood).post(f"/cases/{case_id}/events/evaluate", {
+        "version": case_version(sessions, case_id), "goals_met": "most", "decision": "replan"})
+    assert r.status_code == 422
+    assert error_beside(r, "ev-evaluate", "goals_met") == (
+        "目標の達成度は 達成（met）・一部達成（partly）・未達成（not_met） から選んでください。")
+
+
 def test_closing_needs_a_reason(web, actors, case_in, sessions):
     case_id = case_in("assigned")
     client = web(actors.livelihood)
