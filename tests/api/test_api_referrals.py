@@ -232,6 +232,18 @@ def test_body_not_json_or_not_an_object_is_400(client, partner, sessions, raw, n
     _nothing_written(sessions, refusals=1)
 
 
+@pytest.mark.parametrize("raw,detail", [
+    (b'{"external_ref": "a",\n "external_ref": "b"}', "キー「external_ref」が2回以上あります"),
+    (b'{"person": {"name": "a", "name": "b"}}', "キー「name」が2回以上あります"),
+    (b'{"summary": "a",\n  "urgency": }', "2行目 14文字目"),
+])
+def test_a_body_says_where_its_json_goes_wrong_and_a_repeated_key_is_refused(client, partner, sessions, raw, detail):
+    resp = client.post("/api/v1/referrals", data=raw, content_type="application/json",
+                       headers=auth(partner, **{"Idempotency-Key": "k"}))
+    assert detail in assert_problem(resp, 400, "malformed-json")["detail"]
+    _nothing_written(sessions, refusals=1)
+
+
 def test_body_over_64_kib_is_413(client, partner, sessions):
     body = referral(summary="あ" * 22000)  # 66 000 bytes of UTF-8
     raw = json.dumps(body, ensure_ascii=False).encode()

@@ -78,6 +78,25 @@ def _bounded_int(digits: str):
     return int(digits) if len(digits) <= 30 else float("inf")
 
 
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _object_without_repeats(pairs: list[tuple[str, object]]) -> dict:
+    # A key given twice is read as its last value by some parsers and its first by others: which one the
+    # sender meant cannot be told, so the body is refused rather than one of them kept silently.
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return value
+
+
 def read_json_object(required: bool):
     """The request body as a JSON object; refuses 413, 415 and 400 with a problem.
 
@@ -109,7 +128,14 @@ def read_json_object(required: bool):
     except UnicodeDecodeError:
         raise ApiProblem("malformed-json", "本文を UTF-8 として読めません。JSON は UTF-8 で送ってください。") from None
     try:
-        value = json.loads(text, parse_constant=_strict_constant, parse_int=_bounded_int)
+        value = json.loads(text, parse_constant=_strict_constant, parse_int=_bounded_int,
+                           object_pairs_hook=_object_without_repeats)
+    except _RepeatedKey as exc:
+        raise ApiProblem("malformed-json", f"本文の JSON でキー「{exc.key}」が2回以上あります。1回だけにしてください。"
+                         ) from None
+    except json.JSONDecodeError as exc:
+        raise ApiProblem("malformed-json", f"本文を JSON として読めません（{exc.lineno}行目 {exc.colno}文字目）。"
+                         ) from None
     except (ValueError, RecursionError):
         raise ApiProblem("malformed-json", "本文を JSON として読めません。") from None
     if not isinstance(value, dict):
