@@ -88,11 +88,18 @@ RFC3339_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?(
 
 class Date(fields.Date):
     default_error_messages = {**BASE_MESSAGES, "invalid": "日付は YYYY-MM-DD の形で指定してください。",
+                              "no_such_day": "「{input}」という日付はありません（月・日の範囲を確かめてください）。",
                               "format": "日付を表せません。"}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str) and not RFC3339_DATE.fullmatch(value):
-            raise self.make_error("invalid")
+        if isinstance(value, str):
+            if not RFC3339_DATE.fullmatch(value):
+                raise self.make_error("invalid")
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                # In the right form but no day of the calendar (2023-02-29, 2026-13-01): say that, not the form.
+                raise self.make_error("no_such_day", input=value) from None
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -100,6 +107,7 @@ class AwareDateTime(fields.AwareDateTime):
     default_error_messages = {**BASE_MESSAGES,
                               "invalid": "日時はタイムゾーン付きの RFC 3339 形式（例: 2026-11-30T10:00:00+09:00）で指定してください。",
                               "invalid_awareness": "日時にはタイムゾーン（+09:00 など）を付けてください。",
+                              "no_such_time": "「{input}」という日時はありません（月・日・時刻の範囲を確かめてください）。",
                               "format": "日時を表せません。"}
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -110,6 +118,10 @@ class AwareDateTime(fields.AwareDateTime):
                     raise self.make_error("invalid_awareness")
                 raise self.make_error("invalid")
             value = value.upper()
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise self.make_error("no_such_time", input=value) from None
         return super()._deserialize(value, attr, data, **kwargs)
 
 

@@ -53,6 +53,8 @@ def test_a_member_named_twice_is_422(client, tokens, assigned, sessions):
     ("9999-12-31T23:59:59-12:00", "までの日時"),
     ("0001-01-01T00:00:00+14:00", "までの日時"),
     ((datetime.now(timezone.utc) + timedelta(days=1)).isoformat(), "未来"),
+    ("2026-02-30T10:00:00+09:00", "「2026-02-30T10:00:00+09:00」という日時はありません"),
+    ("2026-11-30T24:30:00+09:00", "という日時はありません"),
 ])
 def test_a_meeting_time_out_of_range_or_to_come_is_422(client, tokens, assigned, sessions, held_at, message):
     members = [{"user": "hikikomori", "acknowledged": True}]

@@ -216,6 +216,16 @@ def test_japanese_messages(client, partner):
     assert problem["errors"]["person.birth_date"] == ["1900年1月1日より前の日付は指定できません。"]
 
 
+@pytest.mark.parametrize("birth_date,message", [
+    ("2023-02-29", "「2023-02-29」という日付はありません（月・日の範囲を確かめてください）。"),
+    ("1990-13-01", "「1990-13-01」という日付はありません（月・日の範囲を確かめてください）。"),
+    ("1990-1-1", "日付は YYYY-MM-DD の形で指定してください。"),
+])
+def test_a_date_in_form_but_not_on_the_calendar_says_so(client, partner, birth_date, message):
+    problem = post_referral(client, partner, _person(birth_date=birth_date)).get_json()
+    assert problem["errors"]["person.birth_date"] == [message]
+
+
 @pytest.mark.parametrize("raw,name", [
     (b"{not json", "malformed-json"),
     (b"", "malformed-json"),
