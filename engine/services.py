@@ -600,6 +600,17 @@ def _prepare_consent(ctx: EventContext) -> None:
     errors: dict[str, list[str]] = {}
     _choice(errors, f, "method", "consent_methods", required=ctx.event == "record_consent")
     _as_date(errors, f, "obtained_on", not_after=ctx.today)
+    # A consent is asked for about this consultation: the referring agency may have asked shortly before the
+    # case was recorded, but a date long before it (a mistyped year) is refused, as is a withdrawal or
+    # refusal dated before the consent it ends was obtained.
+    not_before_opening(errors, f, "obtained_on", ctx.case,
+                       "同意日" if ctx.event == "record_consent" else "確認日", grace_days=RECORDED_LATE_DAYS)
+    in_force = access.current_given_consent(ctx.session, ctx.case.id) if ctx.event != "record_consent" else None
+    obtained = f.get("obtained_on")
+    if ("obtained_on" not in errors and in_force is not None and isinstance(obtained, date)
+            and obtained < in_force.obtained_on):
+        errors["obtained_on"] = [f"確認日は、いまの同意の同意日（{calendar.wareki(in_force.obtained_on)}）以降の日付に"
+                                 "してください。"]
     if ctx.event == "record_consent":
         ctx.agencies = _departments(ctx.session, errors, "agencies", f.get("agencies"))
     if errors:

@@ -234,6 +234,34 @@ def test_consent_and_evaluation_dates_cannot_be_in_the_future(drive, fire, actor
         assert s.get(Case, case_id).state == "accompaniment"
 
 
+def test_a_consent_date_lies_within_this_consultation(drive, fire, actors, sessions):
+    """A consent is about this consultation: up to 30 days before it was recorded (the referrer may have
+    asked first), not a mistyped year; a withdrawal is not dated before the consent it ends."""
+    case_id = drive("assigned")
+    too_early = (NOW - timedelta(days=31)).date().isoformat()
+    with pytest.raises(ValidationFailed) as err:
+        fire(actors.livelihood, case_id, "record_consent", **CONSENT, obtained_on=too_early)
+    assert err.value.extra["errors"] == {
+        "obtained_on": ["同意日は相談を受け付けた日（令和8年11月30日）の30日前（令和8年10月31日）以降の日付にしてください。"]}
+    with pytest.raises(ValidationFailed):
+        fire(actors.livelihood, case_id, "record_consent", **CONSENT, obtained_on="1900-01-01")
+    with unit_of_work(sessions) as s:
+        assert s.get(Case, case_id).state == "assigned"
+    assert fire(actors.livelihood, case_id, "record_consent", **CONSENT,
+                obtained_on=(NOW - timedelta(days=30)).date().isoformat()) == "layered_meeting"
+
+    other = drive("assigned")
+    assert fire(actors.livelihood, other, "record_consent", **CONSENT,
+                obtained_on=(NOW - timedelta(days=10)).date().isoformat()) == "layered_meeting"
+    with pytest.raises(ValidationFailed) as err:
+        fire(actors.livelihood, other, "withdraw_consent", given_by="本人",
+             obtained_on=(NOW - timedelta(days=20)).date().isoformat())
+    assert err.value.extra["errors"] == {
+        "obtained_on": ["確認日は、いまの同意の同意日（令和8年11月20日）以降の日付にしてください。"]}
+    assert fire(actors.livelihood, other, "withdraw_consent", given_by="本人",
+                obtained_on=(NOW - timedelta(days=10)).date().isoformat()) == "support_meeting"
+
+
 def test_main_department_must_have_a_role(drive, fire, actors):
     case_id = drive("layered_meeting")
     with pytest.raises(GuardRefused) as err:
