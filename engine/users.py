@@ -35,6 +35,7 @@ SIGN_IN_REFUSED = ("ログインIDまたはパスワードが違うか、ログ�
                    "確かめて、時間をおいてやり直してください。")
 MAX_LOCK = timedelta(minutes=15)
 MIN_PASSWORD = 10
+MAX_PASSWORD = 256
 # Per address: a city office may sit behind one proxy address, so the limit is well above one person's
 # mistakes, and it lifts as the window slides.
 ADDRESS_ATTEMPTS = 30
@@ -54,6 +55,16 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def _check_new_password(errors: dict[str, list[str]], name: str, password: str | None) -> None:
+    """The rules every new password meets (set by an operator or by the user)."""
+    if len(password or "") < MIN_PASSWORD:
+        errors[name] = [f"パスワードは{MIN_PASSWORD}文字以上にしてください。"]
+    elif len(password) > MAX_PASSWORD:
+        errors[name] = [f"パスワードは{MAX_PASSWORD}文字以内にしてください。"]
+    elif not _encodable(password):
+        errors[name] = ["パスワードに使えない文字（UTF-8 で表せないバイト）が含まれています。"]
+
+
 def create_user(session: Session, *, login: str, role: str, department_code: str, password: str,
                 display_name: str | None = None, actor=None) -> User:
     """Add a staff user (職員). Refuses an unknown role or department, a taken login, a short password."""
@@ -65,10 +76,7 @@ def create_user(session: Session, *, login: str, role: str, department_code: str
     dept = session.scalar(select(Department).where(Department.code == department_code))
     if dept is None:
         errors["department"] = [f"「{department_code}」という部署はありません。"]
-    if len(password or "") < MIN_PASSWORD:
-        errors["password"] = [f"パスワードは{MIN_PASSWORD}文字以上にしてください。"]
-    elif not _encodable(password):
-        errors["password"] = ["パスワードに使えない文字（UTF-8 で表せないバイト）が含まれています。"]
+    _check_new_password(errors, "password", password)
     if display_name is not None and (len(display_name) > 100 or not display_name.strip()
                                      or not _encodable(display_name) or any(ord(c) < 32 for c in display_name)):
         errors["name"] = ["氏名は1文字以上100文字以内で、改行や制御文字を含めずに指定してください。"]
@@ -117,9 +125,7 @@ def authenticate(session: Session, login: str, password: str, *, remote_addr: st
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or not user.active:
-        user.failed_logins += 1
-        if user.failed_logins >= FREE_ATTEMPTS:
-            user.locked_until = now + min(MAX_LOCK, timedelta(seconds=30 * 2 ** (user.failed_logins - FREE_ATTEMPTS)))
+        _count_failure(user, now)
         audit.record(session, actor=user, action="login.failed", object_type="user", object_id=user.id,
                      remote_addr=remote_addr, outcome="refused", at=now,
                      detail={"reason": "inactive" if ok else "bad_password", "failures": user.failed_logins})
@@ -130,6 +136,16 @@ def authenticate(session: Session, login: str, password: str, *, remote_addr: st
     audit.record(session, actor=user, action="login", object_type="user", object_id=user.id,
                  remote_addr=remote_addr, at=now)
     return user
+
+
+def _count_failure(user: User, now: datetime) -> bool:
+    """One more wrong password for `user`; past the free attempts the account locks for a growing time (up
+    to MAX_LOCK). Returns whether it is locked now."""
+    user.failed_logins += 1
+    if user.failed_logins < FREE_ATTEMPTS:
+        return False
+    user.locked_until = now + min(MAX_LOCK, timedelta(seconds=30 * 2 ** (user.failed_logins - FREE_ATTEMPTS)))
+    return True
 
 
 def failures_from(session: Session, remote_addr: str, now: datetime) -> int:
@@ -180,3 +196,94 @@ def list_users(session: Session, actor) -> list[User]:
     """Every staff user, for the admin page (PermissionDenied for anyone but an admin)."""
     access.require_admin(actor, "利用者の一覧は管理者だけが見られます。")
     return list(session.scalars(select(User).order_by(User.active.desc(), User.department_id, User.login)))
+
+
+class SessionEnded(PermissionDenied):
+    """Refused, and the user's sessions were ended by it (the account is locked for a while)."""
+
+
+def change_password(session: Session, user: User, *, current: str, new: str, confirm: str,
+                    remote_addr: str | None = None, now: datetime | None = None) -> User:
+    """A signed-in user sets a new password; every other session of theirs ends (the epoch moves on).
+
+    The current password is asked first: a session left open on a shared terminal must not be enough to
+    take the account over. A wrong one counts as a failed sign-in, with the same lock, and once locked the
+    session itself ends. On ValidationFailed the caller still commits: the failure count and its audit row
+    are what was written, nothing else.
+    """
+    now = now or utcnow()
+    user = session.get(User, user.id, with_for_update=True)
+    if user.locked_until is not None and user.locked_until > now:
+        raise PermissionDenied("失敗が続いたため、しばらくパスワードを変更できません。時間をおいてやり直してください。")
+    errors: dict[str, list[str]] = {}
+    try:
+        ok = bool(user.password_hash) and _hasher.verify(user.password_hash, current or "")
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        locked = _count_failure(user, now)
+        if locked:
+            user.session_epoch += 1
+        audit.record(session, actor=user, action="password.change", object_type="user", object_id=user.id,
+                     remote_addr=remote_addr, outcome="refused", at=now,
+                     detail={"reason": "bad_password", "failures": user.failed_logins})
+        session.flush()
+        if locked:
+            raise SessionEnded("いまのパスワードの入力の失敗が続いたため、ログアウトしました。"
+                               "時間をおいて、ログインからやり直してください。")
+        errors["current_password"] = ["いまのパスワードが違います。"]
+    _check_new_password(errors, "new_password", new)
+    if "new_password" not in errors:
+        if new == current and ok:
+            errors["new_password"] = ["いまと同じパスワードには変更できません。"]
+        elif new.casefold() == user.login.casefold():
+            errors["new_password"] = ["ログインIDと同じパスワードは使えません。"]
+        elif confirm != new:
+            errors["confirm_password"] = ["確認のために入力したパスワードが一致しません。"]
+    if errors:
+        raise ValidationFailed(errors)
+    user.password_hash = hash_password(new)
+    user.failed_logins = 0
+    user.session_epoch += 1
+    audit.record(session, actor=user, action="password.change", object_type="user", object_id=user.id,
+                 remote_addr=remote_addr, at=now)
+    session.flush()
+    return user
+
+
+def reset_password(session: Session, login: str, password: str, *, actor=None) -> User:
+    """An operator sets a user's password (forgotten, or first handed over): the lock is lifted and every
+    open session of the user ends. The user should change it on the page once signed in."""
+    user = session.scalar(select(User).where(User.login == login).with_for_update(of=User))
+    if user is None:
+        raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})
+    errors: dict[str, list[str]] = {}
+    _check_new_password(errors, "password", password)
+    if errors:
+        raise ValidationFailed(errors)
+    user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    user.session_epoch += 1
+    audit.record(session, actor=actor, action="password.reset", object_type="user", object_id=user.id,
+                 detail={"login": login})
+    session.flush()
+    return user
+
+
+def enable_user(session: Session, login: str, *, actor=None) -> User:
+    """Let a disabled user sign in again (the tokens revoked when they were disabled stay revoked)."""
+    if actor is not None:
+        access.require_admin(actor, "利用者を再開できるのは管理者だけです。")
+    user = session.scalar(select(User).where(User.login == login).with_for_update(of=User))
+    if user is None:
+        raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})
+    if user.active:
+        raise Conflict(f"利用者 {login} は停止されていません。")
+    user.active = True
+    user.failed_logins = 0
+    user.locked_until = None
+    audit.record(session, actor=actor, action="user.enable", object_type="user", object_id=user.id,
+                 detail={"login": login})
+    session.flush()
+    return user

@@ -1,6 +1,6 @@
 """End to end in a real Chromium against a real server on the test database: a consultation from the
 window to closure through the pages alone, a sheet the stall scan escalated acknowledged on the FM dashboard,
-and an administrator's 開示請求 answer and stop of a user.
+an administrator's 開示請求 answer and stop of a user, and a password changed by its user.
 
 A screenshot of each page goes to test-output/screenshots/. Skipped only when /usr/bin/chromium is
 missing outside CI; in CI (CI=true) a missing browser fails.
@@ -392,3 +392,31 @@ def test_a_notified_department_offers_to_join_and_the_owner_asks_it(browser, ser
     assert "大野 正男" in station.page.locator("#person").inner_text()  # joined: now it reads the case
     for person in (station, elderly):
         person.close()
+
+
+def test_a_user_changes_their_password_and_their_other_browser_is_signed_out(browser, server, actors):
+    other = Person(browser, server, "window")
+    me = Person(browser, server, "window")
+    me.page.get_by_role("link", name="パスワード変更").click()
+    me.page.get_by_label("いまのパスワード").fill("not the password")
+    me.page.locator("#pw-new_password").fill("short")
+    me.page.get_by_role("button", name="変更する").click()
+    summary = me.page.locator(".error-summary").inner_text()
+    assert "いまのパスワードが違います" in summary and "10文字以上" in summary
+    assert me.page.input_value("#pw-current_password") == ""  # nothing typed is sent back
+    me.shot("20-password-refused")
+    new = "a brand new passphrase"
+    me.page.get_by_label("いまのパスワード").fill(PASSWORD)
+    me.page.locator("#pw-new_password").fill(new)
+    me.page.locator("#pw-confirm_password").fill(new)
+    me.page.get_by_role("button", name="変更する").click()
+    me.page.wait_for_url(server + "/")
+    assert "パスワードを変更しました" in me.flash()
+    other.page.goto(f"{server}/cases")
+    assert "/login" in other.page.url
+    other.page.fill("#login", "window")
+    other.page.fill("#password", new)
+    other.page.keyboard.press("Enter")
+    other.page.wait_for_url(server + "/cases")  # back to the page it was on
+    me.close()
+    other.close()

@@ -9,12 +9,12 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from engine import api_clients, casefile
+from engine import api_clients, casefile, users
 from engine.db import unit_of_work
 from engine.models import ApiToken, AuditEvent, Case, User
 from tests import access_matrix as M
 from tests.conftest import NOW
-from tests.pages_support import app, case_in, error_beside, text_of, web  # noqa: F401  (fixtures)
+from tests.pages_support import app, case_in, count, error_beside, text_of, web  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -83,8 +83,12 @@ def test_anyone_but_an_admin_is_refused_and_the_refusal_is_audited(world, web, s
     assert client.post("/admin/clients/houkatsu-oono/revoke").status_code == 403
     with unit_of_work(sessions) as s:
         assert s.scalar(select(User.active).where(User.login == world.logins["outsider"])) is True
+        users.disable_user(s, None, world.logins["outsider"])
+    assert client.post(f"/admin/users/{world.logins['outsider']}/enable").status_code == 403
+    with unit_of_work(sessions) as s:
+        assert s.scalar(select(User.active).where(User.login == world.logins["outsider"])) is False
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
-            AuditEvent.outcome == "refused", AuditEvent.actor_label == world.logins[role])) == 5
+            AuditEvent.outcome == "refused", AuditEvent.actor_label == world.logins[role])) == 6
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "audit.person_trail")) == 0
 
@@ -105,6 +109,22 @@ def test_admin_stops_a_user_whose_open_session_ends_at_once(world, web, sessions
     assert "自分自身は停止できません" in text_of(own)
     assert _user(sessions, world.logins["admin"]).active
     assert "という利用者はいません" in text_of(admin.post("/admin/users/nobody/disable", follow_redirects=True))
+
+
+def test_admin_lets_a_stopped_user_back_in(world, web, sessions):
+    admin = web(_user(sessions, world.logins["admin"]))
+    assert admin.post(f"/admin/users/{world.logins['receiving']}/disable").status_code == 303
+    page = admin.get("/admin/")
+    assert f'aria-label="{world.logins["receiving"]} を再開"' in page.get_data(as_text=True)
+    r = admin.post(f"/admin/users/{world.logins['receiving']}/enable")
+    assert r.status_code == 303
+    assert "再開しました" in text_of(admin.get("/admin/"))
+    staff = _user(sessions, world.logins["receiving"])
+    assert staff.active
+    assert web(staff).get(f"/cases/{world.case_id}").status_code == 200
+    again = admin.post(f"/admin/users/{world.logins['receiving']}/enable", follow_redirects=True)
+    assert "停止されていません" in text_of(again)
+    assert count(sessions, AuditEvent, AuditEvent.action == "user.enable") == 1
 
 
 def test_admin_revokes_an_api_clients_tokens_at_once(world, web, sessions, app):  # noqa: F811

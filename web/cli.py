@@ -206,6 +206,17 @@ def user() -> None:
     """職員ユーザーの管理。"""
 
 
+def _read_password() -> str:
+    """A password from stdin (one line) or, at a terminal, prompted twice."""
+    stdin = sys.stdin
+    if stdin.isatty():
+        return click.prompt("パスワード", hide_input=True, confirmation_prompt="パスワード（確認）")
+    # Bytes, decoded here: text that is not UTF-8 is refused by the engine's password rules, never a trace.
+    raw = (stdin.buffer.readline() if hasattr(stdin, "buffer")
+           else stdin.readline().encode("utf-8", "surrogateescape"))
+    return raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
+
+
 @user.command("add")
 @click.argument("login")
 @click.option("--role", type=click.Choice(["staff", "fm", "admin"]), required=True, cls=Once)
@@ -216,15 +227,7 @@ def user_add(login: str, role: str, department: str, display_name: str | None) -
     """Add a staff user; the password is read from stdin (one line) or prompted twice at a terminal."""
     from engine import users
 
-    stdin = sys.stdin
-    if stdin.isatty():
-        password = click.prompt("パスワード", hide_input=True, confirmation_prompt="パスワード（確認）")
-    else:
-        # Bytes, decoded here: text that is not UTF-8 is refused by create_user, never a trace.
-        raw = (stdin.buffer.readline() if hasattr(stdin, "buffer")
-               else stdin.readline().encode("utf-8", "surrogateescape"))
-        password = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
-
+    password = _read_password()
     with transaction() as session:
         users.create_user(session, login=login, role=role, department_code=department, password=password,
                           display_name=display_name)
@@ -241,6 +244,32 @@ def user_disable(login: str) -> None:
     with transaction() as session:
         users.disable_user(session, None, login)
     click.echo(f"利用者 {login} を停止しました。")
+
+
+@user.command("password")
+@click.argument("login")
+@with_appcontext
+def user_password(login: str) -> None:
+    """Set a user's password (forgotten, or first handed over); read like `user add`'s. Lifts the lock
+    left by failed sign-ins and ends the user's open sessions."""
+    from engine import users
+
+    password = _read_password()
+    with transaction() as session:
+        users.reset_password(session, login, password)
+    click.echo(f"利用者 {login} のパスワードを設定しました。ログインしたら、画面の「パスワード変更」で本人が変更してください。")
+
+
+@user.command("enable")
+@click.argument("login")
+@with_appcontext
+def user_enable(login: str) -> None:
+    """Let a disabled user sign in again (their revoked tokens stay revoked)."""
+    from engine import users
+
+    with transaction() as session:
+        users.enable_user(session, login)
+    click.echo(f"利用者 {login} を再開しました。")
 
 
 @main.command("diagram")

@@ -120,7 +120,8 @@ def _typed(form) -> list[tuple[str, str]]:
     out = []
     for name, value in form.items(multi=True):
         value = (value or "").strip()
-        if not value or name in _NOT_TYPED or len(out) >= 20:
+        # A password is never shown back, whatever the form calls it (sign-in, password change).
+        if not value or name in _NOT_TYPED or name.endswith("password") or len(out) >= 20:
             continue
         if name in _TYPED_LABELS or len(value) > 20:
             out.append((_TYPED_LABELS.get(name, "入力した内容"), value))

@@ -91,6 +91,23 @@ def disable_user(login: str):
     return redirect(url_for("admin.index", _anchor="users"), 303)
 
 
+@bp.post("/users/<login>/enable")
+@login_required
+def enable_user(login: str):
+    """Let a stopped user sign in again (their revoked tokens stay revoked)."""
+    _require_admin()
+    try:
+        user = users.enable_user(db.session(), login, actor=actor())
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        flash(_message(exc), "error")
+        return redirect(url_for("admin.index", _anchor="users"), 303)
+    flash(f"{user.display_name}（{user.login}）を再開しました。ログインできます（停止のときに無効にしたトークンは無効のままです）。",
+          "success")
+    return redirect(url_for("admin.index", _anchor="users"), 303)
+
+
 @bp.post("/clients/<name>/revoke")
 @login_required
 def revoke_client(name: str):

@@ -8,7 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import current_user, login_required, login_user, logout_user
 
 from engine import users
-from engine.errors import PermissionDenied
+from engine.errors import PermissionDenied, ValidationFailed
 from web import db
 
 bp = Blueprint("auth", __name__)
@@ -70,3 +70,39 @@ def logout():
     session.clear()
     flash("ログアウトしました。", "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def password():
+    """The signed-in user changes their own password: the current one, then the new one twice.
+
+    Every other session of the user ends; this one carries on under the new session epoch.
+    """
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        s = db.session()
+        try:
+            form = request.form
+            user = users.change_password(
+                s, current_user, current=form.get("current_password") or "",
+                new=form.get("new_password") or "", confirm=form.get("confirm_password") or "",
+                remote_addr=request.remote_addr)
+        except ValidationFailed as exc:
+            db.commit()  # the failure count and its audit row, nothing else
+            errors = exc.errors
+        except users.SessionEnded as exc:
+            db.commit()
+            logout_user()
+            session.clear()
+            flash(exc.message, "error")
+            return redirect(url_for("auth.login"))
+        except PermissionDenied as exc:  # locked by earlier failures: nothing was written
+            return render_template("password.html", errors={}, message=exc.message), 403
+        else:
+            db.commit()
+            login_user(user)  # the new epoch: this session stays, the others end
+            flash("パスワードを変更しました。ほかの端末やブラウザーでのログインは終了しました。", "info")
+            return redirect(url_for("cases.index"))
+    return render_template("password.html", errors=errors, message=None), (422 if errors else 200)
+
