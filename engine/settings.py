@@ -39,6 +39,10 @@ class Settings:
     session_max_hours: int = 12
     retention_years: int = 5
     secure_cookies: bool = False
+    # The host names the app answers to (ports are not compared; ".example.jp" also admits its subdomains);
+    # None: any. Links the app writes (Location, a list's `next`) carry the request's host, so behind a
+    # proxy that passes on the client's Host header, naming them here keeps a forged one out.
+    trusted_hosts: list[str] | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -58,6 +62,12 @@ class Settings:
         if env.get("TSUNAGU_RETENTION_YEARS"):
             s.retention_years = _whole_number(env, "TSUNAGU_RETENTION_YEARS", 1, 100)
         s.secure_cookies = env.get("TSUNAGU_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
+        if env.get("TSUNAGU_TRUSTED_HOSTS", "").strip():
+            hosts = [h.strip() for h in env["TSUNAGU_TRUSTED_HOSTS"].split(",")]
+            if any(not h or not h.isascii() or any(c.isspace() or c in "/@?#" for c in h) for h in hosts):
+                raise SettingError("環境変数 TSUNAGU_TRUSTED_HOSTS はホスト名（必要ならポート付き）をカンマで区切って指定して"
+                                   f"ください（例: tsunagu.city.lg.jp,10.0.0.5。今の値: {env['TSUNAGU_TRUSTED_HOSTS']!r}）。")
+            s.trusted_hosts = hosts
         if not s.config_dir.is_dir():
             raise SettingError(f"TSUNAGU_CONFIG_DIR: 設定のフォルダ {s.config_dir} がありません"
                                "（departments.yaml、categories.yaml、routing.yaml、calendar.yaml を置くフォルダです）。")

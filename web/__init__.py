@@ -1,6 +1,7 @@
 """The Flask application: staff pages, the REST API and the `tsunagu` commands."""
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -62,6 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
+        TSUNAGU_TRUSTED_HOSTS=settings.trusted_hosts,
         MAX_CONTENT_LENGTH=1024 * 1024,
         JSON_SORT_KEYS=False,
     )
@@ -93,6 +95,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.url_map.converters["id"] = RecordId
 
+    if app.config.get("TSUNAGU_TRUSTED_HOSTS"):
+        app.wsgi_app = TrustedHosts(app.wsgi_app, app.config["TSUNAGU_TRUSTED_HOSTS"])
+
     from web import db, health
 
     db.init_app(app)
@@ -106,6 +111,40 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     init_views(app)
     return app
+
+
+class TrustedHosts:
+    """WSGI middleware: refuse a request whose Host header is not one the operator named
+    (TSUNAGU_TRUSTED_HOSTS), before the app reads it to write a link (Location, a list's `next`).
+
+    It answers by itself, before Flask: a page cannot be rendered for a host the app will not build URLs for.
+    """
+
+    def __init__(self, wsgi_app, hosts: list[str]):
+        self.wsgi_app = wsgi_app
+        self.hosts = list(hosts)
+
+    def __call__(self, environ, start_response):
+        from werkzeug.exceptions import SecurityError
+        from werkzeug.wrappers import Response
+        from werkzeug.wsgi import get_host
+
+        try:
+            get_host(environ, self.hosts)
+        except SecurityError:
+            host = environ.get("HTTP_HOST", "")
+            path = environ.get("PATH_INFO", "")
+            detail = f"ホスト名「{host}」宛てのリクエストは受け付けません（TSUNAGU_TRUSTED_HOSTS にありません）。"
+            if path == "/api/v1" or path.startswith("/api/v1/"):
+                body = json.dumps({"type": "/api/v1/problems/bad-request", "title": "リクエストが正しくありません",
+                                   "status": 400, "detail": detail, "code": "bad_request"}, ensure_ascii=False)
+                response = Response(body, 400, mimetype="application/problem+json")
+            else:
+                response = Response(detail + "\n", 400, mimetype="text/plain")
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            return response(environ, start_response)
+        return self.wsgi_app(environ, start_response)
 
 
 def _instance_secret(app: Flask) -> str:
