@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import access, audit, states
+from engine import access, audit, calendar, states
 from engine.casefile import person_cases_filter
 from engine.errors import NotFound
 from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
@@ -100,6 +100,19 @@ def action_label(action: str) -> str:
     if action.endswith(".read"):
         return "閲覧"
     return action
+
+
+# The answer as CSV, for the person and for the city's records: the time as ISO 8601 (sortable, as the
+# trail stores it) and, last, as a person reads it (和暦, JST).
+CSV_HEADER = ["日時", "ケース番号", "操作者", "氏名", "所属", "操作", "操作コード", "結果", "接続元", "連携システム",
+              "日時（和暦）"]
+
+
+def csv_row(r: "TrailRow") -> list[str]:
+    """One line of the CSV answer (CSV_HEADER's columns)."""
+    return [r.at.astimezone(calendar.JST).isoformat(timespec="seconds"), r.case_number or "", r.actor,
+            r.actor_name, r.department, r.action_label, r.action, r.outcome, r.remote_addr or "", r.client or "",
+            calendar.wareki_datetime(r.at)]
 
 
 @dataclass

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from engine import api_clients, casefile, users
+from engine import api_clients, calendar, casefile, users
 from engine.db import unit_of_work
 from engine.models import ApiToken, AuditEvent, Case, User
 from tests import access_matrix as M
@@ -56,6 +57,12 @@ def test_admin_answers_who_looked_at_the_record_on_a_page_and_as_csv(world, web,
     table = list(csv.reader(io.StringIO(body.lstrip("\ufeff"))))
     assert table[0][:3] == ["日時", "ケース番号", "操作者"]
     assert any(row[2] == "m-receiving" and row[8] == "10.1.2.3" for row in table[1:])
+    # The time as the trail keeps it and as a person reads it.
+    assert table[0][-1] == "日時（和暦）"
+    for row in table[1:]:
+        at = datetime.fromisoformat(row[0])
+        assert at.utcoffset() == timedelta(hours=9)
+        assert row[-1] == f"{calendar.wareki(at.date())} {at:%H:%M}"
     for word in [*M.MARKERS.values(), world.person_name]:
         assert word not in body
     # Each answer is itself in the trail, under the admin's name.

@@ -66,7 +66,6 @@ def audit_verify(known: dict[int, str]) -> None:
     click.echo(f"末尾: seq={result.head_seq} hash={result.head_hash}")
 
 
-CSV_HEADER = ["日時", "ケース番号", "操作者", "氏名", "所属", "操作", "操作コード", "結果", "接続元", "連携システム"]
 
 
 @audit.command("case")
@@ -81,11 +80,8 @@ def audit_case(case_ref: str, fmt: str) -> None:
         cases, rows = disclosure.person_trail(session, case_ref, requested_by="cli:audit-case")
     if fmt == "csv":
         out = csv.writer(sys.stdout, lineterminator="\n")
-        out.writerow(CSV_HEADER)
-        for r in rows:
-            out.writerow([r.at.astimezone(calendar.JST).isoformat(timespec="seconds"), r.case_number,
-                          r.actor, r.actor_name, r.department, r.action_label, r.action, r.outcome,
-                          r.remote_addr or "", r.client or ""])
+        out.writerow(disclosure.CSV_HEADER)
+        out.writerows(disclosure.csv_row(r) for r in rows)
         return
     click.echo(f"対象のケース: {'、'.join(c.case_number for c in cases)}（同じ方の記録 {len(cases)} 件）")
     click.echo(f"記録 {len(rows)} 件")

@@ -10,14 +10,13 @@ import io
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine import access, api_clients, calendar, disclosure, users
+from engine import access, api_clients, disclosure, users
 from engine.errors import EngineError, NotFound
 from web import db
 from web.views.common import PASS_THROUGH, actor, refusal
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-CSV_HEADER = ["日時", "ケース番号", "操作者", "氏名", "所属", "操作", "操作コード", "結果", "接続元", "連携システム"]
 
 
 def _message(exc: EngineError) -> str:
@@ -65,11 +64,8 @@ def disclosure_csv():
     out = io.StringIO()
     out.write("\ufeff")
     w = csv.writer(out, lineterminator="\r\n")
-    w.writerow(CSV_HEADER)
-    for r in rows:
-        w.writerow([r.at.astimezone(calendar.JST).isoformat(timespec="seconds"), r.case_number, r.actor,
-                    r.actor_name, r.department, r.action_label, r.action, r.outcome, r.remote_addr or "",
-                    r.client or ""])
+    w.writerow(disclosure.CSV_HEADER)
+    w.writerows(disclosure.csv_row(r) for r in rows)
     name = f"disclosure-{cases[0].case_number}.csv"
     return Response(out.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
