@@ -65,16 +65,37 @@ def _check_new_password(errors: dict[str, list[str]], name: str, password: str |
         errors[name] = ["パスワードに使えない文字（UTF-8 で表せないバイト）が含まれています。"]
 
 
+# Initial and reset passwords made for the user: letters and digits that cannot be mistaken for one another
+# when read off a screen and typed (no 0/O, 1/l/I), in groups of four.
+_ISSUED_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def issued_password() -> str:
+    """A random password for an administrator to hand over (about 70 bits), e.g. ``k7Qm-3xTa-W9pe``."""
+    return "-".join("".join(secrets.choice(_ISSUED_ALPHABET) for _ in range(4)) for _ in range(3))
+
+
 def create_user(session: Session, *, login: str, role: str, department_code: str, password: str,
                 display_name: str | None = None, actor=None) -> User:
-    """Add a staff user (職員). Refuses an unknown role or department, a taken login, a short password."""
+    """Add a staff user (職員). Refuses an unknown role or department, a taken login, a short password.
+
+    `actor` None is the operator at the command line; a person must be an administrator."""
+    if actor is not None:
+        access.require_admin(actor, "利用者を追加できるのは管理者だけです。")
     errors: dict[str, list[str]] = {}
-    if not login or not login.isascii() or len(login) > 64 or not login.replace("-", "").replace("_", "").replace(".", "").isalnum():
+    if not login:
+        errors["login"] = ["ログインIDを入力してください。"]
+    elif (not login.isascii() or len(login) > 64
+          or not login.replace("-", "").replace("_", "").replace(".", "").isalnum()):
         errors["login"] = ["ログインIDは半角英数字と - _ . で64文字以内にしてください。"]
     if role not in ROLES:
         errors["role"] = [f"役割は {' / '.join(ROLES)} のいずれかです。"]
-    dept = session.scalar(select(Department).where(Department.code == department_code))
-    if dept is None:
+    dept = None
+    if department_code:
+        dept = session.scalar(select(Department).where(Department.code == department_code))
+    if not department_code:
+        errors["department"] = ["所属の部署を選んでください。"]
+    elif dept is None:
         errors["department"] = [f"「{department_code}」という部署はありません。"]
     _check_new_password(errors, "password", password)
     if display_name is not None and (len(display_name) > 100 or not display_name.strip()
@@ -253,7 +274,11 @@ def change_password(session: Session, user: User, *, current: str, new: str, con
 
 def reset_password(session: Session, login: str, password: str, *, actor=None) -> User:
     """An operator sets a user's password (forgotten, or first handed over): the lock is lifted and every
-    open session of the user ends. The user should change it on the page once signed in."""
+    open session of the user ends. The user should change it on the page once signed in.
+
+    `actor` None is the operator at the command line; a person must be an administrator."""
+    if actor is not None:
+        access.require_admin(actor, "パスワードを設定できるのは管理者だけです。")
     user = session.scalar(select(User).where(User.login == login).with_for_update(of=User))
     if user is None:
         raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})

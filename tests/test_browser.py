@@ -1,6 +1,7 @@
 """End to end in a real Chromium against a real server on the test database: a consultation from the
 window to closure through the pages alone, a sheet the stall scan escalated acknowledged on the FM dashboard,
-an administrator's 開示請求 answer and stop of a user, and a password changed by its user.
+an administrator's 開示請求 answer and stop of a user, a user added on the 管理 page who signs in with the
+password issued there, and a password changed by its user.
 
 A screenshot of each page goes to test-output/screenshots/. Skipped only when /usr/bin/chromium is
 missing outside CI; in CI (CI=true) a missing browser fails.
@@ -420,3 +421,25 @@ def test_a_user_changes_their_password_and_their_other_browser_is_signed_out(bro
     other.page.wait_for_url(server + "/cases")  # back to the page it was on
     me.close()
     other.close()
+
+
+def test_an_admin_adds_a_user_who_signs_in_with_the_issued_password(browser, server, actors):
+    admin = Person(browser, server, "admin")
+    admin.page.goto(f"{server}/admin/")
+    admin.page.locator("#user-login").fill("tanaka")
+    admin.page.locator("#user-name").fill("田中 一郎")
+    admin.page.locator("#user-department").select_option("elderly")
+    admin.page.get_by_role("button", name="追加する").click()
+    issued = admin.page.locator("#issued-password").inner_text()
+    assert "田中 一郎（tanaka）を追加しました" in admin.page.locator("h1").inner_text()
+    admin.shot("21-user-added")
+    newcomer = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP")
+    page = newcomer.new_page()
+    page.goto(server + "/login")
+    page.fill("#login", "tanaka")
+    page.fill("#password", issued)
+    page.keyboard.press("Enter")
+    page.wait_for_url(server + "/")
+    assert "田中 一郎" in page.locator("header .who").inner_text()
+    newcomer.close()
+    admin.close()

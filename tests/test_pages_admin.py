@@ -92,10 +92,14 @@ def test_anyone_but_an_admin_is_refused_and_the_refusal_is_audited(world, web, s
         assert s.scalar(select(User.active).where(User.login == world.logins["outsider"])) is True
         users.disable_user(s, None, world.logins["outsider"])
     assert client.post(f"/admin/users/{world.logins['outsider']}/enable").status_code == 403
+    assert client.post(f"/admin/users/{world.logins['outsider']}/password").status_code == 403
+    added = client.post("/admin/users", {"login": "sneaky", "department": "desk", "role": "admin"})
+    assert added.status_code == 403
     with unit_of_work(sessions) as s:
         assert s.scalar(select(User.active).where(User.login == world.logins["outsider"])) is False
+        assert s.scalar(select(User.id).where(User.login == "sneaky")) is None
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
-            AuditEvent.outcome == "refused", AuditEvent.actor_label == world.logins[role])) == 6
+            AuditEvent.outcome == "refused", AuditEvent.actor_label == world.logins[role])) == 8
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "audit.person_trail")) == 0
 
@@ -202,3 +206,63 @@ def test_the_disclosure_page_names_a_reassignment_in_japanese(web, actors, case_
     assert "閲覧記録" in page
     raw = sorted(set(re.findall(r"\b[a-z_]+\.[a-z_]+\b", page)))
     assert raw == [], f"codes shown instead of labels: {raw}"
+
+
+ISSUED = re.compile(r'<code id="issued-password">([^<]+)</code>')
+
+
+def _signs_in(sessions, login, password) -> bool:
+    with unit_of_work(sessions) as s:
+        return users.authenticate(s, login, password) is not None
+
+
+def test_admin_adds_a_user_whose_issued_password_is_shown_once(world, web, sessions):
+    admin = web(_user(sessions, world.logins["admin"]))
+    r = admin.post("/admin/users", {"login": "tanaka", "name": "田中 一郎", "department": "elderly",
+                                    "role": "staff"})
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+    password = ISSUED.search(r.get_data(as_text=True)).group(1)
+    assert re.fullmatch(r"[a-zA-Z2-9]{4}-[a-zA-Z2-9]{4}-[a-zA-Z2-9]{4}", password)
+    assert "田中 一郎（tanaka）を追加しました" in text_of(r)
+    assert _signs_in(sessions, "tanaka", password)
+    user = _user(sessions, "tanaka")
+    assert (user.role, user.display_name) == ("staff", "田中 一郎")
+    with unit_of_work(sessions) as s:
+        row = s.scalar(select(AuditEvent).where(AuditEvent.action == "user.add"))
+        assert row.actor_label == world.logins["admin"] and password not in str(row.detail)
+    # Shown once: the 管理 page does not hold it.
+    assert password not in admin.get("/admin/").get_data(as_text=True)
+
+
+def test_adding_a_user_names_what_is_wrong_beside_each_field(world, web, sessions):
+    admin = web(_user(sessions, world.logins["admin"]))
+    empty = admin.post("/admin/users", {"login": "", "name": "", "department": "", "role": "staff"})
+    assert empty.status_code == 422
+    assert error_beside(empty, "user", "login") == "ログインIDを入力してください。"
+    assert error_beside(empty, "user", "department") == "所属の部署を選んでください。"
+    taken = admin.post("/admin/users", {"login": world.logins["receiving"], "department": "desk",
+                                        "role": "fm", "name": "別人"})
+    assert taken.status_code == 409
+    assert "既に使われています" in error_beside(taken, "user", "login")
+    assert 'value="別人"' in taken.get_data(as_text=True)  # what was typed stays in the form
+    with unit_of_work(sessions) as s:
+        assert s.scalar(select(User.display_name).where(User.login == world.logins["receiving"])) != "別人"
+        added = select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "user.add")
+        assert s.scalar(added) == 0
+
+
+def test_admin_issues_a_new_password_and_the_users_sessions_end(world, web, sessions):
+    login = world.logins["receiving"]
+    staff = web(_user(sessions, login))
+    assert staff.get(f"/cases/{world.case_id}").status_code == 200
+    admin = web(_user(sessions, world.logins["admin"]))
+    r = admin.post(f"/admin/users/{login}/password")
+    assert r.status_code == 200 and "のパスワードを再設定しました" in text_of(r)
+    password = ISSUED.search(r.get_data(as_text=True)).group(1)
+    after = staff.get(f"/cases/{world.case_id}")
+    assert after.status_code == 302 and "/login" in after.headers["Location"]
+    assert _signs_in(sessions, login, password)
+    assert count(sessions, AuditEvent, AuditEvent.action == "password.reset",
+                 AuditEvent.actor_label == world.logins["admin"]) == 1
+    unknown = admin.post("/admin/users/nobody/password", follow_redirects=True)
+    assert "という利用者はいません" in text_of(unknown)

@@ -10,13 +10,14 @@ import io
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine import access, api_clients, disclosure, users
-from engine.errors import EngineError, NotFound
+from engine import access, api_clients, caselist, disclosure, users
+from engine.errors import EngineError, NotFound, ValidationFailed
 from web import db
 from web.views.common import PASS_THROUGH, actor, refusal
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
+ROLES = {"staff": "職員", "fm": "FM", "admin": "管理者"}
 
 
 def _message(exc: EngineError) -> str:
@@ -33,9 +34,60 @@ def _require_admin() -> None:
 def index():
     """管理: the disclosure form, staff users and API clients."""
     _require_admin()
+    return _index()
+
+
+def _index(values=None, errors=None, status: int = 200):
     s = db.session()
     return render_template("admin.html", users=users.list_users(s, actor()),
-                           clients=api_clients.list_clients(s, actor()))
+                           clients=api_clients.list_clients(s, actor()), roles=ROLES,
+                           departments=caselist.department_choices(s), values=values or {},
+                           errors=errors or {}), status
+
+
+def _issued(user, password: str, what: str):
+    """The page that shows an issued password, once: it is in this answer only (never in the session cookie,
+    where a flashed message would sit, nor in any log)."""
+    return render_template("admin_password.html", user=user, password=password, what=what)
+
+
+@bp.post("/users")
+@login_required
+def add_user():
+    """Add a staff user with an issued password, shown once on the answer."""
+    _require_admin()
+    form = request.form
+    password = users.issued_password()
+    try:
+        user = users.create_user(db.session(), login=(form.get("login") or "").strip(),
+                                 role=form.get("role") or "", department_code=form.get("department") or "",
+                                 display_name=(form.get("name") or "").strip() or None, password=password,
+                                 actor=actor())
+    except ValidationFailed as exc:
+        db.session().rollback()
+        return _index(form, exc.errors, 422)
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:  # a login already taken: said beside the login
+        db.session().rollback()
+        return _index(form, {"login": [exc.message]}, 409)
+    return _issued(user, password, "を追加しました")
+
+
+@bp.post("/users/<login>/password")
+@login_required
+def reset_password(login: str):
+    """Issue a new password for a user (forgotten, or locked out): the lock lifts, their sessions end."""
+    _require_admin()
+    password = users.issued_password()
+    try:
+        user = users.reset_password(db.session(), login, password, actor=actor())
+    except PASS_THROUGH:
+        raise
+    except EngineError as exc:
+        flash(_message(exc), "error")
+        return redirect(url_for("admin.index", _anchor="users"), 303)
+    return _issued(user, password, "のパスワードを再設定しました")
 
 
 @bp.get("/disclosure")
