@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -88,6 +89,9 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped when a user is disabled or signs out everywhere: open sessions carry the old value and end.
     session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when someone else chose or saw the password (issued on the 管理 page, or set by an operator): the
+    # user is led to change it before anything else.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]

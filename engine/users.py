@@ -76,7 +76,7 @@ def issued_password() -> str:
 
 
 def create_user(session: Session, *, login: str, role: str, department_code: str, password: str,
-                display_name: str | None = None, actor=None) -> User:
+                display_name: str | None = None, actor=None, must_change: bool = False) -> User:
     """Add a staff user (職員). Refuses an unknown role or department, a taken login, a short password.
 
     `actor` None is the operator at the command line; a person must be an administrator."""
@@ -106,7 +106,7 @@ def create_user(session: Session, *, login: str, role: str, department_code: str
     if session.scalar(select(User.id).where(User.login == login)) is not None:
         raise Conflict(f"ログインID「{login}」は既に使われています。")
     user = User(login=login, display_name=display_name or login, role=role, department_id=dept.id,
-                password_hash=hash_password(password))
+                password_hash=hash_password(password), must_change_password=must_change)
     session.add(user)
     session.flush()
     audit.record(session, actor=actor, action="user.add", object_type="user", object_id=user.id,
@@ -264,6 +264,7 @@ def change_password(session: Session, user: User, *, current: str, new: str, con
     if errors:
         raise ValidationFailed(errors)
     user.password_hash = hash_password(new)
+    user.must_change_password = False
     user.failed_logins = 0
     user.session_epoch += 1
     audit.record(session, actor=user, action="password.change", object_type="user", object_id=user.id,
@@ -287,6 +288,7 @@ def reset_password(session: Session, login: str, password: str, *, actor=None) -
     if errors:
         raise ValidationFailed(errors)
     user.password_hash = hash_password(password)
+    user.must_change_password = True  # someone else chose or saw it
     user.failed_logins = 0
     user.locked_until = None
     user.session_epoch += 1

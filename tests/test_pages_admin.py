@@ -232,6 +232,27 @@ def test_admin_adds_a_user_whose_issued_password_is_shown_once(world, web, sessi
         assert row.actor_label == world.logins["admin"] and password not in str(row.detail)
     # Shown once: the 管理 page does not hold it.
     assert password not in admin.get("/admin/").get_data(as_text=True)
+    assert user.must_change_password
+
+
+def test_a_user_with_an_issued_password_changes_it_before_anything_else(world, web, sessions):
+    admin = web(_user(sessions, world.logins["admin"]))
+    issued = ISSUED.search(admin.post(f"/admin/users/{world.logins['receiving']}/password")
+                           .get_data(as_text=True)).group(1)
+    staff = web(_user(sessions, world.logins["receiving"]))
+    for url in ("/", f"/cases/{world.case_id}", "/inbox"):
+        r = staff.get(url)
+        assert r.status_code == 302 and r.headers["Location"] == "/account/password", url
+    # Nothing else is taken either, a form included.
+    assert staff.post(f"/cases/{world.case_id}/notes", {"body": "x"}, csrf=False).status_code == 302
+    page = staff.get("/account/password")
+    assert page.status_code == 200 and "パスワードを変更してください" in text_of(page)
+    r = staff.post("/account/password", {"current_password": issued, "new_password": "my own passphrase",
+                                         "confirm_password": "my own passphrase"})
+    assert r.status_code == 302
+    assert staff.get(f"/cases/{world.case_id}").status_code == 200
+    assert not _user(sessions, world.logins["receiving"]).must_change_password
+    # The API is another credential: a token acting for the user is not held back (tests/api).
 
 
 def test_adding_a_user_names_what_is_wrong_beside_each_field(world, web, sessions):

@@ -191,6 +191,9 @@ def test_user_password_sets_it_from_stdin(cli, actors, sessions):
     assert result.exit_code == 0, result.output
     assert "window" in result.output
     assert _signs_in(sessions, "window", NEW)
+    assert _user(sessions, "window").must_change_password  # the operator knows it: the user changes it
+    _change(sessions, actors.window, NEW, NEW + " of mine")
+    assert not _user(sessions, "window").must_change_password
 
 
 def test_user_password_refuses_a_short_one_and_an_unknown_login(cli, actors, sessions):

@@ -247,6 +247,20 @@ def init_app(app: Flask) -> None:
         return redirect(url_for("auth.login", next=request.full_path))
 
     @app.before_request
+    def _password_first():
+        # A password someone else chose or saw (issued on the 管理 page, set by an operator) is changed
+        # before anything else: every page leads to the change until it is done.
+        if _is_api(request.path) or request.blueprint == "health" or request.endpoint == "static":
+            return None
+        user = current_user
+        if not getattr(user, "is_authenticated", False) or not getattr(user, "must_change_password", False):
+            return None
+        if request.endpoint in ("auth.password", "auth.logout"):
+            return None
+        flash("管理者が発行したパスワードでログインしています。続ける前に、パスワードを変更してください。", "info")
+        return redirect(url_for("auth.password"))
+
+    @app.before_request
     def _csrf():
         if app.config.get("WTF_CSRF_ENABLED", True) and not _is_api(request.path):
             csrf.protect(apply_exemptions=True)

@@ -62,7 +62,7 @@ def add_user():
         user = users.create_user(db.session(), login=(form.get("login") or "").strip(),
                                  role=form.get("role") or "", department_code=form.get("department") or "",
                                  display_name=(form.get("name") or "").strip() or None, password=password,
-                                 actor=actor())
+                                 actor=actor(), must_change=True)
     except ValidationFailed as exc:
         db.session().rollback()
         return _index(form, exc.errors, 422)
