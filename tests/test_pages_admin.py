@@ -282,8 +282,18 @@ def test_admin_issues_a_new_password_and_the_users_sessions_end(world, web, sess
     password = ISSUED.search(r.get_data(as_text=True)).group(1)
     after = staff.get(f"/cases/{world.case_id}")
     assert after.status_code == 302 and "/login" in after.headers["Location"]
+    assert "発行したパスワードの変更待ち" in text_of(admin.get("/admin/"))
     assert _signs_in(sessions, login, password)
     assert count(sessions, AuditEvent, AuditEvent.action == "password.reset",
                  AuditEvent.actor_label == world.logins["admin"]) == 1
     unknown = admin.post("/admin/users/nobody/password", follow_redirects=True)
     assert "という利用者はいません" in text_of(unknown)
+
+
+def test_the_admin_page_shows_a_locked_account_until_when(world, web, sessions):
+    with unit_of_work(sessions) as s:
+        for _ in range(users.FREE_ATTEMPTS):
+            users.authenticate(s, world.logins["receiving"], "wrong password")
+        until = s.scalar(select(User.locked_until).where(User.login == world.logins["receiving"]))
+    page = text_of(web(_user(sessions, world.logins["admin"])).get("/admin/"))
+    assert f"ロック中（{calendar.wareki_datetime(until)}まで）" in page
