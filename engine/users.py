@@ -283,6 +283,8 @@ def reset_password(session: Session, login: str, password: str, *, actor=None) -
     user = session.scalar(select(User).where(User.login == login).with_for_update(of=User))
     if user is None:
         raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})
+    if actor is not None and actor.id == user.id:
+        raise ValidationFailed({"login": ["自分のパスワードは、画面上部の「パスワード変更」で変更してください。"]})
     errors: dict[str, list[str]] = {}
     _check_new_password(errors, "password", password)
     if errors:

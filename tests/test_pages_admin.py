@@ -288,6 +288,10 @@ def test_admin_issues_a_new_password_and_the_users_sessions_end(world, web, sess
                  AuditEvent.actor_label == world.logins["admin"]) == 1
     unknown = admin.post("/admin/users/nobody/password", follow_redirects=True)
     assert "という利用者はいません" in text_of(unknown)
+    # An administrator's own password is changed as anyone's is, knowing the current one.
+    own = admin.post(f"/admin/users/{world.logins['admin']}/password", follow_redirects=True)
+    assert "「パスワード変更」で変更してください" in text_of(own)
+    assert not _user(sessions, world.logins["admin"]).must_change_password
 
 
 def test_the_admin_page_shows_a_locked_account_until_when(world, web, sessions):
