@@ -178,7 +178,7 @@ def failures_from(session: Session, remote_addr: str, now: datetime) -> int:
 
 def sign_out(session: Session, user: User, *, remote_addr: str | None = None) -> None:
     """End every open session of the user (their session epoch moves on); audited."""
-    user = session.get(User, user.id, with_for_update=True)
+    user = session.get(User, user.id, with_for_update=True, populate_existing=True)
     user.session_epoch += 1
     audit.record(session, actor=user, action="logout", object_type="user", object_id=user.id,
                  remote_addr=remote_addr)
@@ -233,7 +233,9 @@ def change_password(session: Session, user: User, *, current: str, new: str, con
     are what was written, nothing else.
     """
     now = now or utcnow()
-    user = session.get(User, user.id, with_for_update=True)
+    # Locked and read again: the row as it is now (a change or a failure committed meanwhile), not as it was
+    # when the request loaded the signed-in user.
+    user = session.get(User, user.id, with_for_update=True, populate_existing=True)
     if user.locked_until is not None and user.locked_until > now:
         raise PermissionDenied("失敗が続いたため、しばらくパスワードを変更できません。時間をおいてやり直してください。")
     errors: dict[str, list[str]] = {}

@@ -224,3 +224,23 @@ def test_a_change_sent_after_the_session_ended_shows_no_password(web, actors, ap
         r = client.post("/account/password", _form(long_one, long_one + "!"), csrf=csrf)
         assert r.status_code in (400, 401)
         assert "passphrase" not in r.get_data(as_text=True)
+
+
+def test_a_change_committed_meanwhile_is_not_overwritten(sessions, actors):
+    """The request loaded the signed-in user before another browser of theirs changed the password: the
+    change is checked against the row as it is now, not as it was loaded."""
+    from engine.db import lost_race
+
+    with sessions() as s:
+        loaded = s.get(User, actors.window.id)
+        assert loaded.password_hash  # read, as the page's request had read it
+        _change(sessions, actors.window, PASSWORD, NEW)  # the other browser, committed
+        try:
+            users.change_password(s, loaded, current=PASSWORD, new="a third passphrase",
+                                  confirm="a third passphrase")
+            s.commit()
+        except ValidationFailed as exc:
+            assert exc.errors == {"current_password": ["いまのパスワードが違います。"]}
+        except Exception as exc:  # SQLite: the stale read cannot write (a lost race, answered 409)
+            assert lost_race(exc), exc
+    assert _signs_in(sessions, "window", NEW)
