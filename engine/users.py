@@ -1,4 +1,4 @@
-"""Staff users: creation, password checks with throttling, disabling."""
+"""Staff users: creation, sign-in with throttling, password changes and resets, stopping and restarting."""
 from __future__ import annotations
 
 import secrets
