@@ -281,3 +281,18 @@ def test_the_preview_names_earlier_cases_of_the_same_person_its_reader_may_read(
     assert "同じ方のケース" not in text_of(_preview(web(actors.children)))
     assert count(sessions, AuditEvent, AuditEvent.action == "case.found", AuditEvent.case_id == first) == 3
     assert count(sessions, AuditEvent, AuditEvent.action == "case.found", AuditEvent.case_id == other) == 0
+
+
+@pytest.mark.parametrize("consent, warned", [(None, True), ("on", False)])
+def test_a_proposal_to_an_agency_outside_the_city_asks_about_consent(web, actors, consent, warned):
+    """The rules may send the sheet to an outside agency (a 地域包括支援センター): without the person's consent
+    to share, the preview says so before anything is sent."""
+    r = _preview(web(actors.window), **{"categories": ["elder_care"], "primary_category": "elder_care",
+                                        "person.area": "大野", "consent_to_share": consent})
+    assert r.status_code == 200 and "大野地域包括支援センター" in text_of(r)
+    assert ("送付先は市の外の機関（委託・指定の相談機関）です" in text_of(r)) is warned
+
+
+def test_a_proposal_to_a_city_section_says_nothing_of_consent(web, actors):
+    r = _preview(web(actors.window))
+    assert r.status_code == 200 and "送付先は市の外の機関" not in text_of(r)
