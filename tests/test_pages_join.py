@@ -213,6 +213,9 @@ def test_with_consent_in_force_only_a_covered_agency_may_be_asked_to_join(web, a
     form = page.split('id="event-request_join"', 1)[1].split("</form>", 1)[0]
     assert 'value="shakyo"' in form and 'value="health"' not in form  # the form offers what it may send
     assert 'value="livelihood"' not in form  # nor the owner itself
+    assert "本人の同意はまだありません" not in form
+    before = web(actors.livelihood).get(f"/cases/{case_in('assigned')}").get_data(as_text=True)
+    assert "本人の同意はまだありません。市の外の機関" in before.split('id="event-request_join"', 1)[1].split("</form>")[0]
     with unit_of_work(sessions) as s:
         version = s.get(Case, case_id).version
     r = client.post(f"/cases/{case_id}/join", data={"version": version, "to_department": "health",
