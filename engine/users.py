@@ -214,8 +214,10 @@ def disable_user(session: Session, actor: User, login: str) -> User:
 
 
 def list_users(session: Session, actor) -> list[User]:
-    """Every staff user, for the admin page (PermissionDenied for anyone but an admin)."""
-    access.require_admin(actor, "利用者の一覧は管理者だけが見られます。")
+    """Every staff user, for the admin page (PermissionDenied for anyone but an admin); `actor` None is the
+    operator at the command line."""
+    if actor is not None:
+        access.require_admin(actor, "利用者の一覧は管理者だけが見られます。")
     return list(session.scalars(select(User).order_by(User.active.desc(), User.department_id, User.login)))
 
 

@@ -244,3 +244,18 @@ def test_a_change_committed_meanwhile_is_not_overwritten(sessions, actors):
         except Exception as exc:  # SQLite: the stale read cannot write (a lost race, answered 409)
             assert lost_race(exc), exc
     assert _signs_in(sessions, "window", NEW)
+
+
+def test_user_list_says_who_cannot_sign_in_and_why(cli, actors, sessions):
+    assert cli("user", "disable", "elderly").exit_code == 0
+    assert cli("user", "password", "livelihood", input=NEW + "\n").exit_code == 0
+    with unit_of_work(sessions) as s:
+        for _ in range(users.FREE_ATTEMPTS):
+            users.authenticate(s, "window", "wrong password")
+    result = cli("user", "list")
+    assert result.exit_code == 0, result.output
+    lines = {line.split("\t")[0]: line.split("\t") for line in result.output.splitlines()}
+    assert lines["elderly"][1:3] == ["staff", "elderly"] and lines["elderly"][-1] == "停止中"
+    assert lines["livelihood"][-1] == "発行したパスワードの変更待ち"
+    assert lines["window"][-1].startswith("ロック中（令和")
+    assert lines["fm"][1:3] == ["fm", "community_welfare"] and lines["fm"][-1] == "利用中"
