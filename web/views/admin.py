@@ -124,50 +124,41 @@ def disclosure_csv():
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
 
-@bp.post("/users/<login>/disable")
-@login_required
-def disable_user(login: str):
-    """Stop a user at once: their sessions end and their tokens stop working."""
+def _act(do, done, anchor: str):
+    """One administrator's action from the lists: say what was done (or why not) and go back to its list."""
     _require_admin()
     try:
-        user = users.disable_user(db.session(), actor(), login)
+        result = do()
     except PASS_THROUGH:
         raise
     except EngineError as exc:
         flash(_message(exc), "error")
-        return redirect(url_for("admin.index", _anchor="users"), 303)
-    flash(f"{user.display_name}（{user.login}）を停止しました。開いていた画面とトークンは使えなくなりました。", "success")
-    return redirect(url_for("admin.index", _anchor="users"), 303)
+    else:
+        flash(done(result), "success")
+    return redirect(url_for("admin.index", _anchor=anchor), 303)
+
+
+@bp.post("/users/<login>/disable")
+@login_required
+def disable_user(login: str):
+    """Stop a user at once: their sessions end and their tokens stop working."""
+    return _act(lambda: users.disable_user(db.session(), actor(), login),
+                lambda u: f"{u.display_name}（{u.login}）を停止しました。開いていた画面とトークンは使えなくなりました。",
+                "users")
 
 
 @bp.post("/users/<login>/enable")
 @login_required
 def enable_user(login: str):
     """Let a stopped user sign in again (their revoked tokens stay revoked)."""
-    _require_admin()
-    try:
-        user = users.enable_user(db.session(), login, actor=actor())
-    except PASS_THROUGH:
-        raise
-    except EngineError as exc:
-        flash(_message(exc), "error")
-        return redirect(url_for("admin.index", _anchor="users"), 303)
-    flash(f"{user.display_name}（{user.login}）を再開しました。ログインできます（停止のときに無効にしたトークンは無効のままです）。",
-          "success")
-    return redirect(url_for("admin.index", _anchor="users"), 303)
+    return _act(lambda: users.enable_user(db.session(), login, actor=actor()),
+                lambda u: f"{u.display_name}（{u.login}）を再開しました。ログインできます（停止のときに無効にしたトークンは無効のままです）。",
+                "users")
 
 
 @bp.post("/clients/<name>/revoke")
 @login_required
 def revoke_client(name: str):
     """Revoke every token of an API client at once."""
-    _require_admin()
-    try:
-        count = api_clients.revoke_tokens(db.session(), name, actor=actor())
-    except PASS_THROUGH:
-        raise
-    except EngineError as exc:
-        flash(_message(exc), "error")
-        return redirect(url_for("admin.index", _anchor="clients"), 303)
-    flash(f"{name} のトークン {count} 件を無効にしました。", "success")
-    return redirect(url_for("admin.index", _anchor="clients"), 303)
+    return _act(lambda: api_clients.revoke_tokens(db.session(), name, actor=actor()),
+                lambda count: f"{name} のトークン {count} 件を無効にしました。", "clients")
