@@ -10,7 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine import access, audit
+from engine import access, audit, calendar
 from engine.errors import Conflict, PermissionDenied, ValidationFailed
 from engine.models import ROLES, ApiClient, ApiToken, AuditEvent, Department, User, utcnow
 
@@ -136,7 +136,7 @@ def authenticate(session: Session, login: str, password: str, *, remote_addr: st
                      object_type="user", remote_addr=remote_addr, outcome="refused", at=now,
                      detail={"reason": "unknown_login"})
         return None
-    if user.locked_until is not None and user.locked_until > now:
+    if is_locked(user, now):
         audit.record(session, actor=user, action="login.locked", object_type="user", object_id=user.id,
                      remote_addr=remote_addr, outcome="refused", at=now)
         _spend_a_verification(password)  # as long as any other refusal
@@ -185,6 +185,30 @@ def sign_out(session: Session, user: User, *, remote_addr: str | None = None) ->
     session.flush()
 
 
+def _named_user(session: Session, login: str) -> User:
+    """The user an administrator's action names, its row locked (the action changes it); said when unknown."""
+    # of=User: the eager join to the department is an outer join, which PostgreSQL will not lock.
+    user = session.scalar(select(User).where(User.login == login).with_for_update(of=User))
+    if user is None:
+        raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})
+    return user
+
+
+def is_locked(user: User, now: datetime | None = None) -> bool:
+    """Whether failed sign-ins keep the user out at `now`."""
+    return user.locked_until is not None and user.locked_until > (now or utcnow())
+
+
+def account_notes(user: User, now: datetime | None = None) -> list[str]:
+    """What keeps the user from working as usual, in Japanese (the 管理 page, `tsunagu user list`)."""
+    notes = [] if user.active else ["停止中"]
+    if is_locked(user, now):
+        notes.append(f"ロック中（{calendar.wareki_datetime(user.locked_until)}まで）")
+    if user.must_change_password:
+        notes.append("発行したパスワードの変更待ち")
+    return notes
+
+
 def disable_user(session: Session, actor: User, login: str) -> User:
     """Disable a user at once: their open sessions end and their tokens stop working.
 
@@ -194,9 +218,7 @@ def disable_user(session: Session, actor: User, login: str) -> User:
     """
     if actor is not None and actor.role != "admin":
         raise PermissionDenied("利用者を停止できるのは管理者だけです。")
-    user = session.scalar(select(User).where(User.login == login))
-    if user is None:
-        raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})
+    user = _named_user(session, login)
     if actor is not None and actor.id == user.id:
         raise ValidationFailed({"login": ["自分自身は停止できません（ほかの管理者に依頼してください）。"]})
     now = utcnow()
@@ -238,7 +260,7 @@ def change_password(session: Session, user: User, *, current: str, new: str, con
     # Locked and read again: the row as it is now (a change or a failure committed meanwhile), not as it was
     # when the request loaded the signed-in user.
     user = session.get(User, user.id, with_for_update=True, populate_existing=True)
-    if user.locked_until is not None and user.locked_until > now:
+    if is_locked(user, now):
         raise PermissionDenied("失敗が続いたため、しばらくパスワードを変更できません。時間をおいてやり直してください。")
     errors: dict[str, list[str]] = {}
     try:
@@ -284,9 +306,7 @@ def reset_password(session: Session, login: str, password: str, *, actor=None) -
     `actor` None is the operator at the command line; a person must be an administrator."""
     if actor is not None:
         access.require_admin(actor, "パスワードを設定できるのは管理者だけです。")
-    user = session.scalar(select(User).where(User.login == login).with_for_update(of=User))
-    if user is None:
-        raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})
+    user = _named_user(session, login)
     if actor is not None and actor.id == user.id:
         raise ValidationFailed({"login": ["自分のパスワードは、画面上部の「パスワード変更」で変更してください。"]})
     errors: dict[str, list[str]] = {}
@@ -308,9 +328,7 @@ def enable_user(session: Session, login: str, *, actor=None) -> User:
     """Let a disabled user sign in again (the tokens revoked when they were disabled stay revoked)."""
     if actor is not None:
         access.require_admin(actor, "利用者を再開できるのは管理者だけです。")
-    user = session.scalar(select(User).where(User.login == login).with_for_update(of=User))
-    if user is None:
-        raise ValidationFailed({"login": [f"「{login}」という利用者はいません。"]})
+    user = _named_user(session, login)
     if user.active:
         raise Conflict(f"利用者 {login} は停止されていません。")
     user.active = True

@@ -277,18 +277,10 @@ def user_enable(login: str) -> None:
 def user_list() -> None:
     """List the staff users, one per line: login, role, department, and what stops them signing in."""
     from engine import users
-    from engine.calendar import wareki_datetime
-    from engine.models import utcnow
 
-    now = utcnow()
     with transaction() as session:
         for u in users.list_users(session, None):
-            notes = [] if u.active else ["停止中"]
-            if u.locked_until is not None and u.locked_until > now:
-                notes.append(f"ロック中（{wareki_datetime(u.locked_until)}まで）")
-            if u.must_change_password:
-                notes.append("発行したパスワードの変更待ち")
-            state = "、".join(notes) or "利用中"
+            state = "、".join(users.account_notes(u)) or "利用中"
             click.echo("\t".join([u.login, u.role, u.department.code, u.display_name, state]))
 
 

@@ -12,7 +12,6 @@ from flask_login import login_required
 
 from engine import access, api_clients, caselist, disclosure, users
 from engine.errors import EngineError, NotFound, ValidationFailed
-from engine.models import utcnow
 from web import db
 from web.views.common import PASS_THROUGH, actor, refusal
 
@@ -43,7 +42,7 @@ def _index(values=None, errors=None, status: int = 200):
     return render_template("admin.html", users=users.list_users(s, actor()),
                            clients=api_clients.list_clients(s, actor()), roles=ROLES,
                            departments=caselist.department_choices(s), values=values or {},
-                           errors=errors or {}, now=utcnow()), status
+                           errors=errors or {}, account_notes=users.account_notes), status
 
 
 def _issued(user, password: str, what: str):
