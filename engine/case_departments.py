@@ -20,7 +20,7 @@ engine.access adds it to the department's rows.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Collection, Iterable
 
 from sqlalchemy import Integer, bindparam, case as sql_case, delete, event, exists, func, inspect, insert, literal, select, \
     text, union_all, update
@@ -82,8 +82,11 @@ _SET_STATE = (update(CaseDepartment).where(CaseDepartment.case_id == bindparam("
               .values(state=bindparam("b_state")))
 
 
-def rebuild(session: Session, case_ids: Iterable[int] | None = None) -> None:
-    """Rebuild the rows of `case_ids` (every case when None) from the records, in the session's transaction."""
+def rebuild(session: Session, case_ids: Iterable[int] | None = None, *, new: Collection[int] = ()) -> None:
+    """Rebuild the rows of `case_ids` (every case when None) from the records, in the session's transaction.
+
+    `new`: cases inserted in this transaction, which have no rows to remove yet.
+    """
     conn = session.connection()
     if case_ids is None:
         conn.execute(delete(CaseDepartment))
@@ -91,7 +94,8 @@ def rebuild(session: Session, case_ids: Iterable[int] | None = None) -> None:
         return
     ids = sorted(set(case_ids))
     if len(ids) == 1:
-        conn.execute(_DELETE_ONE, {"b_one": ids[0]})
+        if ids[0] not in new:
+            conn.execute(_DELETE_ONE, {"b_one": ids[0]})
         conn.execute(_INSERT_ONE, {"b_one": ids[0]})
         return
     for start in range(0, len(ids), 500):
@@ -120,11 +124,12 @@ _DUE = "case_departments_due"
 @event.listens_for(Session, "after_flush")
 def _note(session: Session, flush_context) -> None:
     """Note which cases this flush touched and how; :func:`settle` brings their rows up to date."""
-    due = session.info.setdefault(_DUE, {"rebuild": set(), "state": {}, "consents": set()})
+    due = session.info.setdefault(_DUE, {"rebuild": set(), "state": {}, "consents": set(), "new": set()})
     rebuild_ids, state_only, consent_ids = due["rebuild"], due["state"], due["consents"]
     for obj in session.new:
         if isinstance(obj, Case):
             rebuild_ids.add(obj.id)
+            due["new"].add(obj.id)
         elif isinstance(obj, (Handoff, Consent, CaseNotice)):
             rebuild_ids.add(obj.case_id)
         elif isinstance(obj, ConsentAgency):
@@ -168,7 +173,7 @@ def settle(session: Session) -> None:
     rebuild_ids.discard(None)
     _serialize(session, rebuild_ids | set(due["state"]))
     if rebuild_ids:
-        rebuild(session, rebuild_ids)
+        rebuild(session, rebuild_ids, new=due["new"])
     states = [{"b_case_id": case_id, "b_state": state} for case_id, state in due["state"].items()
               if case_id not in rebuild_ids]
     if states:

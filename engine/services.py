@@ -363,6 +363,8 @@ def open_case(session: Session, actor: User, fields: dict[str, Any], *, now: dat
                             birth_year=m.get("birth_year"), note=m.get("note"))
             for m in fields.get("household") or []
         ],
+        # A new case has no sheet yet: known here, so that routing it does not ask the database.
+        handoffs=[],
     )
     session.add(case)
     session.flush()

@@ -21,9 +21,17 @@ def _load(path: str) -> dict[str, dict[str, str]]:
     return {k: {str(code): str(label) for code, label in v.items()} for k, v in data.items()}
 
 
+@lru_cache(maxsize=8)
+def _file_in(directory: str | None) -> str:
+    return str(Path(directory or PROJECT_ROOT / "config") / "categories.yaml")
+
+
 def lists(directory: Path | None = None) -> dict[str, dict[str, str]]:
     """Every code list, as {list name: {code: Japanese label}}."""
-    return _load(str((directory or config_dir()) / "categories.yaml"))
+    if directory is not None:
+        return _load(str(Path(directory) / "categories.yaml"))
+    # Read on every label shown: the file's name is worked out once per configured folder.
+    return _load(_file_in(os.environ.get("TSUNAGU_CONFIG_DIR")))
 
 
 def codes(name: str) -> dict[str, str]:

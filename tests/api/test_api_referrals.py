@@ -419,3 +419,31 @@ def test_a_referral_the_rules_sent_and_the_receiver_returned_comes_to_the_desk(c
     with unit_of_work(sessions) as s:
         alert = s.scalars(select(Alert).where(Alert.case_id == created["id"], Alert.kind == "handoff_declined")).one()
         assert s.get(Department, alert.department_id).code == "desk"
+
+
+def test_a_new_case_asks_nothing_it_already_knows(app, client, partner, sessions):
+    """A referral is the hottest write path: the case it opens has no sheets and no department rows yet,
+    so routing it neither loads its sheets nor deletes its rows before writing them."""
+    from sqlalchemy import event
+
+    from engine import case_departments
+
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        seen.append(" ".join(statement.split()))
+
+    engine = app.extensions["tsunagu.engine"]
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        resp = post_referral(client, partner)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert resp.status_code == 201 and resp.get_json()["status"] == "handoff"
+    assert any(s.startswith("INSERT INTO handoffs") for s in seen)
+    assert any(s.startswith("INSERT INTO case_departments") for s in seen)
+    assert not [s for s in seen if s.startswith("SELECT") and "FROM handoffs" in s]
+    assert not [s for s in seen if s.startswith("DELETE FROM case_departments")]
+    # … and the rows are what a rebuild from the records gives.
+    with unit_of_work(sessions) as s:
+        assert case_departments.drift(s) == []
