@@ -43,7 +43,7 @@ class Client:
 
     def get(self, url, **kw):
         r = self.c.get(url, **kw)
-        m = TOKEN.search(r.get_data(as_text=True))
+        m = TOKEN.search(r.get_data(as_text=True)) if r.mimetype == "text/html" else None  # not a download
         if m:
             self._token = m.group(1)
         return r

@@ -1,5 +1,5 @@
 """年度集計 (engine/reports.py, /reports): the yearly figures DESIGN.md asks to be reportable, counted by the
-Japanese fiscal year, read only by FMs and administrators, audited; the page and its CSV."""
+Japanese fiscal year, read only by FMs and administrators, audited; the page, its CSV and its workbook."""
 from __future__ import annotations
 
 import csv
@@ -7,6 +7,7 @@ import io
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from openpyxl import load_workbook
 from sqlalchemy import select
 
 from engine import reports, services
@@ -18,6 +19,7 @@ from tests.conftest import NOW
 from tests.pages_support import app, text_of, web  # noqa: F401  (fixtures)
 
 APRIL_1 = datetime(2026, 4, 1, tzinfo=JST)  # 令和8年度 starts
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def figures(report) -> dict[tuple[str, str], int]:
@@ -128,13 +130,55 @@ def test_the_page_shows_the_year_in_wareki_and_offers_the_csv(year_of_work, web,
     assert ["令和8年度", "相談受付", "新規相談 計", "3"] in rows
 
 
+def test_the_workbook_holds_the_pages_figures_laid_out_and_as_one_table(year_of_work, web, actors, sessions):
+    page = web(actors.fm).get("/reports?year=2026")
+    assert 'href="/reports.xlsx?year=2026"' in page.get_data(as_text=True)
+    r = web(actors.fm).get("/reports.xlsx?year=2026")
+    assert r.status_code == 200 and r.mimetype == XLSX
+    assert r.headers["Content-Disposition"] == 'attachment; filename="report-2026.xlsx"'
+    assert r.headers["Cache-Control"] == "no-store"
+    book = load_workbook(io.BytesIO(r.get_data()))
+    assert book.sheetnames == ["年度集計", "データ"]
+    laid_out = book["年度集計"]
+    assert laid_out["A1"].value == "年度集計（令和8年度）"
+    assert laid_out["A2"].value == "期間: 令和8年4月1日〜令和9年3月31日"
+    pairs = [(a.value, b.value) for a, b in laid_out.iter_rows(min_row=4, max_col=2)]
+    assert ("新規相談 計", 3) in pairs
+    assert ("相談受付", None) in pairs  # each section under its title
+    table = [tuple(c.value for c in row) for row in book["データ"].iter_rows()]
+    assert table[0] == ("年度", "区分", "項目", "件数")
+    with unit_of_work(sessions) as s:
+        report = reports.yearly(s, s.merge(actors.fm), 2026)
+    assert table[1:] == [(report.label, title, label, count) for title, label, count in report.csv_rows()]
+    text = "".join(str(v) for row in table for v in row)
+    for named in ("R8-", "廿日 太郎"):  # nothing that names a case or a person
+        assert named not in text
+    with sessions() as s:
+        reads = s.scalars(select(AuditEvent.actor_label).where(AuditEvent.action == "report.read")).all()
+    assert reads == ["fm", "fm", "fm"]  # the page, the download, and this test's own read
+
+
+def test_a_label_that_looks_like_a_formula_stays_text_in_the_workbook():
+    from web.views.reports import workbook
+
+    report = reports.YearlyReport(2026, "令和8年度", date(2026, 4, 1), date(2027, 3, 31),
+                                  [reports.Section("=SUM(1,2)", [reports.Row("=HYPERLINK(\"x\")", 4)])])
+    book = load_workbook(io.BytesIO(workbook(report)))
+    for sheet, ref in (("年度集計", "A5"), ("年度集計", "A7"), ("データ", "B2"), ("データ", "C2")):
+        cell = book[sheet][ref]
+        assert cell.data_type == "s" and cell.value.startswith("="), (sheet, ref, cell.value)
+    assert book["データ"]["D2"].value == 4
+
+
 def test_the_page_refuses_staff_and_a_bad_year(web, actors, sessions):
     assert web(actors.livelihood).get("/reports").status_code == 403
     assert web(actors.livelihood).get("/reports.csv").status_code == 403
+    assert web(actors.livelihood).get("/reports.xlsx").status_code == 403
     r = web(actors.fm).get("/reports?year=1999")
     assert r.status_code == 422
     assert "年度は令和元年度から" in text_of(r)
     assert web(actors.fm).get("/reports.csv?year=abc").status_code == 422
+    assert web(actors.fm).get("/reports.xlsx?year=abc").status_code == 422
     with sessions() as s:
         assert s.scalars(select(AuditEvent.action).where(AuditEvent.action == "report.read")).all() == []
 

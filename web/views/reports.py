@@ -1,4 +1,4 @@
-"""年度集計: the yearly figures (FM and administrators), on a page and as CSV."""
+"""年度集計: the yearly figures (FM and administrators), on a page, as CSV and as an Excel workbook."""
 from __future__ import annotations
 
 import csv
@@ -6,8 +6,10 @@ import io
 
 from flask import Blueprint, Response, render_template, request
 from flask_login import login_required
+from openpyxl import Workbook
+from openpyxl.styles import Font
 
-from engine import reports
+from engine import calendar, reports
 from engine.errors import ValidationFailed
 from web import db
 from web.views.common import actor, remote_addr
@@ -31,9 +33,21 @@ def show():
     """The figures of one fiscal year (`?year=` is the 西暦 of its April; the current year by default)."""
     reports.require_reader(actor())
     year, error = _year()
-    report = None if error else reports.yearly(db.session(), actor(), year, remote_addr=remote_addr())
-    return render_template("reports.html", report=report, years=reports.offered_years(), error=error,
-                           asked=request.args.get("year", "")), (422 if error else 200)
+    if error:
+        return _refused(error)
+    report = reports.yearly(db.session(), actor(), year, remote_addr=remote_addr())
+    return render_template("reports.html", report=report, years=reports.offered_years(), error=None,
+                           asked=request.args.get("year", ""))
+
+
+def _refused(error: str):
+    return render_template("reports.html", report=None, years=reports.offered_years(), error=error,
+                           asked=request.args.get("year", "")), 422
+
+
+def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
+    return Response(body, mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
 
 
 @bp.get("/reports.csv")
@@ -43,8 +57,7 @@ def as_csv():
     reports.require_reader(actor())
     year, error = _year()
     if error:
-        return render_template("reports.html", report=None, years=reports.offered_years(), error=error,
-                               asked=request.args.get("year", "")), 422
+        return _refused(error)
     report = reports.yearly(db.session(), actor(), year, remote_addr=remote_addr())
     out = io.StringIO()
     out.write("\ufeff")
@@ -52,6 +65,76 @@ def as_csv():
     w.writerow(CSV_HEADER)
     for title, label, count in report.csv_rows():
         w.writerow((report.label, title, label, count))
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="report-{report.fiscal_year}.csv"',
-                             "Cache-Control": "no-store"})
+    return _download(out.getvalue(), "text/csv", f"report-{report.fiscal_year}.csv")
+
+
+XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+BOLD = Font(bold=True)
+
+
+def _put(sheet, row: int, column: int, value, *, font: Font | None = None) -> None:
+    cell = sheet.cell(row=row, column=column, value=value)
+    if isinstance(value, str):
+        # Text stays text: a label from a code list that begins with "=" is not a formula to run.
+        cell.data_type = "s"
+    elif isinstance(value, int):
+        cell.number_format = "#,##0"
+    if font is not None:
+        cell.font = font
+
+
+def workbook(report: reports.YearlyReport) -> bytes:
+    """The year's figures as an .xlsx: a sheet laid out as the page is, and one flat table (the CSV's
+    columns) for filtering and for setting one year beside another."""
+    book = Workbook()
+    table = book.active
+    table.title = "年度集計"
+    _put(table, 1, 1, f"年度集計（{report.label}）", font=Font(bold=True, size=14))
+    _put(table, 2, 1, f"期間: {calendar.wareki(report.starts)}〜{calendar.wareki(report.ends)}")
+    _put(table, 3, 1, "国への報告と年度ごとの評価のための件数です。個人を特定できる情報は含みません。")
+    row = 5
+    for section in report.sections:
+        _put(table, row, 1, section.title, font=Font(bold=True, size=12))
+        row += 1
+        if section.note:
+            _put(table, row, 1, section.note)
+            row += 1
+        _put(table, row, 1, "項目", font=BOLD)
+        _put(table, row, 2, "件数", font=BOLD)
+        row += 1
+        for line in section.rows:
+            _put(table, row, 1, line.label)
+            _put(table, row, 2, line.count)
+            row += 1
+        row += 1
+    table.column_dimensions["A"].width = 48
+    table.column_dimensions["B"].width = 12
+
+    data = book.create_sheet("データ")
+    for column, name in enumerate(CSV_HEADER, start=1):
+        _put(data, 1, column, name, font=BOLD)
+    for row, (title, label, count) in enumerate(report.csv_rows(), start=2):
+        for column, value in enumerate((report.label, title, label, count), start=1):
+            _put(data, row, column, value)
+    data.freeze_panes = "A2"
+    data.auto_filter.ref = data.dimensions
+    for column, width in zip("ABCD", (12, 28, 48, 10)):
+        data.column_dimensions[column].width = width
+
+    book.properties.title = f"年度集計（{report.label}）"
+    book.properties.creator = "Tsunagu"
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@bp.get("/reports.xlsx")
+@login_required
+def as_xlsx():
+    """The same figures as an Excel workbook, for the 相談支援ネットワーク会議's yearly evaluation."""
+    reports.require_reader(actor())
+    year, error = _year()
+    if error:
+        return _refused(error)
+    report = reports.yearly(db.session(), actor(), year, remote_addr=remote_addr())
+    return _download(workbook(report), XLSX_MIMETYPE, f"report-{report.fiscal_year}.xlsx")
