@@ -4,6 +4,7 @@ conforms to the document (status code, content type, body, headers)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import schemathesis
@@ -22,8 +23,10 @@ from web.api.spec import COMMITTED
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]
-# Enough to meet every kind of wrong input of every operation, small enough for ~20 s per database.
-EXAMPLES = 15
+# Enough to meet every kind of wrong input of every operation, small enough for ~20 s per database;
+# TSUNAGU_SCHEMATHESIS_EXAMPLES=500 (say) for a deeper run, with fresh random data each time.
+EXAMPLES = int(os.environ.get("TSUNAGU_SCHEMATHESIS_EXAMPLES") or 15)
+DERANDOMIZE = "TSUNAGU_SCHEMATHESIS_EXAMPLES" not in os.environ
 _PATHS = json.loads(COMMITTED.read_text(encoding="utf-8"))["paths"]
 OPERATIONS = [(method.upper(), path) for path, item in _PATHS.items() for method in item if method != "parameters"]
 # Operations that take no input at all (liveness, readiness) have no wrong data to send.
@@ -62,7 +65,7 @@ def test_operation_conforms(api, method, path, mode):
         path_parameters={n: existing[n] for n in names} if mode == "existing" else None)
 
     @given(case=strategy)
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE, database=None,
               suppress_health_check=list(HealthCheck))
     def run(case):
         case.call_and_validate(headers=headers, checks=CHECKS)
