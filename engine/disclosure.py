@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import access, audit, calendar, states
+from engine import access, audit, calendar, spreadsheet, states
 from engine.casefile import person_cases_filter
 from engine.errors import NotFound
 from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
@@ -111,10 +111,11 @@ CSV_HEADER = ["日時", "ケース番号", "操作者", "氏名", "所属", "操
 
 
 def csv_row(r: "TrailRow") -> list[str]:
-    """One line of the CSV answer (CSV_HEADER's columns)."""
-    return [r.at.astimezone(calendar.JST).isoformat(timespec="seconds"), r.case_number or "", r.actor,
-            r.actor_name, r.department, r.action_label, r.action, r.outcome, r.remote_addr or "", r.client or "",
-            calendar.wareki_datetime(r.at)]
+    """One line of the CSV answer (CSV_HEADER's columns), each cell safe to open in a spreadsheet."""
+    return spreadsheet.row([
+        r.at.astimezone(calendar.JST).isoformat(timespec="seconds"), r.case_number or "", r.actor, r.actor_name,
+        r.department, r.action_label, r.action, r.outcome, r.remote_addr or "", r.client or "",
+        calendar.wareki_datetime(r.at)])
 
 
 @dataclass

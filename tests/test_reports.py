@@ -158,16 +158,20 @@ def test_the_workbook_holds_the_pages_figures_laid_out_and_as_one_table(year_of_
     assert reads == ["fm", "fm", "fm"]  # the page, the download, and this test's own read
 
 
-def test_a_label_that_looks_like_a_formula_stays_text_in_the_workbook():
-    from web.views.reports import workbook
+def test_a_label_that_looks_like_a_formula_stays_text_in_the_workbook_and_the_csv():
+    from web.views.reports import csv_text, workbook
 
     report = reports.YearlyReport(2026, "令和8年度", date(2026, 4, 1), date(2027, 3, 31),
-                                  [reports.Section("=SUM(1,2)", [reports.Row("=HYPERLINK(\"x\")", 4)])])
+                                  [reports.Section("=SUM(1,2)", [reports.Row("@HYPERLINK(\"x\")", 4),
+                                                                 reports.Row("新規相談 計", 5)])])
     book = load_workbook(io.BytesIO(workbook(report)))
     for sheet, ref in (("年度集計", "A5"), ("年度集計", "A7"), ("データ", "B2"), ("データ", "C2")):
         cell = book[sheet][ref]
-        assert cell.data_type == "s" and cell.value.startswith("="), (sheet, ref, cell.value)
+        assert cell.data_type == "s" and cell.value[0] in "=@", (sheet, ref, cell.value)
     assert book["データ"]["D2"].value == 4
+    rows = list(csv.reader(io.StringIO(csv_text(report).lstrip("\ufeff"))))
+    assert rows[1:] == [["令和8年度", "'=SUM(1,2)", "'@HYPERLINK(\"x\")", "4"],
+                        ["令和8年度", "'=SUM(1,2)", "新規相談 計", "5"]]
 
 
 def test_the_page_refuses_staff_and_a_bad_year(web, actors, sessions):

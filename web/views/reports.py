@@ -9,7 +9,7 @@ from flask_login import login_required
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from engine import calendar, reports
+from engine import calendar, reports, spreadsheet
 from engine.errors import ValidationFailed
 from web import db
 from web.views.common import actor, remote_addr
@@ -46,8 +46,8 @@ def _refused(error: str):
 
 
 def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
-    return Response(body, mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
+    return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                                      "Cache-Control": "no-store"})
 
 
 @bp.get("/reports.csv")
@@ -59,13 +59,18 @@ def as_csv():
     if error:
         return _refused(error)
     report = reports.yearly(db.session(), actor(), year, remote_addr=remote_addr())
+    return _download(csv_text(report), "text/csv", f"report-{report.fiscal_year}.csv")
+
+
+def csv_text(report: reports.YearlyReport) -> str:
+    """The CSV's text: a BOM, then one line per figure (CSV_HEADER's columns), every cell safe to open."""
     out = io.StringIO()
     out.write("\ufeff")
     w = csv.writer(out, lineterminator="\r\n")
     w.writerow(CSV_HEADER)
     for title, label, count in report.csv_rows():
-        w.writerow((report.label, title, label, count))
-    return _download(out.getvalue(), "text/csv", f"report-{report.fiscal_year}.csv")
+        w.writerow(spreadsheet.row((report.label, title, label, count)))
+    return out.getvalue()
 
 
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
