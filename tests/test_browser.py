@@ -8,15 +8,17 @@ missing outside CI; in CI (CI=true) a missing browser fails.
 """
 from __future__ import annotations
 
+import io
 import os
 import threading
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from openpyxl import load_workbook
 from sqlalchemy import select
 
-from engine import calendar, scan
+from engine import calendar, reports, scan
 from engine.db import unit_of_work
 from engine.models import Alert, Case, Handoff, utcnow
 from engine.settings import PROJECT_ROOT
@@ -244,7 +246,7 @@ def test_a_stalled_sheet_is_acknowledged_on_the_fm_dashboard(browser, server, ac
     fm.close()
 
 
-def test_an_fm_reads_a_years_figures_and_saves_them_as_csv(browser, server, actors, open_case):
+def test_an_fm_reads_a_years_figures_and_saves_them_as_csv_and_xlsx(browser, server, actors, open_case):
     open_case(categories=["poverty"])
     fm = Person(browser, server, "fm")
     fm.page.get_by_role("navigation").get_by_role("link", name="年度集計").click()
@@ -263,6 +265,11 @@ def test_an_fm_reads_a_years_figures_and_saves_them_as_csv(browser, server, acto
         fm.page.get_by_role("link", name="CSVで保存").click()
     saved = Path(download.value.path()).read_text(encoding="utf-8-sig")
     assert saved.splitlines()[0] == "年度,区分,項目,件数"
+    with fm.page.expect_download() as download:
+        fm.page.get_by_role("link", name="Excel（xlsx）で保存").click()
+    assert download.value.suggested_filename == f"report-{this_year - 1}.xlsx"
+    book = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes()))
+    assert book["年度集計"]["A1"].value == f"年度集計（{reports.fiscal_year_label(this_year - 1)}）"
     fm.close()
 
 
