@@ -5,7 +5,7 @@ referrals from C concurrent clients, then does the same against a bare endpoint 
 parses the JSON and inserts one row with plain SQL (registered only because TSUNAGU_BENCH_BARE=1 is set
 for this server). Prints referrals/s, p50 and p99 for both, and the ratio.
 
-    python bench/intake.py [--referrals 5000] [--clients 16]
+    python bench/intake.py [--referrals 5000] [--clients 16] [--workers 2] [--threads 4]
 
 Targets: at least 0.4 of the bare throughput, p99 at most 100 ms.
 """
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--referrals", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (tsunagu serve --threads)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="tsunagu-bench-") as tmp:
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         log = open(log_path, "wb")
         server = subprocess.Popen(
             [sys.executable, "-c", "from web.cli import main; main()", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(args.workers)],
+             "--port", str(port), "--workers", str(args.workers), "--threads", str(args.threads)],
             env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=tmp)
         try:
             for _ in range(200):
