@@ -37,6 +37,16 @@ def test_user_add_reads_the_password_from_stdin(cli, departments, sessions):
         user = s.scalar(select(User).where(User.login == "yamada"))
         assert user.role == "staff" and user.department.code == "elderly"
         assert user.password_hash.startswith("$argon2")
+        assert not user.must_change_password  # the person who typed it is the user (the first administrator)
+
+
+def test_user_add_can_leave_the_password_for_the_user_to_change(cli, departments, sessions):
+    result = cli("user", "add", "tanaka", "--role", "staff", "--department", "elderly", "--must-change-password",
+                 input="long enough pw\n")
+    assert result.exit_code == 0, result.output
+    assert "最初のログインで本人がパスワードを変更します" in result.output
+    with sessions() as s:
+        assert s.scalar(select(User.must_change_password).where(User.login == "tanaka")) is True
 
 
 def test_user_add_refuses_unknown_department_and_short_password(cli, departments, sessions):

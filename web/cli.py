@@ -222,16 +222,21 @@ def _read_password() -> str:
 @click.option("--role", type=click.Choice(["staff", "fm", "admin"]), required=True, cls=Once)
 @click.option("--department", "department", required=True, help="department code", cls=Once)
 @click.option("--name", "display_name", default=None, help="display name (氏名)", cls=Once)
+@click.option("--must-change-password", is_flag=True,
+              help="the user sets their own password at first sign-in (for a password the operator chose)")
 @with_appcontext
-def user_add(login: str, role: str, department: str, display_name: str | None) -> None:
+def user_add(login: str, role: str, department: str, display_name: str | None, must_change_password: bool) -> None:
     """Add a staff user; the password is read from stdin (one line) or prompted twice at a terminal."""
     from engine import users
 
     password = _read_password()
     with transaction() as session:
         users.create_user(session, login=login, role=role, department_code=department, password=password,
-                          display_name=display_name)
-    click.echo(f"利用者 {login} を追加しました。")
+                          display_name=display_name, must_change=must_change_password)
+    if must_change_password:
+        click.echo(f"利用者 {login} を追加しました。最初のログインで本人がパスワードを変更します。")
+    else:
+        click.echo(f"利用者 {login} を追加しました。")
 
 
 @user.command("disable")
