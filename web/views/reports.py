@@ -19,30 +19,16 @@ bp = Blueprint("reports", __name__)
 CSV_HEADER = ("年度", "区分", "項目", "件数")
 
 
-def _year():
-    """The fiscal year asked for, or the refusal to show instead."""
-    try:
-        return reports.parse_fiscal_year(request.args.get("year")), None
-    except ValidationFailed as exc:
-        return None, exc.errors["year"][0]
-
-
-@bp.get("/reports")
-@login_required
-def show():
-    """The figures of one fiscal year (`?year=` is the 西暦 of its April; the current year by default)."""
+def _asked_report():
+    """(the report of the fiscal year asked for, read and audited, None) or (None, the refusal to answer)."""
     reports.require_reader(actor())
-    year, error = _year()
-    if error:
-        return _refused(error)
-    report = reports.yearly(db.session(), actor(), year, remote_addr=remote_addr())
-    return render_template("reports.html", report=report, years=reports.offered_years(), error=None,
-                           asked=request.args.get("year", ""))
-
-
-def _refused(error: str):
-    return render_template("reports.html", report=None, years=reports.offered_years(), error=error,
-                           asked=request.args.get("year", "")), 422
+    try:
+        year = reports.parse_fiscal_year(request.args.get("year"))
+    except ValidationFailed as exc:
+        refusal = render_template("reports.html", report=None, years=reports.offered_years(),
+                                  error=exc.errors["year"][0], asked=request.args.get("year", ""))
+        return None, (refusal, 422)
+    return reports.yearly(db.session(), actor(), year, remote_addr=remote_addr()), None
 
 
 def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
@@ -50,15 +36,24 @@ def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
                                                       "Cache-Control": "no-store"})
 
 
+@bp.get("/reports")
+@login_required
+def show():
+    """The figures of one fiscal year (`?year=` is the 西暦 of its April; the current year by default)."""
+    report, refusal = _asked_report()
+    if refusal:
+        return refusal
+    return render_template("reports.html", report=report, years=reports.offered_years(), error=None,
+                           asked=request.args.get("year", ""))
+
+
 @bp.get("/reports.csv")
 @login_required
 def as_csv():
     """The same figures as CSV (UTF-8 with BOM, so that a spreadsheet opens the Japanese as it is)."""
-    reports.require_reader(actor())
-    year, error = _year()
-    if error:
-        return _refused(error)
-    report = reports.yearly(db.session(), actor(), year, remote_addr=remote_addr())
+    report, refusal = _asked_report()
+    if refusal:
+        return refusal
     return _download(csv_text(report), "text/csv", f"report-{report.fiscal_year}.csv")
 
 
@@ -137,9 +132,7 @@ def workbook(report: reports.YearlyReport) -> bytes:
 @login_required
 def as_xlsx():
     """The same figures as an Excel workbook, for the 相談支援ネットワーク会議's yearly evaluation."""
-    reports.require_reader(actor())
-    year, error = _year()
-    if error:
-        return _refused(error)
-    report = reports.yearly(db.session(), actor(), year, remote_addr=remote_addr())
+    report, refusal = _asked_report()
+    if refusal:
+        return refusal
     return _download(workbook(report), XLSX_MIMETYPE, f"report-{report.fiscal_year}.xlsx")
