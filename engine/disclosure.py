@@ -85,7 +85,7 @@ PAGE_LABELS = {
     "inbox.show": "部署の受信箱の表示", "intake.new": "相談受付画面の表示",
     "cases.redirect_handoff": "つなぐシートの送付先の変更", "inbox.act_on_alert": "受信箱でのお知らせの処理",
     "meetings.add_member": "会議構成員の追加", "reports.show": "年度集計の表示", "cases.add_match": "参加支援の記録", "cases.end_match": "参加支援の終了の記録", "reports.as_csv": "年度集計の保存（CSV）",
-    "reports.as_xlsx": "年度集計の保存（Excel）",
+    "reports.as_xlsx": "年度集計の保存（Excel）", "rules.show": "振り分けルールの表示",
 }
 
 

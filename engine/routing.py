@@ -928,16 +928,26 @@ def active_rules(session):
     ).first()
     if row is None:
         return None, None
-    key = (row.number, row.checksum, str(_config_dir()))
+    result = (row.number, stored_ruleset(session, row.number, row.checksum))
+    session.info["active_rules"] = (session.get_transaction(), result)
+    return result
+
+
+def stored_ruleset(session, number: int, checksum: str) -> RuleSet:
+    """The parsed RuleSet of installed version `number` (whose checksum is `checksum`): its stored text is
+    read and parsed once per process. Raises RulesError if that text no longer validates."""
+    from sqlalchemy import select
+
+    from engine.models import RoutingRuleVersion
+
+    key = (number, checksum, str(_config_dir()))
     if key not in _RULESET_CACHE:
         source_name, source_text = session.execute(
             select(RoutingRuleVersion.source_name, RoutingRuleVersion.source_text)
-            .where(RoutingRuleVersion.number == row.number)
+            .where(RoutingRuleVersion.number == number)
         ).one()
         _RULESET_CACHE[key] = parse_rules(source_text, filename=source_name, **load_vocabularies(_config_dir()))
-    result = (row.number, _RULESET_CACHE[key])
-    session.info["active_rules"] = (session.get_transaction(), result)
-    return result
+    return _RULESET_CACHE[key]
 
 
 def _file_rules() -> RuleSet:

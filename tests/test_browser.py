@@ -458,3 +458,16 @@ def test_an_admin_adds_a_user_who_signs_in_with_the_issued_password(browser, ser
     assert "ケースの状況" in page.locator("h1").inner_text()
     newcomer.close()
     admin.close()
+
+
+def test_staff_look_up_the_rule_that_routed_a_case(browser, server, actors, open_case):
+    case_id = open_case(categories=["poverty"])
+    staff = Person(browser, server, "livelihood")
+    staff.page.goto(f"{server}/cases/{case_id}")
+    staff.page.get_by_role("link", name="第1版").click()
+    assert staff.page.locator("h1").inner_text() == "振り分けルール（第1版）"
+    chosen = staff.page.locator("tr.chosen")
+    assert chosen.count() == 1 and chosen.get_attribute("aria-current") == "true"
+    assert chosen.locator("th").inner_text() in staff.page.locator("#chosen-rule").inner_text()
+    staff.shot("17-rules")
+    staff.close()
