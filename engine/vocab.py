@@ -11,7 +11,18 @@ from engine.settings import PROJECT_ROOT
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("TSUNAGU_CONFIG_DIR") or PROJECT_ROOT / "config")
+    return _folder(os.environ.get("TSUNAGU_CONFIG_DIR"))
+
+
+# Asked for on every label shown: the folder and the file's name are worked out once per configured value.
+@lru_cache(maxsize=8)
+def _folder(configured: str | None) -> Path:
+    return Path(configured or PROJECT_ROOT / "config")
+
+
+@lru_cache(maxsize=8)
+def _codes_file(directory: Path) -> str:
+    return str(Path(directory) / "categories.yaml")
 
 
 @lru_cache(maxsize=8)
@@ -21,17 +32,9 @@ def _load(path: str) -> dict[str, dict[str, str]]:
     return {k: {str(code): str(label) for code, label in v.items()} for k, v in data.items()}
 
 
-@lru_cache(maxsize=8)
-def _file_in(directory: str | None) -> str:
-    return str(Path(directory or PROJECT_ROOT / "config") / "categories.yaml")
-
-
 def lists(directory: Path | None = None) -> dict[str, dict[str, str]]:
     """Every code list, as {list name: {code: Japanese label}}."""
-    if directory is not None:
-        return _load(str(Path(directory) / "categories.yaml"))
-    # Read on every label shown: the file's name is worked out once per configured folder.
-    return _load(_file_in(os.environ.get("TSUNAGU_CONFIG_DIR")))
+    return _load(_codes_file(directory or config_dir()))
 
 
 def codes(name: str) -> dict[str, str]:
