@@ -86,8 +86,9 @@ def web(app):
 
 
 def text_of(response) -> str:
-    """The page's visible text, roughly: tags removed, entities decoded, spaces collapsed."""
-    body = response.get_data(as_text=True)
+    """The page's (or an HTML fragment's) visible text, roughly: tags removed, entities decoded, spaces
+    collapsed."""
+    body = response if isinstance(response, str) else response.get_data(as_text=True)
     body = re.sub(r"<(script|style|svg)[^>]*>.*?</\1>", " ", body, flags=re.S)
     body = re.sub(r"<[^>]+>", " ", body)
     return re.sub(r"\s+", " ", html.unescape(body))

@@ -17,11 +17,7 @@ from tests.pages_support import app, text_of, web  # noqa: F401  (fixtures)
 def _rows(response) -> list[str]:
     """The visible text of each rule's row, in the page's order."""
     body = response.get_data(as_text=True)
-    return [text_of_fragment(m) for m in re.findall(r'<tr id="rule-\d+".*?</tr>', body, flags=re.S)]
-
-
-def text_of_fragment(fragment: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment)).strip()
+    return [text_of(m).strip() for m in re.findall(r'<tr id="rule-\d+".*?</tr>', body, flags=re.S)]
 
 
 def test_every_rule_of_the_file_in_force_is_shown_in_order_in_japanese(web, actors, departments):
