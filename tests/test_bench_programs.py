@@ -44,3 +44,4 @@ def test_the_pages_benchmark_times_every_page(tmp_path):
 def test_the_intake_benchmark_posts_through_the_production_server():
     out = _run("bench/intake.py", "--referrals", "40", "--clients", "4")
     assert "ratio (referrals / bare)" in out
+    assert "ratio (replays / bare)" in out
