@@ -63,7 +63,8 @@ AREAS = ["廿日市", "佐伯", "吉和", "大野", "宮島"]
 def _body(i: int, run: str) -> bytes:
     return json.dumps({
         "external_ref": f"{run}-{i:06d}",
-        "referrer": {"organization": "大野地域包括支援センター", "contact_name": "山田 花子", "contact_phone": "0829-00-0000"},
+        "referrer": {"organization": "大野地域包括支援センター", "contact_name": "山田 花子",
+                     "contact_phone": "0829-00-0000"},
         "person": {"name": f"廿日 太郎{i}", "name_kana": "ハツカ タロウ", "birth_date": "1946-05-01",
                    "area": AREAS[i % len(AREAS)]},
         "household": [{"relationship": "長男", "birth_year": 1974, "note": "長期のひきこもり"}],
@@ -165,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             # The same posts again, same keys and bodies: each is authenticated, validated, looked up, audited
             # and answered with the first answer. What any intake costs before it writes a case.
             replay = _load(port, "/api/v1/referrals", auth, "api", args.referrals, args.clients)
-            bare = _load(port, f"/api/bench/bare-referrals?client_id={client_id}", {}, "bare", args.referrals, args.clients)
+            bare = _load(port, f"/api/bench/bare-referrals?client_id={client_id}", {}, "bare", args.referrals,
+                         args.clients)
         finally:
             server.terminate()
             server.wait(20)
