@@ -43,6 +43,9 @@ class Settings:
     # None: any. Links the app writes (Location, a list's `next`) carry the request's host, so behind a
     # proxy that passes on the client's Host header, naming them here keeps a forged one out.
     trusted_hosts: list[str] | None = None
+    # How many proxies in front of the app append to X-Forwarded-For / set X-Forwarded-Proto; 0: the headers
+    # are ignored (anyone could write them) and the connecting address is the client's.
+    proxy_hops: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -62,6 +65,8 @@ class Settings:
         if env.get("TSUNAGU_RETENTION_YEARS"):
             s.retention_years = _whole_number(env, "TSUNAGU_RETENTION_YEARS", 1, 100)
         s.secure_cookies = env.get("TSUNAGU_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
+        if env.get("TSUNAGU_PROXY_HOPS"):
+            s.proxy_hops = _whole_number(env, "TSUNAGU_PROXY_HOPS", 0, 5)
         if env.get("TSUNAGU_TRUSTED_HOSTS", "").strip():
             hosts = [h.strip() for h in env["TSUNAGU_TRUSTED_HOSTS"].split(",")]
             if any(not h or not h.isascii() or any(c.isspace() or c in "/@?#" for c in h) for h in hosts):

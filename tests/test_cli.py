@@ -122,7 +122,8 @@ def test_a_database_url_that_cannot_be_used_is_a_message(tmp_path, url, says):
 @pytest.mark.parametrize("name,value", [("TSUNAGU_RETENTION_YEARS", "abc"), ("TSUNAGU_RETENTION_YEARS", "100000"),
                                         ("TSUNAGU_SESSION_MINUTES", "1.5"), ("TSUNAGU_SESSION_MAX_HOURS", "0"),
                                         ("TSUNAGU_TRUSTED_HOSTS", "tsunagu.city.example,,"),
-                                        ("TSUNAGU_TRUSTED_HOSTS", "https://tsunagu.city.example/")])
+                                        ("TSUNAGU_TRUSTED_HOSTS", "https://tsunagu.city.example/"),
+                                        ("TSUNAGU_PROXY_HOPS", "6"), ("TSUNAGU_PROXY_HOPS", "one")])
 def test_a_setting_that_cannot_be_used_is_named(tmp_path, name, value):
     result = _tsunagu(tmp_path, "alerts", "scan", **{name: value, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"})
     assert result.returncode == 1 and "Traceback" not in result.stderr

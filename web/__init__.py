@@ -64,6 +64,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         TSUNAGU_TRUSTED_HOSTS=settings.trusted_hosts,
+        TSUNAGU_PROXY_HOPS=settings.proxy_hops,
         MAX_CONTENT_LENGTH=1024 * 1024,
         JSON_SORT_KEYS=False,
     )
@@ -97,6 +98,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     if app.config.get("TSUNAGU_TRUSTED_HOSTS"):
         app.wsgi_app = TrustedHosts(app.wsgi_app, app.config["TSUNAGU_TRUSTED_HOSTS"])
+    if app.config.get("TSUNAGU_PROXY_HOPS"):
+        # Behind a reverse proxy the connecting address is the proxy's: the audit trail would name it for
+        # every request, and the per-address sign-in limit would count every member of staff as one. The
+        # client's address is then the one the nearest trusted proxy appended to X-Forwarded-For (and the
+        # scheme its X-Forwarded-Proto); the Host header is the proxy's to pass on as it came.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = int(app.config["TSUNAGU_PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
 
     from web import db, health
 
