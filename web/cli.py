@@ -184,6 +184,29 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"データベースを {migrate.current_revision(current_app.extensions['tsunagu.engine'])} に更新しました。")
 
 
+@db.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def db_backup(file: Path) -> None:
+    """Copy the SQLite database to FILE while the app runs (a new file, owner-only; PostgreSQL: pg_dump)."""
+    from engine import audit, backup
+    from engine.db import sqlite_file
+
+    source = sqlite_file(current_app.config["DATABASE_URL"])
+    if source is None:
+        raise ReportedProblem("tsunagu db backup は SQLite のファイルを写します。PostgreSQL は pg_dump で取得してください"
+                              "（例: pg_dump --format=custom --file=tsunagu.dump DB名）。")
+    try:
+        result = backup.sqlite_copy(source, file)
+    except backup.BackupRefused as exc:
+        raise ReportedProblem(exc.message) from None
+    # The live database keeps a record that a copy of everything left it, and where to.
+    with transaction() as session:
+        audit.record(session, actor=None, actor_label="cli", action="database.backup", object_type="database",
+                     detail={"file": str(result.path.resolve()), "bytes": result.size})
+    click.echo(f"バックアップを作成しました: {result.path}（{result.size:,} バイト）")
+
+
 # --- demo, users --------------------------------------------------------------------------------
 
 
