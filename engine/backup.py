@@ -45,8 +45,6 @@ def sqlite_copy(source: Path, target: Path) -> BackupResult:
     folder = target.parent
     if not folder.is_dir():
         raise BackupRefused(f"保存先のフォルダ {folder} がありません。")
-    if target.resolve() == source.resolve():
-        raise BackupRefused("保存先がデータベースそのものです。")
     draft = folder / f".{target.name}.{os.getpid()}.partial"
     try:
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
