@@ -65,6 +65,7 @@ ACTION_LABELS = {
     "api_token.revoke": "連携システムのトークンの失効",
     "webhook.register": "連携システムの通知先（Webhook）の登録",
     "rules.load": "振り分けルールの登録",
+    "database.backup": "データベースのバックアップの作成",
 }
 OUTCOME_LABELS = {"ok": "", "refused": "拒否"}
 # A refused page request is recorded as "page.<the page's endpoint>".
