@@ -159,7 +159,7 @@ def test_the_workbook_holds_the_pages_figures_laid_out_and_as_one_table(year_of_
 
 
 def test_a_label_that_looks_like_a_formula_stays_text_in_the_workbook_and_the_csv():
-    from web.views.reports import csv_text, workbook
+    from engine.report_files import csv_text, workbook
 
     report = reports.YearlyReport(2026, "令和8年度", date(2026, 4, 1), date(2027, 3, 31),
                                   [reports.Section("=SUM(1,2)", [reports.Row("@HYPERLINK(\"x\")", 4),
