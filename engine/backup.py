@@ -28,8 +28,9 @@ class BackupResult:
     size: int
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -64,17 +65,13 @@ def sqlite_copy(source: Path, target: Path) -> BackupResult:
             src.close()
         if problems != ["ok"]:
             raise BackupRefused("作成したコピーの検査で問題が見つかったため、破棄しました: " + "; ".join(problems[:3]))
-        fd = os.open(draft, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(draft)
         try:
             os.link(draft, target)  # takes the name only if nobody has it yet
         except FileExistsError:
             raise BackupRefused(f"{target} は既にあります。バックアップは既存のファイルを上書きしません。") from None
-        _fsync_dir(folder)
-    except sqlite3.Error as exc:
+        _fsync(folder)
+    except (sqlite3.Error, OSError) as exc:
         raise BackupRefused(f"コピー中にエラーが起きました（{exc}）。") from None
     finally:
         draft.unlink(missing_ok=True)
