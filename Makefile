@@ -29,7 +29,7 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python bench/transitions.py
+	$(BIN)/python bench/main_path.py
 	$(BIN)/python bench/pages.py
 
 clean:

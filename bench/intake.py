@@ -26,11 +26,12 @@ import threading
 import time
 from pathlib import Path
 
+from engine import demo, migrate
+from engine.db import make_engine, make_session_factory, unit_of_work
+from engine.referrals import clients as api_clients
+from engine.rules import store as rules
+
 ROOT = Path(__file__).resolve().parent.parent
-# This folder holds transitions.py, which would hide the `transitions` package: the project root goes first
-# on sys.path instead of this folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
 
 
 def _free_port() -> int:
@@ -41,14 +42,11 @@ def _free_port() -> int:
 
 def _prepare(database_url: str) -> tuple[str, int]:
     """Migrate, load the departments and the demo rules, make a token; return it and its client id."""
-    from engine import api_clients, demo, migrate, routing
-    from engine.db import make_engine, make_session_factory, unit_of_work
-
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     with unit_of_work(make_session_factory(engine)) as s:
         demo.load_departments(s, ROOT / "config")
-        routing.install_rules(s, ROOT / "config" / "routing.yaml", loaded_by="bench")
+        rules.install_rules(s, ROOT / "config" / "routing.yaml", loaded_by="bench")
         client, token = api_clients.create_token(s, client_name="bench", scopes=["referrals:write"])
         client_id = client.id
     engine.dispose()

@@ -20,22 +20,32 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-# This folder holds transitions.py, which would hide the `transitions` package: the project root goes first
-# on sys.path instead of this folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sqlalchemy import insert, select, text
 
-from sqlalchemy import insert, select, text  # noqa: E402
-
-from engine import case_departments, demo, migrate, routing  # noqa: E402
-from engine.db import make_engine, make_session_factory, unit_of_work  # noqa: E402
-from engine.models import (  # noqa: E402
-    Alert, Case, CaseCategory, CaseHistory, Consent, ConsentAgency, Department, Handoff, HouseholdMember, Meeting,
-    MeetingCase, MeetingMember, Person, Plan, PlanRole, User,
+from engine import case_departments, demo, migrate
+from engine.db import make_engine, make_session_factory, unit_of_work
+from engine.models import (
+    Alert,
+    Case,
+    CaseCategory,
+    CaseHistory,
+    Consent,
+    ConsentAgency,
+    Department,
+    Handoff,
+    HouseholdMember,
+    Meeting,
+    MeetingCase,
+    MeetingMember,
+    Person,
+    Plan,
+    PlanRole,
+    User,
 )
-from engine.services import fold_for_search  # noqa: E402
-from engine.settings import PROJECT_ROOT  # noqa: E402
-from engine.users import hash_password  # noqa: E402
+from engine.people.names import fold_for_search
+from engine.rules import store as rules
+from engine.settings import PROJECT_ROOT
+from engine.users.accounts import hash_password
 
 TARGET_MS = 150.0
 CONFIG = PROJECT_ROOT / "config"
@@ -68,7 +78,7 @@ def fill(url: str, n_cases: int, seed: int = 8050) -> dict:
     password = hash_password("bench-password")
     with unit_of_work(sessions) as s:
         demo.load_departments(s, CONFIG)
-        routing.install_rules(s, CONFIG / "routing.yaml", loaded_by="bench")
+        rules.install_rules(s, CONFIG / "routing.yaml", loaded_by="bench")
         depts = {d.code: d.id for d in s.scalars(select(Department))}
         for code, dept_id in depts.items():
             s.add(User(login=f"{code}-staff", display_name=f"{code} 職員", role="staff", department_id=dept_id,

@@ -25,23 +25,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# This folder holds transitions.py, which would hide the `transitions` package: the project root goes first
-# on sys.path instead of this folder.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import event, insert, select, text, update  # noqa: E402
+from sqlalchemy import event, insert, select, text, update
 
-from engine import demo, migrate, routing, scan  # noqa: E402
-from engine.db import make_engine, make_session_factory, unit_of_work  # noqa: E402
-from engine.models import Case, Department, Handoff, Person, Plan, User  # noqa: E402
+from engine import demo, migrate
+from engine.alerts import scan
+from engine.db import make_engine, make_session_factory, unit_of_work
+from engine.models import Case, Department, Handoff, Person, Plan, User
+from engine.rules import store as rules
 
 CONFIG = ROOT / "config"
 NOW = datetime(2026, 11, 30, 1, 0, tzinfo=timezone.utc)  # Monday 10:00 JST
@@ -121,7 +118,7 @@ def build(url: str, n: int) -> float:
     sessions = make_session_factory(engine)
     with unit_of_work(sessions) as s:
         demo.load_departments(s, CONFIG)
-        routing.install_rules(s, CONFIG / "routing.yaml", loaded_by="bench", config_dir=CONFIG)
+        rules.install_rules(s, CONFIG / "routing.yaml", loaded_by="bench", config_dir=CONFIG)
         departments = [d.id for d in s.query(Department).order_by(Department.id)]
         user = User(login="bench", display_name="bench", role="staff", department_id=departments[0])
         s.add(user)
@@ -230,7 +227,7 @@ def main() -> None:
         build_s = build(url, n)
         engine = make_engine(url)
         with make_session_factory(engine)() as s:
-            policy = routing.stall_policy(s)  # parse and cache the rules outside the timing
+            policy = rules.stall_policy(s)  # parse and cache the rules outside the timing
         r = time_rounds(engine)
         results.append(r)
         print(f"{backend} {n:>9,} cases: built in {build_s:5.1f} s; scan raising {sum(r['raised'].values())} alerts "

@@ -407,3 +407,8 @@ def parse_aware_iso8601(text: str) -> datetime:
         raise TimeOutOfRange(f"{EARLIEST_YEAR}年から{LATEST_YEAR}年までの日時を指定してください "
                              f"(a time between {EARLIEST_YEAR} and {LATEST_YEAR}): {text!r}")
     return value.astimezone(timezone.utc)
+
+
+def iso(value: datetime | date | None) -> str | None:
+    """A time or a date as ISO 8601 text (times with their offset), as the API and the read models give them."""
+    return None if value is None else value.isoformat()

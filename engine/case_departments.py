@@ -22,13 +22,27 @@ from __future__ import annotations
 
 from typing import Collection, Iterable
 
-from sqlalchemy import Integer, bindparam, case as sql_case, delete, event, exists, func, inspect, insert, literal, select, \
-    text, union_all, update
+from sqlalchemy import (
+    Integer,
+    bindparam,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+    text,
+    union_all,
+    update,
+)
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, aliased
 
+from engine.departments import DESK_CODE
 from engine.models import Case, CaseDepartment, CaseNotice, Consent, ConsentAgency, Department, Handoff
 
-DESK_CODE = "desk"
 _CASE_RELATION_COLUMNS = ("owning_department_id", "created_department_id", "reopened_department_id")
 _HANDOFF_RELATION_COLUMNS = ("state", "to_department_id", "from_department_id")
 

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine import case_departments  # noqa: F401  (its import registers the flush listener)
 
 BUSY_TIMEOUT_SECONDS = 15
 _DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
@@ -267,8 +268,6 @@ def write_turn(engine: Engine) -> Iterator[None]:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions on `engine`; every flush through them keeps `case_departments` (engine.case_departments)."""
-    from engine import case_departments  # noqa: F401  (its import registers the flush listener)
-
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
 

@@ -12,8 +12,11 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import routing, services, users
+from engine.cases import intake
+from engine.cases.events import firing
 from engine.models import Case, Department, RoutingRuleVersion, User, utcnow
+from engine.rules.store import install_rules
+from engine.users import accounts as users
 
 DEMO_PASSWORD = "tsunagu-demo"
 FM_LOGIN = "fm"
@@ -65,13 +68,13 @@ def load_sample_cases(session: Session, u: dict[str, User], now: datetime) -> in
     fm = u["fm"]
 
     def open_(days_ago, person, cats, summary, urgency="normal", household=None, source="window"):
-        return services.open_case(session, window, {
+        return intake.open_case(session, window, {
             "person": person, "categories": cats, "summary": summary, "urgency": urgency,
             "source": source, "household": household or [],
         }, now=now - timedelta(days=days_ago))
 
     def fire(case, actor, event, days_ago, **fields):
-        services.fire_event(session, actor, case.id, event, version=case.version, fields=fields,
+        firing.fire_event(session, actor, case.id, event, version=case.version, fields=fields,
                             now=now - timedelta(days=days_ago))
 
     today = now.date()
@@ -147,7 +150,7 @@ def load(session: Session, config_dir: Path, now: datetime | None = None) -> dic
     # The demo's rules only where none are in force: an operator's own (`rules load`) stay.
     new_rules = False
     if session.scalar(select(RoutingRuleVersion.id).limit(1)) is None:
-        _, new_rules = routing.install_rules(session, config_dir / "routing.yaml", loaded_by="demo")
+        _, new_rules = install_rules(session, config_dir / "routing.yaml", loaded_by="demo")
     cases = 0
     window = u["desk"]
     if session.scalar(select(Case.id).where(Case.created_by_id == window.id).limit(1)) is None:

@@ -448,7 +448,7 @@ class Plan(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "number"),
         CheckConstraint(_in("status", ("active", "superseded", "ended")), name="status"),
-        # The stall scan reads only active plans that are due (engine/scan.py).
+        # The stall scan reads only active plans that are due (engine/alerts/scan.py).
         Index("ix_plans_status_next_evaluation", "status", "next_evaluation_date"),
         Index("ix_plans_status_no_contact", "status", "no_contact_since"),
     )
@@ -760,7 +760,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_events_case_at", "case_id", "at"),
-        # Failed sign-ins per address (engine.users throttles on them).
+        # Failed sign-ins per address (engine.users.accounts throttles on them).
         Index("ix_audit_events_addr_at", "remote_addr", "at"),
     )
 

@@ -51,7 +51,7 @@ HANDOFF_EVENT_LABELS = {"accept": "受理する", "decline": "返送する", "wi
 
 
 # --- guards ------------------------------------------------------------------------------------
-# Each guard takes the row and the event context (engine.services.EventContext) and raises when the
+# Each guard takes the row and the event context (engine.cases.events.context.EventContext) and raises when the
 # event's condition is not met. Guards that are about who is acting raise PermissionDenied (403);
 # the others raise GuardRefused (409).
 
@@ -256,7 +256,7 @@ HANDOFF_TRANSITIONS: list[dict[str, Any]] = [
     # The person withdrew (or narrowed) the consent under which a department was asked to join: the join
     # ends with it.
     {"trigger": "lapse", "source": ["sent", "accepted"], "dest": "withdrawn", "guards": []},
-    # 送付先の変更 (engine.routing_override): whoever may change the routing (the recording window, the desk,
+    # 送付先の変更 (engine.cases.redirect): whoever may change the routing (the recording window, the desk,
     # an FM) withdraws the waiting sheet, whoever sent it (the rules, for a referral).
     {"trigger": "redirect", "source": ["sent"], "dest": "withdrawn", "guards": []},
 ]

@@ -1,4 +1,4 @@
-"""The staff view of a case (engine.views.case_view), as the API answers it."""
+"""The staff view of a case (engine.cases.views.case_view), as the API answers it."""
 from __future__ import annotations
 
 from marshmallow import fields, validate

@@ -19,7 +19,7 @@ def today_jst():
 
 
 def timestamp(description: str | None = None, *, nullable: bool = False) -> fields.String:
-    """An ISO 8601 time with offset (an answer field: engine.views renders it as text)."""
+    """An ISO 8601 time with offset (an answer field: engine.cases.views renders it as text)."""
     meta = {"format": "date-time"}
     if description:
         meta["description"] = description

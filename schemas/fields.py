@@ -1,32 +1,31 @@
 """marshmallow fields with Japanese messages and the checks every text that reaches the database needs.
 
 A JSON string may hold a NUL or a lone surrogate: neither can be stored (PostgreSQL refuses NUL, UTF-8
-refuses surrogates), so such text is refused here with 422 instead of failing later with 500.
+refuses surrogates), so such text is refused here with 422 instead of failing later with 500. The rule is
+engine.fields' (text_problem), which the staff pages' forms apply too.
 """
 from __future__ import annotations
 
 import re
 from datetime import date, datetime
+from typing import Any
 
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate
 
+from engine.fields import text_problem
+
 REQUIRED = "必須項目です。"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# A name, a number or a reference is one line: no line break (of any kind) and no tab.
-_LINE_BREAK = re.compile(r"[\t\n\r\x85\u2028\u2029]")
 
 BASE_MESSAGES = {"required": REQUIRED, "null": "null は指定できません。", "validator_failed": "値が正しくありません。"}
 
 
-def check_text(value: str) -> None:
-    """Refuse control characters and text that is not valid Unicode."""
-    if _CONTROL.search(value):
-        raise ValidationError("制御文字は使えません。")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError("正しい文字列ではありません。") from None
+def check_text(value: str, *, one_line: bool = False) -> None:
+    """Refuse what engine.fields refuses in a text: control characters, text that is not valid Unicode, and
+    (one line) line breaks and tabs."""
+    problem = text_problem(value, one_line=one_line)
+    if problem:
+        raise ValidationError(problem)
 
 
 class Text(fields.String):
@@ -46,9 +45,7 @@ class Text(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
-        check_text(text)
-        if self.one_line and _LINE_BREAK.search(text):
-            raise ValidationError("改行やタブは使えません。1行で指定してください。")
+        check_text(text, one_line=self.one_line)
         if not self.blank and not text.strip():
             raise self.make_error("blank")
         return text
@@ -171,3 +168,25 @@ def not_future(today_fn, earliest: date | None = None):
             raise ValidationError(f"{earliest.year}年{earliest.month}月{earliest.day}日より前の日付は指定できません。")
 
     return check
+
+
+def flatten_errors(messages: Any, prefix: str = "", *, whole: str = "body") -> dict[str, list[str]]:
+    """marshmallow's nested messages as {"person.name": [...], "household.0.birth_year": [...]}: one key per
+    field, its path dotted. A message about the whole body (or form) is filed under `whole`."""
+    out: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            for k, v in flatten_errors(value, name, whole=whole).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(messages, (list, tuple)):
+        texts = [m for m in messages if isinstance(m, str)]
+        if texts:
+            out.setdefault(prefix or whole, []).extend(texts)
+        for m in messages:
+            if not isinstance(m, str):
+                for k, v in flatten_errors(m, prefix, whole=whole).items():
+                    out.setdefault(k, []).extend(v)
+    else:
+        out.setdefault(prefix or whole, []).append(str(messages))
+    return out

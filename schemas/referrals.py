@@ -4,8 +4,8 @@ from __future__ import annotations
 from marshmallow import ValidationError, fields, validate, validates
 
 from engine import vocab
+from engine.cases.checks import EARLIEST_BIRTH_DATE
 from engine.models import CASE_STATES
-from engine.services import EARLIEST_BIRTH_DATE
 from schemas.common import DepartmentRef, PageQuery, parse_since, timestamp, today_jst
 from schemas.fields import (
     Boolean,

@@ -16,6 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from engine.alerts import notices
+from engine.cases import intake, meetings, notes
+from engine.cases.events import firing
+from engine.db import unit_of_work
+from engine.models import ApiClient, AuditEvent, Base, Case, Department, Meeting, User
+
 ALLOW = "allow"
 FORBIDDEN = "forbidden"
 SECRECY = "secrecy"
@@ -28,18 +34,18 @@ OPS = ("read", "write")
 OPERATIONS = {
     ("case_metadata", "read"): "the case's state, dates, departments, handoffs (referral view for a client)",
     ("case_metadata", "write"): "drive the case: ask another department to join (request_join)",
-    ("case_content", "read"): "the person, household, summary (casefile.read_case_content)",
-    ("case_content", "write"): "correct the summary (casefile.amend_case)",
-    ("support_meeting", "read"): "the 支援会議's minutes and its notes (confidential.read_meeting)",
-    ("support_meeting", "write"): "record its minutes (confidential.record_minutes)",
-    ("consent", "read"): "the consent records (casefile.read_consents)",
+    ("case_content", "read"): "the person, household, summary (reading.read_case: its content)",
+    ("case_content", "write"): "correct the summary (amend.amend_case)",
+    ("support_meeting", "read"): "the 支援会議's minutes and its notes (reading.read_meeting)",
+    ("support_meeting", "write"): "the secretariat adds a member (meetings.add_meeting_member)",
+    ("consent", "read"): "the consent records (reading.read_case: its consents)",
     ("consent", "write"): "record the person's withdrawal (event withdraw_consent)",
-    ("plan", "read"): "the 支援プラン (casefile.read_plan)",
+    ("plan", "read"): "the 支援プラン (reading.read_case: its plan)",
     ("plan", "write"): "evaluate the plan (event evaluate)",
-    ("contact_notes", "read"): "the consented-track contact notes (casefile.read_contact_notes)",
-    ("contact_notes", "write"): "add a contact note (services.add_contact_note)",
-    ("shared_facts", "read"): "facts carried over from the 支援会議 (casefile.read_shared_facts)",
-    ("shared_facts", "write"): "carry a fact over (confidential.carry_fact)",
+    ("contact_notes", "read"): "the consented-track contact notes (reading.read_case: its contact notes)",
+    ("contact_notes", "write"): "add a contact note (notes.add_contact_note)",
+    ("shared_facts", "read"): "facts carried over from the 支援会議 (reading.read_case: its shared facts)",
+    ("shared_facts", "write"): "carry a fact over (meetings.carry_fact)",
 }
 
 ROLES = {
@@ -109,9 +115,6 @@ def tables_but_audit(sessions) -> tuple:
     """Every table's row count but the audit trail's, and the case versions."""
     from sqlalchemy import func, select
 
-    from engine.db import unit_of_work
-    from engine.models import Base, Case
-
     with unit_of_work(sessions) as s:
         counts = tuple(s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables
                        if not t.name.startswith("audit"))
@@ -122,17 +125,11 @@ def refusals(sessions) -> int:
     """How many refusals the audit trail holds."""
     from sqlalchemy import func, select
 
-    from engine.db import unit_of_work
-    from engine.models import AuditEvent
-
     with unit_of_work(sessions) as s:
         return s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.outcome == "refused"))
 
 
 def version(sessions, case_id: int) -> int:
-    from engine.db import unit_of_work
-    from engine.models import Case
-
     with unit_of_work(sessions) as s:
         return s.get(Case, case_id).version
 
@@ -148,9 +145,6 @@ class World:
 
 def build_world(sessions, make_user, now) -> World:
     """Build the matrix's world in committed transactions; return its ids and each role's login."""
-    from engine import confidential, services
-    from engine.db import unit_of_work
-    from engine.models import ApiClient, Case
     from tests.conftest import intake_fields
 
     logins = {
@@ -170,19 +164,18 @@ def build_world(sessions, make_user, now) -> World:
     def user(s, role):
         from sqlalchemy import select
 
-        from engine.models import User
         return s.scalar(select(User).where(User.login == logins[role]))
 
     def fire(s, role, case_id, event, **fields):
         case = s.get(Case, case_id)
-        services.fire_event(s, user(s, role), case_id, event, version=case.version, fields=fields, now=now)
+        firing.fire_event(s, user(s, role), case_id, event, version=case.version, fields=fields, now=now)
 
     person_name = "廿日 太郎"
     with unit_of_work(sessions) as s:
         client = ApiClient(name="houkatsu-oono", scopes=["referrals:read", "referrals:write"])
         s.add(client)
         s.flush()
-        case = services.open_case(s, user(s, "window"), intake_fields(
+        case = intake.open_case(s, user(s, "window"), intake_fields(
             categories=["poverty"], summary=MARKERS["case_content"], external_ref="OONO-0001",
             person={"name": person_name, "name_kana": "ハツカ タロウ", "birth_date": "1960-05-01",
                     "area": "廿日市", "resident_id": "0001234567"}), now=now, client=client)
@@ -192,8 +185,6 @@ def build_world(sessions, make_user, now) -> World:
     with unit_of_work(sessions) as s:  # 健康推進課 is told of the case (as a routing rule's notify would)
         from sqlalchemy import select
 
-        from engine import notices
-        from engine.models import Department
         notices.notify(s, user(s, "window"), s.get(Case, case_id),
                        [s.scalar(select(Department).where(Department.code == "health"))], reason="通知", now=now)
     with unit_of_work(sessions) as s:
@@ -203,26 +194,25 @@ def build_world(sessions, make_user, now) -> World:
     with unit_of_work(sessions) as s:
         from sqlalchemy import select
 
-        from engine.models import Meeting
         meeting_id = s.scalar(select(Meeting.id).where(Meeting.case_id == case_id))
-        services.add_contact_note(s, user(s, "member_outside"), case_id,
+        notes.add_contact_note(s, user(s, "member_outside"), case_id,
                                   {"method": "home_visit", "body": MARKERS["support_meeting_note"]}, now=now)
-        services.add_contact_note(s, user(s, "receiving"), case_id,
+        notes.add_contact_note(s, user(s, "receiving"), case_id,
                                   {"method": "phone", "body": MARKERS["contact_notes"]}, now=now)
-        confidential.add_meeting_member(s, user(s, "fm_member"), meeting_id, logins["member_pending"], now=now)
+        meetings.add_meeting_member(s, user(s, "fm_member"), meeting_id, logins["member_pending"], now=now)
     with unit_of_work(sessions) as s:
         fire(s, "fm_member", case_id, "seek_consent")
     with unit_of_work(sessions) as s:
         fire(s, "receiving", case_id, "record_consent", given_by="本人", method="written",
              agencies=["livelihood", "shakyo"], note=MARKERS["consent"])
     with unit_of_work(sessions) as s:
-        confidential.carry_fact(s, user(s, "fm_member"), case_id, meeting_id, MARKERS["shared_facts"], now=now)
+        meetings.carry_fact(s, user(s, "fm_member"), meeting_id, MARKERS["shared_facts"], now=now)
     with unit_of_work(sessions) as s:
         fire(s, "receiving", case_id, "adopt_plan", goals=MARKERS["plan"], main_department="livelihood",
              next_evaluation_date=future,
              roles=[{"department": "livelihood", "role": "家計相談"}, {"department": "shakyo", "role": "居場所"}])
     with unit_of_work(sessions) as s:
-        services.add_contact_note(s, user(s, "covered_partner"), case_id,
+        notes.add_contact_note(s, user(s, "covered_partner"), case_id,
                                   {"method": "home_visit", "body": MARKERS["contact_notes_partner"]}, now=now)
     return World(case_id=case_id, meeting_id=meeting_id, client_id=client_id, person_name=person_name,
                  logins=logins)

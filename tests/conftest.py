@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from engine import migrate
+from engine import demo, migrate
+from engine.cases import intake
+from engine.cases.events import firing
 from engine.db import make_engine, make_session_factory, unit_of_work
-from engine.models import Base
+from engine.models import Base, Case, Department, User
+from engine.rules import store as rules
 from engine.settings import PROJECT_ROOT
+from engine.users.accounts import hash_password
 
 CONFIG_DIR = PROJECT_ROOT / "config"
 PASSWORD = "correct horse battery"
@@ -81,28 +85,21 @@ def session(sessions):
 
 @pytest.fixture(scope="session")
 def password_hash() -> str:
-    from engine.users import hash_password
-
     return hash_password(PASSWORD)
 
 
 @pytest.fixture
 def departments(sessions):
     """The Hatsukaichi departments and the demo rules, committed; returns {code: id}."""
-    from engine import demo, routing
-    from engine.models import Department
-
     with unit_of_work(sessions) as s:
         demo.load_departments(s, CONFIG_DIR)
-        routing.install_rules(s, CONFIG_DIR / "routing.yaml", loaded_by="tests")
+        rules.install_rules(s, CONFIG_DIR / "routing.yaml", loaded_by="tests")
         return {d.code: d.id for d in s.query(Department)}
 
 
 @pytest.fixture
 def make_user(sessions, departments, password_hash):
     """Factory: make_user("fm", "community_welfare") → a committed User (password PASSWORD)."""
-    from engine.models import User
-
     counter = {"n": 0}
 
     def make(role: str = "staff", department: str = "desk", login: str | None = None, **kw) -> User:
@@ -152,11 +149,9 @@ def intake_fields(**over) -> dict:
 @pytest.fixture
 def open_case(sessions, actors):
     """Factory: open_case(**intake overrides) → the committed case id (routed by the demo rules)."""
-    from engine import services
-
     def make(actor=None, now=NOW, **over) -> int:
         with unit_of_work(sessions) as s:
-            case = services.open_case(s, actor or actors.window, intake_fields(**over), now=now)
+            case = intake.open_case(s, actor or actors.window, intake_fields(**over), now=now)
             return case.id
 
     return make
@@ -165,13 +160,10 @@ def open_case(sessions, actors):
 @pytest.fixture
 def fire(sessions):
     """Fire an event in its own committed transaction: fire(actor, case_id, event, **fields) → state."""
-    from engine import services
-    from engine.models import Case
-
     def do(actor, case_id: int, event: str, now=NOW, **fields) -> str:
         with unit_of_work(sessions) as s:
             version = s.get(Case, case_id).version
-            case = services.fire_event(s, actor, case_id, event, version=version, fields=fields, now=now)
+            case = firing.fire_event(s, actor, case_id, event, version=version, fields=fields, now=now)
             return case.state
 
     return do

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.db import unit_of_work
+from engine.models import Case
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -122,15 +123,11 @@ def count(sessions, model, *where) -> int:
 
 
 def case_state(sessions, case_id: int) -> str:
-    from engine.models import Case
-
     with unit_of_work(sessions) as s:
         return s.get(Case, case_id).state
 
 
 def case_version(sessions, case_id: int) -> int:
-    from engine.models import Case
-
     with unit_of_work(sessions) as s:
         return s.get(Case, case_id).version
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from engine import access, alerts, case_departments, casefile, confidential, services, views
+from engine import access, case_departments
+from engine.alerts import alerts
+from engine.cases import intake, joins, meetings, notes, reading, views
+from engine.cases import lists as caselist
+from engine.cases.events import firing
 from engine.db import unit_of_work
-from engine.errors import GuardRefused, NotFound, PermissionDenied, SecrecyNotAcknowledged
+from engine.errors import GuardRefused, NotFound, PermissionDenied
 from engine.models import Alert, ApiClient, AuditEvent, Case, ContactNote, Meeting, SharedFact, User
 from tests import access_matrix as M
 from tests.conftest import NOW, intake_fields
@@ -54,18 +59,18 @@ def varied(sessions, make_user, actors, open_case, fire):
     with unit_of_work(sessions) as s:
         lv = s.get(User, actors.livelihood.id)
         for dept in ("health", "children", "shakyo"):
-            services.request_join(s, lv, joined, to_department=dept, reason="r", summary="s", now=NOW)
+            joins.request_join(s, lv, joined, to_department=dept, reason="r", summary="s", now=NOW)
     with unit_of_work(sessions) as s:
         hs = {h.to_department.code: h.id for h in s.get(Case, joined).handoffs}
-        services.answer_join(s, s.get(User, actors.children.id), hs["children"], "accept", now=NOW)
-        services.answer_join(s, s.get(User, actors.shakyo.id), hs["shakyo"], "decline", reason="対象外", now=NOW)
+        joins.answer_join(s, s.get(User, actors.children.id), hs["children"], "accept", now=NOW)
+        joins.answer_join(s, s.get(User, actors.shakyo.id), hs["shakyo"], "decline", reason="対象外", now=NOW)
     cases.append(joined)
     meeting = open_case(categories=["poverty"])
     fire(actors.livelihood, meeting, "accept_handoff")
     fire(actors.fm, meeting, "convene_support_meeting", **_members("hikikomori"))
     with unit_of_work(sessions) as s:
         mid = s.scalar(select(Meeting.id).where(Meeting.case_id == meeting))
-        confidential.add_meeting_member(s, s.get(User, actors.fm.id), mid, "elderly2", now=NOW)
+        meetings.add_meeting_member(s, s.get(User, actors.fm.id), mid, "elderly2", now=NOW)
     cases.append(meeting)
     consented = open_case(categories=["poverty"])
     fire(actors.livelihood, consented, "accept_handoff")
@@ -92,7 +97,7 @@ def varied(sessions, make_user, actors, open_case, fire):
     fire(actors.livelihood, reopened, "reopen", reason="再相談")  # held by 生活福祉課, 高齢介護課 and the desk
     cases.append(reopened)
     with unit_of_work(sessions) as s:
-        referral = services.open_case(s, None, intake_fields(categories=["poverty"], external_ref="X-1"),
+        referral = intake.open_case(s, None, intake_fields(categories=["poverty"], external_ref="X-1"),
                                       client=s.get(ApiClient, client_id), now=NOW)
         cases.append(referral.id)
     fm2_case = open_case(categories=["other"])
@@ -153,15 +158,15 @@ def test_inactive_user_and_client_tokens_see_nothing(varied, sessions):
         gone = s.scalar(select(User).where(User.login == "gone"))
         assert not s.scalars(select(Case.id).where(access.visible_cases_filter(s, gone))).all()
         with pytest.raises(NotFound):
-            casefile.read_case(s, gone, cases[3])
+            reading.read_case(s, gone, cases[3])
         # A token acting as a user who is then disabled stops reaching anything.
         client = s.get(ApiClient, client_id)
         lv = s.scalar(select(User).where(User.login == "livelihood"))
         client.user_id, client.user = lv.id, lv
-        assert casefile.read_case(s, access.actor_for_client(client), cases[3])["access"] == "content"
+        assert reading.read_case(s, access.actor_for_client(client), cases[3]).view["access"] == "content"
         lv.active = False
         with pytest.raises(NotFound):
-            casefile.read_case(s, access.actor_for_client(client), cases[3])
+            reading.read_case(s, access.actor_for_client(client), cases[3])
         s.rollback()
 
 
@@ -178,17 +183,17 @@ def _user(s, world, role):
 
 
 def _everything_seen_by(s, actor, world) -> str:
-    """All an actor gets from the read models, the referral view and search, as one text."""
+    """All an actor gets from the read path, the referral view and search, as one text."""
     out = []
     try:
-        out.append(casefile.read_case(s, actor, world.case_id))
+        out.append(reading.read_case(s, actor, world.case_id).view)
     except NotFound:
         pass
     case = s.get(Case, world.case_id)
     out.append(views.referral_view(s, case))
     for word in ("長男", "借金", "訪問", "廿日", "ハツカ", case.case_number):
-        out.append(casefile.search_cases(s, actor, word))
-    return json.dumps(out, ensure_ascii=False)
+        out.append([asdict(r) for r in caselist.search_cases(s, actor, caselist.CaseFilters(q=word)).rows])
+    return json.dumps(out, ensure_ascii=False, default=str)
 
 
 @pytest.mark.parametrize("stage", ["before_consent", "after_consent"])
@@ -200,7 +205,7 @@ def test_support_meeting_records_never_reach_anyone_outside_the_meeting(sessions
     fire(actors.livelihood, case_id, "accept_handoff")
     fire(actors.fm, case_id, "convene_support_meeting", minutes="会議の記録：長男の借金", **_members("hikikomori"))
     with unit_of_work(sessions) as s:
-        services.add_contact_note(s, s.get(User, hikikomori.id), case_id,
+        notes.add_contact_note(s, s.get(User, hikikomori.id), case_id,
                                   {"method": "home_visit", "body": "訪問して長男と面談"}, now=NOW)
     if stage == "after_consent":
         fire(actors.livelihood, case_id, "record_consent", **CONSENT)
@@ -220,6 +225,10 @@ def test_support_meeting_records_never_reach_anyone_outside_the_meeting(sessions
         s.rollback()
 
 
+def _search(s, actor, text):
+    return caselist.search_cases(s, actor, caselist.CaseFilters(q=text)).rows
+
+
 def test_search_matches_names_only_where_content_is_seen_and_never_notes(world, sessions):
     content_roles = set()
     with unit_of_work(sessions) as s:
@@ -227,17 +236,17 @@ def test_search_matches_names_only_where_content_is_seen_and_never_notes(world, 
             if role == "referral_client":
                 continue
             actor = _user(s, world, role)
-            hits = casefile.search_cases(s, actor, "はつか　たろう")  # kana and width folded
+            hits = _search(s, actor, "はつか　たろう")  # kana and width folded
             sees_content = M.EXPECTED[(role, "case_content", "read")] == M.ALLOW
             content_roles |= {world.logins[role]} if sees_content else set()
-            assert [h["id"] for h in hits] == ([world.case_id] if sees_content else []), role
-            assert casefile.search_cases(s, actor, M.MARKERS["support_meeting"][:6]) == []
-            assert casefile.search_cases(s, actor, M.MARKERS["case_content"][:6]) == []
+            assert [h.id for h in hits] == ([world.case_id] if sees_content else []), role
+            assert _search(s, actor, M.MARKERS["support_meeting"][:6]) == []
+            assert _search(s, actor, M.MARKERS["case_content"][:6]) == []
             number = s.get(Case, world.case_id).case_number
-            by_number = casefile.search_cases(s, actor, number.lower())
+            by_number = _search(s, actor, number.lower())
             sees_case = M.EXPECTED[(role, "case_metadata", "read")] == M.ALLOW
-            assert [h["id"] for h in by_number] == ([world.case_id] if sees_case else []), role
-            assert all(("person_name" in h) == sees_content for h in by_number)
+            assert [h.id for h in by_number] == ([world.case_id] if sees_case else []), role
+            assert all((h.person_name is not None) == sees_content for h in by_number)
     with sessions() as s:
         found = s.scalars(select(AuditEvent).where(AuditEvent.action == "case.found")).all()
         # Each search that showed the person's name is in the trail (twice per role: by name, by number).
@@ -248,16 +257,16 @@ def test_search_matches_names_only_where_content_is_seen_and_never_notes(world, 
 def test_contact_note_tracks(world, sessions):
     """The owner and covered agencies write into the consented track; a member's note stays with the meeting."""
     with sessions() as s:
-        notes = {n.body: n.meeting_id for n in s.scalars(select(ContactNote))}
-        assert notes[M.MARKERS["support_meeting_note"]] == world.meeting_id
-        assert notes[M.MARKERS["contact_notes"]] is None
-        assert notes[M.MARKERS["contact_notes_partner"]] is None
+        tracks = {n.body: n.meeting_id for n in s.scalars(select(ContactNote))}
+        assert tracks[M.MARKERS["support_meeting_note"]] == world.meeting_id
+        assert tracks[M.MARKERS["contact_notes"]] is None
+        assert tracks[M.MARKERS["contact_notes_partner"]] is None
         fm = _user(s, world, "fm_member")
-        note = services.add_contact_note(s, fm, world.case_id, {"method": "phone", "body": "FMの記録"}, now=NOW)
+        note = notes.add_contact_note(s, fm, world.case_id, {"method": "phone", "body": "FMの記録"}, now=NOW)
         assert note.meeting_id == world.meeting_id  # the case FM is not covered: a 支援会議 record
         owner = _user(s, world, "receiving")
         with pytest.raises(Exception) as err:
-            services.add_contact_note(s, owner, world.case_id,
+            notes.add_contact_note(s, owner, world.case_id,
                                       {"method": "phone", "body": "x", "meeting_id": world.meeting_id}, now=NOW)
         assert err.value.code == "validation_error"
         s.rollback()
@@ -266,13 +275,12 @@ def test_contact_note_tracks(world, sessions):
 def test_pending_member_reads_after_acknowledging(world, sessions):
     with unit_of_work(sessions) as s:
         pending = _user(s, world, "member_pending")
-        with pytest.raises(SecrecyNotAcknowledged):
-            confidential.read_meeting(s, pending, world.meeting_id)
-        assert "person" not in casefile.read_case(s, pending, world.case_id)
-        services.acknowledge_secrecy(s, pending, world.meeting_id, now=NOW)
+        assert reading.read_meeting(s, pending, world.meeting_id).must_acknowledge
+        assert "person" not in reading.read_case(s, pending, world.case_id).view
+        meetings.acknowledge_secrecy(s, pending, world.meeting_id, now=NOW)
     with unit_of_work(sessions) as s:
         pending = _user(s, world, "member_pending")
-        view = confidential.read_meeting(s, pending, world.meeting_id)
+        view = reading.read_meeting(s, pending, world.meeting_id).summary
         assert view["minutes"] == M.MARKERS["support_meeting"]
         assert [n["body"] for n in view["contact_notes"]] == [M.MARKERS["support_meeting_note"]]
     with sessions() as s:
@@ -283,15 +291,14 @@ def test_pending_member_reads_after_acknowledging(world, sessions):
 def test_minutes_stay_with_the_members_after_consent_and_after_withdrawal(world, sessions):
     with unit_of_work(sessions) as s:
         outside = _user(s, world, "member_outside")
-        assert confidential.read_meeting(s, outside, world.meeting_id)["minutes"] == M.MARKERS["support_meeting"]
-        with pytest.raises(PermissionDenied):
-            confidential.read_meeting(s, _user(s, world, "receiving"), world.meeting_id)
+        assert reading.read_meeting(s, outside, world.meeting_id).summary["minutes"] == M.MARKERS["support_meeting"]
+        assert "minutes" not in reading.read_meeting(s, _user(s, world, "receiving"), world.meeting_id).summary
         case = s.get(Case, world.case_id)
-        services.fire_event(s, _user(s, world, "receiving"), world.case_id, "withdraw_consent",
+        firing.fire_event(s, _user(s, world, "receiving"), world.case_id, "withdraw_consent",
                             version=case.version, fields={"given_by": "本人"}, now=NOW)
     with sessions() as s:
-        assert confidential.read_meeting(s, _user(s, world, "member_outside"),
-                                         world.meeting_id)["minutes"] == M.MARKERS["support_meeting"]
+        assert reading.read_meeting(s, _user(s, world, "member_outside"),
+                                    world.meeting_id).summary["minutes"] == M.MARKERS["support_meeting"]
         s.rollback()
 
 
@@ -301,27 +308,28 @@ def test_minutes_stay_with_the_members_after_consent_and_after_withdrawal(world,
 def test_withdrawing_consent_refuses_the_next_read_of_a_covered_agency(world, sessions):
     with sessions() as s:
         partner = _user(s, world, "covered_partner")
-        assert casefile.read_plan(s, partner, world.case_id)["goals"] == M.MARKERS["plan"]
-        assert [f["text"] for f in casefile.read_shared_facts(s, partner, world.case_id)] == [M.MARKERS["shared_facts"]]
+        view = reading.read_case(s, partner, world.case_id).view
+        assert view["plan"]["goals"] == M.MARKERS["plan"]
+        assert [f["text"] for f in view["shared_facts"]] == [M.MARKERS["shared_facts"]]
         s.commit()
     with unit_of_work(sessions) as s:
         case = s.get(Case, world.case_id)
-        services.fire_event(s, _user(s, world, "receiving"), world.case_id, "withdraw_consent",
+        firing.fire_event(s, _user(s, world, "receiving"), world.case_id, "withdraw_consent",
                             version=case.version, fields={"given_by": "本人"}, now=NOW)
     with sessions() as s:
         partner = _user(s, world, "covered_partner")
-        for read in (casefile.read_plan, casefile.read_shared_facts, casefile.read_contact_notes, casefile.read_case):
-            with pytest.raises(NotFound):
-                read(s, partner, world.case_id)
+        with pytest.raises(NotFound):
+            reading.read_case(s, partner, world.case_id)
         assert s.scalars(select(Case.id).where(access.visible_cases_filter(s, partner))).all() == []
         # The owner keeps its own records but no longer the carried fact: that reached it through consent.
         owner = _user(s, world, "receiving")
-        assert casefile.read_contact_notes(s, owner, world.case_id)
-        with pytest.raises(PermissionDenied):
-            casefile.read_shared_facts(s, owner, world.case_id)
+        view = reading.read_case(s, owner, world.case_id).view
+        assert view["contact_notes"]
+        assert "shared_facts" not in view
         # The meeting's members still know what they shared.
         outside = _user(s, world, "member_outside")
-        assert [f["text"] for f in casefile.read_shared_facts(s, outside, world.case_id)] == [M.MARKERS["shared_facts"]]
+        assert [f["text"] for f in reading.read_case(s, outside, world.case_id).view["shared_facts"]] == [
+            M.MARKERS["shared_facts"]]
         s.rollback()
 
 
@@ -333,23 +341,23 @@ def test_carry_fact_needs_membership_acknowledgement_and_a_current_consent(sessi
         meeting_id = s.scalar(select(Meeting.id).where(Meeting.case_id == case_id))
         fm = s.get(User, actors.fm.id)
         with pytest.raises(GuardRefused) as err:
-            confidential.carry_fact(s, fm, case_id, meeting_id, "長男は日中在宅", now=NOW)
+            meetings.carry_fact(s, fm, meeting_id, "長男は日中在宅", now=NOW)
         assert err.value.extra["guard"] == "consent_given"
         with pytest.raises(PermissionDenied):
-            confidential.carry_fact(s, s.get(User, actors.livelihood.id), case_id, meeting_id, "x", now=NOW)
+            meetings.carry_fact(s, s.get(User, actors.livelihood.id), meeting_id, "x", now=NOW)
         with pytest.raises(NotFound):
-            confidential.carry_fact(s, s.get(User, actors.children.id), case_id, meeting_id, "x", now=NOW)
+            meetings.carry_fact(s, s.get(User, actors.children.id), meeting_id, "x", now=NOW)
         s.rollback()
     fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="oral", agencies=["shakyo"])
     with unit_of_work(sessions) as s:
-        fact = confidential.carry_fact(s, s.get(User, actors.hikikomori.id), case_id, meeting_id, "長男は日中在宅",
+        fact = meetings.carry_fact(s, s.get(User, actors.hikikomori.id), meeting_id, "長男は日中在宅",
                                        now=NOW)
         fact_id = fact.id
     with sessions() as s:
         shakyo, owner = s.get(User, actors.shakyo.id), s.get(User, actors.livelihood.id)
-        assert [f["text"] for f in casefile.read_shared_facts(s, shakyo, case_id)] == ["長男は日中在宅"]
+        assert [f["text"] for f in reading.read_case(s, shakyo, case_id).view["shared_facts"]] == ["長男は日中在宅"]
         # The owner is not covered by this consent: the fact does not reach it.
-        assert "長男は日中在宅" not in json.dumps(casefile.read_case(s, owner, case_id), ensure_ascii=False)
+        assert "長男は日中在宅" not in json.dumps(reading.read_case(s, owner, case_id).view, ensure_ascii=False)
         row = s.scalar(select(AuditEvent).where(AuditEvent.action == "shared_fact.carry"))
         assert row.object_id == str(fact_id) and row.detail == {"meeting_id": meeting_id,
                                                                  "consent_id": s.get(SharedFact, fact_id).consent_id}

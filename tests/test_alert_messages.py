@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from engine import alert_views, alerts, dashboard
+from engine.alerts import alerts
+from engine.alerts import listing as alert_views
 from engine.db import unit_of_work
 from engine.models import Alert, AuditEvent, Case, User
+from engine.worklists import dashboard
 from tests.pages_support import app, text_of, web  # noqa: F401  (fixtures)
 
 REASON = "長男の借金の事情は当課では扱えないため返送します"

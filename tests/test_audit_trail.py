@@ -8,9 +8,10 @@ import io
 import pytest
 from sqlalchemy import func, select, text
 
-from engine import audit, casefile
+from engine.audit import trail
+from engine.cases import intake, reading
 from engine.db import unit_of_work
-from engine.models import AuditEvent, User
+from engine.models import AuditEvent, Case, User
 from tests import access_matrix as M
 from tests.conftest import NOW, intake_fields
 
@@ -84,7 +85,7 @@ def test_changing_one_row_names_that_row(world, run_cli, sessions, db_engine, co
     assert result.exit_code == 1
     assert f"行 id={row_id} seq={seq}:" in result.output and "改ざん" in result.output
     with sessions() as s:
-        assert (audit.verify(s).broken_id, audit.verify(s).checked) == (row_id, seq - 1)
+        assert (trail.verify(s).broken_id, trail.verify(s).checked) == (row_id, seq - 1)
 
 
 def test_deleting_a_middle_row_names_the_gap(world, run_cli, db_engine, sessions):
@@ -118,7 +119,7 @@ def test_verify_while_the_app_goes_on_writing_finds_nothing_wrong(world, session
     def keep_writing():
         while not stop.is_set():
             with unit_of_work(sessions) as s:
-                audit.record(s, actor=None, actor_label="reader", action="case.read", object_type="case",
+                trail.record(s, actor=None, actor_label="reader", action="case.read", object_type="case",
                              object_id=1, case_id=1)
             written.append(1)
 
@@ -128,7 +129,7 @@ def test_verify_while_the_app_goes_on_writing_finds_nothing_wrong(world, session
         results = []
         while len(written) < 40 and len(results) < 5000:
             with sessions() as s:
-                results.append(audit.verify(s, batch=3))
+                results.append(trail.verify(s, batch=3))
     finally:
         stop.set()
         writer.join()
@@ -176,13 +177,13 @@ def test_rewriting_a_row_with_its_own_hash_still_breaks_the_next_link(world, ses
     with sessions() as s:
         row = s.get(AuditEvent, row_id)
         row.actor_label = "someone-else"
-        new_hash = audit.row_digest(row)
+        new_hash = trail.row_digest(row)
         s.rollback()
     with db_engine.begin() as conn:
         conn.execute(text("UPDATE audit_events SET actor_label = 'someone-else', hash = :h WHERE id = :id"),
                      {"h": new_hash, "id": row_id})
     with sessions() as s:
-        result = audit.verify(s)
+        result = trail.verify(s)
         assert (result.ok, result.broken_seq) == (False, seq + 1)
         assert "前の行" in result.reason
 
@@ -197,7 +198,7 @@ def _rewrite_from(sessions, db_engine, seq: int) -> None:
             if row.seq == seq:
                 row.actor_label = "someone-else"
             row.prev_hash = prev
-            row.hash = prev = audit.row_digest(row)
+            row.hash = prev = trail.row_digest(row)
             changes.append({"id": row.id, "label": row.actor_label, "prev": row.prev_hash, "hash": row.hash})
         s.rollback()
     with db_engine.begin() as conn:
@@ -218,8 +219,8 @@ def test_a_rewritten_tail_is_found_through_a_head_kept_elsewhere(world, run_cli,
     assert f"seq={seq}:" in result.output and "以前に控えた末尾" in result.output
     with sessions() as s:
         head_hash = kept.split("hash=")[1]
-        assert audit.verify(s, known={seq - 3: s.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq - 3))}).ok
-        assert not audit.verify(s, known={seq: head_hash}).ok
+        assert trail.verify(s, known={seq - 3: s.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq - 3))}).ok
+        assert not trail.verify(s, known={seq: head_hash}).ok
 
 
 def test_a_kept_head_beyond_the_trail_means_rows_were_lost(world, run_cli, sessions, db_engine):
@@ -245,18 +246,16 @@ def test_disclosure_lists_every_case_of_the_person_and_no_content(world, session
     # A second consultation of the same person (same 宛名番号), and one of somebody else.
     other_id = open_case(person={"name": "宮島 花子", "birth_date": "1970-01-01", "area": "宮島"})
     with unit_of_work(sessions) as s:
-        from engine import services
         window = s.scalar(select(User).where(User.login == world.logins["window"]))
-        second = services.open_case(s, window, intake_fields(
+        second = intake.open_case(s, window, intake_fields(
             categories=["other"], person={"name": "廿日　太郎", "resident_id": "0001234567"}), now=NOW)
         second_number = second.case_number
     with unit_of_work(sessions) as s:
-        audit.bind(s, remote_addr="10.1.2.3")
+        trail.bind(s, remote_addr="10.1.2.3")
         receiving = s.scalar(select(User).where(User.login == world.logins["receiving"]))
-        casefile.read_case(s, receiving, world.case_id)
-        casefile.read_case(s, s.scalar(select(User).where(User.login == "window")), other_id)
+        reading.read_case(s, receiving, world.case_id)
+        reading.read_case(s, s.scalar(select(User).where(User.login == "window")), other_id)
     with sessions() as s:
-        from engine.models import Case
         first_number = s.get(Case, world.case_id).case_number
         other_number = s.get(Case, other_id).case_number
     result = run_cli("audit", "case", second_number, "--format", "csv")
@@ -276,7 +275,7 @@ def test_disclosure_lists_every_case_of_the_person_and_no_content(world, session
     assert f"{first_number}、{second_number}" in text_out and "ケース記録の閲覧" in text_out
     with sessions() as s:
         assert s.scalar(select(func.count()).where(AuditEvent.action == "audit.person_trail")) == 2
-        assert audit.verify(s).ok
+        assert trail.verify(s).ok
 
 
 def test_unknown_case_is_an_error(world, run_cli):

@@ -32,7 +32,7 @@ def test_the_scan_benchmark_runs_and_prints_both_sizes_and_the_ratio():
 
 
 def test_the_main_path_benchmark_runs_and_checks_both_sides_kept_the_same_rows():
-    out = _run("bench/transitions.py", "--cases", "4", "--rounds", "2")
+    out = _run("bench/main_path.py", "--cases", "4", "--rounds", "2")
     assert "ratio engine/baseline (median of rounds)" in out
 
 

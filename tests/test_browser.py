@@ -18,9 +18,11 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from engine import calendar, reports, scan
+from engine import calendar
+from engine.alerts import scan
 from engine.db import unit_of_work
 from engine.models import Alert, Case, Handoff, utcnow
+from engine.reports import yearly as reports
 from engine.settings import PROJECT_ROOT
 from tests.conftest import PASSWORD
 from tests.pages_support import app  # noqa: F401  (fixture)

@@ -10,7 +10,9 @@ from alembic import command
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import make_url
 
-from engine import access, case_departments, confidential, demo, migrate, services
+from engine import access, case_departments, demo, migrate
+from engine.alerts import notices
+from engine.cases import joins, meetings
 from engine.db import make_engine, make_session_factory, unit_of_work
 from engine.errors import MissingField, PermissionDenied
 from engine.models import Case, CaseDepartment, Department, Meeting, User
@@ -80,7 +82,7 @@ def test_declined_and_joined_sheets_keep_the_table(sessions, actors, open_case, 
     joined = open_case(categories=["poverty"])
     fire(actors.livelihood, joined, "accept_handoff")
     with unit_of_work(sessions) as s:
-        services.request_join(s, s.get(User, actors.livelihood.id), joined, to_department="children",
+        joins.request_join(s, s.get(User, actors.livelihood.id), joined, to_department="children",
                               reason="r", summary="s")
     _no_drift(sessions)
     rows = _rows(sessions)
@@ -118,7 +120,7 @@ def test_counts_by_state_match_the_visible_cases(sessions, actors, open_case, fi
     fire(actors.fm, owned, "convene_support_meeting", members=[{"user": "hikikomori", "acknowledged": True}])
     with unit_of_work(sessions) as s:  # a member who has not yet acknowledged the 守秘義務 knows of it
         meeting_id = s.scalar(select(Meeting.id).where(Meeting.case_id == owned))
-        confidential.add_meeting_member(s, s.get(User, actors.fm.id), meeting_id, "elderly")
+        meetings.add_meeting_member(s, s.get(User, actors.fm.id), meeting_id, "elderly")
     open_case(categories=["poverty"], urgency="urgent")
     with sessions() as s:
         for actor in (actors.window, actors.livelihood, actors.elderly, actors.fm, actors.admin, actors.shakyo):
@@ -170,8 +172,6 @@ def test_two_transactions_changing_one_case_leave_its_rows_right(sessions, actor
     second waits for the first (an advisory lock per case on PostgreSQL, the write gate on SQLite) and then
     sees its rows, so neither the state nor the relations are lost."""
     import threading
-
-    from engine import notices
 
     case_id = open_case(categories=["poverty"])
     fire(actors.livelihood, case_id, "accept_handoff")

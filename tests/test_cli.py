@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from engine.models import Case, Department, RoutingRuleVersion, User
+from engine import states
+from engine.models import Alert, ApiClient, Case, Department, RoutingRuleVersion, User
 
 
 def test_demo_loads_every_state_once(cli, sessions):
@@ -80,8 +81,6 @@ def test_db_upgrade_is_idempotent(cli):
 
 
 def test_diagram_lists_every_state_and_event(cli):
-    from engine import states
-
     result = cli("diagram")
     assert result.exit_code == 0
     for state in states.CASE_STATE_LABELS:
@@ -138,8 +137,6 @@ def test_a_setting_that_cannot_be_used_is_named(tmp_path, name, value):
 ])
 def test_an_option_given_twice_is_refused_not_silently_replaced(cli, departments, sessions, args):
     """`--role staff --role fm` made an FM and `--scopes a --scopes b` dropped a scope: refused instead."""
-    from engine.models import Alert, ApiClient
-
     def rows():
         with sessions() as s:
             return [s.scalar(select(func.count()).select_from(m)) for m in (User, ApiClient, Alert)]

@@ -9,10 +9,11 @@ import threading
 
 from sqlalchemy import func, select
 
-from engine import alerts, notices
+from engine.alerts import alerts, notices
+from engine.cases import meetings
 from engine.db import unit_of_work
 from engine.errors import EngineError
-from engine.models import Alert, AuditEvent, CaseHistory, CaseNotice, User
+from engine.models import Alert, AuditEvent, CaseHistory, CaseNotice, Meeting, MeetingMember, User
 
 ROUNDS = 6
 
@@ -84,16 +85,13 @@ def test_an_alert_is_acknowledged_once_and_resolved_once(sessions, actors, open_
 
 def test_the_secrecy_of_a_meeting_is_acknowledged_once(sessions, actors, open_case, fire):
     """Two tabs of one member acknowledge the 守秘義務 at once: one row in the trail, one time kept."""
-    from engine import confidential, services
-    from engine.models import Meeting, MeetingMember
-
     for _ in range(ROUNDS):
         case_id = open_case(categories=["other"])
         fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "children", "acknowledged": True}])
         with unit_of_work(sessions) as s:  # added afterwards: a member who has yet to acknowledge
             meeting_id = s.scalar(select(Meeting.id).where(Meeting.case_id == case_id))
-            confidential.add_meeting_member(s, s.get(User, actors.fm.id), meeting_id, "elderly")
-        outcomes = _race(sessions, *[(lambda s: services.acknowledge_secrecy(s, s.get(User, actors.elderly.id),
+            meetings.add_meeting_member(s, s.get(User, actors.fm.id), meeting_id, "elderly")
+        outcomes = _race(sessions, *[(lambda s: meetings.acknowledge_secrecy(s, s.get(User, actors.elderly.id),
                                                                             meeting_id))] * 2)
         assert outcomes == ["done", "done"], outcomes
         assert _count(sessions, AuditEvent, AuditEvent.action == "meeting.acknowledge_secrecy",

@@ -8,13 +8,22 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from engine import access, case_departments, join_offers, retention, services
+from engine import access, case_departments
+from engine.audit import retention
+from engine.cases import joins
+from engine.cases import offers as join_offers
 from engine.db import unit_of_work
 from engine.errors import EventNotAllowed, NotFound, PermissionDenied, StaleVersion, ValidationFailed
 from engine.models import AuditEvent, Case, CaseHistory, Handoff, JoinOffer, User
 from tests.conftest import NOW
 from tests.pages_support import (  # noqa: F401  (fixtures)
-    app, case_state, case_version, count, error_beside, text_of, web,
+    app,
+    case_state,
+    case_version,
+    count,
+    error_beside,
+    text_of,
+    web,
 )
 
 EIGHTY_FIFTY = ["elder_care", "hikikomori"]
@@ -69,7 +78,7 @@ def test_the_station_offers_and_the_owner_asks_it_to_join(owned, actors, session
         assert "参加の申し出を受けて" in sheet.reason and offer.open_key is None
         assert join_offers.waiting_for(s, s.get(User, actors.elderly.id)) == []
     with unit_of_work(sessions) as s:  # the station accepts the join sheet as any other: now it reads the case
-        services.answer_join(s, s.get(User, actors.hikikomori.id), sheet.id, "accept", now=NOW)
+        joins.answer_join(s, s.get(User, actors.hikikomori.id), sheet.id, "accept", now=NOW)
     with sessions() as s:
         assert access.case_sight(s, s.get(User, actors.hikikomori.id), s.get(Case, owned)) == access.Sight.CONTENT
         assert case_departments.drift(s) == []

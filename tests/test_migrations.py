@@ -8,9 +8,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from engine import migrate
-from engine.db import make_engine
-from engine.models import Base
+from engine import demo, migrate
+from engine.alerts import scan
+from engine.db import make_engine, make_session_factory, unit_of_work
+from engine.models import Alert, Base, Plan
 
 
 def _diff(engine) -> list:
@@ -63,8 +64,6 @@ def test_down_and_up_again_keeps_every_row(tmp_path, database_url, db_engine):
     from alembic import command
     from sqlalchemy import inspect
 
-    from engine import demo
-    from engine.db import make_session_factory, unit_of_work
     from tests.conftest import CONFIG_DIR
 
     if make_url(database_url).get_backend_name() != "sqlite":
@@ -100,9 +99,6 @@ def test_alerts_held_before_0012_keep_or_lose_their_subject_by_the_old_rule(tmp_
     from alembic import command
     from sqlalchemy import select, update
 
-    from engine import demo, scan
-    from engine.db import make_session_factory, unit_of_work
-    from engine.models import Alert, Plan
     from tests.conftest import CONFIG_DIR
 
     url = f"sqlite:///{tmp_path / 'held.db'}"

@@ -7,9 +7,13 @@ import pytest
 from alembic import command
 from sqlalchemy import select
 
-from engine import access, case_departments, demo, intake, migrate, routing, services
+from engine import access, case_departments, demo, migrate
+from engine.alerts import notices
+from engine.cases import intake, window
 from engine.db import make_engine, make_session_factory, unit_of_work
+from engine.errors import ValidationFailed
 from engine.models import AuditEvent, Case, CaseHistory, CaseNotice, Department, User
+from engine.rules import store as rules
 from tests.conftest import CONFIG_DIR, NOW, intake_fields
 from tests.pages_support import app, count, text_of, web  # noqa: F401  (fixtures)
 from tests.test_case_departments import fresh_url  # noqa: F401  (fixture)
@@ -82,8 +86,8 @@ def test_only_the_notified_department_may_acknowledge(sessions, actors, open_cas
 def test_staff_sending_elsewhere_than_the_rules_still_tell_the_rules_departments(sessions, actors):
     fields = intake_fields(categories=EIGHTY_FIFTY)
     with unit_of_work(sessions) as s:
-        number, _ = routing.active_rules(s)
-        case = intake.confirm(s, s.get(User, actors.window.id), fields, mode="override", rule_version=number,
+        number, _ = rules.active_rules(s)
+        case = window.confirm(s, s.get(User, actors.window.id), fields, mode="override", rule_version=number,
                               submission_token="t-override", to_department="livelihood",
                               override_reason="本人の希望で生活福祉課から", now=NOW)
         case_id = case.id
@@ -95,7 +99,6 @@ def test_a_sender_may_name_departments_to_tell_and_an_unknown_one_is_refused(ses
     case_id = open_case(categories=["other"])  # unrouted: the desk sends it by hand
     with unit_of_work(sessions) as s:
         version = s.get(Case, case_id).version
-    from engine.errors import ValidationFailed
 
     with pytest.raises(ValidationFailed) as exc:
         fire(actors.window, case_id, "send_handoff", to_department="livelihood", reason="r", summary="s",
@@ -133,12 +136,12 @@ def test_revision_0009_makes_the_notices_earlier_routing_only_wrote_down(fresh_u
     try:
         with unit_of_work(sessions) as s:
             demo.load_departments(s, CONFIG_DIR)
-            routing.install_rules(s, CONFIG_DIR / "routing.yaml", loaded_by="test")
-            window = User(login="w", display_name="w", role="staff", password_hash="x",
+            rules.install_rules(s, CONFIG_DIR / "routing.yaml", loaded_by="test")
+            clerk = User(login="w", display_name="w", role="staff", password_hash="x",
                           department_id=s.scalar(select(Department.id).where(Department.code == "desk")))
-            s.add(window)
+            s.add(clerk)
             s.flush()
-            case_id = services.open_case(s, window, intake_fields(categories=EIGHTY_FIFTY), now=NOW).id
+            case_id = intake.open_case(s, clerk, intake_fields(categories=EIGHTY_FIFTY), now=NOW).id
         before = _notices(sessions, case_id)
         assert [c for c, _, _ in before] == ["hikikomori_station"]
         command.downgrade(migrate.alembic_config(fresh_url), "0008")
@@ -151,8 +154,6 @@ def test_revision_0009_makes_the_notices_earlier_routing_only_wrote_down(fresh_u
 
 
 def test_a_notice_leaves_the_inbox_once_its_department_owns_the_case(sessions, actors, open_case, fire):
-    from engine import notices
-
     case_id = open_case(categories=EIGHTY_FIFTY)  # 高齢介護課 has the sheet, the station is told
     with sessions() as s:
         assert [n.case_id for n in notices.waiting(s, s.get(User, actors.hikikomori.id))] == [case_id]

@@ -10,9 +10,14 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine import api_clients, calendar, casefile, users
+from engine import access, calendar, states
+from engine.alerts import alerts
+from engine.audit import disclosure, trail
+from engine.cases import reading
 from engine.db import unit_of_work
-from engine.models import ApiToken, AuditEvent, Case, User
+from engine.models import ApiToken, AuditEvent, Case, Handoff, User
+from engine.referrals import clients as api_clients
+from engine.users import accounts as users
 from tests import access_matrix as M
 from tests.conftest import NOW
 from tests.pages_support import app, case_in, count, error_beside, text_of, web  # noqa: F401  (fixtures)
@@ -41,7 +46,7 @@ def test_a_name_that_looks_like_a_formula_reaches_the_csv_as_text(world, web, se
     with unit_of_work(sessions) as s:
         reader = s.scalar(select(User).where(User.login == "m-receiving"))
         reader.display_name = name
-        casefile.read_case(s, reader, world.case_id)
+        reading.read_case(s, reader, world.case_id)
     number = _number(sessions, world.case_id)
     admin = web(_user(sessions, world.logins["admin"]))
     body = admin.get(f"/admin/disclosure.csv?case={number}").get_data(as_text=True)
@@ -53,9 +58,8 @@ def test_a_name_that_looks_like_a_formula_reaches_the_csv_as_text(world, web, se
 
 def test_admin_answers_who_looked_at_the_record_on_a_page_and_as_csv(world, web, sessions):
     with unit_of_work(sessions) as s:  # a read from a known address
-        from engine import audit
-        audit.bind(s, remote_addr="10.1.2.3")
-        casefile.read_case(s, s.scalar(select(User).where(User.login == "m-receiving")), world.case_id)
+        trail.bind(s, remote_addr="10.1.2.3")
+        reading.read_case(s, s.scalar(select(User).where(User.login == "m-receiving")), world.case_id)
     admin = web(_user(sessions, world.logins["admin"]))
     number = _number(sessions, world.case_id)
     r = admin.get(f"/admin/disclosure?case={number.lower()}")
@@ -176,8 +180,6 @@ def _written_actions(app) -> set[str]:
     import re
     from pathlib import Path
 
-    from engine import access, states
-
     root = Path(__file__).parents[1]
     source = "\n".join(p.read_text(encoding="utf-8") for d in ("engine", "web")
                        for p in sorted((root / d).rglob("*.py")))
@@ -199,17 +201,13 @@ def _written_actions(app) -> set[str]:
 
 
 def test_every_audit_action_the_app_writes_has_a_japanese_label(app):
-    from engine import disclosure
 
     unlabelled = sorted(a for a in _written_actions(app)
                         if disclosure.action_label(a) in (a, "閲覧", "画面の操作（画面）"))
-    assert unlabelled == [], f"no Japanese label in engine.disclosure for: {unlabelled}"
+    assert unlabelled == [], f"no Japanese label in engine.audit.disclosure for: {unlabelled}"
 
 
 def test_the_disclosure_page_names_a_reassignment_in_japanese(web, actors, case_in, sessions):
-    from engine import alerts
-    from engine.models import Handoff
-
     case_id = case_in("handoff")
     with unit_of_work(sessions) as s:
         h = s.scalars(select(Handoff).where(Handoff.case_id == case_id)).one()

@@ -8,7 +8,14 @@ from sqlalchemy import select
 
 from engine.models import AuditEvent, Case, CaseHistory
 from tests.pages_support import (  # noqa: F401  (fixtures)
-    app, case_in, case_version, count, error_beside, input_value, text_of, web,
+    app,
+    case_in,
+    case_version,
+    count,
+    error_beside,
+    input_value,
+    text_of,
+    web,
 )
 
 

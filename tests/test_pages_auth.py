@@ -8,8 +8,9 @@ from urllib.parse import quote
 import pytest
 from flask import Blueprint
 
-from engine import users
-from engine.models import AuditEvent, Case
+from engine.db import unit_of_work
+from engine.models import AuditEvent, Case, ContactNote
+from engine.users import accounts as users
 from tests.conftest import PASSWORD
 from tests.pages_support import app, case_in, count, text_of, web  # noqa: F401  (fixtures)
 
@@ -81,8 +82,6 @@ def test_a_session_ends_after_the_configured_inactivity(web, actors, app):
 
 def test_a_form_sent_after_the_session_ended_saves_nothing_and_shows_what_was_typed(web, actors, app, case_in,
                                                                                      sessions):
-    from engine.models import ContactNote
-
     case_id = case_in("assigned")
     client = web(actors.livelihood)
     page = client.get(f"/cases/{case_id}").get_data(as_text=True)
@@ -146,9 +145,6 @@ def test_a_post_after_the_session_expired_applies_nothing(web, actors, open_case
 
 
 def test_a_disabled_user_is_signed_out_at_once(web, actors, sessions):
-    from engine import users
-    from engine.db import unit_of_work
-
     client = web(actors.window)
     assert client.get("/cases").status_code == 200
     with unit_of_work(sessions) as s:

@@ -6,14 +6,25 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from engine import caselist
+from engine import states
+from engine.cases import joins
+from engine.cases import lists as caselist
 from engine.db import unit_of_work
-from engine.models import AuditEvent, Case, ContactNote, Meeting, Plan, utcnow
+from engine.models import AuditEvent, Case, ContactNote, Handoff, Meeting, Plan, utcnow
+from engine.referrals import clients as api_clients
 from tests.conftest import NOW
 from tests.pages_support import (  # noqa: F401  (fixtures)
-    FUTURE, app, case_in, case_state, case_version, count, error_beside, input_value, text_of, web,
+    FUTURE,
+    app,
+    case_in,
+    case_state,
+    case_version,
+    count,
+    error_beside,
+    input_value,
+    text_of,
+    web,
 )
-
 
 # --- start page ---------------------------------------------------------------------------------
 
@@ -403,8 +414,6 @@ def test_the_sheet_prints_for_those_who_may_read_the_case(web, actors, case_in, 
 def test_a_refusal_reaches_the_trail_of_the_case_it_concerns(web, actors, case_in, sessions):
     """A refused print view or meeting page is about a case: it must reach that person's 開示請求 trail;
     a refused look at a case that does not exist must reach no case's trail."""
-    from engine.models import AuditEvent, Handoff
-
     case_id = case_in("assigned")
     with sessions() as s:
         sheet = s.scalar(select(Handoff.id).where(Handoff.case_id == case_id))
@@ -419,14 +428,13 @@ def test_a_refusal_reaches_the_trail_of_the_case_it_concerns(web, actors, case_i
 
 
 def test_a_reader_outside_the_consent_learns_a_plan_exists_not_what_it_says(web, actors, case_in, fire, sessions):
-    from engine import services
     from tests.pages_support import CONSENT, PLAN
 
     case_id = case_in("assigned")
     with unit_of_work(sessions) as s:  # joined before the consent, which then covers 生活福祉課 and 社協 only
-        h = services.request_join(s, actors.livelihood, case_id, to_department="hikikomori_station",
+        h = joins.request_join(s, actors.livelihood, case_id, to_department="hikikomori_station",
                                   reason="外出の練習を", summary="日中の居場所が必要。")
-        services.answer_join(s, actors.hikikomori, h.id, "accept")
+        joins.answer_join(s, actors.hikikomori, h.id, "accept")
     fire(actors.livelihood, case_id, "record_consent", **CONSENT)
     fire(actors.livelihood, case_id, "adopt_plan", **PLAN)
     joined = text_of(web(actors.hikikomori).get(f"/cases/{case_id}"))
@@ -441,20 +449,17 @@ def test_a_reader_outside_the_consent_learns_a_plan_exists_not_what_it_says(web,
 
 
 def test_a_reader_outside_the_consent_is_told_when_there_is_no_plan(web, actors, case_in, sessions):
-    from engine import services
 
     case_id = case_in("assigned")
     with unit_of_work(sessions) as s:
-        h = services.request_join(s, actors.livelihood, case_id, to_department="hikikomori_station",
+        h = joins.request_join(s, actors.livelihood, case_id, to_department="hikikomori_station",
                                   reason="外出の練習を", summary="日中の居場所が必要。")
-        services.answer_join(s, actors.hikikomori, h.id, "accept")
+        joins.answer_join(s, actors.hikikomori, h.id, "accept")
     page = text_of(web(actors.hikikomori).get(f"/cases/{case_id}"))
     assert "有効な支援プランはありません。" in page and "支援プランがあります" not in page
 
 
 def test_the_sender_changes_where_a_waiting_sheet_goes(web, actors, case_in, sessions):
-    from engine.models import Handoff
-
     case_id = case_in("handoff")  # the desk's window sent it; 生活福祉課 has not answered
     desk = web(actors.window)
     page = text_of(desk.get(f"/cases/{case_id}"))
@@ -489,8 +494,6 @@ def test_the_sender_changes_where_a_waiting_sheet_goes(web, actors, case_in, ses
 def test_an_fm_who_may_not_read_the_case_sends_it_on_with_its_own_summary(web, actors, case_in, sessions):
     """An FM sending on a case that waits in 受付 reads only its metadata: the case's recorded summary goes
     on the sheet, not words the FM would have to make up."""
-    from engine.models import Handoff
-
     case_id = case_in("intake")
     client = web(actors.fm)
     page = client.get(f"/cases/{case_id}").get_data(as_text=True)
@@ -513,8 +516,6 @@ def test_an_fm_who_may_not_read_the_case_sends_it_on_with_its_own_summary(web, a
 def test_the_desk_redirects_a_referral_the_rules_sent(web, actors, app, sessions):
     """A sheet the rules sent on a referral's arrival has no sending department: the desk, offered 送付先を
     変更する, may use it (the handoff machine's withdraw alone would answer 403)."""
-    from engine import api_clients
-    from engine.models import Handoff
     from tests.api.support import post_referral
 
     with unit_of_work(sessions) as s:
@@ -599,7 +600,6 @@ def test_a_contact_note_the_owner_types_as_a_support_meeting_member_stays_with_t
     for seen in (covered, colleague):
         assert "同意後に電話した" in seen and "会議で聞いた長男の借金の額" not in seen
     with unit_of_work(sessions) as s:
-        from engine import api_clients
 
         _, token = api_clients.create_token(s, client_name="shakyo-system", scopes=["cases:read"],
                                             user_login="shakyo")
@@ -608,8 +608,7 @@ def test_a_contact_note_the_owner_types_as_a_support_meeting_member_stays_with_t
 
 
 def test_every_event_of_the_machines_has_a_name_in_the_timeline():
-    from engine.states import CASE_TRANSITIONS, HANDOFF_TRANSITIONS
     from web.views import HISTORY_LABELS
 
-    events = {t["trigger"] for t in CASE_TRANSITIONS} | {f"handoff.{t['trigger']}" for t in HANDOFF_TRANSITIONS}
+    events = {t["trigger"] for t in states.CASE_TRANSITIONS} | {f"handoff.{t['trigger']}" for t in states.HANDOFF_TRANSITIONS}
     assert events - set(HISTORY_LABELS) == set()

@@ -6,13 +6,22 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from engine import alerts
+from engine.alerts import alerts
+from engine.cases import joins
 from engine.db import unit_of_work
 from engine.errors import GuardRefused
-from engine.models import Alert, Case, CaseHistory, Handoff, User
+from engine.models import Alert, AuditEvent, Case, CaseHistory, Handoff, User
+from engine.worklists import dashboard
 from tests.conftest import NOW
 from tests.pages_support import (  # noqa: F401  (fixtures)
-    app, case_in, case_state, case_version, count, error_beside, text_of, web,
+    app,
+    case_in,
+    case_state,
+    case_version,
+    count,
+    error_beside,
+    text_of,
+    web,
 )
 
 
@@ -145,16 +154,15 @@ def test_a_stale_or_repeated_action_names_it_in_japanese(web, actors, case_in, s
 
 
 def test_a_returned_join_request_is_listed_but_not_offered_for_reassignment(actors, open_case, fire, sessions):
-    from engine import dashboard, services
 
     case_id = open_case(categories=["poverty"])
     fire(actors.livelihood, case_id, "accept_handoff")
     with unit_of_work(sessions) as s:
-        services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="children",
+        joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="children",
                               reason="子育ての支援", summary="s", now=NOW)
     with unit_of_work(sessions) as s:
         join = s.scalar(select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False)))
-        services.answer_join(s, s.get(User, actors.children.id), join.id, "decline", reason="対象外", now=NOW)
+        joins.answer_join(s, s.get(User, actors.children.id), join.id, "decline", reason="対象外", now=NOW)
     with sessions() as s:
         sections = {sec.key: sec for sec in dashboard.fm_dashboard(s, s.get(User, actors.fm.id), now=NOW)}
         [item] = [i for i in sections["unrouted"].items if i.case_id == case_id]
@@ -167,7 +175,6 @@ def test_a_returned_join_request_is_listed_but_not_offered_for_reassignment(acto
 def test_sending_a_case_on_resolves_what_said_it_waited(actors, open_case, fire, sessions):
     """A reopened case's 未振り分け alert ends once its sheet is sent (from the case page, not only by an
     FM's 振り替え): the case is on its way, and a sheet that waits in turn has alerts of its own."""
-    from engine import dashboard
 
     case_id = open_case(categories=["poverty"])
     fire(actors.livelihood, case_id, "accept_handoff")
@@ -184,11 +191,10 @@ def test_sending_a_case_on_resolves_what_said_it_waited(actors, open_case, fire,
 
 
 def test_reassigning_a_join_request_to_a_department_already_in_the_case_is_refused(web, actors, case_in, sessions):
-    from engine import services
 
     case_id = case_in("layered_meeting")  # owner 生活福祉課; consent covers 生活福祉課 and 社協
     with unit_of_work(sessions) as s:
-        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="shakyo",
+        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="shakyo",
                                   reason="居場所の紹介", summary="要約")
         alert_id = alerts.raise_alert(s, kind="handoff_escalated", case_id=case_id, handoff_id=h.id,
                                       department_id=None, due_at=h.escalate_at, message="未受理")
@@ -200,11 +206,10 @@ def test_reassigning_a_join_request_to_a_department_already_in_the_case_is_refus
 
 
 def test_reassigning_a_join_request_keeps_to_the_persons_consent(web, actors, case_in, sessions):
-    from engine import services
 
     case_id = case_in("layered_meeting")  # consent covers 生活福祉課 and 社協
     with unit_of_work(sessions) as s:
-        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="shakyo",
+        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="shakyo",
                                   reason="居場所の紹介", summary="要約")
         hid = h.id
         alert_id = alerts.raise_alert(s, kind="handoff_escalated", case_id=case_id, handoff_id=hid,
@@ -258,8 +263,6 @@ def test_a_support_meeting_held_from_intake_keeps_its_case_on_the_dashboard(web,
 def test_a_refused_form_keeps_the_audit_row_of_what_the_page_shows_again(web, actors, open_case, fire, sessions):
     """An FM who sits in the case's 支援会議 reads the reason a sheet came back; the page shown again after a
     refused 解決 shows it too, and that read is recorded although nothing else of the request is."""
-    from engine.models import AuditEvent
-
     case_id = open_case(categories=["poverty"])
     fire(actors.livelihood, case_id, "decline_handoff", reason="住まいの相談で、住宅課の所管です")
     fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "elderly", "acknowledged": True}])

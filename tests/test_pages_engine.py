@@ -7,9 +7,15 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine import access, intake, routing, submissions
+from engine import access, routing
+from engine.cases import intake, submissions, window
+from engine.cases import lists as caselist
 from engine.db import unit_of_work
+from engine.errors import PermissionDenied, ValidationFailed
 from engine.models import Alert, AuditEvent, Case, FormSubmission, Meeting, MeetingMember, User
+from engine.rules import ruleset
+from engine.rules import store as rules
+from engine.worklists.inbox import business_age
 from tests.conftest import NOW, intake_fields
 from tests.pages_support import case_in  # noqa: F401  (fixture)
 
@@ -20,7 +26,7 @@ from tests.pages_support import case_in  # noqa: F401  (fixture)
     (["other"], None),
 ])
 def test_a_proposal_is_what_routing_would_do_and_writes_nothing(sessions, actors, cats, owner):
-    facts = routing.RoutingFacts(categories=tuple(cats), primary_category=cats[0], area="廿日市",
+    facts = ruleset.RoutingFacts(categories=tuple(cats), primary_category=cats[0], area="廿日市",
                                  birth_date=date(1960, 5, 1), source="window", urgency="normal", on=NOW.date())
     with unit_of_work(sessions) as s:
         before = [s.scalar(select(func.count()).select_from(m)) for m in (Case, Alert, AuditEvent)]
@@ -29,22 +35,19 @@ def test_a_proposal_is_what_routing_would_do_and_writes_nothing(sessions, actors
         assert not s.new and not s.dirty
         assert proposal.rule_version == 1
         assert (proposal.owner.code if proposal.owner else None) == owner
-        from engine import services
 
-        case = services.open_case(s, actors.window, intake_fields(categories=cats), now=NOW)
+        case = intake.open_case(s, actors.window, intake_fields(categories=cats), now=NOW)
         assert case.routing_reason == proposal.decision.reason
         assert case.proposed_department_id == (proposal.owner.id if proposal.owner else None)
 
 
 def test_preview_refuses_what_open_case_would_refuse(sessions, actors):
-    from engine.errors import PermissionDenied, ValidationFailed
-
     with unit_of_work(sessions) as s:
         with pytest.raises(ValidationFailed) as exc:
-            intake.preview(s, actors.window, intake_fields(categories=[], summary=""), now=NOW)
+            window.preview(s, actors.window, intake_fields(categories=[], summary=""), now=NOW)
         assert set(exc.value.errors) == {"categories", "summary"}
         with pytest.raises(PermissionDenied):
-            intake.preview(s, actors.admin, intake_fields(), now=NOW)
+            window.preview(s, actors.admin, intake_fields(), now=NOW)
 
 
 def test_the_content_filter_agrees_with_case_sight(sessions, actors, case_in):
@@ -111,7 +114,6 @@ def test_a_rolled_back_claim_frees_the_key(sessions, actors):
 
 
 def test_both_ways_of_gathering_a_list_page_agree(sessions, actors, open_case, monkeypatch):
-    from engine import caselist
 
     for i in range(5):
         open_case(categories=["poverty"], now=NOW if i % 2 else NOW - timedelta(days=i))
@@ -130,9 +132,7 @@ def test_both_ways_of_gathering_a_list_page_agree(sessions, actors, open_case, m
 def test_the_inbox_counts_business_days_as_the_calendar_does():
     from datetime import datetime, timezone
 
-    from engine.inbox import business_age
-
-    cal = routing.business_calendar()
+    cal = rules.business_calendar()
     now = datetime(2027, 1, 6, 3, 0, tzinfo=timezone.utc)  # past the 12/29–1/3 closure and New Year's Day
     starts = [now - timedelta(days=d, hours=h) for d in range(0, 45, 2) for h in (0, 5, 16)]
     starts.append(now + timedelta(hours=1))

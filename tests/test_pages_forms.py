@@ -11,7 +11,14 @@ from sqlalchemy import select
 from engine.db import unit_of_work
 from engine.models import Alert, AuditEvent, Case, ContactNote, Handoff, Meeting
 from tests.pages_support import (  # noqa: F401  (fixtures)
-    app, case_in, case_state, case_version, count, error_beside, text_of, web,
+    app,
+    case_in,
+    case_state,
+    case_version,
+    count,
+    error_beside,
+    text_of,
+    web,
 )
 
 

@@ -5,11 +5,20 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from engine import calendar, routing, services
+from engine import calendar
+from engine.cases import joins
 from engine.db import unit_of_work
-from engine.models import AuditEvent, Handoff, utcnow
+from engine.models import Alert, AuditEvent, Case, Handoff, utcnow
+from engine.rules import store as rules
 from tests.pages_support import (  # noqa: F401  (fixtures)
-    app, case_in, case_state, case_version, count, error_beside, text_of, web,
+    app,
+    case_in,
+    case_state,
+    case_version,
+    count,
+    error_beside,
+    text_of,
+    web,
 )
 
 
@@ -25,7 +34,7 @@ def test_the_inbox_lists_waiting_sheets_with_age_and_deadline(web, actors, open_
     r = web(actors.livelihood).get("/inbox")
     assert r.status_code == 200
     page = text_of(r)
-    age = routing.business_calendar().business_days_between(h.sent_at, utcnow())
+    age = rules.business_calendar().business_days_between(h.sent_at, utcnow())
     assert age >= 5
     assert f"（{age}営業日経過）" in page
     assert calendar.wareki_datetime(h.due_at) in page and "受理期限超過" in page and "緊急" in page
@@ -91,7 +100,7 @@ def test_a_department_in_sight_but_not_receiving_is_refused(web, actors, case_in
 def test_a_join_request_is_answered_from_the_inbox(web, actors, case_in, sessions):
     case_id = case_in("assigned")
     with unit_of_work(sessions) as s:
-        services.request_join(s, actors.livelihood, case_id, to_department="shakyo", reason="居場所の紹介",
+        joins.request_join(s, actors.livelihood, case_id, to_department="shakyo", reason="居場所の紹介",
                               summary="家計相談と並行して")
     join = _handoff(sessions, case_id, primary=False)
     client = web(actors.shakyo)
@@ -115,8 +124,6 @@ def test_administrators_have_no_inbox(web, actors):
 
 
 def test_a_department_acknowledges_and_resolves_its_alerts_from_the_inbox(web, actors, open_case, fire, sessions):
-    from engine.models import Alert, AuditEvent, Case
-
     case_id = open_case(categories=["poverty"])  # the desk's window sent it to 生活福祉課
     fire(actors.livelihood, case_id, "decline_handoff", reason="住まいの相談が中心のため")
     with unit_of_work(sessions) as s:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from engine.audit import trail
+from engine.audit.disclosure import PAGE_LABELS, action_label
 from engine.db import unit_of_work
-from engine.models import AuditEvent, Case, Person
+from engine.models import AuditEvent, Case, Handoff, Meeting, Person
 from tests.pages_support import app, case_in, case_version, count, error_beside, text_of, web  # noqa: F401
 from tests.test_pages_intake import VALID, _preview
 
@@ -104,10 +106,9 @@ def test_names_shown_in_lists_and_sheets_in_the_inbox_are_in_the_trail(web, acto
         actors_seen = set(s.scalars(select(AuditEvent.actor_label).where(AuditEvent.case_id == case_id,
                                                                           AuditEvent.action == "case.found")))
     assert actors_seen == {"livelihood"}
-    from engine import audit
 
     with sessions() as s:  # rows written together are chained as any others
-        assert audit.verify(s).ok
+        assert trail.verify(s).ok
 
 
 def test_valid_form_still_passes(web, actors):
@@ -116,8 +117,6 @@ def test_valid_form_still_passes(web, actors):
 
 def test_every_page_that_can_refuse_has_a_japanese_name_in_the_trail(app):
     """A refusal is recorded as page.<endpoint>; the 開示請求 answer must name it in Japanese."""
-    from engine.disclosure import PAGE_LABELS, action_label
-
     refusing = {rule.endpoint for rule in app.url_map.iter_rules()
                 if rule.arguments & {"case_id", "handoff_id", "meeting_id", "alert_id", "notice_id", "offer_id"}
                 and not rule.rule.startswith("/api/")}
@@ -161,8 +160,6 @@ def test_a_birth_year_two_eras_share_is_named_by_both(web, actors, year, shown):
 
 def test_a_record_of_a_case_out_of_sight_answers_as_one_that_does_not_exist(web, actors, case_in, sessions):
     """The refusal must not tell an existing sheet or meeting from a missing one."""
-    from engine.models import Handoff, Meeting
-
     case_id = case_in("support_meeting")
     with sessions() as s:
         sheet = s.scalar(select(Handoff.id).where(Handoff.case_id == case_id))

@@ -5,11 +5,11 @@ import html
 import re
 
 import pytest
-
 from sqlalchemy import select
 
 from engine.db import unit_of_work
-from engine.models import Alert, Case, FormSubmission, Handoff
+from engine.models import Alert, AuditEvent, Case, FormSubmission, Handoff
+from engine.rules import store as rules
 from tests.conftest import CONFIG_DIR
 from tests.pages_support import app, count, error_beside, input_value, text_of, web  # noqa: F401
 
@@ -219,14 +219,12 @@ def test_an_unmatched_consultation_is_taken_in_undecided(web, actors, sessions):
 
 
 def test_rules_changed_since_the_preview_are_shown_before_anything_is_sent(web, actors, sessions, tmp_path):
-    from engine import routing
-
     client = web(actors.window)
     form = {**_hidden(_preview(client)), "action": "confirm"}
     changed = tmp_path / "routing.yaml"
     changed.write_text((CONFIG_DIR / "routing.yaml").read_text(encoding="utf-8") + "\n# 改訂\n", encoding="utf-8")
     with unit_of_work(sessions) as s:
-        routing.install_rules(s, changed, loaded_by="tests")
+        rules.install_rules(s, changed, loaded_by="tests")
     r = client.post("/intake", form)
     assert r.status_code == 409
     assert "振り分けルールが更新されました" in text_of(r)
@@ -259,8 +257,6 @@ def test_sign_in_is_needed(web, departments):
 
 
 def test_the_preview_names_earlier_cases_of_the_same_person_its_reader_may_read(web, actors, open_case, sessions):
-    from engine.models import AuditEvent
-
     first = open_case(categories=["poverty"])  # 廿日 太郎 / ハツカ タロウ, 昭和35年5月1日 → 生活福祉課
     other = open_case(categories=["poverty"], person={"name": "佐伯 一郎", "name_kana": "サエキ イチロウ"})
     with unit_of_work(sessions) as s:

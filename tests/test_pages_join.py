@@ -6,9 +6,20 @@ import pytest
 from sqlalchemy import select
 
 from engine import case_departments
-from engine.models import AuditEvent, Department, Handoff
+from engine.cases import joins
+from engine.db import unit_of_work
+from engine.errors import EventNotAllowed, StaleVersion
+from engine.models import AuditEvent, Case, CaseHistory, Department, Handoff, Plan, User
 from tests.pages_support import (  # noqa: F401  (fixtures)
-    app, case_in, case_state, case_version, count, error_beside, input_value, text_of, web,
+    app,
+    case_in,
+    case_state,
+    case_version,
+    count,
+    error_beside,
+    input_value,
+    text_of,
+    web,
 )
 
 JOIN = {"to_department": "shakyo", "reason": "居場所づくりの支援をお願いしたい", "summary": "就労前に日中の居場所が必要。"}
@@ -152,15 +163,10 @@ def test_two_answers_to_one_join_request_at_once_one_wins_the_other_is_refused(a
     """Accept and decline sent at the same moment: one applies, the other is a conflict (409), never a 500."""
     import threading
 
-    from engine import services
-    from engine.db import unit_of_work
-    from engine.errors import EventNotAllowed, StaleVersion
-    from engine.models import User
-
     for _ in range(6):
         case_id = case_in("assigned")
         with unit_of_work(sessions) as s:
-            handoff = services.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN)
+            handoff = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN)
             hid, version = handoff.id, handoff.version
         gate, outcomes = threading.Barrier(2), []
 
@@ -169,7 +175,7 @@ def test_two_answers_to_one_join_request_at_once_one_wins_the_other_is_refused(a
                 with unit_of_work(sessions) as s:
                     me = s.get(User, actors.shakyo.id)
                     gate.wait(10)
-                    services.answer_join(s, me, hid, event, version=version, reason="所管外")
+                    joins.answer_join(s, me, hid, event, version=version, reason="所管外")
                 outcomes.append("applied")
             except (StaleVersion, EventNotAllowed) as exc:
                 outcomes.append(type(exc).__name__)
@@ -188,25 +194,17 @@ def test_two_answers_to_one_join_request_at_once_one_wins_the_other_is_refused(a
 
 def test_answering_a_join_request_a_colleague_just_answered_is_a_conflict_not_missing(actors, case_in, sessions):
     """Declined by one colleague, the sheet is out of the department's sight; the second answer is a 409."""
-    from engine import services
-    from engine.db import unit_of_work
-    from engine.errors import StaleVersion
-    from engine.models import User
-
     case_id = case_in("assigned")
     with unit_of_work(sessions) as s:
-        handoff = services.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN)
+        handoff = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN)
         hid, version = handoff.id, handoff.version
     with unit_of_work(sessions) as s:
-        services.answer_join(s, s.get(User, actors.shakyo.id), hid, "decline", version=version, reason="所管外")
+        joins.answer_join(s, s.get(User, actors.shakyo.id), hid, "decline", version=version, reason="所管外")
     with pytest.raises(StaleVersion), unit_of_work(sessions) as s:
-        services.answer_join(s, s.get(User, actors.shakyo.id), hid, "accept", version=version)
+        joins.answer_join(s, s.get(User, actors.shakyo.id), hid, "accept", version=version)
 
 
 def test_with_consent_in_force_only_a_covered_agency_may_be_asked_to_join(web, actors, case_in, sessions):
-    from engine.db import unit_of_work
-    from engine.models import Case
-
     case_id = case_in("layered_meeting")  # consent covers 生活福祉課 and 社協
     client = web(actors.livelihood)
     page = client.get(f"/cases/{case_id}").get_data(as_text=True)
@@ -233,25 +231,22 @@ def test_with_consent_in_force_only_a_covered_agency_may_be_asked_to_join(web, a
 def test_withdrawing_the_consent_ends_the_joins_made_under_it(web, actors, case_in, fire, sessions):
     """Sharing narrows again: a department asked to join under the consent leaves the case with it; one
     that joined before the consent stays, as it was before."""
-    from engine import services
-    from engine.db import unit_of_work
     from datetime import timedelta
 
-    from engine.models import CaseHistory, User
     from tests.conftest import NOW
 
     case_id = case_in("assigned")
     with unit_of_work(sessions) as s:  # before any consent
-        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="hikikomori_station",
+        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="hikikomori_station",
                                   reason="外出の練習", summary="日中の居場所が必要。", now=NOW - timedelta(hours=1))
-        services.answer_join(s, s.get(User, actors.hikikomori.id), h.id, "accept", now=NOW - timedelta(hours=1))
+        joins.answer_join(s, s.get(User, actors.hikikomori.id), h.id, "accept", now=NOW - timedelta(hours=1))
     fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
          agencies=["livelihood", "shakyo", "children"])  # at NOW
     later = NOW + timedelta(minutes=5)
     with unit_of_work(sessions) as s:  # under the consent: one accepted, one still waiting
-        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN, now=later)
-        services.answer_join(s, s.get(User, actors.shakyo.id), h.id, "accept", now=later)
-        services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="children",
+        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN, now=later)
+        joins.answer_join(s, s.get(User, actors.shakyo.id), h.id, "accept", now=later)
+        joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="children",
                               reason="子の支援", summary="要約", now=later)
     assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 200
     fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")
@@ -272,16 +267,13 @@ def test_a_refusal_after_a_given_consent_ends_it_as_a_withdrawal_does(web, actor
     it the plan and the joins made under it."""
     from datetime import timedelta
 
-    from engine import services
-    from engine.db import unit_of_work
-    from engine.models import Plan, User
     from tests.conftest import NOW
 
     case_id = case_in("accompaniment")  # consent (at NOW): 生活福祉課, 社協
     later = NOW + timedelta(minutes=5)
     with unit_of_work(sessions) as s:
-        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN, now=later)
-        services.answer_join(s, s.get(User, actors.shakyo.id), h.id, "accept", now=later)
+        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN, now=later)
+        joins.answer_join(s, s.get(User, actors.shakyo.id), h.id, "accept", now=later)
     fire(actors.fm, case_id, "convene_support_meeting",
          members=[{"user": "livelihood", "acknowledged": True}, {"user": "fm", "acknowledged": True}])
     fire(actors.fm, case_id, "seek_consent")
@@ -296,9 +288,6 @@ def test_a_consent_recorded_anew_without_a_department_ends_its_join_under_the_ol
                                                                                       sessions):
     from datetime import timedelta
 
-    from engine import services
-    from engine.db import unit_of_work
-    from engine.models import User
     from tests.conftest import NOW
     from tests.pages_support import PLAN
 
@@ -308,9 +297,9 @@ def test_a_consent_recorded_anew_without_a_department_ends_its_join_under_the_ol
     later = NOW + timedelta(minutes=5)
     with unit_of_work(sessions) as s:
         for code, who in (("shakyo", actors.shakyo), ("children", actors.children)):
-            h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department=code,
+            h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department=code,
                                       reason="r", summary="s", now=later)
-            services.answer_join(s, s.get(User, who.id), h.id, "accept", now=later)
+            joins.answer_join(s, s.get(User, who.id), h.id, "accept", now=later)
     fire(actors.livelihood, case_id, "adopt_plan", **PLAN)
     fire(actors.fm, case_id, "convene_support_meeting", members=[{"user": "livelihood", "acknowledged": True}])
     fire(actors.fm, case_id, "seek_consent")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from sqlalchemy import select
 
+from engine.cases import joins
 from engine.db import unit_of_work
-from engine.models import AuditEvent, Meeting, MeetingMember, User
+from engine.models import AuditEvent, Case, Meeting, MeetingMember, SharedFact, User
 from tests.pages_support import app, case_in, count, error_beside, text_of, web  # noqa: F401  (fixtures)
 
 
@@ -27,8 +27,6 @@ def test_a_member_reads_the_records_and_the_read_is_audited(web, actors, case_in
     assert "livelihood" in page and "fm" in page
     assert count(sessions, AuditEvent, AuditEvent.action == "meeting.read") == 1
     with unit_of_work(sessions) as s:
-        from engine.models import Case
-
         read = s.scalars(select(AuditEvent).where(AuditEvent.action == "meeting.read")).one()
         assert (read.object_type, read.object_id, read.case_id) == ("meeting", str(meeting_id), case_id)
 
@@ -136,7 +134,6 @@ def test_a_members_note_is_kept_on_the_meeting_page_not_the_case_page(web, actor
 
 
 def test_a_member_carries_one_fact_to_the_agencies_the_consent_covers(web, actors, case_in, fire, sessions):
-    from engine.models import SharedFact
     from tests.pages_support import CONSENT
 
     case_id = case_in("consent")  # a 支援会議 was held; consent is being sought
@@ -250,15 +247,14 @@ def test_a_layered_meetings_records_follow_the_consent_not_the_membership(web, a
     consent; but the 重層的支援会議 met under the consent, and its member reads its records no longer."""
     from datetime import timedelta
 
-    from engine import services
     from tests.conftest import NOW
     from tests.pages_support import PLAN
 
     case_id = case_in("assigned")  # owner 生活福祉課
     with unit_of_work(sessions) as s:
-        h = services.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="hikikomori_station",
+        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="hikikomori_station",
                                   reason="外出の練習", summary="要約", now=NOW - timedelta(hours=1))
-        services.answer_join(s, s.get(User, actors.hikikomori.id), h.id, "accept", now=NOW - timedelta(hours=1))
+        joins.answer_join(s, s.get(User, actors.hikikomori.id), h.id, "accept", now=NOW - timedelta(hours=1))
     fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
          agencies=["livelihood", "hikikomori_station"])
     fire(actors.livelihood, case_id, "adopt_plan", **{**PLAN, "minutes": "重層MARK-役割を決めた",

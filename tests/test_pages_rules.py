@@ -7,9 +7,13 @@ import re
 import pytest
 from sqlalchemy import select
 
-from engine import routing, rulebook
 from engine.db import unit_of_work
+from engine.errors import PermissionDenied
 from engine.models import Case, RoutingRuleVersion
+from engine.rules import book as rulebook
+from engine.rules import parser as rules_file
+from engine.rules import ruleset as rules_data
+from engine.rules import store as rules
 from tests.conftest import CONFIG_DIR
 from tests.pages_support import app, text_of, web  # noqa: F401  (fixtures)
 
@@ -21,7 +25,7 @@ def _rows(response) -> list[str]:
 
 
 def test_every_rule_of_the_file_in_force_is_shown_in_order_in_japanese(web, actors, departments):
-    ruleset = routing.parse_rules_file(CONFIG_DIR / "routing.yaml", CONFIG_DIR)
+    ruleset = rules_file.parse_rules_file(CONFIG_DIR / "routing.yaml", CONFIG_DIR)
     r = web(actors.window).get("/rules")
     assert r.status_code == 200
     page = text_of(r)
@@ -53,11 +57,11 @@ def test_a_case_links_to_the_version_that_routed_it_which_stays_readable_after_n
     # New rules: the poverty rule now has another reason.
     text = (CONFIG_DIR / "routing.yaml").read_text(encoding="utf-8")
     changed = tmp_path / "routing.yaml"
-    old_reason = next(r.reason for r in routing.parse_rules_file(CONFIG_DIR / "routing.yaml", CONFIG_DIR).rules
+    old_reason = next(r.reason for r in rules_file.parse_rules_file(CONFIG_DIR / "routing.yaml", CONFIG_DIR).rules
                       if r.name == rule_name)
     changed.write_text(text.replace(old_reason, "新しい理由の文です。"), encoding="utf-8")
     with unit_of_work(sessions) as s:
-        routing.install_rules(s, changed, config_dir=CONFIG_DIR, loaded_by="tests")
+        rules.install_rules(s, changed, config_dir=CONFIG_DIR, loaded_by="tests")
     client = web(actors.livelihood)
     now = text_of(client.get("/rules"))
     assert "振り分けルール（第2版）" in now and "新しい理由の文です。" in now and old_reason not in now
@@ -99,16 +103,14 @@ def test_a_version_the_code_lists_no_longer_read_is_shown_as_stored(web, actors,
 def test_conditions_read_in_japanese_one_line_each():
     lists = {"issue_categories": {"poverty": "生活困窮", "debt": "借金・滞納"}, "sources": {"phone": "電話"},
              "urgencies": {"urgent": "緊急"}}
-    rule = routing.Rule(name="r", line=1, owner="x", reason="理由", categories_any=("poverty", "debt"),
+    rule = rules_data.Rule(name="r", line=1, owner="x", reason="理由", categories_any=("poverty", "debt"),
                         areas=("大野", "宮島"), age_min=40, age_max=64, sources=("phone",), urgency=("urgent",))
     assert rulebook.conditions(rule, lists) == (
         "課題のいずれか: 生活困窮、借金・滞納", "圏域: 大野、宮島", "年齢: 40〜64歳", "受付経路: 電話", "緊急度: 緊急")
-    assert rulebook.conditions(routing.Rule(name="all", line=2, owner="x", reason="r"), lists) == (rulebook.CATCH_ALL,)
+    assert rulebook.conditions(rules_data.Rule(name="all", line=2, owner="x", reason="r"), lists) == (rulebook.CATCH_ALL,)
 
 
 def test_the_engine_refuses_a_stopped_user(sessions, departments, actors):
-    from engine.errors import PermissionDenied
-
     with unit_of_work(sessions) as s:
         user = s.merge(actors.window)
         user.active = False

@@ -7,10 +7,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from engine import participation, reports
+from engine.cases import participation, views
 from engine.db import unit_of_work
 from engine.errors import GuardRefused, NotFound, PermissionDenied, ValidationFailed
 from engine.models import AuditEvent, Case, ParticipationMatch
+from engine.reports import yearly as reports
 from tests.conftest import NOW
 from tests.pages_support import app, count, error_beside, text_of, web  # noqa: F401  (fixtures)
 
@@ -37,7 +38,6 @@ def test_the_owner_records_and_ends_a_match_and_the_covered_agency_reads_it(acco
     with sessions() as s:
         case = s.get(Case, accompanied)
         assert "participation" in case.business_categories
-        from engine import views
 
         shakyo = views.case_view(s, s.merge(actors.shakyo), case, [])
         assert [(m["host_name"], m["started_on"], m["ended_on"]) for m in shakyo["participation"]] == [

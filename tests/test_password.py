@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from engine import users
-from engine.db import unit_of_work
+from engine.db import lost_race, unit_of_work
 from engine.errors import Conflict, PermissionDenied, ValidationFailed
 from engine.models import AuditEvent, User, utcnow
+from engine.users import accounts as users
 from tests.conftest import PASSWORD
 from tests.pages_support import app, count, error_beside, text_of, web  # noqa: F401  (fixtures)
 
@@ -229,8 +229,6 @@ def test_a_change_sent_after_the_session_ended_shows_no_password(web, actors, ap
 def test_a_change_committed_meanwhile_is_not_overwritten(sessions, actors):
     """The request loaded the signed-in user before another browser of theirs changed the password: the
     change is checked against the row as it is now, not as it was loaded."""
-    from engine.db import lost_race
-
     with sessions() as s:
         loaded = s.get(User, actors.window.id)
         assert loaded.password_hash  # read, as the page's request had read it

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from engine import users
 from engine.models import AuditEvent
 from engine.settings import Settings
+from engine.users import accounts as users
 from tests.conftest import PASSWORD
 
 # What a client sends through one proxy: its own (forged) X-Forwarded-For, to which the proxy appends the

@@ -1,4 +1,4 @@
-"""年度集計 (engine/reports.py, /reports): the yearly figures DESIGN.md asks to be reportable, counted by the
+"""年度集計 (engine/reports/yearly.py, /reports): the yearly figures DESIGN.md asks to be reportable, counted by the
 Japanese fiscal year, read only by FMs and administrators, audited; the page, its CSV and its workbook."""
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from engine import reports, services
+from engine import vocab
 from engine.calendar import JST
+from engine.cases import notes
 from engine.db import unit_of_work
 from engine.errors import PermissionDenied, ValidationFailed
-from engine.models import AuditEvent, Case
+from engine.models import AuditEvent, Case, CaseCategory
+from engine.reports import yearly as reports
+from engine.reports.files import csv_text, workbook
 from tests.conftest import NOW
 from tests.pages_support import app, text_of, web  # noqa: F401  (fixtures)
 
@@ -42,8 +45,8 @@ def year_of_work(open_case, fire, actors, sessions):
          next_evaluation_date="2027-01-15", roles=[{"department": "livelihood", "role": "就労支援"}],
          business_categories=["comprehensive", "participation"])
     with unit_of_work(sessions) as s:
-        services.add_contact_note(s, actors.livelihood, planned, {"method": "phone", "body": "電話", "business_category": "participation"}, now=NOW)
-        services.add_contact_note(s, actors.livelihood, planned, {"method": "home_visit", "body": "訪問"}, now=NOW)
+        notes.add_contact_note(s, actors.livelihood, planned, {"method": "phone", "body": "電話", "business_category": "participation"}, now=NOW)
+        notes.add_contact_note(s, actors.livelihood, planned, {"method": "home_visit", "body": "訪問"}, now=NOW)
     fire(actors.livelihood, planned, "evaluate", goals_met="met", decision="close", close_reason="goal_met")
     reopened = open_case(categories=["hikikomori"])
     fire(actors.window, reopened, "close", close_reason="moved_out")
@@ -78,8 +81,6 @@ def test_the_years_figures_count_what_happened_within_it(year_of_work, sessions,
 
 
 def test_every_code_of_a_list_has_its_row_every_year(sessions, actors):
-    from engine import vocab
-
     got = figures(read(sessions, actors.admin, 2019))
     assert set(got.values()) == {0}
     for code, label in vocab.codes("close_reasons").items():
@@ -159,8 +160,6 @@ def test_the_workbook_holds_the_pages_figures_laid_out_and_as_one_table(year_of_
 
 
 def test_a_label_that_looks_like_a_formula_stays_text_in_the_workbook_and_the_csv():
-    from engine.report_files import csv_text, workbook
-
     report = reports.YearlyReport(2026, "令和8年度", date(2026, 4, 1), date(2027, 3, 31),
                                   [reports.Section("=SUM(1,2)", [reports.Row("@HYPERLINK(\"x\")", 4),
                                                                  reports.Row("新規相談 計", 5)])])
@@ -235,8 +234,6 @@ def test_a_decision_before_the_case_was_opened_is_refused_and_evaluations_follow
 
 def test_a_code_no_longer_in_its_list_still_has_a_row(open_case, sessions, actors):
     from sqlalchemy import update
-
-    from engine.models import CaseCategory
 
     case_id = open_case(categories=["poverty"])
     with unit_of_work(sessions) as s:

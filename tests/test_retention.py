@@ -8,10 +8,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, text
 
-from engine import audit, casefile, retention, services
+from engine.audit import retention, trail
+from engine.cases import kernel
+from engine.cases import lists as caselist
+from engine.cases.events import firing
 from engine.db import unit_of_work
 from engine.errors import PermissionDenied
-from engine.models import AuditEvent, Base, Case, Person, RetentionRun, User
+from engine.models import Alert, AuditEvent, Base, Case, Person, RetentionRun, User
 from engine.settings import Settings
 from tests import access_matrix as M
 from tests.conftest import NOW
@@ -26,7 +29,7 @@ def cases(sessions, make_user, actors, open_case, fire):
     world = M.build_world(sessions, make_user, NOW)
     with unit_of_work(sessions) as s:
         owner = s.scalar(select(User).where(User.login == world.logins["receiving"]))
-        services.fire_event(s, owner, world.case_id, "close", version=s.get(Case, world.case_id).version,
+        firing.fire_event(s, owner, world.case_id, "close", version=s.get(Case, world.case_id).version,
                             fields={"close_reason": "goal_met", "note": "就職が決まった（終結メモ）"}, now=NOW)
     recent = open_case(categories=["poverty"], now=NOW,
                        person={"name": "大野 次郎", "birth_date": "1980-02-02", "area": "大野"})
@@ -75,10 +78,9 @@ def test_apply_anonymises_only_closed_cases_past_the_period(cases, run_cli, db_e
     world, recent, still_open = cases
     with unit_of_work(sessions) as s:  # a history text under any key but a code's (a routing override's reason)
         case = s.get(Case, world.case_id)
-        services.record_history(s, case, None, "routing_override", NOW,
+        kernel.record_history(s, case, None, "routing_override", NOW,
                                 {"override_reason": "長男から暴力を受けていると本人が話した", "to_department": "elderly"},
                                 from_state="closed", to_state="closed")
-        from engine.models import Alert  # both notes of an alert: the acknowledgement's and the resolution's
 
         s.add(Alert(kind="unrouted", status="resolved", case_id=world.case_id, message="m", raised_at=NOW,
                     note="確認時: 母親が入院中", resolution_note="解決時: 長男 090-1111-2222 と面談"))
@@ -107,12 +109,12 @@ def test_apply_anonymises_only_closed_cases_past_the_period(cases, run_cli, db_e
         assert [(r.case_id, r.detail) for r in rows] == [(world.case_id, {"retention_run": run.id})]
         # The trail is kept whole (one row more: the anonymisation), and still verifies.
         assert s.scalar(select(func.count()).where(AuditEvent.case_id == world.case_id)) == trail_before + 1
-        assert audit.verify(s).ok
+        assert trail.verify(s).ok
         # Nobody finds the person any more, and the case cannot be reopened.
         fm = s.scalar(select(User).where(User.login == world.logins["fm_member"]))
-        assert casefile.search_cases(s, fm, "はつか") == []
+        assert caselist.search_cases(s, fm, caselist.CaseFilters(q="はつか")).rows == []
         with pytest.raises(PermissionDenied):
-            services.fire_event(s, fm, world.case_id, "reopen", version=case.version, fields={"reason": "再相談"})
+            firing.fire_event(s, fm, world.case_id, "reopen", version=case.version, fields={"reason": "再相談"})
         s.rollback()
     again = run_cli("retention", "apply", "--now", LATER.isoformat())
     assert "0 件を匿名化しました" in again.output

@@ -9,11 +9,14 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from engine import routing, routing_override, services
 from engine.calendar import JST
+from engine.cases import intake, redirect
 from engine.db import unit_of_work
 from engine.errors import GuardRefused, MissingField, PermissionDenied, StaleVersion, ValidationFailed
 from engine.models import Alert, AuditEvent, Case, CaseHistory, Department, Handoff, RoutingRuleVersion
+from engine.rules import parser as rules_file
+from engine.rules import ruleset as rules_data
+from engine.rules import store as rules
 from tests.conftest import CONFIG_DIR, NOW, intake_fields
 
 
@@ -34,7 +37,7 @@ def test_opening_a_case_routes_it_and_starts_the_stall_timers(open_case, session
     case_id = open_case(categories=["poverty", "debt"])  # NOW: Monday 2026-11-30 10:00 JST
     with sessions() as s:
         case = s.get(Case, case_id)
-        ruleset = routing.parse_rules_file(CONFIG_DIR / "routing.yaml", CONFIG_DIR)
+        ruleset = rules_file.parse_rules_file(CONFIG_DIR / "routing.yaml", CONFIG_DIR)
         assert case.state == "handoff"
         assert case.routing_rule_name == "生活困窮・住まい"
         assert case.routing_reason == ruleset.rule("生活困窮・住まい").reason
@@ -66,7 +69,7 @@ def test_no_match_stays_in_intake_and_alerts_the_desk(open_case, sessions):
         assert case.state == "intake"
         assert case.handoffs == []
         assert (case.routing_rule_name, case.proposed_department_id) == (None, None)
-        assert case.routing_reason == routing.NO_MATCH_REASON
+        assert case.routing_reason == rules_data.NO_MATCH_REASON
         assert case.routing_rule_version == 1
         assert alerts_of(s, case_id) == [("unrouted", dept_id(s, "desk"))]
 
@@ -95,7 +98,7 @@ def test_a_decision_keeps_the_rules_version_that_made_it(open_case, sessions, tm
     changed.write_text((CONFIG_DIR / "routing.yaml").read_text(encoding="utf-8").replace(
         "owner: livelihood", "owner: shakyo"), encoding="utf-8")
     with unit_of_work(sessions) as s:
-        row, added = routing.install_rules(s, changed, loaded_by="tests", config_dir=CONFIG_DIR)
+        row, added = rules.install_rules(s, changed, loaded_by="tests", config_dir=CONFIG_DIR)
         assert (row.number, added) == (2, True)
     after = open_case(categories=["poverty"])
     with sessions() as s:
@@ -184,7 +187,7 @@ def test_override_routing_redirects_a_waiting_handoff(open_case, actors, session
     later = NOW + timedelta(days=1)  # Tuesday 10:00 JST
     with unit_of_work(sessions) as s:
         version = s.get(Case, case_id).version
-        case = routing_override.override_routing(s, actors.window, case_id, to_department="shakyo",
+        case = redirect.override_routing(s, actors.window, case_id, to_department="shakyo",
                                                  reason="本人が社協の居場所を希望", version=version, now=later)
         assert case.state == "handoff"
     with sessions() as s:
@@ -207,7 +210,7 @@ def test_override_routing_from_intake_fires_send_handoff(open_case, fire, actors
     case_id = _declined(open_case, fire, actors)
     with unit_of_work(sessions) as s:
         version = s.get(Case, case_id).version
-        routing_override.override_routing(s, actors.fm, case_id, to_department="shakyo", reason="FM判断",
+        redirect.override_routing(s, actors.fm, case_id, to_department="shakyo", reason="FM判断",
                                           version=version, now=NOW)
     with sessions() as s:
         case = s.get(Case, case_id)
@@ -229,7 +232,7 @@ def test_override_routing_refusals(open_case, actors, sessions, who, kwargs, err
         before = s.get(Case, case_id).version
     args = {"to_department": "shakyo", "reason": "理由", "version": before, **kwargs}
     with pytest.raises(error), unit_of_work(sessions) as s:
-        routing_override.override_routing(s, getattr(actors, who), case_id, now=NOW, **args)
+        redirect.override_routing(s, getattr(actors, who), case_id, now=NOW, **args)
     with sessions() as s:
         assert s.get(Case, case_id).version == before
 
@@ -238,18 +241,18 @@ def test_no_override_once_a_department_accepted(open_case, fire, actors, session
     case_id = open_case(categories=["poverty"])
     fire(actors.livelihood, case_id, "accept_handoff")
     with pytest.raises(GuardRefused), unit_of_work(sessions) as s:
-        routing_override.override_routing(s, actors.fm, case_id, to_department="shakyo", reason="r",
+        redirect.override_routing(s, actors.fm, case_id, to_department="shakyo", reason="r",
                                           version=s.get(Case, case_id).version, now=NOW)
 
 
 def test_a_sheet_sent_by_another_department_is_withdrawn_only_by_it_or_an_fm(sessions, actors):
     with unit_of_work(sessions) as s:  # taken at 生活福祉課's own window
-        case_id = services.open_case(s, actors.livelihood, intake_fields(categories=["hikikomori"]), now=NOW).id
+        case_id = intake.open_case(s, actors.livelihood, intake_fields(categories=["hikikomori"]), now=NOW).id
     with pytest.raises(PermissionDenied), unit_of_work(sessions) as s:
-        routing_override.override_routing(s, actors.window, case_id, to_department="shakyo", reason="r",
+        redirect.override_routing(s, actors.window, case_id, to_department="shakyo", reason="r",
                                           version=s.get(Case, case_id).version, now=NOW)
     with unit_of_work(sessions) as s:
-        routing_override.override_routing(s, actors.livelihood, case_id, to_department="shakyo", reason="r",
+        redirect.override_routing(s, actors.livelihood, case_id, to_department="shakyo", reason="r",
                                           version=s.get(Case, case_id).version, now=NOW)
         assert s.scalar(select(CaseHistory.event).where(CaseHistory.case_id == case_id)
                         .order_by(CaseHistory.id.desc()).limit(1)) == "routing_override"

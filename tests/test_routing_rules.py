@@ -10,17 +10,8 @@ from textwrap import dedent
 
 import pytest
 
-from engine.routing import (
-    NO_MATCH_REASON,
-    STALL_POLICY_MAXIMA,
-    RoutingFacts,
-    RuleSet,
-    RulesError,
-    StallPolicy,
-    load_vocabularies,
-    parse_rules,
-    parse_rules_file,
-)
+from engine.rules.parser import STALL_POLICY_MAXIMA, load_vocabularies, parse_rules, parse_rules_file
+from engine.rules.ruleset import NO_MATCH_REASON, RoutingFacts, RulesError, RuleSet, StallPolicy
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 ROUTING_FILE = CONFIG / "routing.yaml"

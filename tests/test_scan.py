@@ -1,4 +1,4 @@
-"""The stall scan (engine/scan.py) on the business calendar: what it raises, when, to whom, exactly once —
+"""The stall scan (engine/alerts/scan.py) on the business calendar: what it raises, when, to whom, exactly once —
 also with two processes scanning at once and with a row that cannot be written."""
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import event, func, select, text, update
 
-from engine import scan, services
+from engine.alerts import alerts, scan
 from engine.calendar import JST
+from engine.cases import intake, joins, notes
 from engine.db import unit_of_work
 from engine.models import Alert, Case, Department, Handoff, Plan
+from engine.rules import parser as rules_file
 from tests.conftest import CONFIG_DIR, NOW, PROJECT_ROOT, intake_fields
 
 
@@ -94,7 +96,7 @@ def test_accepting_resolves_the_stall_alerts_by_itself(open_case, fire, actors, 
 def test_scanning_again_raises_nothing_new(open_case, sessions, actors):
     ids = [open_case(categories=["poverty"]), open_case(categories=["hikikomori"])]
     with unit_of_work(sessions) as s:  # a join request has the same timers
-        services.request_join(s, actors.window, ids[0], to_department="shakyo", reason="居場所", summary="s",
+        joins.request_join(s, actors.window, ids[0], to_department="shakyo", reason="居場所", summary="s",
                               now=NOW)
     later = NOW + timedelta(days=3)
     first = scan.scan(sessions, later)
@@ -128,7 +130,6 @@ def test_scan_resolves_alerts_whose_handoff_moved_on_meanwhile(open_case, sessio
 
 
 def _resolve_by_hand(sessions, actor, kind: str, note: str) -> Alert:
-    from engine import alerts
 
     with unit_of_work(sessions) as s:
         alert_id = s.scalar(select(Alert.id).where(Alert.kind == kind, Alert.status == "open"))
@@ -184,7 +185,7 @@ def test_overdue_evaluation_and_silence(accompanied, sessions, actors, fire):
         assert {(a.kind, a.department_id) for a in open_alerts(s)} == {
             ("evaluation_overdue", dept_id(s, "livelihood")), ("no_contact", dept_id(s, "livelihood"))}
     with unit_of_work(sessions) as s:
-        services.add_contact_note(s, actors.livelihood, accompanied, {"method": "phone", "body": "電話で近況確認"},
+        notes.add_contact_note(s, actors.livelihood, accompanied, {"method": "phone", "body": "電話で近況確認"},
                                   now=day(61))
     fire(actors.livelihood, accompanied, "evaluate", now=day(61), goals_met="partly", decision="continue",
          next_evaluation_date=(PLAN_DATE + timedelta(days=90)).isoformat())
@@ -232,7 +233,7 @@ def test_a_held_key_is_let_go_by_what_changed_not_by_the_clock(accompanied, sess
     _resolve_by_hand(sessions, actors.livelihood, "evaluation_overdue", "来週の会議で評価する")
     _resolve_by_hand(sessions, actors.livelihood, "no_contact", "来週訪問する")
     with unit_of_work(sessions) as s:  # recorded at a time before the scan's --now
-        services.add_contact_note(s, actors.livelihood, accompanied, {"method": "home_visit", "body": "訪問"},
+        notes.add_contact_note(s, actors.livelihood, accompanied, {"method": "home_visit", "body": "訪問"},
                                   now=day(10))
     fire(actors.livelihood, accompanied, "evaluate", now=day(11), goals_met="partly", decision="continue",
          next_evaluation_date=(PLAN_DATE + timedelta(days=30)).isoformat())
@@ -260,10 +261,10 @@ def test_a_replan_before_the_scans_now_still_gets_alerts_of_its_own(accompanied,
 
 def test_silence_counts_from_the_later_of_adoption_and_last_contact(accompanied, sessions, actors):
     with unit_of_work(sessions) as s:  # a contact dated before the plan does not move the clock
-        services.add_contact_note(s, actors.livelihood, accompanied,
+        notes.add_contact_note(s, actors.livelihood, accompanied,
                                   {"method": "office", "body": "来所", "contact_on": (NOW - timedelta(days=5)).date()},
                                   now=day(1))
-        services.add_contact_note(s, actors.livelihood, accompanied, {"method": "home_visit", "body": "訪問"},
+        notes.add_contact_note(s, actors.livelihood, accompanied, {"method": "home_visit", "body": "訪問"},
                                   now=day(30))
     assert scan.scan(sessions, day(61), kinds=("no_contact",)).raised == []
     assert scan.scan(sessions, day(90), kinds=("no_contact",)).raised == []
@@ -311,9 +312,8 @@ def _plan_text(engine, statement) -> str:
     ("no_contact", "ix_plans_status_no_contact"),
 ])
 def test_candidates_are_read_through_their_index(db_engine, kind, index):
-    from engine import routing
 
-    policy = routing.parse_rules_file(CONFIG_DIR / "routing.yaml", CONFIG_DIR).stall_policy
+    policy = rules_file.parse_rules_file(CONFIG_DIR / "routing.yaml", CONFIG_DIR).stall_policy
     plan = _plan_text(db_engine, scan.candidates_statement(kind, NOW, policy))
     assert index in plan, plan
     # The open-alert check is an index lookup too (SQLite names the unique index sqlite_autoindex_…).
@@ -367,7 +367,7 @@ def test_two_processes_scanning_at_once_raise_each_alert_once(sessions, actors, 
     count = 40
     with unit_of_work(sessions) as s:
         for i in range(count):
-            services.open_case(s, actors.window, intake_fields(categories=["poverty"]), now=NOW)
+            intake.open_case(s, actors.window, intake_fields(categories=["poverty"]), now=NOW)
     now = (NOW + timedelta(days=14)).isoformat()  # stalled and escalated: 80 alerts
     env = {**os.environ, "DATABASE_URL": database_url, "TSUNAGU_INSTANCE_DIR": str(tmp_path)}
     command = [sys.executable, "-c", "from web.cli import main; main()", "alerts", "scan", "--now", now,

@@ -6,10 +6,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from engine import access, casefile, users
+from engine import access
+from engine.cases import reading
 from engine.db import unit_of_work
 from engine.errors import NotFound, PermissionDenied
 from engine.models import ApiClient, ApiToken, AuditEvent, User
+from engine.users import accounts as users
 from tests.conftest import NOW, PASSWORD
 from tests.test_audit_trail import app  # noqa: F401,F811  (fixture)
 
@@ -70,7 +72,7 @@ def test_disabling_a_user_ends_open_sessions_and_stops_their_tokens(app, session
         assert s.scalar(select(ApiToken.revoked_at).where(ApiToken.client_id == client_id)) is not None
         actor = access.actor_for_client(s.get(ApiClient, client_id))
         with pytest.raises(NotFound):
-            casefile.read_case(s, actor, case_id)
+            reading.read_case(s, actor, case_id)
         row = s.scalar(select(AuditEvent).where(AuditEvent.action == "user.disable"))
         assert row.detail == {"tokens_revoked": 1}
     # Signing in again is refused too.

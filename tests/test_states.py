@@ -7,7 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine import services, states
+from engine import states
+from engine.cases import joins
+from engine.cases.events import firing
 from engine.db import unit_of_work
 from engine.errors import EventNotAllowed, GuardRefused, MissingField, PermissionDenied, ValidationFailed
 from engine.models import Alert, Case, CaseHistory, Department, Plan
@@ -94,7 +96,7 @@ def test_a_case_without_an_owner_is_sent_on_from_its_support_meeting(open_case, 
     if source == "consent":
         fire(actors.fm, case_id, "seek_consent")
     with sessions() as s:
-        assert event in services.allowed_events(s, s.get(type(actors.fm), actors.fm.id), s.get(Case, case_id))
+        assert event in firing.allowed_events(s, s.get(type(actors.fm), actors.fm.id), s.get(Case, case_id))
     assert fire(getattr(actors, who), case_id, event, **fields) == dest
     fire(actors.livelihood, case_id, "accept_handoff")
     fire(actors.livelihood, case_id, "record_consent", **CONSENT)  # now it has an owner, consent may follow
@@ -103,7 +105,7 @@ def test_a_case_without_an_owner_is_sent_on_from_its_support_meeting(open_case, 
 def test_a_case_with_an_owner_is_not_sent_from_its_support_meeting(drive, fire, actors, sessions):
     case_id = drive("support_meeting")  # owned by 生活福祉課
     with sessions() as s:
-        assert "send_handoff" not in services.allowed_events(s, s.get(type(actors.fm), actors.fm.id), s.get(Case, case_id))
+        assert "send_handoff" not in firing.allowed_events(s, s.get(type(actors.fm), actors.fm.id), s.get(Case, case_id))
     with pytest.raises(GuardRefused):
         fire(actors.fm, case_id, "send_handoff", to_department="shakyo", reason="r", summary="s")
 
@@ -322,8 +324,8 @@ def test_the_department_that_reopens_a_case_holds_it_until_another_accepts_it(dr
     with sessions() as s:
         case = s.get(Case, case_id)
         assert case.owning_department_id is None and case.accepted_at is None
-        assert services.allowed_events(s, actors.livelihood, case) == ["send_handoff", "close"]
-        assert services.allowed_events(s, actors.elderly, case) == []
+        assert firing.allowed_events(s, actors.livelihood, case) == ["send_handoff", "close"]
+        assert firing.allowed_events(s, actors.elderly, case) == []
         # The department holding it is told, until a department accepts it.
         [alert] = s.scalars(select(Alert).where(Alert.case_id == case_id, Alert.kind == "unrouted"))
         assert (alert.status, alert.department_id) == ("open", actors.livelihood.department_id)
@@ -332,8 +334,8 @@ def test_the_department_that_reopens_a_case_holds_it_until_another_accepts_it(dr
     fire(actors.elderly, case_id, "accept_handoff")
     with sessions() as s:
         case = s.get(Case, case_id)
-        assert services.allowed_events(s, actors.livelihood, case) == []
-        assert "close" in services.allowed_events(s, actors.elderly, case)
+        assert firing.allowed_events(s, actors.livelihood, case) == []
+        assert "close" in firing.allowed_events(s, actors.elderly, case)
         assert case.accepted_at is not None
         assert s.scalar(select(Alert.status).where(Alert.case_id == case_id, Alert.kind == "unrouted")) == "resolved"
 
@@ -351,8 +353,8 @@ def test_a_reopen_by_an_fm_gives_no_department_a_hold(drive, fire, actors, sessi
     with sessions() as s:
         case = s.get(Case, case_id)
         assert case.reopened_department_id is None
-        assert services.allowed_events(s, actors.livelihood, case) == []
-        assert "send_handoff" in services.allowed_events(s, actors.fm, case)
+        assert firing.allowed_events(s, actors.livelihood, case) == []
+        assert "send_handoff" in firing.allowed_events(s, actors.fm, case)
         desk = s.scalar(select(Department.id).where(Department.code == "desk"))
         assert s.scalar(select(Alert.department_id).where(Alert.case_id == case_id, Alert.kind == "unrouted")) == desk
 
@@ -361,15 +363,13 @@ def test_allowed_events_for_an_actor_apply_actor_guards(drive, actors, sessions)
     case_id = drive("handoff")
     with sessions() as s:
         case = s.get(Case, case_id)
-        assert services.allowed_events(s, actors.livelihood, case) == ["accept_handoff", "decline_handoff"]
-        assert services.allowed_events(s, actors.window, case) == ["close"]
-        assert services.allowed_events(s, actors.fm, case) == []  # not the case's FM: metadata only
-        assert services.allowed_events(s, actors.admin, case) == []
+        assert firing.allowed_events(s, actors.livelihood, case) == ["accept_handoff", "decline_handoff"]
+        assert firing.allowed_events(s, actors.window, case) == ["close"]
+        assert firing.allowed_events(s, actors.fm, case) == []  # not the case's FM: metadata only
+        assert firing.allowed_events(s, actors.admin, case) == []
 
 
 def test_convening_a_support_meeting_resolves_the_multi_agency_alert(open_case, fire, actors, sessions):
-    from engine.models import Alert
-
     case_id = open_case(categories=["elder_care", "hikikomori"],
                         person={"name": "大野 花子", "birth_date": "1944-05-01", "area": "大野"})
     with sessions() as s:
@@ -393,14 +393,14 @@ def test_a_sheet_an_fm_sent_comes_back_to_the_department_holding_the_case(open_c
         # Not the FM's own department, which holds nothing of the case: the window that recorded it.
         assert alert.department_id == actors.elderly.department_id != actors.fm.department_id
         case = s.get(Case, case_id)
-        assert "send_handoff" in services.allowed_events(s, actors.elderly, case)
+        assert "send_handoff" in firing.allowed_events(s, actors.elderly, case)
 
 
 def test_a_sheet_is_not_sent_to_a_department_a_join_request_waits_for(open_case, fire, actors, sessions):
     """One department, one sheet to answer at a time."""
     case_id = open_case(categories=["other"])  # 受付, no owner
     with unit_of_work(sessions) as s:
-        services.request_join(s, s.get(type(actors.window), actors.window.id), case_id, to_department="health",
+        joins.request_join(s, s.get(type(actors.window), actors.window.id), case_id, to_department="health",
                               reason="健康面", summary="s")
     with pytest.raises(ValidationFailed) as err:
         fire(actors.window, case_id, "send_handoff", to_department="health", reason="r", summary="s")

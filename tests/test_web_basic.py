@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from engine import migrate
+from engine.models import AuditEvent, User
 from tests.conftest import NOW
 
 
@@ -38,8 +39,6 @@ def test_start_page_needs_sign_in(client):
 
 
 def test_wrong_password_is_refused_and_recorded(client, actors, sessions):
-    from engine.models import AuditEvent, User
-
     response = client.post("/login", data={"login": actors.window.login, "password": "wrong"})
     assert response.status_code == 401
     assert "ログインIDまたはパスワードが違うか" in response.get_data(as_text=True)

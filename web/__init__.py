@@ -112,14 +112,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     app.register_blueprint(health.bp)
-    # The API first, then the pages: the pages' app-wide error handlers are registered last and hand
-    # anything under /api/ back to the API's problem+json answers.
+    from web import errors
     from web.api import init_app as init_api
-
-    init_api(app)
     from web.views import init_app as init_views
 
+    init_api(app)
     init_views(app)
+    errors.init_app(app)  # the app-wide error answers, by the face a path belongs to
     return app
 
 

@@ -13,8 +13,14 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 
-from engine.db import unit_of_work
+from engine import backup as db_copy
+from engine import demo as demo_set
+from engine import migrate, states
+from engine.audit import trail
+from engine.db import lost_race, sqlite_file, unit_of_work
 from engine.errors import EngineError
+from engine.settings import SettingError
+from engine.users import accounts
 
 
 class Once(click.Option):
@@ -88,9 +94,6 @@ class TsunaguGroup(FlaskGroup):
     WITHOUT_SCHEMA = {("db",), ("serve",), ("diagram",), ("rules", "check")}
 
     def _require_schema_at_head(self, ctx) -> None:
-        from engine import migrate
-        from engine.db import sqlite_file
-
         given = ctx.meta.get("tsunagu.args", [])
         words = tuple(a for a in given if not a.startswith("-"))
         # From the first command word on: an option's value before it (`-A web`) is not a command.
@@ -111,9 +114,6 @@ class TsunaguGroup(FlaskGroup):
 
     def invoke(self, ctx):
         from sqlalchemy.exc import SQLAlchemyError
-
-        from engine.db import lost_race
-        from engine.settings import SettingError
 
         try:
             self._require_schema_at_head(ctx)
@@ -174,8 +174,6 @@ def db_upgrade(revision: str) -> None:
     """Create or migrate the database named by DATABASE_URL to the newest revision."""
     from alembic.util import CommandError
 
-    from engine import migrate
-
     try:
         migrate.upgrade(current_app.config["DATABASE_URL"], revision)
     except (CommandError, AssertionError) as exc:
@@ -189,20 +187,17 @@ def db_upgrade(revision: str) -> None:
 @with_appcontext
 def db_backup(file: Path) -> None:
     """Copy the SQLite database to FILE while the app runs (a new file, owner-only; PostgreSQL: pg_dump)."""
-    from engine import audit, backup
-    from engine.db import sqlite_file
-
     source = sqlite_file(current_app.config["DATABASE_URL"])
     if source is None:
         raise ReportedProblem("tsunagu db backup は SQLite のファイルを写します。PostgreSQL は pg_dump で取得してください"
                               "（例: pg_dump --format=custom --file=tsunagu.dump DB名）。")
     try:
-        result = backup.sqlite_copy(source, file)
-    except backup.BackupRefused as exc:
+        result = db_copy.sqlite_copy(source, file)
+    except db_copy.BackupRefused as exc:
         raise ReportedProblem(exc.message) from None
     # The live database keeps a record that a copy of everything left it, and where to.
     with transaction() as session:
-        audit.record(session, actor=None, actor_label="cli", action="database.backup", object_type="database",
+        trail.record(session, actor=None, actor_label="cli", action="database.backup", object_type="database",
                      detail={"file": str(result.path.resolve()), "bytes": result.size})
     click.echo(f"バックアップを作成しました: {result.path}（{result.size:,} バイト）")
 
@@ -214,13 +209,11 @@ def db_backup(file: Path) -> None:
 @with_appcontext
 def demo_cmd() -> None:
     """Load the Hatsukaichi demo set (idempotent)."""
-    from engine import demo
-
     with transaction() as session:
-        result = demo.load(session, _config_dir())
+        result = demo_set.load(session, _config_dir())
     click.echo(
         f"デモデータ: 部署 {result['departments']} 件追加, ルール{'を登録' if result['rules_installed'] else 'は変更なし'}, "
-        f"サンプルケース {result['cases']} 件追加。ログイン: desk-staff / fm / admin（パスワード {demo.DEMO_PASSWORD}）"
+        f"サンプルケース {result['cases']} 件追加。ログイン: desk-staff / fm / admin（パスワード {demo_set.DEMO_PASSWORD}）"
     )
 
 
@@ -250,11 +243,9 @@ def _read_password() -> str:
 @with_appcontext
 def user_add(login: str, role: str, department: str, display_name: str | None, must_change_password: bool) -> None:
     """Add a staff user; the password is read from stdin (one line) or prompted twice at a terminal."""
-    from engine import users
-
     password = _read_password()
     with transaction() as session:
-        users.create_user(session, login=login, role=role, department_code=department, password=password,
+        accounts.create_user(session, login=login, role=role, department_code=department, password=password,
                           display_name=display_name, must_change=must_change_password)
     if must_change_password:
         click.echo(f"利用者 {login} を追加しました。最初のログインで本人がパスワードを変更します。")
@@ -267,10 +258,8 @@ def user_add(login: str, role: str, department: str, display_name: str | None, m
 @with_appcontext
 def user_disable(login: str) -> None:
     """Disable a user at once: open sessions end, tokens acting for them stop."""
-    from engine import users
-
     with transaction() as session:
-        users.disable_user(session, None, login)
+        accounts.disable_user(session, None, login)
     click.echo(f"利用者 {login} を停止しました。")
 
 
@@ -280,11 +269,9 @@ def user_disable(login: str) -> None:
 def user_password(login: str) -> None:
     """Set a user's password (forgotten, or first handed over); read like `user add`'s. Lifts the lock
     left by failed sign-ins and ends the user's open sessions."""
-    from engine import users
-
     password = _read_password()
     with transaction() as session:
-        users.reset_password(session, login, password)
+        accounts.reset_password(session, login, password)
     click.echo(f"利用者 {login} のパスワードを設定しました。ログインしたら、画面の「パスワード変更」で本人が変更してください。")
 
 
@@ -293,10 +280,8 @@ def user_password(login: str) -> None:
 @with_appcontext
 def user_enable(login: str) -> None:
     """Let a disabled user sign in again (their revoked tokens stay revoked)."""
-    from engine import users
-
     with transaction() as session:
-        users.enable_user(session, login)
+        accounts.enable_user(session, login)
     click.echo(f"利用者 {login} を再開しました。")
 
 
@@ -304,11 +289,9 @@ def user_enable(login: str) -> None:
 @with_appcontext
 def user_list() -> None:
     """List the staff users, one per line: login, role, department, and what stops them signing in."""
-    from engine import users
-
     with transaction() as session:
-        for u in users.list_users(session, None):
-            state = "、".join(users.account_notes(u)) or "利用中"
+        for u in accounts.list_users(session, None):
+            state = "、".join(accounts.account_notes(u)) or "利用中"
             click.echo("\t".join([u.login, u.role, u.department.code, u.display_name, state]))
 
 
@@ -316,8 +299,6 @@ def user_list() -> None:
 @click.option("--kind", type=click.Choice(["case", "handoff"]), default="case", show_default=True)
 def diagram(kind: str) -> None:
     """Print the state machine as a Mermaid diagram."""
-    from engine import states
-
     click.echo(states.mermaid(kind))
 
 
@@ -370,6 +351,8 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     _Server().run()
 
 
-from web import cli_api  # noqa: E402,F401
-from web import cli_privacy  # noqa: E402,F401
-from web import cli_routing  # noqa: E402,F401
+from web import (
+    cli_api,  # noqa: E402,F401
+    cli_privacy,  # noqa: E402,F401
+    cli_routing,  # noqa: E402,F401
+)

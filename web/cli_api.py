@@ -5,6 +5,10 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from engine import calendar
+from engine.db import unit_of_work
+from engine.referrals import clients as api_clients
+from engine.referrals import webhooks as hooks
 from web.cli import Once, main, transaction
 
 
@@ -21,8 +25,6 @@ def token() -> None:
 @with_appcontext
 def token_create(client_name: str, scopes: str, user_login: str | None) -> None:
     """Create a token; it is printed once, alone on the last line."""
-    from engine import api_clients
-
     with transaction() as session:
         client, secret = api_clients.create_token(session, client_name=client_name, scopes=scopes.split(","),
                                                   user_login=user_login)
@@ -38,8 +40,6 @@ def token_create(client_name: str, scopes: str, user_login: str | None) -> None:
 @with_appcontext
 def token_revoke(client_name: str) -> None:
     """Revoke every token of a client, at once."""
-    from engine import api_clients
-
     with transaction() as session:
         count = api_clients.revoke_tokens(session, client_name)
     click.echo(f"クライアント {client_name} のトークン {count} 件を失効させました。")
@@ -56,8 +56,6 @@ def webhooks() -> None:
 @with_appcontext
 def webhooks_register(client_name: str, url: str) -> None:
     """Set a client's callback URL; prints the signing secret once, alone on the last line."""
-    from engine import api_clients
-
     with transaction() as session:
         secret = api_clients.register_webhook(session, client_name, url)
     click.echo(f"クライアント {client_name} のコールバック URL を {url} にしました。")
@@ -71,9 +69,6 @@ def webhooks_register(client_name: str, url: str) -> None:
 @with_appcontext
 def webhooks_deliver(now_text: str | None) -> None:
     """Send what the outbox holds (retries with backoff; cron-able)."""
-    from engine import calendar, webhooks as hooks
-    from engine.db import unit_of_work
-
     now = None
     if now_text:
         try:

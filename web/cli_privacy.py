@@ -11,6 +11,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from engine import calendar
+from engine.audit import disclosure, trail
+from engine.audit import retention as policy
 from web.cli import Once, main, transaction
 
 
@@ -52,8 +54,6 @@ def _known_head(_ctx, _param, values: tuple[str, ...]) -> dict[int, str]:
 @with_appcontext
 def audit_verify(known: dict[int, str]) -> None:
     """Check the audit hash chain; exit 1 naming the first broken row."""
-    from engine import audit as trail
-
     with transaction() as session:
         result = trail.verify(session, known=known)
     if not result.ok:
@@ -74,8 +74,6 @@ def audit_verify(known: dict[int, str]) -> None:
 @with_appcontext
 def audit_case(case_ref: str, fmt: str) -> None:
     """Who looked at this person's record: the audit rows of every case of the same person (開示請求)."""
-    from engine import disclosure
-
     with transaction() as session:
         cases, rows = disclosure.person_trail(session, case_ref, requested_by="cli:audit-case")
     if fmt == "csv":
@@ -103,8 +101,6 @@ def retention() -> None:
 @with_appcontext
 def retention_apply(dry_run: bool, now_text: str | None) -> None:
     """Anonymise closed cases whose closure is older than TSUNAGU_RETENTION_YEARS (default 5)."""
-    from engine import retention as policy
-
     from sqlalchemy.orm.exc import StaleDataError
 
     years = int(current_app.config["RETENTION_YEARS"])

@@ -11,10 +11,12 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from engine import routing, scan
-from engine.alerts import ALERT_LABELS
+from engine.alerts import scan
+from engine.alerts.alerts import ALERT_LABELS
 from engine.calendar import EARLIEST_YEAR, LATEST_YEAR, TimeOutOfRange, parse_aware_iso8601, wareki_datetime
 from engine.models import Alert, Case, Department
+from engine.rules import store as rules_store
+from engine.rules.ruleset import RulesError
 from web.cli import Once, main, transaction
 
 
@@ -43,8 +45,8 @@ def rules() -> None:
 def rules_check(file: Path) -> None:
     """Validate a routing file against the code lists; exit 1 with file:line: reason on error."""
     try:
-        ruleset = routing.check_rules_file(file, _config_dir())
-    except (routing.RulesError, ValueError) as exc:
+        ruleset = rules_store.check_rules_file(file, _config_dir())
+    except (RulesError, ValueError) as exc:
         _refuse(exc)
     click.echo(f"{file}: 問題ありません（ルール {len(ruleset.rules)} 件、"
                f"多機関協働の組み合わせ {len(ruleset.multi_agency_sets)} 件）。")
@@ -58,9 +60,9 @@ def rules_load(file: Path) -> None:
     loaded_by = f"cli:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
     try:
         with transaction() as session:
-            row, added = routing.install_rules(session, file, loaded_by=loaded_by, config_dir=_config_dir())
+            row, added = rules_store.install_rules(session, file, loaded_by=loaded_by, config_dir=_config_dir())
             number = row.number
-    except (routing.RulesError, ValueError) as exc:
+    except (RulesError, ValueError) as exc:
         _refuse(exc)
     if added:
         click.echo(f"振り分けルール第{number}版を登録しました（{file}）。これ以降の振り分けに使われます。")

@@ -4,20 +4,20 @@ from __future__ import annotations
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy.orm import Session
 
-from engine import audit
+from engine.audit import trail
 from engine.db import write_turn as write_turn_of
 
 
 def session() -> Session:
     """The request's session (opened on first use); its audit rows carry the request's address.
 
-    An API request acting for a client also binds the client: `audit.bind(session(), remote_addr=…,
+    An API request acting for a client also binds the client: `trail.bind(session(), remote_addr=…,
     client=client)`.
     """
     if "db_session" not in g:
         g.db_session = current_app.extensions["tsunagu.sessions"]()
         if has_request_context():
-            audit.bind(g.db_session, remote_addr=request.remote_addr)
+            trail.bind(g.db_session, remote_addr=request.remote_addr)
     return g.db_session
 
 

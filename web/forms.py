@@ -17,6 +17,9 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, vali
 from werkzeug.datastructures import MultiDict
 
 from engine import calendar
+from engine.cases.events import firing
+from engine.fields import Field, text_problem
+from schemas.fields import flatten_errors
 
 REQUIRED = "必須項目です。"
 ERRORS = {"required": REQUIRED, "null": REQUIRED, "invalid": "入力の形が正しくありません。"}
@@ -126,12 +129,23 @@ class LocalDateTime(fields.Field):
         return naive.replace(tzinfo=calendar.JST)
 
 
-def text(required: bool = False, max_length: int = 4000, **kw) -> fields.String:
+def _storable(one_line: bool):
+    """The rule engine.fields sets for every text: no control character (and, one line, no line break)."""
+    def check(value: str) -> None:
+        problem = text_problem(value, one_line=one_line)
+        if problem:
+            raise ValidationError(problem)
+
+    return check
+
+
+def text(required: bool = False, max_length: int = 4000, *, one_line: bool = False, **kw) -> fields.String:
     """A text input; surrounding spaces are ignored and an empty input counts as not given."""
     if not required:
         kw.setdefault("load_default", None)
     return fields.String(required=required, allow_none=not required,
-                         validate=validate.Length(max=max_length, error=f"{max_length}文字以内で入力してください。"),
+                         validate=[validate.Length(max=max_length, error=f"{max_length}文字以内で入力してください。"),
+                                   _storable(one_line)],
                          error_messages=ERRORS, **kw)
 
 
@@ -260,117 +274,36 @@ class _Versioned(FormSchema):
     version = version_field()
 
 
-class SendHandoffSchema(_Versioned):
-    """send_handoff (with the departments also to be told of the case, if any)."""
-
-    to_department = text(required=True, max_length=64)
-    reason = text(required=True)
-    summary = text()  # the engine requires it of whoever may read the case (others send the case's own)
-    notify = code_list()
-
-
-class NoFieldsSchema(_Versioned):
-    """An event with no inputs but the version (accept_handoff)."""
-
-
-class ReasonSchema(_Versioned):
-    """An event that needs a reason (decline_handoff, reopen)."""
-
-    reason = text(required=True)
-
-
-class NoteSchema(_Versioned):
-    """An event with an optional note (seek_consent, resume)."""
-
-    note = text()
+def form_field(declared: Field) -> fields.Field:
+    """The page's input for one declared field (engine.fields): dates typed in 西暦 or 和暦, checkboxes,
+    numbered rows; the same limits and the same rule on text as the API's."""
+    kind = declared.kind
+    if kind in ("text", "line", "code"):
+        limit = declared.limit or (64 if kind == "code" else 4000)
+        return text(declared.required, limit, one_line=declared.one_line)
+    if kind == "codes":
+        if declared.label:
+            return code_list(declared.required, message=f"{declared.label}を1つ以上選んでください。")
+        return code_list(declared.required)
+    if kind == "date":
+        if declared.required:
+            return JaDate(required=True, error_messages={"required": REQUIRED, "null": REQUIRED})
+        return JaDate(load_default=None)
+    if kind == "datetime":
+        return LocalDateTime(load_default=None)
+    if kind == "flag":
+        return checkbox()
+    row = type(f"{declared.row_name}Form", (FormSchema,), {f.name: form_field(f) for f in declared.row})
+    return rows(row, declared.label or declared.name)
 
 
-class MemberSchema(FormSchema):
-    """One row of a 支援会議's members."""
-
-    user = text(max_length=64)
-    acknowledged = checkbox()
-
-
-class ConveneSchema(_Versioned):
-    """convene_support_meeting."""
-
-    members = rows(MemberSchema, "構成員")
-    held_at = LocalDateTime(load_default=None)
-    minutes = text(max_length=20000)
-    decisions = text(max_length=20000)
+def event_form(event: str, declared_fields) -> type[Schema]:
+    """The form of one event of the case machine, made from its declaration (as the API's schema is)."""
+    attrs = {f.name: form_field(f) for f in declared_fields}
+    return type(f"{event.title().replace('_', '')}Form", (_Versioned,), attrs)
 
 
-class RecordConsentSchema(_Versioned):
-    """record_consent."""
-
-    given_by = text(required=True, max_length=100)
-    method = text(required=True, max_length=16)
-    obtained_on = JaDate(load_default=None)
-    agencies = code_list(required=True, message="情報を共有してよい機関を1つ以上選んでください。")
-    note = text()
-
-
-class OtherConsentSchema(_Versioned):
-    """refuse_consent and withdraw_consent."""
-
-    given_by = text(required=True, max_length=100)
-    method = text(max_length=16)
-    note = text()
-
-
-class RoleSchema(FormSchema):
-    """One row of a plan's 役割分担."""
-
-    department = text(max_length=64)
-    role = text(max_length=2000)
-
-
-class PlanSchema(_Versioned):
-    """adopt_plan: the 支援プラン editor."""
-
-    goals = text(required=True)
-    roles = rows(RoleSchema, "役割")
-    main_department = text(required=True, max_length=64)
-    next_evaluation_date = JaDate(required=True, error_messages={"required": REQUIRED, "null": REQUIRED})
-    decided_on = JaDate(load_default=None)
-    business_categories = code_list()
-    minutes = text(max_length=20000)
-
-
-class EvaluateSchema(_Versioned):
-    """evaluate."""
-
-    goals_met = text(required=True, max_length=16)
-    changes = text()
-    decision = text(required=True, max_length=16)
-    next_evaluation_date = JaDate(load_default=None)
-    close_reason = text(max_length=32)
-    evaluated_on = JaDate(load_default=None)
-
-
-class CloseSchema(_Versioned):
-    """close."""
-
-    close_reason = text(required=True, max_length=32)
-    note = text()
-
-
-EVENT_SCHEMAS: dict[str, type[Schema]] = {
-    "send_handoff": SendHandoffSchema,
-    "accept_handoff": NoFieldsSchema,
-    "decline_handoff": ReasonSchema,
-    "convene_support_meeting": ConveneSchema,
-    "seek_consent": NoteSchema,
-    "record_consent": RecordConsentSchema,
-    "refuse_consent": OtherConsentSchema,
-    "adopt_plan": PlanSchema,
-    "evaluate": EvaluateSchema,
-    "resume": NoteSchema,
-    "withdraw_consent": OtherConsentSchema,
-    "close": CloseSchema,
-    "reopen": ReasonSchema,
-}
+EVENT_SCHEMAS: dict[str, type[Schema]] = {name: event_form(name, e.fields) for name, e in firing.EVENTS.items()}
 
 # Rows of repeated inputs: which keys of a row make it "filled in" (a blank row is dropped).
 ROW_LISTS = {"household": ("relationship", "name", "birth_year", "note"),
@@ -546,26 +479,6 @@ def _rows(data: dict[str, Any]) -> dict[str, list[int]]:
     return positions
 
 
-def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
-    """marshmallow's nested messages → {"person.name": [...], "roles.0.role": [...]}."""
-    out: dict[str, list[str]] = {}
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            if key == "_schema":  # about the group itself (person, not one of its inputs)
-                path = prefix or "_form"
-            else:
-                path = f"{prefix}.{key}" if prefix else str(key)
-            out.update(flatten_errors(value, path))
-    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
-        out[prefix or "_form"] = list(messages)
-    elif isinstance(messages, list):
-        for i, value in enumerate(messages):
-            out.update(flatten_errors(value, f"{prefix}.{i}"))
-    else:
-        out[prefix or "_form"] = [str(messages)]
-    return out
-
-
 class Parsed:
     """A parsed form: `data` for the engine, `errors` by page input name, and the row mapping."""
 
@@ -602,7 +515,7 @@ def parse(schema_cls: type[Schema], form: MultiDict) -> Parsed:
         errors: dict[str, list[str]] = {}
     except ValidationError as exc:
         loaded = exc.valid_data if isinstance(exc.valid_data, dict) else {}
-        errors = flatten_errors(exc.messages)
+        errors = flatten_errors(exc.messages, whole="_form")
     parsed = Parsed(loaded, {}, positions)
     parsed.errors = parsed.page_errors(errors)
     return parsed

@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-28 07:26:24.640366
 """
-from alembic import op
 import sqlalchemy as sa
-import engine.dbtypes
+from alembic import op
 
+import engine.dbtypes
 
 revision = '0001'
 down_revision = None

@@ -4,13 +4,13 @@ Revision ID: 0003
 Revises: 0005
 Create Date: 2026-11-28 07:41:14.171641
 """
-from datetime import timezone
 import zoneinfo
+from datetime import timezone
 
-from alembic import op
 import sqlalchemy as sa
-import engine.dbtypes
+from alembic import op
 
+import engine.dbtypes
 
 revision = '0003'
 down_revision = '0005'

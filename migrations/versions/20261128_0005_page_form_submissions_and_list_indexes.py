@@ -8,10 +8,10 @@ Revision ID: 0005
 Revises: 0006
 Create Date: 2026-11-28 08:07:29.828855
 """
-from alembic import op
 import sqlalchemy as sa
-import engine.dbtypes
+from alembic import op
 
+import engine.dbtypes
 
 revision = '0005'
 down_revision = '0006'

@@ -7,9 +7,8 @@ Revision ID: 0006
 Revises: 0001
 Create Date: 2026-11-28 07:41:48.939376
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0006'
 down_revision = '0001'

@@ -9,7 +9,6 @@ Create Date: 2026-11-30 20:40:00
 """
 from alembic import op
 
-
 revision = '0007'
 down_revision = '0003'
 branch_labels = None

@@ -12,7 +12,6 @@ Create Date: 2026-11-30 21:30:00
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0008'
 down_revision = '0007'
 branch_labels = None

@@ -14,7 +14,6 @@ from alembic import op
 
 import engine.dbtypes
 
-
 revision = '0009'
 down_revision = '0008'
 branch_labels = None

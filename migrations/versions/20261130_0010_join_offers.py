@@ -13,7 +13,6 @@ from alembic import op
 
 import engine.dbtypes
 
-
 revision = '0010'
 down_revision = '0009'
 branch_labels = None

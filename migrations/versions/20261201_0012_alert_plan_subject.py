@@ -16,7 +16,6 @@ Create Date: 2026-12-01 06:30:00
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0012'
 down_revision = '0011'
 branch_labels = None

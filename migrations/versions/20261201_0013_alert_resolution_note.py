@@ -10,7 +10,6 @@ Create Date: 2026-12-01 07:00:00
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0013'
 down_revision = '0012'
 branch_labels = None

@@ -11,7 +11,6 @@ Create Date: 2026-12-01 07:30:00
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0014'
 down_revision = '0013'
 branch_labels = None

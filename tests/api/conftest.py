@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine.db import unit_of_work
+from engine.referrals import clients as api_clients
 
 
 @pytest.fixture
@@ -23,8 +24,6 @@ def client(app):
 @pytest.fixture
 def make_token(sessions, departments):
     """Factory: make_token("referrals:write,referrals:read", user=None, name=None) → the bearer token."""
-    from engine import api_clients
-
     counter = {"n": 0}
 
     def make(scopes: str = "referrals:write,referrals:read", user=None, name: str | None = None) -> str:

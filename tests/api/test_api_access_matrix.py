@@ -14,8 +14,9 @@ from datetime import timedelta
 
 import pytest
 
-from engine import api_clients, services
+from engine.cases import notes
 from engine.db import unit_of_work
+from engine.referrals import clients as api_clients
 from tests import access_matrix as M
 from tests.api.support import assert_problem, auth
 from tests.conftest import NOW
@@ -147,7 +148,7 @@ def test_no_answer_carries_a_support_meeting_record_before_or_after_consent(
     fire(actors.fm, case_id, "convene_support_meeting", minutes=minutes,
          members=[{"user": "livelihood", "acknowledged": True}, {"user": "hikikomori", "acknowledged": True}])
     with unit_of_work(sessions) as s:
-        services.add_contact_note(s, actors.hikikomori, case_id, {"method": "home_visit", "body": note},
+        notes.add_contact_note(s, actors.hikikomori, case_id, {"method": "home_visit", "body": note},
                                   now=NOW)
     callers = {who: make_token("cases:read,alerts:read", user=getattr(actors, who))
                for who in ("fm", "livelihood", "hikikomori", "fm2", "shakyo", "admin")}

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+from engine.alerts import alerts
+from engine.alerts.alerts import NOTE_WITHHELD
 from engine.db import unit_of_work
-from engine.models import Alert
+from engine.models import Alert, Handoff
 from tests.api.support import assert_problem, auth
 from tests.test_alert_messages import REASON, _declined, _reads
 
@@ -110,9 +112,6 @@ def test_a_return_reason_only_for_those_with_content_sight(client, make_token, o
 
 
 def test_alerts_to_the_fm_name_the_department_they_concern(client, make_token, actors, open_case, sessions):
-    from engine import alerts
-    from engine.models import Handoff
-
     case_id = open_case(categories=["elder_care", "hikikomori"])  # 8050: to 高齢介護課, a 多機関協働 candidate
     with unit_of_work(sessions) as s:
         h = s.query(Handoff).filter(Handoff.case_id == case_id).one()
@@ -130,8 +129,6 @@ def test_alerts_to_the_fm_name_the_department_they_concern(client, make_token, a
 def test_a_typed_note_only_for_its_writer_and_those_with_content_sight(client, make_token, open_case, fire, actors,
                                                                        sessions):
     """A note may say anything about the case (「DV被害の疑い」): like a return reason, it is case content."""
-    from engine.alerts import NOTE_WITHHELD
-
     _, alert_id = _declined(open_case, fire, actors, sessions)
     note = "本人からDV被害の疑いを聞き取り"
     fm = make_token("alerts:read,alerts:write", user=actors.fm, name="fm-tool")
@@ -167,8 +164,6 @@ def test_newest_means_raised_last_not_written_last(client, desk, unrouted, sessi
 def test_the_note_of_the_acknowledgement_survives_the_resolution(client, make_token, open_case, fire, actors,
                                                                   sessions):
     """Each note keeps its own writer: the one who acknowledged reads their note, not the resolver's."""
-    from engine.alerts import NOTE_WITHHELD
-
     _, alert_id = _declined(open_case, fire, actors, sessions)
     fm = make_token("alerts:read,alerts:write", user=actors.fm, name="fm-tool")
     fm2 = make_token("alerts:read,alerts:write", user=actors.fm2, name="fm2-tool")
@@ -182,7 +177,5 @@ def test_the_note_of_the_acknowledgement_survives_the_resolution(client, make_to
     assert (mine["acknowledgement_note"], mine["resolution_note"]) == ("電話で督促した", NOTE_WITHHELD)
     assert _reads(sessions, alert_id) == reads
     with sessions() as s:
-        from engine.models import Alert
-
         alert = s.get(Alert, alert_id)
         assert (alert.note, alert.resolution_note) == ("電話で督促した", "本人の事情を聞き取った")

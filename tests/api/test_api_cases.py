@@ -5,8 +5,10 @@ import pytest
 from sqlalchemy import select
 
 from engine import states
+from engine.cases.events import firing
 from engine.db import unit_of_work
-from engine.models import AuditEvent, Case, CaseHistory, OutboxEvent
+from engine.models import AuditEvent, Case, CaseHistory, CaseNotice, OutboxEvent
+from engine.referrals import clients as api_clients
 from tests.api.support import assert_problem, auth, count, post_referral
 
 
@@ -201,12 +203,12 @@ def test_body_format_errors(client, staff, case_id, raw, content_type, status, n
 
 def test_every_event_documents_its_fields(client):
     spec = client.get("/api/v1/openapi.json").get_json()
-    from engine.services import EVENTS
     from schemas.events import component_name
 
     body = spec["paths"]["/api/v1/cases/{case_id}/events"]["post"]["requestBody"]["content"]["application/json"]
     assert len(body["schema"]["oneOf"]) == len(states.CASE_EVENT_LABELS)
-    for event, (_, _, fields) in EVENTS.items():
+    for event, declared in firing.EVENTS.items():
+        fields = {f.name: f.description for f in declared.fields}
         schema = spec["components"]["schemas"][component_name(event)]
         assert schema["properties"]["event"]["enum"] == [event]
         assert {"event", "version", *fields} <= set(schema["properties"])
@@ -216,8 +218,6 @@ def test_every_event_documents_its_fields(client):
 
 
 def test_referral_status_changes_reach_the_outbox(client, partner, staff, sessions):
-    from engine import api_clients
-
     with unit_of_work(sessions) as s:
         api_clients.register_webhook(s, "oono-houkatsu", "http://127.0.0.1:9/hook")
     created = post_referral(client, partner, None).get_json()  # 8050 → 高齢介護課
@@ -238,8 +238,6 @@ def test_api_answers_set_no_cookie(client, staff, case_id):
 
 
 def test_send_handoff_may_name_departments_to_tell(client, make_token, actors, open_case, sessions):
-    from engine.models import CaseNotice
-
     desk = make_token("cases:read,cases:write", user=actors.window, name="desk-tool")
     case_id = open_case(categories=["other"])  # unrouted: stays in intake with the desk
     version = _state(sessions, case_id)[1]

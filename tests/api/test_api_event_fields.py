@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from engine.db import unit_of_work
-from engine.models import Consent, Meeting
+from engine.models import Consent, Meeting, Plan
 from tests.api.support import assert_problem, auth, count
 from tests.conftest import NOW
 
@@ -139,8 +139,6 @@ def test_a_meeting_long_before_the_case_is_422_and_one_held_shortly_before_is_ta
 
 def test_a_next_evaluation_years_ahead_is_422(client, tokens, assigned, fire, actors, sessions):
     """A mistyped year (2999, 2207) would never fall due: an evaluation is set within three years."""
-    from engine.models import Plan
-
     fire(actors.livelihood, assigned, "record_consent", given_by="本人", method="written", agencies=["livelihood"])
     plan = {"goals": "「働きたい」", "main_department": "livelihood",
             "roles": [{"department": "livelihood", "role": "家計相談"}]}

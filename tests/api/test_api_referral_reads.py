@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 
 from engine.db import unit_of_work
-from engine.models import Case
+from engine.models import AuditEvent, Case
 from tests.api.support import assert_problem, auth, post_referral, referral
 
 REFERRAL_KEYS = {"id", "external_ref", "case_number", "status", "status_label", "owning_department", "created_at",
@@ -123,8 +123,6 @@ def test_every_read_of_a_referral_is_in_the_trail_with_its_client(client, partne
     """What a partner reads back (status, owner, times, outcome) is case data: each read is audited, the
     replayed answer to a retry too, so that a 開示請求 shows who learned what."""
     from sqlalchemy import select
-
-    from engine.models import AuditEvent
 
     def trail() -> list[tuple[str, int, str]]:
         with sessions() as s:

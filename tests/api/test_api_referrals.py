@@ -8,8 +8,12 @@ import json
 import pytest
 from sqlalchemy import select
 
+from engine import case_departments
 from engine.db import unit_of_work
-from engine.models import AuditEvent, Case, IdempotencyKey, User
+from engine.models import Alert, AuditEvent, Case, Department, IdempotencyKey, User
+from engine.referrals import clients as api_clients
+from engine.referrals import intake as referrals
+from engine.users import accounts as users
 from tests.api.support import assert_problem, auth, count, post_referral, referral, served
 
 
@@ -86,8 +90,6 @@ def test_a_retry_that_missed_the_first_key_row_by_a_moment_is_still_a_replay(cli
     """Two requests with one key: the second looked the key up just before the first committed, then
     finds the first's case by its external_ref. It answers as the first did, not 409 duplicate-referral
     (seen on PostgreSQL, where nothing serializes the two)."""
-    from engine import referrals
-
     first = post_referral(client, partner)
     look_up = referrals._earlier_answer
     calls = []
@@ -356,7 +358,6 @@ def test_token_without_the_scope_is_403(client, make_token, sessions, actors):
 
 
 def test_revoked_token_stops_at_once(client, partner, sessions):
-    from engine import api_clients
 
     assert post_referral(client, partner).status_code == 201
     with unit_of_work(sessions) as s:
@@ -365,7 +366,6 @@ def test_revoked_token_stops_at_once(client, partner, sessions):
 
 
 def test_disabled_users_tokens_stop_working(client, make_token, actors, sessions):
-    from engine import users
 
     token = make_token("referrals:write,cases:read", user=actors.window)
     assert post_referral(client, token).status_code == 201
@@ -410,8 +410,6 @@ def test_a_referral_the_rules_sent_and_the_receiver_returned_comes_to_the_desk(c
                                                                                 sessions):
     """A sheet the rules sent on arrival has no sending department: its 返送 goes to the desk, which holds
     the case back in 受付 and must send it on, not to the FM dashboard alone."""
-    from engine.models import Alert, Department
-
     created = post_referral(client, partner).get_json()  # 8050 → 高齢介護課
     with unit_of_work(sessions) as s:
         receiver = s.get(Case, created["id"]).open_primary_handoff.to_department.code
@@ -425,8 +423,6 @@ def test_a_new_case_asks_nothing_it_already_knows(app, client, partner, sessions
     """A referral is the hottest write path: the case it opens has no sheets and no department rows yet,
     so routing it neither loads its sheets nor deletes its rows before writing them."""
     from sqlalchemy import event
-
-    from engine import case_departments
 
     seen: list[str] = []
 

@@ -18,7 +18,9 @@ from schemathesis.checks import (
 )
 from schemathesis.generation import GenerationMode
 
-from engine.api_clients import SCOPES
+from engine.db import unit_of_work
+from engine.models import Alert
+from engine.referrals.clients import SCOPES
 from web.api.spec import COMMITTED
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
@@ -41,8 +43,6 @@ RUNS = [(m, p, mode) for m, p in OPERATIONS for mode in ("positive", "negative",
 @pytest.fixture
 def api(app, client, make_token, actors, open_case, sessions):
     """The app's schema, a token with every scope acting for the FM, and ids of things that exist."""
-    from engine.db import unit_of_work
-    from engine.models import Alert
     from tests.api.support import post_referral
 
     open_case(categories=["poverty"])

@@ -7,7 +7,6 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-
 from flask import Blueprint
 
 from tests.api.support import assert_problem, auth, post_referral

@@ -14,9 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import select
 
-from engine import api_clients, referrals, webhooks
 from engine.db import unit_of_work
 from engine.models import ApiClient, OutboxEvent, WebhookDelivery, utcnow
+from engine.referrals import clients as api_clients
+from engine.referrals import intake as referrals
+from engine.referrals import webhooks
 from schemas.referrals import ReferralIn
 from tests.api.support import referral
 from tests.conftest import NOW

@@ -6,17 +6,16 @@ import os
 
 from flask import Flask
 
-
 PREFIX = "/api/v1"
 
 
 def init_app(app: Flask) -> None:
     """Register the API blueprints, their error handling and the OpenAPI document."""
-    from schemas.events import EVENT_SCHEMAS
-    from web.api import alerts, cases, docs, health, referrals
     from flask_smorest.spec.plugins import integerconverter2paramschema
 
+    from schemas.events import EVENT_SCHEMAS
     from web import AsciiInteger
+    from web.api import alerts, cases, docs, health, referrals
     from web.api.core import DESCRIPTION, TsunaguApi
 
     app.config.setdefault("API_TITLE", "Tsunagu API")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from engine import alert_views, alerts
+from engine.alerts import alerts
+from engine.alerts import listing as alert_views
 from schemas.alerts import AcknowledgeIn, AlertOut, AlertPage, AlertQuery, ResolveIn
 from schemas.common import MAX_ID
 from web import db

@@ -4,7 +4,9 @@ from __future__ import annotations
 from flask import request
 from flask.views import MethodView
 
-from engine import services, states, views
+from engine import states
+from engine.cases import kernel, reading
+from engine.cases.events import firing
 from engine.errors import EventNotAllowed, GuardRefused, UnknownEvent
 from schemas.cases import CaseOut
 from schemas.common import MAX_ID
@@ -15,14 +17,6 @@ from web.api.core import PARSER, ApiBlueprint, caller, problems, requires
 blp = ApiBlueprint("Cases", __name__, description="ケース（職員の見え方）とイベント（状態遷移）")
 
 
-def _view(session, user, case, may_write: bool):
-    # `allowed_events` says what this caller can do now: nothing through a token that cannot write.
-    allowed = services.allowed_events(session, user, case) if may_write else []
-    # A 支援会議's records never leave through the API, not even to its members: that the meeting was held
-    # stays.
-    return views.case_view(session, user, case, allowed, support_meeting_records=False)
-
-
 @blp.route(f"/cases/<int(max={MAX_ID}):case_id>")
 class CaseById(MethodView):
     @requires("cases:read")
@@ -31,9 +25,10 @@ class CaseById(MethodView):
     def get(self, case_id):
         """ケースを職員の見え方で読む（トークンの職員の権限の範囲。version と allowed_events 付き）"""
         who = caller()
-        s = db.session()
-        case = services.load_case(s, who.user, case_id)
-        return _view(s, who.user, case, "cases:write" in who.scopes)  # the read model audits a content read
+        # A 支援会議's records never leave through the API, not even to its members: that the meeting was held
+        # stays. `allowed_events` says what this caller can do now: nothing through a token that cannot write.
+        return reading.read_case(db.session(), who.user, case_id, support_meeting_records=False,
+                                 may_act="cases:write" in who.scopes).view  # a content read is audited
 
 
 @blp.route(f"/cases/<int(max={MAX_ID}):case_id>/events")
@@ -52,7 +47,7 @@ class CaseEvents(MethodView):
         who = caller()
         s = db.session()
         # The case first: a case outside the caller's scope is 404 whatever the body holds.
-        services.load_case(s, who.user, case_id)
+        kernel.load_case(s, who.user, case_id)
         envelope = PARSER.parse(EventEnvelope, location="json")
         event = envelope["event"]
         fields = {}
@@ -60,12 +55,12 @@ class CaseEvents(MethodView):
             loaded = PARSER.parse(EVENT_SCHEMAS[event](partial=True), location="json")
             fields = {k: v for k, v in loaded.items() if k not in ("event", "version")}
         try:
-            case = services.fire_event(s, who.user, case_id, event, version=envelope["version"], fields=fields,
+            case = firing.fire_event(s, who.user, case_id, event, version=envelope["version"], fields=fields,
                                        remote_addr=request.remote_addr, client=who.client)
         except (EventNotAllowed, UnknownEvent, GuardRefused) as exc:
             # Say what this caller may do now, not every event the state allows.
             s.rollback()
-            allowed = services.allowed_events(s, who.user, services.load_case(s, who.user, case_id))
+            allowed = firing.allowed_events(s, who.user, kernel.load_case(s, who.user, case_id))
             if isinstance(exc, EventNotAllowed):
                 exc.narrow(allowed, [states.CASE_EVENT_LABELS[e] for e in allowed])
             else:
@@ -73,5 +68,5 @@ class CaseEvents(MethodView):
             raise
         s.expire(case, ["history", "handoffs"])
         # A token that may fire events but not read cases gets the receipt only (status and version).
-        return views.event_receipt(s, who.user, case, services.allowed_events(s, who.user, case),
-                                   support_meeting_records=False, may_read="cases:read" in who.scopes)
+        return reading.event_answer(s, who.user, case, support_meeting_records=False,
+                                    may_read="cases:read" in who.scopes)

@@ -15,16 +15,18 @@ from flask_smorest.utils import deepupdate, prepare_response
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from engine import audit, api_clients
+from engine.audit import trail
 from engine.errors import EngineError
+from engine.referrals import clients as api_clients
+from schemas.fields import flatten_errors
 from schemas.problems import Problem
 from web import db
 from web.api.problems import (
     MEDIA_TYPE,
     ApiProblem,
-    flatten_errors,
     handle_api_problem,
     handle_engine_error,
+    handle_http_exception,
     handle_unexpected,
     summary,
 )
@@ -199,8 +201,6 @@ class TsunaguApi(flask_smorest.Api):
             self.spec.components.response(status.name, response, lazy=True)
 
     def handle_http_exception(self, error):
-        from web.api.problems import handle_http_exception
-
         return handle_http_exception(error)
 
 
@@ -262,7 +262,7 @@ def authenticate(scope: str):
                          headers={"WWW-Authenticate": 'Bearer realm="tsunagu", error="invalid_token"'})
     g.api_caller = caller
     # Every audit row of this request names the client and the address it came from.
-    audit.bind(db.session(), remote_addr=request.remote_addr, client=caller.client)
+    trail.bind(db.session(), remote_addr=request.remote_addr, client=caller.client)
     if scope not in caller.scopes or (scope in api_clients.USER_SCOPES and caller.user is None):
         challenge = f'Bearer realm="tsunagu", error="insufficient_scope", scope="{scope}"'
         raise ApiProblem("insufficient-scope", f"このトークンには {scope} のスコープがありません。",

@@ -4,20 +4,20 @@
 problem. Every refusal inside /api/v1 — the engine's, the request parser's, werkzeug's (404, 405, 413,
 415) — goes through here; an unexpected error answers a generic 500 without any detail of the cause.
 A refusal rolls the request's work back; for an authenticated caller it is audited
-(engine.services.record_refusal) and only that audit row is committed.
+(engine.audit.refusals.record_refusal) and only that audit row is committed.
 """
 from __future__ import annotations
 
 import json
 import logging
 import re
-from typing import Any
 
 from flask import Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from engine import services
+from engine.audit import refusals
 from engine.errors import EngineError
+from schemas.fields import flatten_errors
 
 PREFIX = "/api/v1"
 PROBLEM_BASE = PREFIX + "/problems/"
@@ -80,27 +80,6 @@ def in_api() -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
-def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
-    """marshmallow's nested messages as {"person.name": [...], "household.0.birth_year": [...]}."""
-    out: dict[str, list[str]] = {}
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            name = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
-            for k, v in flatten_errors(value, name).items():
-                out.setdefault(k, []).extend(v)
-    elif isinstance(messages, (list, tuple)):
-        texts = [m for m in messages if isinstance(m, str)]
-        if texts:
-            out.setdefault(prefix or "body", []).extend(texts)
-        for m in messages:
-            if not isinstance(m, str):
-                for k, v in flatten_errors(m, prefix).items():
-                    out.setdefault(k, []).extend(v)
-    else:
-        out.setdefault(prefix or "body", []).append(str(messages))
-    return out
-
-
 def problem_response(name: str, detail: str, *, status: int | None = None, headers: dict | None = None,
                      **extra) -> Response:
     status = status or PROBLEMS[name][0]
@@ -129,8 +108,8 @@ def _refused(error_code: str, status: int) -> None:
     refusal = EngineError("refused")
     refusal.code, refusal.status = error_code, status
     try:
-        case_id, kind, object_id = services.refused_target(session, request.view_args or {})
-        services.record_refusal(session, caller.user, refusal, action=f"api {request.method} {rule[len(PREFIX):]}"[:64],
+        case_id, kind, object_id = refusals.refused_target(session, request.view_args or {})
+        refusals.record_refusal(session, caller.user, refusal, action=f"api {request.method} {rule[len(PREFIX):]}"[:64],
                                 case_id=case_id, object_type=kind, object_id=object_id,
                                 remote_addr=request.remote_addr, client=caller.client)
         g.commit_on_error = True

@@ -4,9 +4,17 @@ from __future__ import annotations
 from flask import request, url_for
 from flask.views import MethodView
 
-from engine import referrals
+from engine.referrals import intake as referrals
 from schemas.common import MAX_ID, parse_since
-from schemas.referrals import EXAMPLE, IdempotencyHeaders, Referral, ReferralCreated, ReferralIn, ReferralPage, ReferralQuery
+from schemas.referrals import (
+    EXAMPLE,
+    IdempotencyHeaders,
+    Referral,
+    ReferralCreated,
+    ReferralIn,
+    ReferralPage,
+    ReferralQuery,
+)
 from web import db
 from web.api.core import REFERRAL_BODY_LIMIT, ApiBlueprint, caller, next_page, problems, requires
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 import re
 import time
 from datetime import date, datetime
-from urllib.parse import urlsplit
 
-from flask import Flask, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, flash, g, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup, escape
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect
 
-from engine import alerts, calendar, services, states, vocab
-from engine.errors import EngineError, NotFound, PermissionDenied
+from engine import calendar, states, vocab
+from engine.alerts import alerts
 from engine.models import User
 from web import db
 
@@ -126,23 +123,6 @@ def _typed(form) -> list[tuple[str, str]]:
         if name in _TYPED_LABELS or len(value) > 20:
             out.append((_TYPED_LABELS.get(name, "入力した内容"), value))
     return out
-
-
-def _page_above(path: str) -> str:
-    """The nearest page above `path` that answers GET (/cases/13/events/close → /cases/13), else the start."""
-    adapter = current_app.url_map.bind("localhost")
-    parts = path.rstrip("/").split("/")
-    while len(parts) > 2:
-        parts.pop()
-        candidate = "/".join(parts)
-        try:
-            adapter.match(candidate, method="GET")
-        except RequestRedirect as moved:  # /admin → /admin/
-            return urlsplit(moved.new_url).path
-        except HTTPException:
-            continue
-        return candidate
-    return "/"
 
 
 def _birth_year(value) -> str:
@@ -280,12 +260,6 @@ def init_app(app: Flask) -> None:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    def _problem(status: int, title: str, detail: str):
-        resp = jsonify(type="about:blank", title=title, status=status, detail=detail)
-        resp.status_code = status
-        resp.mimetype = "application/problem+json"
-        return resp
-
     @app.errorhandler(CSRFError)
     def _csrf_error(exc):
         if request.endpoint == "auth.login":
@@ -296,70 +270,3 @@ def init_app(app: Flask) -> None:
         signed_out = None if getattr(current_user, "is_authenticated", False) \
             else "ログインの有効期限が切れているため、送信できませんでした。"
         return render_template("errors/csrf.html", signed_out=signed_out, typed=_typed(request.form)), 400
-
-    def _audit_refusal(exc: EngineError) -> None:
-        # The refused request leaves one row: the refusal (what it tried to do is rolled back).
-        if not getattr(current_user, "is_authenticated", False):
-            return
-        s = db.session()
-        s.rollback()
-        case_id, kind, object_id = services.refused_target(s, request.view_args or {})
-        services.record_refusal(s, current_user._get_current_object(), exc, action=f"page.{request.endpoint}",
-                                case_id=case_id, object_type=kind, object_id=object_id,
-                                remote_addr=request.remote_addr)
-        g.commit_on_error = True
-
-    @app.errorhandler(NotFound)
-    def _engine_not_found(exc):
-        if _is_api(request.path):
-            return _problem(404, exc.title, exc.message)
-        _audit_refusal(exc)
-        return render_template("errors/404.html", message=exc.message), 404
-
-    @app.errorhandler(PermissionDenied)
-    def _engine_forbidden(exc):
-        if _is_api(request.path):
-            return _problem(403, exc.title, exc.message)
-        _audit_refusal(exc)
-        return render_template("errors/403.html", message=exc.message), 403
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc):
-        from engine.db import lost_race
-        from engine.errors import LostRace
-
-        if isinstance(exc, HTTPException):
-            return _http_error(exc)
-        if not lost_race(exc):
-            raise exc  # Flask's own handling: logged, and the 500 page below
-        # Met a concurrent action in the database: nothing of it was kept; the person is told so.
-        app.logger.info("%s %s lost a race: %s", request.method, request.path, type(exc).__name__)
-        if g.get("db_session") is not None:
-            g.db_session.rollback()
-        refused = LostRace()
-        return render_template("errors/error.html", title=refused.title, message=refused.message), refused.status
-
-    @app.errorhandler(EngineError)
-    def _engine_error(exc):
-        if _is_api(request.path):
-            return _problem(exc.status, exc.title, exc.message)
-        return render_template("errors/error.html", title=exc.title, message=exc.message), exc.status
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc):
-        if _is_api(request.path):
-            from web.api.problems import handle_http_exception
-
-            return handle_http_exception(exc)  # the API answers problem+json
-        if exc.code is None or exc.code < 400:
-            return exc
-        if exc.code >= 500 and g.get("db_session") is not None:
-            # What failed may have left the transaction unusable, and the page's header reads the user.
-            g.db_session.rollback()
-        if exc.code == 405 and request.method in ("GET", "HEAD"):
-            # A form's address opened as a page (reloaded from the address bar after a refused form, or
-            # bookmarked): the page the form belongs to is what the person was looking for.
-            return redirect(_page_above(request.path), 303)
-        template = {404: "errors/404.html", 403: "errors/403.html"}.get(exc.code, "errors/error.html")
-        titles = {400: "リクエストが正しくありません", 405: "この操作はできません", 413: "送信された内容が大きすぎます"}
-        return render_template(template, title=titles.get(exc.code, "エラー"), message=None), exc.code

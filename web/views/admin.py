@@ -10,8 +10,12 @@ import io
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine import access, api_clients, caselist, disclosure, users
+from engine import access
+from engine.audit import disclosure
+from engine.cases import lists as caselist
 from engine.errors import EngineError, NotFound, ValidationFailed
+from engine.referrals import clients as api_clients
+from engine.users import accounts as users
 from web import db
 from web.views.common import PASS_THROUGH, actor, refusal
 

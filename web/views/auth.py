@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from engine import users
 from engine.errors import PermissionDenied, ValidationFailed
+from engine.users import accounts as users
 from web import db
 
 bp = Blueprint("auth", __name__)
@@ -30,7 +30,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """The sign-in form; failures are counted, slowed down and audited by engine.users."""
+    """The sign-in form; failures are counted, slowed down and audited by engine.users.accounts."""
     if request.method == "GET" and getattr(current_user, "is_authenticated", False):
         return redirect(url_for("cases.index"))
     error = None

@@ -7,10 +7,15 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
-from engine import (
-    access, calendar, casefile, caselist, join_offers, notes, notices, participation, reading, routing_override,
-    services, states, submissions,
-)
+from engine import calendar, states
+from engine.alerts import notices
+from engine.cases import joins, kernel, notes, participation, reading, submissions
+from engine.cases import lists as caselist
+from engine.cases import offers as join_offers
+from engine.cases.amend import PERSON_FIELDS, amend_case
+from engine.cases.events import firing
+from engine.cases.redirect import override_routing
+from engine.departments import department_by_code
 from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.models import Handoff, utcnow
 from web import db, diagram, forms
@@ -66,12 +71,6 @@ def _today():
     return utcnow().astimezone(calendar.JST).date()
 
 
-def _withdrawable(s, file) -> dict[int, int]:
-    """The join requests the reader may withdraw now: {handoff id: its version}."""
-    return {h.id: h.version for h in file.case.handoffs
-            if not h.primary and h.state == "sent" and services.may_withdraw_join(s, actor(), file.case, h, file.rel)}
-
-
 def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | None = None,
                  refused: Refusal | None = None, note_values: MultiDict | None = None):
     s = db.session()
@@ -80,27 +79,26 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         # writes is the audit row of the case read it shows, which must be kept.
         g.commit_on_error = True
     file = reading.read_case(s, actor(), case_id, remote_addr=remote_addr())
-    view = file.view
+    view, can = file.view, file.actions
     consented = []
     for c in reversed(view.get("consents") or []):
         if c["status"] == "given":
             consented = [a["code"] for a in c["agencies"]]
         break
     visited = {h["to_state"] for h in view["history"]}
-    may = view.get("may") or {}
     # The page's forms, each with its template in web/templates/events: (key, input prefix, title, action).
     case_forms = [(ev, f"ev-{ev}", states.CASE_EVENT_LABELS[ev], url_for("cases.fire", case_id=case_id, event=ev))
                   for ev in file.allowed_events]
-    if may.get("case_content.write") and file.case.anonymised_at is None:
+    if can.amend:
         case_forms.append(("amend", FORM_PREFIXES["amend"], "相談内容・本人の情報を修正する",
                            url_for("cases.amend", case_id=case_id)))
-    if may.get("case_metadata.write") and file.case.state != "closed":
+    if can.request_join:
         case_forms.append(("request_join", FORM_PREFIXES["request_join"], "他部署に参加を依頼する",
                            url_for("cases.request_join", case_id=case_id)))
-    if file.case.state == "handoff" and routing_override.may_override(s, actor(), file.case):
+    if can.redirect_handoff:
         case_forms.append(("redirect_handoff", FORM_PREFIXES["redirect_handoff"], "つなぐシートの送付先を変更する",
                            url_for("cases.redirect_handoff", case_id=case_id)))
-    if join_offers.may_offer(file.rel) and file.case.state != "closed":
+    if can.offer_join:
         case_forms.append(("offer_join", FORM_PREFIXES["offer_join"], "このケースへの参加を申し出る",
                            url_for("cases.offer_join", case_id=case_id)))
     status = refused.status if refused else 200
@@ -110,16 +108,15 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         form_event=event, form_prefix=_form_prefix(event), values=values or MultiDict(),
         errors=(refused.errors if refused else {}),
         refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
-        consented=consented, involved=services.involved_department_codes(s, file.case), today=_today().isoformat(),
+        consented=consented, involved=joins.involved_department_codes(s, file.case), today=_today().isoformat(),
         member_rows=forms.MEMBER_ROWS, role_rows=forms.ROLE_ROWS,
-        withdrawable=_withdrawable(s, file), case_notices=notices.of_case(s, file.case.id), case_forms=case_forms,
-        offers=join_offers.of_case(s, actor(), file.case, file.rel),
-        may_answer_offers=bool(may.get("case_metadata.write")) and file.case.state != "closed",
+        withdrawable=can.withdrawable_joins, case_notices=notices.of_case(s, file.case.id), case_forms=case_forms,
+        offers=join_offers.of_case(s, actor(), file.case, file.rel), may_answer_offers=can.answer_offers,
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
-        or submissions.new_token(), may_match=participation.may_record(s, actor(), file.case, file.rel),
+        or submissions.new_token(), may_match=can.record_match,
         match_token=(values or {}).get("submission_token") if event == "participation" else submissions.new_token(),
         now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
-        note_meeting=access.note_meeting_id(s, actor(), file.case, file.rel) if file.case.state != "closed" else None,
+        note_meeting=can.note_meeting,
     ), status
 
 
@@ -151,7 +148,7 @@ def _apply_form(case_id: int, form_event: str, schema, apply):
         r = refusal(exc)
         r.errors = parsed.page_errors(r.errors)
         if (r.keep_values and exc.extra.get("already_applied", True)
-                and services.last_change(db.session(), case_id) == (actor().id, form_event)):
+                and kernel.last_change(db.session(), case_id) == (actor().id, form_event)):
             # Made stale by this person's own change a moment ago: a form sent twice (a double click), whose
             # first copy was applied. It does not come back filled, to be applied a second time.
             r.keep_values, r.double = False, True
@@ -170,7 +167,7 @@ def fire(case_id: int, event: str):
 
     def apply(fields):
         version = fields.pop("version")
-        return services.fire_event(db.session(), actor(), case_id, event, version=version, fields=fields,
+        return firing.fire_event(db.session(), actor(), case_id, event, version=version, fields=fields,
                                    remote_addr=remote_addr())
 
     case, page = _apply_form(case_id, event, schema, apply)
@@ -185,7 +182,7 @@ def fire(case_id: int, event: str):
 @login_required
 def request_join(case_id: int):
     """参加依頼: the owning department or the case FM asks another department to join."""
-    handoff, page = _apply_form(case_id, "request_join", forms.JoinRequestSchema, lambda f: services.request_join(
+    handoff, page = _apply_form(case_id, "request_join", forms.JoinRequestSchema, lambda f: joins.request_join(
         db.session(), actor(), case_id, to_department=f["to_department"], reason=f["reason"], summary=f["summary"],
         version=f["version"], remote_addr=remote_addr()))
     if page is not None:
@@ -199,14 +196,14 @@ def request_join(case_id: int):
 def redirect_handoff(case_id: int):
     """送付先の変更: the sheet waiting in another department's inbox is withdrawn and a new one goes elsewhere."""
     def apply(f):
-        routing_override.override_routing(db.session(), actor(), case_id, to_department=f["to_department"],
+        override_routing(db.session(), actor(), case_id, to_department=f["to_department"],
                                           reason=f["reason"], version=f["version"], remote_addr=remote_addr())
         return f["to_department"]  # the code as the form's schema read it (trimmed)
 
     code, page = _apply_form(case_id, "redirect_handoff", forms.RedirectHandoffSchema, apply)
     if page is not None:
         return page
-    target = services.department_by_code(db.session(), code)
+    target = department_by_code(db.session(), code)
     flash(f"つなぐシートの送付先を{target.name}に変更しました。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
 
@@ -256,8 +253,8 @@ def amend(case_id: int):
     def apply(f):
         # Every detail shown on the form is sent; one left blank is cleared (the schema drops blanks).
         given = f.get("person") or {}
-        person = {name: given.get(name) for name in casefile.PERSON_FIELDS if f"person.{name}" in request.form}
-        case = casefile.amend_case(db.session(), actor(), case_id, version=f["version"], summary=f["summary"],
+        person = {name: given.get(name) for name in PERSON_FIELDS if f"person.{name}" in request.form}
+        case = amend_case(db.session(), actor(), case_id, version=f["version"], summary=f["summary"],
                                    person=person)
         return case.version != f["version"]  # nothing is written when nothing differs
 
@@ -292,7 +289,7 @@ def withdraw_join(case_id: int, handoff_id: int):
         handoff = s.get(Handoff, handoff_id)
         if handoff is None or handoff.case_id != case_id:
             raise NotFound("指定されたつなぐシートは見つかりません。")
-        services.answer_join(s, actor(), handoff_id, "withdraw", version=version, remote_addr=remote_addr())
+        joins.answer_join(s, actor(), handoff_id, "withdraw", version=version, remote_addr=remote_addr())
 
     return _withdraw(case_id, apply, "参加依頼を取り下げました。", "handoffs")
 
@@ -309,7 +306,7 @@ def add_note(case_id: int):
     fields = dict(parsed.data)
     token = fields.pop("submission_token", None)
     try:
-        note = notes.add_contact_note(db.session(), actor(), case_id, fields, submission_token=token,
+        note = notes.add_contact_note(db.session(), actor(), case_id, fields, submission_token=token or "",
                                       remote_addr=remote_addr())
     except PASS_THROUGH:
         raise

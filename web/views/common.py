@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask import g, request
 from flask_login import current_user
 
+from engine.cases.submissions import AlreadySubmitted
 from engine.errors import EngineError, GuardRefused, NotFound, PermissionDenied, StaleVersion, ValidationFailed
-from engine.submissions import AlreadySubmitted
 from web import db
 
 # A guard's refusal is about one input of the form: show it beside that input.

@@ -4,8 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine import caselist, dashboard
+from engine.cases import lists as caselist
 from engine.errors import EngineError
+from engine.worklists import dashboard
 from web import db, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 

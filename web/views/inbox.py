@@ -4,8 +4,10 @@ from __future__ import annotations
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine import inbox, join_offers, notices
+from engine.alerts import notices
+from engine.cases import offers as join_offers
 from engine.errors import EngineError
+from engine.worklists import inbox
 from web import db, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 

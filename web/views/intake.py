@@ -5,7 +5,9 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
-from engine import caselist, intake, submissions
+from engine.cases import lists as caselist
+from engine.cases import submissions, window
+from engine.cases.intake import require_staff
 from engine.errors import EngineError, ValidationFailed
 from web import db, forms
 from web.views.common import PASS_THROUGH, actor, refusal, remote_addr
@@ -29,7 +31,7 @@ def _form(values: MultiDict, errors: dict | None = None, message: str | None = N
 def _preview(values: MultiDict, proposal, *, choice: MultiDict | None = None, errors: dict | None = None,
              message: str | None = None, status: int = 200):
     parsed = forms.parse(forms.IntakeSchema, values)
-    earlier = intake.earlier_cases(db.session(), actor(), parsed.data.get("person") or {}) if parsed.ok else []
+    earlier = window.earlier_cases(db.session(), actor(), parsed.data.get("person") or {}) if parsed.ok else []
     if earlier:
         # Shown names are read records: their audit rows stay, whatever the page's status (a refused
         # confirmation was rolled back before this page was drawn).
@@ -46,7 +48,7 @@ def _preview(values: MultiDict, proposal, *, choice: MultiDict | None = None, er
 @login_required
 def new():
     """A blank consultation form (not offered to whoever could not send it)."""
-    intake.check_actor(actor())
+    require_staff(actor())
     return _form(MultiDict({"source": "window", "urgency": "normal"}))
 
 
@@ -64,7 +66,7 @@ def submit():
     s = db.session()
     if action != "confirm":
         try:
-            proposal = intake.preview(s, actor(), parsed.data)
+            proposal = window.preview(s, actor(), parsed.data)
         except PASS_THROUGH:
             raise
         except EngineError as exc:
@@ -77,7 +79,7 @@ def submit():
     try:
         if not choice.ok:
             raise ValidationFailed(choice.errors)
-        case = intake.confirm(s, actor(), parsed.data, mode=c.get("mode"), rule_version=c.get("rule_version"),
+        case = window.confirm(s, actor(), parsed.data, mode=c.get("mode"), rule_version=c.get("rule_version"),
                               submission_token=c.get("submission_token"), to_department=c.get("to_department"),
                               override_reason=c.get("override_reason"), note=c.get("note"), remote_addr=remote_addr())
     except PASS_THROUGH:
@@ -93,7 +95,7 @@ def submit():
         intake_errors = {k: v for k, v in r.errors.items() if k not in CONFIRM_FIELDS}
         if intake_errors:
             return _form(values, parsed.page_errors(intake_errors), r.message, r.status)
-        proposal = intake.preview(s, actor(), parsed.data)
+        proposal = window.preview(s, actor(), parsed.data)
         return _preview(values, proposal, choice=request.form, errors=r.errors, message=r.message, status=r.status)
     messages = {"route": "相談を受け付けました。", "override": "相談を受け付け、選んだ部署につなぐシートを送りました。",
                 "resolve": "相談を受け付け、窓口で対応を終えました（相談終了）。"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from engine import confidential, meetings, reading, services, submissions
+from engine.cases import meetings, reading, submissions
 from engine.errors import EngineError
 from web import db, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
@@ -33,7 +33,7 @@ def show(meeting_id: int):
 @login_required
 def acknowledge(meeting_id: int):
     """A member acknowledges the 守秘義務."""
-    services.acknowledge_secrecy(db.session(), actor(), meeting_id)
+    meetings.acknowledge_secrecy(db.session(), actor(), meeting_id)
     flash("守秘義務を確認しました。会議の記録を表示します。", "success")
     return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
 
@@ -70,7 +70,7 @@ def add_member(meeting_id: int):
     if not parsed.ok:
         return _render(meeting_id, Refusal(422, "入力内容を確認してください。", parsed.errors), request.form, "member")
     try:
-        member = confidential.add_meeting_member(db.session(), actor(), meeting_id, parsed.data["user"])
+        member = meetings.add_meeting_member(db.session(), actor(), meeting_id, parsed.data["user"])
     except PASS_THROUGH:
         raise
     except EngineError as exc:
@@ -89,8 +89,8 @@ def carry(meeting_id: int):
         return _render(meeting_id, Refusal(422, "入力内容を確認してください。", parsed.errors), request.form, "fact")
     f = parsed.data
     try:
-        meetings.carry_fact(db.session(), actor(), meeting_id, text=f["fact"],
-                            submission_token=f.get("submission_token"))
+        meetings.carry_fact(db.session(), actor(), meeting_id, f["fact"],
+                            submission_token=f.get("submission_token") or "")
     except PASS_THROUGH:
         raise
     except submissions.AlreadySubmitted as exc:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, render_template, request
 from flask_login import login_required
 
-from engine import reports
 from engine.errors import ValidationFailed
-from engine.report_files import XLSX_MIMETYPE, csv_text, workbook
+from engine.reports import yearly as reports
+from engine.reports.files import XLSX_MIMETYPE, csv_text, workbook
 from web import db
 from web.views.common import actor, remote_addr
 

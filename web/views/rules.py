@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 from flask_login import login_required
 
-from engine import rulebook
 from engine.errors import NotFound
+from engine.rules import book as rulebook
 from web import db
 from web.views.common import actor
 

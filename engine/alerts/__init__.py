@@ -1,0 +1,1 @@
+"""Alerts (アラート): raised, acknowledged and resolved; the stall scan that raises them; notices to departments."""

@@ -1,0 +1,186 @@
+"""開示請求: who looked at this person's record — the audit rows of every case of the same person."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import access, calendar, spreadsheet, states
+from engine.audit import trail
+from engine.errors import NotFound
+from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
+from engine.people.matching import person_cases_filter
+
+ACTION_LABELS = {
+    "case.open": "相談の受付",
+    "report.read": "年度集計の閲覧",
+    "participation.add": "参加支援の記録",
+    "participation.end": "参加支援の終了の記録",
+    "referral.read": "紹介元システムによる状況の照会",
+    "referral.replay": "紹介元システムの再送（最初の応答を返した）",
+    "case.read": "ケース記録の閲覧",
+    "case.found": "一覧・検索結果への氏名の表示",
+    "handoff_sheet.read": "つなぐシートの閲覧",
+    "case.amend": "ケース記録の修正",
+    "case.anonymise": "保存期間経過による匿名化",
+    "case_content.read": "本人・世帯情報の閲覧",
+    "consent.read": "同意記録の閲覧",
+    "plan.read": "支援プランの閲覧",
+    "contact_notes.read": "支援経過記録の閲覧",
+    "shared_facts.read": "共有情報の閲覧",
+    "meeting.read": "会議記録の閲覧",
+    "meeting.record_minutes": "会議記録の作成",
+    "meeting.append_record": "会議記録への追記",
+    "meeting.add_member": "会議構成員の追加",
+    "meeting.acknowledge_secrecy": "守秘義務の確認",
+    "contact_note.add": "支援経過の記録",
+    "shared_fact.carry": "支援会議の情報の共有（同意に基づく）",
+    "handoff.request_join": "参加依頼の送付",
+    "handoff.accept": "参加依頼の受理",
+    "handoff.decline": "参加依頼の返送",
+    "handoff.withdraw": "参加依頼の取り下げ",
+    "notice.acknowledge": "通知の確認",
+    "join_offer.offer": "参加の申し出",
+    "join_offer.accept": "参加の申し出への参加依頼",
+    "join_offer.decline": "参加の申し出の見送り",
+    "join_offer.withdraw": "参加の申し出の取下げ",
+    "alert.read": "アラート（返送の理由）の閲覧",
+    "alert.acknowledge": "アラートの確認",
+    "alert.resolve": "アラートの解決",
+    "audit.person_trail": "閲覧記録の開示",
+    "case.routing_override": "振り分けの提案と異なる部署への送付",
+    "handoff.reassign": "つなぐシートの振り替え（FM）",
+    "login": "ログイン",
+    "logout": "ログアウト",
+    "login.failed": "ログインの失敗",
+    "login.locked": "失敗の繰り返しによるアカウントのロック",
+    "login.throttled": "試行回数の超過によるログインの制限",
+    "user.add": "職員アカウントの追加",
+    "user.disable": "職員アカウントの停止",
+    "user.enable": "職員アカウントの再開",
+    "password.change": "パスワードの変更",
+    "password.reset": "パスワードの再設定（管理者・運用者）",
+    "api_token.create": "連携システムのトークンの発行",
+    "api_token.revoke": "連携システムのトークンの失効",
+    "webhook.register": "連携システムの通知先（Webhook）の登録",
+    "rules.load": "振り分けルールの登録",
+    "database.backup": "データベースのバックアップの作成",
+}
+OUTCOME_LABELS = {"ok": "", "refused": "拒否"}
+# A refused page request is recorded as "page.<the page's endpoint>".
+PAGE_LABELS = {
+    "cases.detail": "ケース詳細の表示", "cases.fire": "ケースの操作", "cases.sheet": "つなぐシートの印刷",
+    "cases.request_join": "参加依頼の送付", "cases.withdraw_join": "参加依頼の取下げ", "cases.amend": "内容の修正",
+    "cases.add_note": "支援経過の記録", "cases.offer_join": "参加の申し出", "cases.answer_offer": "参加の申し出への回答",
+    "cases.withdraw_offer": "参加の申し出の取下げ", "meetings.show": "会議の表示", "meetings.acknowledge": "守秘義務の確認",
+    "meetings.append": "会議記録への追記", "meetings.carry": "支援会議の情報の共有", "inbox.answer": "受信箱での回答",
+    "inbox.acknowledge_notice": "通知の確認", "dashboard.act": "FMダッシュボードでのアラート処理",
+    "intake.submit": "相談受付", "admin.disclosure_page": "閲覧記録の開示", "admin.disclosure_csv": "閲覧記録の開示（CSV）",
+    "admin.index": "管理画面の表示", "admin.disable_user": "職員アカウントの停止",
+    "admin.enable_user": "職員アカウントの再開",
+    "admin.add_user": "職員アカウントの追加", "admin.reset_password": "パスワードの再設定",
+    "admin.revoke_client": "連携システムのトークンの失効", "auth.login": "ログイン", "auth.logout": "ログアウト",
+    "auth.password": "パスワードの変更",
+    "cases.index": "トップページの表示", "cases.list_cases": "ケース一覧の表示", "dashboard.show": "FMダッシュボードの表示",
+    "inbox.show": "部署の受信箱の表示", "intake.new": "相談受付画面の表示",
+    "cases.redirect_handoff": "つなぐシートの送付先の変更", "inbox.act_on_alert": "受信箱でのお知らせの処理",
+    "meetings.add_member": "会議構成員の追加", "reports.show": "年度集計の表示", "cases.add_match": "参加支援の記録", "cases.end_match": "参加支援の終了の記録", "reports.as_csv": "年度集計の保存（CSV）",
+    "reports.as_xlsx": "年度集計の保存（Excel）", "rules.show": "振り分けルールの表示",
+}
+
+
+def action_label(action: str) -> str:
+    """The Japanese name of an audited action (the code itself when unknown)."""
+    if action in ACTION_LABELS:
+        return ACTION_LABELS[action]
+    if action.startswith("page."):
+        return f"{PAGE_LABELS.get(action[5:], '画面の操作')}（画面）"
+    if action.startswith("api "):
+        return f"連携システムからの操作（{action[4:]}）"
+    if action.startswith("case.") and action[5:] in states.CASE_EVENT_LABELS:
+        return states.CASE_EVENT_LABELS[action[5:]]
+    if action.endswith(".read"):
+        return "閲覧"
+    return action
+
+
+# The answer as CSV, for the person and for the city's records: the time as ISO 8601 (sortable, as the
+# trail stores it) and, last, as a person reads it (和暦, JST).
+CSV_HEADER = ["日時", "ケース番号", "操作者", "氏名", "所属", "操作", "操作コード", "結果", "接続元", "連携システム",
+              "日時（和暦）"]
+
+
+def csv_row(r: "TrailRow") -> list[str]:
+    """One line of the CSV answer (CSV_HEADER's columns), each cell safe to open in a spreadsheet."""
+    return spreadsheet.row([
+        r.at.astimezone(calendar.JST).isoformat(timespec="seconds"), r.case_number or "", r.actor, r.actor_name,
+        r.department, r.action_label, r.action, r.outcome, r.remote_addr or "", r.client or "",
+        calendar.wareki_datetime(r.at)])
+
+
+@dataclass
+class TrailRow:
+    """One line of the answer: who did what to which case, when and from where."""
+
+    seq: int
+    at: datetime
+    case_number: str | None
+    actor: str        # login, client:NAME or system
+    actor_name: str   # display name, if a staff user
+    department: str   # the user's department, if a staff user
+    action: str
+    action_label: str
+    outcome: str
+    remote_addr: str | None
+    client: str | None
+
+
+def find_case(session: Session, ref: str) -> Case:
+    """A case by its number (R8-000123) or its id."""
+    ref = (ref or "").strip()
+    case = session.scalar(select(Case).where(Case.case_number == ref.upper()))
+    if case is None and ref.isascii() and ref.isdigit() and int(ref) < 2 ** 31:  # an id; a longer number is none
+        case = session.get(Case, int(ref))
+    if case is None:
+        raise NotFound(f"ケース「{ref}」は見つかりません。")
+    return case
+
+
+def person_trail(session: Session, ref: str, *, requested_by: str = "cli",
+                 actor=None) -> tuple[list[Case], list[TrailRow]]:
+    """The cases of the person of case `ref` (same 宛名番号, or same name and birth date) and every audit
+    row about them, oldest first. The answer itself is recorded in the trail (`audit.person_trail`).
+
+    From a page, `actor` is the signed-in user: only an admin may ask (PermissionDenied otherwise), and
+    the answer is recorded under their name.
+    """
+    if actor is not None:
+        access.require_admin(actor, "閲覧記録（開示請求）を調べられるのは管理者だけです。")
+    case = find_case(session, ref)
+    cases = list(session.scalars(select(Case).join(Person, Person.id == Case.person_id)
+                                 .where(person_cases_filter(case)).order_by(Case.id)))
+    numbers = {c.id: c.case_number for c in cases}
+    users: dict[int, User | None] = {}
+    clients: dict[int, ApiClient | None] = {}
+    rows = []
+    rows_of_trail = select(AuditEvent).where(AuditEvent.case_id.in_(numbers)).order_by(AuditEvent.seq)
+    for ev in session.scalars(rows_of_trail):
+        user = users.setdefault(ev.actor_id, session.get(User, ev.actor_id)) if ev.actor_id else None
+        client = (clients.setdefault(ev.client_id, session.get(ApiClient, ev.client_id))
+                  if ev.client_id else None)
+        dept = session.get(Department, user.department_id) if user is not None else None
+        rows.append(TrailRow(
+            seq=ev.seq, at=ev.at, case_number=numbers.get(ev.case_id), actor=ev.actor_label,
+            actor_name=user.display_name if user else "", department=dept.name if dept else "",
+            action=ev.action, action_label=action_label(ev.action),
+            outcome=OUTCOME_LABELS.get(ev.outcome, ev.outcome), remote_addr=ev.remote_addr,
+            client=client.name if client else None,
+        ))
+    trail.record(session, actor=actor, actor_label=None if actor is not None else requested_by,
+                 action="audit.person_trail",
+                 object_type="case", object_id=case.id, case_id=case.id,
+                 detail={"cases": len(cases), "rows": len(rows)})
+    session.flush()
+    return cases, rows

@@ -1,0 +1,171 @@
+"""The plan stage: adopt_plan (the 重層的支援会議 decides a 支援プラン), evaluate it, resume after a pause.
+
+A plan holds goals in the person's words, a role per agency (each within the consent), the 主担当 (who
+owns the case from then on) and the next evaluation date; an evaluation continues it, sends it back to the
+重層的支援会議 (再プラン), pauses it (中断) or closes the case.
+"""
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import calendar, vocab
+from engine import fields as declare
+from engine.alerts import alerts
+from engine.cases.checks import REQUIRED, as_date, blank, choice, evaluation_within_horizon, not_before_opening, require
+from engine.cases.events.closing import close_fields
+from engine.cases.events.context import Event, EventContext, note_only, nothing
+from engine.cases.kernel import add_business_category
+from engine.departments import department_by_code, departments_by_codes
+from engine.errors import MissingField, ValidationFailed
+from engine.models import Evaluation, Meeting, MeetingCase, MeetingMember, Plan, PlanRole
+
+
+def _prepare_plan(ctx: EventContext) -> None:
+    f = ctx.fields
+    require(f, "goals", "roles", "main_department", "next_evaluation_date")
+    errors: dict[str, list[str]] = {}
+    as_date(errors, f, "next_evaluation_date")
+    evaluation_within_horizon(errors, f, "next_evaluation_date", ctx.today)
+    as_date(errors, f, "decided_on", not_after=ctx.today)
+    not_before_opening(errors, f, "decided_on", ctx.case, "支援決定日")
+    roles = []
+    if not isinstance(f["roles"], list) or not all(isinstance(r, dict) for r in f["roles"]):
+        raise ValidationFailed({"roles": ["役割分担は {department, role} の一覧で指定してください。"]})
+    wanted = [r.get("department") for r in f["roles"]] + [f["main_department"]]
+    departments_by_codes(ctx.session, [c for c in wanted if isinstance(c, str)])
+    for i, r in enumerate(f["roles"]):
+        dept = department_by_code(ctx.session, r.get("department"))
+        if dept is None:
+            errors.setdefault(f"roles.{i}.department", []).append(f"「{r.get('department')}」という機関はありません。")
+        elif not (r.get("role") or "").strip():
+            errors.setdefault(f"roles.{i}.role", []).append(REQUIRED)
+        elif any(other["department"].id == dept.id for other in roles):
+            errors.setdefault(f"roles.{i}.department", []).append(
+                f"{dept.name}の役割はすでに指定されています。1つの機関の役割は1行にまとめてください。")
+        else:
+            roles.append({"department": dept, "role": r["role"].strip()})
+    ctx.main_department = department_by_code(ctx.session, f["main_department"])
+    if ctx.main_department is None:
+        errors.setdefault("main_department", []).append(f"「{f['main_department']}」という機関はありません。")
+    given = f.get("business_categories") or []
+    for i, code in enumerate(given):
+        if code not in vocab.codes("business_categories"):
+            errors.setdefault("business_categories", []).append(f"「{code}」という事業区分はありません。")
+        elif code in given[:i]:
+            errors.setdefault("business_categories", []).append(f"「{code}」が2回以上指定されています。")
+    if errors:
+        raise ValidationFailed(errors)
+    ctx.roles = roles
+
+
+def _apply_plan(ctx: EventContext) -> None:
+    s = ctx.session
+    earlier = s.scalars(select(Plan).where(Plan.case_id == ctx.case.id)).all()
+    for plan in earlier:
+        if plan.status == "active":
+            plan.status = "superseded"
+            plan.revised_at = ctx.now
+    meeting = Meeting(kind="layered_meeting", case_id=ctx.case.id, held_at=ctx.now, convenor_id=ctx.actor.id,
+                      secretariat_department_id=ctx.actor.department_id, minutes=ctx.fields.get("minutes"),
+                      decisions="支援プランを決定", members=[MeetingMember(
+                          user_id=ctx.actor.id, department_id=ctx.actor.department_id, secretariat=True,
+                          acknowledged_at=ctx.now)],
+                      discussed_cases=[MeetingCase(case_id=ctx.case.id)])
+    s.add(meeting)
+    plan = Plan(
+        case_id=ctx.case.id, number=max((p.number for p in earlier), default=0) + 1, status="active",
+        goals=ctx.fields["goals"], main_department_id=ctx.main_department.id,
+        next_evaluation_date=ctx.fields["next_evaluation_date"], no_contact_since=ctx.today,
+        business_categories=ctx.fields.get("business_categories") or [], meeting=meeting,
+        decided_on=ctx.fields.get("decided_on") or ctx.today, created_by_id=ctx.actor.id, created_at=ctx.now,
+        roles=[PlanRole(department_id=r["department"].id, role=r["role"]) for r in ctx.roles],
+    )
+    s.add(plan)
+    ctx.case.owning_department_id = ctx.main_department.id
+    if ctx.case.support_decision_date is None:  # the first plan since the case was opened (or reopened)
+        ctx.case.support_decision_date = plan.decided_on
+    for code in plan.business_categories:
+        add_business_category(ctx.case, code)
+
+
+def active_plan(session: Session, case_id: int) -> Plan | None:
+    return session.scalars(select(Plan).where(Plan.case_id == case_id, Plan.status == "active")).first()
+
+
+def _prepare_evaluate(ctx: EventContext) -> None:
+    f = ctx.fields
+    require(f, "decision", "goals_met")
+    # What the decision needs is missing (422 missing-field, as for any event), not wrong.
+    if f.get("decision") == "continue" and blank(f.get("next_evaluation_date")):
+        raise MissingField({"next_evaluation_date": ["継続する場合は次回評価日が必須です。"]})
+    if f.get("decision") == "close" and blank(f.get("close_reason")):
+        raise MissingField({"close_reason": ["終結する場合は終結の理由が必須です。"]})
+    errors: dict[str, list[str]] = {}
+    choice(errors, f, "decision", "evaluation_decisions")
+    if f.get("goals_met") not in vocab.codes("goals_met"):
+        errors.setdefault("goals_met", []).append(
+            "目標の達成度は " + "・".join(f"{label}（{code}）" for code, label in vocab.codes("goals_met").items())
+            + " から選んでください。")
+    if f.get("decision") == "close":
+        choice(errors, f, "close_reason", "close_reasons")
+    elif not blank(f.get("close_reason")):
+        errors.setdefault("close_reason", []).append("終結の理由は、終結するときだけ指定してください。")
+    as_date(errors, f, "next_evaluation_date")
+    evaluation_within_horizon(errors, f, "next_evaluation_date", ctx.today)
+    as_date(errors, f, "evaluated_on", not_after=ctx.today)
+    ctx.plan = active_plan(ctx.session, ctx.case.id)
+    adopted_on = (ctx.plan.decided_on or ctx.plan.created_at.astimezone(calendar.JST).date()) \
+        if ctx.plan is not None else None
+    if "evaluated_on" not in errors and isinstance(f.get("evaluated_on"), date) and adopted_on is not None \
+            and f["evaluated_on"] < adopted_on:
+        errors["evaluated_on"] = [f"評価日はプランを決定した日（{calendar.wareki(adopted_on)}）以降の日付にしてください。"]
+    if errors:
+        raise ValidationFailed(errors)
+    ctx.history_detail["decision"] = f["decision"]
+    if f["decision"] == "close":
+        ctx.history_detail["close_reason"] = f["close_reason"]
+
+
+def _apply_evaluate(ctx: EventContext) -> None:
+    f = ctx.fields
+    ev = Evaluation(case_id=ctx.case.id, plan_id=ctx.plan.id, evaluated_on=f.get("evaluated_on") or ctx.today,
+                    goals_met=f["goals_met"], changes=f.get("changes"), decision=f["decision"],
+                    next_evaluation_date=f.get("next_evaluation_date"), evaluator_id=ctx.actor.id,
+                    created_at=ctx.now)
+    ctx.session.add(ev)
+    ctx.plan.evaluated_at = ctx.now
+    if f["decision"] == "close":
+        close_fields(ctx, f["close_reason"], f.get("changes"))
+    if f["decision"] == "continue":
+        ctx.plan.next_evaluation_date = f["next_evaluation_date"]
+    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("evaluation_overdue",), actor=ctx.actor,
+                        note="評価により解決", now=ctx.now)
+
+
+EVENTS = (
+    Event("adopt_plan", _prepare_plan, _apply_plan, fields=(
+        declare.text("goals", required=True, limit=20000, description="本人の言葉による目標（必須）"),
+        declare.rows("roles", required=True, row_name="PlanRoleIn", label="役割", description="[{department, role}]（必須）", row=(
+            declare.code("department", required=True, description="機関コード"),
+            declare.text("role", required=True, limit=2000, description="役割"))),
+        declare.code("main_department", required=True, description="主担当の機関コード（必須）"),
+        declare.day("next_evaluation_date", required=True, description="次回評価日（必須）"),
+        declare.day("decided_on", description="支援決定日（重層的支援会議で決定した日。省略時は今日）"),
+        declare.codes("business_categories", limit=32, nullable=False, description="事業区分コードの一覧"),
+        declare.text("minutes", limit=20000, description="重層的支援会議の記録"),
+    )),
+    Event("evaluate", _prepare_evaluate, _apply_evaluate, fields=(
+        declare.code("goals_met", required=True, limit=None, choices="goals_met",
+                     description="目標の達成度コード（必須、categories.yaml の goals_met）"),
+        declare.text("changes", limit=20000, description="変化・状況"),
+        declare.code("decision", required=True, limit=None, choices="evaluation_decisions",
+                     description="continue / replan / suspend / close（必須）"),
+        declare.day("next_evaluation_date", description="次回評価日（継続時必須）"),
+        declare.code("close_reason", limit=32, description="終結理由（終結時必須）"),
+        declare.day("evaluated_on", description="評価日"),
+    )),
+    Event("resume", note_only, nothing, fields=(declare.text("note", limit=20000, description="メモ"),)),
+)

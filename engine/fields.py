@@ -1,0 +1,111 @@
+"""Field declarations: what an input of a use case is, written once.
+
+A declaration says a field's name, its kind, whether it is required, its limit and its description, and
+which text it takes: the REST API's schemas (schemas/) and the staff pages' forms (web/forms.py) are both
+made from it, so that a page and the API cannot disagree about what is valid. The engine checks the rest
+(codes of config/, dates against the case, who may do what) itself.
+
+Kinds:
+- ``text``: free text, line breaks and tabs allowed;
+- ``line``: one line of text (a name, a reference): no line break, no tab;
+- ``code``: a code (a department, a code of config/), one line;
+- ``codes``: a list of codes;
+- ``date``, ``datetime``: a day; a moment with its time zone;
+- ``flag``: true or false;
+- ``rows``: a list of rows, each with the fields `row`.
+
+No text may hold a control character other than a line break or a tab, nor a lone surrogate (neither can
+be stored: PostgreSQL refuses NUL, UTF-8 refuses surrogates); a one-line kind holds neither of those either.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+KINDS = ("text", "line", "code", "codes", "date", "datetime", "flag", "rows")
+ONE_LINE_KINDS = ("line", "code")
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# A name, a number or a reference is one line: no line break (of any kind) and no tab.
+_LINE_BREAK = re.compile(r"[\t\n\r\x85\u2028\u2029]")
+
+CONTROL_CHARACTER = "制御文字は使えません。"
+NOT_UNICODE = "正しい文字列ではありません。"
+NOT_ONE_LINE = "改行やタブは使えません。1行で指定してください。"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input of a use case (see the module's docstring for the kinds)."""
+
+    name: str
+    kind: str
+    required: bool = False
+    limit: int | None = None  # characters of a text; for codes, of each code
+    description: str = ""
+    label: str = ""  # what a page calls it, where a message must name it (構成員, 役割 …)
+    choices: str | None = None  # the code list of config/ its value comes from (documented as such)
+    row: tuple["Field", ...] = ()  # kind "rows": the fields of one row
+    row_name: str | None = None  # kind "rows": the name of one row's schema in the API document
+    nullable: bool | None = None  # whether the API takes null for it; by default, when it is optional
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: unknown kind {self.kind!r}")
+        if (self.kind == "rows") != bool(self.row):
+            raise ValueError(f"{self.name}: only a field of kind 'rows' has row fields")
+
+    @property
+    def takes_null(self) -> bool:
+        return (not self.required) if self.nullable is None else self.nullable
+
+    @property
+    def one_line(self) -> bool:
+        return self.kind in ONE_LINE_KINDS
+
+
+def text_problem(value: str, *, one_line: bool = False) -> str | None:
+    """What is wrong with a text for storing, if anything: a control character, text that is not valid
+    Unicode, or (for a one-line field) a line break or a tab."""
+    if _CONTROL.search(value):
+        return CONTROL_CHARACTER
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return NOT_UNICODE
+    if one_line and _LINE_BREAK.search(value):
+        return NOT_ONE_LINE
+    return None
+
+
+def text(name: str, *, required: bool = False, limit: int | None = None, description: str = "", **kw) -> Field:
+    return Field(name, "text", required=required, limit=limit, description=description, **kw)
+
+
+def line(name: str, *, required: bool = False, limit: int | None = None, description: str = "", **kw) -> Field:
+    return Field(name, "line", required=required, limit=limit, description=description, **kw)
+
+
+def code(name: str, *, required: bool = False, limit: int | None = 64, description: str = "", **kw) -> Field:
+    return Field(name, "code", required=required, limit=limit, description=description, **kw)
+
+
+def codes(name: str, *, required: bool = False, limit: int | None = 64, description: str = "", **kw) -> Field:
+    return Field(name, "codes", required=required, limit=limit, description=description, **kw)
+
+
+def day(name: str, *, required: bool = False, description: str = "", **kw) -> Field:
+    return Field(name, "date", required=required, description=description, **kw)
+
+
+def moment(name: str, *, required: bool = False, description: str = "", **kw) -> Field:
+    return Field(name, "datetime", required=required, description=description, **kw)
+
+
+def flag(name: str, *, description: str = "", **kw) -> Field:
+    return Field(name, "flag", description=description, **kw)
+
+
+def rows(name: str, row: tuple[Field, ...], *, row_name: str, required: bool = False, description: str = "",
+         **kw) -> Field:
+    return Field(name, "rows", required=required, description=description, row=row, row_name=row_name, **kw)

@@ -1,0 +1,1 @@
+"""People: names folded for search and matching."""

@@ -1,0 +1,1 @@
+"""Other systems: referrals posted over REST, API clients and their tokens, webhooks to referrers."""

@@ -1,0 +1,1 @@
+"""Staff users: accounts, passwords and sign-in."""

@@ -1,0 +1,1 @@
+"""Worklists: a department's inbox (受信箱) and the FM dashboard."""
