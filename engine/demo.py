@@ -43,7 +43,7 @@ def _user(session: Session, login: str, role: str, dept: str, name: str) -> User
     existing = session.scalar(select(User).where(User.login == login))
     if existing is not None:
         return existing
-    return users.create_user(session, login=login, role=role, department_code=dept, password=DEMO_PASSWORD,
+    return users.create_user(session, None, login=login, role=role, department_code=dept, password=DEMO_PASSWORD,
                              display_name=name)
 
 

@@ -95,7 +95,7 @@ def test_an_operator_sets_a_forgotten_password_lifting_the_lock(sessions, actors
         user = s.get(User, actors.window.id)
         user.failed_logins, user.locked_until = 7, utcnow() + timedelta(minutes=10)
     with unit_of_work(sessions) as s:
-        users.reset_password(s, "window", NEW)
+        users.reset_password(s, None, "window", NEW)
     user = _user(sessions, "window")
     assert (user.failed_logins, user.locked_until) == (0, None)
     assert user.session_epoch == actors.window.session_epoch + 1
@@ -105,10 +105,10 @@ def test_an_operator_sets_a_forgotten_password_lifting_the_lock(sessions, actors
 
 def test_a_reset_is_refused_for_an_unknown_login_or_a_short_password(sessions, actors):
     with unit_of_work(sessions) as s, pytest.raises(ValidationFailed) as err:
-        users.reset_password(s, "nobody", NEW)
+        users.reset_password(s, None, "nobody", NEW)
     assert err.value.errors == {"login": ["「nobody」という利用者はいません。"]}
     with unit_of_work(sessions) as s, pytest.raises(ValidationFailed) as err:
-        users.reset_password(s, "window", "short")
+        users.reset_password(s, None, "window", "short")
     assert list(err.value.errors) == ["password"]
     assert _signs_in(sessions, "window", PASSWORD)
 
@@ -118,10 +118,10 @@ def test_a_disabled_user_is_let_back_in(sessions, actors):
         users.disable_user(s, None, "window")
     assert not _signs_in(sessions, "window", PASSWORD)
     with unit_of_work(sessions) as s:
-        users.enable_user(s, "window")
+        users.enable_user(s, None, "window")
     assert _signs_in(sessions, "window", PASSWORD)
     with unit_of_work(sessions) as s, pytest.raises(Conflict):
-        users.enable_user(s, "window")
+        users.enable_user(s, None, "window")
     assert count(sessions, AuditEvent, AuditEvent.action == "user.enable") == 1
 
 

@@ -245,7 +245,7 @@ def user_add(login: str, role: str, department: str, display_name: str | None, m
     """Add a staff user; the password is read from stdin (one line) or prompted twice at a terminal."""
     password = _read_password()
     with transaction() as session:
-        accounts.create_user(session, login=login, role=role, department_code=department, password=password,
+        accounts.create_user(session, None, login=login, role=role, department_code=department, password=password,
                           display_name=display_name, must_change=must_change_password)
     if must_change_password:
         click.echo(f"利用者 {login} を追加しました。最初のログインで本人がパスワードを変更します。")
@@ -271,7 +271,7 @@ def user_password(login: str) -> None:
     left by failed sign-ins and ends the user's open sessions."""
     password = _read_password()
     with transaction() as session:
-        accounts.reset_password(session, login, password)
+        accounts.reset_password(session, None, login, password)
     click.echo(f"利用者 {login} のパスワードを設定しました。ログインしたら、画面の「パスワード変更」で本人が変更してください。")
 
 
@@ -281,7 +281,7 @@ def user_password(login: str) -> None:
 def user_enable(login: str) -> None:
     """Let a disabled user sign in again (their revoked tokens stay revoked)."""
     with transaction() as session:
-        accounts.enable_user(session, login)
+        accounts.enable_user(session, None, login)
     click.echo(f"利用者 {login} を再開しました。")
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from engine.access.relations import Sight, case_sight
 from engine.access.visibility import visible_cases_filter
 from engine.audit import trail
-from engine.errors import EventNotAllowed, NotFound, PermissionDenied
+from engine.errors import EventNotAllowed, NotFound, PermissionDenied, ValidationFailed
 from engine.models import Alert, Case, Department, Handoff, utcnow
 
 ALERT_LABELS = {
@@ -200,6 +200,7 @@ def _move(session: Session, alert: Alert, event: str, from_statuses: tuple[str, 
         raise _not_allowed(event, alert)
 
 
+RESOLUTION_NOTE_REQUIRED = "何をしたか（解決の内容）を入力してください。"
 ACTION_LABELS = {"acknowledge": "確認済みにする", "resolve": "解決にする"}
 
 
@@ -236,17 +237,20 @@ def acknowledge(session: Session, actor, alert_id: int, note: str | None = None,
 
 def resolve(session: Session, actor, alert_id: int, note: str | None = None,
             now: datetime | None = None) -> Alert:
-    """Close an alert with a note (解決)."""
+    """Close an alert with a note saying what was done (解決): required, from every page, the API and the FM's
+    振り替え alike, so that the next person reads why the alert is gone."""
     alert = _load(session, actor, alert_id)
     if alert.status == "resolved":
         raise _not_allowed("resolve", alert)
     if actor.role == "admin":
         raise PermissionDenied("管理者はアラートを処理できません。")
+    note = (note or "").strip()
+    if not note:
+        raise ValidationFailed({"note": [RESOLUTION_NOTE_REQUIRED]})
     values = {"status": "resolved", "resolved_at": now or utcnow(), "resolved_by_id": actor.id}
     if alert.kind not in HELD_ON_RESOLVE:
         values["open_key"] = None
-    if note:
-        values["resolution_note"] = note
+    values["resolution_note"] = note
     _move(session, alert, "resolve", ("open", "acknowledged"), values)
     trail.record(session, actor=actor, action="alert.resolve", object_type="alert",
                  object_id=alert.id, case_id=alert.case_id)

@@ -76,8 +76,8 @@ def issued_password() -> str:
     return "-".join("".join(secrets.choice(_ISSUED_ALPHABET) for _ in range(4)) for _ in range(3))
 
 
-def create_user(session: Session, *, login: str, role: str, department_code: str, password: str,
-                display_name: str | None = None, actor=None, must_change: bool = False) -> User:
+def create_user(session: Session, actor, *, login: str, role: str, department_code: str, password: str,
+                display_name: str | None = None, must_change: bool = False) -> User:
     """Add a staff user (職員). Refuses an unknown role or department, a taken login, a short password.
 
     `actor` None is the operator at the command line; a person must be an administrator."""
@@ -300,7 +300,7 @@ def change_password(session: Session, user: User, *, current: str, new: str, con
     return user
 
 
-def reset_password(session: Session, login: str, password: str, *, actor=None) -> User:
+def reset_password(session: Session, actor, login: str, password: str) -> User:
     """An operator sets a user's password (forgotten, or first handed over): the lock is lifted and every
     open session of the user ends. The user should change it on the page once signed in.
 
@@ -325,8 +325,10 @@ def reset_password(session: Session, login: str, password: str, *, actor=None) -
     return user
 
 
-def enable_user(session: Session, login: str, *, actor=None) -> User:
-    """Let a disabled user sign in again (the tokens revoked when they were disabled stay revoked)."""
+def enable_user(session: Session, actor, login: str) -> User:
+    """Let a disabled user sign in again (the tokens revoked when they were disabled stay revoked).
+
+    `actor` None is the operator at the command line; a person must be an administrator."""
     if actor is not None:
         access.require_admin(actor, "利用者を再開できるのは管理者だけです。")
     user = _named_user(session, login)

@@ -63,10 +63,10 @@ def add_user():
     form = request.form
     password = users.issued_password()
     try:
-        user = users.create_user(db.session(), login=(form.get("login") or "").strip(),
+        user = users.create_user(db.session(), actor(), login=(form.get("login") or "").strip(),
                                  role=form.get("role") or "", department_code=form.get("department") or "",
                                  display_name=(form.get("name") or "").strip() or None, password=password,
-                                 actor=actor(), must_change=True)
+                                 must_change=True)
     except ValidationFailed as exc:
         db.session().rollback()
         return _index(form, exc.errors, 422)
@@ -85,7 +85,7 @@ def reset_password(login: str):
     _require_admin()
     password = users.issued_password()
     try:
-        user = users.reset_password(db.session(), login, password, actor=actor())
+        user = users.reset_password(db.session(), actor(), login, password)
     except PASS_THROUGH:
         raise
     except EngineError as exc:
@@ -154,7 +154,7 @@ def disable_user(login: str):
 @login_required
 def enable_user(login: str):
     """Let a stopped user sign in again (their revoked tokens stay revoked)."""
-    return _act(lambda: users.enable_user(db.session(), login, actor=actor()),
+    return _act(lambda: users.enable_user(db.session(), actor(), login),
                 lambda u: f"{u.display_name}（{u.login}）を再開しました。ログインできます（停止のときに無効にしたトークンは無効のままです）。",
                 "users")
 
