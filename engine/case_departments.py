@@ -44,7 +44,7 @@ from engine.departments import DESK_CODE
 from engine.models import Case, CaseDepartment, CaseNotice, Consent, ConsentAgency, Department, Handoff
 
 _CASE_RELATION_COLUMNS = ("owning_department_id", "created_department_id", "reopened_department_id")
-_HANDOFF_RELATION_COLUMNS = ("state", "to_department_id", "from_department_id")
+_HANDOFF_RELATION_COLUMNS = ("state", "to_department_id", "from_department_id", "lapsed_at")
 
 
 def _relation_rows(case_ids=None, *, single: bool = False):
@@ -71,6 +71,8 @@ def _relation_rows(case_ids=None, *, single: bool = False):
         .where(only(Handoff.case_id), Handoff.state.in_(("sent", "accepted"))),
         select(Handoff.case_id, Handoff.from_department_id, zero)
         .where(only(Handoff.case_id), Handoff.from_department_id.is_not(None)),
+        select(Handoff.case_id, Handoff.to_department_id, zero)
+        .where(only(Handoff.case_id), Handoff.lapsed_at.is_not(None)),
         select(CaseNotice.case_id, CaseNotice.department_id, zero).where(only(CaseNotice.case_id)),
         select(Consent.case_id, ConsentAgency.department_id, one)
         .join(ConsentAgency, ConsentAgency.consent_id == Consent.id)

@@ -12,7 +12,8 @@ Kinds:
 - ``codes``: a list of codes;
 - ``date``, ``datetime``: a day; a moment with its time zone;
 - ``flag``: true or false;
-- ``rows``: a list of rows, each with the fields `row`.
+- ``rows``: a list of rows, each with the fields `row`;
+- ``group``: one object with the fields `row` (a basis: {code, note}).
 
 No text may hold a control character other than a line break or a tab, nor a lone surrogate (neither can
 be stored: PostgreSQL refuses NUL, UTF-8 refuses surrogates); a one-line kind holds neither of those either.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS = ("text", "line", "code", "codes", "date", "datetime", "flag", "rows")
+KINDS = ("text", "line", "code", "codes", "date", "datetime", "flag", "rows", "group")
 ONE_LINE_KINDS = ("line", "code")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -45,15 +46,15 @@ class Field:
     description: str = ""
     label: str = ""  # what a page calls it, where a message must name it (構成員, 役割 …)
     choices: str | None = None  # the code list of config/ its value comes from (documented as such)
-    row: tuple["Field", ...] = ()  # kind "rows": the fields of one row
-    row_name: str | None = None  # kind "rows": the name of one row's schema in the API document
+    row: tuple["Field", ...] = ()  # kinds "rows" and "group": the fields of one row
+    row_name: str | None = None  # kinds "rows" and "group": the name of one row's schema in the API document
     nullable: bool | None = None  # whether the API takes null for it; by default, when it is optional
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"{self.name}: unknown kind {self.kind!r}")
-        if (self.kind == "rows") != bool(self.row):
-            raise ValueError(f"{self.name}: only a field of kind 'rows' has row fields")
+        if (self.kind in ("rows", "group")) != bool(self.row):
+            raise ValueError(f"{self.name}: only a field of kind 'rows' or 'group' has row fields")
 
     @property
     def takes_null(self) -> bool:
@@ -109,3 +110,17 @@ def flag(name: str, *, description: str = "", **kw) -> Field:
 def rows(name: str, row: tuple[Field, ...], *, row_name: str, required: bool = False, description: str = "",
          **kw) -> Field:
     return Field(name, "rows", required=required, description=description, row=row, row_name=row_name, **kw)
+
+
+def group(name: str, row: tuple[Field, ...], *, row_name: str, required: bool = False, description: str = "",
+          **kw) -> Field:
+    return Field(name, "group", required=required, description=description, row=row, row_name=row_name, **kw)
+
+
+def basis(name: str = "basis") -> Field:
+    """The statute or emergency an FM or the desk chooses for giving a body outside the city a person's data."""
+    return group(name, row_name="SharingBasisIn", label="情報提供の根拠",
+                 description="市の外の機関に、委託・本人の同意のどちらもなく送るときの根拠 {code: config の sharing_bases のコード, "
+                             "note: その根拠に当たる事実}（FM・サポートデスクのみ）",
+                 row=(code("code", required=True, limit=32, choices="sharing_bases", description="根拠のコード"),
+                      text("note", required=True, limit=2000, description="その根拠に当たる事実（必須）")))

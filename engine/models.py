@@ -39,7 +39,12 @@ HANDOFF_STATES = ("sent", "accepted", "declined", "withdrawn")
 ALERT_KINDS = (
     "handoff_stalled", "handoff_escalated", "handoff_declined", "unrouted",
     "multi_agency_candidate", "evaluation_overdue", "no_contact",
+    "basis_needed", "handed_back", "notice_unseen",
 )
+DEPARTMENT_KINDS = ("city_section", "outside_agency", "partner")
+# What a body outside the city was given of a person's data (提供記録), and on which basis.
+PROVISION_KINDS = ("sheet", "join", "meeting", "fact", "notice", "plan_role")
+BASIS_KINDS = ("commission", "consent", "support_meeting", "statute")
 ALERT_STATUSES = ("open", "acknowledged", "resolved")
 ROLES = ("staff", "fm", "admin")
 
@@ -64,7 +69,7 @@ class Department(Base):
     """A city section, an outside agency or a partner that a つなぐシート can reach."""
 
     __tablename__ = "departments"
-    __table_args__ = (CheckConstraint(_in("kind", ("city_section", "outside_agency", "partner")), name="kind"),)
+    __table_args__ = (CheckConstraint(_in("kind", DEPARTMENT_KINDS), name="kind"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
@@ -72,6 +77,15 @@ class Department(Base):
     kind: Mapped[str] = mapped_column(String(32))
     areas: Mapped[list[Any]] = mapped_column(default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A body outside the city commissioned by the city (委託, 個人情報保護法66条2項): the work, and the issue
+    # categories it covers (engine.sharing.bases). None for a city section and for a partner (協定企業・団体).
+    commission_work: Mapped[str | None] = mapped_column(Text)
+    commission_categories: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+
+    @property
+    def outside_city(self) -> bool:
+        """Whether the body is outside the city's own offices (a person's data reaches it only on a basis)."""
+        return self.kind != "city_section"
 
 
 class User(Base):
@@ -301,6 +315,9 @@ class Handoff(Base):
     declined_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     decline_reason: Mapped[str | None] = mapped_column(Text)
     withdrawn_at: Mapped[datetime | None]
+    # The join ended because the consent it rested on was narrowed or withdrawn: the department keeps the
+    # case's metadata and what it wrote itself (engine.access.relations: former).
+    lapsed_at: Mapped[datetime | None]
 
     case: Mapped[Case] = relationship(back_populates="handoffs")
     from_department: Mapped[Department | None] = relationship(foreign_keys=[from_department_id])
@@ -391,7 +408,9 @@ class Consent(Base):
     method: Mapped[str | None] = mapped_column(String(16))
     obtained_on: Mapped[date] = mapped_column(Date)
     note: Mapped[str | None] = mapped_column(Text)
-    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # Who recorded it: a member of staff, or the system that referred the case with the person's consent.
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    recorded_by_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     agencies: Mapped[list["ConsentAgency"]] = relationship(cascade="all, delete-orphan")
@@ -583,6 +602,8 @@ class CaseNotice(Base):
     department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), index=True)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When a notice of a 多機関協働 candidate nobody has seen goes to the FM (the stall policy's business days).
+    escalate_at: Mapped[datetime | None] = mapped_column(index=True)
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
@@ -646,6 +667,8 @@ class Alert(Base):
     # it due (its evaluation date, or the start of the silence). The scan lets the alert go once either changes.
     plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
     subject_date: Mapped[date | None] = mapped_column(Date)
+    # A notice nobody has seen (notice_unseen): the notice it is about.
+    notice_id: Mapped[int | None] = mapped_column(ForeignKey("case_notices.id", ondelete="CASCADE"))
     message: Mapped[str] = mapped_column(Text, default="")
     raised_at: Mapped[datetime] = mapped_column(default=utcnow)
     due_at: Mapped[datetime | None]
@@ -658,6 +681,40 @@ class Alert(Base):
     resolution_note: Mapped[str | None] = mapped_column(Text)
 
     department: Mapped[Department | None] = relationship()
+
+
+class Provision(Base):
+    """提供記録: a person's data given to a body outside the city — what, to whom, when, by whom, on which basis.
+
+    Written by the engine with every outward share (engine.sharing): a つなぐシート, a join request, a 支援会議's
+    records, a fact carried over, a notice's text, a plan role. The 開示請求 answer lists them.
+    """
+
+    __tablename__ = "provisions"
+    __table_args__ = (
+        CheckConstraint(_in("what", PROVISION_KINDS), name="what"),
+        CheckConstraint(_in("basis", BASIS_KINDS), name="basis"),
+        CheckConstraint("basis <> 'statute' OR (basis_code IS NOT NULL AND basis_note IS NOT NULL)",
+                        name="statute_has_code_and_note"),
+        Index("ix_provisions_case_department", "case_id", "department_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
+    what: Mapped[str] = mapped_column(String(16))
+    basis: Mapped[str] = mapped_column(String(32))
+    basis_code: Mapped[str | None] = mapped_column(String(32))  # a statute or emergency: config sharing_bases
+    basis_note: Mapped[str | None] = mapped_column(Text)
+    commission_work: Mapped[str | None] = mapped_column(Text)  # the commission as it stood
+    consent_id: Mapped[int | None] = mapped_column(ForeignKey("consents.id", ondelete="SET NULL"))
+    meeting_id: Mapped[int | None] = mapped_column(ForeignKey("meetings.id", ondelete="SET NULL"))
+    handoff_id: Mapped[int | None] = mapped_column(ForeignKey("handoffs.id", ondelete="SET NULL"))
+    given_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    given_by_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"))
+    given_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    department: Mapped[Department] = relationship()
 
 
 # --- API clients, idempotency, webhooks ---------------------------------------------------------

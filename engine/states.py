@@ -14,6 +14,8 @@ from transitions import Machine
 
 from engine import access
 from engine.errors import EventNotAllowed, GuardRefused, PermissionDenied, UnknownEvent
+from engine.models import Department
+from engine.sharing import bases
 
 CASE_STATE_LABELS = {
     "intake": "受付",
@@ -94,6 +96,20 @@ def target_is_other_department(case, ctx) -> None:
         _refuse("target_is_other_department", "自分の部署にはつなぐシートを送れません。")
     if not target.active:
         _refuse("target_is_other_department", f"{target.name}は現在つなぐシートを受け付けていません。")
+
+
+def target_has_basis(case, ctx) -> None:
+    """A body outside the city receives the sheet only on a basis (engine.sharing.bases)."""
+    ctx.basis = bases.require_basis(ctx.session, case, ctx.target_department, "sheet", chosen=ctx.chosen_basis)
+
+
+def owner_named_in_consent(case, ctx) -> None:
+    """The 主担当 leads the consented track: a body outside the city that owns the case must be named in the
+    consent (or hand the case to another department first)."""
+    owner = ctx.session.get(Department, case.owning_department_id) if case.owning_department_id else None
+    if owner is not None and owner.outside_city and owner.id not in {d.id for d in ctx.agencies}:
+        _refuse("owner_named_in_consent",
+                f"主担当の{owner.name}は市の外の機関です。同意の範囲に含めるか、先に担当を市の部署に引き継いでください。")
 
 
 def actor_works_on_case(case, ctx) -> None:
@@ -182,7 +198,8 @@ def handoff_actor_in_receiving_department(handoff, ctx) -> None:
 GUARDS: dict[str, Callable[[Any, Any], None]] = {
     f.__name__: f
     for f in (
-        actor_is_fm, actor_in_receiving_department, actor_may_send, target_is_other_department,
+        actor_is_fm, actor_in_receiving_department, actor_may_send, target_is_other_department, target_has_basis,
+        owner_named_in_consent,
         actor_works_on_case, actor_is_meeting_member, members_acknowledged_secrecy,
         consent_covers_agencies, main_department_has_role, plan_agencies_within_consent,
         evaluation_date_in_future, case_has_active_plan, actor_may_reopen, case_has_owner, case_without_owner,
@@ -208,11 +225,11 @@ _EVALUATE_GUARDS = ["actor_works_on_case", "case_has_active_plan"]
 
 CASE_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "send_handoff", "source": ["intake"], "dest": "handoff",
-     "guards": ["actor_may_send", "target_is_other_department"]},
+     "guards": ["actor_may_send", "target_is_other_department", "target_has_basis"]},
     # A 支援会議 held from 受付 (no rule matched, or the sheet came back) leaves the case without an owner;
     # the meeting decides who takes it, and the sheet goes from there.
     {"trigger": "send_handoff", "source": ["support_meeting", "consent"], "dest": "handoff",
-     "guards": ["actor_may_send", "target_is_other_department", "case_without_owner"]},
+     "guards": ["actor_may_send", "target_is_other_department", "case_without_owner", "target_has_basis"]},
     {"trigger": "accept_handoff", "source": ["handoff"], "dest": "assigned",
      "guards": ["actor_in_receiving_department"]},
     {"trigger": "decline_handoff", "source": ["handoff"], "dest": "intake",
@@ -226,7 +243,8 @@ CASE_TRANSITIONS: list[dict[str, Any]] = [
     # The 重層的支援会議 and the plan are an owning department's: a case still without one (a 支援会議 held
     # from 受付) is sent on first.
     {"trigger": "record_consent", "source": ["assigned", "support_meeting", "consent"],
-     "dest": "layered_meeting", "guards": ["actor_works_on_case", "case_has_owner", "consent_covers_agencies"]},
+     "dest": "layered_meeting",
+     "guards": ["actor_works_on_case", "case_has_owner", "consent_covers_agencies", "owner_named_in_consent"]},
     {"trigger": "refuse_consent", "source": ["consent"], "dest": "support_meeting",
      "guards": ["actor_works_on_case"]},
     {"trigger": "adopt_plan", "source": ["layered_meeting"], "dest": "accompaniment",

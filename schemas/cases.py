@@ -119,6 +119,17 @@ class ContactNoteOut(Output):
     body = _S(required=True)
 
 
+class ProvisionOut(Output):
+    """提供記録: a person's data given to a body outside the city, what, when, by whom and on which basis."""
+
+    given_at = timestamp()
+    department = _S(required=True, metadata={"description": "提供先の機関名"})
+    what = _S(required=True, metadata={"description": "提供したもの（つなぐシート、参加依頼、支援会議の記録 …）"})
+    basis = _S(required=True, metadata={"description": "根拠（委託・本人の同意・支援会議の構成員・法令/緊急）"})
+    note = _S(required=True, allow_none=True, metadata={"description": "法令・緊急の根拠に当たる事実"})
+    given_by = _S(required=True, allow_none=True, metadata={"description": "提供した職員（自動振り分けは null）"})
+
+
 class SharedFactOut(Output):
     """A fact a 支援会議 member carried over into the consented track, for the agencies the consent covers."""
 
@@ -199,3 +210,7 @@ class CaseOut(Output):
     contact_notes = fields.List(_N(ContactNoteOut))
     shared_facts = fields.List(_N(SharedFactOut))
     meetings = fields.List(_N(MeetingOut))
+    provisions = fields.List(_N(ProvisionOut), metadata={
+        "description": "市の外の機関への提供記録（古い順）。内容を閲覧できる呼び出し元のみ"})
+    own_contact_notes = fields.List(_N(ContactNoteOut), metadata={
+        "description": "同意の撤回・変更で参加を終えた部署が自ら書いた支援経過（access が metadata のとき）"})

@@ -49,6 +49,8 @@ def api_field(declared: Field, *, row_names: dict[str, type[Schema]]) -> ma_fiel
         field = AwareDateTime(**kw)
     elif kind == "flag":
         field = Boolean(load_default=False)
+    elif kind == "group":
+        field = Nested(row_schema(declared, row_names), **kw)
     else:  # rows
         field = List(Nested(row_schema(declared, row_names)), **kw)
     field.required = declared.required

@@ -44,7 +44,8 @@ EXAMPLE = {
     "categories": ["elder_care", "hikikomori"],
     "summary": "80代の母と50代の長男の二人世帯。母の介護サービス導入時に長男の長期ひきこもりを把握。",
     "urgency": "normal",
-    "consent_to_share": False,
+    "consent": {"given_by": "本人", "method": "written", "obtained_on": "2026-11-30",
+                "agencies": ["houkatsu_oono", "hikikomori_station"]},
 }
 
 
@@ -82,6 +83,18 @@ class HouseholdMemberIn(Schema):
     note = Text(allow_none=True, max_length=2000, metadata={"description": "特記事項"})
 
 
+class ConsentIn(Schema):
+    """The person's consent to share their data with the named agencies, as the referrer obtained it."""
+
+    given_by = Text(one_line=True, required=True, blank=False, max_length=100,
+                    metadata={"description": "同意した人（本人・代理人）（必須）"})
+    method = Text(required=True, validate=one_of(("written", "oral")), metadata={"description": "written（書面）/ oral（口頭）"})
+    obtained_on = Date(allow_none=True, validate=not_future(today_jst), metadata={"description": "同意日（YYYY-MM-DD）"})
+    agencies = List(Text(one_line=True, max_length=64), required=True,
+                    validate=validate.Length(min=1, error="情報を共有してよい機関を1つ以上指定してください。"),
+                    metadata={"description": "情報を共有してよい機関のコード（1つ以上。departments.yaml の code）"})
+
+
 class ReferralIn(Schema):
     """A referral: opens a case, routes it and, where a rule matches, sends the つなぐシート."""
 
@@ -96,7 +109,12 @@ class ReferralIn(Schema):
     summary = Text(required=True, blank=False, max_length=20000, metadata={"description": "相談内容の要約（必須）"})
     urgency = Text(load_default="normal", validate=one_of(("normal", "urgent")),
                    metadata={"description": "緊急度"})
-    consent_to_share = Boolean(load_default=False, metadata={"description": "本人が関係機関での情報共有に同意しているか"})
+    consent = Nested(ConsentIn, allow_none=True, metadata={
+        "description": "本人の同意（共有してよい機関を名指しする）。record_consent と同じく記録され、名指しされた機関は"
+                       "同意を根拠に情報を受け取れる"})
+    consent_to_share = Boolean(load_default=False, metadata={
+        "description": "非推奨: 機関を名指ししないため、これだけでは市の外の機関に何も提供されない（consent を使う）",
+        "deprecated": True})
 
     @validates("categories")
     def _categories(self, value: list[str], **kwargs) -> None:

@@ -125,6 +125,7 @@ def actors(make_user):
         livelihood = make_user("staff", "livelihood", login="livelihood")
         hikikomori = make_user("staff", "hikikomori_station", login="hikikomori")
         shakyo = make_user("staff", "shakyo", login="shakyo")
+        health = make_user("staff", "health", login="health-staff")
         children = make_user("staff", "children", login="children")
         fm = make_user("fm", "community_welfare", login="fm")
         fm2 = make_user("fm", "community_welfare", login="fm2")

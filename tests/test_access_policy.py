@@ -37,6 +37,7 @@ def varied(sessions, make_user, actors, open_case, fire):
         "health": make_user("staff", "health", login="health"),
         "cw_staff": make_user("staff", "community_welfare", login="cw-staff"),
         "elderly2": make_user("staff", "elderly", login="elderly2"),
+        "disability": make_user("staff", "disability", login="disability"),
         "inactive": make_user("staff", "livelihood", login="gone", active=False),
     }
     with unit_of_work(sessions) as s:
@@ -58,13 +59,22 @@ def varied(sessions, make_user, actors, open_case, fire):
     fire(actors.livelihood, joined, "accept_handoff")
     with unit_of_work(sessions) as s:
         lv = s.get(User, actors.livelihood.id)
-        for dept in ("health", "children", "shakyo"):
+        for dept in ("health", "children", "disability"):
             joins.request_join(s, lv, joined, to_department=dept, reason="r", summary="s", now=NOW)
     with unit_of_work(sessions) as s:
         hs = {h.to_department.code: h.id for h in s.get(Case, joined).handoffs}
         joins.answer_join(s, s.get(User, actors.children.id), hs["children"], "accept", now=NOW)
-        joins.answer_join(s, s.get(User, actors.shakyo.id), hs["shakyo"], "decline", reason="対象外", now=NOW)
+        joins.answer_join(s, s.get(User, extra["disability"].id), hs["disability"], "decline", reason="対象外", now=NOW)
     cases.append(joined)
+    # A partner outside the city joins a case the desk holds, on an emergency the desk chose.
+    outside_joined = open_case(categories=["other"])
+    with unit_of_work(sessions) as s:
+        joins.request_join(s, s.get(User, actors.window.id), outside_joined, to_department="shakyo", reason="r",
+                           summary="s", basis={"code": "emergency", "note": "本人が衰弱し連絡がとれない"}, now=NOW)
+    with unit_of_work(sessions) as s:
+        h = next(h for h in s.get(Case, outside_joined).handoffs if not h.primary)
+        joins.answer_join(s, s.get(User, actors.shakyo.id), h.id, "accept", now=NOW)
+    cases.append(outside_joined)
     meeting = open_case(categories=["poverty"])
     fire(actors.livelihood, meeting, "accept_handoff")
     fire(actors.fm, meeting, "convene_support_meeting", **_members("hikikomori"))

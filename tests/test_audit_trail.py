@@ -55,9 +55,14 @@ def test_every_write_of_the_world_left_an_audit_row(world, sessions):
                    if a not in ("user.add", "rules.load")]
     assert actions == [
         "case.open", "case.send_handoff",  # routing sends the つなぐシート as the case opens
-        "case.accept_handoff", "case.convene_support_meeting",
+        "case.accept_handoff",
+        # The 支援会議's records reach the ひきこもり支援ステーション (outside the city) on its membership.
+        "provision.meeting", "case.convene_support_meeting",
         "contact_note.add", "contact_note.add", "meeting.add_member",
-        "case.seek_consent", "case.record_consent", "shared_fact.carry", "case.adopt_plan", "contact_note.add",
+        "case.seek_consent", "case.record_consent",
+        "shared_fact.carry", "provision.fact",  # the fact reaches 社協, which the consent names
+        "provision.plan_role", "case.adopt_plan",  # 社協's part in the plan, on that consent
+        "contact_note.add",
     ]
 
 

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import select
 
 from engine import access, case_departments
-from engine.audit import retention
 from engine.cases import joins
 from engine.cases import offers as join_offers
 from engine.db import unit_of_work
 from engine.errors import EventNotAllowed, NotFound, PermissionDenied, StaleVersion, ValidationFailed
 from engine.models import AuditEvent, Case, CaseHistory, Handoff, JoinOffer, User
+from engine.privacy import retention
 from tests.conftest import NOW
 from tests.pages_support import (  # noqa: F401  (fixtures)
     app,

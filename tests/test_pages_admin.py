@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine import access, calendar, states
+from engine import calendar, states
 from engine.alerts import alerts
-from engine.audit import disclosure, trail
+from engine.audit import trail
 from engine.cases import reading
 from engine.db import unit_of_work
-from engine.models import ApiToken, AuditEvent, Case, Handoff, User
+from engine.models import PROVISION_KINDS, ApiToken, AuditEvent, Case, Handoff, User
+from engine.privacy import disclosure
 from engine.referrals import clients as api_clients
 from engine.users import accounts as users
 from tests import access_matrix as M
@@ -189,9 +190,7 @@ def _written_actions(app) -> set[str]:
         "case.{event}": {f"case.{e}" for e in states.CASE_EVENT_LABELS},
         "handoff.{event}": {"handoff.accept", "handoff.decline", "handoff.withdraw"},  # of a join request
         "join_offer.{event}": {f"join_offer.{e}" for e in ("offer", "accept", "decline", "withdraw")},
-        "{kind}.read": {f"{k}.read" for k in (access.CASE_CONTENT, access.CONSENT, access.PLAN,
-                                               access.CONTACT_NOTES, access.SHARED_FACTS)},
-        "{what}.read": {"case.read", "handoff_sheet.read", "meeting.read"},
+        "provision.{what}": {f"provision.{w}" for w in PROVISION_KINDS},
         "page.{request.endpoint}": {f"page.{e}" for e in endpoints},
         "api {request.method} {rule[len(PREFIX):]}": set(),  # named by its method and path
     }
@@ -204,7 +203,7 @@ def test_every_audit_action_the_app_writes_has_a_japanese_label(app):
 
     unlabelled = sorted(a for a in _written_actions(app)
                         if disclosure.action_label(a) in (a, "閲覧", "画面の操作（画面）"))
-    assert unlabelled == [], f"no Japanese label in engine.audit.disclosure for: {unlabelled}"
+    assert unlabelled == [], f"no Japanese label in engine.privacy.disclosure for: {unlabelled}"
 
 
 def test_the_disclosure_page_names_a_reassignment_in_japanese(web, actors, case_in, sessions):
@@ -214,7 +213,7 @@ def test_the_disclosure_page_names_a_reassignment_in_japanese(web, actors, case_
         alert_id = alerts.raise_alert(s, kind="handoff_stalled", case_id=case_id, handoff_id=h.id,
                                       department_id=h.to_department_id, due_at=h.due_at, message="期限超過")
     r = web(actors.fm).post(f"/dashboard/alerts/{alert_id}/reassign",
-                            {"to_department": "shakyo", "reason": "社協へ"})
+                            {"to_department": "health", "reason": "健康推進課へ"})
     assert r.status_code == 303
     page = text_of(web(actors.admin).get(f"/admin/disclosure?case={_number(sessions, case_id)}"))
     assert "閲覧記録" in page

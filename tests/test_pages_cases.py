@@ -432,12 +432,12 @@ def test_a_reader_outside_the_consent_learns_a_plan_exists_not_what_it_says(web,
 
     case_id = case_in("assigned")
     with unit_of_work(sessions) as s:  # joined before the consent, which then covers 生活福祉課 and 社協 only
-        h = joins.request_join(s, actors.livelihood, case_id, to_department="hikikomori_station",
-                                  reason="外出の練習を", summary="日中の居場所が必要。")
-        joins.answer_join(s, actors.hikikomori, h.id, "accept")
+        h = joins.request_join(s, actors.livelihood, case_id, to_department="health",
+                                  reason="通院の支援を", summary="日中の居場所が必要。")
+        joins.answer_join(s, actors.health, h.id, "accept")
     fire(actors.livelihood, case_id, "record_consent", **CONSENT)
     fire(actors.livelihood, case_id, "adopt_plan", **PLAN)
-    joined = text_of(web(actors.hikikomori).get(f"/cases/{case_id}"))
+    joined = text_of(web(actors.health).get(f"/cases/{case_id}"))
     plan = joined.split("支援プラン", 1)[1]
     assert "有効な支援プランがあります。" in plan
     assert "支援プランは、担当部署・担当FM・本人が同意した範囲の機関だけが閲覧できます。" in plan
@@ -452,10 +452,10 @@ def test_a_reader_outside_the_consent_is_told_when_there_is_no_plan(web, actors,
 
     case_id = case_in("assigned")
     with unit_of_work(sessions) as s:
-        h = joins.request_join(s, actors.livelihood, case_id, to_department="hikikomori_station",
-                                  reason="外出の練習を", summary="日中の居場所が必要。")
-        joins.answer_join(s, actors.hikikomori, h.id, "accept")
-    page = text_of(web(actors.hikikomori).get(f"/cases/{case_id}"))
+        h = joins.request_join(s, actors.livelihood, case_id, to_department="health",
+                                  reason="通院の支援を", summary="日中の居場所が必要。")
+        joins.answer_join(s, actors.health, h.id, "accept")
+    page = text_of(web(actors.health).get(f"/cases/{case_id}"))
     assert "有効な支援プランはありません。" in page and "支援プランがあります" not in page
 
 
@@ -467,15 +467,15 @@ def test_the_sender_changes_where_a_waiting_sheet_goes(web, actors, case_in, ses
     assert "つなぐシートの送付先を変更する" not in text_of(web(actors.livelihood).get(f"/cases/{case_id}"))
     with unit_of_work(sessions) as s:
         version = s.get(Case, case_id).version
-    missing = desk.post(f"/cases/{case_id}/redirect", data={"version": version, "to_department": "shakyo"})
+    missing = desk.post(f"/cases/{case_id}/redirect", data={"version": version, "to_department": "health"})
     assert missing.status_code == 422
     r = desk.post(f"/cases/{case_id}/redirect",
-                  data={"version": version, "to_department": "shakyo", "reason": "居場所の相談が中心のため"})
+                  data={"version": version, "to_department": "health", "reason": "居場所の相談が中心のため"})
     assert r.status_code == 303
     with unit_of_work(sessions) as s:
         sheets = {h.to_department.code: h.state for h in s.scalars(select(Handoff).where(Handoff.case_id == case_id))}
         case = s.get(Case, case_id)
-        assert sheets == {"livelihood": "withdrawn", "shakyo": "sent"} and case.state == "handoff"
+        assert sheets == {"livelihood": "withdrawn", "health": "sent"} and case.state == "handoff"
         assert case.override_reason == "居場所の相談が中心のため"
         version = case.version
     # Back to the rules' proposal: allowed here, and the case no longer departs from it.
@@ -487,7 +487,7 @@ def test_the_sender_changes_where_a_waiting_sheet_goes(web, actors, case_in, ses
         assert case.override_reason is None and case.open_primary_handoff.to_department.code == "livelihood"
     # A stale form changes nothing.
     stale = desk.post(f"/cases/{case_id}/redirect",
-                      data={"version": version, "to_department": "shakyo", "reason": "古い画面から"})
+                      data={"version": version, "to_department": "health", "reason": "古い画面から"})
     assert stale.status_code == 409
 
 
@@ -525,11 +525,11 @@ def test_the_desk_redirects_a_referral_the_rules_sent(web, actors, app, sessions
     desk = web(actors.window)
     assert "つなぐシートの送付先を変更する" in text_of(desk.get(f"/cases/{case_id}"))
     r = desk.post(f"/cases/{case_id}/redirect", data={"version": case_version(sessions, case_id),
-                                                       "to_department": " shakyo ", "reason": "地域の見守りが中心のため"})
+                                                       "to_department": " health ", "reason": "地域の見守りが中心のため"})
     assert r.status_code == 303, text_of(r)  # the code is read as typed, spaces around it aside
     with unit_of_work(sessions) as s:
         assert {h.to_department.code: h.state for h in s.scalars(select(Handoff).where(Handoff.case_id == case_id))
-                }["shakyo"] == "sent"
+                }["health"] == "sent"
     shown = text_of(desk.get(f"/cases/{case_id}"))
     assert "つなぐシート取下げ（送付先の変更に伴う）" in shown and "つなぐシートの送付先の変更" in shown
     assert "routing_override" not in shown

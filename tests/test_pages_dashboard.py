@@ -90,16 +90,16 @@ def test_reassigning_a_stalled_sheet_sends_a_new_one_and_resolves_the_alert(web,
     assert error_beside(bad, f"a{alert_id}", "reason") == "必須項目です。"
     same = client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "livelihood", "reason": "再送"})
     assert same.status_code == 422 and error_beside(same, f"a{alert_id}", "to_department") == "今の送付先と同じ部署です。"
-    r = client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "shakyo", "reason": "家計改善支援は社協が担うため"})
+    r = client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "health", "reason": "家計改善支援は健康推進課が担うため"})
     assert r.status_code == 303
     with unit_of_work(sessions) as s:
         case = s.get(Case, case_id)
         assert case.state == "handoff"
-        assert [(h.to_department.code, h.state) for h in case.handoffs] == [("livelihood", "withdrawn"), ("shakyo", "sent")]
-        assert case.open_primary_handoff.reason == "家計改善支援は社協が担うため"
+        assert [(h.to_department.code, h.state) for h in case.handoffs] == [("livelihood", "withdrawn"), ("health", "sent")]
+        assert case.open_primary_handoff.reason == "家計改善支援は健康推進課が担うため"
         assert s.scalar(select(CaseHistory.event).order_by(CaseHistory.id.desc()).limit(1)) == "handoff.reassign"
     assert _alert(sessions, alert_id).status == "resolved"
-    assert "廿日 太郎" in text_of(web(actors.shakyo).get("/inbox"))
+    assert "廿日 太郎" in text_of(web(actors.health).get("/inbox"))
     twice = client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "health", "reason": "再度"})
     assert twice.status_code == 409
 
@@ -108,7 +108,7 @@ def test_reassigning_an_unrouted_case_sends_its_first_sheet(web, actors, case_in
     case_id = case_in("intake")
     with unit_of_work(sessions) as s:
         alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "unrouted"))
-    r = web(actors.fm).post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "shakyo", "reason": "見守りが必要"})
+    r = web(actors.fm).post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "health", "reason": "見守りが必要"})
     assert r.status_code == 303
     assert case_state(sessions, case_id) == "handoff"
     assert _alert(sessions, alert_id).status == "resolved"
@@ -144,7 +144,7 @@ def test_a_stale_or_repeated_action_names_it_in_japanese(web, actors, case_in, s
     again = text_of(client.post(f"/dashboard/alerts/{alert_id}/acknowledge"))
     assert "現在の状態（確認済み）では「確認済みにする」はできません。できる操作: 解決にする" in again
     assert "acknowledge" not in again
-    assert client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "shakyo", "reason": "社協へ"}
+    assert client.post(f"/dashboard/alerts/{alert_id}/reassign", {"to_department": "health", "reason": "健康推進課へ"}
                        ).status_code == 303
     for action, label, data in [("reassign", "振り替える", {"to_department": "health", "reason": "再度"}),
                                 ("resolve", "解決にする", {"note": "二度目"})]:
@@ -169,7 +169,7 @@ def test_a_returned_join_request_is_listed_but_not_offered_for_reassignment(acto
         assert item.kind == "handoff_declined" and item.reassignable is False
     # … and the engine refuses it too (the list and the action agree).
     with pytest.raises(GuardRefused), unit_of_work(sessions) as s:
-        dashboard.reassign(s, s.get(User, actors.fm.id), item.alert_id, to_department="shakyo", reason="r", now=NOW)
+        dashboard.reassign(s, s.get(User, actors.fm.id), item.alert_id, to_department="health", reason="r", now=NOW)
 
 
 def test_sending_a_case_on_resolves_what_said_it_waited(actors, open_case, fire, sessions):
@@ -183,7 +183,7 @@ def test_sending_a_case_on_resolves_what_said_it_waited(actors, open_case, fire,
     with unit_of_work(sessions) as s:
         alert_id = s.scalar(select(Alert.id).where(Alert.case_id == case_id, Alert.kind == "unrouted",
                                                    Alert.status == "open"))
-    fire(actors.livelihood, case_id, "send_handoff", to_department="shakyo", reason="見守り", summary="s")
+    fire(actors.livelihood, case_id, "send_handoff", to_department="health", reason="見守り", summary="s")
     assert _alert(sessions, alert_id).status == "resolved"
     with sessions() as s:
         sections = {sec.key: sec for sec in dashboard.fm_dashboard(s, s.get(User, actors.fm.id), now=NOW)}

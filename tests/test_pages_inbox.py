@@ -100,10 +100,10 @@ def test_a_department_in_sight_but_not_receiving_is_refused(web, actors, case_in
 def test_a_join_request_is_answered_from_the_inbox(web, actors, case_in, sessions):
     case_id = case_in("assigned")
     with unit_of_work(sessions) as s:
-        joins.request_join(s, actors.livelihood, case_id, to_department="shakyo", reason="居場所の紹介",
+        joins.request_join(s, actors.livelihood, case_id, to_department="health", reason="居場所の紹介",
                               summary="家計相談と並行して")
     join = _handoff(sessions, case_id, primary=False)
-    client = web(actors.shakyo)
+    client = web(actors.health)
     page = text_of(client.get("/inbox"))
     assert "参加依頼" in page and "居場所の紹介" in page
     r = client.post(f"/inbox/{join.id}", {"decision": "accept", "version": join.version})
@@ -137,10 +137,10 @@ def test_a_department_acknowledges_and_resolves_its_alerts_from_the_inbox(web, a
     assert desk.post(f"/inbox/alerts/{alert_id}/acknowledge").status_code == 303
     missing = desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": " "})
     assert missing.status_code == 422 and "対応の内容: 何をしたか" in missing.get_data(as_text=True)
-    assert desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": "社協へ送り直す"}).status_code == 303
+    assert desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": "健康推進課へ送り直す"}).status_code == 303
     with unit_of_work(sessions) as s:
         alert = s.get(Alert, alert_id)
-        assert (alert.status, alert.resolution_note, alert.resolved_by_id) == ("resolved", "社協へ送り直す", actors.window.id)
+        assert (alert.status, alert.resolution_note, alert.resolved_by_id) == ("resolved", "健康推進課へ送り直す", actors.window.id)
         assert s.scalar(select(AuditEvent.id).where(AuditEvent.action == "alert.resolve")) is not None
     assert number not in text_of(desk.get("/inbox"))
     again = desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": "二度目"})

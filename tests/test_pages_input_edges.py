@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import select
 
 from engine.audit import trail
-from engine.audit.disclosure import PAGE_LABELS, action_label
 from engine.db import unit_of_work
 from engine.models import AuditEvent, Case, Handoff, Meeting, Person
+from engine.privacy.disclosure import PAGE_LABELS, action_label
 from tests.pages_support import app, case_in, case_version, count, error_beside, text_of, web  # noqa: F401
 from tests.test_pages_intake import VALID, _preview
 

@@ -42,7 +42,8 @@ def test_the_form_offers_every_input(web, actors):
     assert r.status_code == 200
     body = r.get_data(as_text=True)
     for name in ("person.name", "person.name_kana", "person.birth_date", "person.area", "household.2.note",
-                 "categories", "primary_category", "summary", "source", "urgency", "consent_to_share"):
+                 "categories", "primary_category", "summary", "source", "urgency", "consent.given_by",
+                 "consent.method", "consent.obtained_on", "consent.agencies"):
         assert f'name="{name}"' in body, name
     assert "ヤングケアラー" in text_of(r)
 
@@ -175,16 +176,16 @@ def test_an_override_to_the_proposed_department_is_marked(web, actors):
 
 def test_an_override_sends_to_the_chosen_department_and_keeps_the_proposal(web, actors, sessions):
     client = web(actors.window)
-    form = {**_hidden(_preview(client)), "action": "confirm", "mode": "override", "to_department": "shakyo",
-            "override_reason": "本人が社協の家計相談を希望したため"}
+    form = {**_hidden(_preview(client)), "action": "confirm", "mode": "override", "to_department": "health",
+            "override_reason": "本人が通院の相談を希望したため"}
     r = client.post("/intake", form)
     assert r.status_code == 303
     case_id = int(r.headers["Location"].rsplit("/", 1)[1])
     with unit_of_work(sessions) as s:
         case = s.get(Case, case_id)
         assert case.state == "handoff"
-        assert case.open_primary_handoff.to_department.code == "shakyo"
-        assert case.override_reason == "本人が社協の家計相談を希望したため"
+        assert case.open_primary_handoff.to_department.code == "health"
+        assert case.override_reason == "本人が通院の相談を希望したため"
         assert case.proposed_department.code == "livelihood"
         assert case.routing_rule_name == "生活困窮・住まい"
         assert s.scalar(select(Handoff.reason).where(Handoff.case_id == case_id)) == case.override_reason
@@ -279,16 +280,26 @@ def test_the_preview_names_earlier_cases_of_the_same_person_its_reader_may_read(
     assert count(sessions, AuditEvent, AuditEvent.action == "case.found", AuditEvent.case_id == other) == 0
 
 
-@pytest.mark.parametrize("consent, warned", [(None, True), ("on", False)])
-def test_a_proposal_to_an_agency_outside_the_city_asks_about_consent(web, actors, consent, warned):
-    """The rules may send the sheet to an outside agency (a 地域包括支援センター): without the person's consent
-    to share, the preview says so before anything is sent."""
-    r = _preview(web(actors.window), **{"categories": ["elder_care"], "primary_category": "elder_care",
-                                        "person.area": "大野", "consent_to_share": consent})
-    assert r.status_code == 200 and "大野地域包括支援センター" in text_of(r)
-    assert ("送付先は市の外の機関（委託・指定の相談機関）です" in text_of(r)) is warned
+SHAKYO_CONSENT = {"consent.given_by": "本人", "consent.method": "oral", "consent.agencies": ["shakyo"]}
+
+
+@pytest.mark.parametrize("categories, area, consent, owner, warned", [
+    # 社協, a partner, has no commission: without a consent naming it, nothing would be sent.
+    (["isolation"], "廿日市", {}, "廿日市市社会福祉協議会", True),
+    (["isolation"], "廿日市", SHAKYO_CONSENT, "廿日市市社会福祉協議会", False),
+    # The 地域包括支援センター's commission covers elder care in its area: no consent is needed.
+    (["elder_care"], "大野", {}, "大野地域包括支援センター", False),
+])
+def test_a_proposal_to_a_body_outside_the_city_says_whether_it_can_be_sent(web, actors, categories, area, consent,
+                                                                          owner, warned):
+    """The rules may propose a body outside the city: the preview says, before anything is sent, when no basis
+    (its commission, the consent taken here) covers it and the desk would hold the case instead."""
+    r = _preview(web(actors.window), **{"categories": categories, "primary_category": categories[0],
+                                        "person.area": area, **consent})
+    assert r.status_code == 200 and owner in text_of(r)
+    assert ("つなぐシートは送らず、サポートデスクがケースを預かります" in text_of(r)) is warned
 
 
 def test_a_proposal_to_a_city_section_says_nothing_of_consent(web, actors):
     r = _preview(web(actors.window))
-    assert r.status_code == 200 and "送付先は市の外の機関" not in text_of(r)
+    assert r.status_code == 200 and "市の外の機関" not in text_of(r).split("入力した内容")[0]

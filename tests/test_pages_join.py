@@ -22,7 +22,9 @@ from tests.pages_support import (  # noqa: F401  (fixtures)
     web,
 )
 
-JOIN = {"to_department": "shakyo", "reason": "居場所づくりの支援をお願いしたい", "summary": "就労前に日中の居場所が必要。"}
+JOIN = {"to_department": "health", "reason": "通院の支援をお願いしたい", "summary": "就労前に通院の支援が必要。"}
+# 社協 is a partner outside the city: asked to join only under a consent that names it.
+JOIN_SHAKYO = {"to_department": "shakyo", "reason": "居場所づくりの支援をお願いしたい", "summary": "就労前に日中の居場所が必要。"}
 
 
 def _joins(sessions, case_id):
@@ -40,15 +42,15 @@ def test_the_owner_asks_another_department_to_join_and_it_reaches_their_inbox(we
     r = owner.post(f"/cases/{case_id}/join", {**JOIN, "version": version})
     assert r.status_code == 303
     with sessions() as s:
-        shakyo = s.scalar(select(Department.name).where(Department.code == "shakyo"))
-    assert f"{shakyo}に参加を依頼しました" in text_of(owner.get(r.headers["Location"]))
-    assert _joins(sessions, case_id) == [("shakyo", "sent")]
+        health = s.scalar(select(Department.name).where(Department.code == "health"))
+    assert f"{health}に参加を依頼しました" in text_of(owner.get(r.headers["Location"]))
+    assert _joins(sessions, case_id) == [("health", "sent")]
     # The case does not move, but its version does (a form shown before is now stale).
     assert case_state(sessions, case_id) == "assigned" and case_version(sessions, case_id) == version + 1
-    inbox = text_of(web(actors.shakyo).get("/inbox"))
+    inbox = text_of(web(actors.health).get("/inbox"))
     assert "参加依頼" in inbox
     # The invited department now finds the case in its list and reads it.
-    assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 200
+    assert web(actors.health).get(f"/cases/{case_id}").status_code == 200
     with sessions() as s:
         assert case_departments.drift(s) == []
     assert count(sessions, AuditEvent, AuditEvent.action == "handoff.request_join",
@@ -87,7 +89,7 @@ def test_a_stale_join_form_is_refused_and_applies_nothing(web, actors, case_in, 
     assert client.post(f"/cases/{case_id}/join", {**JOIN, "version": version}).status_code == 303
     again = client.post(f"/cases/{case_id}/join", {**JOIN, "to_department": "children", "version": version})
     assert again.status_code == 409 and "他の職員が先に更新しました" in text_of(again)
-    assert _joins(sessions, case_id) == [("shakyo", "sent")]
+    assert _joins(sessions, case_id) == [("health", "sent")]
 
 
 def test_only_the_owner_or_the_case_fm_may_ask_and_a_refusal_is_audited(web, actors, case_in, sessions):
@@ -98,7 +100,7 @@ def test_only_the_owner_or_the_case_fm_may_ask_and_a_refusal_is_audited(web, act
     assert desk_page.status_code == 200 and "他部署に参加を依頼する" not in text_of(desk_page)
     r = web(actors.window).post(f"/cases/{case_id}/join", {**JOIN, "version": version})
     assert r.status_code == 403
-    assert web(actors.shakyo).post(f"/cases/{case_id}/join", {**JOIN, "version": version}).status_code == 404
+    assert web(actors.health).post(f"/cases/{case_id}/join", {**JOIN, "version": version}).status_code == 404
     assert _joins(sessions, case_id) == []
     assert count(sessions, AuditEvent, AuditEvent.outcome == "refused", AuditEvent.case_id == case_id) >= 1
 
@@ -127,17 +129,17 @@ def test_the_sender_withdraws_an_unanswered_request_once(web, actors, case_in, s
         hid, hv = handoff.id, handoff.version
     # Someone outside the sending department may not withdraw it: the invited department, nor an FM who
     # does not drive this case (any FM sees every case's metadata, and nothing of it is theirs to change).
-    assert web(actors.shakyo).post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv}).status_code == 403
+    assert web(actors.health).post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv}).status_code == 403
     other_fm = web(actors.fm2)
     assert "参加依頼を取り下げる" not in text_of(other_fm.get(f"/cases/{case_id}"))
     assert other_fm.post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv}).status_code == 403
-    assert _joins(sessions, case_id) == [("shakyo", "sent")]
+    assert _joins(sessions, case_id) == [("health", "sent")]
     r = owner.post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv})
     assert r.status_code == 303 and "参加依頼を取り下げました" in text_of(owner.get(r.headers["Location"]))
-    assert _joins(sessions, case_id) == [("shakyo", "withdrawn")]
+    assert _joins(sessions, case_id) == [("health", "withdrawn")]
     again = owner.post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv})
     assert again.status_code == 409
-    assert _joins(sessions, case_id) == [("shakyo", "withdrawn")]
+    assert _joins(sessions, case_id) == [("health", "withdrawn")]
     # The primary sheet is not a join request: it cannot be withdrawn here.
     with sessions() as s:
         primary = s.scalar(select(Handoff.id).where(Handoff.case_id == case_id, Handoff.primary.is_(True)))
@@ -156,7 +158,7 @@ def test_the_case_fm_may_withdraw_a_join_request(web, actors, case_in, sessions)
     case_fm = web(actors.fm)
     assert "参加依頼を取り下げる" in text_of(case_fm.get(f"/cases/{case_id}"))
     assert case_fm.post(f"/cases/{case_id}/join/{hid}/withdraw", {"version": hv}).status_code == 303
-    assert _joins(sessions, case_id) == [("shakyo", "withdrawn")]
+    assert _joins(sessions, case_id) == [("health", "withdrawn")]
 
 
 def test_two_answers_to_one_join_request_at_once_one_wins_the_other_is_refused(actors, case_in, sessions):
@@ -173,7 +175,7 @@ def test_two_answers_to_one_join_request_at_once_one_wins_the_other_is_refused(a
         def answer(event):
             try:
                 with unit_of_work(sessions) as s:
-                    me = s.get(User, actors.shakyo.id)
+                    me = s.get(User, actors.health.id)
                     gate.wait(10)
                     joins.answer_join(s, me, hid, event, version=version, reason="所管外")
                 outcomes.append("applied")
@@ -199,9 +201,9 @@ def test_answering_a_join_request_a_colleague_just_answered_is_a_conflict_not_mi
         handoff = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN)
         hid, version = handoff.id, handoff.version
     with unit_of_work(sessions) as s:
-        joins.answer_join(s, s.get(User, actors.shakyo.id), hid, "decline", version=version, reason="所管外")
+        joins.answer_join(s, s.get(User, actors.health.id), hid, "decline", version=version, reason="所管外")
     with pytest.raises(StaleVersion), unit_of_work(sessions) as s:
-        joins.answer_join(s, s.get(User, actors.shakyo.id), hid, "accept", version=version)
+        joins.answer_join(s, s.get(User, actors.health.id), hid, "accept", version=version)
 
 
 def test_with_consent_in_force_only_a_covered_agency_may_be_asked_to_join(web, actors, case_in, sessions):
@@ -237,24 +239,26 @@ def test_withdrawing_the_consent_ends_the_joins_made_under_it(web, actors, case_
 
     case_id = case_in("assigned")
     with unit_of_work(sessions) as s:  # before any consent
-        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="hikikomori_station",
-                                  reason="外出の練習", summary="日中の居場所が必要。", now=NOW - timedelta(hours=1))
-        joins.answer_join(s, s.get(User, actors.hikikomori.id), h.id, "accept", now=NOW - timedelta(hours=1))
+        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="health",
+                                  reason="通院の支援", summary="日中の居場所が必要。", now=NOW - timedelta(hours=1))
+        joins.answer_join(s, s.get(User, actors.health.id), h.id, "accept", now=NOW - timedelta(hours=1))
     fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
          agencies=["livelihood", "shakyo", "children"])  # at NOW
     later = NOW + timedelta(minutes=5)
     with unit_of_work(sessions) as s:  # under the consent: one accepted, one still waiting
-        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN, now=later)
+        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN_SHAKYO, now=later)
         joins.answer_join(s, s.get(User, actors.shakyo.id), h.id, "accept", now=later)
         joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="children",
                               reason="子の支援", summary="要約", now=later)
     assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 200
     fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")
-    assert _joins(sessions, case_id) == [("hikikomori_station", "accepted"), ("shakyo", "withdrawn"),
+    assert _joins(sessions, case_id) == [("health", "accepted"), ("shakyo", "withdrawn"),
                                          ("children", "withdrawn")]
-    assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 404
-    assert web(actors.children).get(f"/cases/{case_id}").status_code == 404
-    assert "廿日 太郎" in text_of(web(actors.hikikomori).get(f"/cases/{case_id}"))  # content, as before
+    # Those asked under the consent drop to the case's metadata (they took part: they know it exists).
+    for who in (actors.shakyo, actors.children):
+        page = web(who).get(f"/cases/{case_id}")
+        assert page.status_code == 200 and "廿日 太郎" not in text_of(page)
+    assert "廿日 太郎" in text_of(web(actors.health).get(f"/cases/{case_id}"))  # content, as before
     with unit_of_work(sessions) as s:
         assert case_departments.drift(s) == []
         assert s.scalars(select(CaseHistory.event).where(CaseHistory.case_id == case_id,
@@ -272,14 +276,15 @@ def test_a_refusal_after_a_given_consent_ends_it_as_a_withdrawal_does(web, actor
     case_id = case_in("accompaniment")  # consent (at NOW): 生活福祉課, 社協
     later = NOW + timedelta(minutes=5)
     with unit_of_work(sessions) as s:
-        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN, now=later)
+        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, **JOIN_SHAKYO, now=later)
         joins.answer_join(s, s.get(User, actors.shakyo.id), h.id, "accept", now=later)
     fire(actors.fm, case_id, "convene_support_meeting",
          members=[{"user": "livelihood", "acknowledged": True}, {"user": "fm", "acknowledged": True}])
     fire(actors.fm, case_id, "seek_consent")
     fire(actors.livelihood, case_id, "refuse_consent", given_by="本人")
     assert _joins(sessions, case_id) == [("shakyo", "withdrawn")]
-    assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 404
+    page = web(actors.shakyo).get(f"/cases/{case_id}")
+    assert page.status_code == 200 and "廿日 太郎" not in text_of(page)  # metadata only
     with unit_of_work(sessions) as s:
         assert [p.status for p in s.scalars(select(Plan).where(Plan.case_id == case_id))] == ["ended"]
 
@@ -306,5 +311,6 @@ def test_a_consent_recorded_anew_without_a_department_ends_its_join_under_the_ol
     fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
          agencies=["livelihood", "shakyo"])  # children left out now
     assert _joins(sessions, case_id) == [("shakyo", "accepted"), ("children", "withdrawn")]
-    assert web(actors.children).get(f"/cases/{case_id}").status_code == 404
-    assert web(actors.shakyo).get(f"/cases/{case_id}").status_code == 200
+    page = web(actors.children).get(f"/cases/{case_id}")
+    assert page.status_code == 200 and "廿日 太郎" not in text_of(page)  # metadata only
+    assert "廿日 太郎" in text_of(web(actors.shakyo).get(f"/cases/{case_id}"))

@@ -252,16 +252,16 @@ def test_a_layered_meetings_records_follow_the_consent_not_the_membership(web, a
 
     case_id = case_in("assigned")  # owner 生活福祉課
     with unit_of_work(sessions) as s:
-        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="hikikomori_station",
-                                  reason="外出の練習", summary="要約", now=NOW - timedelta(hours=1))
-        joins.answer_join(s, s.get(User, actors.hikikomori.id), h.id, "accept", now=NOW - timedelta(hours=1))
+        h = joins.request_join(s, s.get(User, actors.livelihood.id), case_id, to_department="health",
+                                  reason="通院の支援", summary="要約", now=NOW - timedelta(hours=1))
+        joins.answer_join(s, s.get(User, actors.health.id), h.id, "accept", now=NOW - timedelta(hours=1))
     fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
-         agencies=["livelihood", "hikikomori_station"])
+         agencies=["livelihood", "health"])
     fire(actors.livelihood, case_id, "adopt_plan", **{**PLAN, "minutes": "重層MARK-役割を決めた",
                                                       "roles": [{"department": "livelihood", "role": "家計相談"}]})
     meeting_id = _meeting(sessions, case_id, kind="layered_meeting")
-    assert web(actors.livelihood).post(f"/meetings/{meeting_id}/members", data={"user": "hikikomori"}).status_code == 303
-    member = web(actors.hikikomori)
+    assert web(actors.livelihood).post(f"/meetings/{meeting_id}/members", data={"user": "health-staff"}).status_code == 303
+    member = web(actors.health)
     assert member.post(f"/meetings/{meeting_id}/acknowledge").status_code == 303
     assert "重層MARK" in text_of(member.get(f"/meetings/{meeting_id}"))
     fire(actors.livelihood, case_id, "withdraw_consent", given_by="本人")

@@ -8,13 +8,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, text
 
-from engine.audit import retention, trail
+from engine.audit import trail
 from engine.cases import kernel
 from engine.cases import lists as caselist
 from engine.cases.events import firing
 from engine.db import unit_of_work
 from engine.errors import PermissionDenied
 from engine.models import Alert, AuditEvent, Base, Case, Person, RetentionRun, User
+from engine.privacy import retention
 from engine.settings import Settings
 from tests import access_matrix as M
 from tests.conftest import NOW

@@ -96,7 +96,7 @@ def test_a_decision_keeps_the_rules_version_that_made_it(open_case, sessions, tm
     before = open_case(categories=["poverty"])
     changed = tmp_path / "routing.yaml"
     changed.write_text((CONFIG_DIR / "routing.yaml").read_text(encoding="utf-8").replace(
-        "owner: livelihood", "owner: shakyo"), encoding="utf-8")
+        "owner: livelihood", "owner: health"), encoding="utf-8")
     with unit_of_work(sessions) as s:
         row, added = rules.install_rules(s, changed, loaded_by="tests", config_dir=CONFIG_DIR)
         assert (row.number, added) == (2, True)
@@ -104,7 +104,7 @@ def test_a_decision_keeps_the_rules_version_that_made_it(open_case, sessions, tm
     with sessions() as s:
         old, new = s.get(Case, before), s.get(Case, after)
         assert (old.routing_rule_version, old.handoffs[0].to_department_id) == (1, dept_id(s, "livelihood"))
-        assert (new.routing_rule_version, new.handoffs[0].to_department_id) == (2, dept_id(s, "shakyo"))
+        assert (new.routing_rule_version, new.handoffs[0].to_department_id) == (2, dept_id(s, "health"))
         assert old.proposed_department_id == dept_id(s, "livelihood")
 
 
@@ -125,7 +125,7 @@ def test_rules_that_no_longer_fit_the_config_never_block_an_intake(open_case, se
     config = tmp_path / "config"
     shutil.copytree(CONFIG_DIR, config)
     deps = yaml.safe_load((config / "departments.yaml").read_text(encoding="utf-8"))
-    deps["departments"] = [d for d in deps["departments"] if d["code"] != "shakyo"]
+    deps["departments"] = [d for d in deps["departments"] if d["code"] != "health"]
     (config / "departments.yaml").write_text(yaml.safe_dump(deps, allow_unicode=True), encoding="utf-8")
     monkeypatch.setenv("TSUNAGU_CONFIG_DIR", str(config))
     case_id = open_case(categories=["poverty"])
@@ -148,7 +148,7 @@ def _declined(open_case, fire, actors) -> int:
 
 def test_sending_elsewhere_than_the_proposal_needs_a_reason(open_case, fire, actors, sessions):
     case_id = _declined(open_case, fire, actors)
-    sheet = {"to_department": "shakyo", "reason": "居場所づくりが中心", "summary": "家賃滞納"}
+    sheet = {"to_department": "health", "reason": "居場所づくりが中心", "summary": "家賃滞納"}
     with pytest.raises(MissingField) as err:  # a つなぐ理由 of spaces is none, and cannot stand for the override's
         fire(actors.window, case_id, "send_handoff", **{**sheet, "reason": " "})
     assert set(err.value.errors) == {"reason"}
@@ -162,17 +162,17 @@ def test_sending_elsewhere_than_the_proposal_needs_a_reason(open_case, fire, act
         assert case.history[-1].detail["override_reason"] == "生活福祉課から返送されたため"
         assert case.history[-1].detail["proposed_department"] == "livelihood"
         [audit_row] = s.scalars(select(AuditEvent).where(AuditEvent.action == "case.routing_override"))
-        assert audit_row.detail == {"proposed": "livelihood", "to": "shakyo"}
+        assert audit_row.detail == {"proposed": "livelihood", "to": "health"}
         assert audit_row.actor_id == actors.window.id
     # Back to the proposal: no reason needed, nothing recorded as an override.
-    fire(actors.shakyo, case_id, "decline_handoff", reason="所管外")
+    fire(actors.health, case_id, "decline_handoff", reason="所管外")
     fire(actors.window, case_id, "send_handoff", to_department="livelihood", reason="再送", summary="家賃滞納")
 
 
 def test_without_an_override_reason_the_sheets_reason_serves(open_case, fire, actors, sessions):
     """API.md names send_handoff's fields as to_department, reason, summary: those alone can send elsewhere."""
     case_id = _declined(open_case, fire, actors)
-    assert fire(actors.window, case_id, "send_handoff", to_department="shakyo", reason="居場所づくりが中心",
+    assert fire(actors.window, case_id, "send_handoff", to_department="health", reason="居場所づくりが中心",
                 summary="家賃滞納") == "handoff"
     with sessions() as s:
         case = s.get(Case, case_id)
@@ -187,14 +187,14 @@ def test_override_routing_redirects_a_waiting_handoff(open_case, actors, session
     later = NOW + timedelta(days=1)  # Tuesday 10:00 JST
     with unit_of_work(sessions) as s:
         version = s.get(Case, case_id).version
-        case = redirect.override_routing(s, actors.window, case_id, to_department="shakyo",
+        case = redirect.override_routing(s, actors.window, case_id, to_department="health",
                                                  reason="本人が社協の居場所を希望", version=version, now=later)
         assert case.state == "handoff"
     with sessions() as s:
         case = s.get(Case, case_id)
         old, new = case.handoffs
         assert (old.state, old.withdrawn_at) == ("withdrawn", later)
-        assert (new.state, new.to_department_id, new.primary) == ("sent", dept_id(s, "shakyo"), True)
+        assert (new.state, new.to_department_id, new.primary) == ("sent", dept_id(s, "health"), True)
         assert (new.due_at, new.escalate_at) == (jst(2026, 12, 3, 17, 15), jst(2026, 12, 8, 17, 15))
         assert case.open_primary_handoff is new
         assert case.override_reason == "本人が社協の居場所を希望"
@@ -202,7 +202,7 @@ def test_override_routing_redirects_a_waiting_handoff(open_case, actors, session
         assert [h.event for h in case.history][-2:] == ["handoff.redirect", "routing_override"]
         assert case.history[-1].detail["withdrawn_from"] == "livelihood"
         [audit_row] = s.scalars(select(AuditEvent).where(AuditEvent.action == "case.routing_override"))
-        assert audit_row.detail == {"proposed": "livelihood", "to": "shakyo", "withdrawn_from": "livelihood"}
+        assert audit_row.detail == {"proposed": "livelihood", "to": "health", "withdrawn_from": "livelihood"}
         assert s.scalars(select(Handoff).where(Handoff.case_id == case_id, Handoff.state == "sent")).all() == [new]
 
 
@@ -210,7 +210,7 @@ def test_override_routing_from_intake_fires_send_handoff(open_case, fire, actors
     case_id = _declined(open_case, fire, actors)
     with unit_of_work(sessions) as s:
         version = s.get(Case, case_id).version
-        redirect.override_routing(s, actors.fm, case_id, to_department="shakyo", reason="FM判断",
+        redirect.override_routing(s, actors.fm, case_id, to_department="health", reason="FM判断",
                                           version=version, now=NOW)
     with sessions() as s:
         case = s.get(Case, case_id)
@@ -230,7 +230,7 @@ def test_override_routing_refusals(open_case, actors, sessions, who, kwargs, err
     case_id = open_case(categories=["poverty"])
     with sessions() as s:
         before = s.get(Case, case_id).version
-    args = {"to_department": "shakyo", "reason": "理由", "version": before, **kwargs}
+    args = {"to_department": "health", "reason": "理由", "version": before, **kwargs}
     with pytest.raises(error), unit_of_work(sessions) as s:
         redirect.override_routing(s, getattr(actors, who), case_id, now=NOW, **args)
     with sessions() as s:
@@ -241,7 +241,7 @@ def test_no_override_once_a_department_accepted(open_case, fire, actors, session
     case_id = open_case(categories=["poverty"])
     fire(actors.livelihood, case_id, "accept_handoff")
     with pytest.raises(GuardRefused), unit_of_work(sessions) as s:
-        redirect.override_routing(s, actors.fm, case_id, to_department="shakyo", reason="r",
+        redirect.override_routing(s, actors.fm, case_id, to_department="health", reason="r",
                                           version=s.get(Case, case_id).version, now=NOW)
 
 
@@ -249,10 +249,10 @@ def test_a_sheet_sent_by_another_department_is_withdrawn_only_by_it_or_an_fm(ses
     with unit_of_work(sessions) as s:  # taken at 生活福祉課's own window
         case_id = intake.open_case(s, actors.livelihood, intake_fields(categories=["hikikomori"]), now=NOW).id
     with pytest.raises(PermissionDenied), unit_of_work(sessions) as s:
-        redirect.override_routing(s, actors.window, case_id, to_department="shakyo", reason="r",
+        redirect.override_routing(s, actors.window, case_id, to_department="health", reason="r",
                                           version=s.get(Case, case_id).version, now=NOW)
     with unit_of_work(sessions) as s:
-        redirect.override_routing(s, actors.livelihood, case_id, to_department="shakyo", reason="r",
+        redirect.override_routing(s, actors.livelihood, case_id, to_department="health", reason="r",
                                           version=s.get(Case, case_id).version, now=NOW)
         assert s.scalar(select(CaseHistory.event).where(CaseHistory.case_id == case_id)
                         .order_by(CaseHistory.id.desc()).limit(1)) == "routing_override"

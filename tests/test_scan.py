@@ -47,7 +47,7 @@ def test_year_end_handoff_is_stalled_only_after_two_business_days(open_case, ses
     assert result.raised == [] and result.failed == 0
     result = scan.scan(sessions, jst(2027, 1, 6, 17, 0))
     assert result.by_kind == {"handoff_stalled": 1, "handoff_escalated": 0, "evaluation_overdue": 0,
-                              "no_contact": 0}
+                              "no_contact": 0, "notice_unseen": 0}
     with sessions() as s:
         [alert] = open_alerts(s)
         handoff = s.get(Case, case_id).handoffs[0]
@@ -96,7 +96,7 @@ def test_accepting_resolves_the_stall_alerts_by_itself(open_case, fire, actors, 
 def test_scanning_again_raises_nothing_new(open_case, sessions, actors):
     ids = [open_case(categories=["poverty"]), open_case(categories=["hikikomori"])]
     with unit_of_work(sessions) as s:  # a join request has the same timers
-        joins.request_join(s, actors.window, ids[0], to_department="shakyo", reason="居場所", summary="s",
+        joins.request_join(s, actors.window, ids[0], to_department="health", reason="居場所", summary="s",
                               now=NOW)
     later = NOW + timedelta(days=3)
     first = scan.scan(sessions, later)
@@ -105,13 +105,13 @@ def test_scanning_again_raises_nothing_new(open_case, sessions, actors):
     assert (again.raised, again.failed) == ([], 0)
     even_later = scan.scan(sessions, later + timedelta(days=7))
     assert even_later.by_kind == {"handoff_stalled": 0, "handoff_escalated": 3, "evaluation_overdue": 0,
-                                  "no_contact": 0}
+                                  "no_contact": 0, "notice_unseen": 0}
     with sessions() as s:
         keys = [a.open_key for a in open_alerts(s)]
         assert len(keys) == len(set(keys)) == 6
         join = s.scalar(select(Handoff).where(Handoff.primary.is_(False)))
         assert {(a.department_id, a.kind) for a in s.scalars(select(Alert).where(Alert.handoff_id == join.id))} \
-            == {(dept_id(s, "shakyo"), "handoff_stalled"), (None, "handoff_escalated")}
+            == {(dept_id(s, "health"), "handoff_stalled"), (None, "handoff_escalated")}
 
 
 def test_scan_resolves_alerts_whose_handoff_moved_on_meanwhile(open_case, sessions):
@@ -180,7 +180,7 @@ def test_overdue_evaluation_and_silence(accompanied, sessions, actors, fire):
     assert scan.scan(sessions, day(60)).raised == []  # the evaluation day itself; 60 silent days
     result = scan.scan(sessions, day(61))
     assert result.by_kind == {"handoff_stalled": 0, "handoff_escalated": 0, "evaluation_overdue": 1,
-                              "no_contact": 1}
+                              "no_contact": 1, "notice_unseen": 0}
     with sessions() as s:
         assert {(a.kind, a.department_id) for a in open_alerts(s)} == {
             ("evaluation_overdue", dept_id(s, "livelihood")), ("no_contact", dept_id(s, "livelihood"))}

@@ -11,8 +11,9 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from engine import calendar
-from engine.audit import disclosure, trail
-from engine.audit import retention as policy
+from engine.audit import trail
+from engine.privacy import disclosure
+from engine.privacy import retention as policy
 from web.cli import Once, main, transaction
 
 
@@ -76,6 +77,7 @@ def audit_case(case_ref: str, fmt: str) -> None:
     """Who looked at this person's record: the audit rows of every case of the same person (開示請求)."""
     with transaction() as session:
         cases, rows = disclosure.person_trail(session, case_ref, requested_by="cli:audit-case")
+        provided = disclosure.provided_to(session, cases)
     if fmt == "csv":
         out = csv.writer(sys.stdout, lineterminator="\n")
         out.writerow(disclosure.CSV_HEADER)
@@ -88,6 +90,10 @@ def audit_case(case_ref: str, fmt: str) -> None:
         extra = "".join([f" 接続元 {r.remote_addr}" if r.remote_addr else "",
                          f" 連携 {r.client}" if r.client else "", f" [{r.outcome}]" if r.outcome else ""])
         click.echo(f"{_when(r.at)}  {r.case_number}  {who}  {r.action_label}{extra}")
+    click.echo(f"市の外の機関への提供 {len(provided)} 件")
+    for p in provided:
+        note = f"（{p.note}）" if p.note else ""
+        click.echo(f"{_when(p.given_at)}  {p.department}  {p.what}  根拠: {p.basis}{note}")
 
 
 @main.group()

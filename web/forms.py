@@ -17,6 +17,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, vali
 from werkzeug.datastructures import MultiDict
 
 from engine import calendar
+from engine import fields as declare
 from engine.cases.events import firing
 from engine.fields import Field, text_problem
 from schemas.fields import flatten_errors
@@ -231,6 +232,15 @@ class HouseholdSchema(FormSchema):
     note = text(max_length=1000)
 
 
+class IntakeConsentSchema(FormSchema):
+    """The person's consent to share with named agencies, taken with the consultation (optional as a whole)."""
+
+    given_by = text(required=True, max_length=100, one_line=True)
+    method = text(required=True, max_length=16)
+    obtained_on = JaDate(load_default=None)
+    agencies = code_list(required=True, message="情報を共有してよい機関を1つ以上選んでください。")
+
+
 class IntakeSchema(FormSchema):
     """相談受付: the consultation's own inputs."""
 
@@ -241,7 +251,7 @@ class IntakeSchema(FormSchema):
     summary = text(required=True, max_length=4000)
     source = text(required=True, max_length=32)
     urgency = text(required=True, max_length=16)
-    consent_to_share = checkbox()
+    consent = fields.Nested(IntakeConsentSchema, load_default=None, error_messages=ERRORS)
 
 
 class IntakeConfirmSchema(FormSchema):
@@ -294,6 +304,8 @@ def form_field(declared: Field) -> fields.Field:
     if kind == "flag":
         return checkbox()
     row = type(f"{declared.row_name}Form", (FormSchema,), {f.name: form_field(f) for f in declared.row})
+    if kind == "group":
+        return fields.Nested(row, load_default=None, error_messages=ERRORS)
     return rows(row, declared.label or declared.name)
 
 
@@ -308,7 +320,9 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {name: event_form(name, e.fields) for n
 # Rows of repeated inputs: which keys of a row make it "filled in" (a blank row is dropped).
 ROW_LISTS = {"household": ("relationship", "name", "birth_year", "note"),
              "members": ("user",), "roles": ("department", "role")}
-MULTI_VALUED = {"categories", "agencies", "business_categories", "notify"}
+MULTI_VALUED = {"categories", "agencies", "business_categories", "notify", "consent.agencies"}
+# Groups of inputs that are given together or not at all (a basis: its code and its note; a consent at intake).
+OPTIONAL_GROUPS = ("basis", "consent")
 
 
 # --- other forms ---------------------------------------------------------------------------------
@@ -343,9 +357,10 @@ class ParticipationEndSchema(FormSchema):
 class JoinRequestSchema(_Versioned):
     """参加依頼: ask another department to join the case (a つなぐシート of its own)."""
 
-    to_department = text(required=True, max_length=64)
-    reason = text(required=True)
-    summary = text(required=True)
+    to_department = text(required=True, max_length=64, one_line=True)
+    reason = text(required=True, max_length=20000)
+    summary = text(required=True, max_length=20000)
+    basis = form_field(declare.basis())
 
 
 class RedirectHandoffSchema(_Versioned):
@@ -510,6 +525,10 @@ def parse(schema_cls: type[Schema], form: MultiDict) -> Parsed:
     """Parse a posted form with `schema_cls`; errors are keyed by the page's input names."""
     data = unflatten(form)
     positions = _rows(data)
+    for name in OPTIONAL_GROUPS:  # every input of the group left blank: the group is not given
+        group = data.get(name)
+        if isinstance(group, dict) and not any(v.strip() if isinstance(v, str) else v for v in group.values()):
+            del data[name]
     try:
         loaded = schema_cls().load(data)
         errors: dict[str, list[str]] = {}

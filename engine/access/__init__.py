@@ -37,6 +37,7 @@ from engine.access.relations import (  # noqa: F401
     CONTENT_RELATIONS,
     COVERED,
     FM,
+    FORMER,
     INVITED,
     JOINED,
     MEETING_TRACK_STATES,

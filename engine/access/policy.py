@@ -26,6 +26,7 @@ from engine.access.relations import (
     CONTENT_RELATIONS,
     COVERED,
     FM,
+    FORMER,
     JOINED,
     MEMBER,
     METADATA_RELATIONS,
@@ -178,13 +179,13 @@ def contact_note_visible(user, note, rel: frozenset[str], member_meetings) -> bo
     """Whether `user` reads one contact note.
 
     A 支援会議 note: only that meeting's acknowledged members. An ordinary note: the relations POLICY names;
-    a department that only joined the case reads the notes it wrote itself.
+    a department that only joined the case (or took part until its join lapsed) reads the notes it wrote itself.
     """
     if note.meeting_id is not None:
         return note.meeting_id in member_meetings
     if rel & (POLICY[(CONTACT_NOTES, READ)] - {JOINED}):
         return True
-    return JOINED in rel and note.department_id == getattr(user, "department_id", None)
+    return bool(rel & {JOINED, FORMER}) and note.department_id == getattr(user, "department_id", None)
 
 
 def shared_fact_visible(fact, rel: frozenset[str], member_meetings) -> bool:

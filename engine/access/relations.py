@@ -6,6 +6,8 @@ Relations of a person to a case:
 - invited / joined: the person's department has an unanswered / an accepted つなぐシート of the case
   (the primary one or a join request);
 - recorder: the department recorded the case or sent one of its つなぐシート (metadata only);
+- former: the department took part until the consent it rested on was narrowed or withdrawn (its join
+  lapsed): metadata, and the contact notes it wrote itself;
 - notified: the department was told of the case (engine.alerts.notices: a routing rule's notify)
   (metadata only; named only when no other relation holds, since it opens nothing more);
 - covered: the department is covered by the case's current consent (its newest consent record, if that
@@ -47,6 +49,7 @@ OWNER = "owner"
 INVITED = "invited"
 JOINED = "joined"
 RECORDER = "recorder"
+FORMER = "former"
 COVERED = "covered"
 CASE_FM = "case_fm"
 CASE_MEMBER = "case_member"
@@ -65,7 +68,7 @@ PENDING = "pending"
 
 
 CONTENT_RELATIONS = frozenset({SYSTEM, OWNER, INVITED, JOINED, COVERED, CASE_FM, CASE_MEMBER})
-METADATA_RELATIONS = CONTENT_RELATIONS | {RECORDER, NOTIFIED, PENDING_MEMBER, FM, ADMIN}
+METADATA_RELATIONS = CONTENT_RELATIONS | {RECORDER, FORMER, NOTIFIED, PENDING_MEMBER, FM, ADMIN}
 
 
 def current_consent(session: Session, case_id: int):
@@ -91,7 +94,7 @@ def consented_department_ids(session: Session, case_id: int) -> set[int]:
 def _relation_statements():
     """The reads of relations(), built once (every event and every case page runs them)."""
     case_id, dept, user_id = bindparam("r_case"), bindparam("r_dept"), bindparam("r_user")
-    handoffs = (select(Handoff.state, Handoff.to_department_id, Handoff.from_department_id)
+    handoffs = (select(Handoff.state, Handoff.to_department_id, Handoff.from_department_id, Handoff.lapsed_at)
                 .where(Handoff.case_id == case_id,
                        or_(Handoff.to_department_id == dept, Handoff.from_department_id == dept)))
     # The newest consent's status, and whether the department is among its agencies.
@@ -131,11 +134,13 @@ def relations(session: Session, user, case) -> frozenset[str]:
     if dept == case.created_department_id:
         rel.add(RECORDER)
     handoffs, _, meetings, notified = _relation_statements()
-    for state, to_dept, from_dept in session.execute(handoffs, {"r_case": case.id, "r_dept": dept}):
+    for state, to_dept, from_dept, lapsed_at in session.execute(handoffs, {"r_case": case.id, "r_dept": dept}):
         if to_dept == dept and state == "sent":
             rel.add(INVITED)
         if to_dept == dept and state == "accepted":
             rel.add(JOINED)
+        if to_dept == dept and lapsed_at is not None:
+            rel.add(FORMER)
         if from_dept == dept:
             rel.add(RECORDER)
     if _covered(session, case.id, dept):

@@ -23,6 +23,9 @@ ALERT_LABELS = {
     "multi_agency_candidate": "多機関協働の候補",
     "evaluation_overdue": "評価期限超過",
     "no_contact": "一定期間接触なし",
+    "basis_needed": "情報提供の根拠が必要",
+    "handed_back": "担当の返還（同意の撤回）",
+    "notice_unseen": "多機関協働の通知が未確認",
 }
 STATUS_LABELS = {"open": "未対応", "acknowledged": "確認済み", "resolved": "解決済み"}
 
@@ -53,10 +56,12 @@ def raise_alert(session: Session, *, kind: str, case_id: int, handoff_id: int | 
 
 
 def resolve_open(session: Session, *, case_id: int | None = None, handoff_id: int | None = None,
-                 kinds: tuple[str, ...] | None = None, actor=None, note: str | None = None,
-                 now: datetime | None = None) -> int:
-    """Resolve the open or acknowledged alerts of a case or handoff (of `kinds`, if given)."""
+                 notice_id: int | None = None, kinds: tuple[str, ...] | None = None, actor=None,
+                 note: str | None = None, now: datetime | None = None) -> int:
+    """Resolve the open or acknowledged alerts of a case, a handoff or a notice (of `kinds`, if given)."""
     q = update(Alert).where(Alert.status != "resolved")
+    if notice_id is not None:
+        q = q.where(Alert.notice_id == notice_id)
     if case_id is not None and handoff_id is not None:
         # The case's alerts of these kinds, and the handoff's (a handoff's alerts carry its case id too).
         q = q.where(Alert.case_id == case_id)
@@ -214,7 +219,8 @@ def _not_allowed(event: str, alert: Alert) -> EventNotAllowed:
 # The scan's kinds. Resolved by a person while its subject still waits, such an alert keeps its `open_key`:
 # the next scan does not raise it again (the person has dealt with it) until the subject has moved on — the
 # sheet answered, the plan evaluated, a contact recorded — when the scan releases the key (engine.alerts.scan).
-HELD_ON_RESOLVE = frozenset({"handoff_stalled", "handoff_escalated", "evaluation_overdue", "no_contact"})
+HELD_ON_RESOLVE = frozenset({"handoff_stalled", "handoff_escalated", "evaluation_overdue", "no_contact",
+                             "notice_unseen"})
 
 
 def acknowledge(session: Session, actor, alert_id: int, note: str | None = None,

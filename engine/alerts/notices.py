@@ -17,9 +17,12 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from engine import states
+from engine.alerts import alerts
 from engine.audit import trail
 from engine.errors import Conflict, NotFound
 from engine.models import Case, CaseHistory, CaseNotice, Department, Handoff, utcnow
+from engine.rules.store import business_calendar, stall_policy
+from engine.sharing import bases, provisions
 
 
 class AlreadyAcknowledged(Conflict):
@@ -32,18 +35,33 @@ class AlreadyAcknowledged(Conflict):
         super().__init__("この通知は既に確認済みです。")
 
 
+# What a body outside the city is told when no basis covers it: that there is a case, not what it is about
+# (a rule's reason names the person's situation: 「ひきこもりの子」).
+REASON_WITHHELD = ("あなたの機関に関係する可能性のある相談があり、通知先に指定されました。内容は、本人の同意など情報提供の"
+                   "根拠が記録されるまで表示されません。")
+
+
 def notify(session: Session, actor, case: Case, departments: list[Department], *, reason: str,
-           now: datetime) -> list[CaseNotice]:
-    """Tell `departments` of the case (those that own it or were told before are skipped)."""
+           now: datetime, client=None) -> list[CaseNotice]:
+    """Tell `departments` of the case (those that own it or were told before are skipped).
+
+    A body outside the city reads the reason only on a basis (engine.sharing.bases), recorded as a provision;
+    without one it reads REASON_WITHHELD."""
     told = set(session.scalars(select(CaseNotice.department_id).where(CaseNotice.case_id == case.id)))
+    escalate_at = business_calendar().deadline_after_business_days(
+        now, stall_policy(session).notice_escalate_after_business_days)
     made = []
     for dept in departments:
         if dept.id in told or dept.id == case.owning_department_id:
             continue
         told.add(dept.id)
-        notice = CaseNotice(case_id=case.id, department_id=dept.id, reason=reason, created_at=now)
+        basis = bases.standing_basis(session, case, dept)
+        notice = CaseNotice(case_id=case.id, department_id=dept.id, reason=reason if basis else REASON_WITHHELD,
+                            created_at=now, escalate_at=escalate_at)
         session.add(notice)
         made.append(notice)
+        if basis is not None:
+            provisions.provide(session, actor, case, dept, "notice", basis, now=now, client=client)
     return made
 
 
@@ -123,6 +141,8 @@ def acknowledge(session: Session, actor, notice_id: int, *, now: datetime | None
     if marked != 1:
         raise AlreadyAcknowledged()
     session.refresh(notice)
+    alerts.resolve_open(session, notice_id=notice.id, kinds=("notice_unseen",), actor=actor, now=now,
+                        note="通知先の部署が確認したため解決")
     session.add(CaseHistory(case_id=notice.case_id, event="notice.acknowledge", from_state="notified",
                             to_state="acknowledged", actor_id=actor.id, at=now,
                             detail={"department": notice.department.code}))

@@ -9,7 +9,9 @@ also on demand, idempotently) calls :func:`scan`, which raises:
   `evaluation_grace_days` has passed → the owning department;
 - ``no_contact``: a case in 伴走支援 without a contact for more than the policy's `no_contact_days`, counted
   from the later of the plan's adoption and the last contact (`Plan.no_contact_since`) → the owning
-  department.
+  department;
+- ``notice_unseen``: a notice of a 多機関協働 candidate that nobody of the notified department has seen past its
+  `escalate_at` (the policy's `notice_escalate_after_business_days`) → the FM dashboard.
 
 How (STYLE.md, "Background work"): for each kind, one short indexed read lists the due subjects that have
 no open alert of that kind yet (the partial reads follow the number of due rows, not the size of the
@@ -47,14 +49,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.calendar import JST
 from engine.dbtypes import UTCDateTime
-from engine.models import Alert, Case, Department, Handoff, Plan, utcnow
+from engine.models import Alert, Case, CaseNotice, Department, Handoff, Plan, utcnow
 from engine.rules.ruleset import StallPolicy
 from engine.rules.store import stall_policy
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
-SCAN_KINDS = ("handoff_stalled", "handoff_escalated", "evaluation_overdue", "no_contact")
+SCAN_KINDS = ("handoff_stalled", "handoff_escalated", "evaluation_overdue", "no_contact", "notice_unseen")
 OPEN = ("open", "acknowledged")
 
 
@@ -175,6 +177,22 @@ def _plan_check(kind: str, date_column, message: Callable[[_Moment], str],
     )
 
 
+def _notice_check() -> _Check:
+    return _Check(
+        kind="notice_unseen", subject=CaseNotice,
+        due=lambda m: [CaseNotice.acknowledged_at.is_(None), CaseNotice.escalate_at <= m.now,
+                       Case.multi_agency_candidate.is_(True), Case.state != "closed"],
+        key=lambda: _open_key("notice_unseen:n", CaseNotice.id),
+        order=lambda: CaseNotice.escalate_at,
+        alert_columns=lambda m: {
+            Alert.case_id: CaseNotice.case_id, Alert.notice_id: CaseNotice.id, Alert.due_at: CaseNotice.escalate_at,
+            Alert.message: literal("多機関協働の候補のケースの通知を、", String) + Department.name
+            + literal(f"が{m.policy.notice_escalate_after_business_days}営業日たっても確認していません。", String)},
+        due_joins=((Case, Case.id == CaseNotice.case_id),),
+        alert_joins=((Department, Department.id == CaseNotice.department_id),),
+    )
+
+
 CHECKS: dict[str, _Check] = {
     "handoff_stalled": _handoff_check(
         "handoff_stalled", Handoff.due_at, to_department=True,
@@ -195,6 +213,7 @@ CHECKS: dict[str, _Check] = {
         "no_contact", Plan.no_contact_since, cutoff=lambda m: m.contact_cutoff,
         message=lambda m: f"伴走支援中ですが、{m.policy.no_contact_days}日を超えて接触の記録がありません。",
     ),
+    "notice_unseen": _notice_check(),
 }
 
 
@@ -264,6 +283,10 @@ def _sweeps(m: _Moment) -> list:
                 "評価済み、または伴走支援が終わったため解決"),
         *resolve(("no_contact",), ~still_due_for(Plan.no_contact_since),
                 "接触が記録された、または伴走支援が終わったため解決"),
+        *resolve(("notice_unseen",),
+                 ~exists().where(CaseNotice.id == Alert.notice_id, CaseNotice.acknowledged_at.is_(None),
+                                 Case.id == CaseNotice.case_id, Case.state != "closed"),
+                 "通知が確認された、またはケースが終結したため解決"),
     ]
 
 

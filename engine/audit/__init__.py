@@ -1,1 +1,1 @@
-"""The audit trail (a hash chain), refusals in it, 開示請求 (who read a person's data), and retention."""
+"""The audit trail: a hash chain every read and write of case data appends to, and the refusals in it."""

@@ -7,7 +7,7 @@ flags the case and alerts the FM.
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,13 +16,23 @@ from engine import calendar, routing, vocab
 from engine.access.actors import SYSTEM_ACTOR
 from engine.alerts import alerts
 from engine.audit import trail
-from engine.cases.checks import REQUIRED, UNKNOWN_SEX, birth_date_problem, choice
+from engine.cases.checks import (
+    RECORDED_LATE_DAYS,
+    REQUIRED,
+    UNKNOWN_SEX,
+    as_date,
+    birth_date_problem,
+    blank,
+    choice,
+    known_departments,
+)
 from engine.cases.events.firing import fire_event
 from engine.cases.kernel import next_case_number, record_history
 from engine.departments import desk_id
 from engine.errors import PermissionDenied, ValidationFailed
-from engine.models import Case, CaseCategory, HouseholdMember, Person, User, utcnow
+from engine.models import Case, CaseCategory, Consent, ConsentAgency, HouseholdMember, Person, User, utcnow
 from engine.people.names import fold_for_search
+from engine.sharing import bases
 
 
 def require_staff(actor) -> None:
@@ -75,7 +85,10 @@ def open_case(session: Session, actor: User, fields: dict[str, Any], *, now: dat
 
     `fields`: person {name, name_kana, sex, birth_date, area, resident_id, phone, address}, household
     [{relationship, name, birth_year, note}], categories [codes], primary_category, summary, source,
-    urgency, consent_to_share, and for referrals referrer {…} and external_ref.
+    urgency, consent {given_by, method, obtained_on, agencies: [codes]} (the person's consent to share with
+    those agencies, recorded as record_consent records one, before the case is routed), the deprecated
+    consent_to_share (it names no agency and opens nothing outside the city), and for referrals
+    referrer {…} and external_ref.
     """
     now = now or utcnow()
     fields = dict(fields)
@@ -84,6 +97,7 @@ def open_case(session: Session, actor: User, fields: dict[str, Any], *, now: dat
     if client is None:
         require_staff(actor)
     errors = validate_intake(fields, now.astimezone(calendar.JST).date())
+    consent = _checked_consent(session, errors, fields.get("consent"), now)
     if errors:
         raise ValidationFailed(errors)
     p = fields["person"]
@@ -97,7 +111,7 @@ def open_case(session: Session, actor: User, fields: dict[str, Any], *, now: dat
     case = Case(
         case_number=next_case_number(session, now), person=person, summary=fields["summary"].strip(),
         source=fields["source"], urgency=fields["urgency"], state="intake",
-        consent_to_share=bool(fields.get("consent_to_share")), opened_at=now, updated_at=now,
+        consent_to_share=bool(fields.get("consent_to_share")) or consent is not None, opened_at=now, updated_at=now,
         created_by_id=getattr(actor, "id", None),
         created_department_id=getattr(actor, "department_id", None),
         referral_client_id=getattr(client, "id", None), external_ref=fields.get("external_ref"),
@@ -116,10 +130,60 @@ def open_case(session: Session, actor: User, fields: dict[str, Any], *, now: dat
     record_history(session, case, actor, "open", now, {"source": case.source}, to_state="intake")
     trail.record(session, actor=actor, client=client, action="case.open", object_type="case",
                  object_id=case.id, case_id=case.id, remote_addr=remote_addr, at=now)
+    if consent is not None:
+        _record_consent(session, actor, case, consent, now=now, client=client, remote_addr=remote_addr)
     if route:
         route_new_case(session, case, actor, now=now, client=client)
     session.flush()
     return case
+
+
+CONSENT_METHODS_MESSAGE = "同意の方法は written（書面）か oral（口頭）で指定してください。"
+
+
+def _checked_consent(session: Session, errors: dict, given, now: datetime) -> dict | None:
+    """A consent given with a consultation, checked (errors by field under `consent.`); None when none is."""
+    if given in (None, {}):
+        return None
+    if not isinstance(given, dict):
+        errors["consent"] = ["同意は {given_by, method, obtained_on, agencies} で指定してください。"]
+        return None
+    consent = dict(given)
+    found: dict[str, list[str]] = {}
+    if blank(consent.get("given_by")):
+        found["given_by"] = [REQUIRED]
+    choice(found, consent, "method", "consent_methods")
+    today = now.astimezone(calendar.JST).date()
+    as_date(found, consent, "obtained_on", not_after=today)
+    if "obtained_on" not in found and isinstance(consent.get("obtained_on"), date) \
+            and consent["obtained_on"] < today - timedelta(days=RECORDED_LATE_DAYS):
+        found["obtained_on"] = [f"同意日は受付日の{RECORDED_LATE_DAYS}日前以降の日付にしてください。"]
+    agencies = consent.get("agencies")
+    if not agencies:
+        found["agencies"] = ["情報を共有してよい機関を1つ以上指定してください。"]
+    else:
+        consent["agencies"] = known_departments(session, found, "agencies", agencies)
+    for name, messages in found.items():
+        errors[f"consent.{name}"] = messages
+    return None if found else consent
+
+
+def _record_consent(session: Session, actor, case: Case, consent: dict, *, now: datetime, client=None,
+                    remote_addr: str | None = None) -> Consent:
+    """Record the consent given with the consultation, as record_consent records one (the case stays in 受付)."""
+    row = Consent(case_id=case.id, status="given", given_by=consent["given_by"].strip(), method=consent["method"],
+                  obtained_on=consent.get("obtained_on") or now.astimezone(calendar.JST).date(),
+                  note=consent.get("note"), recorded_by_id=getattr(actor, "id", None),
+                  recorded_by_client_id=getattr(client, "id", None), recorded_at=now,
+                  agencies=[ConsentAgency(department_id=d.id) for d in consent["agencies"]])
+    session.add(row)
+    session.flush()
+    record_history(session, case, actor, "consent.record", now, {"agencies": [d.code for d in consent["agencies"]]},
+                   from_state="intake", to_state="intake")
+    trail.record(session, actor=actor, client=client, action="consent.record", object_type="consent",
+                 object_id=row.id, case_id=case.id, remote_addr=remote_addr, at=now,
+                 detail={"agencies": [d.code for d in consent["agencies"]]})
+    return row
 
 
 def alert_multi_agency(session: Session, case: Case, proposal: routing.Proposal, now: datetime) -> None:
@@ -161,6 +225,18 @@ def route_new_case(session: Session, case: Case, actor, *, now: datetime, client
             setattr(case, key, value)
         alerts.raise_alert(session, kind="unrouted", case_id=case.id, department_id=desk_id(session),
                             message=proposal.reason, now=now)
+        return proposal
+    if bases.standing_basis(session, case, proposal.owner) is None:
+        # A body outside the city with no basis for receiving the person's data: nothing is sent; the desk
+        # holds the case in 受付 until a consent is recorded or an FM or the desk chooses a basis.
+        values["routing_reason"] = (f"{proposal.reason}（ただし{proposal.owner.name}は市の外の機関で、情報提供の根拠が"
+                                    "ないため、送付していません。）")
+        for key, value in values.items():
+            setattr(case, key, value)
+        alerts.raise_alert(session, kind="basis_needed", case_id=case.id, department_id=desk_id(session), now=now,
+                            message=f"ルールは{proposal.owner.name}を提案していますが、市の外の機関に送る情報提供の根拠が"
+                                    f"ありません（{bases.missing(session, case, proposal.owner)}）。本人の同意を"
+                                    "記録するか、FM・サポートデスクが法令・緊急の根拠を選んで送ってください。")
         return proposal
     sender = actor if actor is not None and actor.role != "admin" else SYSTEM_ACTOR
     # The decision reaches the case row in the same UPDATE as the state change.

@@ -18,11 +18,12 @@ from engine.alerts import alerts
 from engine.audit import trail
 from engine.cases.checks import require
 from engine.cases.events.context import HandoffContext
-from engine.cases.events.handoff import send_handoff_record
+from engine.cases.events.handoff import send_sheet
 from engine.cases.kernel import flush_handoff_or_stale, flush_or_stale, load_case, record_history, touch
 from engine.departments import department_by_code
 from engine.errors import GuardRefused, MissingField, NotFound, PermissionDenied, StaleVersion, ValidationFailed
 from engine.models import Case, Department, Handoff, User, utcnow
+from engine.sharing import bases
 
 
 def involved_department_ids(case: Case) -> set[int]:
@@ -58,12 +59,14 @@ def require_join_within_consent(session: Session, case: Case, target: Department
 
 
 def request_join(session: Session, actor: User, case_id: int, *, to_department: str, reason: str,
-                 summary: str, version: int | None = None, now: datetime | None = None,
+                 summary: str, version: int | None = None, basis: dict | None = None, now: datetime | None = None,
                  remote_addr: str | None = None) -> Handoff:
     """Ask another department to join the case with a つなぐシート of its own (same stall timers).
 
     The case does not move, but its version does: a form shown before someone else changed the case
-    (`version`) is refused as stale, and two requests racing each other are one after the other.
+    (`version`) is refused as stale, and two requests racing each other are one after the other. A body
+    outside the city is asked only on a basis (engine.sharing.bases): a commission or a consent naming it,
+    or a statute or an emergency an FM or the desk chooses (`basis`: {code, note}).
     """
     now = now or utcnow()
     case = load_case(session, actor, case_id)
@@ -75,15 +78,15 @@ def request_join(session: Session, actor: User, case_id: int, *, to_department: 
                                      [], [], event_label="他部署に参加を依頼する")
     fields = {"to_department": to_department, "reason": reason, "summary": summary}
     require(fields, "to_department", "reason", "summary")
+    chosen = bases.chosen_basis(session, actor, basis)
     target = department_by_code(session, to_department)
     if target is None:
         raise ValidationFailed({"to_department": [f"「{to_department}」という部署はありません。"]})
     require_join_target(session, case, target)
     touch(case, now)  # the case's version moves with the request
     flush_or_stale(session, case)
-    handoff = send_handoff_record(session, actor, case, target, reason=reason, summary=summary, now=now,
-                                  primary=False)
-    session.flush()
+    handoff = send_sheet(session, actor, case, target, reason=reason, summary=summary, now=now, primary=False,
+                         chosen=chosen, remote_addr=remote_addr)
     record_history(session, case, actor, "handoff.request_join", now, {"to_department": target.code},
                    to_state="sent", handoff_id=handoff.id)
     trail.record(session, actor=actor, action="handoff.request_join", object_type="handoff",

@@ -239,10 +239,13 @@ def _department_names(session: Session) -> dict[int, str]:
     return dict(session.execute(select(Department.id, Department.name)).all())
 
 
-def department_choices(session: Session) -> list[tuple[str, str]]:
-    """(code, name) of the active departments, in the configured order."""
-    return [(d.code, d.name) for d in session.scalars(
-        select(Department).where(Department.active.is_(True)).order_by(Department.id))]
+def department_choices(session: Session, *, city_only: bool = False) -> list[tuple[str, str]]:
+    """(code, name) of the active departments (with `city_only`, the city's own sections), in the configured
+    order."""
+    q = select(Department).where(Department.active.is_(True)).order_by(Department.id)
+    if city_only:
+        q = q.where(Department.kind == "city_section")
+    return [(d.code, d.name) for d in session.scalars(q)]
 
 
 def state_counts(session: Session, actor) -> dict[str, Any]:

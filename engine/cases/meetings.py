@@ -28,6 +28,7 @@ from engine.cases import submissions
 from engine.cases.kernel import load_case
 from engine.errors import Conflict, GuardRefused, MissingField, NotFound, PermissionDenied, ValidationFailed
 from engine.models import Department, Meeting, MeetingMember, SharedFact, User, utcnow
+from engine.sharing import bases, provisions
 
 MAX_ADDITION = 20000
 MEETING_NOT_FOUND = "指定された会議は見つかりません。"
@@ -95,6 +96,7 @@ def add_meeting_member(session: Session, actor, meeting_id: int, login: str, *,
     session.flush()
     trail.record(session, actor=actor, action="meeting.add_member", object_type="meeting",
                  object_id=meeting.id, case_id=case.id, at=now, detail={"user_id": user.id})
+    provisions.provide_to_members(session, actor, case, meeting, [user.department_id], now=now or utcnow())
     return member
 
 
@@ -171,6 +173,10 @@ def carry_fact(session: Session, actor, meeting_id: int, fact: str, *, submissio
     trail.record(session, actor=actor, action="shared_fact.carry", object_type="shared_fact",
                  object_id=row.id, case_id=case.id, at=now,
                  detail={"meeting_id": meeting.id, "consent_id": consent.id})
+    # The fact reaches the agencies the consent names: for each outside the city, a provision on that consent.
+    for agency in consent.agencies:
+        body = session.get(Department, agency.department_id)
+        provisions.provide(session, actor, case, body, "fact", bases.Basis("consent", consent_id=consent.id), now=now)
     if claim is not None:
         submissions.settle(session, claim, case.id)
     session.flush()

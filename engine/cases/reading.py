@@ -17,6 +17,7 @@ from engine.cases import joins, kernel, offers, participation, redirect, views
 from engine.cases.events import firing
 from engine.errors import NotFound
 from engine.models import Case, Department, Handoff, Meeting, Plan, User
+from engine.sharing import bases
 
 
 @dataclass
@@ -33,6 +34,10 @@ class CaseActions:
     withdrawable_joins: dict[int, int] = field(default_factory=dict)
     # Where a contact note the reader writes goes: None for the ordinary track, else that 支援会議's id.
     note_meeting: int | None = None
+    # Whether the reader may choose a statute or an emergency as the basis for a body outside the city, and
+    # (an FM) the city department an outside owner hands the case back to when the consent is withdrawn.
+    choose_basis: bool = False
+    choose_return_to: bool = False
 
 
 @dataclass
@@ -91,6 +96,8 @@ def _actions(session: Session, actor, file: CaseFile) -> CaseActions:
                             if not h.primary and h.state == "sent"
                             and joins.may_withdraw_join(session, actor, case, h, rel)},
         note_meeting=access.note_meeting_id(session, actor, case, rel) if open_case else None,
+        choose_basis=bases.may_choose(session, actor),
+        choose_return_to=getattr(actor, "role", None) == "fm",
     )
 
 

@@ -23,7 +23,7 @@ from engine.alerts import alerts
 from engine.cases import kernel
 from engine.cases.events import firing
 from engine.cases.events.context import HandoffContext
-from engine.cases.events.handoff import audit_override, proposed_code, send_handoff_record
+from engine.cases.events.handoff import audit_override, proposed_code, send_sheet
 from engine.departments import department_by_code
 from engine.errors import GuardRefused, MissingField, PermissionDenied, StaleVersion, ValidationFailed
 from engine.models import Case, CaseHistory, Department, User, utcnow
@@ -100,8 +100,8 @@ def override_routing(session: Session, actor: User, case_id: int, *, to_departme
         withdrawn_from = session.get(Department, current.to_department_id).code
         alerts.resolve_open(session, handoff_id=current.id, kinds=("handoff_stalled", "handoff_escalated"),
                             actor=actor, note="送付先の変更により解決", now=now)
-    handoff = send_handoff_record(session, actor, case, target, reason=reason, summary=case.summary,
-                                           now=now, primary=True)
+    handoff = send_sheet(session, actor, case, target, reason=reason, summary=case.summary, now=now, primary=True,
+                         remote_addr=remote_addr)
     # Back to the rules' proposal, the case no longer departs from it.
     case.override_reason = None if case.proposed_department_id == target.id else reason
     case.updated_at = now

@@ -27,6 +27,7 @@ from engine.models import (
     SharedFact,
     User,
 )
+from engine.sharing import provisions
 
 
 def department_ref(dept: Department | None) -> dict | None:
@@ -103,6 +104,12 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
         ],
     })
     if sight < access.Sight.CONTENT:
+        if access.FORMER in rel:
+            # Took part until its join lapsed with the consent: the notes it wrote itself stay its own.
+            view["own_contact_notes"] = contact_notes_view(session, actor, case, rel=rel, member_meetings=())
+            if view["own_contact_notes"]:
+                trail.record(session, actor=actor, action="case.read", object_type="case", object_id=case.id,
+                             case_id=case.id, detail={"parts": ["own_contact_notes"], "meetings": []})
         return view
     view.update(content_view(session, case))
     for item, h in zip(view["handoffs"], case.handoffs):
@@ -134,6 +141,9 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
                         for m in session.scalars(select(Meeting).where(Meeting.case_id == case.id)
                                                  .order_by(Meeting.held_at, Meeting.id))]
     read_meetings = [m["id"] for m in view["meetings"] if "minutes" in m]
+    # 提供記録: who outside the city received the person's data, what and on which basis.
+    view["provisions"] = [{"given_at": iso(p.given_at), "department": p.department, "what": p.what, "basis": p.basis,
+                           "note": p.note, "given_by": p.given_by} for p in provisions.of_case(session, [case.id])]
     view["may"] = access.permissions(session, actor, case, rel=rel)
     trail.record(session, actor=actor, action="case.read", object_type="case", object_id=case.id,
                  case_id=case.id, detail={"parts": parts, "meetings": read_meetings})

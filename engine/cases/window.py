@@ -26,6 +26,7 @@ from engine.errors import Conflict, ValidationFailed
 from engine.models import Case, Person, utcnow
 from engine.people.names import fold_for_search
 from engine.rules.ruleset import RoutingFacts
+from engine.sharing import bases
 from engine.states import CASE_STATE_LABELS
 
 MODES = ("route", "override", "resolve")
@@ -63,6 +64,29 @@ def preview(session: Session, actor, fields: dict[str, Any], *, now: datetime | 
     now = now or utcnow()
     require_staff(actor)
     return routing.propose(session, _checked_facts(fields, now.astimezone(calendar.JST).date()))
+
+
+def unshared(session: Session, fields: dict[str, Any], proposal: routing.Proposal) -> str | None:
+    """What following the proposal would not send, and why, in Japanese (None when everything goes): a body
+    outside the city that neither its commission nor the consent taken with the consultation covers gets no
+    sheet (the desk holds the case), and a notified one is told without the reason."""
+    person = fields.get("person") or {}
+    categories, area = fields.get("categories") or [], person.get("area") or None
+    named = set((fields.get("consent") or {}).get("agencies") or [])
+
+    def covered(dept) -> bool:
+        return (not dept.outside_city or dept.code in named
+                or bases.commission_covers_facts(dept, categories, area))
+
+    said = []
+    if proposal.sends and not covered(proposal.owner):
+        said.append(f"提案の送付先の{proposal.owner.name}は市の外の機関で、この相談は委託の範囲外か、本人の同意が"
+                    "ありません。このまま受け付けると、つなぐシートは送らず、サポートデスクがケースを預かります"
+                    "（同意を記録するか、FM・サポートデスクが法令・緊急の根拠を選んで送ります）。")
+    told = [d.name for d in proposal.notify if not covered(d)]
+    if told:
+        said.append("通知先の" + "、".join(told) + "には、情報提供の根拠がないため、相談の内容を伏せて通知します。")
+    return "".join(said) or None
 
 
 def earlier_cases(session: Session, actor, person: dict[str, Any], *, limit: int = 5) -> list[dict[str, Any]]:

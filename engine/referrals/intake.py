@@ -74,6 +74,7 @@ def intake_fields(payload: dict[str, Any]) -> dict[str, Any]:
         "source": "api",
         "urgency": payload.get("urgency") or "normal",
         "consent_to_share": bool(payload.get("consent_to_share")),
+        "consent": payload.get("consent"),
         "referrer": {k: payload["referrer"].get(k) for k in ("organization", "contact_name", "contact_phone")},
         "external_ref": payload["external_ref"],
     }

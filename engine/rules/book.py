@@ -99,6 +99,7 @@ def _policy(policy: StallPolicy) -> tuple[tuple[str, str], ...]:
         ("伴走支援で接触がないとき", f"{policy.no_contact_days}日で通知"),
         ("評価日を過ぎたとき", f"{policy.evaluation_grace_days}日の猶予の後に通知" if policy.evaluation_grace_days
          else "過ぎたらすぐに通知"),
+        ("多機関協働の候補の通知が確認されないとき", f"通知から{policy.notice_escalate_after_business_days}営業日でFMへ"),
     )
 
 

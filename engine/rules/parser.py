@@ -60,7 +60,10 @@ RULE_KEYS: tuple[str, ...] = ("name", "match", "owner", "notify", "reason")
 SET_KEYS: tuple[str, ...] = ("categories_all", "categories_any")
 CATCH_ALL_WORD = "any"
 # Upper bounds: a number past them is a typo, and would make every deadline or scan fail to compute.
+# Keys a rules file may leave out, with the value it then has.
+OPTIONAL_STALL_POLICY_KEYS: dict[str, int] = {"notice_escalate_after_business_days": 3}
 STALL_POLICY_MAXIMA: dict[str, int] = {
+    "notice_escalate_after_business_days": 60,
     "accept_within_business_days": 60,
     "urgent_accept_within_office_hours": 200,
     "escalate_after_business_days": 120,
@@ -185,10 +188,13 @@ class _Parser:
             self.problem(value_line(data, "stall_policy", data.line), "stall_policy はマッピングで指定してください")
             return None
         self.check_duplicates(section, "stall_policy の")
-        self.check_unknown_keys(section, STALL_POLICY_KEYS, "stall_policy の")
+        self.check_unknown_keys(section, STALL_POLICY_KEYS + tuple(OPTIONAL_STALL_POLICY_KEYS), "stall_policy の")
         values: dict[str, int] = {}
-        for key in STALL_POLICY_KEYS:
+        for key in STALL_POLICY_KEYS + tuple(OPTIONAL_STALL_POLICY_KEYS):
             if key not in section:
+                if key in OPTIONAL_STALL_POLICY_KEYS:
+                    values[key] = OPTIONAL_STALL_POLICY_KEYS[key]
+                    continue
                 self.problem(key_line(data, "stall_policy", section.line), f"stall_policy.{key} がありません")
                 continue
             value = section[key]
@@ -199,7 +205,7 @@ class _Parser:
                 )
                 continue
             values[key] = value
-        if len(values) != len(STALL_POLICY_KEYS):
+        if len(values) != len(STALL_POLICY_KEYS) + len(OPTIONAL_STALL_POLICY_KEYS):
             return None
         if values["escalate_after_business_days"] < values["accept_within_business_days"]:
             # Escalation to the FM follows the receiver's own reminder: before it, the reminder never comes.

@@ -75,6 +75,9 @@ class StallPolicy:
     escalate_after_business_days: int
     no_contact_days: int
     evaluation_grace_days: int
+    # A notice of a 多機関協働 candidate that nobody of the notified department has seen goes to the FM after
+    # this many business days (optional in the file).
+    notice_escalate_after_business_days: int = 3
 
 
 @dataclass(frozen=True)

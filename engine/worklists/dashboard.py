@@ -22,7 +22,7 @@ from engine.audit import trail
 from engine.cases import checks, joins, kernel
 from engine.cases.events import firing
 from engine.cases.events.context import HandoffContext
-from engine.cases.events.handoff import send_handoff_record
+from engine.cases.events.handoff import send_sheet
 from engine.departments import department_by_code
 from engine.errors import EventNotAllowed, GuardRefused, NotFound, PermissionDenied, ValidationFailed
 from engine.models import Alert, Case, CaseHistory, Department, Handoff, utcnow
@@ -227,8 +227,8 @@ def reassign(session: Session, actor, alert_id: int, *, to_department: str | Non
         handoff.withdrawn_at = now
         kernel.flush_handoff_or_stale(session, handoff.id)  # answered meanwhile: stale, nothing written
         alerts.resolve_open(session, handoff_id=handoff.id, actor=actor, note=f"振り替え: {target.name}", now=now)
-        new = send_handoff_record(session, actor, case, target, reason=reason, summary=handoff.summary,
-                                           now=now, primary=handoff.primary)
+        new = send_sheet(session, actor, case, target, reason=reason, summary=handoff.summary, now=now,
+                         primary=handoff.primary, remote_addr=remote_addr)
         session.add(CaseHistory(case_id=case.id, event="handoff.reassign", from_state=case.state,
                                 to_state=case.state, actor_id=actor.id, at=now, handoff_id=new.id,
                                 detail={"to_department": target.code, "reason": reason,

@@ -259,12 +259,12 @@ def test_sending_on_after_a_return_needs_only_the_contracts_fields(client, make_
     version = _state(sessions, case_id)[1]
     assert _fire(client, livelihood, case_id, {"event": "decline_handoff", "version": version,
                                                 "reason": "所管外のため"}).status_code == 200
-    resp = _fire(client, desk, case_id, {"event": "send_handoff", "version": version + 1, "to_department": "shakyo",
-                                         "reason": "家計の立て直しを社協で", "summary": "家賃滞納"})
+    resp = _fire(client, desk, case_id, {"event": "send_handoff", "version": version + 1, "to_department": "health",
+                                         "reason": "家計の立て直しを健康推進課で", "summary": "家賃滞納"})
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["status"] == "handoff"
     with unit_of_work(sessions) as s:
-        assert s.get(Case, case_id).override_reason == "家計の立て直しを社協で"
+        assert s.get(Case, case_id).override_reason == "家計の立て直しを健康推進課で"
 
 
 def test_a_token_that_cannot_write_is_offered_no_events(client, staff, case_id):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from engine import case_departments
 from engine.db import unit_of_work
-from engine.models import Alert, AuditEvent, Case, Department, IdempotencyKey, User
+from engine.models import Alert, AuditEvent, Case, Consent, Department, IdempotencyKey, User
 from engine.referrals import clients as api_clients
 from engine.referrals import intake as referrals
 from engine.users import accounts as users
@@ -50,7 +50,14 @@ def test_created_answers_201_with_location_and_the_routed_case(client, partner, 
         assert [(m.relationship_label, m.birth_year) for m in case.household] == [("長男", 1974)]
         assert case.category_codes == ["elder_care", "hikikomori"] and case.primary_category == "elder_care"
         assert case.referrer["organization"] == "大野地域包括支援センター"
-        assert case.consent_to_share is False and case.routing_reason == body["routing"]["reason"]
+        assert case.routing_reason == body["routing"]["reason"]
+        # The contract's example carries the person's consent, naming two agencies: recorded as a consent.
+        consent = s.scalar(select(Consent).where(Consent.case_id == case.id))
+        assert (consent.status, consent.given_by, consent.method, str(consent.obtained_on)) == (
+            "given", "本人", "written", "2026-11-30")
+        assert sorted(s.get(Department, a.department_id).code for a in consent.agencies) == [
+            "hikikomori_station", "houkatsu_oono"]
+        assert consent.recorded_by_id is None and consent.recorded_by_client_id == case.referral_client_id
         key = s.scalar(select(IdempotencyKey))
         assert (key.key, key.status_code, key.case_id, key.response_body) == ("key-1", 201, case.id, body)
         opened = s.scalar(select(AuditEvent).where(AuditEvent.action == "case.open"))

@@ -71,6 +71,7 @@ HISTORY_LABELS = {
     "handoff.cancel": "つなぐシート取下げ（終結に伴う）",
     "handoff.lapse": "参加の終了（同意の撤回・変更に伴う）",
     "handoff.redirect": "つなぐシート取下げ（送付先の変更に伴う）",
+    "consent.record": "同意の記録（相談の受付時）",
     "handoff.reassign": "つなぐシート振り替え（FM）",
     "routing_override": "つなぐシートの送付先の変更",
     "handoff.request_join": "他部署に参加を依頼",

@@ -11,9 +11,9 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import login_required
 
 from engine import access
-from engine.audit import disclosure
 from engine.cases import lists as caselist
 from engine.errors import EngineError, NotFound, ValidationFailed
+from engine.privacy import disclosure
 from engine.referrals import clients as api_clients
 from engine.users import accounts as users
 from web import db
@@ -101,13 +101,15 @@ def disclosure_page():
     _require_admin()
     ref = (request.args.get("case") or "").strip()
     if not ref:
-        return render_template("disclosure.html", ref="", cases=None, rows=None, error=None)
+        return render_template("disclosure.html", ref="", cases=None, rows=None, provided=None, error=None)
     try:
         cases, rows = disclosure.person_trail(db.session(), ref, actor=actor())
+        provided = disclosure.provided_to(db.session(), cases)
     except NotFound as exc:  # a mistyped number: said beside the field
         db.session().rollback()
-        return render_template("disclosure.html", ref=ref, cases=None, rows=None, error=exc.message), 404
-    return render_template("disclosure.html", ref=ref, cases=cases, rows=rows, error=None)
+        return render_template("disclosure.html", ref=ref, cases=None, rows=None, provided=None,
+                               error=exc.message), 404
+    return render_template("disclosure.html", ref=ref, cases=cases, rows=rows, provided=provided, error=None)
 
 
 @bp.get("/disclosure.csv")

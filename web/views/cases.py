@@ -107,7 +107,9 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         machine=diagram.render(file.case.state, file.allowed_events, visited),
         form_event=event, form_prefix=_form_prefix(event), values=values or MultiDict(),
         errors=(refused.errors if refused else {}),
-        refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s),
+        refused=refused, departments=caselist.department_choices(s), staff=reading.staff_directory(s), can=can,
+        city_sections=caselist.department_choices(s, city_only=True),
+        city_codes={code for code, _ in caselist.department_choices(s, city_only=True)},
         consented=consented, involved=joins.involved_department_codes(s, file.case), today=_today().isoformat(),
         member_rows=forms.MEMBER_ROWS, role_rows=forms.ROLE_ROWS,
         withdrawable=can.withdrawable_joins, case_notices=notices.of_case(s, file.case.id), case_forms=case_forms,
@@ -184,7 +186,7 @@ def request_join(case_id: int):
     """参加依頼: the owning department or the case FM asks another department to join."""
     handoff, page = _apply_form(case_id, "request_join", forms.JoinRequestSchema, lambda f: joins.request_join(
         db.session(), actor(), case_id, to_department=f["to_department"], reason=f["reason"], summary=f["summary"],
-        version=f["version"], remote_addr=remote_addr()))
+        version=f["version"], basis=f.get("basis"), remote_addr=remote_addr()))
     if page is not None:
         return page
     flash(f"{handoff.to_department.name}に参加を依頼しました（つなぐシートを送付）。", "success")

@@ -18,6 +18,8 @@ GUARD_FIELDS = {
     "target_is_other_department": "to_department",
     "join_within_consent": "to_department",
     "member_within_consent": "user",
+    "basis_needed": "to_department",
+    "owner_named_in_consent": "agencies",
     "decision": "decision",
 }
 

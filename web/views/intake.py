@@ -25,7 +25,8 @@ def _intake_values(form: MultiDict) -> MultiDict:
 
 def _form(values: MultiDict, errors: dict | None = None, message: str | None = None, status: int = 200):
     return render_template("intake_form.html", values=values, errors=errors or {}, message=message,
-                           household_rows=forms.HOUSEHOLD_ROWS), status
+                           household_rows=forms.HOUSEHOLD_ROWS,
+                           departments=caselist.department_choices(db.session())), status
 
 
 def _preview(values: MultiDict, proposal, *, choice: MultiDict | None = None, errors: dict | None = None,
@@ -38,6 +39,7 @@ def _preview(values: MultiDict, proposal, *, choice: MultiDict | None = None, er
         g.commit_on_error = True
     return render_template(
         "intake_preview.html", values=values, data=parsed.data, proposal=proposal, earlier=earlier,
+        unshared=window.unshared(db.session(), parsed.data, proposal) if parsed.ok else None,
         choice=choice or MultiDict(), errors=errors or {}, message=message,
         token=(choice or {}).get("submission_token") or submissions.new_token(),
         departments=caselist.department_choices(db.session()),

@@ -33,6 +33,11 @@ class EventContext:
     roles: list[dict] = field(default_factory=list)
     main_department: Department | None = None
     plan: Plan | None = None
+    # A body outside the city receiving the case's data: the basis chosen with the event (a statute or an
+    # emergency), and the basis it goes on (engine.sharing.bases), set by the guard target_has_basis.
+    chosen_basis: Any = None
+    basis: Any = None
+    return_to: Department | None = None  # withdraw_consent: where an outside owner hands the case back
     history_detail: dict[str, Any] = field(default_factory=dict)
     # The actor's relations to the case as the request found it (engine.access.relations), worked out
     # once: every guard about who may act judges the actor by them, before the event changes anything.

@@ -23,6 +23,7 @@ from engine.departments import DESK_CODE, department_by_code, departments_by_cod
 from engine.errors import MissingField, ValidationFailed
 from engine.models import Case, Department, Handoff, User
 from engine.rules.store import handoff_deadlines
+from engine.sharing import bases, provisions
 
 
 def _prepare_send_handoff(ctx: EventContext) -> None:
@@ -48,6 +49,9 @@ def _prepare_send_handoff(ctx: EventContext) -> None:
             raise ValidationFailed({"notify": [f"「{c}」という部署はありません。" for c in unknown]})
         ctx.notify = [found[c] for c in codes if found[c].id != ctx.target_department.id]
         ctx.history_detail["notify"] = [d.code for d in ctx.notify]
+    # A statute or an emergency chosen for a body outside the city: checked now (who may choose it, its
+    # code and note); whether the body needs it at all is the guard target_has_basis's question.
+    ctx.chosen_basis = bases.chosen_basis(ctx.session, ctx.actor, ctx.fields.get("basis"))
     check_send(ctx)
 
 
@@ -55,16 +59,19 @@ def _apply_send_handoff(ctx: EventContext) -> None:
     ctx.handoff = send_handoff_record(ctx.session, ctx.actor, ctx.case, ctx.target_department,
                                       reason=ctx.fields["reason"], summary=ctx.fields["summary"],
                                       now=ctx.now, primary=True)
-    # The case is on its way: what said it waited for a sheet (未振り分け, a 返送) is done; if the new sheet
-    # waits in turn, the scan says so.
-    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("unrouted", "handoff_declined"), actor=ctx.actor,
-                        note=f"{ctx.target_department.name}につなぐシートを送付", now=ctx.now)
+    ctx.session.flush()
+    provisions.provide(ctx.session, ctx.actor, ctx.case, ctx.target_department, "sheet", ctx.basis, now=ctx.now,
+                       handoff_id=ctx.handoff.id, client=ctx.client, remote_addr=ctx.remote_addr)
+    # The case is on its way: what said it waited for a sheet (未振り分け, a 返送, a basis needed) is done; if the
+    # new sheet waits in turn, the scan says so.
+    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("unrouted", "handoff_declined", "basis_needed"),
+                        actor=ctx.actor, note=f"{ctx.target_department.name}につなぐシートを送付", now=ctx.now)
     if ctx.notify:
         # A rule's reason is the rule's own text; a person's つなぐ理由 may describe the person, and a
         # notified department reads nothing of the case: it is told only where the sheet went.
         reason = ctx.fields.get("notify_reason") or (
             f"{ctx.target_department.name}につなぐシートが送られ、あなたの部署が通知先に指定されました。")
-        notices.notify(ctx.session, ctx.actor, ctx.case, ctx.notify, reason=reason, now=ctx.now)
+        notices.notify(ctx.session, ctx.actor, ctx.case, ctx.notify, reason=reason, now=ctx.now, client=ctx.client)
     record_send(ctx)
 
 
@@ -78,6 +85,21 @@ def send_handoff_record(session: Session, actor, case: Case, target: Department,
         urgency=case.urgency, sent_at=now, due_at=due_at, escalate_at=escalate_at,
     )
     session.add(handoff)
+    return handoff
+
+
+def send_sheet(session: Session, actor, case: Case, target: Department, *, reason: str, summary: str,
+               now: datetime, primary: bool, chosen: bases.Basis | None = None, client=None,
+               remote_addr: str | None = None) -> Handoff:
+    """A つなぐシート outside the case machine (a join request, an FM's 振り替え, 送付先の変更): to a body outside the
+    city only on a basis (GuardRefused `basis_needed` otherwise), which is recorded as a provision."""
+    what = "sheet" if primary else "join"
+    basis = bases.require_basis(session, case, target, what, chosen=chosen)
+    handoff = send_handoff_record(session, actor, case, target, reason=reason, summary=summary, now=now,
+                                  primary=primary)
+    session.flush()
+    provisions.provide(session, actor, case, target, what, basis, now=now, handoff_id=handoff.id, client=client,
+                       remote_addr=remote_addr)
     return handoff
 
 
@@ -190,6 +212,7 @@ EVENTS = (
         declare.codes("notify", nullable=False, description="通知先の部署コードの一覧"),
         declare.text("override_reason", limit=20000,
                description="振り分けルールの提案と異なる部署へ送る理由（省略したときは、つなぐ理由をその理由として記録）"),
+        declare.basis(),
     )),
     Event("accept_handoff", _prepare_handoff_answer, _apply_accept_handoff),
     Event("decline_handoff", _prepare_handoff_answer, _apply_decline_handoff, fields=(

@@ -15,6 +15,7 @@ from engine.cases.events.context import Event, EventContext
 from engine.cases.kernel import add_business_category
 from engine.errors import MissingField, ValidationFailed
 from engine.models import Meeting, MeetingCase, MeetingMember, User
+from engine.sharing import provisions
 
 # Who may sit in a meeting: staff and FMs. An administrator runs the system and reads no case content.
 MEETING_MEMBER_ROLES = ("staff", "fm")
@@ -65,6 +66,9 @@ def _apply_convene(ctx: EventContext) -> None:
         discussed_cases=[MeetingCase(case_id=ctx.case.id)],
     )
     ctx.session.add(meeting)
+    ctx.session.flush()
+    provisions.provide_to_members(ctx.session, ctx.actor, ctx.case, meeting,
+                                  [m["user"].department_id for m in ctx.members], now=ctx.now)
     if ctx.case.fm_id is None:
         ctx.case.fm_id = ctx.actor.id
     add_business_category(ctx.case, "multi_agency")

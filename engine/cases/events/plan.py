@@ -21,6 +21,7 @@ from engine.cases.kernel import add_business_category
 from engine.departments import department_by_code, departments_by_codes
 from engine.errors import MissingField, ValidationFailed
 from engine.models import Evaluation, Meeting, MeetingCase, MeetingMember, Plan, PlanRole
+from engine.sharing import bases, provisions
 
 
 def _prepare_plan(ctx: EventContext) -> None:
@@ -84,6 +85,12 @@ def _apply_plan(ctx: EventContext) -> None:
         roles=[PlanRole(department_id=r["department"].id, role=r["role"]) for r in ctx.roles],
     )
     s.add(plan)
+    s.flush()
+    # Each role outside the city is the body's part in the plan: given on the consent that names it.
+    for r in ctx.roles:
+        if r["department"].outside_city:
+            provisions.provide(s, ctx.actor, ctx.case, r["department"], "plan_role",
+                               bases.require_basis(s, ctx.case, r["department"], "plan_role"), now=ctx.now)
     ctx.case.owning_department_id = ctx.main_department.id
     if ctx.case.support_decision_date is None:  # the first plan since the case was opened (or reopened)
         ctx.case.support_decision_date = plan.decided_on

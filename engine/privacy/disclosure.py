@@ -12,6 +12,7 @@ from engine.audit import trail
 from engine.errors import NotFound
 from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
 from engine.people.matching import person_cases_filter
+from engine.sharing import provisions
 
 ACTION_LABELS = {
     "case.open": "相談の受付",
@@ -66,6 +67,13 @@ ACTION_LABELS = {
     "api_token.revoke": "連携システムのトークンの失効",
     "webhook.register": "連携システムの通知先（Webhook）の登録",
     "rules.load": "振り分けルールの登録",
+    "consent.record": "同意の記録（相談の受付時）",
+    "provision.sheet": "市の外の機関への提供（つなぐシート）",
+    "provision.join": "市の外の機関への提供（参加依頼）",
+    "provision.meeting": "市の外の機関への提供（支援会議の記録）",
+    "provision.fact": "市の外の機関への提供（支援会議から共有した情報）",
+    "provision.notice": "市の外の機関への提供（通知の内容）",
+    "provision.plan_role": "市の外の機関への提供（支援プランの役割）",
     "database.backup": "データベースのバックアップの作成",
 }
 OUTCOME_LABELS = {"ok": "", "refused": "拒否"}
@@ -184,3 +192,9 @@ def person_trail(session: Session, ref: str, *, requested_by: str = "cli",
                  detail={"cases": len(cases), "rows": len(rows)})
     session.flush()
     return cases, rows
+
+
+def provided_to(session: Session, cases: list[Case]) -> list[provisions.ProvisionRow]:
+    """For the same answer: every body outside the city that received the person's data, what, when, by whom
+    and on which basis (提供記録), oldest first."""
+    return provisions.of_case(session, [c.id for c in cases])
