@@ -12,14 +12,16 @@ from sqlalchemy.engine import Engine
 from engine.db import sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# New revision files are named by the date and time they were made, then the revision: their names sort in
+# the order they apply.
+FILE_TEMPLATE = "%(year)d%(month).2d%(day).2d_%(hour).2d%(minute).2d_%(rev)s_%(slug)s"
 
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    # File names sort by date.
-    cfg.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
+    cfg.set_main_option("file_template", FILE_TEMPLATE.replace("%", "%%"))
     return cfg
 
 

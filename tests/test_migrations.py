@@ -127,3 +127,37 @@ def test_alerts_held_before_0012_keep_or_lose_their_subject_by_the_old_rule(tmp_
             assert s.get(Alert, kept_id).open_key is not None and s.get(Alert, kept_id).status == "resolved"
     finally:
         engine.dispose()
+
+
+# --- the revision files and the `alembic` command --------------------------------------------------------
+
+# The revision ids deployed databases hold in alembic_version, in the order they apply: never renamed.
+DEPLOYED_CHAIN = ["0001", "0006", "0005", "0003", "0007", "0008", "0009", "0010", "0011", "0012", "0013", "0014",
+                  "0015", "0016"]
+
+
+def _scripts():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+
+
+def test_file_names_sort_in_the_order_the_revisions_apply():
+    from pathlib import Path
+
+    scripts = _scripts()
+    assert len(scripts.get_heads()) == 1
+    chain = list(reversed(list(scripts.walk_revisions("base", "heads"))))  # base first
+    assert chain[0].down_revision is None
+    assert [s.revision for s in chain][:len(DEPLOYED_CHAIN)] == DEPLOYED_CHAIN
+    files = sorted(p.name for p in (migrate.MIGRATIONS_DIR / "versions").glob("*.py") if p.name != "__init__.py")
+    assert [Path(s.path).name for s in chain] == files
+
+
+def test_every_file_name_carries_its_revision_after_the_date_and_time():
+    import re
+    from pathlib import Path
+
+    for script in _scripts().walk_revisions():
+        name = Path(script.path).name
+        assert re.fullmatch(rf"\d{{8}}_\d{{4}}_{re.escape(script.revision)}_\w+\.py", name), name
