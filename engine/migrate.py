@@ -1,4 +1,7 @@
-"""Schema migrations (Alembic), run from code: `tsunagu db upgrade`, readiness, tests."""
+"""Schema migrations (Alembic), run from code: `tsunagu db upgrade`, readiness, tests.
+
+The same scripts answer the `alembic` command from a checkout (alembic.ini at the repository root).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +16,7 @@ from engine.db import sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # New revision files are named by the date and time they were made, then the revision: their names sort in
-# the order they apply.
+# the order they apply (`alembic revision --rev-id 0017 -m "..."`). alembic.ini says the same.
 FILE_TEMPLATE = "%(year)d%(month).2d%(day).2d_%(hour).2d%(minute).2d_%(rev)s_%(slug)s"
 
 
