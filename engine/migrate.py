@@ -40,6 +40,12 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
+def is_known_revision(revision: str) -> bool:
+    """Whether `revision` is one of this program's migrations (a database a newer program migrated is not)."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return revision in {script.revision for script in scripts.walk_revisions()}
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

@@ -230,3 +230,54 @@ def test_demo_again_leaves_the_operators_own_rules_in_force(cli, sessions, tmp_p
     with sessions() as s:
         newest = s.scalars(select(RoutingRuleVersion).order_by(RoutingRuleVersion.number.desc())).first()
         assert newest.number == 2 and "市の独自ルール" in newest.source_text
+
+
+def test_db_heads_names_the_newest_revision_and_needs_no_setting(cli, tmp_path):
+    from engine import migrate
+
+    result = cli("db", "heads")
+    assert result.exit_code == 0 and result.output == f"最新の版: {migrate.head_revision()}\n"
+    alone = _tsunagu(tmp_path, "db", "heads", TSUNAGU_SESSION_MINUTES="0", DATABASE_URL="garbage")
+    assert alone.returncode == 0 and alone.stdout == result.output, alone.stderr
+
+
+def test_db_current_says_the_database_is_at_the_newest_revision(cli):
+    from engine import migrate
+
+    result = cli("db", "current")
+    assert result.exit_code == 0, result.output
+    assert result.output == f"データベースの版: {migrate.head_revision()}（最新の版です）\n"
+
+
+def test_db_current_says_how_far_behind_a_database_is_and_creates_none(tmp_path):
+    from sqlalchemy import text
+
+    from engine import migrate
+    from engine.db import make_engine
+
+    head = migrate.head_revision()
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    missing = _tsunagu(tmp_path, "db", "current", DATABASE_URL=url)
+    assert missing.returncode == 1 and f"データベースのファイル {path} がありません" in missing.stderr
+    assert not path.exists()
+
+    path.touch()  # a database with no revision in it yet
+    empty = _tsunagu(tmp_path, "db", "current", DATABASE_URL=url)
+    assert empty.returncode == 0 and "データベースの版: なし" in empty.stdout and "tsunagu db upgrade" in empty.stdout
+
+    assert _tsunagu(tmp_path, "db", "upgrade", "--revision", "0009", DATABASE_URL=url).returncode == 0
+    behind = _tsunagu(tmp_path, "db", "current", DATABASE_URL=url)
+    assert behind.returncode == 0
+    assert behind.stdout == f"データベースの版: 0009（最新の版は {head} です。tsunagu db upgrade で更新してください）\n"
+
+    assert _tsunagu(tmp_path, "db", "upgrade", DATABASE_URL=url).returncode == 0
+    assert _tsunagu(tmp_path, "db", "current", DATABASE_URL=url).stdout == f"データベースの版: {head}（最新の版です）\n"
+
+    engine = make_engine(url)  # as if a newer program had migrated it
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    newer = _tsunagu(tmp_path, "db", "current", DATABASE_URL=url)
+    assert newer.returncode == 0 and "データベースの版: 9999（このプログラムにない版です" in newer.stdout
+    assert f"最新の版は {head}" in newer.stdout
