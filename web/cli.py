@@ -349,6 +349,13 @@ def _listen_host(host: str) -> str:
     return f"[{address}]" if address.version == 6 else str(address)
 
 
+def _address_to_open(host: str, port: int) -> str:
+    """The address a browser on this machine opens for a server bound to `host` (as _listen_host gives it):
+    listening on every interface (0.0.0.0, [::]) answers on the loopback address too."""
+    shown = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    return f"http://{shown}:{port}"
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
@@ -359,10 +366,15 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     host = _listen_host(host)
+    address = _address_to_open(host, port)
+
+    def when_ready(arbiter) -> None:  # in the master, once, after the address is bound and before the workers
+        click.echo(f"つなぐを起動しました。ブラウザで {address} を開いてください（止めるときは Ctrl+C）。")
 
     class _Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("when_ready", when_ready)
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
