@@ -43,4 +43,4 @@ bench: install
 	$(BIN)/python bench/pages.py
 
 clean:
-	rm -rf $(VENV) *.egg-info build .pytest_cache test-output
+	rm -rf $(VENV) *.egg-info build .pytest_cache .hypothesis test-output
