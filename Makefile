@@ -7,17 +7,27 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install serve bench clean
+.PHONY: run test install install-test serve bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# What running needs (`make run`); the test extra (pytest, schemathesis, playwright) only for `make test`.
+# Each has its stamp: installing the extra installs the app too, so it stamps both, and neither command
+# reinstalls after the other unless setup.cfg or pyproject.toml changed.
 $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+$(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(VENV)/.installed $@
+
 install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
 
 run: install
 	$(BIN)/tsunagu db upgrade
@@ -25,7 +35,7 @@ run: install
 	$(BIN)/tsunagu alerts scan
 	$(BIN)/tsunagu serve --host $(HOST) --port $(PORT)
 
-test: install
+test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
@@ -33,4 +43,4 @@ bench: install
 	$(BIN)/python bench/pages.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache test-output
+	rm -rf $(VENV) *.egg-info build .pytest_cache .hypothesis test-output

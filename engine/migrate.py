@@ -1,4 +1,7 @@
-"""Schema migrations (Alembic), run from code: `tsunagu db upgrade`, readiness, tests."""
+"""Schema migrations (Alembic), run from code: `tsunagu db upgrade`, readiness, tests.
+
+The same scripts answer the `alembic` command from a checkout (alembic.ini at the repository root).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,14 +15,16 @@ from sqlalchemy.engine import Engine
 from engine.db import sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# New revision files are named by the date and time they were made, then the revision: their names sort in
+# the order they apply (`alembic revision --rev-id 0017 -m "..."`). alembic.ini says the same.
+FILE_TEMPLATE = "%(year)d%(month).2d%(day).2d_%(hour).2d%(minute).2d_%(rev)s_%(slug)s"
 
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    # File names sort by date.
-    cfg.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
+    cfg.set_main_option("file_template", FILE_TEMPLATE.replace("%", "%%"))
     return cfg
 
 
@@ -33,6 +38,12 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether `revision` is one of this program's migrations (a database a newer program migrated is not)."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return revision in {script.revision for script in scripts.walk_revisions()}
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -230,3 +230,108 @@ def test_demo_again_leaves_the_operators_own_rules_in_force(cli, sessions, tmp_p
     with sessions() as s:
         newest = s.scalars(select(RoutingRuleVersion).order_by(RoutingRuleVersion.number.desc())).first()
         assert newest.number == 2 and "市の独自ルール" in newest.source_text
+
+
+def test_db_heads_names_the_newest_revision_and_needs_no_setting(cli, tmp_path):
+    from engine import migrate
+
+    result = cli("db", "heads")
+    assert result.exit_code == 0 and result.output == f"最新の版: {migrate.head_revision()}\n"
+    alone = _tsunagu(tmp_path, "db", "heads", TSUNAGU_SESSION_MINUTES="0", DATABASE_URL="garbage")
+    assert alone.returncode == 0 and alone.stdout == result.output, alone.stderr
+
+
+def test_db_current_says_the_database_is_at_the_newest_revision(cli):
+    from engine import migrate
+
+    result = cli("db", "current")
+    assert result.exit_code == 0, result.output
+    assert result.output == f"データベースの版: {migrate.head_revision()}（最新の版です）\n"
+
+
+def test_db_current_says_how_far_behind_a_database_is_and_creates_none(tmp_path):
+    from sqlalchemy import text
+
+    from engine import migrate
+    from engine.db import make_engine
+
+    head = migrate.head_revision()
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    missing = _tsunagu(tmp_path, "db", "current", DATABASE_URL=url)
+    assert missing.returncode == 1 and f"データベースのファイル {path} がありません" in missing.stderr
+    assert not path.exists()
+
+    path.touch()  # a database with no revision in it yet
+    empty = _tsunagu(tmp_path, "db", "current", DATABASE_URL=url)
+    assert empty.returncode == 0 and "データベースの版: なし" in empty.stdout and "tsunagu db upgrade" in empty.stdout
+
+    assert _tsunagu(tmp_path, "db", "upgrade", "--revision", "0009", DATABASE_URL=url).returncode == 0
+    behind = _tsunagu(tmp_path, "db", "current", DATABASE_URL=url)
+    assert behind.returncode == 0
+    assert behind.stdout == f"データベースの版: 0009（最新の版は {head} です。tsunagu db upgrade で更新してください）\n"
+
+    assert _tsunagu(tmp_path, "db", "upgrade", DATABASE_URL=url).returncode == 0
+    assert _tsunagu(tmp_path, "db", "current", DATABASE_URL=url).stdout == f"データベースの版: {head}（最新の版です）\n"
+
+    engine = make_engine(url)  # as if a newer program had migrated it
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    newer = _tsunagu(tmp_path, "db", "current", DATABASE_URL=url)
+    assert newer.returncode == 0 and "データベースの版: 9999（このプログラムにない版です" in newer.stdout
+    assert f"最新の版は {head}" in newer.stdout
+
+
+@pytest.mark.parametrize("host,address", [("127.0.0.1", "http://127.0.0.1:5000"), ("0.0.0.0", "http://127.0.0.1:5000"),
+                                          ("::", "http://[::1]:5000"), ("::1", "http://[::1]:5000"),
+                                          ("tsunagu.local", "http://tsunagu.local:5000")])
+def test_serve_says_which_address_to_open_once_it_listens(cli, monkeypatch, host, address):
+    """gunicorn calls when_ready in its master once the address is bound; the server is not started here."""
+    from gunicorn.app.base import BaseApplication
+
+    seen = {}
+
+    def run(server):
+        seen["bind"] = server.cfg.bind
+        server.cfg.when_ready(None)
+
+    monkeypatch.setattr(BaseApplication, "run", run)
+    result = cli("serve", "--host", host, "--port", "5000")
+    assert result.exit_code == 0, result.output
+    assert result.output == f"つなぐを起動しました。ブラウザで {address} を開いてください（止めるときは Ctrl+C）。\n"
+    assert seen["bind"] == [f"{'[' + host + ']' if ':' in host else host}:5000"]
+
+
+@pytest.mark.slow
+def test_serve_prints_the_address_it_answers_on(tmp_path, database_url, db_engine):
+    import http.client
+    import os
+    import re
+    import select
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TSUNAGU_", "DATABASE_URL"))}
+    env.update({"SECRET_KEY": "test", "TSUNAGU_INSTANCE_DIR": str(tmp_path), "DATABASE_URL": database_url})
+    command = Path(sys.executable).parent / "tsunagu"
+    proc = subprocess.Popen([str(command), "serve", "--port", str(port), "--workers", "1"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the server printed nothing within 60 s"
+        line = proc.stdout.readline()  # the server's first line, once it listens
+        found = re.search(r"(http://127\.0\.0\.1:(\d+)) を開いてください", line)
+        assert found and int(found.group(2)) == port, line
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/api/v1/healthz")
+        assert conn.getresponse().status == 200
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        proc.stdout.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
@@ -130,3 +131,124 @@ def test_alerts_held_before_0012_keep_or_lose_their_subject_by_the_old_rule(tmp_
             assert s.get(Alert, kept_id).open_key is not None and s.get(Alert, kept_id).status == "resolved"
     finally:
         engine.dispose()
+
+
+# --- the revision files and the `alembic` command --------------------------------------------------------
+
+# The revision ids deployed databases hold in alembic_version, in the order they apply: never renamed.
+DEPLOYED_CHAIN = ["0001", "0006", "0005", "0003", "0007", "0008", "0009", "0010", "0011", "0012", "0013", "0014",
+                  "0015", "0016"]
+
+
+def _scripts():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+
+
+def test_file_names_sort_in_the_order_the_revisions_apply():
+    from pathlib import Path
+
+    scripts = _scripts()
+    assert len(scripts.get_heads()) == 1
+    chain = list(reversed(list(scripts.walk_revisions("base", "heads"))))  # base first
+    assert chain[0].down_revision is None
+    assert [s.revision for s in chain][:len(DEPLOYED_CHAIN)] == DEPLOYED_CHAIN
+    files = sorted(p.name for p in (migrate.MIGRATIONS_DIR / "versions").glob("*.py") if p.name != "__init__.py")
+    assert [Path(s.path).name for s in chain] == files
+
+
+def test_every_file_name_carries_its_revision_after_the_date_and_time():
+    import re
+    from pathlib import Path
+
+    for script in _scripts().walk_revisions():
+        name = Path(script.path).name
+        assert re.fullmatch(rf"\d{{8}}_\d{{4}}_{re.escape(script.revision)}_\w+\.py", name), name
+
+
+def test_alembic_ini_names_new_files_and_finds_the_scripts_as_the_code_does():
+    from pathlib import Path
+
+    from alembic.config import Config
+
+    from engine.settings import PROJECT_ROOT
+
+    ini = Config(str(PROJECT_ROOT / "alembic.ini"))
+    assert ini.get_main_option("file_template") == migrate.FILE_TEMPLATE
+    assert migrate.alembic_config("sqlite://").get_main_option("file_template") == migrate.FILE_TEMPLATE
+    assert Path(ini.get_main_option("script_location")).resolve() == migrate.MIGRATIONS_DIR
+    assert not ini.get_main_option("sqlalchemy.url")  # DATABASE_URL, or the app's own SQLite file
+
+
+def _alembic(cwd, *args, **env):
+    """The installed `alembic` command in a process of its own, with `env` added to a clean setting."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TSUNAGU_", "DATABASE_URL"))}
+    clean.update(env)
+    command = Path(sys.executable).parent / "alembic"
+    return subprocess.run([str(command), *args], cwd=cwd, env=clean, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_the_alembic_command_works_from_the_checkout_on_the_apps_database(tmp_path):
+    from engine.settings import PROJECT_ROOT
+
+    head = migrate.head_revision()
+    url = f"sqlite:///{tmp_path / 'alembic.db'}"
+    env = {"DATABASE_URL": url, "TSUNAGU_INSTANCE_DIR": str(tmp_path / "unused")}
+
+    def run(*args, cwd=PROJECT_ROOT):
+        result = _alembic(cwd, *args, **env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert run("heads").split() == [head, "(head)"]
+    assert run("current").strip() == ""
+    run("upgrade", "0009")
+    assert run("current").split() == ["0009"]
+    run("upgrade", "head")
+    assert run("current").split() == [head, "(head)"]
+    history = run("history")
+    assert all(f"{rev}" in history for rev in DEPLOYED_CHAIN)
+    # From elsewhere, naming the file, as `alembic -c` is used.
+    assert run("-c", str(PROJECT_ROOT / "alembic.ini"), "current", cwd=tmp_path).split() == [head, "(head)"]
+    engine = make_engine(url)
+    try:
+        assert migrate.is_at_head(engine) and _diff(engine) == []
+    finally:
+        engine.dispose()
+    assert not (tmp_path / "unused").exists()
+
+
+@pytest.mark.slow
+def test_the_alembic_command_without_database_url_uses_the_apps_sqlite_file(tmp_path):
+    from engine.settings import PROJECT_ROOT
+
+    instance = tmp_path / "instance"  # not there yet, as in a new checkout
+    result = _alembic(PROJECT_ROOT, "upgrade", "head", TSUNAGU_INSTANCE_DIR=str(instance))
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(f"sqlite:///{instance / 'tsunagu.db'}")
+    try:
+        assert migrate.is_at_head(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_url_in_the_alembic_config_is_used_before_database_url(tmp_path):
+    from engine.settings import PROJECT_ROOT
+
+    named = tmp_path / "named.db"
+    ini = tmp_path / "alembic.ini"
+    ini.write_text((PROJECT_ROOT / "alembic.ini").read_text(encoding="utf-8")
+                   .replace("%(here)s", str(PROJECT_ROOT))
+                   .replace("[alembic]\n", f"[alembic]\nsqlalchemy.url = sqlite:///{named}\n"), encoding="utf-8")
+    result = _alembic(tmp_path, "-c", str(ini), "upgrade", "head", DATABASE_URL=f"sqlite:///{tmp_path / 'other.db'}",
+                      TSUNAGU_INSTANCE_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert named.exists() and not (tmp_path / "other.db").exists()

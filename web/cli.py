@@ -182,6 +182,33 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"データベースを {migrate.current_revision(current_app.extensions['tsunagu.engine'])} に更新しました。")
 
 
+@db.command("current")
+@with_appcontext
+def db_current() -> None:
+    """Print the database's revision and whether it is the newest (`db heads`)."""
+    path = sqlite_file(current_app.config["DATABASE_URL"])
+    if path is not None and not path.exists():  # said, not created empty by connecting to it
+        raise ReportedProblem(f"データベースのファイル {path} がありません。DATABASE_URL を確認し、新しく作るときは "
+                              "tsunagu db upgrade を実行してください。")
+    current = migrate.current_revision(current_app.extensions["tsunagu.engine"])
+    head = migrate.head_revision()
+    if current is None:
+        click.echo("データベースの版: なし（まだ作成されていません。tsunagu db upgrade で作成してください）")
+    elif current == head:
+        click.echo(f"データベースの版: {current}（最新の版です）")
+    elif migrate.is_known_revision(current):
+        click.echo(f"データベースの版: {current}（最新の版は {head} です。tsunagu db upgrade で更新してください）")
+    else:
+        click.echo(f"データベースの版: {current}（このプログラムにない版です。プログラムの最新の版は {head} です。"
+                   "より新しいプログラムで更新されたデータベースではないか確認してください）")
+
+
+@db.command("heads", with_appcontext=False)
+def db_heads() -> None:
+    """Print the newest revision this program migrates to (needs no database)."""
+    click.echo(f"最新の版: {migrate.head_revision()}")
+
+
 @db.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @with_appcontext
@@ -322,6 +349,13 @@ def _listen_host(host: str) -> str:
     return f"[{address}]" if address.version == 6 else str(address)
 
 
+def _address_to_open(host: str, port: int) -> str:
+    """The address a browser on this machine opens for a server bound to `host` (as _listen_host gives it):
+    listening on every interface (0.0.0.0, [::]) answers on the loopback address too."""
+    shown = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    return f"http://{shown}:{port}"
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
@@ -332,10 +366,15 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     host = _listen_host(host)
+    address = _address_to_open(host, port)
+
+    def when_ready(arbiter) -> None:  # in the master, once, after the address is bound and before the workers
+        click.echo(f"つなぐを起動しました。ブラウザで {address} を開いてください（止めるときは Ctrl+C）。")
 
     class _Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("when_ready", when_ready)
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
