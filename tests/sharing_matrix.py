@@ -18,6 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
+from engine.cases import intake
+from engine.cases.events import firing
+from engine.db import unit_of_work
+from engine.models import Case, Meeting, User  # noqa: F401  (Case: the tests read it)
+
 ALLOW, REFUSE = "allow", "refuse"
 BODIES = {  # kind → (department code, its staff's login in the tests' cast)
     "city_section": ("health", "health-staff"),
@@ -100,3 +107,33 @@ def consent_for(basis: str, body: str, *, needed: bool = False) -> dict | None:
 
 def chosen(basis: str) -> dict | None:
     return STATUTE if basis == "statute" else None
+
+
+def user(s, login: str) -> User:
+    return s.scalar(select(User).where(User.login == login))
+
+
+def build_world(sessions, kind: str, basis: str, *, consent_needed: bool = False) -> World:
+    """A case the desk holds (recorded at the desk, not routed), set up as the basis says; with
+    `consent_needed` (a fact to carry) a consent is in force and a 支援会議 met, the FM its secretariat."""
+    from tests.conftest import NOW, intake_fields
+
+    body, login = BODIES[kind]
+    fields = intake_fields(categories=categories_for(basis), summary="要約", person={
+        "name": NAME, "name_kana": "シバタ ヒカル", "birth_date": "1990-04-01", "area": "廿日市"})
+    consent = consent_for(basis, body, needed=consent_needed)
+    if consent:
+        fields["consent"] = consent
+    with unit_of_work(sessions) as s:
+        case_id = intake.open_case(s, user(s, "window"), fields, now=NOW, route=False).id
+    if basis == "meeting_member" or consent_needed:
+        members = [{"user": login if basis == "meeting_member" else "livelihood", "acknowledged": True}]
+        with unit_of_work(sessions) as s:
+            firing.fire_event(s, user(s, "fm"), case_id, "convene_support_meeting",
+                              version=s.get(Case, case_id).version, fields={"members": members}, now=NOW)
+    return World(case_id, body, login, basis)
+
+
+def meeting_of(sessions, case_id: int) -> int:
+    with sessions() as s:
+        return s.scalar(select(Meeting.id).where(Meeting.case_id == case_id))

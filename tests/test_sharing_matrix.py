@@ -6,40 +6,22 @@ import pytest
 from sqlalchemy import func, select
 
 from engine.alerts import notices
-from engine.cases import intake, joins, meetings, reading
+from engine.cases import joins, meetings, reading
 from engine.cases.events import firing
 from engine.db import unit_of_work
 from engine.errors import GuardRefused, NotFound
-from engine.models import Case, CaseNotice, Department, Meeting, Provision, User
+from engine.models import Case, CaseNotice, Department, Meeting, Provision
 from tests import sharing_matrix as M
-from tests.conftest import NOW, intake_fields
+from tests.conftest import NOW
 
-
-def _user(s, login):
-    return s.scalar(select(User).where(User.login == login))
+_user = M.user
 
 
 @pytest.fixture
 def world(sessions, actors):
     """world(body kind, basis, *, consent_needed) → a case the desk holds, set up as the basis says."""
-    def build(kind: str, basis: str, *, consent_needed: bool = False) -> M.World:
-        body, login = M.BODIES[kind]
-        fields = intake_fields(categories=M.categories_for(basis), summary="要約", person={
-            "name": M.NAME, "name_kana": "シバタ ヒカル", "birth_date": "1990-04-01", "area": "廿日市"})
-        consent = M.consent_for(basis, body, needed=consent_needed)
-        if consent:
-            fields["consent"] = consent
-        with unit_of_work(sessions) as s:
-            # Recorded at the desk and not routed: the desk holds it and decides where it goes.
-            case_id = intake.open_case(s, _user(s, "window"), fields, now=NOW, route=False).id
-        if basis == "meeting_member" or consent_needed:
-            members = [{"user": login if basis == "meeting_member" else "livelihood", "acknowledged": True}]
-            with unit_of_work(sessions) as s:
-                firing.fire_event(s, _user(s, "fm"), case_id, "convene_support_meeting",
-                                  version=s.get(Case, case_id).version, fields={"members": members}, now=NOW)
-        return M.World(case_id, body, login, basis)
-
-    return build
+    return lambda kind, basis, consent_needed=False: M.build_world(sessions, kind, basis,
+                                                                   consent_needed=consent_needed)
 
 
 def send_sheet(sessions, w: M.World) -> str:
