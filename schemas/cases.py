@@ -128,6 +128,11 @@ class ProvisionOut(Output):
     basis = _S(required=True, metadata={"description": "根拠（委託・本人の同意・支援会議の構成員・法令/緊急）"})
     note = _S(required=True, allow_none=True, metadata={"description": "法令・緊急の根拠に当たる事実"})
     given_by = _S(required=True, allow_none=True, metadata={"description": "提供した職員（自動振り分けは null）"})
+    department_code = _S(required=True, metadata={"description": "提供先の機関コード"})
+    what_code = _S(required=True, metadata={"description": "sheet / join / meeting / fact / notice / plan_role"})
+    basis_kind = _S(required=True, metadata={"description": "commission / consent / support_meeting / statute"})
+    basis_code = _S(required=True, allow_none=True,
+                    metadata={"description": "法令・緊急の根拠のコード（categories.yaml の sharing_bases）。ほかは null"})
 
 
 class SharedFactOut(Output):

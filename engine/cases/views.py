@@ -5,6 +5,7 @@ template or a JSON answer receives.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import select
@@ -142,8 +143,8 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
                                                  .order_by(Meeting.held_at, Meeting.id))]
     read_meetings = [m["id"] for m in view["meetings"] if "minutes" in m]
     # 提供記録: who outside the city received the person's data, what and on which basis.
-    view["provisions"] = [{"given_at": iso(p.given_at), "department": p.department, "what": p.what, "basis": p.basis,
-                           "note": p.note, "given_by": p.given_by} for p in provisions.of_case(session, [case.id])]
+    view["provisions"] = [dataclasses.asdict(p) | {"given_at": iso(p.given_at)}
+                          for p in provisions.of_case(session, [case.id])]
     view["may"] = access.permissions(session, actor, case, rel=rel)
     trail.record(session, actor=actor, action="case.read", object_type="case", object_id=case.id,
                  case_id=case.id, detail={"parts": parts, "meetings": read_meetings})

@@ -50,7 +50,7 @@ def provide_to_members(session: Session, actor, case: Case, meeting, department_
 
 @dataclass
 class ProvisionRow:
-    """One provision as staff and the person read it."""
+    """One provision as staff and the person read it (labels), with the codes other systems read."""
 
     given_at: datetime
     department: str
@@ -58,20 +58,25 @@ class ProvisionRow:
     basis: str
     note: str | None
     given_by: str | None
+    department_code: str
+    what_code: str  # sheet, join, meeting, fact, notice, plan_role
+    basis_kind: str  # commission, consent, support_meeting, statute
+    basis_code: str | None  # a statute or an emergency (config sharing_bases)
 
 
 def of_case(session: Session, case_ids) -> list[ProvisionRow]:
     """The provisions of these cases, oldest first (the caller has checked who may read them)."""
     rows = session.execute(
-        select(Provision, Department.name, User.display_name)
+        select(Provision, Department.name, Department.code, User.display_name)
         .join(Department, Department.id == Provision.department_id)
         .outerjoin(User, User.id == Provision.given_by_id)
         .where(Provision.case_id.in_(list(case_ids))).order_by(Provision.given_at, Provision.id)).all()
     out = []
-    for p, department, given_by in rows:
+    for p, department, code, given_by in rows:
         basis = Basis(p.basis, code=p.basis_code).label
         if p.basis == "commission" and p.commission_work:
             basis = f"{basis}: {p.commission_work}"
         out.append(ProvisionRow(given_at=p.given_at, department=department, what=WHAT_LABELS[p.what], basis=basis,
-                                note=p.basis_note, given_by=given_by))
+                                note=p.basis_note, given_by=given_by, department_code=code, what_code=p.what,
+                                basis_kind=p.basis, basis_code=p.basis_code))
     return out
