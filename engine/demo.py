@@ -8,14 +8,13 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import vocab
+from engine import departments
 from engine.cases import intake
 from engine.cases.events import firing
-from engine.models import DEPARTMENT_KINDS, Case, Department, RoutingRuleVersion, User, utcnow
+from engine.models import Case, Department, RoutingRuleVersion, User, utcnow
 from engine.rules.store import install_rules
 from engine.users import accounts as users
 
@@ -26,56 +25,9 @@ WINDOW_LOGIN = "desk-staff"
 
 
 def load_departments(session: Session, config_dir: Path) -> int:
-    """Upsert the departments of departments.yaml by code, with their commissions; return how many were added.
-
-    The file is checked first and nothing is written if any entry is wrong (ValueError naming it)."""
-    entries = read_departments(config_dir / "departments.yaml")
-    added = 0
-    for d in entries:
-        row = session.scalar(select(Department).where(Department.code == d["code"]))
-        if row is None:
-            row = Department(code=d["code"])
-            session.add(row)
-            added += 1
-        row.name, row.kind, row.areas = d["name"], d["kind"], d.get("areas") or []
-        commission = d.get("commission") or {}
-        row.commission_work = commission.get("work")
-        row.commission_categories = list(commission.get("categories") or [])
-    session.flush()
-    return added
-
-
-def read_departments(path: Path) -> list[dict]:
-    """The departments of a departments.yaml, checked: a code, a name, a known kind; a commission only for a
-    body outside the city, with its work and known issue categories."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: 読み込めません（{exc}）") from exc
-    entries = data.get("departments") if isinstance(data, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{path}: departments のリストがありません")
-    categories = set(vocab.codes("issue_categories"))
-    for i, d in enumerate(entries, start=1):
-        where = f"{path}: {i}番目の部署"
-        if not isinstance(d, dict) or not isinstance(d.get("code"), str) or not isinstance(d.get("name"), str):
-            raise ValueError(f"{where}に code と name がありません")
-        if d.get("kind") not in DEPARTMENT_KINDS:
-            raise ValueError(f"{where}（{d['code']}）の kind は {' / '.join(DEPARTMENT_KINDS)} のいずれかです")
-        commission = d.get("commission")
-        if commission is None:
-            continue
-        if d["kind"] == "city_section":
-            raise ValueError(f"{where}（{d['code']}）: 市の部署に commission（委託）は指定できません")
-        if not isinstance(commission, dict) or not isinstance(commission.get("work"), str) \
-                or not commission["work"].strip():
-            raise ValueError(f"{where}（{d['code']}）: commission には work（委託している業務）が必要です")
-        cats = commission.get("categories")
-        if not isinstance(cats, list) or not cats or not set(cats) <= categories:
-            unknown = sorted(set(cats or []) - categories) if isinstance(cats, list) else []
-            raise ValueError(f"{where}（{d['code']}）: commission.categories は課題分類コードのリストで指定してください"
-                             + (f"（不明: {', '.join(map(str, unknown))}）" if unknown else ""))
-    return entries
+    """Install config_dir's departments.yaml (engine.departments.install); return how many were added."""
+    added, _ = departments.install(session, config_dir / "departments.yaml")
+    return len(added)
 
 
 def _user(session: Session, login: str, role: str, dept: str, name: str) -> User:
@@ -153,7 +105,8 @@ def load_sample_cases(session: Session, u: dict[str, User], now: datetime) -> in
         fire(c, fm, "convene_support_meeting", 190 - i,
              members=[{"user": "elderly-staff", "acknowledged": True},
                       {"user": "hikikomori-station-staff", "acknowledged": True}],
-             minutes="長男の生活状況について各機関の把握内容を共有した。", decisions="アウトリーチを継続し、同意取得を目指す。")
+             minutes="長男の生活状況について各機関の把握内容を共有した。",
+             decisions="アウトリーチを継続し、同意取得を目指す。")
         eighty_fifty.append(c)
     made.extend(eighty_fifty)
     stays, to_consent, to_layered, to_accomp, to_eval, to_suspend = eighty_fifty

@@ -211,3 +211,65 @@ def test_scan_prints_what_it_raised(cli, open_case, sessions):
     assert again.stdout.startswith("令和8年12月3日 10:00 時点のスキャン: アラート 0 件")
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Alert)) == 1
+
+
+# --- departments ---------------------------------------------------------------------------------
+
+DEPARTMENTS = (CONFIG_DIR / "departments.yaml").read_text(encoding="utf-8")
+
+
+def _station(sessions):
+    from engine.models import Department
+
+    with sessions() as s:
+        d = s.scalar(select(Department).where(Department.code == "hikikomori_station"))
+        return d.commission_work, list(d.commission_categories)
+
+
+def test_departments_load_without_changes_says_so(cli):
+    result = cli("departments", "load")
+    assert result.exit_code == 0, result.output
+    assert "変更はありません" in result.output
+
+
+def test_departments_load_widens_a_commission_and_the_next_share_goes_on_it(cli, sessions, tmp_path, actors,
+                                                                            open_case, fire):
+    case_id = open_case(categories=["other"])  # unrouted: the desk holds it
+    with pytest.raises(Exception) as refused:
+        fire(actors.window, case_id, "send_handoff", to_department="hikikomori_station", reason="r", summary="s")
+    assert "委託" in str(refused.value)
+    wider = tmp_path / "departments.yaml"
+    old = "categories: [hikikomori, isolation, school_refusal, mental_health]"
+    assert old in DEPARTMENTS
+    wider.write_text(DEPARTMENTS.replace(old, old.replace("]", ", other]")), encoding="utf-8")
+    result = cli("departments", "load", str(wider))
+    assert result.exit_code == 0, result.output
+    assert "変更: hikikomori_station" in result.output
+    assert _station(sessions)[1][-1] == "other"
+    with sessions() as s:
+        row = s.scalar(select(AuditEvent).where(AuditEvent.action == "departments.load"))
+        assert row.detail["changed"] == ["hikikomori_station"] and row.detail["added"] == []
+    assert fire(actors.window, case_id, "send_handoff", to_department="hikikomori_station", reason="r",
+                summary="s") == "handoff"
+
+
+@pytest.mark.parametrize("change, message", [
+    (("categories: [hikikomori, isolation, school_refusal, mental_health]", "categories: [hikikomori, space]"),
+     "不明: space"),
+    (("    kind: outside_agency", "    kind: agency"), "kind は"),
+    (("  - code: health\n    name: 健康推進課\n", "  - code: health\n    name: 健康推進課\n    commission: {work: x, "
+                                                   "categories: [health]}\n"), "市の部署に commission"),
+])
+def test_departments_load_refuses_a_bad_file_and_changes_nothing(cli, sessions, tmp_path, change, message):
+    before = _station(sessions)
+    old, new = change
+    assert old in DEPARTMENTS
+    bad = tmp_path / "departments.yaml"
+    bad.write_text(DEPARTMENTS.replace(old, new, 1), encoding="utf-8")
+    result = cli("departments", "load", str(bad))
+    assert result.exit_code == 1
+    assert message in result.output and str(bad) in result.output
+    assert _station(sessions) == before
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEvent)
+                        .where(AuditEvent.action == "departments.load")) == 0

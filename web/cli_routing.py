@@ -1,4 +1,5 @@
-"""`tsunagu rules check|load FILE` (routing rules) and `tsunagu alerts scan` (the stall scan)."""
+"""`tsunagu rules check|load FILE` (routing rules), `tsunagu departments load [FILE]` (departments and their
+commissions) and `tsunagu alerts scan` (the stall scan)."""
 from __future__ import annotations
 
 import os
@@ -11,9 +12,11 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from engine import departments as departments_file
 from engine.alerts import scan
 from engine.alerts.alerts import ALERT_LABELS
 from engine.calendar import EARLIEST_YEAR, LATEST_YEAR, TimeOutOfRange, parse_aware_iso8601, wareki_datetime
+from engine.audit import trail
 from engine.models import Alert, Case, Department
 from engine.rules import store as rules_store
 from engine.rules.ruleset import RulesError
@@ -68,6 +71,40 @@ def rules_load(file: Path) -> None:
         click.echo(f"振り分けルール第{number}版を登録しました（{file}）。これ以降の振り分けに使われます。")
     else:
         click.echo(f"変更はありません: {file} は登録済みの第{number}版と同じ内容です。")
+
+
+# --- departments --------------------------------------------------------------------------------
+
+
+@main.group()
+def departments() -> None:
+    """部署・機関（departments.yaml）と委託の範囲の登録。"""
+
+
+@departments.command("load")
+@click.argument("file", type=click.Path(path_type=Path), required=False)
+@with_appcontext
+def departments_load(file: Path | None) -> None:
+    """Install departments.yaml (default: the config directory's): departments by code, with the commission
+    (委託) of each body outside the city. Nothing changes if the file is refused; a department it leaves out
+    stays (cases refer to it)."""
+    file = file or _config_dir() / "departments.yaml"
+    try:
+        with transaction() as session:
+            added, changed = departments_file.install(session, file)
+            if added or changed:
+                trail.record(session, actor=None, actor_label="cli", action="departments.load",
+                             object_type="departments", object_id=None,
+                             detail={"file": str(file), "added": added, "changed": changed})
+    except ValueError as exc:
+        _refuse(exc)
+    if not added and not changed:
+        click.echo(f"変更はありません: {file} の部署・機関は登録済みの内容と同じです。")
+        return
+    for label, codes in (("追加", added), ("変更", changed)):
+        if codes:
+            click.echo(f"{label}: {', '.join(codes)}")
+    click.echo(f"部署・機関を登録しました（{file}）。委託の範囲の変更は、これ以降の情報提供に使われます。")
 
 
 # --- alerts -------------------------------------------------------------------------------------

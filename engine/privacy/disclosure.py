@@ -67,6 +67,7 @@ ACTION_LABELS = {
     "api_token.revoke": "連携システムのトークンの失効",
     "webhook.register": "連携システムの通知先（Webhook）の登録",
     "rules.load": "振り分けルールの登録",
+    "departments.load": "部署・機関（委託の範囲）の登録",
     "consent.record": "同意の記録（相談の受付時）",
     "provision.sheet": "市の外の機関への提供（つなぐシート）",
     "provision.join": "市の外の機関への提供（参加依頼）",
