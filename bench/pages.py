@@ -33,6 +33,7 @@ from engine.models import (
     ConsentAgency,
     Department,
     Handoff,
+    Household,
     HouseholdMember,
     Meeting,
     MeetingCase,
@@ -96,6 +97,7 @@ def fill(url: str, n_cases: int, seed: int = 8050) -> dict:
     dept_codes = [c for c in depts if c not in ("desk", "community_welfare")]
     weights = [w for _, w in STATES]
     people, cases, cats, handoffs, history, alerts, household = [], [], [], [], [], [], []
+    households = []
     consents, consent_agencies, plans, roles, meetings, members, meeting_cases = [], [], [], [], [], [], []
     fm_ids = [users["fm"]] + [users[f"fm{k}"] for k in range(2, 6)]
     for i in range(1, n_cases + 1):
@@ -124,7 +126,11 @@ def fill(url: str, n_cases: int, seed: int = 8050) -> dict:
         chosen = rnd.sample(CATEGORIES, rnd.choice((1, 1, 2, 2, 3)))
         cats += [{"case_id": i, "code": c, "primary": k == 0, "position": k} for k, c in enumerate(chosen)]
         if rnd.random() < 0.3:
-            household.append({"case_id": i, "relationship_label": "長男", "birth_year": 1970 + rnd.randrange(30)})
+            households.append({"id": i, "created_at": opened})
+            household.append({"household_id": i, "person_id": i, "relationship_label": "本人", "relative_to_id": None,
+                              "birth_year": None, "recorded_with_case_id": None, "created_at": opened})
+            household.append({"household_id": i, "person_id": None, "relationship_label": "長男", "relative_to_id": i,
+                              "birth_year": 1970 + rnd.randrange(30), "recorded_with_case_id": i, "created_at": opened})
         history.append({"case_id": i, "event": "open", "from_state": None, "to_state": "intake", "at": opened,
                         "detail": {}})
         if state != "intake":
@@ -181,7 +187,8 @@ def fill(url: str, n_cases: int, seed: int = 8050) -> dict:
 
     engine_conn = engine.connect()
     with engine_conn.begin():
-        for table, rows in ((Person, people), (Case, cases), (CaseCategory, cats), (HouseholdMember, household),
+        for table, rows in ((Person, people), (Case, cases), (CaseCategory, cats), (Household, households),
+                            (HouseholdMember, household),
                             (Handoff, handoffs), (CaseHistory, history), (Alert, alerts), (Meeting, meetings),
                             (MeetingMember, members), (MeetingCase, meeting_cases), (Consent, consents),
                             (ConsentAgency, consent_agencies), (Plan, plans), (PlanRole, roles)):

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -140,37 +141,116 @@ class User(Base):
 
 
 class Person(Base):
-    """The person consulted about (本人)."""
+    """A person the city knows (本人, or a member of a household with a record of their own): one record per
+    person across windows, referrers and years (名寄せ, engine.people).
+
+    A record merged into another keeps its row, pointing at the one it became (`merged_into_id`), so that an
+    unmerge restores both as they were."""
 
     __tablename__ = "people"
+    __table_args__ = (
+        # One live record per 宛名番号: a second consultation with it is the same person.
+        Index("uq_people_resident_id_live", "resident_id", unique=True,
+              sqlite_where=text("resident_id IS NOT NULL AND merged_into_id IS NULL"),
+              postgresql_where=text("resident_id IS NOT NULL AND merged_into_id IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     name_kana: Mapped[str | None] = mapped_column(String(100))
     # Name and kana folded (NFKC, katakana→hiragana, no spaces) so that search ignores width and kana.
     search_key: Mapped[str] = mapped_column(String(220), index=True, default="")
+    # Name and kana folded for matching (異体字 and ヴ too, engine.people.names.match_key).
+    name_key: Mapped[str] = mapped_column(String(200), default="")
+    kana_key: Mapped[str] = mapped_column(String(200), default="")
     sex: Mapped[str | None] = mapped_column(String(16))
-    birth_date: Mapped[date | None] = mapped_column(Date)
+    birth_date: Mapped[date | None] = mapped_column(Date, index=True)
     # Kept alone when retention clears the birth date (the age band still counts in the yearly report).
     birth_year: Mapped[int | None] = mapped_column(Integer)
     area: Mapped[str | None] = mapped_column(String(32))
     resident_id: Mapped[str | None] = mapped_column(String(32))  # 宛名番号
     phone: Mapped[str | None] = mapped_column(String(32))
     address: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     anonymised_at: Mapped[datetime | None]
 
 
+class PersonCandidate(Base):
+    """A possible match (名寄せの候補): a newer record and a known person with the same birth date and the same
+    name or kana. Never merged by itself: staff confirm it (the records are merged) or reject it."""
+
+    __tablename__ = "person_candidates"
+    __table_args__ = (
+        CheckConstraint(_in("status", ("open", "confirmed", "rejected")), name="status"),
+        UniqueConstraint("person_id", "candidate_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)  # the newer record
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)  # the known person
+    reason: Mapped[str] = mapped_column(String(32))  # name / kana / name_kana
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    found_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    merge_id: Mapped[int | None] = mapped_column(ForeignKey("person_merges.id"))
+
+
+class PersonMerge(Base):
+    """Two records found to be one person: `merged` became `survivor`, with what moved (cases, household
+    places), so that an unmerge puts back exactly that. History is never rewritten."""
+
+    __tablename__ = "person_merges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    merged_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    merged_at: Mapped[datetime]
+    merged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    case_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    member_ids: Mapped[list[int]] = mapped_column(JSON, default=list)  # household places moved
+    resident_id_moved: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # took the 宛名番号
+    undone_at: Mapped[datetime | None]
+    undone_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    undo_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Household(Base):
+    """A household (世帯): people living together, each for a period."""
+
+    __tablename__ = "households"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list["HouseholdMember"]] = relationship(order_by="HouseholdMember.id",
+                                                            back_populates="household")
+
+
 class HouseholdMember(Base):
-    """A member of the person's household (世帯員)."""
+    """A member of a household (世帯員) for a period: a person with a record of their own (`person_id`), or
+    one known only as listed (name, birth year). `relationship_label` (母, 長男, 配偶者 …) is as stated by
+    the person `relative_to_id` (the one whose consultation listed them; None for that person themself)."""
 
     __tablename__ = "household_members"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     relationship_label: Mapped[str] = mapped_column(String(50))
+    relative_to_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     name: Mapped[str | None] = mapped_column(String(100))
     birth_year: Mapped[int | None] = mapped_column(Integer)
     note: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[date | None] = mapped_column(Date)
+    until: Mapped[date | None] = mapped_column(Date)  # moved out (or died) on; None while they live there
+    recorded_with_case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    household: Mapped[Household] = relationship(back_populates="members")
+    person: Mapped[Person | None] = relationship(foreign_keys=[person_id])
 
 
 class CaseNumberCounter(Base):
@@ -206,6 +286,8 @@ class Case(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     case_number: Mapped[str] = mapped_column(String(32), unique=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    # How the person was found when the case was opened (名寄せ): matched (宛名番号), new, or candidate.
+    person_match: Mapped[str | None] = mapped_column(String(16))
     summary: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(32))
     urgency: Mapped[str] = mapped_column(String(16), default="normal")
@@ -247,7 +329,6 @@ class Case(Base):
     categories: Mapped[list["CaseCategory"]] = relationship(
         cascade="all, delete-orphan", order_by="CaseCategory.position"
     )
-    household: Mapped[list[HouseholdMember]] = relationship(cascade="all, delete-orphan")
     handoffs: Mapped[list["Handoff"]] = relationship(
         back_populates="case", order_by="Handoff.id", cascade="all, delete-orphan"
     )
@@ -384,7 +465,8 @@ class MeetingMember(Base):
 
 
 class MeetingCase(Base):
-    """Which cases a meeting discussed (for the yearly report)."""
+    """Which cases a meeting discussed: the case it was opened from and the others it took up (another
+    member of the household …). Each discussed person's trail, retention and counts include the meeting."""
 
     __tablename__ = "meeting_cases"
 

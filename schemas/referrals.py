@@ -1,7 +1,7 @@
 """Referrals (紹介) from other systems: the body of POST /referrals and the referrer's view."""
 from __future__ import annotations
 
-from marshmallow import ValidationError, fields, validate, validates
+from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from engine import vocab
 from engine.cases.checks import EARLIEST_BIRTH_DATE
@@ -81,6 +81,13 @@ class HouseholdMemberIn(Schema):
     name = Text(one_line=True, allow_none=True, max_length=100, metadata={"description": "氏名"})
     birth_year = Integer(strict=True, allow_none=True, validate=_birth_year, metadata={"description": "生まれ年（西暦）"})
     note = Text(allow_none=True, max_length=2000, metadata={"description": "特記事項"})
+    resident_id = Text(one_line=True, allow_none=True, max_length=32, metadata={
+        "description": "宛名番号。あれば、その番号の人の記録（なければ新しい記録）として世帯に加わる（氏名が必要）"})
+
+    @validates_schema
+    def _named_with_number(self, data, **kwargs):
+        if (data.get("resident_id") or "").strip() and not (data.get("name") or "").strip():
+            raise ValidationError("宛名番号のある世帯員は、氏名も指定してください。", field_name="name")
 
 
 class ConsentIn(Schema):
@@ -159,6 +166,10 @@ class ReferralCreated(Output):
     owning_department = fields.Nested(DepartmentRef, required=True, allow_none=True,
                                       metadata={"description": "担当部署（受理されるまでは null）"})
     routing = fields.Nested(RoutingOut, required=True)
+    person_id = fields.Integer(required=True, metadata={"description": "本人の記録のID（GET /people/{id}）"})
+    person_match = fields.String(required=True, validate=validate.OneOf(("matched", "new", "candidate")), metadata={
+        "description": "matched: 宛名番号が同じ既知の人 / new: 新しい記録 / candidate: 同じ人かもしれない記録がある"
+                       "（職員が確認する。自動では統合しない）"})
 
 
 class Referral(Output):

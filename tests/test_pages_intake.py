@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from engine.db import unit_of_work
-from engine.models import Alert, AuditEvent, Case, FormSubmission, Handoff
+from engine.models import Alert, AuditEvent, Case, FormSubmission, Handoff, HouseholdMember
 from engine.rules import store as rules
 from tests.conftest import CONFIG_DIR
 from tests.pages_support import app, count, error_beside, input_value, text_of, web  # noqa: F401
@@ -131,7 +131,8 @@ def test_confirming_the_proposal_opens_and_sends_the_case(web, actors, sessions)
         case = s.get(Case, case_id)
         assert case.state == "handoff"
         assert case.open_primary_handoff.to_department.code == "livelihood"
-        assert [m.relationship_label for m in case.household] == ["妻"]
+        listed = s.scalars(select(HouseholdMember).where(HouseholdMember.recorded_with_case_id == case_id)).all()
+        assert [(m.relationship_label, m.relative_to_id) for m in listed] == [("妻", case.person_id)]
         assert case.person.birth_date.isoformat() == "1960-05-01"
 
 

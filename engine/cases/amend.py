@@ -20,7 +20,7 @@ from engine.audit import trail
 from engine.cases import checks, kernel
 from engine.errors import MissingField, PermissionDenied, StaleVersion, ValidationFailed
 from engine.models import Case, utcnow
-from engine.people.names import fold_for_search
+from engine.people import matching, records
 
 PERSON_FIELDS = ("name", "name_kana", "sex", "birth_date", "area", "resident_id", "phone", "address")
 
@@ -74,6 +74,12 @@ def amend_case(session: Session, actor, case_id: int, *, version: int | None, su
             continue
         if isinstance(value, str):
             value = value.strip() or None
+        if name == "resident_id" and value and value != p.resident_id:
+            other = matching.live_by_resident_id(session, value)
+            if other is not None and other.id != p.id:
+                errors["person.resident_id"] = ["この宛名番号は別の人の記録にあります。同じ人なら、FM・管理者が"
+                                                "2つの記録を統合します。"]
+                continue
         if getattr(p, name) != value:
             setattr(p, name, value)
             changed.append(f"person.{name}")
@@ -88,7 +94,7 @@ def amend_case(session: Session, actor, case_id: int, *, version: int | None, su
         raise ValidationFailed(errors)
     if not changed:
         return case
-    p.search_key = fold_for_search(p.name, p.name_kana)
+    records.set_name(p, p.name, p.name_kana)
     case.updated_at = now
     kernel.record_history(session, case, actor, "amend", now, {"fields": changed}, from_state=case.state,
                             to_state=case.state)

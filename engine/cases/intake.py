@@ -30,8 +30,8 @@ from engine.cases.events.firing import fire_event
 from engine.cases.kernel import next_case_number, record_history
 from engine.departments import desk_id
 from engine.errors import PermissionDenied, ValidationFailed
-from engine.models import Case, CaseCategory, Consent, ConsentAgency, HouseholdMember, Person, User, utcnow
-from engine.people.names import fold_for_search
+from engine.models import Case, CaseCategory, Consent, ConsentAgency, User, utcnow
+from engine.people import households, records
 from engine.sharing import bases
 
 
@@ -76,6 +76,10 @@ def validate_intake(fields: dict, today: date) -> dict[str, list[str]]:
         errors["summary"] = [REQUIRED]
     choice(errors, fields, "source", "sources")
     choice(errors, fields, "urgency", "urgencies")
+    for i, m in enumerate(fields.get("household") or []):
+        # A member with a 宛名番号 has a record of their own, which needs a name.
+        if (m.get("resident_id") or "").strip() and not (m.get("name") or "").strip():
+            errors[f"household.{i}.name"] = ["宛名番号のある世帯員は、氏名も入力してください。"]
     return errors
 
 
@@ -84,7 +88,8 @@ def open_case(session: Session, actor: User, fields: dict[str, Any], *, now: dat
     """Record a consultation (相談受付) at any window; route it by the rules in force.
 
     `fields`: person {name, name_kana, sex, birth_date, area, resident_id, phone, address}, household
-    [{relationship, name, birth_year, note}], categories [codes], primary_category, summary, source,
+    [{relationship, name, birth_year, note, resident_id}] (joined to the person's household,
+    engine.people.households), categories [codes], primary_category, summary, source,
     urgency, consent {given_by, method, obtained_on, agencies: [codes]} (the person's consent to share with
     those agencies, recorded as record_consent records one, before the case is routed), the deprecated
     consent_to_share (it names no agency and opens nothing outside the city), and for referrals
@@ -100,12 +105,9 @@ def open_case(session: Session, actor: User, fields: dict[str, Any], *, now: dat
     consent = _checked_consent(session, errors, fields.get("consent"), now)
     if errors:
         raise ValidationFailed(errors)
-    p = fields["person"]
-    person = Person(
-        name=p["name"].strip(), name_kana=p.get("name_kana"), sex=p.get("sex"), birth_date=p.get("birth_date"),
-        area=p.get("area") or None, resident_id=p.get("resident_id"), phone=p.get("phone"),
-        address=p.get("address"), search_key=fold_for_search(p["name"], p.get("name_kana")),
-    )
+    # One record per person (名寄せ): the same 宛名番号 files the consultation under the known person; a
+    # possible match is left as a candidate for staff.
+    person, person_match = records.person_for_intake(session, fields["person"], now=now)
     cats = list(dict.fromkeys(fields["categories"]))
     primary = fields.get("primary_category") or cats[0]
     case = Case(
@@ -117,17 +119,16 @@ def open_case(session: Session, actor: User, fields: dict[str, Any], *, now: dat
         referral_client_id=getattr(client, "id", None), external_ref=fields.get("external_ref"),
         referrer=fields.get("referrer"), business_categories=["comprehensive"],
         categories=[CaseCategory(code=c, primary=(c == primary), position=i) for i, c in enumerate(cats)],
-        household=[
-            HouseholdMember(relationship_label=m.get("relationship") or "不明", name=m.get("name"),
-                            birth_year=m.get("birth_year"), note=m.get("note"))
-            for m in fields.get("household") or []
-        ],
+        person_match=person_match,
         # A new case has no sheet yet: known here, so that routing it does not ask the database.
         handoffs=[],
     )
     session.add(case)
     session.flush()
-    record_history(session, case, actor, "open", now, {"source": case.source}, to_state="intake")
+    households.record_listed(session, person, list(fields.get("household") or []), case=case, now=now,
+                             today=now.astimezone(calendar.JST).date())
+    record_history(session, case, actor, "open", now, {"source": case.source, "person_match": person_match},
+                   to_state="intake")
     trail.record(session, actor=actor, client=client, action="case.open", object_type="case",
                  object_id=case.id, case_id=case.id, remote_addr=remote_addr, at=now)
     if consent is not None:

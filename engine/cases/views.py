@@ -27,7 +27,9 @@ from engine.models import (
     Plan,
     SharedFact,
     User,
+    utcnow,
 )
+from engine.people import households
 from engine.sharing import provisions
 
 
@@ -113,6 +115,14 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
                              case_id=case.id, detail={"parts": ["own_contact_notes"], "meetings": []})
         return view
     view.update(content_view(session, case))
+    # The household and its other cases (each as far as this reader may see it).
+    today = utcnow().astimezone(calendar.JST).date()
+    view["households"] = [dataclasses.asdict(h) for h in households.households_for(
+        session, actor, case.person, today=today, exclude_case_id=case.id)]
+    view["household"] = [{"relationship": m["relationship"], "name": m["name"], "birth_year": m["birth_year"],
+                          "note": m["note"], "person_id": m["person_id"], "since": iso(m["since"]),
+                          "until": iso(m["until"])}
+                         for h in view["households"] for m in h["members"] if not m["is_self"]]
     for item, h in zip(view["handoffs"], case.handoffs):
         item.update({"reason": h.reason, "summary": h.summary, "decline_reason": h.decline_reason})
     parts = [access.CASE_CONTENT]
@@ -169,15 +179,14 @@ def history_detail(detail: dict | None, from_state: str | None, *, meeting_membe
 
 
 def content_view(session: Session, case: Case) -> dict[str, Any]:
-    """The case's own content (engine.access.CASE_CONTENT): person, household, summary, categories, routing."""
+    """The case's own content (engine.access.CASE_CONTENT): person, summary, categories, routing (the
+    household is the reader's: case_view)."""
     p = case.person
     birth_year = p.birth_year if p.birth_year is not None else (p.birth_date.year if p.birth_date else None)
     return {
-        "person": {"name": p.name, "name_kana": p.name_kana, "sex": p.sex, "birth_date": iso(p.birth_date),
+        "person": {"id": p.id, "name": p.name, "name_kana": p.name_kana, "sex": p.sex, "birth_date": iso(p.birth_date),
                    "birth_year": birth_year,
                    "area": p.area, "resident_id": p.resident_id, "phone": p.phone, "address": p.address},
-        "household": [{"relationship": m.relationship_label, "name": m.name, "birth_year": m.birth_year,
-                       "note": m.note} for m in case.household],
         "categories": case.category_codes,
         "primary_category": case.primary_category,
         "summary": case.summary,

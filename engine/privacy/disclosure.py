@@ -10,8 +10,7 @@ from sqlalchemy.orm import Session
 from engine import access, calendar, spreadsheet, states
 from engine.audit import trail
 from engine.errors import NotFound
-from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
-from engine.people.matching import person_cases_filter
+from engine.models import ApiClient, AuditEvent, Case, Department, User
 from engine.sharing import provisions
 
 ACTION_LABELS = {
@@ -68,6 +67,13 @@ ACTION_LABELS = {
     "webhook.register": "連携システムの通知先（Webhook）の登録",
     "rules.load": "振り分けルールの登録",
     "departments.load": "部署・機関（委託の範囲）の登録",
+    "person.merge": "同一人物の記録の統合（名寄せ）",
+    "person.unmerge": "記録の統合の取り消し",
+    "person.candidate_confirm": "名寄せの候補を同一人物と確認",
+    "person.candidate_reject": "名寄せの候補を別人と判断",
+    "person.read": "本人の記録（世帯・ケース）の閲覧",
+    "household.add_member": "世帯員の追加",
+    "household.end_member": "世帯員の転出・死亡などの記録",
     "consent.record": "同意の記録（相談の受付時）",
     "provision.sheet": "市の外の機関への提供（つなぐシート）",
     "provision.join": "市の外の機関への提供（参加依頼）",
@@ -168,8 +174,8 @@ def person_trail(session: Session, ref: str, *, requested_by: str = "cli",
     if actor is not None:
         access.require_admin(actor, "閲覧記録（開示請求）を調べられるのは管理者だけです。")
     case = find_case(session, ref)
-    cases = list(session.scalars(select(Case).join(Person, Person.id == Case.person_id)
-                                 .where(person_cases_filter(case)).order_by(Case.id)))
+    # One record per person (名寄せ): the cases of a record merged into this one moved to it.
+    cases = list(session.scalars(select(Case).where(Case.person_id == case.person_id).order_by(Case.id)))
     numbers = {c.id: c.case_number for c in cases}
     users: dict[int, User | None] = {}
     clients: dict[int, ApiClient | None] = {}

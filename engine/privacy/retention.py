@@ -24,6 +24,7 @@ from engine.models import (
     ContactNote,
     Evaluation,
     Handoff,
+    HouseholdMember,
     JoinOffer,
     Meeting,
     ParticipationMatch,
@@ -132,9 +133,11 @@ def anonymise_case(session: Session, case: Case, now: datetime) -> None:
         p.phone = p.address = p.resident_id = None
         p.birth_date = None
         p.anonymised_at = now
-    for m in case.household:
-        m.name = None
-        m.note = None
+        # The members the person's consultations listed (no record of their own) go with the person.
+        for m in session.scalars(select(HouseholdMember).where(HouseholdMember.relative_to_id == p.id,
+                                                               HouseholdMember.person_id.is_(None))):
+            m.name = None
+            m.note = None
     case.summary = MARKER
     case.close_note = _blank(case.close_note)
     case.override_reason = _blank(case.override_reason)

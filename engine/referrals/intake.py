@@ -66,7 +66,7 @@ def intake_fields(payload: dict[str, Any]) -> dict[str, Any]:
                                                "phone", "address")},
         "household": [
             {"relationship": m.get("relationship"), "name": m.get("name"), "birth_year": m.get("birth_year"),
-             "note": m.get("note")}
+             "note": m.get("note"), "resident_id": m.get("resident_id")}
             for m in payload.get("household") or []
         ],
         "categories": list(payload["categories"]),
@@ -86,6 +86,8 @@ def created_body(session: Session, case: Case) -> dict[str, Any]:
     body = {k: view[k] for k in ("id", "external_ref", "case_number", "status", "status_label", "owning_department")}
     body["routing"] = {"reason": case.routing_reason, "rule": case.routing_rule_name,
                        "proposed_department": department_ref(case.proposed_department)}
+    # The person the referral is about (名寄せ): matched by 宛名番号, new, or a candidate left for staff.
+    body["person_id"], body["person_match"] = case.person_id, case.person_match
     return body
 
 

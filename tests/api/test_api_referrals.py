@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from engine import case_departments
 from engine.db import unit_of_work
-from engine.models import Alert, AuditEvent, Case, Consent, Department, IdempotencyKey, User
+from engine.models import Alert, AuditEvent, Case, Consent, Department, HouseholdMember, IdempotencyKey, User
 from engine.referrals import clients as api_clients
 from engine.referrals import intake as referrals
 from engine.users import accounts as users
@@ -31,7 +31,7 @@ def test_created_answers_201_with_location_and_the_routed_case(client, partner, 
     resp = post_referral(client, partner)
     assert resp.status_code == 201
     body = resp.get_json()
-    assert set(body) >= {"id", "case_number", "status", "owning_department", "routing"}
+    assert set(body) >= {"id", "case_number", "status", "owning_department", "routing", "person_id", "person_match"}
     assert resp.headers["Location"].endswith(f"/api/v1/referrals/{body['id']}")
     assert "Idempotent-Replayed" not in resp.headers
     assert resp.headers["Cache-Control"] == "no-store"
@@ -47,7 +47,11 @@ def test_created_answers_201_with_location_and_the_routed_case(client, partner, 
         assert case.case_number == body["case_number"]
         assert case.person.name == "廿日 太郎" and case.person.area == "大野"
         assert str(case.person.birth_date) == "1946-05-01" and case.person.resident_id == "0001234567"
-        assert [(m.relationship_label, m.birth_year) for m in case.household] == [("長男", 1974)]
+        listed = s.scalars(select(HouseholdMember).where(HouseholdMember.recorded_with_case_id == case.id)).all()
+        assert [(m.relationship_label, m.birth_year, m.relative_to_id) for m in listed] == [
+            ("長男", 1974, case.person_id)]
+        # A person the city did not know: a new record, and the answer names it.
+        assert (body["person_id"], body["person_match"]) == (case.person_id, "new")
         assert case.category_codes == ["elder_care", "hikikomori"] and case.primary_category == "elder_care"
         assert case.referrer["organization"] == "大野地域包括支援センター"
         assert case.routing_reason == body["routing"]["reason"]
@@ -202,6 +206,8 @@ INVALID = [
     ("consent not a boolean", referral(consent_to_share="yes"), "consent_to_share"),
     ("birth year as text", referral(household=[{"birth_year": "1974"}]), "household.0.birth_year"),
     ("birth year in the future", referral(household=[{"birth_year": 3000}]), "household.0.birth_year"),
+    ("a member's resident_id without a name", referral(household=[{"relationship": "長男", "resident_id": "0002"}]),
+     "household.0.name"),
     ("unknown field", referral(priority="high"), "priority"),
     ("unknown field inside person", _person(nickname="たろう"), "person.nickname"),
 ]
