@@ -133,6 +133,54 @@ def test_alerts_held_before_0012_keep_or_lose_their_subject_by_the_old_rule(tmp_
         engine.dispose()
 
 
+def test_0018_makes_one_person_per_resident_id_and_households_of_the_lists(tmp_path):
+    """Before 0018 each case had its own person row and a household list. The revision makes the rows with
+    one 宛名番号 one person (the others kept, merged into the oldest, with what moved), and each person's
+    lists one household with the person and the listed members (relative to the person, no record of
+    their own)."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'people.db'}"
+    config = migrate.alembic_config(url)
+    command.upgrade(config, "0017")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for pid, name, rid in ((1, "廿日 花子", "0501"), (2, "廿日 はなこ", "0501"), (3, "宮島 次郎", None)):
+                conn.execute(text("INSERT INTO people (id, name, search_key, resident_id) VALUES (:i, :n, '', :r)"),
+                             {"i": pid, "n": name, "r": rid})
+            for cid, pid in ((1, 1), (2, 2), (3, 3)):
+                conn.execute(text(
+                    "INSERT INTO cases (id, case_number, person_id, summary, source, urgency, state, "
+                    "consent_to_share, opened_at, updated_at, version, business_categories, "
+                    "multi_agency_candidate) VALUES (:c, :n, :p, 's', 'window', 'normal', 'intake', false, "
+                    ":at, :at, 1, '[]', false)"),
+                    {"c": cid, "n": f"R8-{cid:06d}", "p": pid, "at": f"2026-0{cid}-01 00:00:00.000000"})
+            for cid, label, name in ((1, "長男", "廿日 一郎"), (2, "長男", "廿日 一郎"), (3, "妻", None)):
+                conn.execute(text("INSERT INTO household_members (case_id, relationship_label, name) "
+                                  "VALUES (:c, :l, :n)"), {"c": cid, "l": label, "n": name})
+        command.upgrade(config, "0018")
+        with engine.connect() as conn:
+            rows = lambda sql: [tuple(r) for r in conn.execute(text(sql))]  # noqa: E731
+            assert rows("SELECT id, person_id FROM cases ORDER BY id") == [(1, 1), (2, 1), (3, 3)]
+            assert rows("SELECT id, merged_into_id, name_key FROM people ORDER BY id") == [
+                (1, None, "廿日花子"), (2, 1, "廿日はなこ"), (3, None, "宮島次郎")]
+            assert rows("SELECT survivor_id, merged_id, case_ids FROM person_merges") == [(1, 2, "[2]")]
+            # One household per person: the person, and the members their cases listed (each case's row kept).
+            assert rows("SELECT household_id, person_id, relationship_label, relative_to_id, name, "
+                        "recorded_with_case_id FROM household_members ORDER BY id") == [
+                (1, 1, "本人", None, None, None), (1, None, "長男", 1, "廿日 一郎", 1),
+                (1, None, "長男", 1, "廿日 一郎", 2),
+                (2, 3, "本人", None, None, None), (2, None, "妻", 3, None, 3)]
+        command.downgrade(config, "0017")
+        with engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(text("SELECT id, person_id FROM cases ORDER BY id"))] == [
+                (1, 1), (2, 2), (3, 3)]
+            assert conn.execute(text("SELECT count(*) FROM household_members")).scalar() == 3
+    finally:
+        engine.dispose()
+
+
 # --- the revision files and the `alembic` command --------------------------------------------------------
 
 # The revision ids deployed databases hold in alembic_version, in the order they apply: never renamed.
