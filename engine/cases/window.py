@@ -10,7 +10,7 @@ import copy
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import calendar, routing
@@ -24,7 +24,7 @@ from engine.cases.intake import open_case, record_proposal, require_staff, valid
 from engine.departments import department_by_code
 from engine.errors import Conflict, ValidationFailed
 from engine.models import Case, Person, utcnow
-from engine.people.names import fold_for_search
+from engine.people import matching
 from engine.rules.ruleset import RoutingFacts
 from engine.sharing import bases
 from engine.states import CASE_STATE_LABELS
@@ -90,31 +90,22 @@ def unshared(session: Session, fields: dict[str, Any], proposal: routing.Proposa
 
 
 def earlier_cases(session: Session, actor, person: dict[str, Any], *, limit: int = 5) -> list[dict[str, Any]]:
-    """Cases of what may be the same person, among those whose content `actor` reads: the same 宛名番号,
-    or the same birth date with the same name (the kana given or not) or the same kana (width and kana
-    folded). Open ones first. Shown at intake so that a window can carry on
+    """Cases of what may be the same person, among those whose content `actor` reads: the person with the
+    same 宛名番号, or the candidates (the same birth date with the same name or kana, engine.people.matching).
+    Open ones first. Shown at intake so that a window can carry on
     a case in progress instead of opening a second one; each case shown is audited (`case.found`)."""
     require_staff(actor)
-    same = []
-    resident_id = (person.get("resident_id") or "").strip()
-    if resident_id:
-        same.append(Person.resident_id == resident_id)
-    name = fold_for_search(person.get("name"))
-    kana = fold_for_search(person.get("name_kana"))
     birth = person.get("birth_date")
-    if name and isinstance(birth, date):
-        # The folded key is "name kana" (or "name" alone): the same name with or without a kana on either
-        # side, or the same kana under another way of writing the name, on the same birth date.
-        alike = [Person.search_key == name, Person.search_key.startswith(name + " ", autoescape=True)]
-        if kana:
-            alike.append(Person.search_key.endswith(" " + kana, autoescape=True))
-        same.append(or_(*alike) & (Person.birth_date == birth))
-    if not same:
+    found = matching.find(session, name=person.get("name"), kana=person.get("name_kana"),
+                          birth_date=birth if isinstance(birth, date) else None,
+                          resident_id=(person.get("resident_id") or "").strip() or None)
+    people = [found.person.id] if found.person is not None else [p.id for p, _ in found.candidates]
+    if not people:
         return []
     rows = session.execute(
         select(Case.id, Case.case_number, Case.state, Case.opened_at, Person.name)
         .join(Person, Person.id == Case.person_id)
-        .where(or_(*same), visible_cases_filter(session, actor, Sight.CONTENT))
+        .where(Case.person_id.in_(people), visible_cases_filter(session, actor, Sight.CONTENT))
         .order_by((Case.state == "closed").asc(), Case.updated_at.desc(), Case.id.desc()).limit(limit)).all()
     trail.record_case_reads(session, actor=actor, action="case.found", case_ids=[r.id for r in rows],
                             detail={"where": "intake"})
