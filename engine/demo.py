@@ -54,7 +54,8 @@ def _person(name, kana, birth, area, sex="unknown"):
 
 
 def load_sample_cases(session: Session, u: dict[str, User], now: datetime) -> int:
-    """A dozen cases over every state, each driven there by its events in order."""
+    """Fifteen cases over every state, each driven there by its events in order: among them an 8050 household
+    whose son has a case of his own, and two records of what may be one person (a 名寄せ candidate)."""
     window = u["desk"]
     fm = u["fm"]
 
@@ -92,6 +93,8 @@ def load_sample_cases(session: Session, u: dict[str, User], now: datetime) -> in
     made.append(c)
     # 6-11. the 8050 household path through 支援会議, consent, plan and evaluation, at different depths.
     eighty_fifty = []
+    son = {"relationship": "長男", "name": "大野 一郎", "birth_year": 1972, "note": "長期のひきこもり",
+           "resident_id": "0000100002"}
     for i, (name, kana, area) in enumerate([
         ("大野 花子", "オオノ ハナコ", "大野"), ("廿日 正", "ハツカ タダシ", "廿日市"),
         ("佐伯 トメ", "サエキ トメ", "佐伯"), ("吉和 文子", "ヨシワ フミコ", "吉和"),
@@ -100,7 +103,8 @@ def load_sample_cases(session: Session, u: dict[str, User], now: datetime) -> in
         c = open_(200 - i, _person(name, kana, date(1944 + i, 5, 1), area, "female"),
                   ["elder_care", "hikikomori"],
                   "80代の親と50代の子の二人世帯。介護サービス導入時に子の長期ひきこもりを把握。",
-                  household=[{"relationship": "長男", "birth_year": 1972 + i, "note": "長期のひきこもり"}])
+                  household=[son if i == 0 else {"relationship": "長男", "birth_year": 1972 + i,
+                                                 "note": "長期のひきこもり"}])
         fire(c, u["elderly"], "accept_handoff", 198 - i)
         fire(c, fm, "convene_support_meeting", 190 - i,
              members=[{"user": "elderly-staff", "acknowledged": True},
@@ -131,6 +135,17 @@ def load_sample_cases(session: Session, u: dict[str, User], now: datetime) -> in
     fire(c, u["livelihood"], "accept_handoff", 59)
     fire(c, u["livelihood"], "close", 30, close_reason="goal_met", note="就職が決まった。")
     made.append(c)
+    # 13. the son of the first 8050 household comes to 生活福祉課 himself: the same 宛名番号, the same person,
+    # and his case shows in his mother's household.
+    c = open_(5, {**_person("大野 一郎", "オオノ イチロウ", date(1972, 3, 3), "大野", "male"),
+                  "resident_id": "0000100002"}, ["poverty"], "母の年金で暮らしているが、今後の生活費が不安。")
+    fire(c, u["livelihood"], "accept_handoff", 4)
+    made.append(c)
+    # 14-15. two windows, two ways of writing one name on the same birth date: a candidate for staff.
+    made.append(open_(40, _person("髙橋 ミツ", "タカハシ ミツ", date(1938, 9, 9), "廿日市", "female"), ["health"],
+                      "通院の付き添いがなく、受診が途切れている。"))
+    made.append(open_(2, _person("高橋 ミツ", "タカハシ ミツ", date(1938, 9, 9), "廿日市", "female"), ["isolation"],
+                      "近所の人から、最近姿を見かけないとの連絡。"))
     return len(made)
 
 

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import states
-from engine.models import Alert, ApiClient, Case, Department, RoutingRuleVersion, User
+from engine.models import Alert, ApiClient, Case, Department, PersonCandidate, RoutingRuleVersion, User
 
 
 def test_demo_loads_every_state_once(cli, sessions):
@@ -18,7 +18,7 @@ def test_demo_loads_every_state_once(cli, sessions):
         states = set(s.scalars(select(Case.state)))
         assert states == {"intake", "handoff", "assigned", "support_meeting", "consent", "layered_meeting",
                           "accompaniment", "suspended", "closed"}
-        assert s.scalar(select(func.count()).select_from(Case)) == 12
+        assert s.scalar(select(func.count()).select_from(Case)) == 15
         assert s.scalar(select(func.count()).select_from(Department)) == 14
         assert s.scalar(select(func.count()).select_from(RoutingRuleVersion)) == 1
         assert {"fm", "admin", "desk-staff"} <= set(s.scalars(select(User.login)))
@@ -28,6 +28,9 @@ def test_demo_loads_every_state_once(cli, sessions):
             moves = [h for h in case.history if not h.event.startswith("handoff.")]
             assert moves[-1].to_state == case.state
             assert all(a.to_state == b.from_state for a, b in zip(moves, moves[1:]))
+        # The 8050 son with a case of his own is the person his mother's household lists; 高橋 is a candidate.
+        assert sorted(s.scalars(select(Case.person_match))) == ["candidate"] + ["matched"] + ["new"] * 13
+        assert s.scalar(select(func.count()).select_from(PersonCandidate)) == 1
 
 
 def test_user_add_reads_the_password_from_stdin(cli, departments, sessions):

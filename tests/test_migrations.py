@@ -77,9 +77,13 @@ def test_down_and_up_again_keeps_every_row(tmp_path, database_url, db_engine):
         with unit_of_work(make_session_factory(engine)) as s:
             demo.load(s, CONFIG_DIR)
 
+        # Alerts of kinds a later revision brought (a share waiting for a basis …) go with its downgrade.
+        later_kinds = "('basis_needed', 'handed_back', 'notice_unseen')"
+
         def counts():
             with engine.connect() as conn:
-                return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                return {t: conn.execute(text(f"SELECT count(*) FROM {t}" + (
+                            f" WHERE kind NOT IN {later_kinds}" if t == "alerts" else ""))).scalar()
                         for t in sorted(inspect(conn).get_table_names()) if t != "alembic_version"}
 
         before = counts()
@@ -88,7 +92,7 @@ def test_down_and_up_again_keeps_every_row(tmp_path, database_url, db_engine):
         command.downgrade(config, "0011")
         command.upgrade(config, "head")
         # A table a later revision made goes with its downgrade; every other row stays.
-        made_since = {"provisions"}
+        made_since = {"provisions", "households", "person_candidates", "person_merges"}
         assert {t: n for t, n in counts().items() if t not in made_since} == {
             t: n for t, n in before.items() if t not in made_since}
     finally:

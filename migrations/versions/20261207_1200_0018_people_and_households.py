@@ -217,14 +217,17 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     conn = op.get_bind()
-    # Back to a list per case: the members a case listed (with its case), and for those that came since,
-    # the members of its person's household as they stand.
+    # Back to a list per case: the members each case listed (a member with a record of their own by the
+    # record's name); members added on the household itself since have no case to go back to.
     members = sa.table('household_members', sa.column('household_id', sa.Integer),
                        sa.column('person_id', sa.Integer), sa.column('relationship_label', sa.String),
                        sa.column('name', sa.String), sa.column('birth_year', sa.Integer),
                        sa.column('note', sa.Text), sa.column('recorded_with_case_id', sa.Integer))
+    named = sa.table('people', sa.column('id', sa.Integer), sa.column('name', sa.String))
     listed = conn.execute(sa.select(members.c.recorded_with_case_id, members.c.relationship_label,
-                                    members.c.name, members.c.birth_year, members.c.note)
+                                    sa.func.coalesce(members.c.name, named.c.name), members.c.birth_year,
+                                    members.c.note)
+                          .outerjoin(named, named.c.id == members.c.person_id)
                           .where(members.c.recorded_with_case_id.is_not(None))).all()
     op.drop_table('household_members')
     op.drop_table('households')
