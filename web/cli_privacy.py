@@ -67,8 +67,6 @@ def audit_verify(known: dict[int, str]) -> None:
     click.echo(f"末尾: seq={result.head_seq} hash={result.head_hash}")
 
 
-
-
 @audit.command("case")
 @click.argument("case_ref", metavar="CASE_NUMBER_OR_ID")
 @click.option("--format", "fmt", type=click.Choice(["text", "csv"]), default="text", show_default=True)
