@@ -45,3 +45,11 @@ def test_the_intake_benchmark_posts_through_the_production_server():
     out = _run("bench/intake.py", "--referrals", "40", "--clients", "4")
     assert "ratio (referrals / bare)" in out
     assert "ratio (replays / bare)" in out
+
+
+def test_the_matching_benchmark_matches_each_kind_against_the_baseline(tmp_path):
+    out = _run("bench/matching.py", "--people", "2000", "--runs", "30", "--keep", str(tmp_path))
+    assert "known 宛名番号 (matched)" in out and "candidate by kana" in out and "new person" in out
+    assert "ratio, median match / median baseline" in out and "USING INDEX uq_people_resident_id_live" in out
+    again = _run("bench/matching.py", "--runs", "10", "--keep", str(tmp_path), "--reuse")
+    assert "filled" not in again and "2,000 people" in again  # timed what was kept, without refilling
