@@ -188,11 +188,35 @@ def households_for(session: Session, actor, person: Person, *, today: date, excl
     return out
 
 
+def may_write_a_case_of(session: Session, actor, person_ids) -> bool:
+    """Whether `actor` may write the content of a case of one of these people."""
+    return any(access.may(session, actor, case, access.CASE_CONTENT, access.WRITE)
+               for case in session.scalars(select(Case).where(Case.person_id.in_(list(person_ids)))))
+
+
 def may_edit(session: Session, actor, household: Household) -> bool:
     """Who may change a household: whoever may write the content of a case of one of its members."""
-    people = [m.person_id for m in household.members if m.person_id]
-    return any(access.may(session, actor, case, access.CASE_CONTENT, access.WRITE)
-               for case in session.scalars(select(Case).where(Case.person_id.in_(people))))
+    return may_write_a_case_of(session, actor, {m.person_id for m in household.members if m.person_id})
+
+
+def add_first_member(session: Session, actor, person_id: int, fields: dict, *, now: datetime | None = None,
+                     remote_addr: str | None = None) -> HouseholdMember:
+    """Add someone to the household of a person who has none on record yet: the household is made with the
+    person (本人) and the member (add_member's fields). For those who may write a case of the person."""
+    now = now or utcnow()
+    person = records.live(session, person_id)
+    if not may_write_a_case_of(session, actor, {person.id}):
+        raise NotFound("指定された人は見つかりません。")
+    places = places_of(session, person.id, now.astimezone(calendar.JST).date())
+    if places:
+        household = places[0].household
+    else:
+        household = Household(created_at=now)
+        session.add(household)
+        session.add(HouseholdMember(household=household, person_id=person.id, relationship_label=SELF,
+                                    created_at=now))
+        session.flush()
+    return add_member(session, actor, household.id, fields, now=now, remote_addr=remote_addr)
 
 
 def _require_editor(session: Session, actor, household: Household) -> None:

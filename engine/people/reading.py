@@ -89,6 +89,7 @@ class PersonFile:
     cases: list[PersonCase] = field(default_factory=list)
     households: list[households.HouseholdView] = field(default_factory=list)
     editable_households: set[int] = field(default_factory=set)  # those the reader may change
+    may_start_household: bool = False  # no household on record, and the reader may write a case of the person
     candidates: list[CandidateRow] = field(default_factory=list)
     undecided_elsewhere: int = 0  # open candidates someone else decides
     merges: list[MergeRow] = field(default_factory=list)
@@ -172,6 +173,8 @@ def read_person(session: Session, actor, person_id: int, *, today: date,
             view.cases = [c for c in view.cases if c.whose != households.SELF]
             if households.may_edit(session, actor, session.get(Household, view.id)):
                 file.editable_households.add(view.id)
+        file.may_start_household = not file.households and households.may_write_a_case_of(
+            session, actor, {person.id})
         parts.append("households")
     file.candidates, file.undecided_elsewhere = _candidates(session, actor, person)
     if file.candidates:
