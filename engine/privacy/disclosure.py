@@ -105,7 +105,7 @@ PAGE_LABELS = {
     "reports.as_xlsx": "年度集計の保存（Excel）", "rules.show": "振り分けルールの表示",
     "people.show": "本人の記録の表示", "people.decide": "名寄せの候補の判断", "people.merge": "記録の統合",
     "people.unmerge": "記録の統合の取り消し", "people.add_member": "世帯員の追加",
-    "people.end_member": "世帯員の転出・死亡などの記録",
+    "people.end_member": "世帯員の転出・死亡などの記録", "people.add_first_member": "世帯員の追加（世帯の記録の作成）",
 }
 
 
