@@ -38,6 +38,14 @@ def _current(today: date):
     return or_(HouseholdMember.until.is_(None), HouseholdMember.until > today)
 
 
+def _new_household(session: Session, person: Person, now: datetime) -> Household:
+    """A household made for `person`, who is its first member (本人)."""
+    household = Household(created_at=now)
+    session.add(household)
+    session.add(HouseholdMember(household=household, person_id=person.id, relationship_label=SELF, created_at=now))
+    return household
+
+
 def places_of(session: Session, person_id: int, today: date) -> list[HouseholdMember]:
     """The person's places in households now (a person may be listed in two household records)."""
     return list(session.scalars(select(HouseholdMember).where(
@@ -74,10 +82,7 @@ def record_listed(session: Session, person: Person, listed: list[dict], *, case:
                                         relationship_label=INVERSE.get((m.get("relationship") or "").strip(), "世帯員"),
                                         relative_to_id=other.id, recorded_with_case_id=getattr(case, "id", None)))
         else:
-            household = Household(created_at=now)
-            session.add(household)
-            session.add(HouseholdMember(household=household, person_id=person.id, relationship_label=SELF,
-                                        created_at=now))
+            household = _new_household(session, person, now)
         session.flush()
     present = {(x.person_id, x.relationship_label, x.relative_to_id, x.name, x.birth_year)
                for x in household.members if x.until is None or x.until > today}
@@ -208,14 +213,8 @@ def add_first_member(session: Session, actor, person_id: int, fields: dict, *, n
     if not may_write_a_case_of(session, actor, {person.id}):
         raise NotFound("指定された人は見つかりません。")
     places = places_of(session, person.id, now.astimezone(calendar.JST).date())
-    if places:
-        household = places[0].household
-    else:
-        household = Household(created_at=now)
-        session.add(household)
-        session.add(HouseholdMember(household=household, person_id=person.id, relationship_label=SELF,
-                                    created_at=now))
-        session.flush()
+    household = places[0].household if places else _new_household(session, person, now)
+    session.flush()
     return add_member(session, actor, household.id, fields, now=now, remote_addr=remote_addr)
 
 
