@@ -33,7 +33,7 @@ def _render(person_id: int, *, form: str | None = None, values: MultiDict | None
         g.commit_on_error = True  # the refused action is rolled back; the read this page shows is audited
     file = reading.read_person(db.session(), actor(), person_id, today=_today(), remote_addr=remote_addr())
     return render_template("person.html", file=file, p=file.identity, form=form, values=values or MultiDict(),
-                           errors=refused.errors if refused else {}, refused=refused, today=_today().isoformat(),
+                           errors=refused.errors if refused else {}, refused=refused,
                            token=(values or {}).get("submission_token") or submissions.new_token(),
                            new_token=submissions.new_token), \
         (refused.status if refused else 200)
@@ -110,29 +110,31 @@ def unmerge(person_id: int, merge_id: int):
                 "統合を取り消しました。統合された記録と、そのケース・世帯の記録を元に戻しました。", "merges")
 
 
+def _once(add):
+    """A form that adds a member carries a one-time key: sent twice (a double click, a reload), it adds once."""
+    def apply(f):
+        submissions.claim(db.session(), actor(), f.pop("submission_token", None), "household_member")
+        add(f)
+
+    return apply
+
+
 @bp.post("/people/<id:person_id>/households/<id:household_id>/members")
 @login_required
 def add_member(person_id: int, household_id: int):
-    """Add a member to one of the person's households (a form sent twice adds them once)."""
-    def apply(f):
-        token = f.pop("submission_token", None)
-        submissions.claim(db.session(), actor(), token, "household_member")
-        households.add_member(db.session(), actor(), household_id, f, remote_addr=remote_addr())
-
-    return _act(person_id, f"hh{household_id}", people_forms.MemberAddSchema, apply, "世帯員を追加しました。",
-                f"household-{household_id}")
+    """Add a member to one of the person's households."""
+    return _act(person_id, f"hh{household_id}", people_forms.MemberAddSchema, _once(
+        lambda f: households.add_member(db.session(), actor(), household_id, f, remote_addr=remote_addr())),
+        "世帯員を追加しました。", f"household-{household_id}")
 
 
 @bp.post("/people/<id:person_id>/household/members")
 @login_required
 def add_first_member(person_id: int):
     """Add the first member to the household of a person who has none on record (the household is made)."""
-    def apply(f):
-        token = f.pop("submission_token", None)
-        submissions.claim(db.session(), actor(), token, "household_member")
-        households.add_first_member(db.session(), actor(), person_id, f, remote_addr=remote_addr())
-
-    return _act(person_id, "hhnew", people_forms.MemberAddSchema, apply, "世帯員を追加しました。", "households")
+    return _act(person_id, "hhnew", people_forms.MemberAddSchema, _once(
+        lambda f: households.add_first_member(db.session(), actor(), person_id, f, remote_addr=remote_addr())),
+        "世帯員を追加しました。", "households")
 
 
 @bp.post("/people/<id:person_id>/members/<id:member_id>/end")
