@@ -493,3 +493,34 @@ def test_staff_look_up_the_rule_that_routed_a_case(browser, server, actors, open
     assert chosen.locator("th").inner_text() in staff.page.locator("#chosen-rule").inner_text()
     staff.shot("17-rules")
     staff.close()
+
+
+def test_a_candidate_is_confirmed_from_the_person_page_and_the_case_files_under_the_known_person(
+        browser, server, actors, open_case, sessions):
+    known_case = open_case(categories=["poverty"], person={
+        "name": "佐伯 花子", "name_kana": "サエキ ハナコ", "birth_date": "1950-01-02", "area": "佐伯"})
+    # The same person at another window a month later: a full-width space, no kana; a candidate, never merged.
+    newer_case = open_case(categories=["debt"], person={"name": "佐伯　花子", "birth_date": "1950-01-02"})
+    with unit_of_work(sessions) as s:
+        known, newer = s.get(Case, known_case), s.get(Case, newer_case)
+        numbers, known_id, newer_id = (known.case_number, newer.case_number), known.person_id, newer.person_id
+    staff = Person(browser, server, "livelihood")
+    staff.page.goto(f"{server}/cases/{newer_case}")
+    assert "名寄せの候補 1件" in staff.page.locator("#person").inner_text()
+    staff.page.get_by_role("link", name="この方の記録（ケース・世帯・名寄せ）").click()
+    staff.page.wait_for_url(f"{server}/people/{newer_id}")
+    card = staff.page.locator(".candidate")
+    assert "サエキ ハナコ" in card.inner_text() and "昭和25年1月2日" in card.inner_text()
+    card.get_by_label("メモ（同一人物と判断した根拠など）").fill("電話で本人に住所を確認した")
+    staff.shot("22-person-candidate")
+    card.get_by_role("button", name="同一人物（記録を1つにする）").click()
+    staff.page.wait_for_url(f"{server}/people/{known_id}#candidates")
+    assert "同一人物と確認し" in staff.flash()
+    cases = staff.page.locator("#cases").inner_text()
+    assert numbers[0] in cases and numbers[1] in cases
+    staff.shot("23-person-merged")
+    # The newer consultation's page now leads to the known person.
+    staff.page.goto(f"{server}/cases/{newer_case}")
+    assert staff.page.locator("#person-link").get_attribute("href") == f"/people/{known_id}"
+    assert "名寄せの候補" not in staff.page.locator("#person").inner_text()
+    staff.close()

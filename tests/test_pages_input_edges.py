@@ -118,7 +118,8 @@ def test_valid_form_still_passes(web, actors):
 def test_every_page_that_can_refuse_has_a_japanese_name_in_the_trail(app):
     """A refusal is recorded as page.<endpoint>; the 開示請求 answer must name it in Japanese."""
     refusing = {rule.endpoint for rule in app.url_map.iter_rules()
-                if rule.arguments & {"case_id", "handoff_id", "meeting_id", "alert_id", "notice_id", "offer_id"}
+                if rule.arguments & {"case_id", "handoff_id", "meeting_id", "alert_id", "notice_id", "offer_id",
+                                     "person_id"}
                 and not rule.rule.startswith("/api/")}
     assert refusing and refusing <= set(PAGE_LABELS), refusing - set(PAGE_LABELS)
     assert action_label("page.cases.detail") == "ケース詳細の表示（画面）"

@@ -49,6 +49,8 @@ def refused_target(session: Session, view_args: dict) -> tuple[int | None, str |
             if case_id is None and row is not None:
                 case_id = row.case_id
             return case_id, kind, view_args[key]
+    if isinstance(view_args.get("person_id"), int):  # a person's page: the refusal is about that record
+        return case_id, "person", view_args["person_id"]
     if case_id is None and isinstance(named, int):
         return None, "case", named
     return case_id, None, None

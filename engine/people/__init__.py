@@ -1,1 +1,1 @@
-"""People: names folded for search and matching."""
+"""People: one record per person (名寄せ, merges), households, and a person as one reader may see them."""

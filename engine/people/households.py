@@ -17,9 +17,9 @@ from datetime import date, datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from engine import access, states
+from engine import access, calendar, states
 from engine.audit import trail
-from engine.errors import NotFound, ValidationFailed
+from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.models import Case, Department, Household, HouseholdMember, Person, utcnow
 from engine.people import matching, records
 
@@ -36,6 +36,14 @@ SELF = "本人"
 
 def _current(today: date):
     return or_(HouseholdMember.until.is_(None), HouseholdMember.until > today)
+
+
+def _new_household(session: Session, person: Person, now: datetime) -> Household:
+    """A household made for `person`, who is its first member (本人)."""
+    household = Household(created_at=now)
+    session.add(household)
+    session.add(HouseholdMember(household=household, person_id=person.id, relationship_label=SELF, created_at=now))
+    return household
 
 
 def places_of(session: Session, person_id: int, today: date) -> list[HouseholdMember]:
@@ -74,10 +82,7 @@ def record_listed(session: Session, person: Person, listed: list[dict], *, case:
                                         relationship_label=INVERSE.get((m.get("relationship") or "").strip(), "世帯員"),
                                         relative_to_id=other.id, recorded_with_case_id=getattr(case, "id", None)))
         else:
-            household = Household(created_at=now)
-            session.add(household)
-            session.add(HouseholdMember(household=household, person_id=person.id, relationship_label=SELF,
-                                        created_at=now))
+            household = _new_household(session, person, now)
         session.flush()
     present = {(x.person_id, x.relationship_label, x.relative_to_id, x.name, x.birth_year)
                for x in household.members if x.until is None or x.until > today}
@@ -170,8 +175,8 @@ def households_for(session: Session, actor, person: Person, *, today: date, excl
                             is_self=m.person_id == person.id)
             view.members.append(row)
             if m.person_id and (m.until is None or m.until > today):
-                whose.setdefault(m.person_id, "本人" if m.person_id == person.id else
-                                 f"{m.relationship_label} {row.name or ''}".strip())
+                whose.setdefault(m.person_id, SELF if m.person_id == person.id else
+                                 f"{row.relationship} {row.name or ''}".strip())
         if whose:
             owners = Department.__table__.alias("owner")
             rows = session.execute(
@@ -188,13 +193,34 @@ def households_for(session: Session, actor, person: Person, *, today: date, excl
     return out
 
 
-def _require_editor(session: Session, actor, household: Household) -> None:
+def may_write_a_case_of(session: Session, actor, person_ids) -> bool:
+    """Whether `actor` may write the content of a case of one of these people."""
+    return any(access.may(session, actor, case, access.CASE_CONTENT, access.WRITE)
+               for case in session.scalars(select(Case).where(Case.person_id.in_(list(person_ids)))))
+
+
+def may_edit(session: Session, actor, household: Household) -> bool:
     """Who may change a household: whoever may write the content of a case of one of its members."""
-    people = [m.person_id for m in household.members if m.person_id]
-    for case in session.scalars(select(Case).where(Case.person_id.in_(people))):
-        if access.may(session, actor, case, access.CASE_CONTENT, access.WRITE):
-            return
-    raise NotFound("指定された世帯は見つかりません。")
+    return may_write_a_case_of(session, actor, {m.person_id for m in household.members if m.person_id})
+
+
+def add_first_member(session: Session, actor, person_id: int, fields: dict, *, now: datetime | None = None,
+                     remote_addr: str | None = None) -> HouseholdMember:
+    """Add someone to the household of a person who has none on record yet: the household is made with the
+    person (本人) and the member (add_member's fields). For those who may write a case of the person."""
+    now = now or utcnow()
+    person = records.live(session, person_id)
+    if not may_write_a_case_of(session, actor, {person.id}):
+        raise NotFound("指定された人は見つかりません。")
+    places = places_of(session, person.id, now.astimezone(calendar.JST).date())
+    household = places[0].household if places else _new_household(session, person, now)
+    session.flush()
+    return add_member(session, actor, household.id, fields, now=now, remote_addr=remote_addr)
+
+
+def _require_editor(session: Session, actor, household: Household) -> None:
+    if not may_edit(session, actor, household):
+        raise NotFound("指定された世帯は見つかりません。")
 
 
 def add_member(session: Session, actor, household_id: int, fields: dict, *, now: datetime | None = None,
@@ -202,6 +228,7 @@ def add_member(session: Session, actor, household_id: int, fields: dict, *, now:
     """Add someone to a household: a person the city knows (`person_id`), or one as listed (`name`,
     `birth_year`); `relationship` to `relative_to` (a member person), from `since`."""
     now = now or utcnow()
+    today = now.astimezone(calendar.JST).date()
     household = session.get(Household, household_id)
     if household is None:
         raise NotFound("指定された世帯は見つかりません。")
@@ -213,14 +240,30 @@ def add_member(session: Session, actor, household_id: int, fields: dict, *, now:
     elif len(label) > 50:
         errors["relationship"] = ["続柄は50文字以内で入力してください。"]
     person_id = fields.get("person_id")
+    members = {m.person_id for m in household.members if m.person_id}
+    current = {m.person_id for m in household.members if m.person_id and (m.until is None or m.until > today)}
     if person_id:
         try:
-            person_id = records.live(session, int(person_id)).id
+            known = records.live(session, int(person_id))
         except (NotFound, ValueError, TypeError):
+            known = None
+        # A record is named by its number only if the reader may see that person (no name found by guessing).
+        if known is None or records.sight_of_person(session, actor, known) < access.Sight.METADATA:
             errors["person_id"] = ["指定された人は見つかりません。"]
+        elif known.id in current:
+            errors["person_id"] = ["この人は既にこの世帯の世帯員です。"]
+        else:
+            person_id = known.id
     elif not (fields.get("name") or "").strip():
-        errors["name"] = ["氏名を入力してください（記録のある人は person_id で指定します）。"]
-    members = {m.person_id for m in household.members if m.person_id}
+        errors["name"] = ["氏名を入力してください（記録のある人は番号で指定します）。"]
+    elif len(fields["name"].strip()) > 100:
+        errors["name"] = ["氏名は100文字以内で入力してください。"]
+    birth_year = fields.get("birth_year")
+    if birth_year is not None and not (isinstance(birth_year, int) and 1868 <= birth_year <= today.year):
+        errors["birth_year"] = [f"生まれ年は1868年（明治元年）から{today.year}年までの年にしてください。"]
+    since = fields.get("since")
+    if since is not None and since > today:
+        errors["since"] = ["世帯に加わった日に、先の日付は入力できません。"]
     relative_to = fields.get("relative_to") or None
     if relative_to is not None and relative_to not in members:
         errors["relative_to"] = ["続柄の基準はこの世帯の人から選んでください。"]
@@ -246,7 +289,11 @@ def end_membership(session: Session, actor, member_id: int, until: date, *, now:
         raise NotFound("指定された世帯員は見つかりません。")
     _require_editor(session, actor, row.household)
     if row.until is not None:
-        raise ValidationFailed({"until": ["この世帯員は既に転出・死亡などで世帯を離れています。"]})
+        raise Conflict("この世帯員は既に転出・死亡などで世帯を離れたと記録されています。")
+    if until is None:
+        raise ValidationFailed({"until": ["世帯を離れた日を入力してください。"]})
+    if until > now.astimezone(calendar.JST).date():
+        raise ValidationFailed({"until": ["世帯を離れた日に、先の日付は入力できません。"]})
     if row.since is not None and until < row.since:
         raise ValidationFailed({"until": ["世帯を離れた日は、世帯に加わった日以降にしてください。"]})
     row.until = until

@@ -106,16 +106,23 @@ def open_candidates(session: Session, person_id: int) -> list[PersonCandidate]:
         .order_by(PersonCandidate.id)))
 
 
+def may_decide(session: Session, actor, row: PersonCandidate) -> bool:
+    """Whether `actor` decides the candidate: staff who read the content of a case of the newer record, an
+    FM or the administrator."""
+    if getattr(actor, "role", None) not in ("staff", "fm", "admin") or not getattr(actor, "active", False):
+        return False
+    if actor.role in MERGERS:
+        return True
+    return sight_of_person(session, actor, session.get(Person, row.person_id)) >= access.Sight.CONTENT
+
+
 def decide_candidate(session: Session, actor, candidate_id: int, decision: str, *, note: str | None = None,
                      now: datetime | None = None, remote_addr: str | None = None) -> PersonCandidate:
     """Staff who read the newer record's case decide: `confirm` (the two are one person: the newer record is
     merged into the known one) or `reject` (two people; not proposed again)."""
     now = now or utcnow()
     row = session.get(PersonCandidate, candidate_id)
-    if row is None or getattr(actor, "role", None) not in ("staff", "fm", "admin"):
-        raise NotFound("指定された名寄せの候補は見つかりません。")
-    newer = session.get(Person, row.person_id)
-    if sight_of_person(session, actor, newer) < access.Sight.CONTENT and actor.role not in MERGERS:
+    if row is None or not may_decide(session, actor, row):
         raise NotFound("指定された名寄せの候補は見つかりません。")
     if decision not in ("confirm", "reject"):
         raise ValidationFailed({"decision": ["confirm（同一人物）か reject（別人）を指定してください。"]})
@@ -143,7 +150,13 @@ def merge(session: Session, actor, survivor_id: int, merged_id: int, *, reason: 
         raise PermissionDenied(MAY_NOT_MERGE)
     if not (reason or "").strip():
         raise ValidationFailed({"reason": ["統合の理由（同一人物と判断した根拠）を入力してください。"]})
-    survivor, merged = live(session, survivor_id), live(session, merged_id)
+    survivor = live(session, survivor_id)
+    try:
+        merged = live(session, merged_id)
+    except NotFound:
+        raise ValidationFailed({"merged_id": ["この記録番号の人は見つかりません。"]}) from None
+    if merged.id == survivor.id and merged_id != survivor_id:
+        raise Conflict("この記録は既にこの人の記録に統合されています。")
     return _merge(session, actor, survivor=survivor, merged=merged, reason=reason.strip(), now=now,
                   remote_addr=remote_addr)
 

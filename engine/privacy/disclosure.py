@@ -103,6 +103,9 @@ PAGE_LABELS = {
     "cases.redirect_handoff": "つなぐシートの送付先の変更", "inbox.act_on_alert": "受信箱でのお知らせの処理",
     "meetings.add_member": "会議構成員の追加", "reports.show": "年度集計の表示", "cases.add_match": "参加支援の記録", "cases.end_match": "参加支援の終了の記録", "reports.as_csv": "年度集計の保存（CSV）",
     "reports.as_xlsx": "年度集計の保存（Excel）", "rules.show": "振り分けルールの表示",
+    "people.show": "本人の記録の表示", "people.decide": "名寄せの候補の判断", "people.merge": "記録の統合",
+    "people.unmerge": "記録の統合の取り消し", "people.add_member": "世帯員の追加",
+    "people.end_member": "世帯員の転出・死亡などの記録", "people.add_first_member": "世帯員の追加（世帯の記録の作成）",
 }
 
 

@@ -182,9 +182,9 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     csrf.init_app(app)
 
-    from web.views import admin, auth, cases, dashboard, inbox, intake, meetings, reports, rules
+    from web.views import admin, auth, cases, dashboard, inbox, intake, meetings, people, reports, rules
 
-    for module in (auth, cases, intake, inbox, meetings, dashboard, reports, rules, admin):
+    for module in (auth, cases, intake, inbox, meetings, people, dashboard, reports, rules, admin):
         app.register_blueprint(module.bp)
 
     app.jinja_env.filters["wareki"] = _wareki

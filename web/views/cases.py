@@ -18,6 +18,7 @@ from engine.cases.redirect import override_routing
 from engine.departments import department_by_code
 from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.models import Handoff, utcnow
+from engine.people import records
 from web import db, diagram, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 
@@ -119,6 +120,7 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         match_token=(values or {}).get("submission_token") if event == "participation" else submissions.new_token(),
         now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
         note_meeting=can.note_meeting,
+        person_candidates=len(records.open_candidates(s, file.case.person_id)) if file.content else 0,
     ), status
 
 
