@@ -21,6 +21,7 @@ from engine.cases.events import firing
 from engine.db import unit_of_work
 from engine.models import AuditEvent, Case, Person, User
 from engine.people import records
+from engine.privacy import disclosure
 from engine.referrals import clients as api_clients
 from tests import access_matrix as M
 from tests.api.support import assert_problem, auth
@@ -267,3 +268,26 @@ def test_the_case_view_names_the_person_and_the_households(world, tokens, client
     assert disability["access"] == "metadata" and "person_id" not in disability and "households" not in disability
     assert "廿日" not in json.dumps(disability, ensure_ascii=False)
 
+
+def test_reads_and_refusals_of_the_record_reach_the_persons_disclosure(world, tokens, client, sessions):
+    """開示請求: who looked at her record through the API is in the answer about any of her cases."""
+    w, ids = world
+    assert client.get(f"/api/v1/people/{ids['person']}", headers=auth(tokens["receiving"])).status_code == 200
+    assert client.get(f"/api/v1/people/{ids['person']}", headers=auth(tokens["outsider"])).status_code == 404
+    assert client.get(f"/api/v1/people/{ids['son']}", headers=auth(tokens["fm_other"])).status_code == 200
+    with unit_of_work(sessions) as s:
+        fm = s.scalar(select(User).where(User.login == w.logins["fm_member"]))
+        records.merge(s, fm, ids["person"], ids["candidate"], reason="同じ宛名の本人と確認", now=NOW)
+    # Read through the merged record's id: the row names her record.
+    assert client.get(f"/api/v1/people/{ids['candidate']}", headers=auth(tokens["covered_partner"])).status_code == 200
+    with unit_of_work(sessions) as s:
+        number = s.get(Case, ids["hers"]).case_number
+        _, rows = disclosure.person_trail(s, number)
+    about_her = [(r.actor, r.action, r.outcome, r.case_number) for r in rows if r.case_number is None]
+    assert about_her == [
+        ("m-receiving", "person.read", "", None),
+        ("m-outsider", "api GET /people/{person_id}", "拒否", None),
+        ("m-fm", "person.merge", "", None),
+        ("m-partner", "person.read", "", None),
+    ]
+    assert {r.action_label for r in rows if r.action == "person.read"} == {"本人の記録（世帯・ケース）の閲覧"}
