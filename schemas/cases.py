@@ -6,6 +6,7 @@ from marshmallow import fields, validate
 from engine.models import CASE_STATES, HANDOFF_STATES
 from schemas.common import DepartmentRef, day, timestamp
 from schemas.fields import Output
+from schemas.people import HouseholdViewOut
 
 _S = fields.String
 _N = fields.Nested
@@ -200,7 +201,14 @@ class CaseOut(Output):
         "description": "課題の分類のコード。内容を閲覧できない呼び出し元（access が content でない）には null"})
     # With content sight only (access == "content"):
     person = _N(PersonOut)
-    household = fields.List(_N(HouseholdOut))
+    person_id = fields.Integer(metadata={"description": "本人の記録のID（GET /people/{id}）"})
+    person_match = _S(allow_none=True, validate=validate.OneOf(("matched", "new", "candidate")), metadata={
+        "description": "受付のときの名寄せ: matched（宛名番号が同じ既知の人）/ new（新しい記録）/ "
+                       "candidate（同じ人かもしれない記録があり職員の確認待ち）。名寄せより前のケースは null"})
+    households = fields.List(_N(HouseholdViewOut), metadata={
+        "description": "本人の世帯（世帯員と、世帯員のほかのケース。見てよいものだけ番号と状態）"})
+    household = fields.List(_N(HouseholdOut), metadata={
+        "description": "本人以外の世帯員を並べたもの（互換のため。households が詳しい）"})
     primary_category = _S(allow_none=True)
     summary = _S()
     source = _S()

@@ -40,7 +40,11 @@ def refused_target(session: Session, view_args: dict) -> tuple[int | None, str |
 
     The case is the one the URL names if it exists, else the case of the record the URL names: a refusal
     must reach the trail of the person it concerns (開示請求), and never the trail of a case that did not exist.
+    A person's record (GET /people/{id}) is named as itself, with no case.
     """
+    if isinstance(view_args.get("person_id"), int):
+        # A person's record (名寄せ): the refusal names the person, whose 開示請求 trail reads it.
+        return None, "person", view_args["person_id"]
     named = view_args.get("case_id", view_args.get("referral_id"))  # a referral's id is its case's
     case_id = named if isinstance(named, int) and session.get(Case, named) is not None else None
     for key, model, kind in _refusal_objects():

@@ -187,6 +187,8 @@ def content_view(session: Session, case: Case) -> dict[str, Any]:
         "person": {"id": p.id, "name": p.name, "name_kana": p.name_kana, "sex": p.sex, "birth_date": iso(p.birth_date),
                    "birth_year": birth_year,
                    "area": p.area, "resident_id": p.resident_id, "phone": p.phone, "address": p.address},
+        "person_id": p.id,
+        "person_match": case.person_match,
         "categories": case.category_codes,
         "primary_category": case.primary_category,
         "summary": case.summary,

@@ -92,9 +92,10 @@ def record_listed(session: Session, person: Person, listed: list[dict], *, case:
         if other is not None:
             if other.id in present_people or other.id == person.id:
                 continue
+            # The birth year as listed stays on the member row: the new record of a member knows no birth date.
             row = HouseholdMember(household=household, person_id=other.id, relationship_label=label,
-                                  relative_to_id=person.id, note=m.get("note"), created_at=now,
-                                  recorded_with_case_id=getattr(case, "id", None))
+                                  relative_to_id=person.id, birth_year=m.get("birth_year"), note=m.get("note"),
+                                  created_at=now, recorded_with_case_id=getattr(case, "id", None))
             present_people.add(other.id)
         else:
             key = (None, label, person.id, m.get("name") or None, m.get("birth_year"))
@@ -135,6 +136,8 @@ class HouseholdCase:
     id: int | None = None
     case_number: str | None = None
     state_label: str | None = None
+    owner_code: str | None = None
+    state: str | None = None
 
 
 @dataclass
@@ -175,19 +178,21 @@ def households_for(session: Session, actor, person: Person, *, today: date, excl
                             is_self=m.person_id == person.id)
             view.members.append(row)
             if m.person_id and (m.until is None or m.until > today):
+                # As the reader of this person's record reads the relationship (a son's own 本人 row is 世帯員).
                 whose.setdefault(m.person_id, SELF if m.person_id == person.id else
                                  f"{row.relationship} {row.name or ''}".strip())
         if whose:
             owners = Department.__table__.alias("owner")
             rows = session.execute(
-                select(Case, owners.c.name).outerjoin(owners, owners.c.id == Case.owning_department_id)
+                select(Case, owners.c.name, owners.c.code).outerjoin(owners, owners.c.id == Case.owning_department_id)
                 .where(Case.person_id.in_(list(whose)), Case.id != (exclude_case_id or 0))
                 .order_by(Case.opened_at, Case.id)).all()
-            for case, owner in rows:
+            for case, owner, owner_code in rows:
                 seen = access.case_sight(session, actor, case) >= access.Sight.METADATA
                 view.cases.append(HouseholdCase(
-                    whose=whose[case.person_id], owner=owner, visible=seen,
+                    whose=whose[case.person_id], owner=owner, owner_code=owner_code, visible=seen,
                     id=case.id if seen else None, case_number=case.case_number if seen else None,
+                    state=case.state if seen else None,
                     state_label=states.CASE_STATE_LABELS[case.state] if seen else None))
         out.append(view)
     return out

@@ -1,23 +1,27 @@
-"""A person as one reader may see them (the person page): who they are, their cases, their households, the
-名寄せ candidates the reader decides and the merges of their record. Every read is audited (`person.read`,
-with the parts shown).
+"""A person as one reader may see them — the one read of a person, for the person page and for
+`GET /api/v1/people/{id}` alike: who they are, their cases, their households, the 名寄せ candidates the reader
+decides and the merges of their record. Every read is audited (`person.read`, with the parts shown).
 
 How far a reader sees is engine.people.records.sight_of_person: a reader of the content of one of the
 person's cases sees everything here; an FM or the administrator (who decide merges) sees who the person is,
 their cases as far as each is in their sight, the candidates and the merges, never the households (the
-content of the cases).
+content of the cases). The API answers with `api_view`: the same read, cut as its document says (candidates
+for readers of the content only; merges are the page's).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import access, states
+from engine import access, calendar, states
 from engine.audit import trail
-from engine.models import Case, Department, Household, Person, User
+from engine.calendar import iso
+from engine.models import Case, Department, Household, Person, User, utcnow
 from engine.people import households, records
 
 REASON_LABELS = {"name": "生年月日と氏名が一致", "kana": "生年月日とふりがなが一致",
@@ -35,6 +39,10 @@ class PersonCase:
     case_number: str | None = None
     state_label: str | None = None
     opened_at: datetime | None = None
+    owner_code: str | None = None
+    state: str | None = None
+    closed_at: datetime | None = None
+    access: str = "none"  # content / metadata / none
 
 
 @dataclass
@@ -58,6 +66,7 @@ class CandidateRow:
     reason: str
     found_at: datetime
     other: Identity
+    reason_code: str  # name / kana / name_kana
     other_owners: list[str]
     newer: bool  # the person of the page is the newer record (the one a confirmation merges away)
 
@@ -85,6 +94,7 @@ class PersonFile:
     person: Person
     content: bool  # the reader reads the content of a case of the person
     identity: Identity
+    requested_id: int = 0  # the id asked for (a record merged since answers with the one it became)
     details: dict[str, str | None] = field(default_factory=dict)  # sex, address, phone: content only
     cases: list[PersonCase] = field(default_factory=list)
     households: list[households.HouseholdView] = field(default_factory=list)
@@ -103,24 +113,34 @@ def identity(person: Person) -> Identity:
                     birth_year=year, area=person.area, resident_id=person.resident_id)
 
 
-def _owner_names(session: Session, cases: list[Case]) -> dict[int, str]:
+def _owners(session: Session, cases: list[Case]) -> dict[int, tuple[str, str]]:
     ids = {c.owning_department_id for c in cases if c.owning_department_id}
-    return dict(session.execute(select(Department.id, Department.name).where(Department.id.in_(ids))).all()) \
-        if ids else {}
+    return {i: (code, name) for i, code, name in session.execute(
+        select(Department.id, Department.code, Department.name).where(Department.id.in_(ids)))} if ids else {}
+
+
+def _owner_names(session: Session, cases: list[Case]) -> dict[int, str]:
+    return {i: name for i, (_, name) in _owners(session, cases).items()}
+
+
+_ACCESS = {access.Sight.CONTENT: "content", access.Sight.METADATA: "metadata"}
 
 
 def cases_of(session: Session, actor, person: Person) -> list[PersonCase]:
     """The person's cases, oldest first, each as far as `actor` may see it."""
     cases = list(session.scalars(select(Case).where(Case.person_id == person.id).order_by(Case.opened_at, Case.id)))
-    owners = _owner_names(session, cases)
+    owners = _owners(session, cases)
     out = []
     for case in cases:
-        owner = owners.get(case.owning_department_id)
-        if access.case_sight(session, actor, case) >= access.Sight.METADATA:
-            out.append(PersonCase(owner=owner, visible=True, id=case.id, case_number=case.case_number,
-                                  state_label=states.CASE_STATE_LABELS[case.state], opened_at=case.opened_at))
+        code, owner = owners.get(case.owning_department_id, (None, None))
+        sight = access.case_sight(session, actor, case)
+        if sight >= access.Sight.METADATA:
+            out.append(PersonCase(owner=owner, owner_code=code, visible=True, id=case.id,
+                                  case_number=case.case_number, state=case.state,
+                                  state_label=states.CASE_STATE_LABELS[case.state], opened_at=case.opened_at,
+                                  closed_at=case.closed_at, access=_ACCESS[sight]))
         else:
-            out.append(PersonCase(owner=owner, visible=False))
+            out.append(PersonCase(owner=owner, owner_code=code, visible=False))
     return out
 
 
@@ -136,7 +156,7 @@ def _candidates(session: Session, actor, person: Person) -> tuple[list[Candidate
         their = list(session.scalars(select(Case).where(Case.person_id == other.id)))
         owners = _owner_names(session, their)
         shown.append(CandidateRow(
-            id=row.id, reason=REASON_LABELS.get(row.reason, row.reason), found_at=row.found_at,
+            id=row.id, reason=REASON_LABELS.get(row.reason, row.reason), reason_code=row.reason, found_at=row.found_at,
             other=identity(other), newer=row.person_id == person.id,
             other_owners=sorted({owners.get(c.owning_department_id, "担当未定") for c in their})))
     return shown, elsewhere
@@ -155,16 +175,18 @@ def _merges(session: Session, person: Person) -> list[MergeRow]:
     return out
 
 
-def read_person(session: Session, actor, person_id: int, *, today: date,
-                remote_addr: str | None = None) -> PersonFile:
-    """The person page of the live record `person_id` is now (NotFound if `actor` may not see the person).
+def read_person(session: Session, actor, person_id: int, *, today: date | None = None,
+                remote_addr: str | None = None, face: str = "page") -> PersonFile:
+    """The live record `person_id` is now, as `actor` may see it (NotFound if they may not see the person).
     Audited as `person.read`, naming the parts shown, the cases shown and the other records shown as
-    candidates."""
+    candidates. `face` "api" reads what the API answers (candidates for readers of the content only, no
+    merges)."""
+    today = today or utcnow().astimezone(calendar.JST).date()
     person = records.require_sight(session, actor, person_id)
     content = records.sight_of_person(session, actor, person) >= access.Sight.CONTENT
-    file = PersonFile(person=person, content=content, identity=identity(person),
+    file = PersonFile(person=person, content=content, identity=identity(person), requested_id=person_id,
                       cases=cases_of(session, actor, person))
-    parts = ["person", "cases"]
+    parts = ["identity", "details", "cases"] if content else ["identity", "cases"]
     if content:
         file.details = {"sex": person.sex, "address": person.address, "phone": person.phone}
         file.households = households.households_for(session, actor, person, today=today)
@@ -176,15 +198,46 @@ def read_person(session: Session, actor, person_id: int, *, today: date,
         file.may_start_household = not file.households and households.may_write_a_case_of(
             session, actor, {person.id})
         parts.append("households")
-    file.candidates, file.undecided_elsewhere = _candidates(session, actor, person)
+    if content or face == "page":
+        file.candidates, file.undecided_elsewhere = _candidates(session, actor, person)
     if file.candidates:
         parts.append("candidates")
-    if getattr(actor, "role", None) in records.MERGERS:
+    if face == "page" and getattr(actor, "role", None) in records.MERGERS:
         file.may_merge = True
         file.merges = _merges(session, person)
         parts.append("merges")
+    detail: dict[str, Any] = {"parts": parts, "cases": [c.id for c in file.cases if c.visible],
+                              "candidates": [c.other.id for c in file.candidates]}
+    if person.id != person_id:
+        detail["requested"] = person_id
     trail.record(session, actor=actor, action="person.read", object_type="person", object_id=person.id,
-                 remote_addr=remote_addr,
-                 detail={"parts": parts, "cases": [c.id for c in file.cases if c.visible],
-                         "candidates": [c.other.id for c in file.candidates]})
+                 remote_addr=remote_addr, detail=detail)
     return file
+
+
+def api_view(file: PersonFile) -> dict[str, Any]:
+    """The read as `GET /api/v1/people/{id}` answers it (schemas/people.py), dates as ISO 8601 text."""
+    person = file.person
+    view: dict[str, Any] = {
+        "id": person.id, "requested_id": file.requested_id,
+        "merged_into": person.id if person.id != file.requested_id else None,
+        "access": "content" if file.content else "metadata",
+        "name": person.name, "name_kana": person.name_kana, "birth_date": iso(person.birth_date),
+        "area": person.area,
+        "cases": [{"id": c.id, "case_number": c.case_number,
+                   "owning_department": None if c.owner_code is None else {"code": c.owner_code, "name": c.owner},
+                   "access": c.access, "status": c.state, "status_label": c.state_label,
+                   "opened_at": iso(c.opened_at), "closed_at": iso(c.closed_at)} for c in file.cases],
+    }
+    if file.content:
+        view.update({"sex": person.sex, "resident_id": person.resident_id})
+        view["households"] = []
+        for h in file.households:
+            item = dataclasses.asdict(h)
+            for m in item["members"]:
+                m["since"], m["until"] = iso(m["since"]), iso(m["until"])
+            view["households"].append(item)
+        view["candidates"] = [{"id": c.id, "person_id": c.other.id, "reason": c.reason_code, "name": c.other.name,
+                               "name_kana": c.other.name_kana, "birth_date": iso(c.other.birth_date),
+                               "found_at": iso(c.found_at)} for c in file.candidates]
+    return view

@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from engine import access, calendar, spreadsheet, states
 from engine.audit import trail
 from engine.errors import NotFound
-from engine.models import ApiClient, AuditEvent, Case, Department, User
+from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
 from engine.sharing import provisions
 
 ACTION_LABELS = {
@@ -168,8 +168,9 @@ def find_case(session: Session, ref: str) -> Case:
 
 def person_trail(session: Session, ref: str, *, requested_by: str = "cli",
                  actor=None) -> tuple[list[Case], list[TrailRow]]:
-    """The cases of the person of case `ref` (same 宛名番号, or same name and birth date) and every audit
-    row about them, oldest first. The answer itself is recorded in the trail (`audit.person_trail`).
+    """The cases of the person of case `ref` (one record per person: engine.people) and every audit row
+    about them or about the person's record (reads of it through the API, merges), oldest first. The answer
+    itself is recorded in the trail (`audit.person_trail`).
 
     From a page, `actor` is the signed-in user: only an admin may ask (PermissionDenied otherwise), and
     the answer is recorded under their name.
@@ -183,7 +184,19 @@ def person_trail(session: Session, ref: str, *, requested_by: str = "cli",
     users: dict[int, User | None] = {}
     clients: dict[int, ApiClient | None] = {}
     rows = []
-    rows_of_trail = select(AuditEvent).where(AuditEvent.case_id.in_(numbers)).order_by(AuditEvent.seq)
+    # Reads of the person's record (GET /people, its refusals, merges) name the person, not a case: theirs,
+    # and those of the records merged into theirs.
+    people = {case.person_id}
+    while True:
+        more = set(session.scalars(select(Person.id).where(Person.merged_into_id.in_(people)))) - people
+        if not more:
+            break
+        people |= more
+    rows_of_trail = select(AuditEvent).where(or_(
+        AuditEvent.case_id.in_(numbers),
+        # The constant as written in the partial index ix_audit_events_person, so that the planner uses it.
+        (AuditEvent.object_type == literal_column("'person'")) & AuditEvent.object_id.in_([str(i) for i in people]),
+    )).order_by(AuditEvent.seq)
     for ev in session.scalars(rows_of_trail):
         user = users.setdefault(ev.actor_id, session.get(User, ev.actor_id)) if ev.actor_id else None
         client = (clients.setdefault(ev.client_id, session.get(ApiClient, ev.client_id))

@@ -48,10 +48,12 @@ def api(app, client, make_token, actors, open_case, sessions):
     open_case(categories=["poverty"])
     open_case(categories=["other"])
     token = make_token(",".join(SCOPES), user=actors.fm, name="schemathesis")
-    referral_id = post_referral(client, token).get_json()["id"]
+    created = post_referral(client, token).get_json()
+    referral_id = created["id"]
     with unit_of_work(sessions) as s:
         alert_id = s.query(Alert.id).order_by(Alert.id).first()[0]
-    existing = {"referral_id": referral_id, "case_id": referral_id, "alert_id": alert_id}
+    existing = {"referral_id": referral_id, "case_id": referral_id, "alert_id": alert_id,
+                "person_id": created["person_id"]}
     return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app), {"Authorization": f"Bearer {token}"}, existing
 
 

@@ -35,6 +35,7 @@ def test_spec_lists_every_contract_operation_with_its_scope(client):
         (("GET", "/api/v1/referrals"), "referrals:read"),
         (("GET", "/api/v1/referrals/{referral_id}"), "referrals:read"),
         (("GET", "/api/v1/cases/{case_id}"), "cases:read"),
+        (("GET", "/api/v1/people/{person_id}"), "cases:read"),
         (("POST", "/api/v1/cases/{case_id}/events"), "cases:write"),
         (("GET", "/api/v1/alerts"), "alerts:read"),
         (("POST", "/api/v1/alerts/{alert_id}/acknowledge"), "alerts:write"),
