@@ -9,10 +9,10 @@ The policy is data: `POLICY` names, for each kind of record and each operation, 
 and search (the two are tested to agree).
 
 Records made in a 支援会議 (its minutes and decisions, and contact notes marked with its id) are read only
-by that meeting's acknowledged members, before and after consent. A meeting may discuss several cases
-(engine.cases.discussed): a 支援会議's members read each as they read its own case; a 重層的支援会議's
-records are read only by those every discussed case's own consent (or ownership) lets read them. They reach the consented track only as
-a SharedFact that a member carries over explicitly (engine.cases.meetings.carry_fact).
+by that meeting's acknowledged members, before and after consent. They reach the consented track only as
+a SharedFact that a member carries over explicitly (engine.cases.meetings.carry_fact). A meeting may discuss
+several cases (engine.cases.discussed): a 支援会議's members read each as they read its own case; a
+重層的支援会議's records are read only by those every discussed case's own consent (or ownership) lets read.
 
 Refusals: an actor who may not know the case exists gets NotFound; one who sees it but may not do the
 thing gets PermissionDenied (SecrecyNotAcknowledged when a member must first acknowledge the 守秘義務).
