@@ -471,7 +471,8 @@ class MeetingCase(Base):
     __tablename__ = "meeting_cases"
 
     meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    # Indexed on its own too: the meetings that discussed a case are looked up by the case.
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
 class Consent(Base):

@@ -152,15 +152,26 @@ class MeetingMemberOut(Output):
     secretariat = fields.Boolean(required=True)
 
 
+class DiscussedCaseOut(Output):
+    id = fields.Integer(required=True)
+    case_number = _S(required=True)
+
+
 class MeetingOut(Output):
-    """A meeting: that it was held. A 重層的支援会議's records for those who may read them; a 支援会議's records
-    never (they are read on its page, by members who acknowledged the 守秘義務)."""
+    """A meeting that discussed the case: that it was held, on which case, and the other cases it took up (those
+    the caller may know of). A 重層的支援会議's records for those who may read them; a 支援会議's records never
+    (they are read on its page, by members who acknowledged the 守秘義務)."""
 
     id = fields.Integer(required=True)
     kind = _S(required=True, validate=validate.OneOf(("support_meeting", "layered_meeting")))
     held_at = timestamp()
     member_count = fields.Integer(required=True)
     readable = fields.Boolean(required=True)
+    case_id = fields.Integer(required=True, metadata={
+        "description": "会議を開いたケースの id（このケースと違えば、ほかのケースの会議で併せて検討された）"})
+    case_number = _S(required=True, metadata={"description": "会議を開いたケースの番号"})
+    discussed_cases = fields.List(_N(DiscussedCaseOut), required=True, metadata={
+        "description": "会議を開いたケースのほかに併せて検討したケースのうち、呼び出し元が知りうるもの"})
     minutes = _S(allow_none=True)
     decisions = _S(allow_none=True)
     members = fields.List(_N(MeetingMemberOut))

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine import access, case_departments
 from engine.alerts import alerts
@@ -117,6 +117,14 @@ def varied(sessions, make_user, actors, open_case, fire):
     fire(actors.window, cw_owned, "send_handoff", to_department="community_welfare", reason="r", summary="s")
     fire(extra["cw_staff"], cw_owned, "accept_handoff")
     cases.append(cw_owned)
+    # A 支援会議 held on another case takes this one up too (engine.cases.discussed): its members, acknowledged
+    # or not, relate to it as to the meeting's own case.
+    with unit_of_work(sessions) as s:
+        number = s.get(Case, cw_owned).case_number
+    fire(actors.fm, meeting, "convene_support_meeting", **_members("health"), also_cases=[number])
+    with unit_of_work(sessions) as s:
+        second = s.scalar(select(func.max(Meeting.id)).where(Meeting.case_id == meeting))
+        meetings.add_meeting_member(s, s.get(User, actors.fm.id), second, "disability", now=NOW)
     cases.append(open_case(categories=["elder_care", "hikikomori"]))  # 8050: 高齢介護課, the station is told
     people = [actors.window, actors.elderly, actors.livelihood, actors.hikikomori, actors.shakyo, actors.children,
               actors.fm, actors.fm2, actors.admin, *extra.values(), access.SYSTEM_ACTOR]

@@ -1,7 +1,7 @@
 """End to end in a real Chromium against a real server on the test database: a consultation from the
 window to closure through the pages alone, a sheet the stall scan escalated acknowledged on the FM dashboard,
 an administrator's 開示請求 answer and stop of a user, a user added on the 管理 page who signs in with the
-password issued there, and a password changed by its user.
+password issued there, a password changed by its user, and a 支援会議 that takes up a household member's case.
 
 A screenshot of each page goes to test-output/screenshots/. Skipped only when /usr/bin/chromium is
 missing outside CI; in CI (CI=true) a missing browser fails.
@@ -25,6 +25,7 @@ from engine.models import Alert, Case, Handoff, utcnow
 from engine.reports import yearly as reports
 from engine.settings import PROJECT_ROOT
 from tests.conftest import PASSWORD
+from tests.household_support import household  # noqa: F401  (fixture)
 from tests.pages_support import app  # noqa: F401  (fixture)
 
 CHROMIUM = "/usr/bin/chromium"
@@ -524,3 +525,25 @@ def test_a_candidate_is_confirmed_from_the_person_page_and_the_case_files_under_
     assert staff.page.locator("#person-link").get_attribute("href") == f"/people/{known_id}"
     assert "名寄せの候補" not in staff.page.locator("#person").inner_text()
     staff.close()
+
+
+def test_an_fm_takes_up_the_sons_case_in_his_mothers_support_meeting(browser, server, actors, household, fire):
+    # The FM convened the mother's first 支援会議: it reads her household, and so sees her son's case number.
+    fire(actors.fm, household.mother, "convene_support_meeting", members=[{"user": "elderly", "acknowledged": True}])
+    fm = Person(browser, server, "fm")
+    fm.page.goto(f"{server}/cases/{household.mother}")
+    form = fm.open_event("convene_support_meeting")
+    form.locator("#ev-convene_support_meeting-members-0-user").select_option("livelihood")
+    form.get_by_label("説明し、確認を得た").first.check()
+    form.get_by_label(household.son_number, exact=False).check()
+    fm.shot("18-convene-with-the-sons-case")
+    form.get_by_role("button", name="支援会議を開く").click()
+    assert "「支援会議を開く」を記録しました" in fm.flash()
+    assert f"併せて検討: {household.son_number}" in fm.page.locator("#meetings").inner_text()
+    fm.close()
+    # The member reads the son's case, where the meeting held on his mother's case is listed.
+    member = Person(browser, server, "livelihood")
+    member.page.goto(f"{server}/cases/{household.son}")
+    assert f"ケース {household.mother_number} の会議で併せて検討" in member.page.locator("#meetings").inner_text()
+    member.shot("19-the-sons-case-lists-the-meeting")
+    member.close()

@@ -87,7 +87,7 @@ def audit_case(case_ref: str, fmt: str) -> None:
         who = f"{r.actor_name}（{r.department}）" if r.actor_name else r.actor
         extra = "".join([f" 接続元 {r.remote_addr}" if r.remote_addr else "",
                          f" 連携 {r.client}" if r.client else "", f" [{r.outcome}]" if r.outcome else ""])
-        click.echo(f"{_when(r.at)}  {r.case_number}  {who}  {r.action_label}{extra}")
+        click.echo(f"{_when(r.at)}  {r.case_number or '-'}  {who}  {r.action_label}{extra}")
     click.echo(f"市の外の機関への提供 {len(provided)} 件")
     for p in provided:
         note = f"（{p.note}）" if p.note else ""

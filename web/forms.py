@@ -166,14 +166,18 @@ MAX_CHECKED = 100  # more ticks than any form has boxes: not a person at a form
 MAX_ROWS = 30  # household members, meeting members, plan roles (the API allows as many)
 
 
-def code_list(required: bool = False, message: str = "1つ以上選んでください。") -> fields.List:
-    """Checkboxes: a list of codes (none ticked sends nothing at all)."""
+def code_list(required: bool = False, message: str = "1つ以上選んでください。",
+              limit: int | None = None) -> fields.List:
+    """Checkboxes (or several inputs of one name): a list of codes, each of at most `limit` characters (none
+    ticked sends nothing at all)."""
     too_many = validate.Length(max=MAX_CHECKED, error=f"選べるのは{MAX_CHECKED}個までです。")
+    item = fields.String(validate=validate.Length(max=limit, error=f"{limit}文字以内で入力してください。")
+                         if limit else None)
     if required:
-        return fields.List(fields.String(), required=True,
+        return fields.List(item, required=True,
                            validate=[validate.Length(min=1, error=message), too_many],
                            error_messages={"required": message, "null": message})
-    return fields.List(fields.String(), load_default=list, validate=too_many)
+    return fields.List(item, load_default=list, validate=too_many)
 
 
 def rows(schema, what: str) -> fields.List:
@@ -293,8 +297,9 @@ def form_field(declared: Field) -> fields.Field:
         return text(declared.required, limit, one_line=declared.one_line)
     if kind == "codes":
         if declared.label:
-            return code_list(declared.required, message=f"{declared.label}を1つ以上選んでください。")
-        return code_list(declared.required)
+            return code_list(declared.required, message=f"{declared.label}を1つ以上選んでください。",
+                             limit=declared.limit)
+        return code_list(declared.required, limit=declared.limit)
     if kind == "date":
         if declared.required:
             return JaDate(required=True, error_messages={"required": REQUIRED, "null": REQUIRED})
@@ -320,7 +325,7 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {name: event_form(name, e.fields) for n
 # Rows of repeated inputs: which keys of a row make it "filled in" (a blank row is dropped).
 ROW_LISTS = {"household": ("relationship", "name", "birth_year", "note"),
              "members": ("user",), "roles": ("department", "role")}
-MULTI_VALUED = {"categories", "agencies", "business_categories", "notify", "consent.agencies"}
+MULTI_VALUED = {"categories", "agencies", "business_categories", "notify", "consent.agencies", "also_cases"}
 # Groups of inputs that are given together or not at all (a basis: its code and its note; a consent at intake).
 OPTIONAL_GROUPS = ("basis", "consent")
 
@@ -459,7 +464,8 @@ def unflatten(form: MultiDict) -> dict[str, Any]:
     """`person.name` → {"person": {"name": …}}; `roles.1.role` → {"roles": {1: {"role": …}}} (rows by number)."""
     out: dict[str, Any] = {}
     for key in form.keys():
-        value: Any = form.getlist(key) if key in MULTI_VALUED else form.get(key)
+        # Of a multi-valued input, the values given (an input of several of one name may be left blank).
+        value: Any = [v for v in form.getlist(key) if v.strip()] if key in MULTI_VALUED else form.get(key)
         parts = key.split(".")
         node = out
         for i, part in enumerate(parts):

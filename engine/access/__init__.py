@@ -56,6 +56,7 @@ from engine.access.relations import (  # noqa: F401
     current_consent,
     current_given_consent,
     invitation_reaches,
+    meeting_consented_department_ids,
     meeting_relations,
     member_meeting_ids,
     note_meeting_id,

@@ -10,7 +10,9 @@ and search (the two are tested to agree).
 
 Records made in a 支援会議 (its minutes and decisions, and contact notes marked with its id) are read only
 by that meeting's acknowledged members, before and after consent. They reach the consented track only as
-a SharedFact that a member carries over explicitly (engine.cases.meetings.carry_fact).
+a SharedFact that a member carries over explicitly (engine.cases.meetings.carry_fact). A meeting may discuss
+several cases (engine.cases.discussed): a 支援会議's members read each as they read its own case; a
+重層的支援会議's records are read only by those every discussed case's own consent (or ownership) lets read.
 
 Refusals: an actor who may not know the case exists gets NotFound; one who sees it but may not do the
 thing gets PermissionDenied (SecrecyNotAcknowledged when a member must first acknowledge the 守秘義務).
@@ -40,6 +42,7 @@ from engine.access.relations import (
     relations,
 )
 from engine.errors import NotFound, PermissionDenied, SecrecyNotAcknowledged
+from engine.models import Case
 
 # record kinds
 CASE_METADATA = "case_metadata"      # state, dates, departments, handoff metadata, history
@@ -140,10 +143,25 @@ def may(session: Session, user, case, kind: str, op: str, *, meeting=None,
     if meeting is not None:
         if meeting.case_id != case.id:
             return False
+        if kind == LAYERED_MEETING and not _every_discussed_case_opens(session, user, meeting):
+            return False
         rel = rel | meeting_relations(user, meeting)
     elif kind in (SUPPORT_MEETING, LAYERED_MEETING) and op in (READ, WRITE):
         raise ValueError("a meeting kind needs the meeting")
     return bool(rel & POLICY[(kind, op)])
+
+
+def _every_discussed_case_opens(session: Session, user, meeting) -> bool:
+    """A 重層的支援会議 meets under consent, and consent stays per person: its records, which speak of every
+    case it discussed, are read only by those whom each of those cases' own relations let read them (the
+    mother's consent opens nothing of her son's case). Its own case is judged by the caller."""
+    for link in meeting.discussed_cases:
+        if link.case_id == meeting.case_id:
+            continue
+        other = session.get(Case, link.case_id)
+        if other is None or not relations(session, user, other) & POLICY[(LAYERED_MEETING, READ)]:
+            return False
+    return True
 
 
 def require_admin(user, message: str = "この操作は管理者だけができます。") -> None:

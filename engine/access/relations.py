@@ -13,8 +13,9 @@ Relations of a person to a case:
 - covered: the department is covered by the case's current consent (its newest consent record, if that
   one is given; a withdrawal or refusal narrows access at once);
 - case_fm: the case's FM (担当FM, who convened its first 支援会議);
-- case_member: a member of one of the case's 支援会議 who acknowledged the 守秘義務 (a 重層的支援会議 meets under the
-  consent: its members see the case as the consent lets them);
+- case_member: a member who acknowledged the 守秘義務 of a 支援会議 that discussed the case (the case it was
+  convened on, or another it took up: engine.cases.discussed) (a 重層的支援会議 meets under the consent: its
+  members see each case it discussed as that case's own consent lets them);
 - pending_member: a member who has not acknowledged it yet: knows the case exists, reads nothing;
 - fm: any FM — handoff metadata (dates, departments, state) of every case;
 - admin: the administrator — metadata of every case, never content.
@@ -37,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from engine.access.actors import is_person
 from engine.departments import desk_id
-from engine.models import CaseNotice, Consent, ConsentAgency, Handoff, Meeting, MeetingMember
+from engine.models import CaseNotice, Consent, ConsentAgency, Handoff, Meeting, MeetingCase, MeetingMember
 
 
 class Sight(IntEnum):
@@ -101,10 +102,13 @@ def _relation_statements():
     covered = (select(Consent.status, exists().where(ConsentAgency.consent_id == Consent.id,
                                                      ConsentAgency.department_id == dept))
                .where(Consent.case_id == case_id).order_by(Consent.id.desc()).limit(1))
-    # Membership of a 支援会議 relates a person to the case; a 重層的支援会議 meets under the consent, and
-    # its members see the case as the consent lets them (covered), no further and no longer.
-    meetings = (select(MeetingMember.acknowledged_at).join(Meeting, Meeting.id == MeetingMember.meeting_id)
-                .where(Meeting.case_id == case_id, MeetingMember.user_id == user_id,
+    # Membership of a 支援会議 relates a person to every case it discussed (its own and the others it took
+    # up); a 重層的支援会議 meets under the consent, and its members see each case it discussed as that case's
+    # own consent lets them (covered), no further and no longer.
+    meetings = (select(MeetingMember.acknowledged_at)
+                .join(MeetingCase, MeetingCase.meeting_id == MeetingMember.meeting_id)
+                .join(Meeting, Meeting.id == MeetingMember.meeting_id)
+                .where(MeetingCase.case_id == case_id, MeetingMember.user_id == user_id,
                        Meeting.kind == "support_meeting"))
     notified = select(CaseNotice.id).where(CaseNotice.case_id == case_id, CaseNotice.department_id == dept)
     return handoffs, covered, meetings, notified
@@ -180,7 +184,18 @@ def invitation_reaches(session: Session, user, meeting) -> bool:
     narrowed (anyone else reaches it only as they reach the case)."""
     if meeting.kind != "layered_meeting":
         return True
-    return user.department_id in consented_department_ids(session, meeting.case_id)
+    return user.department_id in meeting_consented_department_ids(session, meeting)
+
+
+def meeting_consented_department_ids(session: Session, meeting) -> set[int]:
+    """The agencies a 重層的支援会議 may reach: those the consent of every case it discussed covers now
+    (consent stays per person: the mother's consent opens nothing of her son's case)."""
+    ids = [link.case_id for link in meeting.discussed_cases] or [meeting.case_id]
+    covered: set[int] | None = None
+    for case_id in dict.fromkeys([meeting.case_id, *ids]):
+        these = consented_department_ids(session, case_id)
+        covered = these if covered is None else covered & these
+    return covered or set()
 
 
 def sight_of(rel: frozenset[str]) -> Sight:
@@ -197,12 +212,14 @@ def case_sight(session: Session, user, case) -> Sight:
 
 
 def member_meeting_ids(session: Session, user, case_id: int, kind: str = "support_meeting") -> list[int]:
-    """The case's meetings (of `kind`) whose records `user` reads: acknowledged memberships, newest first."""
+    """The meetings (of `kind`) that discussed the case and whose records `user` reads: acknowledged
+    memberships, newest first."""
     if not is_person(user) or user.role == "admin":
         return []
     return list(session.scalars(
         select(Meeting.id).join(MeetingMember, MeetingMember.meeting_id == Meeting.id)
-        .where(Meeting.case_id == case_id, Meeting.kind == kind, MeetingMember.user_id == user.id,
+        .join(MeetingCase, MeetingCase.meeting_id == Meeting.id)
+        .where(MeetingCase.case_id == case_id, Meeting.kind == kind, MeetingMember.user_id == user.id,
                MeetingMember.acknowledged_at.is_not(None))
         .order_by(Meeting.held_at.desc(), Meeting.id.desc())
     ))

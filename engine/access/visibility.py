@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from engine import case_departments
 from engine.access.actors import is_person
 from engine.access.relations import Sight
-from engine.models import Case, CaseDepartment, Meeting, MeetingMember
+from engine.models import Case, CaseDepartment, Meeting, MeetingCase, MeetingMember
 
 
 def visible_cases_filter(session: Session | None, user, min_sight: Sight = Sight.METADATA, *, walk: bool = False):
@@ -75,7 +75,9 @@ def visible_state_counts(session: Session, user) -> dict[str, int]:
 
 
 def _meeting_cases(user, *, acknowledged: bool):
-    q = (select(Meeting.case_id).join(MeetingMember, MeetingMember.meeting_id == Meeting.id)
+    """The cases discussed by the 支援会議 `user` is a member of (acknowledged, or any)."""
+    q = (select(MeetingCase.case_id).join(MeetingMember, MeetingMember.meeting_id == MeetingCase.meeting_id)
+         .join(Meeting, Meeting.id == MeetingCase.meeting_id)
          .where(MeetingMember.user_id == user.id, Meeting.kind == "support_meeting"))
     return q.where(MeetingMember.acknowledged_at.is_not(None)) if acknowledged else q
 

@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session
 
 from engine import calendar
 from engine.access import policy
-from engine.access.relations import consented_department_ids, current_given_consent, invitation_reaches
+from engine.access.relations import current_given_consent, invitation_reaches, meeting_consented_department_ids
 from engine.audit import trail
-from engine.cases import submissions
+from engine.cases import discussed, submissions
 from engine.cases.kernel import load_case
 from engine.errors import Conflict, GuardRefused, MissingField, NotFound, PermissionDenied, ValidationFailed
-from engine.models import Department, Meeting, MeetingMember, SharedFact, User, utcnow
+from engine.models import Case, Department, Meeting, MeetingMember, SharedFact, User, utcnow
 from engine.sharing import bases, provisions
 
 MAX_ADDITION = 20000
@@ -85,8 +85,9 @@ def add_meeting_member(session: Session, actor, meeting_id: int, login: str, *,
         raise Conflict(f"{user.display_name}は既にこの会議の構成員です。")
     if meeting.kind == "layered_meeting":
         # A 重層的支援会議 meets under the person's consent: its members read the case's content, so
-        # only an agency the consent covers may join it (others are consulted in a 支援会議).
-        if user.department_id not in consented_department_ids(session, case.id):
+        # only an agency the consent covers may join it (others are consulted in a 支援会議); when it
+        # discussed several cases, the consent of each of them (consent stays per person).
+        if user.department_id not in meeting_consented_department_ids(session, meeting):
             dept = session.get(Department, user.department_id)
             raise GuardRefused(f"{dept.name if dept else user.display_name}は本人の同意の範囲に含まれていないため、"
                                "重層的支援会議の構成員に加えることはできません。", guard="member_within_consent")
@@ -96,7 +97,10 @@ def add_meeting_member(session: Session, actor, meeting_id: int, login: str, *,
     session.flush()
     trail.record(session, actor=actor, action="meeting.add_member", object_type="meeting",
                  object_id=meeting.id, case_id=case.id, at=now, detail={"user_id": user.id})
-    provisions.provide_to_members(session, actor, case, meeting, [user.department_id], now=now or utcnow())
+    for case_id in discussed.discussed_case_ids(session, meeting.id):
+        # The new member's body receives every case the meeting discussed, each recorded on its own case.
+        provisions.provide_to_members(session, actor, session.get(Case, case_id), meeting, [user.department_id],
+                                      now=now or utcnow())
     return member
 
 

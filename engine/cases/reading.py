@@ -196,7 +196,7 @@ def read_meeting(session: Session, actor, meeting_id: int, *, remote_addr: str |
                            "next_evaluation_date": plan.next_evaluation_date,
                            "roles": [{"department": views.department_ref(r.department), "role": r.role}
                                      for r in plan.roles]}
-        covered = access.consented_department_ids(session, case.id)
+        covered = access.meeting_consented_department_ids(session, meeting)
         record.may_add_member = access.SECRETARIAT in access.meeting_relations(actor, meeting) and (
             meeting.kind == "support_meeting" or bool(covered))
         if record.may_add_member:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from engine import access, calendar, states, vocab
@@ -23,6 +23,7 @@ from engine.models import (
     Evaluation,
     Handoff,
     Meeting,
+    MeetingCase,
     ParticipationMatch,
     Plan,
     SharedFact,
@@ -147,10 +148,7 @@ def case_view(session: Session, actor, case: Case, allowed_events: list[str], *,
     if facts or rel & {access.COVERED, access.SYSTEM}:
         view["shared_facts"] = facts
         parts.append(access.SHARED_FACTS)
-    view["meetings"] = [meeting_summary(session, actor, m, rel=rel, records=support_meeting_records
-                                        or m.kind != "support_meeting")
-                        for m in session.scalars(select(Meeting).where(Meeting.case_id == case.id)
-                                                 .order_by(Meeting.held_at, Meeting.id))]
+    view["meetings"] = meetings_of_case(session, actor, case, rel=rel, records=support_meeting_records)
     read_meetings = [m["id"] for m in view["meetings"] if "minutes" in m]
     # 提供記録: who outside the city received the person's data, what and on which basis.
     view["provisions"] = [dataclasses.asdict(p) | {"given_at": iso(p.given_at)}
@@ -289,21 +287,54 @@ def plan_view(session: Session, actor, case: Case, rel=None) -> dict[str, Any] |
     }
 
 
+def meetings_of_case(session: Session, actor, case: Case, *, rel, records: bool) -> list[dict[str, Any]]:
+    """The meetings that discussed the case, oldest first: those held on it, and those held on another case
+    that took it up too (engine.cases.discussed), each shown to a reader who may know of the case it was held
+    on (its members may), with its records as meeting_summary opens them. `rel`: the reader's relations to
+    `case` (a meeting held on another case is judged by the reader's relations to that one)."""
+    discussed_here = select(MeetingCase.meeting_id).where(MeetingCase.case_id == case.id)
+    out = []
+    held = select(Meeting).where(or_(Meeting.case_id == case.id, Meeting.id.in_(discussed_here)))
+    for m in session.scalars(held.order_by(Meeting.held_at, Meeting.id)):
+        own = m.case_id == case.id
+        if not own and access.case_sight(session, actor, session.get(Case, m.case_id)) < access.Sight.METADATA:
+            continue
+        out.append(meeting_summary(session, actor, m, rel=rel if own else None,
+                                   records=records or m.kind != "support_meeting"))
+    return out
+
+
 def meeting_readable(session: Session, actor, meeting: Meeting, rel=None) -> bool:
-    """支援会議: its acknowledged members only. 重層的支援会議: as engine.access.POLICY says."""
+    """支援会議: its acknowledged members only. 重層的支援会議: as engine.access.POLICY says. `rel`: the reader's
+    relations to the case the meeting was held on, if known."""
     kind = access.SUPPORT_MEETING if meeting.kind == "support_meeting" else access.LAYERED_MEETING
     case = session.get(Case, meeting.case_id)
     return access.may(session, actor, case, kind, access.READ, meeting=meeting, rel=rel)
 
 
+def discussed_cases(session: Session, actor, meeting: Meeting) -> list[dict[str, Any]]:
+    """The other cases the meeting discussed that `actor` may know of: their ids and numbers only."""
+    out = []
+    others = (select(Case).join(MeetingCase, MeetingCase.case_id == Case.id)
+              .where(MeetingCase.meeting_id == meeting.id, Case.id != meeting.case_id).order_by(Case.id))
+    for other in session.scalars(others):
+        if access.case_sight(session, actor, other) >= access.Sight.METADATA:
+            out.append({"id": other.id, "case_number": other.case_number})
+    return out
+
+
 def meeting_summary(session: Session, actor, meeting: Meeting, rel=None, records: bool = True) -> dict[str, Any]:
-    """A meeting as `actor` may see it: that it was held, and its records only for those who may read them
-    (and only with `records`)."""
+    """A meeting as `actor` may see it: that it was held, on which case and which others it took up (as far
+    as the reader may know of them), and its records only for those who may read them (and only with
+    `records`). `rel`: the reader's relations to the case it was held on, if known."""
     readable = meeting_readable(session, actor, meeting, rel=rel)
     mine = access.meeting_relations(actor, meeting)
+    held_on = session.get(Case, meeting.case_id)
     out = {"id": meeting.id, "kind": meeting.kind, "held_at": iso(meeting.held_at),
            "member_count": len(meeting.members), "readable": readable,
-           "acknowledgement_needed": access.PENDING in mine}
+           "acknowledgement_needed": access.PENDING in mine,
+           "case_id": held_on.id, "case_number": held_on.case_number,
+           "discussed_cases": discussed_cases(session, actor, meeting)}
     if readable and records:
         out.update({
             "minutes": meeting.minutes, "decisions": meeting.decisions,

@@ -1,4 +1,6 @@
-"""開示請求: who looked at this person's record — the audit rows of every case of the same person."""
+"""開示請求: who looked at this person's record — the audit rows of every case of the same person, and the
+reads of the records of every meeting that discussed one of those cases (a meeting held on a member of the
+household's case that took theirs up too)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +12,7 @@ from sqlalchemy.orm import Session
 from engine import access, calendar, spreadsheet, states
 from engine.audit import trail
 from engine.errors import NotFound
-from engine.models import ApiClient, AuditEvent, Case, Department, Person, User
+from engine.models import ApiClient, AuditEvent, Case, Department, Meeting, MeetingCase, Person, User
 from engine.sharing import provisions
 
 ACTION_LABELS = {
@@ -35,6 +37,7 @@ ACTION_LABELS = {
     "meeting.append_record": "会議記録への追記",
     "meeting.add_member": "会議構成員の追加",
     "meeting.acknowledge_secrecy": "守秘義務の確認",
+    "meeting.discuss_case": "会議での検討（他のケースの会議で併せて検討）",
     "contact_note.add": "支援経過の記録",
     "shared_fact.carry": "支援会議の情報の共有（同意に基づく）",
     "handoff.request_join": "参加依頼の送付",
@@ -197,15 +200,20 @@ def person_trail(session: Session, ref: str, *, requested_by: str = "cli",
         # The constant as written in the partial index ix_audit_events_person, so that the planner uses it.
         (AuditEvent.object_type == literal_column("'person'")) & AuditEvent.object_id.in_([str(i) for i in people]),
     )).order_by(AuditEvent.seq)
-    for ev in session.scalars(rows_of_trail):
+    events = [(ev, False) for ev in session.scalars(rows_of_trail)]
+    seen = {ev.seq for ev, _ in events}
+    events += [(ev, True) for ev in reads_of_meetings_discussing(session, list(numbers)) if ev.seq not in seen]
+    for ev, via_meeting in sorted(events, key=lambda e: e[0].seq):
         user = users.setdefault(ev.actor_id, session.get(User, ev.actor_id)) if ev.actor_id else None
         client = (clients.setdefault(ev.client_id, session.get(ApiClient, ev.client_id))
                   if ev.client_id else None)
         dept = session.get(Department, user.department_id) if user is not None else None
         rows.append(TrailRow(
-            seq=ev.seq, at=ev.at, case_number=numbers.get(ev.case_id), actor=ev.actor_label,
-            actor_name=user.display_name if user else "", department=dept.name if dept else "",
-            action=ev.action, action_label=action_label(ev.action),
+            # A read of a meeting held on another person's case: that case is not named to this person.
+            seq=ev.seq, at=ev.at, case_number="" if via_meeting else numbers.get(ev.case_id),
+            actor=ev.actor_label, actor_name=user.display_name if user else "",
+            department=dept.name if dept else "", action=ev.action,
+            action_label=action_label(ev.action) + (VIA_MEETING if via_meeting else ""),
             outcome=OUTCOME_LABELS.get(ev.outcome, ev.outcome), remote_addr=ev.remote_addr,
             client=client.name if client else None,
         ))
@@ -215,6 +223,34 @@ def person_trail(session: Session, ref: str, *, requested_by: str = "cli",
                  detail={"cases": len(cases), "rows": len(rows)})
     session.flush()
     return cases, rows
+
+
+VIA_MEETING = "（本人のケースを併せて検討した会議の記録）"
+
+
+def reads_of_meetings_discussing(session: Session, case_ids: list[int]) -> list[AuditEvent]:
+    """The reads of the records of every meeting that discussed one of `case_ids`, made under another case:
+    its page (`meeting.read`, on the case it was held on) or a case page that showed its records
+    (`case.read` naming it). The reads under `case_ids` themselves are not repeated."""
+    meeting_ids = set(session.scalars(select(MeetingCase.meeting_id).where(MeetingCase.case_id.in_(case_ids))))
+    if not meeting_ids:
+        return []
+    # Read by the case id's index: every such row is about a case these meetings discussed.
+    their_cases = select(MeetingCase.case_id).where(MeetingCase.meeting_id.in_(meeting_ids))
+    held_on = select(Meeting.case_id).where(Meeting.id.in_(meeting_ids))
+    found = []
+    for ev in session.scalars(select(AuditEvent).where(
+            or_(AuditEvent.case_id.in_(their_cases), AuditEvent.case_id.in_(held_on)),
+            AuditEvent.case_id.not_in(case_ids), AuditEvent.action.in_(("meeting.read", "case.read")))
+            .order_by(AuditEvent.seq)):
+        if ev.action == "meeting.read":
+            hit = ev.object_type == "meeting" and ev.object_id is not None and ev.object_id.isdigit() \
+                and int(ev.object_id) in meeting_ids
+        else:
+            hit = bool(meeting_ids.intersection((ev.detail or {}).get("meetings") or []))
+        if hit:
+            found.append(ev)
+    return found
 
 
 def provided_to(session: Session, cases: list[Case]) -> list[provisions.ProvisionRow]:

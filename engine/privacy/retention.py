@@ -4,15 +4,17 @@ Anonymising keeps what the yearly report counts (states, dates, departments, cat
 the birth year) and removes what identifies or describes the person: name, kana, phone, address, 宛名番号,
 birth date (reduced to its year), household names and notes, and every free text of the case (summary,
 つなぐシート texts, minutes, notes, plan goals and roles, evaluations, carried facts, consent notes and who
-gave it, history notes). Open cases are never touched. The audit trail is kept for good: its rows hold no
-personal content, and the 守秘義務 of a 支援会議 outlives every role.
+gave it, history notes). Open cases are never touched. A meeting that discussed several cases keeps its
+minutes and decisions until the last of them is anonymised, and no meeting is ever removed with a case. The
+audit trail is kept for good: its rows hold no personal content, and the 守秘義務 of a 支援会議 outlives
+every role.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.audit import trail
@@ -27,6 +29,7 @@ from engine.models import (
     HouseholdMember,
     JoinOffer,
     Meeting,
+    MeetingCase,
     ParticipationMatch,
     Plan,
     PlanRole,
@@ -121,6 +124,23 @@ def _blank(value: str | None) -> str | None:
     return None if value is None else MARKER
 
 
+def meetings_cleared_with(session: Session, case: Case) -> list[Meeting]:
+    """The meetings whose minutes and decisions go with `case` (being anonymised): those that discussed it
+    and every other case they discussed is anonymised too. A meeting's records speak of each case it took
+    up (engine.cases.discussed): they stay while one of them is still kept whole, and the meeting itself is
+    never removed (cases are anonymised, not deleted, so no meeting goes with its case)."""
+    discussed = select(MeetingCase.meeting_id).where(MeetingCase.case_id == case.id)
+    out = []
+    for m in session.scalars(select(Meeting).where(or_(Meeting.case_id == case.id, Meeting.id.in_(discussed)))
+                             .order_by(Meeting.id)):
+        its_cases = select(MeetingCase.case_id).where(MeetingCase.meeting_id == m.id)
+        kept = session.scalar(select(func.count()).select_from(Case).where(
+            or_(Case.id == m.case_id, Case.id.in_(its_cases)), Case.id != case.id, Case.anonymised_at.is_(None)))
+        if not kept:
+            out.append(m)
+    return out
+
+
 def anonymise_case(session: Session, case: Case, now: datetime) -> None:
     """Clear or reduce everything personal of one closed case (see the module docstring)."""
     p = case.person
@@ -149,7 +169,7 @@ def anonymise_case(session: Session, case: Case, now: datetime) -> None:
     for row in session.scalars(select(CaseHistory).where(CaseHistory.case_id == case.id)):
         if any(k not in CODE_DETAIL for k in (row.detail or {})):
             row.detail = {k: v for k, v in row.detail.items() if k in CODE_DETAIL}
-    for m in session.scalars(select(Meeting).where(Meeting.case_id == case.id)):
+    for m in meetings_cleared_with(session, case):
         m.minutes, m.decisions = _blank(m.minutes), _blank(m.decisions)
     for c in session.scalars(select(Consent).where(Consent.case_id == case.id)):
         c.given_by, c.note = MARKER, None

@@ -1,8 +1,9 @@
 """年度集計: the yearly figures the city reports (DESIGN.md, "What the city must be able to report").
 
-Counts only, per fiscal year (April 1 to March 31, JST): consultations received, つなぐシート sent, answered
-and stalled, cases by 事業区分, 支援決定 and plan versions, evaluations, contacts by method, meetings and
-the cases they discussed, 参加支援 matches by 協力事業者, closures by reason. Every coded row is labelled
+Counts only, per fiscal year (April 1 to March 31, JST): consultations received, and beside them the people
+and households they come from (engine.reports.people), つなぐシート sent, answered and stalled, cases by
+事業区分, 支援決定 and plan versions, evaluations, contacts by method, meetings and the cases they discussed,
+参加支援 matches by 協力事業者, closures by reason. Every coded row is labelled
 from the code lists in config/, and every code of a list is shown, with 0 where nothing was recorded, so
 that a year's table has the same rows as the next one's.
 
@@ -35,6 +36,7 @@ from engine.models import (
     Plan,
     utcnow,
 )
+from engine.reports import people
 
 FIRST_FISCAL_YEAR = 2019  # 令和元年度: the years offered are 令和 years
 MEETING_KINDS = {"support_meeting": "支援会議", "layered_meeting": "重層的支援会議"}
@@ -57,6 +59,15 @@ class Section:
         self.rows.append(Row(label, int(count or 0)))
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One of the figures the page sets side by side at the top (相談・人・世帯)."""
+
+    label: str
+    count: int
+    unit: str
+
+
 @dataclass
 class YearlyReport:
     fiscal_year: int
@@ -64,6 +75,7 @@ class YearlyReport:
     starts: date
     ends: date  # the last day
     sections: list[Section]
+    headline: list[Figure] = field(default_factory=list)
 
     def csv_rows(self) -> list[tuple[str, str, int]]:
         return [(s.title, r.label, r.count) for s in self.sections for r in s.rows]
@@ -111,9 +123,12 @@ def _grouped(session: Session, column, *where) -> Counter:
     return Counter(dict(session.execute(select(column, func.count()).where(*where).group_by(column)).all()))
 
 
-def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None = None) -> YearlyReport:
-    """The figures of one fiscal year (西暦 of its April)."""
+def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None = None,
+           today: date | None = None) -> YearlyReport:
+    """The figures of one fiscal year (西暦 of its April); the households as of its last day, or of `today`
+    (by default the day in Japan) while it runs."""
     require_reader(actor)
+    today = today or utcnow().astimezone(calendar.JST).date()
     starts, next_start = date(fiscal_year, 4, 1), date(fiscal_year + 1, 4, 1)
     # Times are stored in UTC; the year runs from April 1 00:00 to the next April 1 00:00 in Japan.
     t0 = datetime.combine(starts, time(0), tzinfo=calendar.JST)
@@ -136,6 +151,21 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
         .where(CaseCategory.primary.is_(True), *during(Case.opened_at)).group_by(CaseCategory.code)).all()))
     _coded(intake, vocab.codes("issue_categories"), primary, prefix="主な課題: ")
     sections.append(intake)
+
+    who = people.figures(session, fiscal_year, today=today)
+    side = Section("相談・人・世帯", note=(
+        "相談はこの年度に受け付けたケース、人はその相談の本人（同じ人の相談は、記録を統合した後の1人として数える）。"
+        f"世帯は{calendar.wareki(who.as_of)}時点の世帯員と、その時点で終結していないケースで数える。"
+        "複合課題の世帯は、世帯員のケースの課題を合わせると、振り分けルールの多機関協働の組み合わせに当たる世帯。"))
+    side.add("相談（この年度に受け付けたケース）", who.consultations)
+    side.add("人（相談の本人）", who.people)
+    side.add("うち、この年度に初めて記録された人", who.new_people)
+    side.add("支援中のケースが2件以上ある世帯", who.households_with_several)
+    for name, count in who.households_by_set:
+        side.add(f"複合課題の世帯: {name}", count)
+    sections.append(side)
+    headline = [Figure("相談", who.consultations, "件"), Figure("人", who.people, "人"),
+                Figure("支援中のケースが2件以上ある世帯", who.households_with_several, "世帯")]
 
     sheets = Section("つなぐシート", note="参加依頼を含む。受理・返送・期限超過はこの年度に起きたもの。")
     sheets.add("送付", session.scalar(select(func.count()).select_from(Handoff).where(*during(Handoff.sent_at))))
@@ -215,4 +245,5 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
 
     trail.record(session, actor=actor, action="report.read", object_type="report", object_id=fiscal_year,
                  detail={"fiscal_year": fiscal_year}, remote_addr=remote_addr)
-    return YearlyReport(fiscal_year, fiscal_year_label(fiscal_year), starts, date(fiscal_year + 1, 3, 31), sections)
+    return YearlyReport(fiscal_year, fiscal_year_label(fiscal_year), starts, date(fiscal_year + 1, 3, 31), sections,
+                        headline=headline)

@@ -83,9 +83,10 @@ def test_case_answer_carries_only_what_the_matrix_opens(world, tokens, client, s
         assert (word in text) == allowed, f"{role}: {name} {'missing from' if allowed else 'leaked into'} the answer"
     assert body["status"] == "accompaniment" and body["owning_department"]["code"] == "livelihood"
     assert body["handoffs"][0]["sent_at"] and body["handoffs"][0]["to_department"]["code"] == "livelihood"
-    for meeting in body.get("meetings", []):  # that it was held, for those who see the content
-        if meeting["kind"] == "support_meeting":
-            assert set(meeting) <= {"id", "kind", "held_at", "member_count", "readable"}
+    for meeting in body.get("meetings", []):  # that it was held (on which case, with which others), for those
+        if meeting["kind"] == "support_meeting":  # who see the content
+            assert set(meeting) <= {"id", "kind", "held_at", "member_count", "readable", "case_id", "case_number",
+                                    "discussed_cases"}
 
 
 def test_the_referrer_reads_its_referral_and_nothing_of_the_case(world, tokens, client, sessions):

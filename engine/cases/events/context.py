@@ -29,6 +29,7 @@ class EventContext:
     target_department: Department | None = None
     notify: list[Department] | None = None  # send_handoff: departments also told of the case
     members: list[dict] | None = None
+    discussed: list[Case] = field(default_factory=list)  # the further cases a meeting takes up (also_cases)
     agencies: list[Department] = field(default_factory=list)
     roles: list[dict] = field(default_factory=list)
     main_department: Department | None = None

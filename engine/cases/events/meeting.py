@@ -2,7 +2,8 @@
 
 A 支援会議 (社会福祉法106条の6) is convened by an FM without the person's consent; its members are bound by
 the 守秘義務, and each acknowledges it before reading its records (engine.cases.meetings). The FM who
-convenes the case's first 支援会議 becomes its FM (担当FM).
+convenes the case's first 支援会議 becomes its FM (担当FM). A 支援会議 may take up further cases besides its own
+(`also_cases`: another member of the household …; engine.cases.discussed).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 
 from engine import fields as declare
 from engine.alerts import alerts
+from engine.cases import discussed
 from engine.cases.checks import RECORDED_LATE_DAYS, as_time, not_before_opening
 from engine.cases.events.context import Event, EventContext
 from engine.cases.kernel import add_business_category
@@ -49,6 +51,9 @@ def _prepare_convene(ctx: EventContext) -> None:
     # A 支援会議 is recorded once it has been held: a time still to come is refused.
     as_time(errors, ctx.fields, "held_at", not_after=ctx.now)
     not_before_opening(errors, ctx.fields, "held_at", ctx.case, "開催日", grace_days=RECORDED_LATE_DAYS)
+    ctx.discussed = discussed.resolve_or_refuse(ctx.session, ctx.actor, ctx.case,
+                                                ctx.fields.get(discussed.FIELD), kind="support_meeting",
+                                                errors=errors)
     if errors:
         raise ValidationFailed(errors)
     ctx.members = members
@@ -67,8 +72,11 @@ def _apply_convene(ctx: EventContext) -> None:
     )
     ctx.session.add(meeting)
     ctx.session.flush()
-    provisions.provide_to_members(ctx.session, ctx.actor, ctx.case, meeting,
-                                  [m["user"].department_id for m in ctx.members], now=ctx.now)
+    member_departments = [m["user"].department_id for m in ctx.members]
+    provisions.provide_to_members(ctx.session, ctx.actor, ctx.case, meeting, member_departments, now=ctx.now)
+    # The other cases it takes up: their members read them as they read this one (engine.cases.discussed).
+    discussed.link(ctx.session, ctx.actor, meeting, ctx.discussed, member_departments, now=ctx.now,
+                   remote_addr=ctx.remote_addr)
     if ctx.case.fm_id is None:
         ctx.case.fm_id = ctx.actor.id
     add_business_category(ctx.case, "multi_agency")
@@ -86,5 +94,6 @@ EVENTS = (
         declare.moment("held_at", description="開催日時（ISO 8601）"),
         declare.text("minutes", limit=20000, description="記録"),
         declare.text("decisions", limit=20000, description="決定事項"),
+        discussed.declaration("支援会議"),
     )),
 )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from engine import calendar, vocab
 from engine import fields as declare
 from engine.alerts import alerts
+from engine.cases import discussed
 from engine.cases.checks import REQUIRED, as_date, blank, choice, evaluation_within_horizon, not_before_opening, require
 from engine.cases.events.closing import close_fields
 from engine.cases.events.context import Event, EventContext, note_only, nothing
@@ -57,6 +58,8 @@ def _prepare_plan(ctx: EventContext) -> None:
             errors.setdefault("business_categories", []).append(f"「{code}」という事業区分はありません。")
         elif code in given[:i]:
             errors.setdefault("business_categories", []).append(f"「{code}」が2回以上指定されています。")
+    ctx.discussed = discussed.resolve_or_refuse(ctx.session, ctx.actor, ctx.case, f.get(discussed.FIELD),
+                                                kind="layered_meeting", errors=errors)
     if errors:
         raise ValidationFailed(errors)
     ctx.roles = roles
@@ -76,6 +79,9 @@ def _apply_plan(ctx: EventContext) -> None:
                           acknowledged_at=ctx.now)],
                       discussed_cases=[MeetingCase(case_id=ctx.case.id)])
     s.add(meeting)
+    # The other cases it takes up, each under its own person's consent (engine.cases.discussed); as for its
+    # own case, members added later are given the records on the basis each body has (engine.cases.meetings).
+    discussed.link(s, ctx.actor, meeting, ctx.discussed, (), now=ctx.now, remote_addr=ctx.remote_addr)
     plan = Plan(
         case_id=ctx.case.id, number=max((p.number for p in earlier), default=0) + 1, status="active",
         goals=ctx.fields["goals"], main_department_id=ctx.main_department.id,
@@ -163,6 +169,7 @@ EVENTS = (
         declare.day("decided_on", description="支援決定日（重層的支援会議で決定した日。省略時は今日）"),
         declare.codes("business_categories", limit=32, nullable=False, description="事業区分コードの一覧"),
         declare.text("minutes", limit=20000, description="重層的支援会議の記録"),
+        discussed.declaration("重層的支援会議"),
     )),
     Event("evaluate", _prepare_evaluate, _apply_evaluate, fields=(
         declare.code("goals_met", required=True, limit=None, choices="goals_met",
