@@ -150,9 +150,11 @@ def test_0018_makes_one_person_per_resident_id_and_households_of_the_lists(tmp_p
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
-            for pid, name, rid in ((1, "廿日 花子", "0501"), (2, "廿日 はなこ", "0501"), (3, "宮島 次郎", None)):
-                conn.execute(text("INSERT INTO people (id, name, search_key, resident_id) VALUES (:i, :n, '', :r)"),
-                             {"i": pid, "n": name, "r": rid})
+            for pid, name, rid, born in ((1, "廿日 花子", "0501", None), (2, "廿日 はなこ", "0501", None),
+                                         (3, "宮島 次郎", None, "1950-01-01"), (4, "宮嶋 次郎", None, "1950-01-01"),
+                                         (5, "宮島 次郎", "0777", "1950-01-02")):
+                conn.execute(text("INSERT INTO people (id, name, search_key, resident_id, birth_date) "
+                                  "VALUES (:i, :n, '', :r, :b)"), {"i": pid, "n": name, "r": rid, "b": born})
             for cid, pid in ((1, 1), (2, 2), (3, 3)):
                 conn.execute(text(
                     "INSERT INTO cases (id, case_number, person_id, summary, source, urgency, state, "
@@ -168,7 +170,11 @@ def test_0018_makes_one_person_per_resident_id_and_households_of_the_lists(tmp_p
             rows = lambda sql: [tuple(r) for r in conn.execute(text(sql))]  # noqa: E731
             assert rows("SELECT id, person_id FROM cases ORDER BY id") == [(1, 1), (2, 1), (3, 3)]
             assert rows("SELECT id, merged_into_id, name_key FROM people ORDER BY id") == [
-                (1, None, "廿日花子"), (2, 1, "廿日はなこ"), (3, None, "宮島次郎")]
+                (1, None, "廿日花子"), (2, 1, "廿日はなこ"), (3, None, "宮島次郎"), (4, None, "宮島次郎"),
+                (5, None, "宮島次郎")]
+            # The same birth date and name (嶋 folded to 島): a candidate for staff, not a merge.
+            assert rows("SELECT person_id, candidate_id, reason, status FROM person_candidates") == [
+                (4, 3, "name", "open")]
             assert rows("SELECT survivor_id, merged_id, case_ids FROM person_merges") == [(1, 2, "[2]")]
             # One household per person: the person, and the members their cases listed (each case's row kept).
             assert rows("SELECT household_id, person_id, relationship_label, relative_to_id, name, "

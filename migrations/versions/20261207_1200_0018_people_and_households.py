@@ -8,7 +8,8 @@ Until now every consultation made its own person row and carried its household a
 - rows with the same 宛名番号 become one person: the oldest record stays, the cases of the others move to it
   and each other row is kept as merged into it, with a person_merges row saying what moved (an unmerge can
   put it back);
-- person_candidates (possible matches for staff to decide) and person_merges;
+- person_candidates (possible matches for staff to decide: the records already there born the same day with
+  the same name or kana become candidates too) and person_merges;
 - households and household_members: each person whose consultations listed a household gets one household,
   with the person as a member and every listed member (without a record of their own: a list carried no
   宛名番号 to match them by), relative to the person and noting the case that listed them.
@@ -155,6 +156,29 @@ def upgrade() -> None:
     op.create_index('uq_people_resident_id_live', 'people', ['resident_id'], unique=True,
                     sqlite_where=sa.text("resident_id IS NOT NULL AND merged_into_id IS NULL"),
                     postgresql_where=sa.text("resident_id IS NOT NULL AND merged_into_id IS NULL"))
+
+    # Records that may be one person (the same birth date, the same name or kana) are left as candidates for
+    # staff, as a new consultation's would be: never merged by the revision.
+    candidates = sa.table('person_candidates', sa.column('person_id', sa.Integer),
+                          sa.column('candidate_id', sa.Integer), sa.column('reason', sa.String),
+                          sa.column('status', sa.String), sa.column('found_at', engine.dbtypes.UTCDateTime()))
+    by_day: dict = {}
+    for row in conn.execute(sa.select(people.c.id, people.c.birth_date, people.c.name_key, people.c.kana_key,
+                                      people.c.resident_id)
+                            .where(people.c.birth_date.is_not(None), people.c.merged_into_id.is_(None))
+                            .order_by(people.c.id)).all():
+        by_day.setdefault(row.birth_date, []).append(row)
+    for day_rows in by_day.values():
+        for i, newer in enumerate(day_rows):
+            for older in day_rows[:i]:
+                if newer.resident_id and older.resident_id and newer.resident_id != older.resident_id:
+                    continue
+                by_name = bool(newer.name_key) and newer.name_key in (older.name_key, older.kana_key)
+                by_kana = bool(newer.kana_key) and newer.kana_key in (older.kana_key, older.name_key)
+                if by_name or by_kana:
+                    conn.execute(candidates.insert().values(
+                        person_id=newer.id, candidate_id=older.id, status="open", found_at=now,
+                        reason="name_kana" if by_name and by_kana else ("name" if by_name else "kana")))
 
     # Household lists become households: one per person whose consultations listed one.
     old = sa.table('household_members', sa.column('id', sa.Integer), sa.column('case_id', sa.Integer),
