@@ -76,7 +76,7 @@ def read_departments(path: Path) -> list[dict]:
     """The departments of a departments.yaml, checked: a code, a name, a known kind; a commission only for a
     body outside the city, with its work and known issue categories."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: 読み込めません（{exc}）") from exc
     entries = data.get("departments") if isinstance(data, dict) else None

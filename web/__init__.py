@@ -12,6 +12,7 @@ from werkzeug.routing import IntegerConverter, RequestRedirect, ValidationError
 
 from engine.db import make_engine, make_session_factory
 from engine.settings import Settings
+from engine.users import accounts
 
 
 class AsciiInteger(IntegerConverter):
@@ -75,6 +76,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # The cookie lasts as long as a sign-in may (the day's limit): the server ends it after SESSION_MINUTES
     # without a request, and can then say so (a cookie the browser dropped at the same moment would leave the
     # person at the sign-in page with no word why).
+    accounts.use_hash_cost(settings.password_time_cost, settings.password_memory_kib)
     app.permanent_session_lifetime = timedelta(hours=int(app.config["SESSION_MAX_HOURS"]))
     app.json.ensure_ascii = False
     app.json.sort_keys = False

@@ -474,7 +474,7 @@ def parse_rules(
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as exc:
         raise ValueError(f"{path}: ファイルを読み込めません ({exc})") from exc
     except yaml.YAMLError as exc:

@@ -15,7 +15,18 @@ from engine.audit import trail
 from engine.errors import Conflict, PermissionDenied, ValidationFailed
 from engine.models import ROLES, ApiClient, ApiToken, AuditEvent, Department, User, utcnow
 
+# argon2id with the library's default cost (3 passes over 64 MiB) unless the operator sets another
+# (TSUNAGU_PASSWORD_TIME_COST, TSUNAGU_PASSWORD_MEMORY_KIB; see use_hash_cost).
 _hasher = PasswordHasher()
+
+
+def use_hash_cost(time_cost: int, memory_kib: int) -> None:
+    """Hash new passwords at this cost. A stored hash carries its own parameters, so those made at another
+    cost still verify; each is made again at this cost the next time its owner signs in."""
+    global _hasher
+    if (_hasher.time_cost, _hasher.memory_cost) != (time_cost, memory_kib):
+        _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+        _unknown_login_hash.cache_clear()
 
 
 @cache
@@ -155,6 +166,8 @@ def authenticate(session: Session, login: str, password: str, *, remote_addr: st
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
     trail.record(session, actor=user, action="login", object_type="user", object_id=user.id,
                  remote_addr=remote_addr, at=now)
     return user
