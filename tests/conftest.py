@@ -1,5 +1,6 @@
 """Test fixtures: a real database (an SQLite file, or PostgreSQL when TSUNAGU_TEST_DATABASE_URL is set),
-migrated to head once per run and emptied after each test that used it; factories for users and cases.
+migrated to head once per run and emptied after each test that used it (tests/database_state.py keeps the
+seeded departments, rules and cast while no test changes them); factories for users and cases.
 """
 from __future__ import annotations
 
@@ -8,17 +9,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from engine import demo, migrate
 from engine.cases import intake
 from engine.cases.events import firing
 from engine.db import make_engine, make_session_factory, unit_of_work
-from engine.models import Base, Case, Department, User
+from engine.models import Case, Department, User
 from engine.rules import store as rules
 from engine.settings import PROJECT_ROOT
+from engine.users import accounts
 from engine.users.accounts import hash_password
+from tests.database_state import CAST, DEPARTMENTS, NOTHING, SeededDatabase
 
+# The cheapest password hashing argon2 allows here (the app, and the commands the tests start, read these);
+# the cost itself is tested in test_password.py.
+os.environ.setdefault("TSUNAGU_PASSWORD_TIME_COST", "1")
+os.environ.setdefault("TSUNAGU_PASSWORD_MEMORY_KIB", "1024")
+accounts.use_hash_cost(int(os.environ["TSUNAGU_PASSWORD_TIME_COST"]), int(os.environ["TSUNAGU_PASSWORD_MEMORY_KIB"]))
 CONFIG_DIR = PROJECT_ROOT / "config"
 PASSWORD = "correct horse battery"
 # 2026-11-30 (Mon) 10:00 JST: a business day, far from holidays.
@@ -55,19 +63,36 @@ def db_engine(database_url):
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def seeded(db_engine, password_hash) -> SeededDatabase:
+    sessions = make_session_factory(db_engine)
+
+    def departments_and_rules():
+        with unit_of_work(sessions) as s:
+            demo.load_departments(s, CONFIG_DIR)
+            rules.install_rules(s, CONFIG_DIR / "routing.yaml", loaded_by="tests")
+
+    def cast():
+        with unit_of_work(sessions) as s:
+            ids = dict(s.execute(select(Department.code, Department.id)).all())
+            for role, department, login in CAST_MEMBERS.values():
+                s.add(User(login=login, display_name=login, role=role, department_id=ids[department],
+                           password_hash=password_hash))
+
+    return SeededDatabase(db_engine, {DEPARTMENTS: departments_and_rules, CAST: cast})
+
+
 @pytest.fixture(autouse=True)
-def _empty_database_after_test(request):
-    yield
+def _database_between_tests(request):
+    """Each test finds no more of the seed than it asks for, and leaves nothing behind."""
     if "db_engine" not in request.fixturenames:
+        yield
         return
-    engine = request.getfixturevalue("db_engine")
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            if table.name == "audit_head":  # back to the one row the migration made (a test may delete it)
-                conn.execute(text("DELETE FROM audit_head"))
-                conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": "0" * 64})
-            else:
-                conn.execute(table.delete())
+    state = request.getfixturevalue("seeded")
+    asked = request.fixturenames
+    state.hold(CAST if "actors" in asked else DEPARTMENTS if "departments" in asked else NOTHING)
+    yield
+    state.clean()
 
 
 @pytest.fixture
@@ -89,12 +114,11 @@ def password_hash() -> str:
 
 
 @pytest.fixture
-def departments(sessions):
+def departments(sessions, seeded):
     """The Hatsukaichi departments and the demo rules, committed; returns {code: id}."""
-    with unit_of_work(sessions) as s:
-        demo.load_departments(s, CONFIG_DIR)
-        rules.install_rules(s, CONFIG_DIR / "routing.yaml", loaded_by="tests")
-        return {d.code: d.id for d in s.query(Department)}
+    seeded.ensure(DEPARTMENTS)  # already there, unless the test asked for this fixture on the way
+    with sessions() as s:
+        return {code: id_ for code, id_ in s.execute(select(Department.code, Department.id))}
 
 
 @pytest.fixture
@@ -116,22 +140,31 @@ def make_user(sessions, departments, password_hash):
     return make
 
 
-@pytest.fixture
-def actors(make_user):
-    """A cast: window staff (desk), receiving staff of several departments, an FM, an admin."""
-    class Cast:
-        window = make_user("staff", "desk", login="window")
-        elderly = make_user("staff", "elderly", login="elderly")
-        livelihood = make_user("staff", "livelihood", login="livelihood")
-        hikikomori = make_user("staff", "hikikomori_station", login="hikikomori")
-        shakyo = make_user("staff", "shakyo", login="shakyo")
-        health = make_user("staff", "health", login="health-staff")
-        children = make_user("staff", "children", login="children")
-        fm = make_user("fm", "community_welfare", login="fm")
-        fm2 = make_user("fm", "community_welfare", login="fm2")
-        admin = make_user("admin", "community_welfare", login="admin")
+# The cast: window staff (desk), receiving staff of several departments, two FMs, an admin.
+# name → (role, department, login)
+CAST_MEMBERS = {
+    "window": ("staff", "desk", "window"),
+    "elderly": ("staff", "elderly", "elderly"),
+    "livelihood": ("staff", "livelihood", "livelihood"),
+    "hikikomori": ("staff", "hikikomori_station", "hikikomori"),
+    "shakyo": ("staff", "shakyo", "shakyo"),
+    "health": ("staff", "health", "health-staff"),
+    "children": ("staff", "children", "children"),
+    "fm": ("fm", "community_welfare", "fm"),
+    "fm2": ("fm", "community_welfare", "fm2"),
+    "admin": ("admin", "community_welfare", "admin"),
+}
 
-    return Cast
+
+@pytest.fixture
+def actors(sessions, seeded, departments):
+    """The cast, committed: `actors.window`, `actors.fm` … (detached User rows, read afresh for each test)."""
+    seeded.ensure(CAST)
+    with sessions() as s:
+        by_login = {u.login: u for u in s.scalars(select(User).where(
+            User.login.in_([login for _, _, login in CAST_MEMBERS.values()])))}
+        s.expunge_all()
+    return type("Cast", (), {name: by_login[login] for name, (_, _, login) in CAST_MEMBERS.items()})
 
 
 def intake_fields(**over) -> dict:
@@ -175,14 +208,24 @@ def config_dir() -> Path:
     return CONFIG_DIR
 
 
-@pytest.fixture
-def app(database_url, db_engine, tmp_path):
-    """The Flask app on the test database."""
+@pytest.fixture(scope="session")
+def app(database_url, db_engine, tmp_path_factory):
+    """The Flask app on the test database, one for the run (a test that changes the app makes its own)."""
     from web import create_app
 
     application = create_app({"DATABASE_URL": database_url, "TESTING": True, "SECRET_KEY": "test-secret",
                               "WTF_CSRF_ENABLED": False})
-    application.instance_path = str(tmp_path)
+    application.instance_path = str(tmp_path_factory.mktemp("instance"))
+    yield application
+    application.extensions["tsunagu.engine"].dispose()
+
+
+@pytest.fixture(scope="session")
+def pages_app(database_url, db_engine):
+    """The app as the pages' tests use it (tests/pages_support.py): the forms' CSRF check on."""
+    from web import create_app
+
+    application = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "pages-test-secret", "TESTING": True})
     yield application
     application.extensions["tsunagu.engine"].dispose()
 

@@ -16,13 +16,10 @@ from engine.models import Case
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-@pytest.fixture(scope="session")
-def app(database_url, db_engine):
-    from web import create_app
-
-    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "pages-test-secret", "TESTING": True})
-    yield app
-    app.extensions["tsunagu.engine"].dispose()
+@pytest.fixture
+def app(pages_app):
+    """The pages' app: with the forms' CSRF check on, as staff meet it (tests/conftest.py)."""
+    return pages_app
 
 
 class Client:

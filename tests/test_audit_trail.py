@@ -17,16 +17,6 @@ from tests.conftest import NOW, intake_fields
 
 
 @pytest.fixture
-def app(database_url, db_engine):
-    from web import create_app
-
-    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "test-secret", "TESTING": True,
-                      "WTF_CSRF_ENABLED": False})
-    yield app
-    app.extensions["tsunagu.engine"].dispose()
-
-
-@pytest.fixture
 def run_cli(app):
     from click.testing import CliRunner
     from flask.cli import ScriptInfo

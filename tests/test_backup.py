@@ -13,6 +13,8 @@ import pytest
 
 from tests.test_cli import _tsunagu
 
+pytestmark = pytest.mark.slow  # each test runs the command in a process of its own
+
 
 @pytest.fixture(scope="module")
 def demo_file(tmp_path_factory):

@@ -11,6 +11,8 @@ from sqlalchemy.engine import make_url
 
 from engine.settings import PROJECT_ROOT
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 def _once_per_ci(database_url):

@@ -149,6 +149,7 @@ def fresh_url(database_url, tmp_path):
         admin.dispose()
 
 
+@pytest.mark.slow
 def test_revision_0008_fills_the_table_from_existing_records(fresh_url):
     migrate.upgrade(fresh_url)
     engine = make_engine(fresh_url)

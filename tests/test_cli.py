@@ -105,6 +105,7 @@ def _tsunagu(tmp_path, *args, **env):
     return subprocess.run([str(command), *args], env=clean, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [("alerts", "scan"), ("demo",), ("audit", "verify"), ("webhooks", "deliver")])
 def test_a_database_not_yet_created_asks_for_db_upgrade(tmp_path, args):
     result = _tsunagu(tmp_path, *args, DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}")
@@ -112,6 +113,7 @@ def test_a_database_not_yet_created_asks_for_db_upgrade(tmp_path, args):
     assert "先に tsunagu db upgrade を実行してください" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("url,says", [("garbage", "DATABASE_URL を使えません"),
                                       ("mysql://x/y", "DATABASE_URL を使えません"),
                                       ("postgresql+psycopg://postgres@127.0.0.1:5432/tsunagu_no_such_db",
@@ -121,6 +123,7 @@ def test_a_database_url_that_cannot_be_used_is_a_message(tmp_path, url, says):
     assert result.returncode == 1 and says in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,value", [("TSUNAGU_RETENTION_YEARS", "abc"), ("TSUNAGU_RETENTION_YEARS", "100000"),
                                         ("TSUNAGU_SESSION_MINUTES", "1.5"), ("TSUNAGU_SESSION_MAX_HOURS", "0"),
                                         ("TSUNAGU_TRUSTED_HOSTS", "tsunagu.city.example,,"),
@@ -150,6 +153,7 @@ def test_an_option_given_twice_is_refused_not_silently_replaced(cli, departments
     assert rows() == before
 
 
+@pytest.mark.slow
 def test_a_database_behind_the_newest_revision_stops_every_command_but_upgrade(tmp_path):
     old = f"sqlite:///{tmp_path / 'old.db'}"
     assert _tsunagu(tmp_path, "db", "upgrade", "--revision", "0009", DATABASE_URL=old).returncode == 0
@@ -162,6 +166,7 @@ def test_a_database_behind_the_newest_revision_stops_every_command_but_upgrade(t
     assert _tsunagu(tmp_path, "alerts", "scan", DATABASE_URL=old).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_mistyped_database_path_is_said_and_leaves_nothing_behind(tmp_path):
     missing = tmp_path / "no-such-folder" / "tsunagu.db"
     url = f"sqlite:///{missing}"
@@ -175,6 +180,7 @@ def test_a_mistyped_database_path_is_said_and_leaves_nothing_behind(tmp_path):
     assert _tsunagu(tmp_path, "audit", "verify", DATABASE_URL=url).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,env,says", [
     (("db", "upgrade", "--revision", "bogus"), {}, "「bogus」という版はありません"),
     (("serve", "--host", "127.0.0.1:99"), {}, "ポートは --port で指定します"),
@@ -193,6 +199,7 @@ def test_what_an_operator_gets_wrong_is_a_message_not_a_trace(tmp_path, args, en
     assert says in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_an_argument_not_in_utf8_is_refused_plainly(tmp_path):
     import os
     import subprocess
@@ -209,6 +216,7 @@ def test_an_argument_not_in_utf8_is_refused_plainly(tmp_path):
     assert "UTF-8 でない文字があります".encode() in result.stderr and b"Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_help_needs_no_usable_setting(tmp_path):
     result = _tsunagu(tmp_path, "--help", TSUNAGU_SESSION_MINUTES="0")
     assert result.returncode == 0 and "Traceback" not in result.stderr + result.stdout and "alerts" in result.stdout
@@ -235,6 +243,7 @@ def test_demo_again_leaves_the_operators_own_rules_in_force(cli, sessions, tmp_p
         assert newest.number == 2 and "市の独自ルール" in newest.source_text
 
 
+@pytest.mark.slow
 def test_db_heads_names_the_newest_revision_and_needs_no_setting(cli, tmp_path):
     from engine import migrate
 
@@ -252,6 +261,7 @@ def test_db_current_says_the_database_is_at_the_newest_revision(cli):
     assert result.output == f"データベースの版: {migrate.head_revision()}（最新の版です）\n"
 
 
+@pytest.mark.slow
 def test_db_current_says_how_far_behind_a_database_is_and_creates_none(tmp_path):
     from sqlalchemy import text
 

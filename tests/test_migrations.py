@@ -58,6 +58,7 @@ def test_suite_database_is_at_head(db_engine):
     assert _diff(db_engine) == []
 
 
+@pytest.mark.slow
 def test_down_and_up_again_keeps_every_row(tmp_path, database_url, db_engine):
     """On SQLite a batch operation rebuilds its table; with foreign keys enforced, dropping `plans` would take
     its roles, evaluations and alerts with it. Down to before this session's revisions and back up keeps
@@ -99,6 +100,7 @@ def test_down_and_up_again_keeps_every_row(tmp_path, database_url, db_engine):
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_alerts_held_before_0012_keep_or_lose_their_subject_by_the_old_rule(tmp_path):
     """An alert resolved by hand whose plan was evaluated afterwards (by the times, the rule before 0012)
     is given no subject, and the next scan lets its key go; one whose plan is unchanged keeps it held."""
@@ -137,6 +139,7 @@ def test_alerts_held_before_0012_keep_or_lose_their_subject_by_the_old_rule(tmp_
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_0018_makes_one_person_per_resident_id_and_households_of_the_lists(tmp_path):
     """Before 0018 each case had its own person row and a household list. The revision makes the rows with
     one 宛名番号 one person (the others kept, merged into the oldest, with what moved), and each person's

@@ -131,6 +131,7 @@ def test_the_send_form_on_the_case_page_names_departments_to_tell(sessions, acto
     assert "他部署が担当するケースの通知" in text_of(web(actors.shakyo).get("/inbox"))
 
 
+@pytest.mark.slow
 def test_revision_0009_makes_the_notices_earlier_routing_only_wrote_down(fresh_url):  # noqa: F811
     migrate.upgrade(fresh_url)
     engine = make_engine(fresh_url)

@@ -257,3 +257,31 @@ def test_user_list_says_who_cannot_sign_in_and_why(cli, actors, sessions):
     assert lines["livelihood"][-1] == "発行したパスワードの変更待ち"
     assert lines["window"][-1].startswith("ロック中（令和")
     assert lines["fm"][1:3] == ["fm", "community_welfare"] and lines["fm"][-1] == "利用中"
+
+
+def test_the_hashing_cost_is_a_setting_and_refused_out_of_range():
+    from engine.settings import SettingError, Settings
+
+    s = Settings.from_env({"TSUNAGU_PASSWORD_TIME_COST": "4", "TSUNAGU_PASSWORD_MEMORY_KIB": "131072"})
+    assert (s.password_time_cost, s.password_memory_kib) == (4, 131072)
+    assert (Settings.from_env({}).password_time_cost, Settings.from_env({}).password_memory_kib) == (3, 65536)
+    with pytest.raises(SettingError, match="TSUNAGU_PASSWORD_MEMORY_KIB"):
+        Settings.from_env({"TSUNAGU_PASSWORD_MEMORY_KIB": "512"})
+
+
+def test_a_password_hashed_at_another_cost_still_signs_in_and_is_hashed_again_at_this_one(sessions, actors):
+    from argon2 import extract_parameters
+
+    before = _user(sessions, "window").password_hash
+    cost = extract_parameters(before)
+    users.use_hash_cost(cost.time_cost + 1, 2048)
+    try:
+        assert _signs_in(sessions, "window", PASSWORD)
+        after = _user(sessions, "window").password_hash
+        assert after != before
+        made = extract_parameters(after)
+        assert (made.time_cost, made.memory_cost) == (cost.time_cost + 1, 2048)
+        assert _signs_in(sessions, "window", PASSWORD)
+        assert _user(sessions, "window").password_hash == after  # at this cost already: left as it is
+    finally:
+        users.use_hash_cost(cost.time_cost, cost.memory_cost)

@@ -19,7 +19,7 @@ from engine.privacy import retention
 from engine.settings import Settings
 from tests import access_matrix as M
 from tests.conftest import NOW
-from tests.test_audit_trail import app, run_cli  # noqa: F401,F811  (fixtures)
+from tests.test_audit_trail import run_cli  # noqa: F401,F811  (fixture)
 
 LATER = NOW.replace(year=NOW.year + 6)  # six years after the world's case was closed
 
@@ -145,22 +145,23 @@ def test_what_was_anonymised_is_not_left_in_the_files_bytes(cases, run_cli, db_e
     assert [w for w in words if w.encode() in left] == []
 
 
-def test_the_period_comes_from_the_settings(cases, app, run_cli, sessions):  # noqa: F811
+def test_the_period_comes_from_the_settings(cases, app, run_cli, sessions, monkeypatch):  # noqa: F811
     world, recent, still_open = cases
     assert Settings.from_env({"TSUNAGU_RETENTION_YEARS": "3"}).retention_years == 3
     assert Settings.from_env({}).retention_years == 5
-    app.config["RETENTION_YEARS"] = 1
+    monkeypatch.setitem(app.config, "RETENTION_YEARS", 1)
     result = run_cli("retention", "apply", "--dry-run", "--now", LATER.isoformat())
     with sessions() as s:
         assert s.get(Case, recent).case_number in result.output  # closed two years before LATER
         assert s.get(Case, still_open).case_number not in result.output
 
 
-def test_a_period_under_a_year_or_a_now_out_of_range_is_refused_plainly(cases, app, run_cli):  # noqa: F811
-    app.config["RETENTION_YEARS"] = 0
+def test_a_period_under_a_year_or_a_now_out_of_range_is_refused_plainly(cases, app, run_cli,  # noqa: F811
+                                                                       monkeypatch):
+    monkeypatch.setitem(app.config, "RETENTION_YEARS", 0)
     result = run_cli("retention", "apply", "--dry-run")
     assert result.exit_code == 1 and "TSUNAGU_RETENTION_YEARS は1以上" in result.output
-    app.config["RETENTION_YEARS"] = 5
+    monkeypatch.setitem(app.config, "RETENTION_YEARS", 5)
     result = run_cli("retention", "apply", "--dry-run", "--now", "0001-01-01T00:00:00+09:00")
     assert result.exit_code == 2 and "1900年から2999年まで" in result.output
 

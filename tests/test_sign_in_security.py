@@ -13,7 +13,6 @@ from engine.errors import NotFound, PermissionDenied
 from engine.models import ApiClient, ApiToken, AuditEvent, User
 from engine.users import accounts as users
 from tests.conftest import NOW, PASSWORD
-from tests.test_audit_trail import app  # noqa: F401,F811  (fixture)
 
 
 def test_failures_from_one_address_throttle_every_account_from_it(sessions, make_user):

@@ -7,8 +7,8 @@ from engine.db import unit_of_work
 from engine.referrals import clients as api_clients
 
 
-@pytest.fixture
-def app(database_url, db_engine, departments):
+@pytest.fixture(scope="session")
+def app(database_url, db_engine):
     from web import create_app
 
     app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "test", "TESTING": True})
@@ -17,7 +17,7 @@ def app(database_url, db_engine, departments):
 
 
 @pytest.fixture
-def client(app):
+def client(app, departments):
     return app.test_client()
 
 

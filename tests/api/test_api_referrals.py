@@ -304,6 +304,7 @@ def test_a_chunked_body_has_the_same_limit(client, partner, sessions, size, stat
         _nothing_written(sessions, refusals=1)
 
 
+@pytest.mark.slow
 def test_a_chunked_body_through_the_production_server(database_url, partner, sessions, tmp_path):
     """The same through `tsunagu serve` (gunicorn) and a client that streams its body in chunks."""
     with served(database_url, tmp_path) as port:
