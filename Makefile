@@ -1,13 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run   — install, migrate, load the demo, serve on http://127.0.0.1:5000
-#   make test  — install and run the test suite
+#   make test  — install and run the test suite (all but the slow tests: `make test-slow` runs those)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install install-test serve bench clean
+.PHONY: run test test-slow install install-test serve bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ run: install
 	$(BIN)/tsunagu serve --host $(HOST) --port $(PORT)
 
 test: install-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# What `make test` leaves out: tests that start processes or servers, take a database down and up through
+# the migrations, run the benchmark programs or drive Chromium. CI runs them on both stores.
+test-slow: install-test
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/main_path.py

@@ -26,7 +26,6 @@ from engine.reports import yearly as reports
 from engine.settings import PROJECT_ROOT
 from tests.conftest import PASSWORD
 from tests.household_support import household  # noqa: F401  (fixture)
-from tests.pages_support import app  # noqa: F401  (fixture)
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = PROJECT_ROOT / "test-output" / "screenshots"
@@ -51,10 +50,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(app):  # noqa: F811
+def server(pages_app):
     from werkzeug.serving import make_server
 
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    srv = make_server("127.0.0.1", 0, pages_app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.server_port}"

@@ -85,7 +85,7 @@ def _refer(sessions, client_id: int, n: int, prefix: str) -> list[int]:
     for i in range(n):
         with unit_of_work(sessions) as s:
             answer = referrals.receive(s, s.get(ApiClient, client_id), key=f"{prefix}{i}",
-                                       payload=ReferralIn().load(referral(external_ref=f"{prefix}{i}")))
+                                       payload=ReferralIn().load(referral(external_ref=f"{prefix}{i}")), now=NOW)
             ids.append(answer.case_id)
     return ids
 
@@ -103,7 +103,7 @@ def test_each_status_change_arrives_once_in_order_and_signed(sessions, receiver,
     case_id = _refer(sessions, client_id, 1, "A")[0]
     fire(actors.elderly, case_id, "accept_handoff")
     fire(actors.elderly, case_id, "close", close_reason="goal_met")
-    now = max(utcnow(), NOW) + timedelta(minutes=1)  # `fire` acts at NOW
+    now = NOW + timedelta(minutes=1)  # the referrals and `fire` act at NOW
     report = webhooks.deliver(sessions, now=now)
     assert (report.delivered, report.failed) == (3, 0)
     docs = [r["doc"] for r in receiver.received]
@@ -135,7 +135,7 @@ def test_a_client_whose_tokens_are_revoked_hears_nothing_more(sessions, receiver
         assert api_clients.revoke_tokens(s, "oono") == 1
     fire(actors.elderly, case_id, "accept_handoff")
     assert len(_outbox(sessions, client_id)) == 1  # the routing, queued before; not the acceptance
-    now = max(utcnow(), NOW) + timedelta(minutes=1)
+    now = NOW + timedelta(minutes=1)
     assert webhooks.deliver(sessions, now=now).delivered == 0
     assert receiver.received == []
     # Given a token again, it hears what was queued while it was trusted, and what comes next.
@@ -154,7 +154,7 @@ def test_receiver_down_then_back(sessions, fire, actors):
     case_id = _refer(sessions, client_id, 1, "A")[0]
     fire(actors.elderly, case_id, "accept_handoff")
     first, second = _outbox(sessions)
-    now = max(utcnow(), NOW) + timedelta(minutes=1)  # `fire` acts at NOW
+    now = NOW + timedelta(minutes=1)  # the referrals and `fire` act at NOW
     report = webhooks.deliver(sessions, now=now)
     assert (report.delivered, report.failed) == (0, 1)
     # Not yet due: no attempt. Event N+1 is never tried before N.
@@ -230,7 +230,7 @@ def test_a_slow_round_keeps_its_claims_and_no_event_goes_out_twice(sessions, rec
     clients = [_client(sessions, f"c{i}", receiver.url)[0] for i in range(3)]
     for i, client_id in enumerate(clients):
         _refer(sessions, client_id, 1, f"S{i}")
-    start = max(utcnow(), NOW) + timedelta(minutes=1)
+    start = NOW + timedelta(minutes=1)
     with unit_of_work(sessions) as s:
         first = webhooks.claim_due(s, start)
     assert len(first) == 3, _outbox(sessions)
