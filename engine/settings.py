@@ -47,7 +47,7 @@ class Settings:
     # are ignored (anyone could write them) and the connecting address is the client's.
     proxy_hops: int = 0
     # The cost of hashing a password (argon2id): passes over memory, and the memory in KiB. The defaults
-    # take a few tenths of a second per sign-in on a small server; raise them on a larger one.
+    # take about a tenth of a second of one core per sign-in; raise them on a larger server.
     password_time_cost: int = 3
     password_memory_kib: int = 65536
 

@@ -12,6 +12,7 @@ from engine.models import AuditEvent, Case, HouseholdMember
 from tests.pages_support import app, count, error_beside, input_value, text_of, web  # noqa: F401  (fixtures)
 from tests.people_support import household  # noqa: F401  (fixture)
 
+
 def _members(sessions, household_id):
     with sessions() as s:
         return [(m.name or (m.person.name if m.person else None), m.relationship_label, m.until)

@@ -10,7 +10,8 @@ from textwrap import dedent
 
 import pytest
 
-from engine.rules.parser import STALL_POLICY_MAXIMA, load_vocabularies, parse_rules, parse_rules_file
+from engine.rules.code_lists import load_vocabularies
+from engine.rules.parser import STALL_POLICY_MAXIMA, parse_rules, parse_rules_file
 from engine.rules.ruleset import NO_MATCH_REASON, RoutingFacts, RulesError, RuleSet, StallPolicy
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"

@@ -16,7 +16,8 @@ from engine import vocab
 from engine.audit import trail
 from engine.calendar import BusinessCalendar
 from engine.models import Department, RoutingRuleVersion
-from engine.rules.parser import load_vocabularies, parse_rules, parse_rules_file
+from engine.rules.code_lists import load_vocabularies
+from engine.rules.parser import parse_rules, parse_rules_file
 from engine.rules.ruleset import RulesError, RuleSet, StallPolicy
 
 log = logging.getLogger(__name__)
