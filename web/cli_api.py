@@ -1,6 +1,8 @@
 """`tsunagu token …` and `tsunagu webhooks …`: API clients, their tokens and their callbacks."""
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import current_app
 from flask.cli import with_appcontext
@@ -68,7 +70,7 @@ def webhooks_register(client_name: str, url: str) -> None:
               help="ISO 8601 time with offset to act at (tests, back-fills)")
 @with_appcontext
 def webhooks_deliver(now_text: str | None) -> None:
-    """Send what the outbox holds (retries with backoff; cron-able)."""
+    """Send what the outbox holds (retries with backoff; cron-able); exit 1 when any delivery failed."""
     now = None
     if now_text:
         try:
@@ -82,3 +84,7 @@ def webhooks_deliver(now_text: str | None) -> None:
     click.echo(f"Webhook: 送信 {report.delivered} 件、失敗 {report.failed} 件、未送信 {left} 件。")
     for line in report.failures[:20]:
         click.echo(f"  {line}", err=True)
+    if report.failed:
+        # Cron mail and systemd show a failed run only by its exit status; the events are tried again later.
+        click.echo(f"エラー: {report.failed} 件を送信できませんでした（次の実行で再送します）。", err=True)
+        sys.exit(1)

@@ -22,6 +22,7 @@ from engine.referrals import webhooks
 from schemas.referrals import ReferralIn
 from tests.api.support import referral
 from tests.conftest import NOW
+from web.cli import main
 
 
 class Receiver:
@@ -260,3 +261,26 @@ def test_a_delivery_run_far_ahead_of_the_clock_does_not_hold_the_queue_until_the
     with unit_of_work(sessions) as s:
         ev = s.scalars(select(OutboxEvent)).one()
         assert ev.next_attempt_at <= utcnow() + timedelta(minutes=1)  # from the clock, not from five years on
+
+
+def test_deliver_command_exits_1_when_a_delivery_failed(app, sessions, actors):
+    """cron mail and systemd see a failed run by its exit status alone; a run where all went out exits 0."""
+    down = Receiver()
+    url, port = down.url, down.port
+    down.stop()
+    _refer(sessions, _client(sessions, "oono", url)[0], 1, "B")  # one event, for a URL nobody listens on
+    now = NOW + timedelta(minutes=1)
+    runner = app.test_cli_runner()
+    result = runner.invoke(main, ["webhooks", "deliver", "--now", now.isoformat()])
+    assert result.exit_code == 1, result.output
+    assert "送信 0 件、失敗 1 件、未送信 1 件" in result.stdout
+    assert "エラー: 1 件を送信できませんでした" in result.stderr
+    back = Receiver(port)
+    try:
+        result = runner.invoke(main, ["webhooks", "deliver", "--now", (now + timedelta(minutes=5)).isoformat()])
+        assert result.exit_code == 0, result.output
+        assert "送信 1 件、失敗 0 件、未送信 0 件" in result.stdout and "エラー" not in result.stderr
+    finally:
+        back.stop()
+    # Nothing due: nothing failed, exit 0.
+    assert runner.invoke(main, ["webhooks", "deliver", "--now", (now + timedelta(hours=1)).isoformat()]).exit_code == 0
