@@ -86,6 +86,39 @@ class _RepeatedKey(ValueError):
         self.key = key
 
 
+BAD_NAME = "項目名に使えない文字（対になっていないサロゲート）が含まれています。"
+
+
+def _readable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unreadable_names(body: dict) -> dict[str, list[str]]:
+    """Where the body holds a field name that is not valid Unicode: a lone surrogate, which JSON can write as an
+    escape (`{"\\ud800": 1}`). Such a name could be neither stored nor repeated in an answer (UTF-8 has no form
+    for it), so each is reported by the path of the object holding it ("person", "household.0"; "body" at the
+    top), never by the name itself. Walked without recursion: the body may be nested as deep as JSON allows."""
+    errors: dict[str, list[str]] = {}
+    stack: list[tuple[str, object]] = [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            children = []
+            for key, item in value.items():
+                if not _readable(key):
+                    errors[path or "body"] = [BAD_NAME]
+                else:  # under a name that cannot be said, nothing can be named either
+                    children.append((f"{path}.{key}" if path else key, item))
+            stack.extend(reversed(children))
+        elif isinstance(value, list):
+            stack.extend(reversed([(f"{path}.{i}", item) for i, item in enumerate(value)]))
+    return errors
+
+
 def _object_without_repeats(pairs: list[tuple[str, object]]) -> dict:
     # A key given twice is read as its last value by some parsers and its first by others: which one the
     # sender meant cannot be told, so the body is refused rather than one of them kept silently.
@@ -133,8 +166,8 @@ def read_json_object(required: bool):
         value = json.loads(text, parse_constant=_strict_constant, parse_int=_bounded_int,
                            object_pairs_hook=_object_without_repeats)
     except _RepeatedKey as exc:
-        raise ApiProblem("malformed-json", f"本文の JSON でキー「{exc.key}」が2回以上あります。1回だけにしてください。"
-                         ) from None
+        key = f"キー「{exc.key}」" if _readable(exc.key) else "同じキー（使えない文字を含む名前）"
+        raise ApiProblem("malformed-json", f"本文の JSON で{key}が2回以上あります。1回だけにしてください。") from None
     except json.JSONDecodeError as exc:
         raise ApiProblem("malformed-json", f"本文を JSON として読めません（{exc.lineno}行目 {exc.colno}文字目）。"
                          ) from None
@@ -149,9 +182,13 @@ class ApiParser(FlaskParser):
     """webargs parser whose body reading and errors answer in problem+json."""
 
     def load_json(self, req, schema):
-        if "api_body" in g:
-            return g.api_body
-        return read_json_object(any(f.required for f in schema.fields.values()))
+        body = g.api_body if "api_body" in g else read_json_object(any(f.required for f in schema.fields.values()))
+        # Checked with the fields (422), after the headers: a name no answer could repeat is refused here,
+        # before the schema would echo it back as an unknown field.
+        errors = unreadable_names(body)
+        if errors:
+            raise ApiProblem("validation-error", summary(errors), errors=errors)
+        return body
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
         location, messages = next(iter(error.messages.items()))

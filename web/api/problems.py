@@ -25,6 +25,8 @@ MEDIA_TYPE = "application/problem+json"
 
 log = logging.getLogger("tsunagu.api")
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
 # name → (status, title, when it happens)
 PROBLEMS: dict[str, tuple[int, str, str]] = {
     "unauthorized": (401, "認証が必要です", "Authorization: Bearer <token> がない、トークンが無効・失効している、または代わりに操作する職員が停止されている。"),
@@ -86,7 +88,10 @@ def problem_response(name: str, detail: str, *, status: int | None = None, heade
     body = {"type": PROBLEM_BASE + name, "title": PROBLEMS[name][1], "status": status, "detail": detail,
             "code": name.replace("-", "_")}
     body.update({k: v for k, v in extra.items() if k not in body})
-    resp = current_app.response_class(json.dumps(body, ensure_ascii=False), status=status, mimetype=MEDIA_TYPE)
+    # A text that is not valid Unicode (a lone surrogate a request sent) must never make the refusal itself fail:
+    # what repeats a request's text shows U+FFFD in its place.
+    text = _LONE_SURROGATE.sub("\ufffd", json.dumps(body, ensure_ascii=False))
+    resp = current_app.response_class(text, status=status, mimetype=MEDIA_TYPE)
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     resp.headers["Cache-Control"] = "no-store"
