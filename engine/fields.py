@@ -17,6 +17,8 @@ Kinds:
 
 No text may hold a control character other than a line break or a tab, nor a lone surrogate (neither can
 be stored: PostgreSQL refuses NUL, UTF-8 refuses surrogates); a one-line kind holds neither of those either.
+A person's name (`person_name`: 氏名, ふりがな, who gave a consent) is one line and holds no bidirectional control
+either (U+202E and the like), which would show it as another name than the one stored and searched for.
 """
 from __future__ import annotations
 
@@ -29,10 +31,13 @@ ONE_LINE_KINDS = ("line", "code")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # A name, a number or a reference is one line: no line break (of any kind) and no tab.
 _LINE_BREAK = re.compile(r"[\t\n\r\x85\u2028\u2029]")
+# Bidirectional controls (embeddings, overrides, isolates, marks): in a name they turn what is shown around.
+_BIDI_CONTROL = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 CONTROL_CHARACTER = "制御文字は使えません。"
 NOT_UNICODE = "正しい文字列ではありません。"
 NOT_ONE_LINE = "改行やタブは使えません。1行で指定してください。"
+BIDI_CONTROL = "文字の向きを変える制御文字（U+202E など）は使えません。"
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,15 @@ class Field:
     row: tuple["Field", ...] = ()  # kinds "rows" and "group": the fields of one row
     row_name: str | None = None  # kinds "rows" and "group": the name of one row's schema in the API document
     nullable: bool | None = None  # whether the API takes null for it; by default, when it is optional
+    person_name: bool = False  # kind "line": a person's name (see text_problem)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"{self.name}: unknown kind {self.kind!r}")
         if (self.kind in ("rows", "group")) != bool(self.row):
             raise ValueError(f"{self.name}: only a field of kind 'rows' or 'group' has row fields")
+        if self.person_name and self.kind != "line":
+            raise ValueError(f"{self.name}: a person's name is of kind 'line'")
 
     @property
     def takes_null(self) -> bool:
@@ -65,17 +73,20 @@ class Field:
         return self.kind in ONE_LINE_KINDS
 
 
-def text_problem(value: str, *, one_line: bool = False) -> str | None:
+def text_problem(value: str, *, one_line: bool = False, person_name: bool = False) -> str | None:
     """What is wrong with a text for storing, if anything: a control character, text that is not valid
-    Unicode, or (for a one-line field) a line break or a tab."""
+    Unicode, (for a one-line field or a person's name) a line break or a tab, or (for a person's name) a
+    bidirectional control."""
     if _CONTROL.search(value):
         return CONTROL_CHARACTER
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return NOT_UNICODE
-    if one_line and _LINE_BREAK.search(value):
+    if (one_line or person_name) and _LINE_BREAK.search(value):
         return NOT_ONE_LINE
+    if person_name and _BIDI_CONTROL.search(value):
+        return BIDI_CONTROL
     return None
 
 
@@ -85,6 +96,11 @@ def text(name: str, *, required: bool = False, limit: int | None = None, descrip
 
 def line(name: str, *, required: bool = False, limit: int | None = None, description: str = "", **kw) -> Field:
     return Field(name, "line", required=required, limit=limit, description=description, **kw)
+
+
+def person_name(name: str, *, required: bool = False, limit: int | None = 100, description: str = "", **kw) -> Field:
+    """A person's name (氏名, 同意した人): one line, no bidirectional control."""
+    return Field(name, "line", required=required, limit=limit, description=description, person_name=True, **kw)
 
 
 def code(name: str, *, required: bool = False, limit: int | None = 64, description: str = "", **kw) -> Field:

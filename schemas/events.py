@@ -40,7 +40,7 @@ def api_field(declared: Field, *, row_names: dict[str, type[Schema]]) -> ma_fiel
         kw["validate"] = one_of(tuple(vocab.codes(declared.choices)))
     kind = declared.kind
     if kind in ("text", "line", "code"):
-        field = Text(max_length=declared.limit, one_line=declared.one_line, **kw)
+        field = Text(max_length=declared.limit, one_line=declared.one_line, person_name=declared.person_name, **kw)
     elif kind == "codes":
         field = List(Text(max_length=declared.limit, one_line=True), **kw)
     elif kind == "date":

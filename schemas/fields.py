@@ -20,23 +20,26 @@ REQUIRED = "必須項目です。"
 BASE_MESSAGES = {"required": REQUIRED, "null": "null は指定できません。", "validator_failed": "値が正しくありません。"}
 
 
-def check_text(value: str, *, one_line: bool = False) -> None:
-    """Refuse what engine.fields refuses in a text: control characters, text that is not valid Unicode, and
-    (one line) line breaks and tabs."""
-    problem = text_problem(value, one_line=one_line)
+def check_text(value: str, *, one_line: bool = False, person_name: bool = False) -> None:
+    """Refuse what engine.fields refuses in a text: control characters, text that is not valid Unicode,
+    (one line) line breaks and tabs, and (a person's name) bidirectional controls."""
+    problem = text_problem(value, one_line=one_line, person_name=person_name)
     if problem:
         raise ValidationError(problem)
 
 
 class Text(fields.String):
-    """A string; `blank=False` refuses one that is empty or only white space."""
+    """A string; `blank=False` refuses one that is empty or only white space; `person_name` is one line without
+    bidirectional controls (engine.fields)."""
 
     default_error_messages = {**BASE_MESSAGES, "invalid": "文字列で指定してください。",
                               "invalid_utf8": "正しい文字列ではありません。", "blank": REQUIRED}
 
-    def __init__(self, *, max_length: int | None = None, blank: bool = True, one_line: bool = False, **kwargs):
+    def __init__(self, *, max_length: int | None = None, blank: bool = True, one_line: bool = False,
+                 person_name: bool = False, **kwargs):
         self.blank = blank
-        self.one_line = one_line
+        self.one_line = one_line or person_name
+        self.person_name = person_name
         given = kwargs.pop("validate", None)
         validators = [] if given is None else [given] if callable(given) else list(given)
         if max_length is not None:
@@ -45,7 +48,7 @@ class Text(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
-        check_text(text, one_line=self.one_line)
+        check_text(text, one_line=self.one_line, person_name=self.person_name)
         if not self.blank and not text.strip():
             raise self.make_error("blank")
         return text

@@ -54,15 +54,15 @@ class ReferrerIn(Schema):
 
     organization = Text(one_line=True, required=True, blank=False, max_length=200,
                         metadata={"description": "紹介元の機関名（必須）"})
-    contact_name = Text(one_line=True, allow_none=True, max_length=100, metadata={"description": "担当者名"})
+    contact_name = Text(person_name=True, allow_none=True, max_length=100, metadata={"description": "担当者名"})
     contact_phone = Text(one_line=True, allow_none=True, max_length=32, metadata={"description": "担当者の電話番号"})
 
 
 class PersonIn(Schema):
     """The person the referral is about (本人)."""
 
-    name = Text(one_line=True, required=True, blank=False, max_length=100, metadata={"description": "氏名（必須）"})
-    name_kana = Text(one_line=True, allow_none=True, max_length=100, metadata={"description": "ふりがな"})
+    name = Text(person_name=True, required=True, blank=False, max_length=100, metadata={"description": "氏名（必須）"})
+    name_kana = Text(person_name=True, allow_none=True, max_length=100, metadata={"description": "ふりがな"})
     sex = Text(allow_none=True, validate=_known("sexes", "性別の値"),
                metadata={"description": "性別コード（categories.yaml の sexes）"})
     birth_date = Date(allow_none=True, validate=not_future(today_jst, EARLIEST_BIRTH_DATE),
@@ -78,7 +78,7 @@ class HouseholdMemberIn(Schema):
     """A member of the person's household (世帯員)."""
 
     relationship = Text(one_line=True, allow_none=True, max_length=50, metadata={"description": "続柄（例: 長男）"})
-    name = Text(one_line=True, allow_none=True, max_length=100, metadata={"description": "氏名"})
+    name = Text(person_name=True, allow_none=True, max_length=100, metadata={"description": "氏名"})
     birth_year = Integer(strict=True, allow_none=True, validate=_birth_year, metadata={"description": "生まれ年（西暦）"})
     note = Text(allow_none=True, max_length=2000, metadata={"description": "特記事項"})
     resident_id = Text(one_line=True, allow_none=True, max_length=32, metadata={
@@ -93,7 +93,7 @@ class HouseholdMemberIn(Schema):
 class ConsentIn(Schema):
     """The person's consent to share their data with the named agencies, as the referrer obtained it."""
 
-    given_by = Text(one_line=True, required=True, blank=False, max_length=100,
+    given_by = Text(person_name=True, required=True, blank=False, max_length=100,
                     metadata={"description": "同意した人（本人・代理人）（必須）"})
     method = Text(required=True, validate=one_of(("written", "oral")), metadata={"description": "written（書面）/ oral（口頭）"})
     obtained_on = Date(allow_none=True, validate=not_future(today_jst), metadata={"description": "同意日（YYYY-MM-DD）"})

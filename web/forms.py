@@ -130,23 +130,24 @@ class LocalDateTime(fields.Field):
         return naive.replace(tzinfo=calendar.JST)
 
 
-def _storable(one_line: bool):
-    """The rule engine.fields sets for every text: no control character (and, one line, no line break)."""
+def _storable(one_line: bool, person_name: bool = False):
+    """engine.fields' rule on text: no control character (one line: no line break; a name: no bidi control)."""
     def check(value: str) -> None:
-        problem = text_problem(value, one_line=one_line)
+        problem = text_problem(value, one_line=one_line, person_name=person_name)
         if problem:
             raise ValidationError(problem)
 
     return check
 
 
-def text(required: bool = False, max_length: int = 4000, *, one_line: bool = False, **kw) -> fields.String:
+def text(required: bool = False, max_length: int = 4000, *, one_line: bool = False, person_name: bool = False,
+         **kw) -> fields.String:
     """A text input; surrounding spaces are ignored and an empty input counts as not given."""
     if not required:
         kw.setdefault("load_default", None)
     return fields.String(required=required, allow_none=not required,
                          validate=[validate.Length(max=max_length, error=f"{max_length}文字以内で入力してください。"),
-                                   _storable(one_line)],
+                                   _storable(one_line, person_name)],
                          error_messages=ERRORS, **kw)
 
 
@@ -216,8 +217,8 @@ HOUSEHOLD_ROWS = 3
 class PersonSchema(FormSchema):
     """本人: the person consulted about."""
 
-    name = text(required=True, max_length=100)
-    name_kana = text(max_length=100)
+    name = text(required=True, max_length=100, person_name=True)
+    name_kana = text(max_length=100, person_name=True)
     sex = text(max_length=16)
     birth_date = JaDate(load_default=None)
     area = text(max_length=32)
@@ -230,7 +231,7 @@ class HouseholdSchema(FormSchema):
     """One row of 世帯."""
 
     relationship = text(max_length=50)
-    name = text(max_length=100)
+    name = text(max_length=100, person_name=True)
     birth_year = JaYear(load_default=None, allow_none=True, error_messages={"required": REQUIRED, "null": REQUIRED},
                         validate=validate.Range(min=1868, max=2100, error="1868年（明治元年）から2100年までの年にしてください。"))
     note = text(max_length=1000)
@@ -239,7 +240,7 @@ class HouseholdSchema(FormSchema):
 class IntakeConsentSchema(FormSchema):
     """The person's consent to share with named agencies, taken with the consultation (optional as a whole)."""
 
-    given_by = text(required=True, max_length=100, one_line=True)
+    given_by = text(required=True, max_length=100, person_name=True)
     method = text(required=True, max_length=16)
     obtained_on = JaDate(load_default=None)
     agencies = code_list(required=True, message="情報を共有してよい機関を1つ以上選んでください。")
@@ -294,7 +295,7 @@ def form_field(declared: Field) -> fields.Field:
     kind = declared.kind
     if kind in ("text", "line", "code"):
         limit = declared.limit or (64 if kind == "code" else 4000)
-        return text(declared.required, limit, one_line=declared.one_line)
+        return text(declared.required, limit, one_line=declared.one_line, person_name=declared.person_name)
     if kind == "codes":
         if declared.label:
             return code_list(declared.required, message=f"{declared.label}を1つ以上選んでください。",

@@ -37,7 +37,7 @@ class MemberAddSchema(FormSchema):
     """A household member: a person with a record (by number), or a name and birth year."""
 
     person_id = integer(validate=validate.Range(min=1, error="記録番号は1以上の数字です。"))
-    name = text(max_length=100, one_line=True)
+    name = text(max_length=100, person_name=True)
     birth_year = JaYear(load_default=None, allow_none=True)
     relationship = text(required=True, max_length=50, one_line=True)
     relative_to = integer()

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from engine import access, calendar
 from engine.audit import trail
 from engine.errors import Conflict, PermissionDenied, ValidationFailed
+from engine.fields import text_problem
 from engine.models import ROLES, ApiClient, ApiToken, AuditEvent, Department, User, utcnow
 
 # argon2id with the library's default cost (3 passes over 64 MiB) unless the operator sets another
@@ -111,8 +112,8 @@ def create_user(session: Session, actor, *, login: str, role: str, department_co
         errors["department"] = [f"「{department_code}」という部署はありません。"]
     _check_new_password(errors, "password", password)
     if display_name is not None and (len(display_name) > 100 or not display_name.strip()
-                                     or not _encodable(display_name) or any(ord(c) < 32 for c in display_name)):
-        errors["name"] = ["氏名は1文字以上100文字以内で、改行や制御文字を含めずに指定してください。"]
+                                     or text_problem(display_name, person_name=True)):
+        errors["name"] = ["氏名は1文字以上100文字以内で、改行や制御文字（文字の向きを変えるものを含む）を含めずに指定してください。"]
     if errors:
         raise ValidationFailed(errors)
     if session.scalar(select(User.id).where(User.login == login)) is not None:

@@ -169,7 +169,7 @@ def lapse_joins_under_consent(ctx: EventContext, given_since, keep: set[int] | N
 EVENTS = (
     Event("seek_consent", note_only, nothing, fields=(declare.text("note", limit=20000, description="メモ"),)),
     Event("record_consent", _prepare_consent, _apply_consent, fields=(
-        declare.line("given_by", required=True, limit=100, description="同意した人（本人・代理人）（必須）"),
+        declare.person_name("given_by", required=True, limit=100, description="同意した人（本人・代理人）（必須）"),
         declare.code("method", required=True, limit=16, description="written / oral（必須）"),
         declare.day("obtained_on", description="同意日（YYYY-MM-DD）"),
         declare.codes("agencies", required=True, label="情報を共有してよい機関",
@@ -177,12 +177,12 @@ EVENTS = (
         declare.text("note", limit=20000, description="メモ"),
     )),
     Event("refuse_consent", _prepare_consent, _apply_consent, fields=(
-        declare.line("given_by", required=True, limit=100, description="意思を示した人（必須）"),
+        declare.person_name("given_by", required=True, limit=100, description="意思を示した人（必須）"),
         declare.code("method", limit=16, description="written / oral"),
         declare.text("note", limit=20000, description="メモ"),
     )),
     Event("withdraw_consent", _prepare_consent, _apply_consent, fields=(
-        declare.line("given_by", required=True, limit=100, description="撤回した人（必須）"),
+        declare.person_name("given_by", required=True, limit=100, description="撤回した人（必須）"),
         declare.code("method", limit=16, description="written / oral"),
         declare.text("note", limit=20000, description="メモ"),
         declare.code("return_to", description="市の外の主担当が同意だけを根拠にしていたとき、担当を返す先の市の部署コード"
