@@ -240,7 +240,7 @@ def test_a_stalled_sheet_is_acknowledged_on_the_fm_dashboard(browser, server, ac
     assert "未対応" in row.inner_text()
     fm.shot("12-dashboard")
     row.get_by_role("button", name="確認済みにする").click()
-    assert "アラートを確認済みにしました" in fm.flash()
+    assert "アラートを確認しました" in fm.flash()
     assert "確認済み" in fm.page.locator(f"#alert-{alert_id}").inner_text()
     fm.shot("13-dashboard-acknowledged")
     with unit_of_work(sessions) as s:
@@ -365,7 +365,7 @@ def test_a_notified_department_acknowledges_and_the_owner_corrects_the_details(b
     assert "高齢介護課" in row.inner_text() and "吉和 花子" not in station.page.content()
     station.shot("18-notice-inbox")
     row.get_by_role("button", name="確認済みにする").click()
-    assert "通知を確認済みにしました" in station.flash()
+    assert "通知を確認しました" in station.flash()
     station.page.goto(f"{server}/cases/{case_id}")
     assert "閲覧できません" in station.page.locator("#metadata-only").inner_text()
     assert "確認" in station.page.locator("#case-notices").inner_text()
@@ -537,7 +537,7 @@ def test_an_fm_takes_up_the_sons_case_in_his_mothers_support_meeting(browser, se
     form.get_by_label(household.son_number, exact=False).check()
     fm.shot("18-convene-with-the-sons-case")
     form.get_by_role("button", name="支援会議を開く").click()
-    assert "「支援会議を開く」を記録しました" in fm.flash()
+    assert "支援会議を開きました。" in fm.flash()
     assert f"併せて検討: {household.son_number}" in fm.page.locator("#meetings").inner_text()
     fm.close()
     # The member reads the son's case, where the meeting held on his mother's case is listed.

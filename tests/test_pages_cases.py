@@ -178,7 +178,8 @@ def test_accepting_from_the_case_page(web, actors, case_in, sessions):
     client.get(f"/cases/{case_id}")
     r = client.post(f"/cases/{case_id}/events/accept_handoff", {"version": case_version(sessions, case_id)})
     assert r.status_code == 303
-    assert "「受理する」を記録しました。現在の状態: 担当決定" in text_of(client.get(r.headers["Location"]))
+    page = text_of(client.get(r.headers["Location"]))
+    assert "つなぐシートを受理しました。" in page and "を記録しました" not in page
     assert case_state(sessions, case_id) == "assigned"
 
 

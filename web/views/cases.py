@@ -177,8 +177,7 @@ def fire(case_id: int, event: str):
     case, page = _apply_form(case_id, event, schema, apply)
     if page is not None:
         return page
-    flash(f"「{states.CASE_EVENT_LABELS[event]}」を記録しました。現在の状態: {states.CASE_STATE_LABELS[case.state]}",
-          "success")
+    flash(firing.EVENTS[event].said(case), "success")
     return redirect(url_for("cases.detail", case_id=case_id), 303)
 
 
@@ -191,7 +190,7 @@ def request_join(case_id: int):
         version=f["version"], basis=f.get("basis"), remote_addr=remote_addr()))
     if page is not None:
         return page
-    flash(f"{handoff.to_department.name}に参加を依頼しました（つなぐシートを送付）。", "success")
+    flash(f"{handoff.to_department.name}に参加を依頼しました。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
 
 
@@ -235,7 +234,7 @@ def answer_offer(case_id: int, offer_id: int):
     if page is not None:
         return page
     if offer.status == "accepted":
-        flash(f"{offer.department.name}に参加を依頼しました（参加依頼のつなぐシートを送付）。", "success")
+        flash(f"{offer.department.name}に参加を依頼しました。", "success")
     else:
         flash(f"{offer.department.name}の参加の申し出を見送りました。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="offers"), 303)

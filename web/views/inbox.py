@@ -73,7 +73,7 @@ def act_on_alert(alert_id: int, action: str):
     except EngineError as exc:
         r = refusal(exc)
         return _render(r, values=None if r.stale else request.form, alert_id=alert_id)
-    flash("お知らせを確認済みにしました。" if action == "acknowledge" else "お知らせを解決にしました。", "success")
+    flash("お知らせを確認しました。" if action == "acknowledge" else "お知らせを解決しました。", "success")
     return redirect(url_for("inbox.show"), 303)
 
 
@@ -87,5 +87,5 @@ def acknowledge_notice(notice_id: int):
         raise
     except EngineError as exc:
         return _render(refusal(exc))
-    flash("通知を確認済みにしました。", "success")
+    flash("通知を確認しました。", "success")
     return redirect(url_for("inbox.show"), 303)
