@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 from datetime import date, timedelta
 from pathlib import Path
@@ -151,7 +152,8 @@ def test_a_consultation_from_the_window_to_closure_through_the_pages(browser, se
     livelihood.page.go_back()
     livelihood.page.locator("article.inbox-item", has_text="廿日 花子").get_by_role("button", name="受理する").click()
     assert "つなぐシートを受理しました" in livelihood.flash()
-    livelihood.page.goto(case_url)
+    livelihood.page.locator(".flash").get_by_role("link", name=re.compile("^ケース .* を開く$")).click()
+    assert livelihood.page.url == case_url
     assert livelihood.state() == "担当決定"
 
     # 3. The FM convenes a 支援会議 with the department, whose 守秘義務 acknowledgement is recorded.
