@@ -213,8 +213,15 @@ def test_a_consultation_from_the_window_to_closure_through_the_pages(browser, se
     # 7. The case is closed with a reason.
     form = livelihood.open_event("close")
     form.locator("#ev-close-close_reason").select_option("goal_met")
+    form.get_by_role("button", name="終結する").click()  # not yet: the 確認 box is not ticked
+    assert "終結してよいか確かめて" in livelihood.page.locator("#ev-close-confirm-error").inner_text()
+    assert livelihood.state() == "伴走支援"
+    form = livelihood.page.locator("#event-close form")
+    assert form.locator("#ev-close-close_reason").input_value() == "goal_met"
+    form.get_by_label("このケースを終結してよいことを確認しました").check()
     form.get_by_role("button", name="終結する").click()
     assert livelihood.state() == "終結"
+    assert livelihood.flash() == "ケースを終結しました。"
     assert "（目標達成）" in livelihood.page.locator(".case-head").inner_text()
     livelihood.shot("11-case-closed")
 

@@ -50,7 +50,7 @@ def test_closing_from_the_case_page_says_it_was_closed(web, actors, case_in, ses
     client = web(actors.livelihood)
     client.get(f"/cases/{case_id}")
     r = client.post(f"/cases/{case_id}/events/close", {"version": case_version(sessions, case_id),
-                                                        "close_reason": "moved_out", "confirm": "yes"})
+                                                        "close_reason": "moved_out", "confirm": "1"})
     assert r.status_code == 303 and case_state(sessions, case_id) == "closed"
     assert _flash(client, r) == "ケースを終結しました。"
 

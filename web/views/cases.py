@@ -133,12 +133,19 @@ def detail(case_id: int):
 
 RELOAD = "画面が古くなっています。読み込み直してからやり直してください。"
 
+# Events of one click that are not undone by another: their form on the page also asks for a ticked 確認
+# box (input "confirm"), with this message beside it when it is not ticked. A page's concern: a client of
+# the API confirms in its own way.
+CONFIRMED_EVENTS = {"close": "終結してよいか確かめて、確認の欄にチェックを入れてください。"}
+
 
 def _apply_form(case_id: int, form_event: str, schema, apply):
     """Parse a case-page form with `schema` and run `apply(data)` on it: (its result, None), or (None, the
     case page again) when the form or the engine refuses. A refused form comes back open with what was
     typed and each message beside its input; a stale one shows the current state instead."""
     parsed = forms.parse(schema, request.form)
+    if form_event in CONFIRMED_EVENTS and request.form.get("confirm") not in ("1", "on"):
+        parsed.errors.setdefault("confirm", []).append(CONFIRMED_EVENTS[form_event])
     if not parsed.ok:
         bad = Refusal(422, "入力内容を確認してください。", parsed.errors)
         if "version" in parsed.errors:
