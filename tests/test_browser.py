@@ -299,7 +299,17 @@ def test_an_admin_answers_a_disclosure_request_and_stops_a_user(browser, server,
     assert "livelihood" in table and "ケース記録の閲覧" in table and "令和" in table
     admin.shot("15-disclosure")
     admin.page.goto(f"{server}/admin/")
+    row = admin.page.locator("#users tbody tr").filter(
+        has=admin.page.get_by_role("button", name="livelihood を停止"))
+    assert "有効" in row.inner_text()
+    row.get_by_role("button", name="livelihood を停止").click()
+    # Asked first, on a page of its own; やめる leaves the user as they were.
+    assert "を停止しますか" in admin.page.locator("h1").inner_text()
+    admin.page.get_by_role("link", name="やめる（管理に戻る）").click()
+    livelihood.page.reload()
+    assert "/login" not in livelihood.page.url
     admin.page.get_by_role("button", name="livelihood を停止").click()
+    admin.page.get_by_role("button", name="停止する", exact=True).click()
     assert "停止しました" in admin.flash()
     # The stopped user's open page is signed out on the next request.
     livelihood.page.goto(f"{server}/cases/{case_id}")
