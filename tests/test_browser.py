@@ -296,7 +296,7 @@ def test_an_admin_answers_a_disclosure_request_and_stops_a_user(browser, server,
     admin.page.get_by_label("ケース番号").fill(number)
     admin.page.get_by_role("button", name="閲覧記録を表示").click()
     table = admin.page.locator("main table").inner_text()
-    assert "livelihood" in table and "ケース記録の閲覧" in table and "令和" in table
+    assert "livelihood" in table and "ケース記録の閲覧" in table and "令和" in table and "実施" in table
     admin.shot("15-disclosure")
     admin.page.goto(f"{server}/admin/")
     row = admin.page.locator("#users tbody tr").filter(

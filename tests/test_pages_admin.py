@@ -367,3 +367,14 @@ def test_the_state_of_each_user_is_named(world, web, sessions):
     assert state[world.logins["outsider"]] == "停止中"
     assert "" not in state.values()
 
+
+def test_the_disclosure_answer_says_the_outcome_of_every_row(world, web, sessions):
+    number = _number(sessions, world.case_id)
+    client = web(_user(sessions, world.logins["outsider"]))
+    assert client.get(f"/cases/{world.case_id}").status_code in (403, 404)  # a refused read, recorded
+    reader = web(_user(sessions, world.logins["receiving"]))
+    assert reader.get(f"/cases/{world.case_id}").status_code == 200
+    admin = web(_user(sessions, world.logins["admin"]))
+    body = admin.get(f"/admin/disclosure?case={number}").get_data(as_text=True)
+    outcomes = [text_of(row[5]).strip() for row in _cells(body.split("<tbody>")[1].split("</tbody>")[0])]
+    assert outcomes and set(outcomes) == {"実施", "拒否"}
