@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 from datetime import date, timedelta
 from pathlib import Path
@@ -151,7 +152,8 @@ def test_a_consultation_from_the_window_to_closure_through_the_pages(browser, se
     livelihood.page.go_back()
     livelihood.page.locator("article.inbox-item", has_text="廿日 花子").get_by_role("button", name="受理する").click()
     assert "つなぐシートを受理しました" in livelihood.flash()
-    livelihood.page.goto(case_url)
+    livelihood.page.locator(".flash").get_by_role("link", name=re.compile("^ケース .* を開く$")).click()
+    assert livelihood.page.url == case_url
     assert livelihood.state() == "担当決定"
 
     # 3. The FM convenes a 支援会議 with the department, whose 守秘義務 acknowledgement is recorded.
@@ -211,8 +213,15 @@ def test_a_consultation_from_the_window_to_closure_through_the_pages(browser, se
     # 7. The case is closed with a reason.
     form = livelihood.open_event("close")
     form.locator("#ev-close-close_reason").select_option("goal_met")
+    form.get_by_role("button", name="終結する").click()  # not yet: the 確認 box is not ticked
+    assert "終結してよいか確かめて" in livelihood.page.locator("#ev-close-confirm-error").inner_text()
+    assert livelihood.state() == "伴走支援"
+    form = livelihood.page.locator("#event-close form")
+    assert form.locator("#ev-close-close_reason").input_value() == "goal_met"
+    form.get_by_label("このケースを終結してよいことを確認しました").check()
     form.get_by_role("button", name="終結する").click()
     assert livelihood.state() == "終結"
+    assert livelihood.flash() == "ケースを終結しました。"
     assert "（目標達成）" in livelihood.page.locator(".case-head").inner_text()
     livelihood.shot("11-case-closed")
 
@@ -240,7 +249,7 @@ def test_a_stalled_sheet_is_acknowledged_on_the_fm_dashboard(browser, server, ac
     assert "未対応" in row.inner_text()
     fm.shot("12-dashboard")
     row.get_by_role("button", name="確認済みにする").click()
-    assert "アラートを確認済みにしました" in fm.flash()
+    assert "アラートを確認しました" in fm.flash()
     assert "確認済み" in fm.page.locator(f"#alert-{alert_id}").inner_text()
     fm.shot("13-dashboard-acknowledged")
     with unit_of_work(sessions) as s:
@@ -287,10 +296,20 @@ def test_an_admin_answers_a_disclosure_request_and_stops_a_user(browser, server,
     admin.page.get_by_label("ケース番号").fill(number)
     admin.page.get_by_role("button", name="閲覧記録を表示").click()
     table = admin.page.locator("main table").inner_text()
-    assert "livelihood" in table and "ケース記録の閲覧" in table and "令和" in table
+    assert "livelihood" in table and "ケース記録の閲覧" in table and "令和" in table and "実施" in table
     admin.shot("15-disclosure")
     admin.page.goto(f"{server}/admin/")
+    row = admin.page.locator("#users tbody tr").filter(
+        has=admin.page.get_by_role("button", name="livelihood を停止"))
+    assert "有効" in row.inner_text()
+    row.get_by_role("button", name="livelihood を停止").click()
+    # Asked first, on a page of its own; やめる leaves the user as they were.
+    assert "を停止しますか" in admin.page.locator("h1").inner_text()
+    admin.page.get_by_role("link", name="やめる（管理に戻る）").click()
+    livelihood.page.reload()
+    assert "/login" not in livelihood.page.url
     admin.page.get_by_role("button", name="livelihood を停止").click()
+    admin.page.get_by_role("button", name="停止する", exact=True).click()
     assert "停止しました" in admin.flash()
     # The stopped user's open page is signed out on the next request.
     livelihood.page.goto(f"{server}/cases/{case_id}")
@@ -365,7 +384,7 @@ def test_a_notified_department_acknowledges_and_the_owner_corrects_the_details(b
     assert "高齢介護課" in row.inner_text() and "吉和 花子" not in station.page.content()
     station.shot("18-notice-inbox")
     row.get_by_role("button", name="確認済みにする").click()
-    assert "通知を確認済みにしました" in station.flash()
+    assert "通知を確認しました" in station.flash()
     station.page.goto(f"{server}/cases/{case_id}")
     assert "閲覧できません" in station.page.locator("#metadata-only").inner_text()
     assert "確認" in station.page.locator("#case-notices").inner_text()
@@ -537,7 +556,7 @@ def test_an_fm_takes_up_the_sons_case_in_his_mothers_support_meeting(browser, se
     form.get_by_label(household.son_number, exact=False).check()
     fm.shot("18-convene-with-the-sons-case")
     form.get_by_role("button", name="支援会議を開く").click()
-    assert "「支援会議を開く」を記録しました" in fm.flash()
+    assert "支援会議を開きました。" in fm.flash()
     assert f"併せて検討: {household.son_number}" in fm.page.locator("#meetings").inner_text()
     fm.close()
     # The member reads the son's case, where the meeting held on his mother's case is listed.

@@ -62,7 +62,7 @@ def test_the_notice_waits_in_the_inbox_until_acknowledged_once(sessions, actors,
     r = client.post(f"/inbox/notices/{notice_id}")
     assert r.status_code == 303
     after = text_of(client.get(r.headers["Location"]))
-    assert "通知を確認済みにしました" in after and "他部署が担当するケースの通知" not in after
+    assert "通知を確認しました" in after and "他部署が担当するケースの通知" not in after
     assert _notices(sessions, case_id)[0][2] is True
     assert count(sessions, AuditEvent, AuditEvent.action == "notice.acknowledge", AuditEvent.outcome == "ok") == 1
     assert count(sessions, CaseHistory, CaseHistory.event == "notice.acknowledge") == 1

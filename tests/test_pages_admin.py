@@ -131,7 +131,11 @@ def test_admin_stops_a_user_whose_open_session_ends_at_once(world, web, sessions
     assert staff.get(f"/cases/{world.case_id}").status_code == 200
     page = admin.get("/admin/")
     assert page.status_code == 200 and "m-receiving" in text_of(page)
-    r = admin.post(f"/admin/users/{world.logins['receiving']}/disable")
+    asked = admin.post(f"/admin/users/{world.logins['receiving']}/disable")
+    assert asked.status_code == 200 and _user(sessions, world.logins["receiving"]).active
+    assert "m-receiving）を停止しますか" in text_of(asked)
+    assert staff.get(f"/cases/{world.case_id}").status_code == 200
+    r = admin.post(f"/admin/users/{world.logins['receiving']}/disable", {"confirmed": "yes"})
     assert r.status_code == 303
     assert "停止しました" in text_of(admin.get("/admin/"))
     after = staff.get(f"/cases/{world.case_id}")
@@ -145,7 +149,8 @@ def test_admin_stops_a_user_whose_open_session_ends_at_once(world, web, sessions
 
 def test_admin_lets_a_stopped_user_back_in(world, web, sessions):
     admin = web(_user(sessions, world.logins["admin"]))
-    assert admin.post(f"/admin/users/{world.logins['receiving']}/disable").status_code == 303
+    r = admin.post(f"/admin/users/{world.logins['receiving']}/disable", {"confirmed": "yes"})
+    assert r.status_code == 303
     page = admin.get("/admin/")
     assert f'aria-label="{world.logins["receiving"]} を再開"' in page.get_data(as_text=True)
     r = admin.post(f"/admin/users/{world.logins['receiving']}/enable")
@@ -250,8 +255,8 @@ def test_admin_adds_a_user_whose_issued_password_is_shown_once(world, web, sessi
 
 def test_a_user_with_an_issued_password_changes_it_before_anything_else(world, web, sessions):
     admin = web(_user(sessions, world.logins["admin"]))
-    issued = ISSUED.search(admin.post(f"/admin/users/{world.logins['receiving']}/password")
-                           .get_data(as_text=True)).group(1)
+    reset = admin.post(f"/admin/users/{world.logins['receiving']}/password", {"confirmed": "yes"})
+    issued = ISSUED.search(reset.get_data(as_text=True)).group(1)
     staff = web(_user(sessions, world.logins["receiving"]))
     for url in ("/", f"/cases/{world.case_id}", "/inbox"):
         r = staff.get(url)
@@ -290,7 +295,7 @@ def test_admin_issues_a_new_password_and_the_users_sessions_end(world, web, sess
     staff = web(_user(sessions, login))
     assert staff.get(f"/cases/{world.case_id}").status_code == 200
     admin = web(_user(sessions, world.logins["admin"]))
-    r = admin.post(f"/admin/users/{login}/password")
+    r = admin.post(f"/admin/users/{login}/password", {"confirmed": "yes"})
     assert r.status_code == 200 and "のパスワードを再設定しました" in text_of(r)
     password = ISSUED.search(r.get_data(as_text=True)).group(1)
     after = staff.get(f"/cases/{world.case_id}")
@@ -314,3 +319,62 @@ def test_the_admin_page_shows_a_locked_account_until_when(world, web, sessions):
         until = s.scalar(select(User.locked_until).where(User.login == world.logins["receiving"]))
     page = text_of(web(_user(sessions, world.logins["admin"])).get("/admin/"))
     assert f"ロック中（{calendar.wareki_datetime(until)}まで）" in page
+
+
+@pytest.mark.parametrize("action, question, button", [
+    ("disable", "を停止しますか", "停止する"),
+    ("password", "のパスワードを再設定しますか", "パスワードを再設定する"),
+])
+def test_stopping_a_user_or_resetting_a_password_is_confirmed_first(world, web, sessions, action, question,
+                                                                      button):
+    login = world.logins["receiving"]
+    admin = web(_user(sessions, world.logins["admin"]))
+    listed = admin.get("/admin/").get_data(as_text=True)
+    assert f'action="/admin/users/{login}/{action}"' in listed
+    # The list's button leads to the question; nothing is done yet, and nothing is shown that needs a script.
+    r = admin.post(f"/admin/users/{login}/{action}")
+    assert r.status_code == 200
+    body = r.get_data(as_text=True)
+    assert f"（{login}）{question}" in text_of(r) and "<script" not in body and " on" + "click=" not in body
+    form = re.search(r'<form method="post" action="([^"]+)" class="row">(.*?)</form>', body, flags=re.S)
+    assert form.group(1) == f"/admin/users/{login}/{action}"
+    assert '<input type="hidden" name="confirmed" value="yes">' in form.group(2)
+    assert f'<button type="submit" class="danger">{button}</button>' in form.group(2)
+    assert 'href="/admin/#users">やめる' in form.group(2)
+    staff = _user(sessions, login)
+    assert staff.active and not staff.must_change_password
+    assert count(sessions, AuditEvent, AuditEvent.action.in_(("user.disable", "password.reset"))) == 0
+    done = admin.post(f"/admin/users/{login}/{action}", {"confirmed": "yes"})
+    assert done.status_code == (303 if action == "disable" else 200)
+    staff = _user(sessions, login)
+    assert (not staff.active) if action == "disable" else staff.must_change_password
+
+
+def _cells(table: str) -> list[list[str]]:
+    """The cells of each row of an HTML table's body, as HTML."""
+    rows = re.findall(r"<tr>(.*?)</tr>", table, flags=re.S)
+    return [re.findall(r"<td>(.*?)</td>", row, flags=re.S) for row in rows]
+
+
+def test_the_state_of_each_user_is_named(world, web, sessions):
+    with unit_of_work(sessions) as s:
+        users.disable_user(s, None, world.logins["outsider"])
+    body = web(_user(sessions, world.logins["admin"])).get("/admin/").get_data(as_text=True)
+    table = body.split('id="users-title"')[1].split("</table>")[0]
+    state = {row[0]: text_of(row[5]).split()[0] for row in _cells(table) if row}
+    assert state[world.logins["receiving"]] == "有効"
+    assert state[world.logins["admin"]] == "有効（本人）"
+    assert state[world.logins["outsider"]] == "停止中"
+    assert "" not in state.values()
+
+
+def test_the_disclosure_answer_says_the_outcome_of_every_row(world, web, sessions):
+    number = _number(sessions, world.case_id)
+    client = web(_user(sessions, world.logins["outsider"]))
+    assert client.get(f"/cases/{world.case_id}").status_code in (403, 404)  # a refused read, recorded
+    reader = web(_user(sessions, world.logins["receiving"]))
+    assert reader.get(f"/cases/{world.case_id}").status_code == 200
+    admin = web(_user(sessions, world.logins["admin"]))
+    body = admin.get(f"/admin/disclosure?case={number}").get_data(as_text=True)
+    outcomes = [text_of(row[5]).strip() for row in _cells(body.split("<tbody>")[1].split("</tbody>")[0])]
+    assert outcomes and set(outcomes) == {"実施", "拒否"}

@@ -178,7 +178,8 @@ def test_accepting_from_the_case_page(web, actors, case_in, sessions):
     client.get(f"/cases/{case_id}")
     r = client.post(f"/cases/{case_id}/events/accept_handoff", {"version": case_version(sessions, case_id)})
     assert r.status_code == 303
-    assert "「受理する」を記録しました。現在の状態: 担当決定" in text_of(client.get(r.headers["Location"]))
+    page = text_of(client.get(r.headers["Location"]))
+    assert "つなぐシートを受理しました。" in page and "を記録しました" not in page
     assert case_state(sessions, case_id) == "assigned"
 
 
@@ -315,9 +316,25 @@ def test_closing_needs_a_reason(web, actors, case_in, sessions):
     r = client.post(f"/cases/{case_id}/events/close", {"version": case_version(sessions, case_id)})
     assert r.status_code == 422 and error_beside(r, "ev-close", "close_reason") == "必須項目です。"
     r = client.post(f"/cases/{case_id}/events/close", {"version": case_version(sessions, case_id),
-                                                        "close_reason": "moved_out", "note": "市外へ転居"})
+                                                        "close_reason": "moved_out", "note": "市外へ転居",
+                                                        "confirm": "1"})
     assert r.status_code == 303 and case_state(sessions, case_id) == "closed"
     assert "終結 " in text_of(client.get(f"/cases/{case_id}")) and "（転出）" in text_of(client.get(f"/cases/{case_id}"))
+
+
+def test_closing_asks_for_a_ticked_confirmation_and_keeps_what_was_typed(web, actors, case_in, sessions):
+    case_id = case_in("assigned")
+    client = web(actors.livelihood)
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    form = page.split('id="event-close"')[1].split("</form>")[0]
+    assert 'type="checkbox" name="confirm" value="1"' in form and "<script" not in page
+    r = client.post(f"/cases/{case_id}/events/close", {"version": case_version(sessions, case_id),
+                                                        "close_reason": "moved_out", "note": "市外へ転居"})
+    assert r.status_code == 422 and case_state(sessions, case_id) == "assigned"
+    assert error_beside(r, "ev-close", "confirm") == "終結してよいか確かめて、確認の欄にチェックを入れてください。"
+    assert input_value(r, "ev-close", "note") == "市外へ転居"
+    assert 'value="moved_out" selected' in r.get_data(as_text=True)
+    assert 'id="event-close" open' in r.get_data(as_text=True)
 
 
 def test_a_closed_case_still_shows_its_last_plan_marked_ended(web, actors, case_in, fire, sessions):

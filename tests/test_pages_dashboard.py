@@ -61,7 +61,7 @@ def test_acknowledging_from_the_list(web, actors, case_in, sessions):
     r = client.post(f"/dashboard/alerts/{alert_id}/acknowledge")
     assert r.status_code == 303
     page = client.get("/dashboard")
-    assert "アラートを確認済みにしました" in text_of(page)
+    assert "アラートを確認しました" in text_of(page)
     assert _alert(sessions, alert_id).status == "acknowledged"
     assert f"/dashboard/alerts/{alert_id}/acknowledge" not in page.get_data(as_text=True)
     again = client.post(f"/dashboard/alerts/{alert_id}/acknowledge")

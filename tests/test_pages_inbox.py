@@ -1,6 +1,7 @@
 """部署の受信箱: waiting sheets with their age in business days and deadline; 受理 and 返送 from the list."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -54,7 +55,13 @@ def test_accepting_from_the_inbox(web, actors, case_in, sessions):
     client.get("/inbox")
     r = client.post(f"/inbox/{h.id}", {"decision": "accept", "version": case_version(sessions, case_id)})
     assert r.status_code == 303
-    assert "つなぐシートを受理しました" in text_of(client.get("/inbox"))
+    body = client.get("/inbox").get_data(as_text=True)
+    flash = re.search(r'<p class="flash flash-success"[^>]*>(.*?)</p>', body, flags=re.S).group(1)
+    with unit_of_work(sessions) as s:
+        number = s.get(Case, case_id).case_number
+    assert text_of(flash).split() == ["つなぐシートを受理しました。", "ケース", number, "を開く"]
+    # The message leads to the case that is now the department's to work on.
+    assert f'<a href="/cases/{case_id}">' in flash
     assert case_state(sessions, case_id) == "assigned"
 
 

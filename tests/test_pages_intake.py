@@ -172,7 +172,14 @@ def test_an_override_to_the_proposed_department_is_marked(web, actors):
             "override_reason": "念のため"}
     r = client.post("/intake", form)
     assert r.status_code == 422
-    assert "提案と同じ部署です" in error_beside(r, "ovr", "to_department")
+    message = error_beside(r, "ovr", "to_department")
+    assert "提案と同じ部署です" in message
+    # It names the button as the preview shows it, under its heading.
+    button = re.search(r'<button type="submit" name="action" value="confirm">([^<]+)</button>',
+                       r.get_data(as_text=True)).group(1)
+    assert button == "生活福祉課（生活困窮者自立相談支援）へ送る"
+    assert f"「提案どおりにする」の「{button}」" in message and "提案どおり送る" not in message
+    assert input_value(r, "ovr", "override_reason") == "念のため"
 
 
 def test_an_override_sends_to_the_chosen_department_and_keeps_the_proposal(web, actors, sessions):
@@ -206,6 +213,25 @@ def test_resolving_at_the_window_opens_and_closes_the_case(web, actors, sessions
         assert (case.state, case.close_reason, case.close_note) == ("closed", "consultation_ended", "制度の案内で解決した。")
         assert case.handoffs == []
         assert case.proposed_department.code == "livelihood"
+
+
+def test_resolving_at_the_window_needs_what_was_done(web, actors, sessions):
+    client = web(actors.window)
+    for note in (None, "　 "):
+        form = {**_hidden(_preview(client)), "action": "confirm", "mode": "resolve"}
+        if note is not None:
+            form["note"] = note
+        r = client.post("/intake", form)
+        assert r.status_code == 422
+        assert error_beside(r, "res", "note") == "窓口で行った対応の内容を入力してください。"
+        assert "送付先: 生活福祉課" in text_of(r)  # still on the preview, with what was typed
+        assert 'name="person.name" value="廿日 太郎"' in r.get_data(as_text=True)
+        assert count(sessions, Case) == 0
+    # What was typed beside it comes back as it was.
+    form = {**_hidden(_preview(client)), "action": "confirm", "mode": "resolve", "note": "　 ",
+            "to_department": "health", "override_reason": "別の欄"}
+    r = client.post("/intake", form)
+    assert r.status_code == 422 and input_value(r, "ovr", "override_reason") == "別の欄"
 
 
 def test_an_unmatched_consultation_is_taken_in_undecided(web, actors, sessions):

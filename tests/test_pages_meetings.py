@@ -179,7 +179,7 @@ def test_the_secretariat_adds_a_member_who_acknowledges_before_reading(web, acto
     assert missing.status_code == 422 and "構成員: 必須項目です。" in missing.get_data(as_text=True)
     r = fm.post(f"/meetings/{meeting_id}/members", data={"user": "shakyo"})
     assert r.status_code == 303
-    assert "守秘義務を確認するまで" in text_of(fm.get(f"/meetings/{meeting_id}"))
+    assert "shakyoさんを構成員に加えました。本人が守秘義務を確認するまで" in text_of(fm.get(f"/meetings/{meeting_id}"))
     again = fm.post(f"/meetings/{meeting_id}/members", data={"user": "shakyo"})
     assert again.status_code == 409 and "既にこの会議の構成員です" in text_of(again)
     with unit_of_work(sessions) as s:

@@ -122,7 +122,8 @@ def confirm(session: Session, actor, fields: dict[str, Any], *, mode: str, rule_
     - `route`: follow the rules in force (refused with RulesChanged if they changed since the preview);
     - `override`: send the つなぐシート to `to_department` instead, with `override_reason` (kept on the
       case with what the rules proposed);
-    - `resolve`: resolved at the window: the case is opened and closed as 相談終了 with `note`.
+    - `resolve`: resolved at the window: the case is opened and closed as 相談終了 with `note` (required: what
+      was done).
     """
     now = now or utcnow()
     require_staff(actor)
@@ -139,13 +140,17 @@ def confirm(session: Session, actor, fields: dict[str, Any], *, mode: str, rule_
             errors["to_department"] = [f"「{to_department}」という部署はありません。"]
         if not (override_reason or "").strip():
             errors["override_reason"] = ["提案と違う部署に送る理由を入力してください。"]
+    if mode == "resolve" and not (note or "").strip():
+        # 相談終了 is the whole record of a consultation answered at the window: what was done is that record.
+        errors["note"] = ["窓口で行った対応の内容を入力してください。"]
     if errors:
         raise ValidationFailed(errors)
     proposal = routing.propose(session, facts)
     if mode == "route" and proposal.rule_version != rule_version:
         raise RulesChanged(rule_version, proposal.rule_version)
     if mode == "override" and proposal.owner is not None and target.id == proposal.owner.id:
-        raise ValidationFailed({"to_department": ["提案と同じ部署です。「提案どおり送る」を選んでください。"]})
+        raise ValidationFailed({"to_department": [
+            f"提案と同じ部署です。「提案どおりにする」の「{target.name}へ送る」を押してください。"]})
     claim = submissions.claim(session, actor, submission_token, "intake", now=now)
 
     case = open_case(session, actor, copy.deepcopy(fields), now=now, remote_addr=remote_addr,

@@ -86,7 +86,7 @@ ACTION_LABELS = {
     "provision.plan_role": "市の外の機関への提供（支援プランの役割）",
     "database.backup": "データベースのバックアップの作成",
 }
-OUTCOME_LABELS = {"ok": "", "refused": "拒否"}
+OUTCOME_LABELS = {"ok": "実施", "refused": "拒否"}  # done, or refused (and recorded as such)
 # A refused page request is recorded as "page.<the page's endpoint>".
 PAGE_LABELS = {
     "cases.detail": "ケース詳細の表示", "cases.fire": "ケースの操作", "cases.sheet": "つなぐシートの印刷",

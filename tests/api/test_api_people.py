@@ -289,9 +289,9 @@ def test_reads_and_refusals_of_the_record_reach_the_persons_disclosure(world, to
         _, rows = disclosure.person_trail(s, number)
     about_her = [(r.actor, r.action, r.outcome, r.case_number) for r in rows if r.case_number is None]
     assert about_her == [
-        ("m-receiving", "person.read", "", None),
+        ("m-receiving", "person.read", "実施", None),
         ("m-outsider", "api GET /people/{person_id}", "拒否", None),
-        ("m-fm", "person.merge", "", None),
-        ("m-partner", "person.read", "", None),
+        ("m-fm", "person.merge", "実施", None),
+        ("m-partner", "person.read", "実施", None),
     ]
     assert {r.action_label for r in rows if r.action == "person.read"} == {"本人の記録（世帯・ケース）の閲覧"}

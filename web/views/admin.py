@@ -78,11 +78,38 @@ def add_user():
     return _issued(user, password, "を追加しました")
 
 
+# What each action that cannot be taken back does to the user, said on the page that asks to confirm it.
+CONFIRMATIONS = {
+    "disable": ("停止する", "を停止しますか", "停止すると、この利用者の開いている画面はすぐに使えなくなり、"
+                "この利用者として動くAPIトークンも無効になります。再開しても、無効にしたトークンは戻りません。"),
+    "password": ("パスワードを再設定する", "のパスワードを再設定しますか",
+                 "いまのパスワードは使えなくなり、この利用者の開いている画面も使えなくなります。新しいパスワードを"
+                 "一度だけ表示しますので、本人に渡してください。"),
+}
+
+
+def _unconfirmed(login: str, action: str):
+    """The page that asks to confirm `action` on the user `login`, or None when it is confirmed (or there is
+    nothing to confirm: no such user, or the admin themselves, whom the action refuses with its reason)."""
+    if request.form.get("confirmed") == "yes":
+        return None
+    user = next((u for u in users.list_users(db.session(), actor()) if u.login == login), None)
+    if user is None or user.id == actor().id or (action == "disable" and not user.active):
+        return None
+    button, question, consequence = CONFIRMATIONS[action]
+    return render_template("admin_confirm.html", user=user, button=button, question=question,
+                           consequence=consequence, action=request.path)
+
+
 @bp.post("/users/<login>/password")
 @login_required
 def reset_password(login: str):
-    """Issue a new password for a user (forgotten, or locked out): the lock lifts, their sessions end."""
+    """Issue a new password for a user (forgotten, or locked out): the lock lifts, their sessions end.
+    Asked to confirm first."""
     _require_admin()
+    page = _unconfirmed(login, "password")
+    if page is not None:
+        return page
     password = users.issued_password()
     try:
         user = users.reset_password(db.session(), actor(), login, password)
@@ -146,7 +173,11 @@ def _act(do, done, anchor: str):
 @bp.post("/users/<login>/disable")
 @login_required
 def disable_user(login: str):
-    """Stop a user at once: their sessions end and their tokens stop working."""
+    """Stop a user at once, once confirmed: their sessions end and their tokens stop working."""
+    _require_admin()
+    page = _unconfirmed(login, "disable")
+    if page is not None:
+        return page
     return _act(lambda: users.disable_user(db.session(), actor(), login),
                 lambda u: f"{u.display_name}（{u.login}）を停止しました。開いていた画面とトークンは使えなくなりました。",
                 "users")

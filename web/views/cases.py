@@ -133,12 +133,19 @@ def detail(case_id: int):
 
 RELOAD = "画面が古くなっています。読み込み直してからやり直してください。"
 
+# Events of one click that are not undone by another: their form on the page also asks for a ticked 確認
+# box (input "confirm"), with this message beside it when it is not ticked. A page's concern: a client of
+# the API confirms in its own way.
+CONFIRMED_EVENTS = {"close": "終結してよいか確かめて、確認の欄にチェックを入れてください。"}
+
 
 def _apply_form(case_id: int, form_event: str, schema, apply):
     """Parse a case-page form with `schema` and run `apply(data)` on it: (its result, None), or (None, the
     case page again) when the form or the engine refuses. A refused form comes back open with what was
     typed and each message beside its input; a stale one shows the current state instead."""
     parsed = forms.parse(schema, request.form)
+    if form_event in CONFIRMED_EVENTS and request.form.get("confirm") not in ("1", "on"):
+        parsed.errors.setdefault("confirm", []).append(CONFIRMED_EVENTS[form_event])
     if not parsed.ok:
         bad = Refusal(422, "入力内容を確認してください。", parsed.errors)
         if "version" in parsed.errors:
@@ -177,8 +184,7 @@ def fire(case_id: int, event: str):
     case, page = _apply_form(case_id, event, schema, apply)
     if page is not None:
         return page
-    flash(f"「{states.CASE_EVENT_LABELS[event]}」を記録しました。現在の状態: {states.CASE_STATE_LABELS[case.state]}",
-          "success")
+    flash(firing.EVENTS[event].said(case), "success")
     return redirect(url_for("cases.detail", case_id=case_id), 303)
 
 
@@ -191,7 +197,7 @@ def request_join(case_id: int):
         version=f["version"], basis=f.get("basis"), remote_addr=remote_addr()))
     if page is not None:
         return page
-    flash(f"{handoff.to_department.name}に参加を依頼しました（つなぐシートを送付）。", "success")
+    flash(f"{handoff.to_department.name}に参加を依頼しました。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="handoffs"), 303)
 
 
@@ -235,7 +241,7 @@ def answer_offer(case_id: int, offer_id: int):
     if page is not None:
         return page
     if offer.status == "accepted":
-        flash(f"{offer.department.name}に参加を依頼しました（参加依頼のつなぐシートを送付）。", "success")
+        flash(f"{offer.department.name}に参加を依頼しました。", "success")
     else:
         flash(f"{offer.department.name}の参加の申し出を見送りました。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="offers"), 303)

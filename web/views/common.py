@@ -29,6 +29,18 @@ def actor():
     return current_user._get_current_object()
 
 
+# A display name that names a post rather than a person (the demo's 障害福祉課 職員, システム管理者): no さん.
+_POSTS = ("職員", "管理者", "担当", "係", "課")
+
+
+def name_with_san(display_name: str) -> str:
+    """A colleague's name as staff say it: 宮島さん, 宮島 FMさん（地域福祉課 係長）; a post as it is."""
+    name, paren, rest = display_name.partition("（")
+    name = name.rstrip()
+    said = name if not name or name.endswith(_POSTS) else f"{name}さん"
+    return f"{said}{paren}{rest}"
+
+
 def remote_addr() -> str | None:
     """The client's address, for the audit trail."""
     return g.get("remote_addr") or request.remote_addr

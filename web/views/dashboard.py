@@ -48,10 +48,10 @@ def act(alert_id: int, action: str):
     try:
         if action == "acknowledge":
             dashboard.acknowledge(s, actor(), alert_id)
-            message = "アラートを確認済みにしました。"
+            message = "アラートを確認しました。"
         elif action == "resolve":
             dashboard.resolve(s, actor(), alert_id, f.get("note"))
-            message = "アラートを解決にしました。"
+            message = "アラートを解決しました。"
         else:
             case = dashboard.reassign(s, actor(), alert_id, to_department=f["to_department"], reason=f["reason"],
                                       remote_addr=remote_addr())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
+from markupsafe import Markup
 
 from engine.alerts import notices
 from engine.cases import offers as join_offers
@@ -44,14 +45,19 @@ def answer(handoff_id: int):
         return _render(Refusal(422, "入力内容を確認してください。", parsed.errors), handoff_id, request.form)
     f = parsed.data
     try:
-        inbox.answer(db.session(), actor(), handoff_id, f["decision"], version=f["version"], reason=f.get("reason"),
-                     remote_addr=remote_addr())
+        handoff = inbox.answer(db.session(), actor(), handoff_id, f["decision"], version=f["version"],
+                               reason=f.get("reason"), remote_addr=remote_addr())
     except PASS_THROUGH:
         raise
     except EngineError as exc:
         r = refusal(exc)
         return _render(r, handoff_id, None if r.stale else request.form)
-    flash("つなぐシートを受理しました。" if f["decision"] == "accept" else "つなぐシートを返送しました。", "success")
+    if f["decision"] == "accept":
+        # The case is now the department's to work on: the message leads to it (format escapes each value).
+        flash(Markup('つなぐシートを受理しました。<a href="{}">ケース {} を開く</a>').format(
+            url_for("cases.detail", case_id=handoff.case_id), handoff.case.case_number), "success")
+    else:
+        flash("つなぐシートを返送しました。", "success")
     return redirect(url_for("inbox.show"), 303)
 
 
@@ -73,7 +79,7 @@ def act_on_alert(alert_id: int, action: str):
     except EngineError as exc:
         r = refusal(exc)
         return _render(r, values=None if r.stale else request.form, alert_id=alert_id)
-    flash("お知らせを確認済みにしました。" if action == "acknowledge" else "お知らせを解決にしました。", "success")
+    flash("お知らせを確認しました。" if action == "acknowledge" else "お知らせを解決しました。", "success")
     return redirect(url_for("inbox.show"), 303)
 
 
@@ -87,5 +93,5 @@ def acknowledge_notice(notice_id: int):
         raise
     except EngineError as exc:
         return _render(refusal(exc))
-    flash("通知を確認済みにしました。", "success")
+    flash("通知を確認しました。", "success")
     return redirect(url_for("inbox.show"), 303)

@@ -99,7 +99,7 @@ def submit():
             return _form(values, parsed.page_errors(intake_errors), r.message, r.status)
         proposal = window.preview(s, actor(), parsed.data)
         return _preview(values, proposal, choice=request.form, errors=r.errors, message=r.message, status=r.status)
-    messages = {"route": "相談を受け付けました。", "override": "相談を受け付け、選んだ部署につなぐシートを送りました。",
-                "resolve": "相談を受け付け、窓口で対応を終えました（相談終了）。"}
-    flash(f"{messages[c['mode']]}（ケース番号 {case.case_number}）", "success")
+    messages = {"route": "相談を受け付けました", "override": "相談を受け付け、選んだ部署につなぐシートを送りました",
+                "resolve": "相談を受け付け、窓口での相談終了として記録しました"}
+    flash(f"{messages[c['mode']]}（ケース番号 {case.case_number}）。", "success")
     return redirect(url_for("cases.detail", case_id=case.id), 303)

@@ -7,7 +7,7 @@ from flask_login import login_required
 from engine.cases import meetings, reading, submissions
 from engine.errors import EngineError
 from web import db, forms
-from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
+from web.views.common import PASS_THROUGH, Refusal, actor, name_with_san, refusal, remote_addr
 
 bp = Blueprint("meetings", __name__)
 
@@ -75,7 +75,7 @@ def add_member(meeting_id: int):
         raise
     except EngineError as exc:
         return _render(meeting_id, refusal(exc), request.form, "member")
-    flash(f"{member.user.display_name}さんを構成員に加えました。本人が守秘義務を確認するまで、記録は表示されません。",
+    flash(f"{name_with_san(member.user.display_name)}を構成員に加えました。本人が守秘義務を確認するまで、記録は表示されません。",
           "success")
     return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
 

@@ -82,8 +82,8 @@ EVENTS = (
     Event("close", _prepare_close, _apply_close, fields=(
         declare.code("close_reason", required=True, limit=32, description="終結理由コード（必須）"),
         declare.text("note", limit=20000, description="メモ"),
-    )),
+    ), done="ケースを終結しました。"),
     Event("reopen", _prepare_reopen, _apply_reopen, fields=(
         declare.text("reason", required=True, limit=20000, description="再開の理由（必須）"),
-    )),
+    ), done="ケースを再開し、受付に戻しました。"),
 )

@@ -76,6 +76,13 @@ class Event:
     prepare: Callable[[EventContext], None]
     apply: Callable[[EventContext], None]
     fields: tuple[Field, ...] = ()
+    # What staff read once it is done, as they would say it: one sentence in the past tense, or one per state
+    # the event may lead to (an event with branches).
+    done: str | dict[str, str] = field(kw_only=True, hash=False)
+
+    def said(self, case: Case) -> str:
+        """The sentence that tells staff this event was done, for the case as it now is."""
+        return self.done if isinstance(self.done, str) else self.done[case.state]
 
 
 @dataclass

@@ -213,9 +213,9 @@ EVENTS = (
         declare.text("override_reason", limit=20000,
                description="振り分けルールの提案と異なる部署へ送る理由（省略したときは、つなぐ理由をその理由として記録）"),
         declare.basis(),
-    )),
-    Event("accept_handoff", _prepare_handoff_answer, _apply_accept_handoff),
+    ), done="つなぐシートを送りました。"),
+    Event("accept_handoff", _prepare_handoff_answer, _apply_accept_handoff, done="つなぐシートを受理しました。"),
     Event("decline_handoff", _prepare_handoff_answer, _apply_decline_handoff, fields=(
         declare.text("reason", required=True, limit=20000, description="返送の理由（必須）"),
-    )),
+    ), done="つなぐシートを返送しました。"),
 )

@@ -95,5 +95,5 @@ EVENTS = (
         declare.text("minutes", limit=20000, description="記録"),
         declare.text("decisions", limit=20000, description="決定事項"),
         discussed.declaration("支援会議"),
-    )),
+    ), done="支援会議を開きました。"),
 )

@@ -170,7 +170,7 @@ EVENTS = (
         declare.codes("business_categories", limit=32, nullable=False, description="事業区分コードの一覧"),
         declare.text("minutes", limit=20000, description="重層的支援会議の記録"),
         discussed.declaration("重層的支援会議"),
-    )),
+    ), done="支援プランを決定しました。"),
     Event("evaluate", _prepare_evaluate, _apply_evaluate, fields=(
         declare.code("goals_met", required=True, limit=None, choices="goals_met",
                      description="目標の達成度コード（必須、categories.yaml の goals_met）"),
@@ -180,6 +180,10 @@ EVENTS = (
         declare.day("next_evaluation_date", description="次回評価日（継続時必須）"),
         declare.code("close_reason", limit=32, description="終結理由（終結時必須）"),
         declare.day("evaluated_on", description="評価日"),
-    )),
-    Event("resume", note_only, nothing, fields=(declare.text("note", limit=20000, description="メモ"),)),
+    ), done={"accompaniment": "評価を記録し、伴走支援を続けることにしました。",
+             "layered_meeting": "評価を記録し、重層的支援会議で支援プランを見直すことにしました。",
+             "suspended": "評価を記録し、支援を中断しました。",
+             "closed": "評価を記録し、ケースを終結しました。"}),
+    Event("resume", note_only, nothing, fields=(declare.text("note", limit=20000, description="メモ"),),
+          done="支援を再開しました。"),
 )
