@@ -256,7 +256,7 @@ def test_user_list_says_who_cannot_sign_in_and_why(cli, actors, sessions):
     assert lines["elderly"][1:3] == ["staff", "elderly"] and lines["elderly"][-1] == "停止中"
     assert lines["livelihood"][-1] == "発行したパスワードの変更待ち"
     assert lines["window"][-1].startswith("ロック中（令和")
-    assert lines["fm"][1:3] == ["fm", "community_welfare"] and lines["fm"][-1] == "利用中"
+    assert lines["fm"][1:3] == ["fm", "community_welfare"] and lines["fm"][-1] == "有効"
 
 
 def test_the_hashing_cost_is_a_setting_and_refused_out_of_range():

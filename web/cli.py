@@ -318,7 +318,7 @@ def user_list() -> None:
     """List the staff users, one per line: login, role, department, and what stops them signing in."""
     with transaction() as session:
         for u in accounts.list_users(session, None):
-            state = "、".join(accounts.account_notes(u)) or "利用中"
+            state = "、".join(accounts.account_notes(u)) or "有効"
             click.echo("\t".join([u.login, u.role, u.department.code, u.display_name, state]))
 
 
