@@ -393,5 +393,6 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 from web import (
     cli_api,  # noqa: E402,F401
     cli_privacy,  # noqa: E402,F401
+    cli_referrals,  # noqa: E402,F401
     cli_routing,  # noqa: E402,F401
 )

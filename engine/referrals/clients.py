@@ -180,3 +180,18 @@ def list_clients(session: Session, actor) -> list[dict]:
                     "valid_tokens": len(live), "prefixes": [t.prefix for t in live],
                     "last_used_at": max(used) if used else None})
     return out
+
+
+def referral_sender(session: Session, client_name: str) -> ApiClient:
+    """The client a file of referrals is imported for: one that could post them itself (the referrals:write
+    scope and a token not revoked); ValidationFailed naming what is missing."""
+    client = session.scalar(select(ApiClient).where(ApiClient.name == client_name))
+    if client is None:
+        raise ValidationFailed({"client": [f"「{client_name}」というクライアントはありません。"]})
+    if "referrals:write" not in (client.scopes or ()):
+        raise ValidationFailed({"client": [f"クライアント {client_name} には referrals:write のスコープがありません。"]})
+    live = session.scalar(select(func.count()).select_from(ApiToken)
+                          .where(ApiToken.client_id == client.id, ApiToken.revoked_at.is_(None)))
+    if not live:
+        raise ValidationFailed({"client": [f"クライアント {client_name} のトークンはすべて失効しています。"]})
+    return client

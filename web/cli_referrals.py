@@ -1,0 +1,100 @@
+"""`tsunagu referrals import`: referrals from a CSV file, each created as `POST /referrals` would create it."""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from engine.errors import EngineError
+from engine.models import ApiClient
+from engine.referrals import clients as api_clients
+from engine.referrals import intake as referrals
+from web.cli import Once, main, transaction
+from web.referral_files import FileRefused, read_rows
+
+
+@main.group("referrals")
+def referrals_group() -> None:
+    """紹介（他のシステムからの紹介の取り込み）。"""
+
+
+def file_key(external_ref: str) -> str:
+    """The idempotency key of a row: one per external_ref, so that importing a file again (or the rest of
+    one stopped midway) creates nothing twice, and a row changed since is refused rather than replayed."""
+    return "file:" + hashlib.sha256(external_ref.encode("utf-8")).hexdigest()
+
+
+@referrals_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--client", "client_name", required=True, cls=Once, help="the API client the referrals come from")
+@click.option("--dry-run", is_flag=True, help="check and route every row, save nothing")
+@with_appcontext
+def referrals_import(file: Path, client_name: str, dry_run: bool) -> None:
+    """Create a referral per row of a CSV (UTF-8, with or without BOM, or CP932).
+
+    Columns: the API's field paths (external_ref, referrer.organization, person.name, person.birth_date,
+    categories, summary, urgency, consent.*, household.1.name …); see docs/api.md. Each row is saved on its
+    own; a refused row is said with its line and column, and the command then exits 1.
+    """
+    try:
+        rows = read_rows(file.read_bytes())
+    except OSError as exc:
+        click.echo(f"エラー: {file} を読めません（{exc.strerror or exc}）。", err=True)
+        sys.exit(1)
+    except FileRefused as exc:
+        click.echo(f"エラー: {file}: {exc}（何も取り込んでいません）", err=True)
+        sys.exit(1)
+    with transaction() as session:
+        client_id = api_clients.referral_sender(session, client_name).id
+    sessions = current_app.extensions["tsunagu.sessions"]
+    created = replayed = refused = 0
+    for row in rows:
+        if row.errors:
+            refused += 1
+            _refused(row.line, row.errors)
+            continue
+        session = sessions()
+        try:
+            client = session.get(ApiClient, client_id)
+            answer = referrals.receive(session, client, key=file_key(row.external_ref), payload=row.body)
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+        except referrals.DuplicateReferral as exc:
+            session.rollback()
+            replayed += 1
+            click.echo(f"{row.line}行目: {exc.message}（取り込みませんでした）")
+            continue
+        except EngineError as exc:
+            session.rollback()
+            refused += 1
+            _refused(row.line, getattr(exc, "errors", None) or {"external_ref": [exc.message]})
+            continue
+        finally:
+            session.close()
+        body = answer.body
+        routing = body.get("routing") or {}
+        to = body.get("owning_department") or routing.get("proposed_department")
+        where = f"{body['status_label']}: {to['name']}" if to else f"{body['status_label']}: {routing.get('reason') or ''}"
+        if answer.replayed:
+            replayed += 1
+            click.echo(f"{row.line}行目: 取り込み済みです（{body['case_number']}）。")
+        else:
+            created += 1
+            verb = "受け付けられます" if dry_run else "受け付けました"
+            number = "" if dry_run else f" {body['case_number']}"
+            click.echo(f"{row.line}行目: {verb}{number}（{where}）")
+    mode = "（試行: 何も保存していません）" if dry_run else ""
+    click.echo(f"新しい紹介 {created} 件、取り込み済み {replayed} 件、受け付けなかった行 {refused} 件{mode}。")
+    if refused:
+        sys.exit(1)
+
+
+def _refused(line: int, errors: dict[str, list[str]]) -> None:
+    said = " / ".join(f"{column}: {' '.join(messages)}" for column, messages in errors.items())
+    click.echo(f"エラー: {line}行目 {said}", err=True)
