@@ -1,6 +1,8 @@
-"""`tsunagu referrals import`: referrals from a CSV file, each created as `POST /referrals` would create it."""
+"""`tsunagu referrals import` (referrals from a CSV file, each created as `POST /referrals` would create it) and
+`tsunagu cases export` (cases as CSV for the systems downstream)."""
 from __future__ import annotations
 
+import csv
 import hashlib
 import sys
 from pathlib import Path
@@ -13,7 +15,10 @@ from engine.errors import EngineError
 from engine.models import ApiClient
 from engine.referrals import clients as api_clients
 from engine.referrals import intake as referrals
+from engine.reports import exports
+from engine.spreadsheet import row as spreadsheet_row
 from web.cli import Once, main, transaction
+from web.forms import NoSuchDate, parse_date
 from web.referral_files import FileRefused, read_rows
 
 
@@ -98,3 +103,45 @@ def referrals_import(file: Path, client_name: str, dry_run: bool) -> None:
 def _refused(line: int, errors: dict[str, list[str]]) -> None:
     said = " / ".join(f"{column}: {' '.join(messages)}" for column, messages in errors.items())
     click.echo(f"エラー: {line}行目 {said}", err=True)
+
+
+@main.group("cases")
+def cases_group() -> None:
+    """ケース（下流のシステムへの書き出し）。"""
+
+
+def _day(value: str | None):
+    if value is None:
+        return None
+    try:
+        return parse_date(value)
+    except NoSuchDate as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    except ValueError:
+        raise click.BadParameter("2026-04-01 または 令和8年4月1日 の形で指定してください。", param_hint="--since") from None
+
+
+@cases_group.command("export")
+@click.option("--since", cls=Once, help="cases changed on or after this day (2026-04-01, 令和8年4月1日)")
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True, cls=Once)
+@click.option("--client", "client_name", default=None, cls=Once,
+              help="a client's own referrals, as it reads them over the API")
+@click.option("--with-text", is_flag=True, help="the city's export with names, birth dates and summaries")
+@with_appcontext
+def cases_export(since: str | None, fmt: str, client_name: str | None, with_text: bool) -> None:
+    """Write cases as CSV on stdout: codes and dates only, unless --with-text. Audited as a bulk read."""
+    since = _day(since)
+    if client_name is not None and with_text:
+        click.echo("エラー: --client の書き出しは紹介元が API で読める項目だけです（--with-text とは併せて使えません）。",
+                   err=True)
+        sys.exit(1)
+    with transaction() as session:
+        if client_name is not None:
+            header, rows = exports.CLIENT_COLUMNS, exports.client_rows(session, client_name, since=since)
+        else:
+            header = exports.CASE_COLUMNS + (exports.TEXT_COLUMNS if with_text else ())
+            rows = exports.case_rows(session, since=since, with_text=with_text)
+    out = csv.writer(sys.stdout, lineterminator="\r\n")
+    out.writerow(header)
+    for values in rows:
+        out.writerow(spreadsheet_row(values))

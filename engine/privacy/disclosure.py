@@ -22,6 +22,7 @@ ACTION_LABELS = {
     "participation.end": "参加支援の終了の記録",
     "referral.read": "紹介元システムによる状況の照会",
     "referral.replay": "紹介元システムの再送（最初の応答を返した）",
+    "case.export": "ケースの書き出し（氏名・要約を含む一括の書き出し）",
     "case.read": "ケース記録の閲覧",
     "case.found": "一覧・検索結果への氏名の表示",
     "handoff_sheet.read": "つなぐシートの閲覧",
