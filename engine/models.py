@@ -814,6 +814,8 @@ class ApiClient(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     webhook_url: Mapped[str | None] = mapped_column(String(500))
     webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    # The source (categories.yaml `sources`) of every referral the client sends; None: `api`.
+    source: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     user: Mapped[User | None] = relationship()

@@ -24,14 +24,17 @@ def token() -> None:
 @click.option("--scopes", required=True, help="comma-separated: referrals:write,referrals:read,cases:read,…", cls=Once)
 @click.option("--user", "user_login", default=None, cls=Once,
               help="staff login the token acts for (needed for cases:* and alerts:*)")
+@click.option("--source", default=None, cls=Once,
+              help="the source code (categories.yaml sources, e.g. partner) of every referral the client sends")
 @with_appcontext
-def token_create(client_name: str, scopes: str, user_login: str | None) -> None:
+def token_create(client_name: str, scopes: str, user_login: str | None, source: str | None) -> None:
     """Create a token; it is printed once, alone on the last line."""
     with transaction() as session:
         client, secret = api_clients.create_token(session, client_name=client_name, scopes=scopes.split(","),
-                                                  user_login=user_login)
+                                                  user_login=user_login, source=source)
         who = f"職員 {user_login} として" if user_login else "外部システムとして"
-        summary = f"クライアント {client.name} のトークンを作りました（{who}、スコープ: {', '.join(client.scopes)}）。"
+        summary = (f"クライアント {client.name} のトークンを作りました（{who}、スコープ: {', '.join(client.scopes)}、"
+                   f"紹介の受付経路: {client.source or 'api'}）。")
     click.echo(summary)
     click.echo("トークンはこの一度だけ表示されます。安全な場所に保管してください:")
     click.echo(secret)

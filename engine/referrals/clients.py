@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from engine import access
+from engine import access, vocab
 from engine.audit import trail
 from engine.errors import Conflict, ValidationFailed
 from engine.models import ApiClient, ApiToken, User, utcnow
@@ -50,8 +50,12 @@ def _check_name(name: str) -> None:
 
 
 def create_token(session: Session, *, client_name: str, scopes: list[str], user_login: str | None = None,
-                 now: datetime | None = None) -> tuple[ApiClient, str]:
+                 source: str | None = None, now: datetime | None = None) -> tuple[ApiClient, str]:
     """Make a token for the client (created if new); return the client and the token, shown only now.
+
+    `source` (a code of categories.yaml `sources`) becomes the source of every referral the client sends
+    from now on, so that routing rules on sources apply to them; without it the client keeps the one it has
+    (none: `api`).
 
     Scopes and user belong to the client, for all its tokens. A token once handed out never gains or loses
     what it may do: while the client has valid tokens, a new one must ask for the same scopes and user
@@ -74,6 +78,8 @@ def create_token(session: Session, *, client_name: str, scopes: list[str], user_
             errors["user"] = [f"「{user_login}」という有効な職員はいません。"]
     elif USER_SCOPES & set(scopes):
         errors["user"] = ["cases:* と alerts:* のスコープには --user（代わりに操作する職員）が必要です。"]
+    if source is not None and source not in vocab.codes("sources"):
+        errors["source"] = [f"「{source}」という受付経路はありません（{', '.join(vocab.codes('sources'))}）。"]
     if errors:
         raise ValidationFailed(errors)
     client = session.scalar(select(ApiClient).where(ApiClient.name == client_name))
@@ -93,12 +99,14 @@ def create_token(session: Session, *, client_name: str, scopes: list[str], user_
                 f"tsunagu token revoke {client_name} で失効させてから作り直してください。")
         client.scopes = scopes
         client.user_id = getattr(user, "id", None)
+    if source is not None:
+        client.source = source
     session.flush()
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(client_id=client.id, token_hash=hash_token(token), prefix=token[:12], created_at=now))
     trail.record(session, actor=None, actor_label="cli", action="api_token.create", object_type="api_client",
                  object_id=client.id, at=now,
-                 detail={"client": client_name, "scopes": scopes, "user": user_login})
+                 detail={"client": client_name, "scopes": scopes, "user": user_login, "source": client.source})
     session.flush()
     return client, token
 

@@ -58,8 +58,8 @@ def body_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def intake_fields(payload: dict[str, Any]) -> dict[str, Any]:
-    """Map a referral onto engine.cases.intake.open_case's fields (source `api`)."""
+def intake_fields(payload: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+    """Map a referral onto engine.cases.intake.open_case's fields (source: the client's, or `api`)."""
     person = dict(payload["person"])
     return {
         "person": {k: person.get(k) for k in ("name", "name_kana", "sex", "birth_date", "area", "resident_id",
@@ -71,7 +71,7 @@ def intake_fields(payload: dict[str, Any]) -> dict[str, Any]:
         ],
         "categories": list(payload["categories"]),
         "summary": payload["summary"],
-        "source": "api",
+        "source": source or "api",
         "urgency": payload.get("urgency") or "normal",
         "consent_to_share": bool(payload.get("consent_to_share")),
         "consent": payload.get("consent"),
@@ -130,7 +130,7 @@ def _refuse_duplicate_unless_replay(session: Session, client_id: int, key: str, 
     return None
 
 
-def _routing_facts(payload: dict[str, Any], now: datetime) -> RoutingFacts:
+def _routing_facts(payload: dict[str, Any], now: datetime, source: str | None = None) -> RoutingFacts:
     """The facts the case opened from this referral will be routed on (see routing.facts_of)."""
     person = payload["person"]
     categories = list(dict.fromkeys(payload["categories"]))
@@ -138,7 +138,7 @@ def _routing_facts(payload: dict[str, Any], now: datetime) -> RoutingFacts:
     return RoutingFacts(
         categories=tuple(categories), primary_category=categories[0] if categories else None,
         area=person.get("area") or None, birth_date=birth_date if isinstance(birth_date, date) else None,
-        source="api", urgency=payload.get("urgency") or "normal", on=now.astimezone(JST).date(),
+        source=source or "api", urgency=payload.get("urgency") or "normal", on=now.astimezone(JST).date(),
     )
 
 
@@ -161,7 +161,7 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
     if answer is not None:
         return _replayed(session, client, answer)
     # Reads before the first write: on SQLite the write transaction (one at a time) stays short.
-    routing.prefetch(session, _routing_facts(payload, now))
+    routing.prefetch(session, _routing_facts(payload, now, client.source))
     row = IdempotencyKey(client_id=client_id, key=key, body_hash=digest, status_code=0, response_body={},
                          created_at=now)
     session.add(row)
@@ -175,7 +175,7 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
             raise
         return _replayed(session, client, answer)
     try:
-        case = intake.open_case(session, actor, intake_fields(payload), now=now, client=client,
+        case = intake.open_case(session, actor, intake_fields(payload, client.source), now=now, client=client,
                                   remote_addr=remote_addr)
     except IntegrityError:
         # The same external_ref committed first: under another key (a duplicate), or under this one by a
