@@ -26,6 +26,7 @@ ALERT_LABELS = {
     "basis_needed": "情報提供の根拠が必要",
     "handed_back": "担当の返還（同意の撤回）",
     "notice_unseen": "多機関協働の通知が未確認",
+    "watch_report": "見守り通報（様子の確認が必要）",
 }
 STATUS_LABELS = {"open": "未対応", "acknowledged": "確認済み", "resolved": "解決済み"}
 

@@ -17,6 +17,8 @@ def queue_status_change(session: Session, case: Case, event: str, before: str, n
     client = session.get(ApiClient, case.referral_client_id)
     if client is None or not client.webhook_url:
         return
+    if "referrals:read" not in (client.scopes or ()):
+        return  # a 見守り協定 partner (watch:*) learns that its report was received, never what followed
     if not has_live_token(session, client.id):
         return  # cut off (its tokens revoked): nothing of the case goes to it any more
     session.add(OutboxEvent(

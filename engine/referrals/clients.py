@@ -19,7 +19,10 @@ from engine.audit import trail
 from engine.errors import Conflict, ValidationFailed
 from engine.models import ApiClient, ApiToken, User, utcnow
 
-SCOPES = ("referrals:write", "referrals:read", "cases:read", "cases:write", "alerts:read", "alerts:write")
+SCOPES = ("referrals:write", "referrals:read", "cases:read", "cases:write", "alerts:read", "alerts:write",
+          "watch:write", "watch:read")
+# A 見守り協定 partner's scopes: it sends the narrow 見守り通報 and reads back that it was received, nothing else.
+WATCH_SCOPES = frozenset({"watch:write", "watch:read"})
 # Scopes that reach into staff data: only through a staff user's access policy.
 USER_SCOPES = frozenset({"cases:read", "cases:write", "alerts:read", "alerts:write"})
 TOKEN_PREFIX = "tsu_"
@@ -71,11 +74,16 @@ def create_token(session: Session, *, client_name: str, scopes: list[str], user_
         errors["scopes"] = ["スコープを1つ以上指定してください: " + ", ".join(SCOPES)]
     elif unknown:
         errors["scopes"] = [f"「{s}」というスコープはありません（{', '.join(SCOPES)}）。" for s in unknown]
+    elif WATCH_SCOPES & set(scopes) and set(scopes) - WATCH_SCOPES:
+        errors["scopes"] = ["見守り通報のスコープ（watch:write、watch:read）は、ほかのスコープと併せて持てません"
+                            "（見守り協定の相手は通報だけを送ります）。"]
     user = None
     if user_login:
         user = session.scalar(select(User).where(User.login == user_login))
         if user is None or not user.active:
             errors["user"] = [f"「{user_login}」という有効な職員はいません。"]
+        elif WATCH_SCOPES & set(scopes):
+            errors["user"] = ["見守り通報のクライアントは職員として動きません（--user は付けずに作ってください）。"]
     elif USER_SCOPES & set(scopes):
         errors["user"] = ["cases:* と alerts:* のスコープには --user（代わりに操作する職員）が必要です。"]
     if source is not None and source not in vocab.codes("sources"):

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -152,6 +152,23 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
     to a concurrent request, then answers as that request did.
     """
     now = now or utcnow()
+
+    def open_referral() -> tuple[Case, dict[str, Any]]:
+        case = intake.open_case(session, actor, intake_fields(payload, client.source), now=now, client=client,
+                                remote_addr=remote_addr)
+        return case, created_body(session, case)
+
+    # Reads before the first write: on SQLite the write transaction (one at a time) stays short.
+    return receive_once(session, client, key=key, payload=payload, location=location, now=now,
+                        before_writing=lambda: routing.prefetch(session, _routing_facts(payload, now, client.source)),
+                        open_and_answer=open_referral)
+
+
+def receive_once(session: Session, client: ApiClient, *, key: str, payload: dict[str, Any], location,
+                 now: datetime, open_and_answer: Callable[[], tuple[Case, dict[str, Any]]],
+                 before_writing: Callable[[], None] | None = None) -> ReferralAnswer:
+    """Open a case from a body sent by a client, once per (client, key) and per (client, external_ref):
+    `open_and_answer` opens it and says the 201 answer, kept with the key and replayed to a retry."""
     client_id = client.id
     digest = body_hash(payload)
     answer = _earlier_answer(session, client_id, key, digest)
@@ -160,8 +177,8 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
     answer = _refuse_duplicate_unless_replay(session, client_id, key, digest, payload["external_ref"], location)
     if answer is not None:
         return _replayed(session, client, answer)
-    # Reads before the first write: on SQLite the write transaction (one at a time) stays short.
-    routing.prefetch(session, _routing_facts(payload, now, client.source))
+    if before_writing is not None:
+        before_writing()
     row = IdempotencyKey(client_id=client_id, key=key, body_hash=digest, status_code=0, response_body={},
                          created_at=now)
     session.add(row)
@@ -175,8 +192,7 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
             raise
         return _replayed(session, client, answer)
     try:
-        case = intake.open_case(session, actor, intake_fields(payload, client.source), now=now, client=client,
-                                  remote_addr=remote_addr)
+        case, body = open_and_answer()
     except IntegrityError:
         # The same external_ref committed first: under another key (a duplicate), or under this one by a
         # concurrent request whose key row this one did not see yet (a replay).
@@ -185,7 +201,6 @@ def receive(session: Session, client: ApiClient, *, key: str, payload: dict[str,
         if answer is not None:
             return _replayed(session, client, answer)
         raise
-    body = created_body(session, case)
     row.status_code, row.response_body, row.case_id = 201, body, case.id
     session.flush()
     return ReferralAnswer(201, body, False, case.id)

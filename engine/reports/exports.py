@@ -39,6 +39,10 @@ def client_rows(session: Session, client_name: str, *, since: date | None = None
     client = session.scalar(select(ApiClient).where(ApiClient.name == client_name))
     if client is None:
         raise ValidationFailed({"client": [f"「{client_name}」というクライアントはありません。"]})
+    if "referrals:read" not in (client.scopes or ()):
+        # What the client could not read over the API is not written for it either (a 見守り協定 partner).
+        raise ValidationFailed({"client": [f"クライアント {client_name} には referrals:read のスコープがなく、"
+                                           "紹介の状況を書き出せません。"]})
     q = select(Case).where(Case.referral_client_id == client.id).order_by(Case.id)
     if since is not None:
         q = q.where(Case.updated_at >= _since_instant(since))

@@ -20,7 +20,7 @@ from schemathesis.generation import GenerationMode
 
 from engine.db import unit_of_work
 from engine.models import Alert
-from engine.referrals.clients import SCOPES
+from engine.referrals.clients import SCOPES, WATCH_SCOPES
 from web.api.spec import COMMITTED
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
@@ -42,24 +42,34 @@ RUNS = [(m, p, mode) for m, p in OPERATIONS for mode in ("positive", "negative",
 
 @pytest.fixture
 def api(app, client, make_token, actors, open_case, sessions):
-    """The app's schema, a token with every scope acting for the FM, and ids of things that exist."""
+    """The app's schema, tokens (every scope but a 見守り partner's, acting for the FM; a partner's for its
+    reports), and ids of things that exist."""
+    from schemas.watch import EXAMPLE as WATCH_REPORT
     from tests.api.support import post_referral
 
     open_case(categories=["poverty"])
     open_case(categories=["other"])
-    token = make_token(",".join(SCOPES), user=actors.fm, name="schemathesis")
+    token = make_token(",".join(s for s in SCOPES if s not in WATCH_SCOPES), user=actors.fm, name="schemathesis")
+    watcher = make_token(",".join(WATCH_SCOPES), name="schemathesis-watch")
+    report = client.post("/api/v1/watch-reports", json=WATCH_REPORT,
+                         headers={"Authorization": f"Bearer {watcher}", "Idempotency-Key": "report"}).get_json()
     created = post_referral(client, token).get_json()
     referral_id = created["id"]
     with unit_of_work(sessions) as s:
         alert_id = s.query(Alert.id).order_by(Alert.id).first()[0]
     existing = {"referral_id": referral_id, "case_id": referral_id, "alert_id": alert_id,
-                "person_id": created["person_id"]}
-    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app), {"Authorization": f"Bearer {token}"}, existing
+                "person_id": created["person_id"], "report_id": report["id"]}
+
+    def headers_for(path: str) -> dict:
+        return {"Authorization": f"Bearer {watcher if path.startswith('/api/v1/watch-reports') else token}"}
+
+    return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app), headers_for, existing
 
 
 @pytest.mark.parametrize("method,path,mode", RUNS, ids=[f"{m} {p} {mode}" for m, p, mode in RUNS])
 def test_operation_conforms(api, method, path, mode):
-    schema, headers, existing = api
+    schema, headers_for, existing = api
+    headers = headers_for(path)
     operation = schema[path][method]
     names = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
     strategy = operation.as_strategy(

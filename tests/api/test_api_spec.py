@@ -40,6 +40,8 @@ def test_spec_lists_every_contract_operation_with_its_scope(client):
         (("GET", "/api/v1/alerts"), "alerts:read"),
         (("POST", "/api/v1/alerts/{alert_id}/acknowledge"), "alerts:write"),
         (("POST", "/api/v1/alerts/{alert_id}/resolve"), "alerts:write"),
+        (("POST", "/api/v1/watch-reports"), "watch:write"),
+        (("GET", "/api/v1/watch-reports/{report_id}"), "watch:read"),
     }
     for op in ops.values():
         for status, resp in op["responses"].items():

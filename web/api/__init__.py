@@ -15,7 +15,7 @@ def init_app(app: Flask) -> None:
 
     from schemas.events import EVENT_SCHEMAS
     from web import AsciiInteger
-    from web.api import alerts, cases, docs, health, people, referrals
+    from web.api import alerts, cases, docs, health, people, referrals, watch
     from web.api.core import DESCRIPTION, TsunaguApi
 
     app.config.setdefault("API_TITLE", "Tsunagu API")
@@ -37,12 +37,12 @@ def init_app(app: Flask) -> None:
     })
     for schema in EVENT_SCHEMAS.values():
         api.spec.components.schema(schema.__name__, schema=schema)
-    for module in (referrals, cases, people, alerts, health):
+    for module in (referrals, watch, cases, people, alerts, health):
         api.register_blueprint(module.blp, url_prefix=PREFIX)
     app.register_blueprint(docs.bp)
     csrf = app.extensions.get("csrf")
     if csrf is not None:  # the API authenticates with bearer tokens, not cookies
-        for module in (referrals, cases, people, alerts):
+        for module in (referrals, watch, cases, people, alerts):
             csrf.exempt(module.blp)
     if os.environ.get("TSUNAGU_BENCH_BARE") == "1":
         from web.api import bench

@@ -64,7 +64,7 @@ def _apply_send_handoff(ctx: EventContext) -> None:
                        handoff_id=ctx.handoff.id, client=ctx.client, remote_addr=ctx.remote_addr)
     # The case is on its way: what said it waited for a sheet (未振り分け, a 返送, a basis needed) is done; if the
     # new sheet waits in turn, the scan says so.
-    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("unrouted", "handoff_declined", "basis_needed"),
+    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("unrouted", "handoff_declined", "basis_needed", "watch_report"),
                         actor=ctx.actor, note=f"{ctx.target_department.name}につなぐシートを送付", now=ctx.now)
     if ctx.notify:
         # A rule's reason is the rule's own text; a person's つなぐ理由 may describe the person, and a
