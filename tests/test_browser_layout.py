@@ -1,0 +1,87 @@
+"""The pages on a 1366 px wide screen, as most of the city's PCs have: a long name or a long unbroken text wraps
+inside its cell and the page keeps to the window, the FM's menu stays on one line and a case number is never
+broken. Screenshots go to test-output/screenshots/ (tests/test_browser.py)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from engine.alerts import scan
+from engine.models import utcnow
+from tests.test_browser import Person, browser, server  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+WIDE = {"width": 1366, "height": 768}
+LONG_NAME = "廿日市" * 33 + "子"  # 100 characters, the most a name may hold
+LONG_KANA = "ハツカイチ" * 20
+UNBROKEN = "A" * 100  # a name in Latin letters with no space to wrap at
+
+WIDTHS = """() => ({page: document.documentElement.scrollWidth, window: document.documentElement.clientWidth,
+    right: Math.max(...[...document.querySelectorAll('table.cases th')].map(e => e.getBoundingClientRect().right))})"""
+# Every case number on the page, with the number of lines it takes.
+CASE_NUMBERS = r"""() => [...document.querySelectorAll('main *')]
+    .filter(e => e.children.length === 0 && /^(ケース )?R\d{1,2}-\d{6}$/.test(e.textContent.trim()))
+    .map(e => [e.textContent.trim(), e.getClientRects().length,
+               Math.round(e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight))])"""
+MENU_LINES = """() => new Set([...document.querySelectorAll('header.site nav li')]
+    .map(e => Math.round(e.getBoundingClientRect().top))).size"""
+
+
+def at_1366(browser, server, login: str) -> Person:  # noqa: F811
+    person = Person(browser, server, login)
+    person.page.set_viewport_size(WIDE)
+    person.page.reload()
+    return person
+
+
+def fits(person: Person) -> None:
+    """The page is no wider than the window and the list's last column is on screen."""
+    widths = person.page.evaluate(WIDTHS)
+    assert widths["page"] <= widths["window"] and widths["right"] <= widths["window"], widths
+
+
+def test_a_long_name_wraps_in_the_lists_at_1366_px(browser, server, actors, open_case):  # noqa: F811
+    open_case(person={"name": LONG_NAME, "name_kana": LONG_KANA, "birth_date": "1960-05-01", "area": "廿日市"},
+              summary="長い氏名の方の相談。" + "家計" * 200)
+    open_case(person={"name": UNBROKEN, "name_kana": "", "birth_date": "1970-01-01", "area": "大野"})
+    open_case()
+    staff = at_1366(browser, server, "livelihood")
+    for path, shot in (("/cases", "30-long-name-list-1366"), ("/", "31-long-name-start-1366")):
+        staff.page.goto(server + path)
+        assert LONG_NAME in staff.page.locator("table.cases").inner_text()
+        assert UNBROKEN in staff.page.locator("table.cases").inner_text()
+        fits(staff)
+        # 状態, 担当部署 and the dates are on screen on every row.
+        for header in ("状態", "担当部署", "受付日", "更新日時"):
+            box = staff.page.locator("table.cases th", has_text=header).bounding_box()
+            assert box["x"] + box["width"] <= WIDE["width"], header
+        # A name wraps at the cell's edge, the other names stay whole on one line.
+        rows = staff.page.locator("table.cases tbody tr")
+        short = rows.filter(has_text="廿日 太郎").locator("td").nth(2)
+        assert short.evaluate("e => e.getClientRects().length") == 1
+        staff.shot(shot)
+    staff.close()
+
+
+def test_the_fm_menu_is_one_line_and_case_numbers_stay_whole_at_1366_px(browser, server, actors,  # noqa: F811
+                                                                         open_case, sessions):
+    # Sheets nobody accepted: the stall scan puts them on the dashboard, where the FM reads their numbers.
+    open_case(person={"name": LONG_NAME, "name_kana": LONG_KANA, "birth_date": "1960-05-01", "area": "廿日市"},
+              categories=["hikikomori"], now=utcnow() - timedelta(days=21))
+    open_case(categories=["hikikomori"], now=utcnow() - timedelta(days=21))
+    assert scan.scan(sessions).failed == 0
+    fm = at_1366(browser, server, "fm")
+    for path, shot in (("/", "32-fm-start-1366"), ("/dashboard", "33-fm-dashboard-1366"),
+                       ("/cases", "34-fm-list-1366")):
+        fm.page.goto(server + path)
+        assert fm.page.evaluate(MENU_LINES) == 1, path
+        numbers = fm.page.evaluate(CASE_NUMBERS)
+        assert numbers, path
+        for text, rects, lines in numbers:
+            assert rects == 1 and lines == 1, (path, text)
+        assert fm.page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        fm.shot(shot)
+    fm.close()
+
