@@ -9,6 +9,7 @@ import pytest
 
 from engine.alerts import scan
 from engine.models import utcnow
+from tests.pages_support import case_in  # noqa: F401  (fixture)
 from tests.test_browser import Person, browser, server  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -16,7 +17,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WIDE = {"width": 1366, "height": 768}
 LONG_NAME = "廿日市" * 33 + "子"  # 100 characters, the most a name may hold
 LONG_KANA = "ハツカイチ" * 20
-UNBROKEN = "A" * 100  # a name in Latin letters with no space to wrap at
+UNBROKEN = "A" * 100
+LONG_NOTE = "本人宅を訪問し、家計の状況を聞き取った。" * 500  # 10,000 characters  # a name in Latin letters with no space to wrap at
 
 WIDTHS = """() => ({page: document.documentElement.scrollWidth, window: document.documentElement.clientWidth,
     right: Math.max(...[...document.querySelectorAll('table.cases th')].map(e => e.getBoundingClientRect().right))})"""
@@ -83,5 +85,32 @@ def test_the_fm_menu_is_one_line_and_case_numbers_stay_whole_at_1366_px(browser,
             assert rects == 1 and lines == 1, (path, text)
         assert fm.page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
         fm.shot(shot)
-    fm.close()
 
+
+def test_limits_are_said_before_sending_and_a_long_note_is_folded(browser, server, case_in):  # noqa: F811
+    window = at_1366(browser, server, "window")
+    window.page.get_by_role("link", name="相談受付", exact=True).click()
+    name = window.page.locator("#in-person-name")
+    assert window.page.locator("#in-person-name-hint").inner_text() == "100文字まで"
+    assert "4,000文字まで" in window.page.locator("#in-summary-hint").inner_text()
+    name.fill("廿" * 120)  # no more than the limit goes in
+    assert name.input_value() == "廿" * 100
+    window.shot("35-intake-limits-1366")
+    window.close()
+
+    case_id = case_in("assigned")
+    staff = at_1366(browser, server, "livelihood")
+    staff.page.goto(f"{server}/cases/{case_id}")
+    staff.page.locator("#notes summary").first.click()
+    staff.page.fill("#note-contact_on", "令和8年11月27日")
+    staff.page.get_by_label("訪問").check()
+    staff.page.fill("#note-body", LONG_NOTE)
+    staff.page.locator("#notes").get_by_role("button", name="記録する").click()
+    note = staff.page.locator("ol.notes li").first
+    assert "全文を表示（10,000文字）" in note.inner_text()
+    assert note.bounding_box()["height"] < 300  # a few lines, not a 4,000 px block
+    staff.page.locator("#notes").scroll_into_view_if_needed()
+    staff.shot("36-long-note-folded-1366")
+    note.get_by_text("全文を表示").click()
+    assert note.bounding_box()["height"] > 1000 and LONG_NOTE in note.inner_text()
+    staff.close()
