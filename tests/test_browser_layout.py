@@ -3,6 +3,7 @@ inside its cell and the page keeps to the window, the FM's menu stays on one lin
 broken. Screenshots go to test-output/screenshots/ (tests/test_browser.py)."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from engine.alerts import scan
 from engine.models import utcnow
 from tests.pages_support import case_in  # noqa: F401  (fixture)
-from tests.test_browser import Person, browser, server  # noqa: F401  (fixtures)
+from tests.test_browser import SHOTS, Person, browser, server  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -114,3 +115,26 @@ def test_limits_are_said_before_sending_and_a_long_note_is_folded(browser, serve
     note.get_by_text("全文を表示").click()
     assert note.bounding_box()["height"] > 1000 and LONG_NOTE in note.inner_text()
     staff.close()
+
+
+def test_the_fm_acknowledges_a_row_and_reads_the_message_beside_it(browser, server, actors,  # noqa: F811
+                                                                   open_case, sessions):
+    # Several sheets nobody accepted, each past its deadline and escalated: one row each.
+    for _ in range(4):
+        open_case(categories=["hikikomori"], now=utcnow() - timedelta(days=21))
+    assert scan.scan(sessions).failed == 0
+    fm = at_1366(browser, server, "fm")
+    fm.page.goto(server + "/dashboard")
+    rows = fm.page.locator("#stalled tbody tr[id^=alert-]")
+    assert rows.count() == 4 and fm.page.locator("#stalled tbody tr.also").count() == 4  # both reasons
+    last = rows.nth(3)
+    assert last.get_by_text("振り替える", exact=True).count() == 1
+    last.get_by_role("button", name="確認済みにする").click()
+    message = fm.page.locator(".flash")
+    assert message.inner_text() == "アラートを確認しました。"
+    box = message.bounding_box()
+    assert 0 <= box["y"] and box["y"] + box["height"] <= WIDE["height"]  # in view, where the page opened
+    seen = fm.page.locator("#stalled .seen")
+    assert seen.count() == 2 and all(re.fullmatch(r".+・令和\d+年\d+月\d+日 \d+:\d+", t) for t in seen.all_inner_texts())
+    fm.page.screenshot(path=str(SHOTS / "37-dashboard-acknowledged-1366.png"))  # what the FM sees, as seen
+    fm.close()
