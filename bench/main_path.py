@@ -152,7 +152,8 @@ class CoreWriter:
                                   .values(last_number=CaseNumberCounter.last_number + 1)
                                   .returning(CaseNumberCounter.last_number)).scalar_one()
             person_id = conn.execute(insert(Person).values(name="廿日 太郎", name_kana="ハツカ タロウ",
-                                                           search_key="はつかたろう", birth_date=date(1960, 5, 1),
+                                                           search_key="はつかたろう", name_key="廿日太郎",
+                                                           kana_key="はつかたろう", birth_date=date(1960, 5, 1),
                                                            area="廿日市").returning(Person.id)).scalar_one()
             case_id = conn.execute(insert(Case).values(
                 case_number=f"R8-{number:06d}", person_id=person_id, summary="家賃の滞納", source="window",

@@ -43,7 +43,7 @@ from engine.models import (
     PlanRole,
     User,
 )
-from engine.people.names import fold_for_search
+from engine.people.names import fold_for_search, match_key
 from engine.rules import store as rules
 from engine.settings import PROJECT_ROOT
 from engine.users.accounts import hash_password
@@ -105,6 +105,7 @@ def fill(url: str, n_cases: int, seed: int = 8050) -> dict:
         (sur, sur_k), (giv, giv_k) = rnd.choice(SURNAMES), rnd.choice(GIVEN)
         name, kana = f"{sur} {giv}", f"{sur_k} {giv_k}"
         people.append({"id": i, "name": name, "name_kana": kana, "search_key": fold_for_search(name, kana),
+                       "name_key": match_key(name), "kana_key": match_key(kana),
                        "area": rnd.choice(AREAS), "birth_date": date(1930, 1, 1) + timedelta(days=rnd.randrange(30000))})
         state = rnd.choices([s for s, _ in STATES], weights)[0]
         opened = now - timedelta(days=rnd.randrange(1, 900), minutes=rnd.randrange(600))

@@ -158,9 +158,9 @@ class Person(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     name_kana: Mapped[str | None] = mapped_column(String(100))
-    # Name and kana folded (NFKC, katakana→hiragana, no spaces) so that search ignores width and kana.
+    # Name and kana folded (NFKC, katakana→hiragana, no spaces); the list's search reads name_key and kana_key.
     search_key: Mapped[str] = mapped_column(String(220), index=True, default="")
-    # Name and kana folded for matching (異体字 and ヴ too, engine.people.names.match_key).
+    # Name and kana folded for matching and search (異体字 and ヴ too, engine.people.names.match_key).
     name_key: Mapped[str] = mapped_column(String(200), default="")
     kana_key: Mapped[str] = mapped_column(String(200), default="")
     sex: Mapped[str | None] = mapped_column(String(16))

@@ -66,6 +66,23 @@ def test_search_ignores_width_and_kana(web, actors, open_case):
     assert re.search(r'<input id="[^"]*" name="q"[^>]*maxlength="100"', client.get("/cases").get_data(as_text=True))
 
 
+def test_search_folds_the_common_variant_characters(web, actors, open_case):
+    """吉野 finds 𠮷野 and 高崎 finds 髙﨑 (and the other way round), as the kana search finds both."""
+    open_case(categories=["poverty"], person={"name": "𠮷野 花子", "name_kana": "ヨシノ ハナコ"})
+    open_case(categories=["poverty"], person={"name": "髙﨑 一郎", "name_kana": "タカサキ イチロウ"})
+    open_case(categories=["poverty"], person={"name": "ヴィクトル 佐伯", "name_kana": ""})
+    client = web(actors.livelihood)
+
+    def found(q):
+        page = text_of(client.get("/cases", query_string={"q": q}))
+        return {n for n in ("𠮷野 花子", "髙﨑 一郎", "ヴィクトル 佐伯") if n in page}
+
+    assert found("吉野") == found("𠮷野") == found("よしの") == {"𠮷野 花子"}
+    assert found("高崎") == found("髙﨑") == found("高﨑") == found("たかさき") == {"髙﨑 一郎"}
+    assert found("吉野 はなこ") == {"𠮷野 花子"} and found("吉野 いちろう") == set()
+    assert found("ビクトル") == {"ヴィクトル 佐伯"}
+
+
 def test_an_fm_outside_a_case_sees_its_state_but_cannot_find_it_by_name(web, actors, open_case):
     open_case(categories=["poverty"])
     client = web(actors.fm)

@@ -22,7 +22,7 @@ from engine.audit import trail
 from engine.departments import department_by_code
 from engine.errors import ValidationFailed
 from engine.models import Case, CaseCategory, Department, Handoff, Person, Plan, utcnow
-from engine.people.names import fold_for_search
+from engine.people.names import match_key
 
 PER_PAGE = 50
 # Up to this many matches a list is gathered through the filter's indexes and ordered afterwards.
@@ -38,7 +38,7 @@ class CaseFilters:
     area: str | None = None
     category: str | None = None
     overdue: bool = False
-    q: str | None = None  # name or kana, any width, hiragana or katakana; or a case number (R8-000123)
+    q: str | None = None  # name or kana, any width, kana kind or common 異体字; or a case number (R8-000123)
 
 
 @dataclass
@@ -127,20 +127,25 @@ def search_cases(session: Session, actor, filters: CaseFilters, *, page: int = 1
         conditions.append(Person.area == filters.area)
     if filters.category:
         conditions.append(exists().where(CaseCategory.case_id == Case.id, CaseCategory.code == filters.category))
-    key = fold_for_search(filters.q) if filters.q and not number else ""
+    # Each word folded as matching folds a name (width, kana kind, spaces and the common 異体字: 吉野 finds 𠮷野,
+    # 高崎 finds 髙﨑), to be sought in the stored keys of the same folding.
+    key = [w for w in map(match_key, filters.q.split()) if w] if filters.q and not number else []
     if number:
         # A case number finds that case among all the reader may know of (its row names the person only for
         # those who read its content).
         conditions.append(Case.case_number == number)
     if key:
-        # Each word must occur in the folded name and kana ("はつか たろう" finds 廿日 太郎 / ハツカ タロウ).
+        # Each word must occur in the folded name or kana ("はつか たろう" finds 廿日 太郎 / ハツカ タロウ).
         # The people who match are found first, in one pass over `people` (a substring cannot use an
-        # index); the cases are then reached through their person_id index.
+        # index); the cases are then reached through their person_id index. An anonymised person has no
+        # name to be found by.
         words = []
-        for word in key.split():
+        for word in key:
             escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            words.append(Person.search_key.like(f"%{escaped}%", escape="\\"))
-        conditions.append(Case.person_id.in_(select(Person.id).where(*words)))
+            pattern = f"%{escaped}%"
+            words.append(or_(Person.name_key.like(pattern, escape="\\"),
+                             Person.kana_key.like(pattern, escape="\\")))
+        conditions.append(Case.person_id.in_(select(Person.id).where(Person.anonymised_at.is_(None), *words)))
 
     def matching_keys(limit: int | None = None):
         keys_q = select(Case.id, Case.updated_at).where(*conditions).limit(limit)

@@ -1,8 +1,8 @@
 """People's names as staff search and match them.
 
-Search folds width, kana kind and spaces (`fold_for_search`). Matching (名寄せ) folds further: the common
-異体字 of family and given names to the form a window usually types (髙→高, 﨑→崎, 𠮷→吉, 齋・齊・斉→斎 …) and
-ヴ to the ブ row, so that 髙橋 and 高橋, or ヴィクトル and ビクトル, are the same key (`name_key`, `kana_key`).
+`fold_for_search` folds width, kana kind and spaces. Matching (名寄せ) and the case list's search fold further:
+the common 異体字 of family and given names to the form a window usually types (髙→高, 﨑→崎, 𠮷→吉, 齋・齊・斉→斎 …)
+and ヴ to the ブ row, so that 髙橋 and 高橋, or ヴィクトル and ビクトル, are the same key (`name_key`, `kana_key`).
 A key only proposes a candidate: whether two records are one person is for staff to decide.
 """
 from __future__ import annotations

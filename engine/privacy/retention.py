@@ -149,7 +149,7 @@ def anonymise_case(session: Session, case: Case, now: datetime) -> None:
     if not others:
         if p.birth_date is not None:
             p.birth_year = p.birth_date.year
-        p.name, p.name_kana, p.search_key = PERSON_MARKER, None, ""
+        p.name, p.name_kana, p.search_key, p.name_key, p.kana_key = PERSON_MARKER, None, "", "", ""
         p.phone = p.address = p.resident_id = None
         p.birth_date = None
         p.anonymised_at = now

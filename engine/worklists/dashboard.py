@@ -6,11 +6,12 @@ themselves, those no department owns while nothing is on its way and no alert sa
 by hand, a 支援会議 held from 受付). Only handoff metadata is
 shown here: dates, departments, states — an FM reads content only on the cases they work on.
 Actions: acknowledge (確認), resolve with a note (解決), and reassign (振り替え): send the case onward
-to another department, which resolves the alert.
+to another department, which resolves the alert. A sheet both past its deadline and escalated is one row
+with both reasons: its 確認 and 解決 act on both alerts, its 振り替え sends the sheet once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -25,7 +26,7 @@ from engine.cases.events.context import HandoffContext
 from engine.cases.events.handoff import send_sheet
 from engine.departments import department_by_code
 from engine.errors import EventNotAllowed, GuardRefused, NotFound, PermissionDenied, ValidationFailed
-from engine.models import Alert, Case, CaseHistory, Department, Handoff, utcnow
+from engine.models import Alert, Case, CaseHistory, Department, Handoff, User, utcnow
 from engine.worklists.inbox import business_age
 
 SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
@@ -36,6 +37,8 @@ SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
     ("no_contact", "接触が途絶えているケース", ("no_contact",)),
 ]
 REASSIGNABLE = ("handoff_stalled", "handoff_escalated", "handoff_declined", "unrouted")
+# The alerts of one waiting sheet, shown as one row (the escalation first: it is what reached the FM).
+SHEET_KINDS = ("handoff_escalated", "handoff_stalled")
 
 
 @dataclass
@@ -58,6 +61,22 @@ class DashboardItem:
     sent_at: datetime | None = None
     waited_business_days: int | None = None
     reassignable: bool = False
+    acknowledged_by: str | None = None  # who marked it 確認済み, and when
+    acknowledged_at: datetime | None = None
+    also: list["DashboardItem"] = field(default_factory=list)  # the sheet's other alerts, on the same row
+
+    @property
+    def reasons(self) -> list["DashboardItem"]:
+        """This alert and the others its row shows."""
+        return [self, *self.also]
+
+    @property
+    def alert_ids(self) -> list[int]:
+        return [r.alert_id for r in self.reasons]
+
+    @property
+    def any_open(self) -> bool:
+        return any(r.status == "open" for r in self.reasons)
 
 
 @dataclass
@@ -136,20 +155,25 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
     depts = {d.id: d for d in session.scalars(select(Department))}
     sections = []
     for key, title, kinds in SECTIONS:
-        base = select(Alert).where(Alert.status.in_(("open", "acknowledged")), Alert.kind.in_(kinds))
-        total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+        live = (Alert.status.in_(("open", "acknowledged")), Alert.kind.in_(kinds))
+        # Rows, not alerts: the alerts of one sheet are one row.
+        row_key = func.coalesce(Alert.handoff_id, -Alert.id) if key == "stalled" else Alert.id
+        total = session.scalar(select(func.count(func.distinct(row_key))).where(*live)) or 0
         q = (select(Alert, Case.case_number, Case.state, Handoff)
              .join(Case, Case.id == Alert.case_id)
              .outerjoin(Handoff, Handoff.id == Alert.handoff_id)
              .where(Alert.status.in_(("open", "acknowledged")), Alert.kind.in_(kinds)))
         if key == "stalled":
-            q = q.order_by(Handoff.sent_at.asc(), Alert.id.asc())
+            q = q.order_by(Handoff.sent_at.asc(), Alert.handoff_id.asc(), Alert.kind != "handoff_escalated",
+                           Alert.id.asc())
         else:
             q = q.order_by(Alert.raised_at.asc(), Alert.id.asc())
         items = []
         found = session.execute(q.limit(limit)).all()
         messages = alerts.readable_messages(session, actor, [alert for alert, *_ in found])
         age = business_age([h.sent_at for *_, h in found if h is not None and h.state == "sent"], now)
+        seen_by = _names(session, {a.acknowledged_by_id for a, *_ in found if a.acknowledged_by_id})
+        rows: dict[int, DashboardItem] = {}
         for alert, number, state, handoff in found:
             item = DashboardItem(
                 alert_id=alert.id, kind=alert.kind, kind_label=alerts.ALERT_LABELS[alert.kind], status=alert.status,
@@ -158,6 +182,7 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
                 # A returned join request (a sheet that did not move the case) leaves nothing to send
                 # onward: the department that asked decides what next.
                 reassignable=reassignable(alert, state, handoff),
+                acknowledged_by=seen_by.get(alert.acknowledged_by_id), acknowledged_at=alert.acknowledged_at,
             )
             if handoff is not None:
                 src, dst = depts.get(handoff.from_department_id), depts.get(handoff.to_department_id)
@@ -169,21 +194,57 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
                     item.due_at = item.due_at or handoff.due_at
                 if handoff.state == "sent":
                     item.waited_business_days = age(handoff.sent_at)
+            if key == "stalled" and alert.handoff_id is not None and alert.handoff_id in rows:
+                rows[alert.handoff_id].also.append(item)
+                continue
+            if key == "stalled" and alert.handoff_id is not None:
+                rows[alert.handoff_id] = item
             items.append(item)
         sections.append(DashboardSection(key=key, title=title, items=items, total=total))
     return sections
 
 
+def _names(session: Session, user_ids: set[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    return dict(session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids))).all())
+
+
+def _row_of(session: Session, alert_id: int) -> list[int]:
+    """The alerts the dashboard shows on one row with `alert_id`: the unresolved alerts of the same waiting
+    sheet (past its deadline, escalated), `alert_id` first; otherwise that alert alone."""
+    alert = session.get(Alert, alert_id)
+    if alert is None or alert.handoff_id is None or alert.kind not in SHEET_KINDS:
+        return [alert_id]
+    others = session.scalars(select(Alert.id).where(
+        Alert.handoff_id == alert.handoff_id, Alert.kind.in_(SHEET_KINDS), Alert.id != alert_id,
+        Alert.status.in_(("open", "acknowledged"))).order_by(Alert.id))
+    return [alert_id, *others]
+
+
 def acknowledge(session: Session, actor, alert_id: int, *, now: datetime | None = None) -> Alert:
-    """確認: the FM has seen the alert."""
+    """確認: the FM has seen the alert (and the other open alerts of its row)."""
     _check_fm(actor)
-    return alerts.acknowledge(session, actor, alert_id, now=now)
+    still_open = [a for a in _row_of(session, alert_id) if _status(session, a) == "open"]
+    if not still_open:
+        return alerts.acknowledge(session, actor, alert_id, now=now)  # refused, saying why, as ever
+    for other in still_open:
+        alerts.acknowledge(session, actor, other, now=now)
+    return session.get(Alert, alert_id)
 
 
 def resolve(session: Session, actor, alert_id: int, note: str | None, *, now: datetime | None = None) -> Alert:
-    """解決: close the alert with a note saying what was done."""
+    """解決: close the alert (and the others of its row) with a note saying what was done."""
     _check_fm(actor)
-    return alerts.resolve(session, actor, alert_id, note=note, now=now)
+    row = _row_of(session, alert_id)
+    first = alerts.resolve(session, actor, alert_id, note=note, now=now)
+    for other in row[1:]:
+        alerts.resolve(session, actor, other, note=note, now=now)
+    return first
+
+
+def _status(session: Session, alert_id: int) -> str | None:
+    return session.scalar(select(Alert.status).where(Alert.id == alert_id))
 
 
 def reassign(session: Session, actor, alert_id: int, *, to_department: str | None, reason: str | None,

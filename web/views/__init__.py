@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 from engine import calendar, states, vocab
 from engine.alerts import alerts
 from engine.models import User
-from web import db
+from web import db, folding, limits
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -196,6 +196,7 @@ def init_app(app: Flask) -> None:
         HANDOFF_STATE_LABELS=states.HANDOFF_STATE_LABELS, ALERT_LABELS=alerts.ALERT_LABELS,
         ALERT_STATUS_LABELS=alerts.STATUS_LABELS, HISTORY_LABELS=HISTORY_LABELS, vocab_label=vocab.label,
         vocab_codes=vocab.codes, form_list=form_list, note_field_label=_note_field_label,
+        field_limit=limits.field_limit, with_limit=limits.with_limit, text_head=folding.text_head,
     )
 
     @app.before_request

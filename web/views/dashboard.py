@@ -19,8 +19,12 @@ def _render(refused: Refusal | None = None, alert_id: int | None = None, values=
     s = db.session()
     sections = dashboard.fm_dashboard(s, actor())
     waiting, waiting_total = dashboard.waiting_without_owner(s, actor())
+    # The message of an action done on a row is shown on that row, where the page opens (a row gone, as
+    # after 振り替え, leaves it at the top).
+    done = request.args.get("done", type=int) if refused is None else None
+    message_row = next((it.alert_id for sec in sections for it in sec.items if done in it.alert_ids), None)
     return render_template("dashboard.html", sections=sections, refused=refused, failed_alert=alert_id,
-                           waiting=waiting, waiting_total=waiting_total,
+                           waiting=waiting, waiting_total=waiting_total, message_row=message_row,
                            values=values or {}, errors=refused.errors if refused else {},
                            departments=caselist.department_choices(s)), (refused.status if refused else 200)
 
@@ -62,4 +66,4 @@ def act(alert_id: int, action: str):
         r = refusal(exc)
         return _render(r, alert_id, None if r.stale else request.form)
     flash(message, "success")
-    return redirect(url_for("dashboard.show", _anchor=f"alert-{alert_id}"), 303)
+    return redirect(url_for("dashboard.show", done=alert_id, _anchor=f"alert-{alert_id}"), 303)
