@@ -28,11 +28,18 @@ from dataclasses import dataclass
 KINDS = ("text", "line", "code", "codes", "date", "datetime", "flag", "rows", "group")
 ONE_LINE_KINDS = ("line", "code")
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The characters refused, as the insides of regular expression classes written so that Python and ECMA-262
+# (the OpenAPI document's patterns) read them alike.
+CONTROL_CLASS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 # A name, a number or a reference is one line: no line break (of any kind) and no tab.
-_LINE_BREAK = re.compile(r"[\t\n\r\x85\u2028\u2029]")
+LINE_BREAK_CLASS = r"\t\n\r\x85\u2028\u2029"
 # Bidirectional controls (embeddings, overrides, isolates, marks): in a name they turn what is shown around.
-_BIDI_CONTROL = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+BIDI_CONTROL_CLASS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# White space as str.strip() removes it: a required text that holds only these is empty.
+SPACE_CLASS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_CONTROL = re.compile(f"[{CONTROL_CLASS}]")
+_LINE_BREAK = re.compile(f"[{LINE_BREAK_CLASS}]")
+_BIDI_CONTROL = re.compile(f"[{BIDI_CONTROL_CLASS}]")
 
 CONTROL_CHARACTER = "制御文字は使えません。"
 NOT_UNICODE = "正しい文字列ではありません。"
@@ -88,6 +95,20 @@ def text_problem(value: str, *, one_line: bool = False, person_name: bool = Fals
     if person_name and _BIDI_CONTROL.search(value):
         return BIDI_CONTROL
     return None
+
+
+def text_pattern(*, one_line: bool = False, person_name: bool = False, blank: bool = True) -> str:
+    """The regular expression (ECMA-262 and Python alike) a text that text_problem finds nothing wrong with
+    matches: what the OpenAPI document says of it. With `blank=False` it holds more than white space too.
+    (Lone surrogates are left out: they cannot be written in a well-formed JSON text.)"""
+    refused = CONTROL_CLASS
+    if one_line or person_name:
+        refused += LINE_BREAK_CLASS
+    if person_name:
+        refused += BIDI_CONTROL_CLASS
+    if blank:
+        return f"^[^{refused}]*$"
+    return f"^[^{refused}]*[^{refused}{SPACE_CLASS}][^{refused}]*$"
 
 
 def text(name: str, *, required: bool = False, limit: int | None = None, description: str = "", **kw) -> Field:

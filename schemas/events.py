@@ -13,7 +13,7 @@ from marshmallow import fields as ma_fields
 
 from engine import states, vocab
 from engine.cases.events.firing import EVENTS
-from engine.fields import Field
+from engine.fields import Field, text_pattern
 from schemas.common import MAX_ID
 from schemas.fields import AwareDateTime, Boolean, Date, Integer, List, Nested, Schema, Text, int_range, one_of
 
@@ -54,6 +54,12 @@ def api_field(declared: Field, *, row_names: dict[str, type[Schema]]) -> ma_fiel
     else:  # rows
         field = List(Nested(row_schema(declared, row_names)), **kw)
     field.required = declared.required
+    if declared.required and kind in ("text", "line", "code") and not declared.choices:
+        # Parsed as given (the engine refuses an empty one, in its order of refusals), described as needed.
+        field.metadata = {**field.metadata, "minLength": 1, "pattern": text_pattern(
+            one_line=declared.one_line, person_name=declared.person_name, blank=False)}
+    elif declared.required and kind in ("codes", "rows"):
+        field.metadata = {**field.metadata, "minItems": 1}
     if declared.description:
         field.metadata = {**field.metadata, "description": declared.description}
     return field
