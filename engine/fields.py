@@ -9,7 +9,7 @@ Kinds:
 - ``text``: free text, line breaks and tabs allowed;
 - ``line``: one line of text (a name, a reference): no line break, no tab;
 - ``code``: a code (a department, a code of config/), one line;
-- ``codes``: a list of codes;
+- ``codes``: a list of codes, each once;
 - ``date``, ``datetime``: a day; a moment with its time zone;
 - ``flag``: true or false;
 - ``rows``: a list of rows, each with the fields `row`;
@@ -58,6 +58,10 @@ class Field:
     description: str = ""
     label: str = ""  # what a page calls it, where a message must name it (構成員, 役割 …)
     choices: str | None = None  # the code list of config/ its value comes from (documented as such)
+    # The code list its value (each value, for codes) is one of, checked by the engine in its own order (after
+    # the version and the state): a list of categories.yaml, or "departments" / "city_departments"
+    # (departments.yaml). The API document lists them as its enum.
+    listed: str | None = None
     row: tuple["Field", ...] = ()  # kinds "rows" and "group": the fields of one row
     row_name: str | None = None  # kinds "rows" and "group": the name of one row's schema in the API document
     nullable: bool | None = None  # whether the API takes null for it; by default, when it is optional

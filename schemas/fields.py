@@ -13,6 +13,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate
 
+from engine import departments, vocab
 from engine.fields import text_pattern, text_problem
 
 REQUIRED = "必須項目です。"
@@ -101,7 +102,8 @@ RFC3339_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?(
 # EARLIEST_YEAR–LATEST_YEAR, 1900–2999), ASCII digits only (ECMA-262 reads `\d` so, Python would not).
 _YEAR = "(19[0-9]{2}|2[0-9]{3})"
 DATE_PATTERN = f"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}$"
-DATE_TIME_PATTERN = f"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}[Tt][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(\\.[0-9]+)?([Zz]|[+-][0-9]{{2}}:[0-9]{{2}})$"
+DATE_TIME_PATTERN = (f"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}[Tt][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(\\.[0-9]+)?"
+                     "([Zz]|[+-][0-9]{2}:[0-9]{2})$")
 
 
 class Date(fields.Date):
@@ -166,6 +168,18 @@ class Dict(fields.Dict):
 def one_of(choices) -> validate.OneOf:
     choices = list(choices)
     return validate.OneOf(choices, error="次のいずれかを指定してください: " + ", ".join(choices))
+
+
+def listed_codes(list_name: str, *, nullable: bool = False) -> list[str | None] | None:
+    """The codes of a list of the configuration folder (engine.fields' `listed`), as a document's enum (with
+    null where the field takes it); None when the list cannot be read (no enum is said then)."""
+    if list_name in ("departments", "city_departments"):
+        found = departments.configured_codes(vocab.config_dir(), city_only=list_name == "city_departments")
+    else:
+        found = list(vocab.codes(list_name))
+    if found is None:
+        return None
+    return [*found, *([None] if nullable else [])]
 
 
 def int_range(low: int | None, high: int | None) -> validate.Range:

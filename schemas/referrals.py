@@ -17,6 +17,7 @@ from schemas.fields import (
     Output,
     Schema,
     Text,
+    listed_codes,
     not_future,
     one_of,
 )
@@ -35,11 +36,6 @@ def _birth_year(value: int) -> None:
         raise ValidationError(f"1850年から{today_jst().year}年までの西暦で指定してください。")
 
 
-def _enum(list_name: str, *, nullable: bool = True) -> list[str | None]:
-    """The codes of a list of config/, as the document's enum (with null where the field takes it)."""
-    return [*vocab.codes(list_name), *([None] if nullable else [])]
-
-
 # The contract's example (API.md), shown in the OpenAPI document.
 EXAMPLE = {
     "external_ref": "HOUKATSU-OONO-2026-0042",
@@ -53,6 +49,11 @@ EXAMPLE = {
     "consent": {"given_by": "本人", "method": "written", "obtained_on": "2026-11-30",
                 "agencies": ["houkatsu_oono", "hikikomori_station"]},
 }
+
+
+def _listed(list_name: str) -> dict:
+    codes = listed_codes(list_name)
+    return {} if codes is None else {"enum": codes}
 
 
 class ReferrerIn(Schema):
@@ -70,12 +71,13 @@ class PersonIn(Schema):
     name = Text(person_name=True, required=True, blank=False, max_length=100, metadata={"description": "氏名（必須）"})
     name_kana = Text(person_name=True, allow_none=True, max_length=100, metadata={"description": "ふりがな"})
     sex = Text(allow_none=True, validate=_known("sexes", "性別の値"),
-               metadata={"description": "性別コード（categories.yaml の sexes）", "enum": _enum("sexes")})
+               metadata={"description": "性別コード（categories.yaml の sexes）",
+                         "enum": listed_codes("sexes", nullable=True)})
     birth_date = Date(allow_none=True, validate=not_future(today_jst, EARLIEST_BIRTH_DATE),
                       metadata={"description": "生年月日（YYYY-MM-DD、1900-01-01 から今日まで）"})
     area = Text(allow_none=True, validate=_known("areas", "圏域"),
                 metadata={"description": "圏域（categories.yaml の areas。例: 廿日市, 佐伯, 吉和, 大野, 宮島）",
-                          "enum": _enum("areas")})
+                          "enum": listed_codes("areas", nullable=True)})
     resident_id = Text(one_line=True, allow_none=True, max_length=32, metadata={"description": "宛名番号"})
     phone = Text(one_line=True, allow_none=True, max_length=32, metadata={"description": "電話番号"})
     address = Text(allow_none=True, max_length=300, metadata={"description": "住所"})
@@ -113,9 +115,10 @@ class ConsentIn(Schema):
                     metadata={"description": "同意した人（本人・代理人）（必須）"})
     method = Text(required=True, validate=one_of(("written", "oral")), metadata={"description": "written（書面）/ oral（口頭）"})
     obtained_on = Date(allow_none=True, validate=not_future(today_jst), metadata={"description": "同意日（YYYY-MM-DD）"})
-    agencies = List(Text(one_line=True, max_length=64), required=True,
+    agencies = List(Text(one_line=True, max_length=64, metadata=_listed("departments")), required=True,
                     validate=validate.Length(min=1, error="情報を共有してよい機関を1つ以上指定してください。"),
-                    metadata={"description": "情報を共有してよい機関のコード（1つ以上。departments.yaml の code）"})
+                    metadata={"description": "情報を共有してよい機関のコード（1つ以上、それぞれ1回。departments.yaml の code）",
+                              "uniqueItems": True})
 
 
 class ReferralIn(Schema):
@@ -127,7 +130,7 @@ class ReferralIn(Schema):
     person = Nested(PersonIn, required=True)
     household = List(Nested(HouseholdMemberIn), allow_none=True,
                      validate=validate.Length(max=30, error="世帯員は30人までです。"))
-    categories = List(Text(max_length=32, metadata={"enum": _enum("issue_categories", nullable=False)}),
+    categories = List(Text(max_length=32, metadata={"enum": listed_codes("issue_categories")}),
                       required=True, metadata={
                           "description": "課題の分類コード（1つ以上、先頭が主な分類。categories.yaml の issue_categories）",
                           "minItems": 1, "maxItems": len(vocab.codes("issue_categories"))})

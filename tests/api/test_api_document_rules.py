@@ -1,14 +1,20 @@
 """The OpenAPI document says every rule the server holds a field's shape to: what it allows is taken."""
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 
 import pytest
 
 from engine import vocab
+from engine.departments import configured_codes, read_departments
 from engine.fields import text_pattern, text_problem
 from tests.api.support import assert_problem, auth, post_referral, referral
+from tests.conftest import CONFIG_DIR, PROJECT_ROOT
 
 
 @pytest.fixture
@@ -81,3 +87,35 @@ def test_a_version_written_as_a_whole_number_is_that_integer(client, make_token,
 def test_a_household_member_s_birth_year_may_be_a_whole_number_too(client, partner):
     body = referral(household=[{"relationship": "長男", "birth_year": 1974.0}])
     assert post_referral(client, partner, body).status_code == 201
+
+
+def test_department_codes_are_the_configured_departments(document):
+    everyone = [d["code"] for d in read_departments(CONFIG_DIR / "departments.yaml")]
+    city = [d["code"] for d in read_departments(CONFIG_DIR / "departments.yaml") if d["kind"] == "city_section"]
+    assert configured_codes(CONFIG_DIR) == everyone and configured_codes(CONFIG_DIR, city_only=True) == city
+    assert _prop(document, "SendHandoffEvent", "to_department")["enum"] == everyone
+    assert _prop(document, "SendHandoffEvent", "notify")["items"]["enum"] == everyone
+    assert _prop(document, "RecordConsentEvent", "agencies")["uniqueItems"] is True
+    assert _prop(document, "ConsentIn", "agencies")["items"]["enum"] == everyone
+    assert _prop(document, "WithdrawConsentEvent", "return_to")["enum"] == [*city, None]
+    assert _prop(document, "CloseEvent", "close_reason")["enum"] == list(vocab.codes("close_reasons"))
+    assert _prop(document, "RefuseConsentEvent", "method")["enum"] == [*vocab.codes("consent_methods"), None]
+
+
+def test_a_city_s_own_code_lists_are_the_enums_of_its_document(tmp_path):
+    """The document is built from the configuration folder the server runs with, not from the repository's."""
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    categories = (config / "categories.yaml").read_text(encoding="utf-8")
+    (config / "categories.yaml").write_text(
+        categories.replace("issue_categories:\n", "issue_categories:\n  gambling: ギャンブル依存\n", 1), encoding="utf-8")
+    departments = (config / "departments.yaml").read_text(encoding="utf-8")
+    (config / "departments.yaml").write_text(
+        departments + "  - code: kurashi_center\n    name: くらしサポートセンター\n    kind: city_section\n",
+        encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "web.api.spec"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                         env={**os.environ, "TSUNAGU_CONFIG_DIR": str(config)}, check=True).stdout
+    schemas = json.loads(out)["components"]["schemas"]
+    assert "gambling" in schemas["ReferralIn"]["properties"]["categories"]["items"]["enum"]
+    assert "kurashi_center" in schemas["WithdrawConsentEvent"]["properties"]["return_to"]["enum"]
+    assert "kurashi_center" in schemas["SendHandoffEvent"]["properties"]["to_department"]["enum"]

@@ -27,13 +27,12 @@ from engine.models import Alert
 from engine.referrals.clients import SCOPES
 from web.api.spec import COMMITTED
 
-# What no document can say, since it depends on the day or on what is stored: a date or year in the future,
-# a department code the database does not hold. Anything else refused in data that fits the document is the
-# document's fault.
+# What no document can say, since it depends on the day: a date or year in the future, a consent obtained
+# too long before the referral. Anything else refused in data that fits the document is the document's fault.
 STATE_REFUSALS = re.compile("|".join((
     "未来の日付は指定できません",
     r"1850年から\d{4}年までの西暦",
-    "という部署(・機関)?はありません",  # department codes are the database's (docs/api.md)
+    "日前以降の日付にしてください",
 )))
 
 
