@@ -7,6 +7,7 @@ no department owns.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
@@ -70,6 +71,21 @@ def install(session: Session, path: Path) -> tuple[list[str], list[str]]:
     session.flush()
     session.info.pop("departments_by_code", None)
     return added, changed
+
+
+def configured_codes(directory: Path, *, city_only: bool = False) -> list[str] | None:
+    """The codes of the departments.yaml in `directory` (only the city's sections with `city_only`), in the
+    file's order; None when there is no such file or it is wrong (installing it says why)."""
+    try:
+        entries = _configured(str(Path(directory) / "departments.yaml"))
+    except ValueError:
+        return None
+    return [d["code"] for d in entries if not city_only or d["kind"] == "city_section"]
+
+
+@lru_cache(maxsize=8)
+def _configured(path: str) -> tuple[dict, ...]:
+    return tuple(read_departments(Path(path)))
 
 
 def read_departments(path: Path) -> list[dict]:

@@ -9,7 +9,7 @@ Kinds:
 - ``text``: free text, line breaks and tabs allowed;
 - ``line``: one line of text (a name, a reference): no line break, no tab;
 - ``code``: a code (a department, a code of config/), one line;
-- ``codes``: a list of codes;
+- ``codes``: a list of codes, each once;
 - ``date``, ``datetime``: a day; a moment with its time zone;
 - ``flag``: true or false;
 - ``rows``: a list of rows, each with the fields `row`;
@@ -28,11 +28,18 @@ from dataclasses import dataclass
 KINDS = ("text", "line", "code", "codes", "date", "datetime", "flag", "rows", "group")
 ONE_LINE_KINDS = ("line", "code")
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The characters refused, as the insides of regular expression classes written so that Python and ECMA-262
+# (the OpenAPI document's patterns) read them alike.
+CONTROL_CLASS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 # A name, a number or a reference is one line: no line break (of any kind) and no tab.
-_LINE_BREAK = re.compile(r"[\t\n\r\x85\u2028\u2029]")
+LINE_BREAK_CLASS = r"\t\n\r\x85\u2028\u2029"
 # Bidirectional controls (embeddings, overrides, isolates, marks): in a name they turn what is shown around.
-_BIDI_CONTROL = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+BIDI_CONTROL_CLASS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# White space as str.strip() removes it: a required text that holds only these is empty.
+SPACE_CLASS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_CONTROL = re.compile(f"[{CONTROL_CLASS}]")
+_LINE_BREAK = re.compile(f"[{LINE_BREAK_CLASS}]")
+_BIDI_CONTROL = re.compile(f"[{BIDI_CONTROL_CLASS}]")
 
 CONTROL_CHARACTER = "制御文字は使えません。"
 NOT_UNICODE = "正しい文字列ではありません。"
@@ -51,6 +58,10 @@ class Field:
     description: str = ""
     label: str = ""  # what a page calls it, where a message must name it (構成員, 役割 …)
     choices: str | None = None  # the code list of config/ its value comes from (documented as such)
+    # The code list its value (each value, for codes) is one of, checked by the engine in its own order (after
+    # the version and the state): a list of categories.yaml, or "departments" / "city_departments"
+    # (departments.yaml). The API document lists them as its enum.
+    listed: str | None = None
     row: tuple["Field", ...] = ()  # kinds "rows" and "group": the fields of one row
     row_name: str | None = None  # kinds "rows" and "group": the name of one row's schema in the API document
     nullable: bool | None = None  # whether the API takes null for it; by default, when it is optional
@@ -88,6 +99,20 @@ def text_problem(value: str, *, one_line: bool = False, person_name: bool = Fals
     if person_name and _BIDI_CONTROL.search(value):
         return BIDI_CONTROL
     return None
+
+
+def text_pattern(*, one_line: bool = False, person_name: bool = False, blank: bool = True) -> str:
+    """The regular expression (ECMA-262 and Python alike) a text that text_problem finds nothing wrong with
+    matches: what the OpenAPI document says of it. With `blank=False` it holds more than white space too.
+    (Lone surrogates are left out: they cannot be written in a well-formed JSON text.)"""
+    refused = CONTROL_CLASS
+    if one_line or person_name:
+        refused += LINE_BREAK_CLASS
+    if person_name:
+        refused += BIDI_CONTROL_CLASS
+    if blank:
+        return f"^[^{refused}]*$"
+    return f"^[^{refused}]*[^{refused}{SPACE_CLASS}][^{refused}]*$"
 
 
 def text(name: str, *, required: bool = False, limit: int | None = None, description: str = "", **kw) -> Field:

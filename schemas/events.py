@@ -13,9 +13,21 @@ from marshmallow import fields as ma_fields
 
 from engine import states, vocab
 from engine.cases.events.firing import EVENTS
-from engine.fields import Field
+from engine.fields import Field, text_pattern
 from schemas.common import MAX_ID
-from schemas.fields import AwareDateTime, Boolean, Date, Integer, List, Nested, Schema, Text, int_range, one_of
+from schemas.fields import (
+    AwareDateTime,
+    Boolean,
+    Date,
+    Integer,
+    List,
+    Nested,
+    Schema,
+    Text,
+    int_range,
+    listed_codes,
+    one_of,
+)
 
 EVENT_NAMES = list(states.CASE_EVENT_LABELS)
 
@@ -39,10 +51,16 @@ def api_field(declared: Field, *, row_names: dict[str, type[Schema]]) -> ma_fiel
     if declared.choices:
         kw["validate"] = one_of(tuple(vocab.codes(declared.choices)))
     kind = declared.kind
+    listed = listed_codes(declared.listed, nullable=declared.takes_null and kind == "code") \
+        if declared.listed else None
+    enum = {} if listed is None else {"enum": listed}
     if kind in ("text", "line", "code"):
-        field = Text(max_length=declared.limit, one_line=declared.one_line, person_name=declared.person_name, **kw)
+        field = Text(max_length=declared.limit, one_line=declared.one_line, person_name=declared.person_name,
+                     metadata=enum, **kw)
     elif kind == "codes":
-        field = List(Text(max_length=declared.limit, one_line=True), **kw)
+        field = List(Text(max_length=declared.limit, one_line=True, metadata=enum), **kw)
+        if declared.listed:
+            field.metadata = {**field.metadata, "uniqueItems": True}
     elif kind == "date":
         field = Date(**kw)
     elif kind == "datetime":
@@ -54,6 +72,12 @@ def api_field(declared: Field, *, row_names: dict[str, type[Schema]]) -> ma_fiel
     else:  # rows
         field = List(Nested(row_schema(declared, row_names)), **kw)
     field.required = declared.required
+    if declared.required and kind in ("text", "line", "code") and not declared.choices and not enum:
+        # Parsed as given (the engine refuses an empty one, in its order of refusals), described as needed.
+        field.metadata = {**field.metadata, "minLength": 1, "pattern": text_pattern(
+            one_line=declared.one_line, person_name=declared.person_name, blank=False)}
+    elif declared.required and kind in ("codes", "rows"):
+        field.metadata = {**field.metadata, "minItems": 1}
     if declared.description:
         field.metadata = {**field.metadata, "description": declared.description}
     return field

@@ -13,7 +13,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import ValidationError, fields, validate
 
-from engine.fields import text_problem
+from engine import departments, vocab
+from engine.fields import text_pattern, text_problem
 
 REQUIRED = "必須項目です。"
 
@@ -44,6 +45,14 @@ class Text(fields.String):
         validators = [] if given is None else [given] if callable(given) else list(given)
         if max_length is not None:
             validators.append(validate.Length(max=max_length, error=f"{max_length}文字以内で指定してください。"))
+        # The document says what _deserialize refuses, so that a client made from it never sends that.
+        described = {}
+        # A code of a list (enum) says enough.
+        if not any(isinstance(v, validate.OneOf) for v in validators) and "enum" not in kwargs.get("metadata", {}):
+            described["pattern"] = text_pattern(one_line=self.one_line, person_name=person_name, blank=blank)
+        if not blank:
+            described["minLength"] = 1
+        kwargs["metadata"] = {**described, **kwargs.get("metadata", {})}
         super().__init__(validate=validators, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -55,12 +64,15 @@ class Text(fields.String):
 
 
 class Integer(fields.Integer):
-    """An integer: in a JSON body only a JSON integer (never "3", 3.5 or true)."""
+    """An integer: in a JSON body a JSON number that is whole, as JSON Schema's `integer` is (3 or 3.0, never
+    "3", 3.5 or true)."""
 
     default_error_messages = {**BASE_MESSAGES, "invalid": "整数で指定してください。",
                               "too_large": "数が大きすぎます。"}
 
     def _validated(self, value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         # Text (a query string) is ASCII digits only: int() would also read "５", " 5" or "+5".
         if isinstance(value, str) and not (value.isascii() and value.lstrip("-").isdigit()):
             raise self.make_error("invalid")
@@ -86,10 +98,22 @@ RFC3339_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 RFC3339_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
+# What the document says of them: RFC 3339's forms, with a year the records can hold (engine.calendar's
+# EARLIEST_YEAR–LATEST_YEAR, 1900–2999), ASCII digits only (ECMA-262 reads `\d` so, Python would not).
+_YEAR = "(19[0-9]{2}|2[0-9]{3})"
+DATE_PATTERN = f"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}$"
+DATE_TIME_PATTERN = (f"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}[Tt][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(\\.[0-9]+)?"
+                     "([Zz]|[+-][0-9]{2}:[0-9]{2})$")
+
+
 class Date(fields.Date):
     default_error_messages = {**BASE_MESSAGES, "invalid": "日付は YYYY-MM-DD の形で指定してください。",
                               "no_such_day": "「{input}」という日付はありません（月・日の範囲を確かめてください）。",
                               "format": "日付を表せません。"}
+
+    def __init__(self, **kwargs):
+        kwargs["metadata"] = {"pattern": DATE_PATTERN, **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
@@ -109,6 +133,10 @@ class AwareDateTime(fields.AwareDateTime):
                               "invalid_awareness": "日時にはタイムゾーン（+09:00 など）を付けてください。",
                               "no_such_time": "「{input}」という日時はありません（月・日・時刻の範囲を確かめてください）。",
                               "format": "日時を表せません。"}
+
+    def __init__(self, **kwargs):
+        kwargs["metadata"] = {"pattern": DATE_TIME_PATTERN, **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
@@ -140,6 +168,18 @@ class Dict(fields.Dict):
 def one_of(choices) -> validate.OneOf:
     choices = list(choices)
     return validate.OneOf(choices, error="次のいずれかを指定してください: " + ", ".join(choices))
+
+
+def listed_codes(list_name: str, *, nullable: bool = False) -> list[str | None] | None:
+    """The codes of a list of the configuration folder (engine.fields' `listed`), as a document's enum (with
+    null where the field takes it); None when the list cannot be read (no enum is said then)."""
+    if list_name in ("departments", "city_departments"):
+        found = departments.configured_codes(vocab.config_dir(), city_only=list_name == "city_departments")
+    else:
+        found = list(vocab.codes(list_name))
+    if found is None:
+        return None
+    return [*found, *([None] if nullable else [])]
 
 
 def int_range(low: int | None, high: int | None) -> validate.Range:

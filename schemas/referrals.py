@@ -5,6 +5,7 @@ from marshmallow import ValidationError, fields, validate, validates, validates_
 
 from engine import vocab
 from engine.cases.checks import EARLIEST_BIRTH_DATE
+from engine.fields import text_pattern
 from engine.models import CASE_STATES
 from schemas.common import DepartmentRef, PageQuery, parse_since, timestamp, today_jst
 from schemas.fields import (
@@ -16,6 +17,7 @@ from schemas.fields import (
     Output,
     Schema,
     Text,
+    listed_codes,
     not_future,
     one_of,
 )
@@ -49,6 +51,11 @@ EXAMPLE = {
 }
 
 
+def _listed(list_name: str) -> dict:
+    codes = listed_codes(list_name)
+    return {} if codes is None else {"enum": codes}
+
+
 class ReferrerIn(Schema):
     """Who refers: the organisation and a contact there."""
 
@@ -64,11 +71,13 @@ class PersonIn(Schema):
     name = Text(person_name=True, required=True, blank=False, max_length=100, metadata={"description": "氏名（必須）"})
     name_kana = Text(person_name=True, allow_none=True, max_length=100, metadata={"description": "ふりがな"})
     sex = Text(allow_none=True, validate=_known("sexes", "性別の値"),
-               metadata={"description": "性別コード（categories.yaml の sexes）"})
+               metadata={"description": "性別コード（categories.yaml の sexes）",
+                         "enum": listed_codes("sexes", nullable=True)})
     birth_date = Date(allow_none=True, validate=not_future(today_jst, EARLIEST_BIRTH_DATE),
                       metadata={"description": "生年月日（YYYY-MM-DD、1900-01-01 から今日まで）"})
     area = Text(allow_none=True, validate=_known("areas", "圏域"),
-                metadata={"description": "圏域（categories.yaml の areas。例: 廿日市, 佐伯, 吉和, 大野, 宮島）"})
+                metadata={"description": "圏域（categories.yaml の areas。例: 廿日市, 佐伯, 吉和, 大野, 宮島）",
+                          "enum": listed_codes("areas", nullable=True)})
     resident_id = Text(one_line=True, allow_none=True, max_length=32, metadata={"description": "宛名番号"})
     phone = Text(one_line=True, allow_none=True, max_length=32, metadata={"description": "電話番号"})
     address = Text(allow_none=True, max_length=300, metadata={"description": "住所"})
@@ -79,10 +88,19 @@ class HouseholdMemberIn(Schema):
 
     relationship = Text(one_line=True, allow_none=True, max_length=50, metadata={"description": "続柄（例: 長男）"})
     name = Text(person_name=True, allow_none=True, max_length=100, metadata={"description": "氏名"})
-    birth_year = Integer(strict=True, allow_none=True, validate=_birth_year, metadata={"description": "生まれ年（西暦）"})
+    birth_year = Integer(strict=True, allow_none=True, validate=_birth_year, metadata={
+        "description": "生まれ年（西暦、1850年から今年まで）", "minimum": 1850})
     note = Text(allow_none=True, max_length=2000, metadata={"description": "特記事項"})
     resident_id = Text(one_line=True, allow_none=True, max_length=32, metadata={
         "description": "宛名番号。あれば、その番号の人の記録（なければ新しい記録）として世帯に加わる（氏名が必要）"})
+
+    # What _named_with_number refuses, as the document says it (added to the schema's component).
+    DOCUMENT_RULES = {
+        "if": {"properties": {"resident_id": {"type": "string", "pattern": text_pattern(one_line=True, blank=False)}},
+               "required": ["resident_id"]},
+        "then": {"properties": {"name": {"type": "string", "pattern": text_pattern(person_name=True, blank=False)}},
+                 "required": ["name"]},
+    }
 
     @validates_schema
     def _named_with_number(self, data, **kwargs):
@@ -97,9 +115,10 @@ class ConsentIn(Schema):
                     metadata={"description": "同意した人（本人・代理人）（必須）"})
     method = Text(required=True, validate=one_of(("written", "oral")), metadata={"description": "written（書面）/ oral（口頭）"})
     obtained_on = Date(allow_none=True, validate=not_future(today_jst), metadata={"description": "同意日（YYYY-MM-DD）"})
-    agencies = List(Text(one_line=True, max_length=64), required=True,
+    agencies = List(Text(one_line=True, max_length=64, metadata=_listed("departments")), required=True,
                     validate=validate.Length(min=1, error="情報を共有してよい機関を1つ以上指定してください。"),
-                    metadata={"description": "情報を共有してよい機関のコード（1つ以上。departments.yaml の code）"})
+                    metadata={"description": "情報を共有してよい機関のコード（1つ以上、それぞれ1回。departments.yaml の code）",
+                              "uniqueItems": True})
 
 
 class ReferralIn(Schema):
@@ -111,8 +130,10 @@ class ReferralIn(Schema):
     person = Nested(PersonIn, required=True)
     household = List(Nested(HouseholdMemberIn), allow_none=True,
                      validate=validate.Length(max=30, error="世帯員は30人までです。"))
-    categories = List(Text(max_length=32), required=True,
-                      metadata={"description": "課題の分類コード（1つ以上、先頭が主な分類。categories.yaml の issue_categories）"})
+    categories = List(Text(max_length=32, metadata={"enum": listed_codes("issue_categories")}),
+                      required=True, metadata={
+                          "description": "課題の分類コード（1つ以上、先頭が主な分類。categories.yaml の issue_categories）",
+                          "minItems": 1, "maxItems": len(vocab.codes("issue_categories"))})
     summary = Text(required=True, blank=False, max_length=20000, metadata={"description": "相談内容の要約（必須）"})
     urgency = Text(load_default="normal", validate=one_of(("normal", "urgent")),
                    metadata={"description": "緊急度"})

@@ -14,6 +14,7 @@ def init_app(app: Flask) -> None:
     from flask_smorest.spec.plugins import integerconverter2paramschema
 
     from schemas.events import EVENT_SCHEMAS
+    from schemas.referrals import HouseholdMemberIn
     from web import AsciiInteger
     from web.api import alerts, cases, docs, health, people, referrals, watch
     from web.api.core import DESCRIPTION, TsunaguApi
@@ -39,6 +40,9 @@ def init_app(app: Flask) -> None:
         api.spec.components.schema(schema.__name__, schema=schema)
     for module in (referrals, watch, cases, people, alerts, health):
         api.register_blueprint(module.blp, url_prefix=PREFIX)
+    # Rules across a schema's fields, which no field's description can carry.
+    for schema in (HouseholdMemberIn,):
+        api.spec.components.schemas[schema.__name__].update(schema.DOCUMENT_RULES)
     app.register_blueprint(docs.bp)
     csrf = app.extensions.get("csrf")
     if csrf is not None:  # the API authenticates with bearer tokens, not cookies

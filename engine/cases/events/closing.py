@@ -80,7 +80,7 @@ def _apply_reopen(ctx: EventContext) -> None:
 
 EVENTS = (
     Event("close", _prepare_close, _apply_close, fields=(
-        declare.code("close_reason", required=True, limit=32, description="終結理由コード（必須）"),
+        declare.code("close_reason", required=True, limit=32, listed="close_reasons", description="終結理由コード（必須）"),
         declare.text("note", limit=20000, description="メモ"),
     ), done="ケースを終結しました。"),
     Event("reopen", _prepare_reopen, _apply_reopen, fields=(

@@ -171,22 +171,22 @@ EVENTS = (
           done="本人の同意の確認に進みました。"),
     Event("record_consent", _prepare_consent, _apply_consent, fields=(
         declare.person_name("given_by", required=True, limit=100, description="同意した人（本人・代理人）（必須）"),
-        declare.code("method", required=True, limit=16, description="written / oral（必須）"),
+        declare.code("method", required=True, limit=16, listed="consent_methods", description="written / oral（必須）"),
         declare.day("obtained_on", description="同意日（YYYY-MM-DD）"),
-        declare.codes("agencies", required=True, label="情報を共有してよい機関",
+        declare.codes("agencies", required=True, listed="departments", label="情報を共有してよい機関",
                       description="共有先の機関コードの一覧（必須）"),
         declare.text("note", limit=20000, description="メモ"),
     ), done="同意を記録しました。"),
     Event("refuse_consent", _prepare_consent, _apply_consent, fields=(
         declare.person_name("given_by", required=True, limit=100, description="意思を示した人（必須）"),
-        declare.code("method", limit=16, description="written / oral"),
+        declare.code("method", limit=16, listed="consent_methods", description="written / oral"),
         declare.text("note", limit=20000, description="メモ"),
     ), done="同意が得られなかったことを記録しました。"),
     Event("withdraw_consent", _prepare_consent, _apply_consent, fields=(
         declare.person_name("given_by", required=True, limit=100, description="撤回した人（必須）"),
-        declare.code("method", limit=16, description="written / oral"),
+        declare.code("method", limit=16, listed="consent_methods", description="written / oral"),
         declare.text("note", limit=20000, description="メモ"),
-        declare.code("return_to", description="市の外の主担当が同意だけを根拠にしていたとき、担当を返す先の市の部署コード"
+        declare.code("return_to", listed="city_departments", description="市の外の主担当が同意だけを根拠にしていたとき、担当を返す先の市の部署コード"
                                               "（FMのみ。省略時はサポートデスク）"),
     ), done="同意の撤回を記録しました。"),
 )

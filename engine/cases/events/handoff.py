@@ -204,12 +204,12 @@ def audit_override(session: Session, actor, case: Case, target: Department, now:
 
 EVENTS = (
     Event("send_handoff", _prepare_send_handoff, _apply_send_handoff, fields=(
-        declare.code("to_department", required=True, description="送付先の部署コード（必須）"),
+        declare.code("to_department", required=True, listed="departments", description="送付先の部署コード（必須）"),
         declare.text("reason", required=True, limit=20000, description="つなぐ理由（必須）"),
         declare.text("summary", limit=20000, nullable=False,
                description="相談内容の要約（ケースの内容を閲覧できる職員が送る時必須。閲覧できない送り手が省略したときは、"
                            "ケースに記録された要約が載る）"),
-        declare.codes("notify", nullable=False, description="通知先の部署コードの一覧"),
+        declare.codes("notify", nullable=False, listed="departments", description="通知先の部署コードの一覧"),
         declare.text("override_reason", limit=20000,
                description="振り分けルールの提案と異なる部署へ送る理由（省略したときは、つなぐ理由をその理由として記録）"),
         declare.basis(),
