@@ -8,7 +8,16 @@ from sqlalchemy import select
 
 from engine.db import unit_of_work
 from engine.models import Meeting
-from tests.pages_support import app, case_in, case_version, error_beside, input_value, text_of, web  # noqa: F401
+from tests.pages_support import (  # noqa: F401  (fixtures)
+    FUTURE,
+    app,
+    case_in,
+    case_version,
+    error_beside,
+    input_value,
+    text_of,
+    web,
+)
 
 
 def _convene_hint(response) -> str | None:
@@ -67,3 +76,34 @@ def test_the_time_a_support_meeting_was_held_is_typed_in_wareki(web, actors, cas
     with unit_of_work(sessions) as s:
         meeting = s.scalars(select(Meeting).where(Meeting.case_id == case_id)).one()
         assert meeting.held_at.isoformat() == "2026-12-01T05:30:00+00:00"  # 14:30 JST
+
+
+def test_the_layered_meeting_is_recorded_from_the_page_and_shown_with_its_agencies_and_plan(web, actors, case_in,
+                                                                                              sessions):
+    case_id = case_in("layered_meeting")
+    client = web(actors.livelihood)
+    page = client.get(f"/cases/{case_id}")
+    assert re.fullmatch(r"令和\d+年\d+月\d+日 \d\d:\d\d", input_value(page, "ev-adopt_plan", "held_at"))
+    assert "出席機関" in text_of(page)
+    form = {"version": case_version(sessions, case_id), "goals": "「家賃を払えるようになりたい」",
+            "roles.0.department": "livelihood", "roles.0.role": "家計相談", "main_department": "livelihood",
+            "next_evaluation_date": FUTURE, "attendees": ["shakyo"]}
+    url = f"/cases/{case_id}/events/adopt_plan"
+    r = client.post(url, form | {"held_at": "令和8年12月1日", "attendees": ["elderly"]})
+    assert r.status_code == 422
+    assert error_beside(r, "ev-adopt_plan", "held_at") == "時刻も入力してください（例: 令和8年12月7日 14:30）。"
+    r = client.post(url, form | {"held_at": "令和8年12月1日 10時"} | {"attendees": ["elderly"]})
+    assert r.status_code == 422
+    assert "出席機関にできません: 高齢介護課" in error_beside(r, "ev-adopt_plan", "attendees")
+    assert client.post(url, form | {"held_at": "令和8年12月1日 10時"}).status_code == 303
+    case_page = text_of(client.get(f"/cases/{case_id}"))
+    assert "重層的支援会議 令和8年12月1日 10:00" in case_page
+    with unit_of_work(sessions) as s:
+        meeting = s.scalars(select(Meeting).where(Meeting.case_id == case_id)).one()
+        names = [a.department.name for a in meeting.attendees]
+        meeting_id = meeting.id
+    assert f"（出席機関: {'、'.join(names)}・支援プラン第1版を決定）" in case_page
+    assert "構成員 1人" not in case_page
+    meeting_page = text_of(client.get(f"/meetings/{meeting_id}"))
+    assert f"出席機関 {'、'.join(names)}" in meeting_page and "決定した支援プラン 第1版" in meeting_page
+    assert "開催日時 令和8年12月1日 10:00" in meeting_page and "構成員 1人" not in meeting_page

@@ -220,7 +220,8 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {name: event_form(name, e.fields) for n
 # Rows of repeated inputs: which keys of a row make it "filled in" (a blank row is dropped).
 ROW_LISTS = {"household": ("relationship", "name", "birth_year", "note"),
              "members": ("user",), "roles": ("department", "role")}
-MULTI_VALUED = {"categories", "agencies", "business_categories", "notify", "consent.agencies", "also_cases"}
+MULTI_VALUED = {"categories", "agencies", "business_categories", "notify", "consent.agencies", "also_cases",
+                "attendees"}
 # Groups of inputs that are given together or not at all (a basis: its code and its note; a consent at intake).
 OPTIONAL_GROUPS = ("basis", "consent")
 
