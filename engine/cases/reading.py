@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from engine import access, states
 from engine.audit import trail
-from engine.cases import joins, kernel, offers, participation, redirect, views
+from engine.cases import joins, kernel, meetings, offers, participation, redirect, views
 from engine.cases.events import firing
 from engine.errors import NotFound
 from engine.models import Case, Department, Handoff, Meeting, Plan, User
@@ -41,6 +41,8 @@ class CaseActions:
     # For one who works on the case but may not convene a 支援会議 (only an FM may) while one could be held:
     # the FMs to ask, the case's own FM first (else every active FM); empty otherwise.
     ask_fm_to_convene: list[str] = field(default_factory=list)
+    # The meetings on the case waiting for the reader's 守秘義務 acknowledgement (engine.cases.meetings).
+    invitations: list = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +104,7 @@ def _actions(session: Session, actor, file: CaseFile) -> CaseActions:
         choose_basis=bases.may_choose(session, actor),
         choose_return_to=getattr(actor, "role", None) == "fm",
         ask_fm_to_convene=_fms_to_ask(session, actor, file),
+        invitations=meetings.waiting_invitations(session, actor, case_id=case.id),
     )
 
 
