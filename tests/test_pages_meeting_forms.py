@@ -105,5 +105,5 @@ def test_the_layered_meeting_is_recorded_from_the_page_and_shown_with_its_agenci
     assert f"（出席機関: {'、'.join(names)}・支援プラン第1版を決定）" in case_page
     assert "構成員 1人" not in case_page
     meeting_page = text_of(client.get(f"/meetings/{meeting_id}"))
-    assert f"出席機関 {'、'.join(names)}" in meeting_page and "決定した支援プラン 第1版" in meeting_page
+    assert f"出席機関 {'、'.join(names)}" in meeting_page and "支援プラン 第1版を決定" in meeting_page
     assert "開催日時 令和8年12月1日 10:00" in meeting_page and "構成員 1人" not in meeting_page
