@@ -446,6 +446,8 @@ class Meeting(Base):
 
     members: Mapped[list["MeetingMember"]] = relationship(cascade="all, delete-orphan", order_by="MeetingMember.id")
     discussed_cases: Mapped[list["MeetingCase"]] = relationship(cascade="all, delete-orphan")
+    attendees: Mapped[list["MeetingAttendee"]] = relationship(cascade="all, delete-orphan",
+                                                              order_by="MeetingAttendee.department_id")
 
 
 class MeetingMember(Base):
@@ -462,6 +464,20 @@ class MeetingMember(Base):
     acknowledged_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship()
+
+
+class MeetingAttendee(Base):
+    """An agency (a department or a body outside the city) that attended a 重層的支援会議 (出席機関).
+
+    A 重層的支援会議 meets under the person's consent with the agencies it covers; who sat for each is the
+    agency's affair, the record names the agency."""
+
+    __tablename__ = "meeting_attendees"
+
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), primary_key=True)
+
+    department: Mapped[Department] = relationship()
 
 
 class MeetingCase(Base):

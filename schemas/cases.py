@@ -172,6 +172,10 @@ class MeetingOut(Output):
     case_number = _S(required=True, metadata={"description": "会議を開いたケースの番号"})
     discussed_cases = fields.List(_N(DiscussedCaseOut), required=True, metadata={
         "description": "会議を開いたケースのほかに併せて検討したケースのうち、呼び出し元が知りうるもの"})
+    attendees = fields.List(_N(DepartmentRef), metadata={
+        "description": "重層的支援会議に出席した機関（記録を読める呼び出し元だけ）"})
+    plan_number = fields.Integer(allow_none=True, metadata={
+        "description": "重層的支援会議で決定した支援プランの版（記録を読める呼び出し元だけ）"})
     minutes = _S(allow_none=True)
     decisions = _S(allow_none=True)
     members = fields.List(_N(MeetingMemberOut))

@@ -51,7 +51,9 @@ def test_every_write_of_the_world_left_an_audit_row(world, sessions):
         "contact_note.add", "contact_note.add", "meeting.add_member",
         "case.seek_consent", "case.record_consent",
         "shared_fact.carry", "provision.fact",  # the fact reaches 社協, which the consent names
-        "provision.plan_role", "case.adopt_plan",  # 社協's part in the plan, on that consent
+        # The 重層的支援会議 that decides the plan: 社協 attends and has its part in the plan, each on that
+        # consent, and the meeting's record names its time, its agencies and the plan.
+        "provision.meeting", "meeting.record_layered", "provision.plan_role", "case.adopt_plan",
         "contact_note.add",
     ]
 

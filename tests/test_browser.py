@@ -164,6 +164,9 @@ def test_a_consultation_from_the_window_to_closure_through_the_pages(browser, se
     form.get_by_label("説明し、確認を得た").first.check()
     form.locator("#ev-convene_support_meeting-minutes").fill("家計の状況と長男の就労について共有した。")
     form.locator("#ev-convene_support_meeting-decisions").fill("本人の同意を得て重層的支援会議へ。")
+    held = form.locator("#ev-convene_support_meeting-held_at")  # typed in 和暦 like every other date
+    assert held.get_attribute("type") == "text"
+    assert re.fullmatch(r"令和\d+年\d+月\d+日 \d\d:\d\d", held.input_value())
     fm.shot("07-convene-form")
     form.get_by_role("button", name="支援会議を開く").click()
     assert fm.state() == "支援会議"
@@ -194,10 +197,20 @@ def test_a_consultation_from_the_window_to_closure_through_the_pages(browser, se
     assert fm.page.locator("#ev-adopt_plan-roles-1-role").input_value() == "長男の居場所の紹介"
     fm.shot("09-plan-error")
     fm.page.fill("#ev-adopt_plan-next_evaluation_date", future)
+    attendees = fm.page.locator("#ev-adopt_plan-attendees")
+    attendees.get_by_label("生活福祉課（生活困窮者自立相談支援）").check()
+    attendees.get_by_label("廿日市市社会福祉協議会（生活支援コーディネーター）").check()
     fm.page.locator("#event-adopt_plan").get_by_role("button", name="支援プランを決定する").click()
     assert fm.state() == "伴走支援"
     assert "長男の居場所の紹介" in fm.page.locator("#plan").inner_text()
+    meetings = fm.page.locator("#meetings").inner_text()
+    assert "出席機関: " in meetings and "廿日市市社会福祉協議会" in meetings and "支援プラン第1版を決定" in meetings
     fm.shot("10-case-plan")
+    fm.page.locator("#meetings").get_by_role("link", name=re.compile("^重層的支援会議")).click()
+    record = fm.page.locator("#layered-record").inner_text()
+    assert "生活福祉課" in record and "廿日市市社会福祉協議会" in record and "第1版" in record
+    fm.shot("10b-layered-meeting")
+    fm.page.goto(case_url)
 
     # 6. An evaluation is recorded by the department that owns the plan.
     livelihood.page.goto(case_url)
@@ -565,3 +578,29 @@ def test_an_fm_takes_up_the_sons_case_in_his_mothers_support_meeting(browser, se
     assert f"ケース {household.mother_number} の会議で併せて検討" in member.page.locator("#meetings").inner_text()
     member.shot("19-the-sons-case-lists-the-meeting")
     member.close()
+
+
+def test_a_member_added_to_a_support_meeting_finds_it_in_the_inbox(browser, server, actors, open_case, fire):
+    case_id = open_case(categories=["poverty"])
+    fire(actors.livelihood, case_id, "accept_handoff", now=utcnow())
+    fire(actors.fm, case_id, "convene_support_meeting", now=utcnow(),
+         members=[{"user": "livelihood", "acknowledged": True}], minutes="長男の就労について共有した。")
+    fm = Person(browser, server, "fm")
+    fm.page.goto(f"{server}/cases/{case_id}")
+    fm.page.locator("#meetings").get_by_role("link", name=re.compile("^支援会議")).click()
+    meeting_url = fm.page.url
+    fm.page.select_option("select[name=user]", "shakyo")
+    fm.page.get_by_role("button", name="構成員に加える").click()
+    # The new member opens their inbox: the meeting is there, without the person or the records.
+    shakyo = Person(browser, server, "shakyo")
+    shakyo.page.get_by_role("navigation").get_by_role("link", name="部署の受信箱").click()
+    entry = shakyo.page.locator("#invitations")
+    assert "支援会議" in entry.inner_text() and "廿日 太郎" not in shakyo.page.locator("main").inner_text()
+    shakyo.shot("25-inbox-meeting-invitation")
+    entry.get_by_role("link", name="守秘義務を確認して記録を読む").click()
+    assert shakyo.page.url == meeting_url
+    shakyo.page.get_by_role("button", name="守秘義務を確認し、記録を読む").click()
+    assert "長男の就労について共有した。" in shakyo.page.locator("main").inner_text()
+    shakyo.shot("26-meeting-after-acknowledgement")
+    for person in (fm, shakyo):
+        person.close()

@@ -93,7 +93,7 @@ def test_down_and_up_again_keeps_every_row(tmp_path, database_url, db_engine):
         command.downgrade(config, "0011")
         command.upgrade(config, "head")
         # A table a later revision made goes with its downgrade; every other row stays.
-        made_since = {"provisions", "households", "person_candidates", "person_merges"}
+        made_since = {"provisions", "households", "person_candidates", "person_merges", "meeting_attendees"}
         assert {t: n for t, n in counts().items() if t not in made_since} == {
             t: n for t, n in before.items() if t not in made_since}
     finally:
@@ -135,6 +135,40 @@ def test_alerts_held_before_0012_keep_or_lose_their_subject_by_the_old_rule(tmp_
         with sessions() as s:
             assert s.get(Alert, moved_id).open_key is None
             assert s.get(Alert, kept_id).open_key is not None and s.get(Alert, kept_id).status == "resolved"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.slow
+def test_0022_adds_the_agencies_of_a_layered_meeting_and_takes_them_back_keeping_the_meetings(tmp_path):
+    """0022 adds meeting_attendees; its downgrade drops that table alone, the meetings and their plans stay."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from tests.conftest import CONFIG_DIR
+
+    url = f"sqlite:///{tmp_path / 'attendees.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as s:
+            demo.load(s, CONFIG_DIR)
+
+        def count(table: str) -> int:
+            with engine.connect() as conn:
+                return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+
+        meetings, plans = count("meetings"), count("plans")
+        assert count("meeting_attendees") > 0  # the demo's plans were decided at meetings with their agencies
+        config = migrate.alembic_config(url)
+        command.downgrade(config, "0021")
+        with engine.connect() as conn:
+            assert "meeting_attendees" not in inspect(conn).get_table_names()
+        assert (count("meetings"), count("plans")) == (meetings, plans)
+        command.upgrade(config, "head")
+        assert count("meeting_attendees") == 0 and (count("meetings"), count("plans")) == (meetings, plans)
+        assert _diff(engine) == []
     finally:
         engine.dispose()
 

@@ -4,131 +4,25 @@ Inputs are named with the engine's own field paths — `person.name`, `household
 `roles.0.department` — so that a message from a schema or from the engine (ValidationFailed.errors)
 lands beside the input of the same name. Rows of repeated inputs that were left blank are dropped
 before the engine sees them, and the engine's row numbers are mapped back to the rows on the page.
-Messages are in Japanese; dates may be typed in 西暦 (2026-11-30, 2026/11/30) or 和暦 (令和8年11月30日, R8.11.30).
+Messages are in Japanese; dates may be typed in 西暦 (2026-11-30, 2026/11/30) or 和暦 (令和8年11月30日, R8.11.30)
+(web.form_dates).
 """
 from __future__ import annotations
 
-import re
 import unicodedata
-from datetime import date, datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 from werkzeug.datastructures import MultiDict
 
-from engine import calendar
 from engine import fields as declare
 from engine.cases.events import firing
 from engine.fields import Field, text_problem
 from schemas.fields import flatten_errors
+from web.form_dates import JaDate, JaDateTime, JaYear, NoSuchDate, parse_date  # noqa: F401  (the forms' names)
 
 REQUIRED = "必須項目です。"
 ERRORS = {"required": REQUIRED, "null": REQUIRED, "invalid": "入力の形が正しくありません。"}
-
-_ERA_LETTERS = {"M": "明治", "T": "大正", "S": "昭和", "H": "平成", "R": "令和"}
-_WAREKI = re.compile(r"^(明治|大正|昭和|平成|令和|[MTSHR])\s*(元|\d{1,2})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?$")
-_SEIREKI = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?$")
-
-
-class NoSuchDate(ValueError):
-    """Typed as a date, but no such day exists (2月30日, 平成31年5月1日); the message says why."""
-
-
-def parse_date(text: str) -> date:
-    """A date typed in 西暦 or 和暦, full- or half-width; ValueError if it is not one (NoSuchDate when it
-    has the form of a date but names no day)."""
-    s = unicodedata.normalize("NFKC", text).strip().upper()
-    m = _WAREKI.match(s)
-    if m:
-        era, year, month, day = m.groups()
-        era = _ERA_LETTERS.get(era, era)
-        year_n = 1 if year == "元" else int(year)
-        try:
-            date(2000, int(month), int(day))  # a leap year: only the month and day are checked here
-        except ValueError:
-            raise NoSuchDate(f"{int(month)}月{int(day)}日という日付はありません。") from None
-        try:
-            return calendar.from_wareki(era, year_n, int(month), int(day))
-        except ValueError as exc:
-            # calendar's own refusals are in Japanese (no such year or era); Python's (2月29日 of a common
-            # year) are not.
-            said = str(exc)
-            raise NoSuchDate(said if not said.isascii() else
-                             f"{era}{year}年{int(month)}月{int(day)}日という日付はありません。") from None
-    m = _SEIREKI.match(s)
-    if m:
-        y, mo, d = (int(g) for g in m.groups())
-        try:
-            return date(y, mo, d)
-        except ValueError:
-            raise NoSuchDate(f"{y}年{mo}月{d}日という日付はありません。") from None
-    raise ValueError(text)
-
-
-class JaDate(fields.Field):
-    """A date in 西暦 or 和暦; an empty input is None."""
-
-    default_error_messages = {"invalid": "日付は 令和8年11月30日 または 2026-11-30 の形で入力してください。"}
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if value in (None, ""):
-            return None
-        if isinstance(value, date):
-            return value
-        try:
-            return parse_date(str(value))
-        except NoSuchDate as exc:
-            raise ValidationError(str(exc)) from None
-        except ValueError:
-            raise self.make_error("invalid") from None
-
-
-_WAREKI_YEAR = re.compile(r"^(明治|大正|昭和|平成|令和|[MTSHR])\s*(元|\d{1,2})\s*年?$")
-
-
-class JaYear(fields.Field):
-    """A year in 西暦 (1974) or 和暦 (昭和49, 昭和49年, S49, 令和元年), full- or half-width; empty is None."""
-
-    default_error_messages = {"invalid": "年は 1974 または 昭和49年 の形で入力してください。"}
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if value in (None, ""):
-            return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        s = unicodedata.normalize("NFKC", str(value)).strip().upper()
-        if s.endswith("年") and s[:-1].isdigit():
-            s = s[:-1]
-        if s.isascii() and s.isdigit():
-            return int(s)
-        m = _WAREKI_YEAR.match(s)
-        if not m:
-            raise self.make_error("invalid")
-        era, year = m.groups()
-        try:
-            return calendar.year_of_wareki(_ERA_LETTERS.get(era, era), 1 if year == "元" else int(year))
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
-
-
-class LocalDateTime(fields.Field):
-    """A date and time typed in JST (an <input type=datetime-local>), returned as aware UTC."""
-
-    default_error_messages = {"invalid": "日時は 2026-11-30T10:00 の形で入力してください。"}
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if value in (None, ""):
-            return None
-        try:
-            naive = datetime.fromisoformat(unicodedata.normalize("NFKC", str(value)).strip())
-        except ValueError:
-            raise self.make_error("invalid") from None
-        if not calendar.EARLIEST_YEAR <= naive.year <= calendar.LATEST_YEAR:  # a slip of the keyboard
-            raise self.make_error("invalid")
-        if naive.tzinfo is not None:
-            return naive
-        return naive.replace(tzinfo=calendar.JST)
-
 
 def _storable(one_line: bool, person_name: bool = False):
     """engine.fields' rule on text: no control character (one line: no line break; a name: no bidi control)."""
@@ -306,7 +200,7 @@ def form_field(declared: Field) -> fields.Field:
             return JaDate(required=True, error_messages={"required": REQUIRED, "null": REQUIRED})
         return JaDate(load_default=None)
     if kind == "datetime":
-        return LocalDateTime(load_default=None)
+        return JaDateTime(load_default=None)
     if kind == "flag":
         return checkbox()
     row = type(f"{declared.row_name}Form", (FormSchema,), {f.name: form_field(f) for f in declared.row})
@@ -326,7 +220,8 @@ EVENT_SCHEMAS: dict[str, type[Schema]] = {name: event_form(name, e.fields) for n
 # Rows of repeated inputs: which keys of a row make it "filled in" (a blank row is dropped).
 ROW_LISTS = {"household": ("relationship", "name", "birth_year", "note"),
              "members": ("user",), "roles": ("department", "role")}
-MULTI_VALUED = {"categories", "agencies", "business_categories", "notify", "consent.agencies", "also_cases"}
+MULTI_VALUED = {"categories", "agencies", "business_categories", "notify", "consent.agencies", "also_cases",
+                "attendees"}
 # Groups of inputs that are given together or not at all (a basis: its code and its note; a consent at intake).
 OPTIONAL_GROUPS = ("basis", "consent")
 

@@ -15,9 +15,10 @@ member's name, and appended in one UPDATE, so two members writing at once both k
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine import calendar
@@ -27,7 +28,7 @@ from engine.audit import trail
 from engine.cases import discussed, submissions
 from engine.cases.kernel import load_case
 from engine.errors import Conflict, GuardRefused, MissingField, NotFound, PermissionDenied, ValidationFailed
-from engine.models import Case, Department, Meeting, MeetingMember, SharedFact, User, utcnow
+from engine.models import Case, Department, Meeting, MeetingCase, MeetingMember, SharedFact, User, utcnow
 from engine.sharing import bases, provisions
 
 MAX_ADDITION = 20000
@@ -185,3 +186,43 @@ def carry_fact(session: Session, actor, meeting_id: int, fact: str, *, submissio
         submissions.settle(session, claim, case.id)
     session.flush()
     return row
+
+
+@dataclass
+class Invitation:
+    """A meeting waiting for the reader's 守秘義務 acknowledgement, as far as they may know of it before then:
+    what its page shows them (the kind, when it was held, the case number, its secretariat and convenor),
+    never the person, the minutes or the decisions."""
+
+    meeting_id: int
+    kind: str
+    held_at: datetime
+    case_id: int
+    case_number: str
+    secretariat: str | None
+    convenor: str | None
+
+
+def waiting_invitations(session: Session, actor, *, case_id: int | None = None, limit: int = 100) -> list[Invitation]:
+    """The meetings `actor` was made a member of and has not acknowledged yet (those the invitation still
+    reaches: engine.access.relations.invitation_reaches), newest first; with `case_id`, those that discussed
+    that case. The member's inbox lists them, and the case's page, so that the meeting is found."""
+    if actor is None or getattr(actor, "role", None) not in ("staff", "fm") or not actor.active:
+        return []
+    q = (select(Meeting).join(MeetingMember, MeetingMember.meeting_id == Meeting.id)
+         .where(MeetingMember.user_id == actor.id, MeetingMember.acknowledged_at.is_(None)))
+    if case_id is not None:
+        discussed_here = select(MeetingCase.meeting_id).where(MeetingCase.case_id == case_id)
+        q = q.where(or_(Meeting.case_id == case_id, Meeting.id.in_(discussed_here)))
+    out = []
+    for meeting in session.scalars(q.order_by(Meeting.held_at.desc(), Meeting.id.desc()).limit(limit)):
+        if not invitation_reaches(session, actor, meeting):
+            continue
+        case = session.get(Case, meeting.case_id)
+        secretariat = session.get(Department, meeting.secretariat_department_id) \
+            if meeting.secretariat_department_id else None
+        convenor = session.get(User, meeting.convenor_id)
+        out.append(Invitation(meeting_id=meeting.id, kind=meeting.kind, held_at=meeting.held_at, case_id=case.id,
+                              case_number=case.case_number, secretariat=secretariat.name if secretariat else None,
+                              convenor=convenor.display_name if convenor else None))
+    return out

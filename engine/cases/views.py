@@ -335,6 +335,10 @@ def meeting_summary(session: Session, actor, meeting: Meeting, rel=None, records
            "acknowledgement_needed": access.PENDING in mine,
            "case_id": held_on.id, "case_number": held_on.case_number,
            "discussed_cases": discussed_cases(session, actor, meeting)}
+    if readable and meeting.kind == "layered_meeting":
+        # Its own record: the agencies that attended and the plan it decided (as far as the reader sees it).
+        out["attendees"] = [department_ref(a.department) for a in meeting.attendees]
+        out["plan_number"] = session.scalar(select(Plan.number).where(Plan.meeting_id == meeting.id))
     if readable and records:
         out.update({
             "minutes": meeting.minutes, "decisions": meeting.decisions,

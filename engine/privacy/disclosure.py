@@ -40,6 +40,7 @@ ACTION_LABELS = {
     "meeting.record_minutes": "会議記録の作成",
     "meeting.append_record": "会議記録への追記",
     "meeting.add_member": "会議構成員の追加",
+    "meeting.record_layered": "重層的支援会議の記録",
     "meeting.acknowledge_secrecy": "守秘義務の確認",
     "meeting.discuss_case": "会議での検討（他のケースの会議で併せて検討）",
     "contact_note.add": "支援経過の記録",

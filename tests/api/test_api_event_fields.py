@@ -250,3 +250,20 @@ def test_a_date_is_written_as_rfc3339_says(client, tokens, assigned, obtained_on
     r = _fire(client, tokens.livelihood, assigned, "record_consent", given_by="本人", method="written",
               agencies=["livelihood"], obtained_on=obtained_on)
     assert "obtained_on" in assert_problem(r, 422, "validation-error")["errors"]
+
+
+def test_a_plan_names_when_its_layered_meeting_was_held_and_the_agencies_there(client, tokens, assigned, fire,
+                                                                              actors):
+    fire(actors.livelihood, assigned, "record_consent", given_by="本人", method="written",
+         agencies=["livelihood", "shakyo"])
+    plan = {"goals": "「働きたい」", "main_department": "livelihood", "next_evaluation_date": FUTURE,
+            "roles": [{"department": "livelihood", "role": "家計相談"}]}
+    body = assert_problem(_fire(client, tokens.livelihood, assigned, "adopt_plan", attendees=["children"], **plan),
+                          422, "validation-error")
+    assert "こども家庭課" in body["errors"]["attendees"][0]
+    resp = _fire(client, tokens.livelihood, assigned, "adopt_plan", held_at="2026-12-01T14:30:00+09:00",
+                 attendees=["shakyo"], **plan)
+    assert resp.status_code == 200
+    (meeting,) = resp.get_json()["meetings"]
+    assert meeting["held_at"] == "2026-12-01T05:30:00+00:00" and meeting["plan_number"] == 1
+    assert [a["code"] for a in meeting["attendees"]] == ["livelihood", "shakyo"]

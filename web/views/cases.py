@@ -1,8 +1,6 @@
 """The start page, ケース一覧, ケース詳細 with a form per allowed event, contact notes, the つなぐシート print view."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 from werkzeug.datastructures import MultiDict
@@ -19,7 +17,7 @@ from engine.departments import department_by_code
 from engine.errors import EngineError, NotFound, ValidationFailed
 from engine.models import Handoff, utcnow
 from engine.people import records
-from web import db, diagram, forms
+from web import db, diagram, form_dates, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 
 bp = Blueprint("cases", __name__)
@@ -118,7 +116,7 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
         or submissions.new_token(), may_match=can.record_match,
         match_token=(values or {}).get("submission_token") if event == "participation" else submissions.new_token(),
-        now_local=datetime.now(calendar.JST).strftime("%Y-%m-%dT%H:%M"),
+        now_local=form_dates.datetime_input(utcnow()),
         note_meeting=can.note_meeting,
         person_candidates=len(records.open_candidates(s, file.case.person_id)) if file.content else 0,
     ), status

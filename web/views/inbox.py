@@ -6,6 +6,7 @@ from flask_login import login_required
 from markupsafe import Markup
 
 from engine.alerts import notices
+from engine.cases import meetings
 from engine.cases import offers as join_offers
 from engine.errors import EngineError
 from engine.worklists import inbox
@@ -24,6 +25,7 @@ def _render(refused: Refusal | None = None, handoff_id: int | None = None, value
     box = inbox.department_inbox(db.session(), actor())
     return render_template("inbox.html", box=box, notices=notices.waiting(db.session(), actor()),
                            offers=join_offers.waiting_for(db.session(), actor()),
+                           invitations=meetings.waiting_invitations(db.session(), actor()),
                            refused=refused, failed_handoff=handoff_id, failed_alert=alert_id,
                            values=values or {}, errors=refused.errors if refused else {}), \
         (refused.status if refused else 200)

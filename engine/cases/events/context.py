@@ -32,6 +32,7 @@ class EventContext:
     discussed: list[Case] = field(default_factory=list)  # the further cases a meeting takes up (also_cases)
     agencies: list[Department] = field(default_factory=list)
     roles: list[dict] = field(default_factory=list)
+    attendees: list[Department] = field(default_factory=list)  # adopt_plan: the agencies at the 重層的支援会議
     main_department: Department | None = None
     plan: Plan | None = None
     # A body outside the city receiving the case's data: the basis chosen with the event (a statute or an

@@ -3,6 +3,10 @@
 A plan holds goals in the person's words, a role per agency (each within the consent), the 主担当 (who
 owns the case from then on) and the next evaluation date; an evaluation continues it, sends it back to the
 重層的支援会議 (再プラン), pauses it (中断) or closes the case.
+
+adopt_plan records the 重層的支援会議 that decided the plan as a meeting of its own: when it was held
+(`held_at`; its day is the 支援決定日), the agencies that attended (`attendees`, each within the consent;
+the recorder's department, its secretariat, always), its minutes, and the plan. Its audit row names them.
 """
 from __future__ import annotations
 
@@ -15,13 +19,24 @@ from engine import calendar, vocab
 from engine import fields as declare
 from engine.alerts import alerts
 from engine.cases import discussed
-from engine.cases.checks import REQUIRED, as_date, blank, choice, evaluation_within_horizon, not_before_opening, require
+from engine.access.relations import consented_department_ids
+from engine.audit import trail
+from engine.cases.checks import (
+    REQUIRED,
+    as_date,
+    as_time,
+    blank,
+    choice,
+    evaluation_within_horizon,
+    not_before_opening,
+    require,
+)
 from engine.cases.events.closing import close_fields
 from engine.cases.events.context import Event, EventContext, note_only, nothing
 from engine.cases.kernel import add_business_category
 from engine.departments import department_by_code, departments_by_codes
 from engine.errors import MissingField, ValidationFailed
-from engine.models import Evaluation, Meeting, MeetingCase, MeetingMember, Plan, PlanRole
+from engine.models import Department, Evaluation, Meeting, MeetingAttendee, MeetingCase, MeetingMember, Plan, PlanRole
 from engine.sharing import bases, provisions
 
 
@@ -33,6 +48,9 @@ def _prepare_plan(ctx: EventContext) -> None:
     evaluation_within_horizon(errors, f, "next_evaluation_date", ctx.today)
     as_date(errors, f, "decided_on", not_after=ctx.today)
     not_before_opening(errors, f, "decided_on", ctx.case, "支援決定日")
+    as_time(errors, f, "held_at", not_after=ctx.now)
+    not_before_opening(errors, f, "held_at", ctx.case, "開催日時")
+    _same_day(errors, f)
     roles = []
     if not isinstance(f["roles"], list) or not all(isinstance(r, dict) for r in f["roles"]):
         raise ValidationFailed({"roles": ["役割分担は {department, role} の一覧で指定してください。"]})
@@ -60,9 +78,52 @@ def _prepare_plan(ctx: EventContext) -> None:
             errors.setdefault("business_categories", []).append(f"「{code}」が2回以上指定されています。")
     ctx.discussed = discussed.resolve_or_refuse(ctx.session, ctx.actor, ctx.case, f.get(discussed.FIELD),
                                                 kind="layered_meeting", errors=errors)
+    ctx.attendees = _attendees(ctx, errors, roles)
     if errors:
         raise ValidationFailed(errors)
     ctx.roles = roles
+
+
+def _same_day(errors: dict[str, list[str]], f: dict) -> None:
+    """The 支援決定日 is the day the 重層的支援会議 was held: given both, they agree."""
+    held, decided = f.get("held_at"), f.get("decided_on")
+    if "held_at" in errors or "decided_on" in errors or held is None or decided is None:
+        return
+    if held.astimezone(calendar.JST).date() != decided:
+        errors["decided_on"] = [f"支援決定日は重層的支援会議を開いた日（{calendar.wareki(held)}）にしてください。"]
+
+
+def _attendees(ctx: EventContext, errors: dict[str, list[str]], roles: list[dict]) -> list:
+    """The agencies that attended, as given (else those with a role), and the recorder's department first;
+    each within the consent of every case the meeting discusses (a 重層的支援会議 meets under it)."""
+    given = ctx.fields.get("attendees") or []
+    if not isinstance(given, list) or not all(isinstance(c, str) for c in given):
+        errors.setdefault("attendees", []).append("出席機関は機関コードの一覧で指定してください。")
+        return []
+    own = ctx.session.get(Department, ctx.actor.department_id)
+    found = [own] if own is not None else []
+    if not given:
+        return found + [r["department"] for r in roles if r["department"] not in found]
+    covered = consented_department_ids(ctx.session, ctx.case.id)
+    for other in ctx.discussed:
+        covered &= consented_department_ids(ctx.session, other.id)
+    outside = []
+    for i, code in enumerate(given):
+        dept = department_by_code(ctx.session, code)
+        if dept is None:
+            errors.setdefault("attendees", []).append(f"「{code}」という機関はありません。")
+        elif code in given[:i]:
+            errors.setdefault("attendees", []).append(f"「{code}」が2回以上指定されています。")
+        elif dept in found:
+            continue
+        elif dept.id not in covered:
+            outside.append(dept.name)
+        else:
+            found.append(dept)
+    if outside:
+        errors.setdefault("attendees", []).append(
+            "本人の同意の範囲に含まれない機関は、重層的支援会議の出席機関にできません: " + "、".join(outside))
+    return found
 
 
 def _apply_plan(ctx: EventContext) -> None:
@@ -72,26 +133,38 @@ def _apply_plan(ctx: EventContext) -> None:
         if plan.status == "active":
             plan.status = "superseded"
             plan.revised_at = ctx.now
-    meeting = Meeting(kind="layered_meeting", case_id=ctx.case.id, held_at=ctx.now, convenor_id=ctx.actor.id,
+    held_at = ctx.fields.get("held_at") or ctx.now
+    meeting = Meeting(kind="layered_meeting", case_id=ctx.case.id, held_at=held_at, convenor_id=ctx.actor.id,
                       secretariat_department_id=ctx.actor.department_id, minutes=ctx.fields.get("minutes"),
                       decisions="支援プランを決定", members=[MeetingMember(
                           user_id=ctx.actor.id, department_id=ctx.actor.department_id, secretariat=True,
                           acknowledged_at=ctx.now)],
+                      attendees=[MeetingAttendee(department_id=d.id) for d in ctx.attendees],
                       discussed_cases=[MeetingCase(case_id=ctx.case.id)])
     s.add(meeting)
+    s.flush()
+    attending = [d.id for d in ctx.attendees]
+    # The attending bodies outside the city receive the person's data on the consent that names them.
+    provisions.provide_to_members(s, ctx.actor, ctx.case, meeting, attending, now=ctx.now)
     # The other cases it takes up, each under its own person's consent (engine.cases.discussed); as for its
     # own case, members added later are given the records on the basis each body has (engine.cases.meetings).
-    discussed.link(s, ctx.actor, meeting, ctx.discussed, (), now=ctx.now, remote_addr=ctx.remote_addr)
+    discussed.link(s, ctx.actor, meeting, ctx.discussed, attending, now=ctx.now, remote_addr=ctx.remote_addr)
+    decided_on = ctx.fields.get("decided_on") or (held_at.astimezone(calendar.JST).date()
+                                                 if ctx.fields.get("held_at") else ctx.today)
     plan = Plan(
         case_id=ctx.case.id, number=max((p.number for p in earlier), default=0) + 1, status="active",
         goals=ctx.fields["goals"], main_department_id=ctx.main_department.id,
         next_evaluation_date=ctx.fields["next_evaluation_date"], no_contact_since=ctx.today,
         business_categories=ctx.fields.get("business_categories") or [], meeting=meeting,
-        decided_on=ctx.fields.get("decided_on") or ctx.today, created_by_id=ctx.actor.id, created_at=ctx.now,
+        decided_on=decided_on, created_by_id=ctx.actor.id, created_at=ctx.now,
         roles=[PlanRole(department_id=r["department"].id, role=r["role"]) for r in ctx.roles],
     )
     s.add(plan)
     s.flush()
+    trail.record(s, actor=ctx.actor, client=ctx.client, action="meeting.record_layered", object_type="meeting",
+                 object_id=meeting.id, case_id=ctx.case.id, remote_addr=ctx.remote_addr, at=ctx.now,
+                 detail={"held_at": calendar.iso(held_at), "attendees": [d.code for d in ctx.attendees],
+                         "plan_id": plan.id, "plan_number": plan.number})
     # Each role outside the city is the body's part in the plan: given on the consent that names it.
     for r in ctx.roles:
         if r["department"].outside_city:
@@ -166,7 +239,12 @@ EVENTS = (
             declare.text("role", required=True, limit=2000, description="役割"))),
         declare.code("main_department", required=True, listed="departments", description="主担当の機関コード（必須）"),
         declare.day("next_evaluation_date", required=True, description="次回評価日（必須）"),
-        declare.day("decided_on", description="支援決定日（重層的支援会議で決定した日。省略時は今日）"),
+        declare.day("decided_on", description="支援決定日（重層的支援会議で決定した日。省略時は開催日時の日、それもなければ今日）"),
+        declare.moment("held_at", description="重層的支援会議の開催日時（ISO 8601。省略時は記録した日時）。"
+                       "支援決定日と併せて指定するときは同じ日"),
+        declare.codes("attendees", limit=64, listed="departments", nullable=False, label="出席機関",
+                      description="重層的支援会議に出席した機関コードの一覧（本人の同意の範囲の機関）。記録した職員の部署は"
+                                  "事務局として常に含まれる。省略時は、その部署と役割分担の機関"),
         declare.codes("business_categories", limit=32, listed="business_categories", nullable=False,
                       description="事業区分コードの一覧"),
         declare.text("minutes", limit=20000, description="重層的支援会議の記録"),
