@@ -151,12 +151,21 @@ def test_a_consultation_sent_again_from_history_opens_one_case(web, actors, sess
     page = client.get("/intake")
     assert form_token(page, "/intake") != token and token in used_keys(page, "/intake")
 
-    again = client.post("/intake", {**_hidden(_preview(client, submission_token=token)), "action": "confirm"})
+    # The form shown again from history, sent to the preview: it says the form went, and where.
+    shown_again = _preview(client, submission_token=token)
+    assert "既に送信して受け付けています" in text_of(shown_again)
+    assert f'<a href="{first.headers["Location"]}">受け付けたケースを開く</a>' in shown_again.get_data(as_text=True)
+    # The preview it had made before is sent again (a reload of it, a double click): one case.
+    again = client.post("/intake", {**_hidden(preview), "action": "confirm"})
     assert again.status_code == 303 and again.headers["Location"] == first.headers["Location"]
     body = client.get(again.headers["Location"]).get_data(as_text=True)
     assert "この相談は既に記録されています" in body
     assert f'<a href="{first.headers["Location"]}">受け付けたケースを開く</a>' in body
     assert count(sessions, Case) == 1
+    # Sent on purpose from that preview (another consultation typed into the old form), it is a new case.
+    other = client.post("/intake", {**_hidden(shown_again), "person.name": "廿日 次郎", "action": "confirm"})
+    assert other.status_code == 303 and other.headers["Location"] != first.headers["Location"]
+    assert count(sessions, Case) == 2
 
 
 def test_the_same_confirmation_sent_twice_opens_one_case(web, actors, sessions):

@@ -84,6 +84,15 @@ def used_tokens(session: Session, actor, *, case_id: int | None = None, kind: st
     return list(session.scalars(query.order_by(FormSubmission.id.desc()).limit(limit)))
 
 
+def sent(session: Session, actor, token: str | None) -> FormSubmission | None:
+    """The claim of `token` by `actor`, if the form that carries it was already applied."""
+    token = (token or "").strip()
+    if not token:
+        return None
+    return session.scalar(select(FormSubmission).where(FormSubmission.user_id == actor.id,
+                                                       FormSubmission.token == token))
+
+
 def settle(session: Session, claim_id: int, case_id: int | None) -> None:
     """Remember which case the claimed form made or changed (where a second send is sent back to)."""
     session.execute(update(FormSubmission).where(FormSubmission.id == claim_id).values(case_id=case_id))

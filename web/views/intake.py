@@ -45,11 +45,18 @@ def _preview(values: MultiDict, proposal, *, choice: MultiDict | None = None, er
         # Shown names are read records: their audit rows stay, whatever the page's status (a refused
         # confirmation was rolled back before this page was drawn).
         g.commit_on_error = True
+    token, sent_case = _token(), None
+    if choice is None:
+        # A form already sent (shown again from history, and perhaps changed for another consultation): the
+        # preview says where the first went, and only a deliberate send under a new key opens another case.
+        first = submissions.sent(db.session(), actor(), token)
+        if first is not None:
+            token, sent_case = submissions.new_token(), first.case_id
     return render_template(
         "intake_preview.html", values=values, data=parsed.data, proposal=proposal, earlier=earlier,
         unshared=window.unshared(db.session(), parsed.data, proposal) if parsed.ok else None,
-        choice=choice or MultiDict(), errors=errors or {}, message=message,
-        token=_token(),
+        choice=choice or MultiDict(), errors=errors or {}, message=message, sent_case=sent_case,
+        token=token,
         departments=caselist.department_choices(db.session()),
     ), status
 
