@@ -595,8 +595,8 @@ def test_a_contact_note_sent_again_after_the_back_button_is_saved_once(browser, 
         notes = s.scalars(select(ContactNote).where(ContactNote.case_id == case_id)).all()
         assert [n.body for n in notes] == ["電話で家計の状況を聞いた。"]
     message.get_by_role("link", name="記録した支援経過を見る").click()
-    assert p.url.endswith(f"/cases/{case_id}#notes")
-    assert "電話で家計の状況を聞いた。" in p.locator("#notes").inner_text()
+    assert p.url.endswith(f"/cases/{case_id}#note-{notes[0].id}")
+    assert p.locator(f"#note-{notes[0].id}").inner_text().endswith("電話で家計の状況を聞いた。")
 
     # A new note from the page as it is now is a new record.
     p.reload()

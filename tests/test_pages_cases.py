@@ -611,6 +611,10 @@ def test_a_contact_note_the_owner_types_as_a_support_meeting_member_stays_with_t
     with sessions() as s:
         note = s.scalar(select(ContactNote).where(ContactNote.case_id == case_id))
         assert note.meeting_id is not None
+    # Sent again, it points at the meeting's page, where the note is.
+    again = owner.get(owner.post(f"/cases/{case_id}/notes", form).headers["Location"]).get_data(as_text=True)
+    assert f'<a href="/meetings/{note.meeting_id}#note-{note.id}">記録した支援経過を見る</a>' in again
+    assert f'<li id="note-{note.id}">' in owner.get(f"/meetings/{note.meeting_id}").get_data(as_text=True)
     fire(actors.fm, case_id, "seek_consent")
     fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
          agencies=["livelihood", "shakyo"])

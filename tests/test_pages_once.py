@@ -147,8 +147,10 @@ def test_a_record_sent_again_is_saved_once_with_a_link_to_it(web, actors, case_i
     body = client.get(again.headers["Location"]).get_data(as_text=True)
     flash = re.search(r'<p class="flash flash-info"[^>]*>(.*?)</p>', body, flags=re.S).group(1)
     assert "この支援経過は既に記録されています" in flash and "2回目は保存していません" in flash
-    assert f'<a href="/cases/{case_id}#notes">記録した支援経過を見る</a>' in flash
-    assert count(sessions, ContactNote) == 1
+    with unit_of_work(sessions) as s:
+        note_id = s.scalars(select(ContactNote.id)).one()
+    assert f'<a href="/cases/{case_id}#note-{note_id}">記録した支援経過を見る</a>' in flash
+    assert f'<li id="note-{note_id}">' in body
     assert case_state(sessions, case_id) == "assigned"
 
 

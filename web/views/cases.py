@@ -337,7 +337,11 @@ def add_note(case_id: int):
         raise
     except submissions.AlreadySubmitted as exc:
         refusal(exc)
-        where = url_for("cases.detail", case_id=case_id, _anchor="notes")
+        saved = notes.note_of_form(db.session(), actor(), case_id, token)
+        if saved is not None and saved.meeting_id is not None:  # a record of a 支援会議, on that meeting's page
+            where = url_for("meetings.show", meeting_id=saved.meeting_id, _anchor=f"note-{saved.id}")
+        else:
+            where = url_for("cases.detail", case_id=case_id, _anchor=f"note-{saved.id}" if saved else "notes")
         flash_already_saved("この支援経過", where, "記録した支援経過を見る")
         return redirect(url_for("cases.detail", case_id=case_id), 303)  # the message in view
     except EngineError as exc:
