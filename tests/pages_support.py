@@ -114,6 +114,25 @@ def input_value(response, prefix: str, name: str) -> str | None:
     return html.unescape(m.group(1)) if m else None
 
 
+_KEY = r'<select name="submission_token"[^>]*>\s*<option value="([^"]+)" selected>'
+
+
+def form_token(page, action: str | None = None) -> str:
+    """The one-time key a page's form is sent with: of the form posting to `action`, else of the first."""
+    body = page if isinstance(page, str) else page.get_data(as_text=True)
+    if action is not None:
+        body = body[body.index(f'action="{action}"'):]
+    return html.unescape(re.search(_KEY, body).group(1))
+
+
+def used_keys(page, action: str) -> list[str]:
+    """The keys the form posting to `action` offers beside its own (the person's keys used on the record)."""
+    body = page if isinstance(page, str) else page.get_data(as_text=True)
+    body = body[body.index(f'action="{action}"'):]
+    select = body[:body.index("</select>")]
+    return re.findall(r'<option value="([^"]+)">', select)
+
+
 def count(sessions, model, *where) -> int:
     with unit_of_work(sessions) as s:
         return s.scalar(select(func.count()).select_from(model).where(*where))

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from engine import calendar
 from engine.alerts import scan
 from engine.db import unit_of_work
-from engine.models import Alert, Case, Handoff, utcnow
+from engine.models import Alert, Case, ContactNote, Handoff, utcnow
 from engine.reports import yearly as reports
 from engine.settings import PROJECT_ROOT
 from tests.conftest import PASSWORD
@@ -604,3 +604,82 @@ def test_a_member_added_to_a_support_meeting_finds_it_in_the_inbox(browser, serv
     shakyo.shot("26-meeting-after-acknowledgement")
     for person in (fm, shakyo):
         person.close()
+
+
+def test_a_contact_note_sent_again_after_the_back_button_is_saved_once(browser, server, actors, open_case, fire,
+                                                                      sessions):
+    """Back, then send again: the page comes afresh from the server, with the note the browser put back and
+    the key it was first sent with; the second send saves nothing and links to the note saved."""
+    case_id = open_case(categories=["poverty"], person={"name": "宮内 二郎", "name_kana": "ミヤウチ ジロウ",
+                                                        "birth_date": "1970-05-05", "area": "廿日市"})
+    fire(actors.livelihood, case_id, "accept_handoff")
+    worker = Person(browser, server, "livelihood")
+    p = worker.page
+    p.goto(f"{server}/cases/{case_id}")
+    p.locator("#note-form > summary").click()
+    p.locator("#note-form").get_by_label("電話").check()
+    p.fill("#note-body", "電話で家計の状況を聞いた。")
+    p.locator("#note-form").get_by_role("button", name="記録する").click()
+    assert "支援経過を記録しました" in worker.flash()
+
+    p.go_back()
+    p.locator("#note-form > summary").click()
+    assert p.locator("#note-body").input_value() == "電話で家計の状況を聞いた。"  # put back by the browser
+    p.locator("#note-form").get_by_role("button", name="記録する").click()
+    message = p.locator(".flash")
+    assert "この支援経過は既に記録されています" in message.inner_text()
+    assert "2回目は保存していません" in message.inner_text()
+    worker.shot("20-note-sent-again-from-history")
+    with unit_of_work(sessions) as s:
+        notes = s.scalars(select(ContactNote).where(ContactNote.case_id == case_id)).all()
+        assert [n.body for n in notes] == ["電話で家計の状況を聞いた。"]
+    message.get_by_role("link", name="記録した支援経過を見る").click()
+    assert p.url.endswith(f"/cases/{case_id}#note-{notes[0].id}")
+    assert p.locator(f"#note-{notes[0].id}").inner_text().endswith("電話で家計の状況を聞いた。")
+
+    # A new note from the page as it is now is a new record.
+    p.reload()
+    p.locator("#note-form > summary").click()
+    p.locator("#note-form").get_by_label("訪問").check()
+    p.fill("#note-body", "自宅を訪問した。")
+    p.locator("#note-form").get_by_role("button", name="記録する").click()
+    assert "支援経過を記録しました" in worker.flash()
+    with unit_of_work(sessions) as s:
+        assert len(s.scalars(select(ContactNote).where(ContactNote.case_id == case_id)).all()) == 2
+    worker.close()
+
+
+def test_a_second_tab_on_an_older_page_is_told_it_is_out_of_date_and_keeps_what_was_typed(
+        browser, server, actors, open_case, fire, sessions):
+    case_id = open_case(categories=["poverty"], person={"name": "地御前 三郎", "name_kana": "ジゴゼン サブロウ",
+                                                        "birth_date": "1966-06-06", "area": "廿日市"})
+    fire(actors.livelihood, case_id, "accept_handoff")
+    worker = Person(browser, server, "livelihood")
+    first, second = worker.page, worker.context.new_page()
+    for page in (first, second):
+        page.goto(f"{server}/cases/{case_id}")
+        page.locator("#event-request_join > summary").click()
+    first.locator("#join-to_department").select_option("health")
+    first.locator("#join-reason").fill("通院の支援をお願いしたい。")
+    first.get_by_role("button", name="参加を依頼する").click()
+    assert "参加を依頼しました" in worker.flash()
+
+    second.locator("#join-to_department").select_option("children")
+    second.locator("#join-reason").fill("子の登校の相談もあるため。")
+    second.get_by_role("button", name="参加を依頼する").click()
+    summary = second.locator("#refusal").inner_text()
+    assert "画面が古くなっています" in summary and "既に記録されています" not in summary
+    assert "入力した内容はフォームに残しています" in summary
+    assert second.locator("#join-reason").input_value() == "子の登校の相談もあるため。"
+    assert second.locator("#join-to_department").input_value() == "children"
+    assert "健康推進課" in second.locator("#handoffs").inner_text()  # the case as it is now
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    second.screenshot(path=str(SHOTS / "21-second-tab-out-of-date.png"), full_page=True)
+    # Sent again on purpose, it goes.
+    second.get_by_role("button", name="参加を依頼する").click()
+    assert "参加を依頼しました" in second.locator(".flash").inner_text()
+    with unit_of_work(sessions) as s:
+        joins = s.scalars(select(Handoff).where(Handoff.case_id == case_id, Handoff.primary.is_(False))).all()
+        assert sorted(h.to_department.code for h in joins) == ["children", "health"]
+    second.close()
+    worker.close()

@@ -13,6 +13,7 @@ from tests.pages_support import (  # noqa: F401  (fixtures)
     case_version,
     count,
     error_beside,
+    form_token,
     input_value,
     text_of,
     web,
@@ -96,7 +97,7 @@ def test_a_stale_amend_form_is_refused(web, actors, case_in, sessions, make_user
     assert colleague.post(f"/cases/{case_id}/amend", old).status_code == 303
     client = web(actors.livelihood)
     again = client.post(f"/cases/{case_id}/amend", {**old, "summary": "二回目の訂正", "person.phone": "0829-20-0000"})
-    assert again.status_code == 409 and "他の職員が先に更新しました" in text_of(again)
+    assert again.status_code == 409 and "画面が古くなっています" in text_of(again)
     assert _person(sessions, case_id)["summary"] == "一回目の訂正"
     # What was typed is not lost: the form comes back open with it and the current version, to be sent
     # again on purpose once the person has read what changed.
@@ -123,11 +124,12 @@ def test_only_the_owner_or_case_fm_may_amend(web, actors, case_in, sessions):
 
 
 def test_a_form_sent_twice_is_applied_once_and_does_not_come_back_filled(web, actors, case_in, sessions):
-    """A double click sends the form twice with one version: the second is stale by the person's own
-    change; unlike a colleague's change, it must not offer the typed values to be applied again."""
+    """A double click sends the form twice with its one-time key: the second finds the key used; unlike a
+    form shown before a change, it must not offer the typed values to be applied again."""
     case_id = case_in("assigned")
-    form = _form(sessions, case_id, summary="一回だけの訂正")
     client = web(actors.livelihood)
+    token = form_token(client.get(f"/cases/{case_id}"), f"/cases/{case_id}/amend")
+    form = _form(sessions, case_id, summary="一回だけの訂正", submission_token=token)
     assert client.post(f"/cases/{case_id}/amend", form).status_code == 303
     again = client.post(f"/cases/{case_id}/amend", form)
     assert again.status_code == 409
@@ -147,7 +149,7 @@ def test_the_same_person_in_two_tabs_gets_a_stale_form_back_filled(web, actors, 
     again = second.post(f"/cases/{case_id}/amend", {**old, "person.address": "廿日市市下平良一丁目"})
     assert again.status_code == 409
     text = text_of(again)
-    assert "他の職員が先に更新しました" in text and "既に記録されています" not in text
+    assert "画面が古くなっています" in text and "既に記録されています" not in text
     assert input_value(again, "amend", "person.address") == "廿日市市下平良一丁目"
     with sessions() as s:
         person = s.get(Case, case_id).person

@@ -12,7 +12,7 @@ from engine.db import unit_of_work
 from engine.models import AuditEvent, Case, ContactNote
 from engine.users import accounts as users
 from tests.conftest import PASSWORD
-from tests.pages_support import app, case_in, count, text_of, web  # noqa: F401  (fixtures)
+from tests.pages_support import app, case_in, count, form_token, text_of, web  # noqa: F401  (fixtures)
 
 
 def _login(client, login, password, next_url=None):
@@ -85,7 +85,7 @@ def test_a_form_sent_after_the_session_ended_saves_nothing_and_shows_what_was_ty
     case_id = case_in("assigned")
     client = web(actors.livelihood)
     page = client.get(f"/cases/{case_id}").get_data(as_text=True)
-    token = re.search(r'name="submission_token" value="([^"]+)"', page).group(1)
+    token = form_token(page)
     with client.c.session_transaction() as sess:
         sess["last_seen"] = int(time.time()) - int(app.config["SESSION_MINUTES"]) * 60 - 5
     body = "自宅を訪問し、長男と30分ほど話した。次回は来週火曜日に訪問する予定。"

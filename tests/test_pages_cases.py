@@ -21,6 +21,7 @@ from tests.pages_support import (  # noqa: F401  (fixtures)
     case_version,
     count,
     error_beside,
+    form_token,
     input_value,
     text_of,
     web,
@@ -219,8 +220,12 @@ def test_a_stale_form_says_so_shows_the_current_state_and_applies_nothing_twice(
     again = client.post(f"/cases/{case_id}/events/decline_handoff", {"version": version, "reason": "所管外"})
     assert again.status_code == 409
     page = text_of(again)
-    assert "他の職員が先に更新しました" in page and "現在の状態は「担当決定」です" in page
-    assert "所管外" not in again.get_data(as_text=True).split('id="actions"')[1].split("</section>")[0]
+    assert "画面が古くなっています" in page and "現在の状態は「担当決定」です" in page
+    assert "既に記録されています" not in page
+    # Another form, shown before the case changed: what was typed is kept, to copy, though 返送 is no
+    # longer offered.
+    summary = again.get_data(as_text=True).split('id="refusal"')[1].split("</div>")[0]
+    assert "所管外" in summary and "今の状態ではできません" in summary
     assert case_state(sessions, case_id) == "assigned" and case_version(sessions, case_id) == after
 
 
@@ -365,7 +370,7 @@ def test_a_closed_case_still_shows_its_last_plan_marked_ended(web, actors, case_
 
 def _note_form(client, case_id):
     body = client.get(f"/cases/{case_id}").get_data(as_text=True)
-    return re.search(r'name="submission_token" value="([^"]+)"', body).group(1)
+    return form_token(body, f"/cases/{case_id}/notes")
 
 
 def test_contact_notes_are_checked_and_added_once(web, actors, case_in, sessions):
@@ -623,6 +628,10 @@ def test_a_contact_note_the_owner_types_as_a_support_meeting_member_stays_with_t
     with sessions() as s:
         note = s.scalar(select(ContactNote).where(ContactNote.case_id == case_id))
         assert note.meeting_id is not None
+    # Sent again, it points at the meeting's page, where the note is.
+    again = owner.get(owner.post(f"/cases/{case_id}/notes", form).headers["Location"]).get_data(as_text=True)
+    assert f'<a href="/meetings/{note.meeting_id}#note-{note.id}">記録した支援経過を見る</a>' in again
+    assert f'<li id="note-{note.id}">' in owner.get(f"/meetings/{note.meeting_id}").get_data(as_text=True)
     fire(actors.fm, case_id, "seek_consent")
     fire(actors.livelihood, case_id, "record_consent", given_by="本人", method="written",
          agencies=["livelihood", "shakyo"])

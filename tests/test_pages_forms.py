@@ -17,6 +17,7 @@ from tests.pages_support import (  # noqa: F401  (fixtures)
     case_version,
     count,
     error_beside,
+    form_token,
     text_of,
     web,
 )
@@ -117,8 +118,7 @@ def test_the_error_summary_names_each_input_by_its_label(web, actors, case_in, s
 def test_the_summary_of_a_contact_note_links_to_its_inputs_and_names_them(web, actors, case_in):
     case_id = case_in("assigned")
     client = web(actors.livelihood)
-    token = re.search(r'name="submission_token" value="([^"]+)"',
-                      client.get(f"/cases/{case_id}").get_data(as_text=True)).group(1)
+    token = form_token(client.get(f"/cases/{case_id}"), f"/cases/{case_id}/notes")
     r = client.post(f"/cases/{case_id}/notes", {"method": "", "body": "", "submission_token": token})
     assert r.status_code == 422
     assert sorted(_summary(r)) == [("note-body", "内容: 必須項目です。"), ("note-method", "方法: 必須項目です。")]

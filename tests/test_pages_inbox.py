@@ -90,7 +90,8 @@ def test_a_second_answer_from_a_stale_list_is_refused(web, actors, case_in, sess
     first, second = web(actors.livelihood), web(actors.livelihood)
     assert first.post(f"/inbox/{h.id}", {"decision": "accept", "version": version}).status_code == 303
     r = second.post(f"/inbox/{h.id}", {"decision": "decline", "version": version, "reason": "所管外"})
-    assert r.status_code == 409 and "他の職員が先に更新しました" in text_of(r)
+    assert r.status_code == 409 and "画面が古くなっています" in text_of(r)
+    assert "所管外" in text_of(r)  # what was typed, to copy: the sheet has left the list
     assert case_state(sessions, case_id) == "assigned"
 
 

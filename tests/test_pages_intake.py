@@ -11,7 +11,7 @@ from engine.db import unit_of_work
 from engine.models import Alert, AuditEvent, Case, FormSubmission, Handoff, HouseholdMember
 from engine.rules import store as rules
 from tests.conftest import CONFIG_DIR
-from tests.pages_support import app, count, error_beside, input_value, text_of, web  # noqa: F401
+from tests.pages_support import app, count, error_beside, form_token, input_value, text_of, used_keys, web  # noqa: F401
 
 VALID = {
     "person.name": "廿日 太郎", "person.name_kana": "ハツカ タロウ", "person.birth_date": "昭和35年5月1日",
@@ -136,6 +136,38 @@ def test_confirming_the_proposal_opens_and_sends_the_case(web, actors, sessions)
         assert case.person.birth_date.isoformat() == "1960-05-01"
 
 
+def test_a_consultation_sent_again_from_history_opens_one_case(web, actors, sessions):
+    """The form's key goes through the preview; the form shown again from history offers it back (the
+    browser restores it with what was typed), and the preview sent again carries it: one case, and a
+    message that links to it."""
+    client = web(actors.window)
+    token = form_token(client.get("/intake"), "/intake")
+    preview = _preview(client, submission_token=token)
+    assert _hidden(preview)["submission_token"] == token
+    assert 'name="submission_token" value="%s"' % token in \
+        preview.get_data(as_text=True).split('class="back"')[1]  # 入力画面に戻って直す keeps it too
+    first = client.post("/intake", {**_hidden(preview), "action": "confirm"})
+    assert first.status_code == 303
+    page = client.get("/intake")
+    assert form_token(page, "/intake") != token and token in used_keys(page, "/intake")
+
+    # The form shown again from history, sent to the preview: it says the form went, and where.
+    shown_again = _preview(client, submission_token=token)
+    assert "既に送信して受け付けています" in text_of(shown_again)
+    assert f'<a href="{first.headers["Location"]}">受け付けたケースを開く</a>' in shown_again.get_data(as_text=True)
+    # The preview it had made before is sent again (a reload of it, a double click): one case.
+    again = client.post("/intake", {**_hidden(preview), "action": "confirm"})
+    assert again.status_code == 303 and again.headers["Location"] == first.headers["Location"]
+    body = client.get(again.headers["Location"]).get_data(as_text=True)
+    assert "この相談は既に記録されています" in body
+    assert f'<a href="{first.headers["Location"]}">受け付けたケースを開く</a>' in body
+    assert count(sessions, Case) == 1
+    # Sent on purpose from that preview (another consultation typed into the old form), it is a new case.
+    other = client.post("/intake", {**_hidden(shown_again), "person.name": "廿日 次郎", "action": "confirm"})
+    assert other.status_code == 303 and other.headers["Location"] != first.headers["Location"]
+    assert count(sessions, Case) == 2
+
+
 def test_the_same_confirmation_sent_twice_opens_one_case(web, actors, sessions):
     client = web(actors.window)
     form = {**_hidden(_preview(client)), "action": "confirm"}
@@ -143,7 +175,7 @@ def test_the_same_confirmation_sent_twice_opens_one_case(web, actors, sessions):
     second = client.post("/intake", form)
     assert first.status_code == 303 and second.status_code == 303
     assert second.headers["Location"] == first.headers["Location"]
-    assert "既に受け付けています" in text_of(client.get(second.headers["Location"]))
+    assert "この相談は既に記録されています" in text_of(client.get(second.headers["Location"]))
     assert count(sessions, Case) == 1
     assert count(sessions, FormSubmission) == 1
 

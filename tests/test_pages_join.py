@@ -88,7 +88,7 @@ def test_a_stale_join_form_is_refused_and_applies_nothing(web, actors, case_in, 
     client = web(actors.livelihood)
     assert client.post(f"/cases/{case_id}/join", {**JOIN, "version": version}).status_code == 303
     again = client.post(f"/cases/{case_id}/join", {**JOIN, "to_department": "children", "version": version})
-    assert again.status_code == 409 and "他の職員が先に更新しました" in text_of(again)
+    assert again.status_code == 409 and "画面が古くなっています" in text_of(again)
     assert _joins(sessions, case_id) == [("health", "sent")]
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from engine.cases import joins
 from engine.db import unit_of_work
 from engine.models import AuditEvent, Case, Meeting, MeetingMember, SharedFact, User
-from tests.pages_support import app, case_in, count, error_beside, text_of, web  # noqa: F401  (fixtures)
+from tests.pages_support import app, case_in, count, error_beside, form_token, text_of, web  # noqa: F401  (fixtures)
 
 
 def _meeting(sessions, case_id, kind="support_meeting") -> int:
@@ -76,7 +76,7 @@ def test_members_add_to_the_records_once_stamped_with_their_name(web, actors, ca
     meeting_id = _meeting(sessions, case_id)
     client = web(actors.livelihood)
     body = client.get(f"/meetings/{meeting_id}").get_data(as_text=True)
-    token = re.search(r'name="submission_token" value="([^"]+)"', body).group(1)
+    token = form_token(body, f"/meetings/{meeting_id}/record")
     empty = client.post(f"/meetings/{meeting_id}/record", {"submission_token": token})
     assert empty.status_code == 422
     assert error_beside(empty, "rec", "minutes") == "記録か決定事項のどちらかを入力してください。"

@@ -76,7 +76,7 @@ def test_a_member_is_added_by_name_and_birth_year_and_shown_with_their_period(ho
                  AuditEvent.object_id == str(household.household)) == 1
     # The same form sent again (a double click, a reload) adds no one.
     again = owner.post(url, form)
-    assert again.status_code == 303 and "既に追加されています" in text_of(owner.get(again.headers["Location"]))
+    assert again.status_code == 303 and "この世帯員は既に記録されています" in text_of(owner.get(again.headers["Location"]))
     assert [m[0] for m in _members(sessions, household.household)].count("廿日 次郎") == 1
 
 

@@ -13,7 +13,7 @@ from engine.errors import GuardRefused, NotFound, PermissionDenied, ValidationFa
 from engine.models import AuditEvent, Case, ParticipationMatch
 from engine.reports import yearly as reports
 from tests.conftest import NOW
-from tests.pages_support import app, count, error_beside, text_of, web  # noqa: F401  (fixtures)
+from tests.pages_support import app, count, error_beside, form_token, text_of, web  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_the_case_page_records_a_match_once_and_marks_a_mistake_beside_its_input
     client = web(actors.hikikomori)
     page = client.get(f"/cases/{accompanied}")
     assert "参加支援を記録する" in text_of(page)
-    token = page.get_data(as_text=True).split('name="submission_token" value="')[-1].split('"')[0]
+    token = form_token(page, f"/cases/{accompanied}/participation")
     bad = client.post(f"/cases/{accompanied}/participation", {"host": "", "activity": "畑の作業", "submission_token": token})
     assert bad.status_code == 422 and error_beside(bad, "match", "host") == "必須項目です。"
     form = {"host": "partner_farm", "activity": "畑の作業", "started_on": "令和8年11月27日", "submission_token": token}

@@ -104,13 +104,6 @@ def load_case_with_relations(session: Session, actor, case_id: int, *, for_updat
     return case, rel
 
 
-def last_change(session: Session, case_id: int) -> tuple[int | None, str | None]:
-    """Who made the newest change in the case's history (None for the system), and which event it was."""
-    row = session.execute(select(CaseHistory.actor_id, CaseHistory.event).where(CaseHistory.case_id == case_id)
-                          .order_by(CaseHistory.id.desc()).limit(1)).first()
-    return (row.actor_id, row.event) if row is not None else (None, None)
-
-
 def flush_handoff_or_stale(session: Session, handoff_id: int) -> None:
     """Flush; a sheet that changed under us becomes StaleVersion with its current version (nothing kept)."""
     try:

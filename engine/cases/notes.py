@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from engine import calendar
@@ -88,3 +88,14 @@ def add_contact_note(session: Session, actor: User, case_id: int, fields: dict[s
         submissions.settle(session, claim, case.id)
     session.flush()
     return note
+
+
+def note_of_form(session: Session, actor: User, case_id: int, submission_token: str | None) -> ContactNote | None:
+    """The note a page's form saved under `submission_token` (its claim and the note share their time), for
+    a second send of that form to point at; None if it saved none."""
+    claim = submissions.sent(session, actor, submission_token)
+    if claim is None or claim.case_id != case_id:
+        return None
+    return session.scalar(select(ContactNote).where(
+        ContactNote.case_id == case_id, ContactNote.staff_id == actor.id, ContactNote.created_at == claim.created_at)
+        .order_by(ContactNote.id.desc()).limit(1))

@@ -6,6 +6,11 @@ work: a second claim of the same key by the same person — a double click, a re
 finds the first and is refused with a pointer to what the first one made. A refused or failed first
 attempt rolls back with its claim, so correcting a form and sending it again works. A person's keys older
 than a day are removed when they next claim one.
+
+A page shown again from the browser's history (the back button) is fetched afresh (no page is cached), so
+it would carry a fresh key with the text the browser puts back into it. A page therefore also offers the
+keys this person has already used on the same case (`used_tokens`): the browser restores the key the form
+was sent with, and the second send is refused like a double click.
 """
 from __future__ import annotations
 
@@ -65,6 +70,27 @@ def claim(session: Session, actor, token: str | None, kind: str, *, now: datetim
     session.execute(delete(FormSubmission).where(FormSubmission.user_id == actor.id,
                                                  FormSubmission.created_at < (now or utcnow()) - KEY_LIFETIME))
     return claimed
+
+
+def used_tokens(session: Session, actor, *, case_id: int | None = None, kind: str | None = None,
+                limit: int = 20) -> list[str]:
+    """The keys `actor` used lately on forms about the case `case_id`, or on forms of `kind`, newest first:
+    a page lists them beside its fresh key, so that a form restored from history keeps its own."""
+    query = select(FormSubmission.token).where(FormSubmission.user_id == actor.id)
+    if case_id is not None:
+        query = query.where(FormSubmission.case_id == case_id)
+    if kind is not None:
+        query = query.where(FormSubmission.kind == kind)
+    return list(session.scalars(query.order_by(FormSubmission.id.desc()).limit(limit)))
+
+
+def sent(session: Session, actor, token: str | None) -> FormSubmission | None:
+    """The claim of `token` by `actor`, if the form that carries it was already applied."""
+    token = (token or "").strip()
+    if not token:
+        return None
+    return session.scalar(select(FormSubmission).where(FormSubmission.user_id == actor.id,
+                                                       FormSubmission.token == token))
 
 
 def settle(session: Session, claim_id: int, case_id: int | None) -> None:

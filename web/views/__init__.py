@@ -195,7 +195,7 @@ def init_app(app: Flask) -> None:
         STATE_LABELS=states.CASE_STATE_LABELS, EVENT_LABELS=states.CASE_EVENT_LABELS,
         HANDOFF_STATE_LABELS=states.HANDOFF_STATE_LABELS, ALERT_LABELS=alerts.ALERT_LABELS,
         ALERT_STATUS_LABELS=alerts.STATUS_LABELS, HISTORY_LABELS=HISTORY_LABELS, vocab_label=vocab.label,
-        vocab_codes=vocab.codes, form_list=form_list, note_field_label=_note_field_label,
+        vocab_codes=vocab.codes, form_list=form_list, note_field_label=_note_field_label, typed_text=_typed,
         field_limit=limits.field_limit, with_limit=limits.with_limit, text_head=folding.text_head,
     )
 

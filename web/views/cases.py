@@ -7,18 +7,18 @@ from werkzeug.datastructures import MultiDict
 
 from engine import calendar, states
 from engine.alerts import notices
-from engine.cases import joins, kernel, notes, participation, reading, submissions
+from engine.cases import joins, notes, participation, reading, submissions
 from engine.cases import lists as caselist
 from engine.cases import offers as join_offers
 from engine.cases.amend import PERSON_FIELDS, amend_case
 from engine.cases.events import firing
 from engine.cases.redirect import override_routing
 from engine.departments import department_by_code
-from engine.errors import EngineError, NotFound, ValidationFailed
+from engine.errors import EngineError, NotFound, StaleVersion, ValidationFailed
 from engine.models import Handoff, utcnow
 from engine.people import records
 from web import db, diagram, form_dates, forms
-from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
+from web.views.common import PASS_THROUGH, Refusal, actor, flash_already_saved, refusal, remote_addr
 
 bp = Blueprint("cases", __name__)
 
@@ -115,9 +115,10 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
         offers=join_offers.of_case(s, actor(), file.case, file.rel), may_answer_offers=can.answer_offers,
         note_values=note_values or MultiDict(), note_token=(note_values or {}).get("submission_token")
         or submissions.new_token(), may_match=can.record_match,
-        match_token=(values or {}).get("submission_token") if event == "participation" else submissions.new_token(),
+        match_token=(values or {}).get("submission_token") if event == "participation" else None,
         now_local=form_dates.datetime_input(utcnow()),
-        note_meeting=can.note_meeting,
+        note_meeting=can.note_meeting, new_token=submissions.new_token,
+        used_keys=submissions.used_tokens(s, actor(), case_id=file.case.id),
         person_candidates=len(records.open_candidates(s, file.case.person_id)) if file.content else 0,
     ), status
 
@@ -137,10 +138,19 @@ RELOAD = "画面が古くなっています。読み込み直してからやり�
 CONFIRMED_EVENTS = {"close": "終結してよいか確かめて、確認の欄にチェックを入れてください。"}
 
 
+STALE = "画面が古くなっています。この画面を表示した後で、ケースが更新されました。"
+TWICE = "この操作は既に記録されています（同じ内容が2回送信されました）。"
+
+
 def _apply_form(case_id: int, form_event: str, schema, apply):
     """Parse a case-page form with `schema` and run `apply(data)` on it: (its result, None), or (None, the
     case page again) when the form or the engine refuses. A refused form comes back open with what was
-    typed and each message beside its input; a stale one shows the current state instead."""
+    typed and each message beside its input.
+
+    The form's one-time key tells a form sent twice (a double click, or sent again from the browser's
+    history) from a form shown before the case changed: the first applies once and does not come back
+    filled; the second says the page is out of date, shows the case as it is now and comes back with what
+    was typed, to be sent again on purpose."""
     parsed = forms.parse(schema, request.form)
     if form_event in CONFIRMED_EVENTS and request.form.get("confirm") not in ("1", "on"):
         parsed.errors.setdefault("confirm", []).append(CONFIRMED_EVENTS[form_event])
@@ -149,19 +159,24 @@ def _apply_form(case_id: int, form_event: str, schema, apply):
         if "version" in parsed.errors:
             bad.message = RELOAD
         return None, _render_case(case_id, event=form_event, values=request.form, refused=bad)
+    s = db.session()
+    token = request.form.get(submissions.TOKEN_FIELD)
     try:
-        return apply(dict(parsed.data)), None
+        # The key is claimed first: a second copy of the form waits for the first and then finds its key.
+        claim = submissions.claim(s, actor(), token, "case_form") if token else None
+        result = apply(dict(parsed.data))
+        if claim is not None:
+            submissions.settle(s, claim, case_id)
+        return result, None
     except PASS_THROUGH:
         raise
     except EngineError as exc:
         r = refusal(exc)
         r.errors = parsed.page_errors(r.errors)
-        if (r.keep_values and exc.extra.get("already_applied", True)
-                and kernel.last_change(db.session(), case_id) == (actor().id, form_event)):
-            # Made stale by this person's own change a moment ago: a form sent twice (a double click), whose
-            # first copy was applied. It does not come back filled, to be applied a second time.
-            r.keep_values, r.double = False, True
-            r.message = "この操作は既に記録されています（同じ内容が2回送信されました）。"
+        if isinstance(exc, submissions.AlreadySubmitted):
+            r.double, r.message = True, TWICE
+        elif isinstance(exc, StaleVersion):
+            r.message = STALE
         return None, _render_case(case_id, event=form_event, values=request.form if r.keep_values or not r.stale
                                  else None, refused=r)
 
@@ -320,8 +335,13 @@ def add_note(case_id: int):
         raise
     except submissions.AlreadySubmitted as exc:
         refusal(exc)
-        flash("この支援経過は既に記録されています（二重送信を防ぎました）。", "info")
-        return redirect(url_for("cases.detail", case_id=case_id, _anchor="notes"), 303)
+        saved = notes.note_of_form(db.session(), actor(), case_id, token)
+        if saved is not None and saved.meeting_id is not None:  # a record of a 支援会議, on that meeting's page
+            where = url_for("meetings.show", meeting_id=saved.meeting_id, _anchor=f"note-{saved.id}")
+        else:
+            where = url_for("cases.detail", case_id=case_id, _anchor=f"note-{saved.id}" if saved else "notes")
+        flash_already_saved("この支援経過", where, "記録した支援経過を見る")
+        return redirect(url_for("cases.detail", case_id=case_id), 303)  # the message in view
     except EngineError as exc:
         r = refusal(exc)
         return _render_case(case_id, event="contact_note", note_values=request.form, refused=r)
@@ -351,8 +371,9 @@ def add_match(case_id: int):
         raise
     except submissions.AlreadySubmitted as exc:
         refusal(exc)
-        flash("この参加支援は既に記録されています（二重送信を防ぎました）。", "info")
-        return redirect(url_for("cases.detail", case_id=case_id, _anchor="participation"), 303)
+        where = url_for("cases.detail", case_id=case_id, _anchor="participation")
+        flash_already_saved("この参加支援", where, "記録した参加支援を見る")
+        return redirect(url_for("cases.detail", case_id=case_id), 303)  # the message in view
     except EngineError as exc:
         return _render_case(case_id, event="participation", values=request.form, refused=refusal(exc))
     flash("参加支援を記録しました。", "success")

@@ -1,8 +1,9 @@
 """What every page's view shares: the signed-in actor, and engine refusals turned into page messages."""
 from __future__ import annotations
 
-from flask import g, request
+from flask import flash, g, request
 from flask_login import current_user
+from markupsafe import Markup
 
 from engine.cases.submissions import AlreadySubmitted
 from engine.errors import EngineError, GuardRefused, NotFound, PermissionDenied, StaleVersion, ValidationFailed
@@ -86,3 +87,11 @@ def refusal(exc: EngineError) -> Refusal:
 
 # Refusals a form does not show: the app's 403 and 404 pages do (and audit them).
 PASS_THROUGH = (PermissionDenied, NotFound)
+
+
+def flash_already_saved(what: str, url: str, link: str) -> None:
+    """A form whose one-time key was used before (a double click, or a page sent again from the browser's
+    history): nothing is saved a second time; the message links to what the first send saved. The page it
+    leads to opens at its top, where the message is."""
+    flash(Markup('{}は既に記録されています。同じフォームがもう一度送信されたため、2回目は保存していません。'
+                 '<a href="{}">{}</a>').format(what, url, link), "info")

@@ -8,12 +8,15 @@ from markupsafe import Markup
 from engine.alerts import notices
 from engine.cases import meetings
 from engine.cases import offers as join_offers
-from engine.errors import EngineError
+from engine.cases import submissions
+from engine.errors import EngineError, StaleVersion
 from engine.worklists import inbox
 from web import db, forms
 from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
 
 bp = Blueprint("inbox", __name__)
+
+ANSWER_KEY = "inbox_answer"  # the kind of the one-time keys of the 受理・返送 forms
 
 
 def _render(refused: Refusal | None = None, handoff_id: int | None = None, values=None,
@@ -27,6 +30,8 @@ def _render(refused: Refusal | None = None, handoff_id: int | None = None, value
                            offers=join_offers.waiting_for(db.session(), actor()),
                            invitations=meetings.waiting_invitations(db.session(), actor()),
                            refused=refused, failed_handoff=handoff_id, failed_alert=alert_id,
+                           new_token=submissions.new_token,
+                           used_keys=submissions.used_tokens(db.session(), actor(), kind=ANSWER_KEY),
                            values=values or {}, errors=refused.errors if refused else {}), \
         (refused.status if refused else 200)
 
@@ -46,14 +51,24 @@ def answer(handoff_id: int):
     if not parsed.ok:
         return _render(Refusal(422, "入力内容を確認してください。", parsed.errors), handoff_id, request.form)
     f = parsed.data
+    s = db.session()
+    token = request.form.get(submissions.TOKEN_FIELD)
     try:
-        handoff = inbox.answer(db.session(), actor(), handoff_id, f["decision"], version=f["version"],
+        # A form sent twice (its key used) is told from one shown before the sheet changed (another tab).
+        claim = submissions.claim(s, actor(), token, ANSWER_KEY) if token else None
+        handoff = inbox.answer(s, actor(), handoff_id, f["decision"], version=f["version"],
                                reason=f.get("reason"), remote_addr=remote_addr())
+        if claim is not None:
+            submissions.settle(s, claim, handoff.case_id)
     except PASS_THROUGH:
         raise
     except EngineError as exc:
         r = refusal(exc)
-        return _render(r, handoff_id, None if r.stale else request.form)
+        if isinstance(exc, submissions.AlreadySubmitted):
+            r.double, r.message = True, "この回答は既に記録されています（同じ内容が2回送信されました）。"
+        elif isinstance(exc, StaleVersion):
+            r.message = "画面が古くなっています。この画面を表示した後で、つなぐシートが更新されました。"
+        return _render(r, handoff_id, request.form if r.keep_values or not r.stale else None)
     if f["decision"] == "accept":
         # The case is now the department's to work on: the message leads to it (format escapes each value).
         flash(Markup('つなぐシートを受理しました。<a href="{}">ケース {} を開く</a>').format(

@@ -10,10 +10,11 @@ from engine.cases import submissions, window
 from engine.cases.intake import require_staff
 from engine.errors import EngineError, ValidationFailed
 from web import db, forms
-from web.views.common import PASS_THROUGH, actor, refusal, remote_addr
+from web.views.common import PASS_THROUGH, actor, flash_already_saved, refusal, remote_addr
 
 bp = Blueprint("intake", __name__)
 
+KEY_KIND = "intake"  # the kind of the consultation form's one-time keys (engine.cases.window claims them)
 CONFIRM_FIELDS = ("action", "mode", "to_department", "override_reason", "note", "rule_version",
                   "submission_token", "csrf_token")
 
@@ -23,8 +24,15 @@ def _intake_values(form: MultiDict) -> MultiDict:
     return MultiDict([(k, v) for k, v in form.items(multi=True) if k not in CONFIRM_FIELDS])
 
 
+def _token() -> str:
+    """The consultation's one-time key: the one the form was sent with (kept from the form through the preview
+    and back), or a fresh one for a new form."""
+    return request.form.get(submissions.TOKEN_FIELD) or submissions.new_token()
+
+
 def _form(values: MultiDict, errors: dict | None = None, message: str | None = None, status: int = 200):
     return render_template("intake_form.html", values=values, errors=errors or {}, message=message,
+                           token=_token(), used_keys=submissions.used_tokens(db.session(), actor(), kind=KEY_KIND),
                            household_rows=forms.HOUSEHOLD_ROWS,
                            departments=caselist.department_choices(db.session())), status
 
@@ -37,11 +45,18 @@ def _preview(values: MultiDict, proposal, *, choice: MultiDict | None = None, er
         # Shown names are read records: their audit rows stay, whatever the page's status (a refused
         # confirmation was rolled back before this page was drawn).
         g.commit_on_error = True
+    token, sent_case = _token(), None
+    if choice is None:
+        # A form already sent (shown again from history, and perhaps changed for another consultation): the
+        # preview says where the first went, and only a deliberate send under a new key opens another case.
+        first = submissions.sent(db.session(), actor(), token)
+        if first is not None:
+            token, sent_case = submissions.new_token(), first.case_id
     return render_template(
         "intake_preview.html", values=values, data=parsed.data, proposal=proposal, earlier=earlier,
         unshared=window.unshared(db.session(), parsed.data, proposal) if parsed.ok else None,
-        choice=choice or MultiDict(), errors=errors or {}, message=message,
-        token=(choice or {}).get("submission_token") or submissions.new_token(),
+        choice=choice or MultiDict(), errors=errors or {}, message=message, sent_case=sent_case,
+        token=token,
         departments=caselist.department_choices(db.session()),
     ), status
 
@@ -88,9 +103,11 @@ def submit():
         raise
     except submissions.AlreadySubmitted as exc:
         refusal(exc)
-        flash("この相談は既に受け付けています（二重送信を防ぎました）。", "info")
         if exc.case_id:
-            return redirect(url_for("cases.detail", case_id=exc.case_id), 303)
+            where = url_for("cases.detail", case_id=exc.case_id)
+            flash_already_saved("この相談", where, "受け付けたケースを開く")
+            return redirect(where, 303)
+        flash("この相談は既に記録されています。同じフォームがもう一度送信されたため、2回目は保存していません。", "info")
         return redirect(url_for("cases.index"), 303)
     except EngineError as exc:
         r = refusal(exc)

@@ -7,18 +7,20 @@ from flask_login import login_required
 from engine.cases import meetings, reading, submissions
 from engine.errors import EngineError
 from web import db, forms
-from web.views.common import PASS_THROUGH, Refusal, actor, name_with_san, refusal, remote_addr
+from web.views.common import PASS_THROUGH, Refusal, actor, flash_already_saved, name_with_san, refusal, remote_addr
 
 bp = Blueprint("meetings", __name__)
 
 
 def _render(meeting_id: int, refused: Refusal | None = None, values=None, form: str = "rec"):
     record = reading.read_meeting(db.session(), actor(), meeting_id, remote_addr=remote_addr())
+    used = submissions.used_tokens(db.session(), actor(), case_id=record.meeting.case_id)
     if refused is not None:
         g.commit_on_error = True  # keep the audit row of the read this page shows
     return render_template("meeting.html", record=record, m=record.summary, refused=refused, form=form,
                            errors=refused.errors if refused else {}, values=values or {},
-                           token=(values or {}).get("submission_token") or submissions.new_token()), \
+                           token=(values or {}).get("submission_token"), new_token=submissions.new_token,
+                           used_keys=used), \
         (refused.status if refused else 200)
 
 
@@ -54,8 +56,9 @@ def append(meeting_id: int):
         raise
     except submissions.AlreadySubmitted as exc:
         refusal(exc)
-        flash("この記録は既に追記されています（二重送信を防ぎました）。", "info")
-        return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
+        where = url_for("meetings.show", meeting_id=meeting_id, _anchor="minutes")
+        flash_already_saved("この追記", where, "追記した記録を見る")
+        return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)  # the message in view
     except EngineError as exc:
         return _render(meeting_id, refusal(exc), request.form)
     flash("会議の記録を追記しました。", "success")
@@ -95,8 +98,9 @@ def carry(meeting_id: int):
         raise
     except submissions.AlreadySubmitted as exc:
         refusal(exc)
-        flash("この情報は既に共有されています（二重送信を防ぎました）。", "info")
-        return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)
+        where = url_for("meetings.show", meeting_id=meeting_id, _anchor="carried")
+        flash_already_saved("この共有", where, "共有した情報を見る")
+        return redirect(url_for("meetings.show", meeting_id=meeting_id), 303)  # the message in view
     except EngineError as exc:
         return _render(meeting_id, refusal(exc), request.form, "fact")
     flash("同意の範囲の機関に共有しました。ケースの「支援会議から共有された情報」に表示されます。", "success")

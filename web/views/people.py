@@ -13,14 +13,14 @@ from engine.models import utcnow
 from engine.people import households, reading, records
 from web import db, forms
 from web import forms_people as people_forms
-from web.views.common import PASS_THROUGH, Refusal, actor, refusal, remote_addr
+from web.views.common import PASS_THROUGH, Refusal, actor, flash_already_saved, refusal, remote_addr
 
 bp = Blueprint("people", __name__)
 
 CHECK = "入力内容を確認してください。"
+HOUSEHOLD_KEY = "household_member"  # the kind of the one-time keys of the forms that add a member
 MERGED_MEANWHILE = ("画面が古くなっています。この記録は、画面を開いた後で別の記録に統合されました。"
                     "操作は行われていません。統合先の記録を表示しています。")
-ALREADY = "この世帯員は既に追加されています（同じ内容が2回送信されました）。"
 
 
 def _today():
@@ -35,7 +35,8 @@ def _render(person_id: int, *, form: str | None = None, values: MultiDict | None
     return render_template("person.html", file=file, p=file.identity, form=form, values=values or MultiDict(),
                            errors=refused.errors if refused else {}, refused=refused,
                            token=(values or {}).get("submission_token") or submissions.new_token(),
-                           new_token=submissions.new_token), \
+                           new_token=submissions.new_token,
+                           used_keys=submissions.used_tokens(db.session(), actor(), kind=HOUSEHOLD_KEY)), \
         (refused.status if refused else 200)
 
 
@@ -65,8 +66,9 @@ def _act(person_id: int, form: str, schema, apply, done: str, anchor: str):
         raise
     except submissions.AlreadySubmitted as exc:
         refusal(exc)
-        flash(ALREADY, "info")
-        return redirect(url_for("people.show", person_id=person_id, _anchor=anchor), 303)
+        where = url_for("people.show", person_id=person_id, _anchor=anchor)
+        flash_already_saved("この世帯員", where, "追加した世帯員を見る")
+        return redirect(url_for("people.show", person_id=person_id), 303)  # the message in view
     except EngineError as exc:
         r = refusal(exc)
         if r.status == 409:  # done already, by this form sent twice or by someone else: the page as it is now
@@ -113,7 +115,7 @@ def unmerge(person_id: int, merge_id: int):
 def _once(add):
     """A form that adds a member carries a one-time key: sent twice (a double click, a reload), it adds once."""
     def apply(f):
-        submissions.claim(db.session(), actor(), f.pop("submission_token", None), "household_member")
+        submissions.claim(db.session(), actor(), f.pop("submission_token", None), HOUSEHOLD_KEY)
         add(f)
 
     return apply
