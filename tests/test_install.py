@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import venv
 
 import pytest
 from sqlalchemy import select
@@ -27,8 +28,11 @@ def test_an_editable_install_prints_no_warning(tmp_path):
         shutil.copy(PROJECT_ROOT / name, project / name)
     for name in PACKAGES:
         shutil.copytree(PROJECT_ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-cache-dir",
-                             "--prefix", str(tmp_path / "prefix"), "-e", str(project)],
+    # Into an environment of its own (pip --python): installing beside this one would replace the tsunagu
+    # the tests run.
+    venv.create(tmp_path / "venv", with_pip=False)
+    result = subprocess.run([sys.executable, "-m", "pip", "--python", str(tmp_path / "venv" / "bin" / "python"),
+                             "install", "--quiet", "--no-deps", "--no-cache-dir", "-e", str(project)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     said = [line for line in (result.stdout + result.stderr).splitlines()
