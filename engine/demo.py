@@ -163,4 +163,5 @@ def load(session: Session, config_dir: Path, now: datetime | None = None) -> dic
     if session.scalar(select(Case.id).where(Case.created_by_id == window.id).limit(1)) is None:
         cases = load_sample_cases(session, u, now)
     session.flush()
-    return {"departments": added_departments, "rules_installed": int(new_rules), "cases": cases}
+    return {"departments": added_departments, "rules_installed": int(new_rules), "cases": cases,
+            "staff": sum(1 for user in u.values() if user.role == "staff")}

@@ -291,7 +291,7 @@ def test_an_fm_reads_a_years_figures_and_saves_them_as_csv_and_xlsx(browser, ser
     assert saved.splitlines()[0] == "年度,区分,項目,件数"
     with fm.page.expect_download() as download:
         fm.page.get_by_role("link", name="Excel（xlsx）で保存").click()
-    assert download.value.suggested_filename == f"report-{this_year - 1}.xlsx"
+    assert download.value.suggested_filename == f"年度集計_{reports.fiscal_year_label(this_year - 1)}.xlsx"
     book = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes()))
     assert book["年度集計"]["A1"].value == f"年度集計（{reports.fiscal_year_label(this_year - 1)}）"
     fm.close()

@@ -102,7 +102,7 @@ def test_only_fms_and_administrators_read_it_and_each_read_is_audited(sessions, 
 def test_a_year_outside_the_offered_ones_is_refused_by_name(value):
     with pytest.raises(ValidationFailed) as err:
         reports.parse_fiscal_year(value, today=date(2026, 12, 1))
-    assert "令和元年度から令和8年度まで" in err.value.errors["year"][0]
+    assert "選べるのは令和元年度（2019）から令和8年度（2026）までです。" in err.value.errors["year"][0]
 
 
 def test_the_fiscal_year_turns_on_april_first():
@@ -136,7 +136,7 @@ def test_the_workbook_holds_the_pages_figures_laid_out_and_as_one_table(year_of_
     assert 'href="/reports.xlsx?year=2026"' in page.get_data(as_text=True)
     r = web(actors.fm).get("/reports.xlsx?year=2026")
     assert r.status_code == 200 and r.mimetype == XLSX
-    assert r.headers["Content-Disposition"] == 'attachment; filename="report-2026.xlsx"'
+    assert r.headers["Content-Disposition"].startswith('attachment; filename="nendo-shukei-R8.xlsx"; filename*=')
     assert r.headers["Cache-Control"] == "no-store"
     book = load_workbook(io.BytesIO(r.get_data()))
     assert book.sheetnames == ["年度集計", "データ"]
@@ -179,7 +179,7 @@ def test_the_page_refuses_staff_and_a_bad_year(web, actors, sessions):
     assert web(actors.livelihood).get("/reports.xlsx").status_code == 403
     r = web(actors.fm).get("/reports?year=1999")
     assert r.status_code == 422
-    assert "年度は令和元年度から" in text_of(r)
+    assert "選べるのは令和元年度（2019）から" in text_of(r)
     assert web(actors.fm).get("/reports.csv?year=abc").status_code == 422
     assert web(actors.fm).get("/reports.xlsx?year=abc").status_code == 422
     with sessions() as s:

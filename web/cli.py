@@ -240,7 +240,9 @@ def demo_cmd() -> None:
         result = demo_set.load(session, _config_dir())
     click.echo(
         f"デモデータ: 部署 {result['departments']} 件追加, ルール{'を登録' if result['rules_installed'] else 'は変更なし'}, "
-        f"サンプルケース {result['cases']} 件追加。ログイン: desk-staff / fm / admin（パスワード {demo_set.DEMO_PASSWORD}）"
+        f"サンプルケース {result['cases']} 件追加。ログイン: 部署ごとの職員 {result['staff']} 人（desk-staff など）、"
+        f"fm、admin（パスワード {demo_set.DEMO_PASSWORD}。全員の一覧と、それぞれにできることは README.md の"
+        "「Demo sign-ins」）"
     )
 
 

@@ -6,11 +6,19 @@ import io
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
+from openpyxl.worksheet.worksheet import Worksheet
 
 from engine import calendar, spreadsheet
 from engine.reports.yearly import YearlyReport
 
 CSV_HEADER = ("年度", "区分", "項目", "件数")
+
+
+def file_names(report: YearlyReport, extension: str) -> tuple[str, str]:
+    """(the name a person reads, 年度集計_令和8年度.xlsx; the same in ASCII for a program that takes no other,
+    nendo-shukei-R8.xlsx)."""
+    return (f"年度集計_{report.label}.{extension}",
+            f"nendo-shukei-R{calendar.reiwa_year(report.fiscal_year)}.{extension}")
 
 
 def csv_text(report: YearlyReport) -> str:
@@ -39,6 +47,20 @@ def _put(sheet, row: int, column: int, value, *, font: Font | None = None) -> No
         cell.font = font
 
 
+def _print_on_a4(sheet: Worksheet, columns: str, rows: int, titles: str) -> None:
+    """Printed on A4 portrait, as wide as the paper and as many pages long as it takes, with the `titles`
+    rows at the top of every page and the page number at the foot."""
+    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
+    sheet.page_setup.orientation = sheet.ORIENTATION_PORTRAIT
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0
+    sheet.print_area = f"A1:{columns[-1]}{rows}"
+    sheet.print_title_rows = titles
+    sheet.print_options.horizontalCentered = True
+    sheet.oddFooter.center.text = "&P / &N ページ"
+
+
 def workbook(report: YearlyReport) -> bytes:
     """The year's figures as an .xlsx: a sheet laid out as the page is, and one flat table (the CSV's
     columns) for filtering and for setting one year beside another."""
@@ -65,6 +87,7 @@ def workbook(report: YearlyReport) -> bytes:
         row += 1
     table.column_dimensions["A"].width = 48
     table.column_dimensions["B"].width = 12
+    _print_on_a4(table, "AB", table.max_row, "1:2")
 
     data = book.create_sheet("データ")
     for column, name in enumerate(CSV_HEADER, start=1):
@@ -76,6 +99,7 @@ def workbook(report: YearlyReport) -> bytes:
     data.auto_filter.ref = data.dimensions
     for column, width in zip("ABCD", (12, 28, 48, 10)):
         data.column_dimensions[column].width = width
+    _print_on_a4(data, "ABCD", data.max_row, "1:1")
 
     book.properties.title = f"年度集計（{report.label}）"
     book.properties.creator = "Tsunagu"

@@ -3,7 +3,8 @@
 Counts only, per fiscal year (April 1 to March 31, JST): consultations received, and beside them the people
 and households they come from (engine.reports.people), つなぐシート sent, answered and stalled, cases by
 事業区分, 支援決定 and plan versions, evaluations, contacts by method, meetings and the cases they discussed,
-参加支援 matches by 協力事業者, closures by reason. Every coded row is labelled
+参加支援 matches by 協力事業者, closures by reason; and broken down (engine.reports.breakdowns), consultations
+by 圏域 and by month, つなぐシート and cases by department. Every coded row is labelled
 from the code lists in config/, and every code of a list is shown, with 0 where nothing was recorded, so
 that a year's table has the same rows as the next one's.
 
@@ -36,7 +37,7 @@ from engine.models import (
     Plan,
     utcnow,
 )
-from engine.reports import people
+from engine.reports import breakdowns, people
 
 FIRST_FISCAL_YEAR = 2019  # 令和元年度: the years offered are 令和 years
 MEETING_KINDS = {"support_meeting": "支援会議", "layered_meeting": "重層的支援会議"}
@@ -98,8 +99,10 @@ def parse_fiscal_year(value: str | None, today: date | None = None) -> int:
     if value is None or value == "":
         return years[0]
     if not value.isascii() or not value.isdigit() or int(value) not in years:
-        raise ValidationFailed({"year": [f"年度は{fiscal_year_label(years[-1])}から{fiscal_year_label(years[0])}"
-                                         "までの西暦の年（4月の年）で指定してください。"]})
+        raise ValidationFailed({"year": [
+            f"年度は、その年度が始まる4月の西暦の年を4桁の数字で指定してください（例: {fiscal_year_label(years[0])}は "
+            f"{years[0]}）。選べるのは{fiscal_year_label(years[-1])}（{years[-1]}）から"
+            f"{fiscal_year_label(years[0])}（{years[0]}）までです。"]})
     return int(value)
 
 
@@ -121,6 +124,23 @@ def _coded(section: Section, labels: dict[str, str], counts: Counter, *, prefix:
 
 def _grouped(session: Session, column, *where) -> Counter:
     return Counter(dict(session.execute(select(column, func.count()).where(*where).group_by(column)).all()))
+
+
+def _breakdown_sections(b: breakdowns.Breakdowns) -> list[Section]:
+    by_area = Section("圏域別 相談受付", note="この年度に受け付けた相談（ケース）を、本人の記録にいま書かれている圏域で数える。")
+    _coded(by_area, vocab.codes("areas"), Counter(b.consultations_by_area))
+    by_month = Section("月別 相談受付・つなぐシート", note="この年度に受け付けた相談と、送付したつなぐシート（参加依頼を含む）を月ごとに。")
+    for month, count in zip(b.months, b.consultations_by_month):
+        by_month.add(f"{month} 新規相談", count)
+    for month, count in zip(b.months, b.sheets_by_month):
+        by_month.add(f"{month} つなぐシート送付", count)
+    sheets = Section("部署別 受け取ったつなぐシート", note="この年度に送付されたつなぐシート（参加依頼を含む）を、送付先の部署ごとに。")
+    cases = Section("部署別 担当ケース", note="この年度に一日でも支援中だったケースを、いまの担当部署ごとに。")
+    for department_id, name in b.departments:
+        sheets.add(name, b.sheets_by_department.get(department_id, 0))
+        cases.add(name, b.cases_by_department.get(department_id, 0))
+    cases.add("担当部署未決定", b.cases_by_department.get(None, 0))
+    return [by_area, by_month, sheets, cases]
 
 
 def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None = None,
@@ -242,6 +262,8 @@ def yearly(session: Session, actor, fiscal_year: int, *, remote_addr: str | None
     closures.add("計", sum(reasons.values()))
     _coded(closures, vocab.codes("close_reasons"), reasons)
     sections.append(closures)
+
+    sections.extend(_breakdown_sections(breakdowns.breakdowns(session, fiscal_year)))
 
     trail.record(session, actor=actor, action="report.read", object_type="report", object_id=fiscal_year,
                  detail={"fiscal_year": fiscal_year}, remote_addr=remote_addr)

@@ -17,7 +17,7 @@ blp = ApiBlueprint("Alerts", __name__, description="アラート（止まった�
 class Alerts(MethodView):
     @requires("alerts:read")
     @blp.arguments(AlertQuery, location="query")
-    @blp.response(200, AlertPage)
+    @blp.response(200, AlertPage, description="アラートの一覧の1ページ")
     @problems(422, 500, 503)
     def get(self, query):
         """アラートの一覧（新しい順。トークンの職員が見てよいものだけ）
@@ -33,7 +33,7 @@ class Alerts(MethodView):
 class AlertAcknowledge(MethodView):
     @requires("alerts:write", body="optional")
     @blp.arguments(AcknowledgeIn, required=False)
-    @blp.response(200, AlertOut)
+    @blp.response(200, AlertOut, description="確認済みにしたアラート")
     @problems(400, 404, 409, 413, 415, 422, 500, 503)
     def post(self, body, alert_id):
         """アラートを確認済みにする（本文は省略可。note を付けられる）"""
@@ -45,7 +45,7 @@ class AlertAcknowledge(MethodView):
 class AlertResolve(MethodView):
     @requires("alerts:write", body="required")
     @blp.arguments(ResolveIn)
-    @blp.response(200, AlertOut)
+    @blp.response(200, AlertOut, description="解決済みにしたアラート")
     @problems(400, 404, 409, 413, 415, 422, 500, 503)
     def post(self, body, alert_id):
         """アラートを解決済みにする（どう解決したかの note が必要）"""

@@ -20,7 +20,7 @@ blp = ApiBlueprint("Cases", __name__, description="ケース（職員の見え�
 @blp.route(f"/cases/<int(max={MAX_ID}):case_id>")
 class CaseById(MethodView):
     @requires("cases:read")
-    @blp.response(200, CaseOut)
+    @blp.response(200, CaseOut, description="ケース（見てよい範囲）")
     @problems(404, 500, 503)
     def get(self, case_id):
         """ケースを職員の見え方で読む（トークンの職員の権限の範囲。version と allowed_events 付き）"""
@@ -35,7 +35,7 @@ class CaseById(MethodView):
 class CaseEvents(MethodView):
     @requires("cases:write", body="required")
     @blp.doc(requestBody=request_body_doc())
-    @blp.response(200, CaseOut)
+    @blp.response(200, CaseOut, description="イベントを起こした後のケース")
     @problems(400, 404, 409, 413, 415, 422, 500, 503)
     def post(self, case_id):
         """ケースのイベントを1つ起こす（`{"event": "...", "version": N, ...項目}`）

@@ -20,7 +20,7 @@ class HealthOut(Schema):
 
 @blp.route("/healthz")
 class Liveness(MethodView):
-    @blp.response(200, HealthOut)
+    @blp.response(200, HealthOut, description="応答している")
     def get(self):
         """生きているか（プロセスが応答するか）"""
         return health.liveness()[0]
@@ -28,7 +28,7 @@ class Liveness(MethodView):
 
 @blp.route("/readyz")
 class Readiness(MethodView):
-    @blp.response(200, HealthOut)
+    @blp.response(200, HealthOut, description="受付可能")
     @problems(503)
     def get(self):
         """受付可能か（データベースに接続でき、スキーマが最新の版か）。そうでなければ 503 の problem"""

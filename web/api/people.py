@@ -15,7 +15,7 @@ blp = ApiBlueprint("People", __name__, description="本人の記録（名寄せ�
 @blp.route(f"/people/<int(max={MAX_ID}):person_id>")
 class PersonById(MethodView):
     @requires("cases:read")
-    @blp.response(200, PersonRecordOut)
+    @blp.response(200, PersonRecordOut, description="本人の記録（見てよい範囲）")
     @problems(404, 500, 503)
     def get(self, person_id):
         """本人の記録を職員の見え方で読む（トークンの職員の権限の範囲）

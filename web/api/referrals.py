@@ -30,7 +30,7 @@ class Referrals(MethodView):
     @requires("referrals:write", max_body=REFERRAL_BODY_LIMIT, body="required")
     @blp.arguments(IdempotencyHeaders, location="headers", error_status_code=400)
     @blp.arguments(ReferralIn, example=EXAMPLE)
-    @blp.response(201, ReferralCreated, headers={
+    @blp.response(201, ReferralCreated, description="受け付けた（ケースを開いた）", headers={
         "Location": {"description": "紹介の URL（/api/v1/referrals/{id}）", "schema": {"type": "string", "format": "uri"}},
         "Idempotent-Replayed": {"description": "再送に最初の応答を返したとき true",
                                 "schema": {"type": "string", "enum": ["true"]}},
@@ -54,7 +54,7 @@ class Referrals(MethodView):
 
     @requires("referrals:read")
     @blp.arguments(ReferralQuery, location="query")
-    @blp.response(200, ReferralPage)
+    @blp.response(200, ReferralPage, description="紹介の一覧の1ページ")
     @problems(422, 500, 503)
     def get(self, query):
         """自分が送った紹介の一覧（新しい順）
@@ -70,7 +70,7 @@ class Referrals(MethodView):
 @blp.route(f"/referrals/<int(max={MAX_ID}):referral_id>")
 class ReferralById(MethodView):
     @requires("referrals:read")
-    @blp.response(200, Referral)
+    @blp.response(200, Referral, description="紹介の今の状況")
     @problems(404, 500, 503)
     def get(self, referral_id):
         """自分が送った紹介の状況（状態・担当部署・受理と終結の日時・終結理由。ケースの記録は含まない）"""

@@ -52,6 +52,20 @@ def _ref_name(ref: str) -> str:
     return ref.rsplit("/", 1)[-1]
 
 
+# The page's words for what the document names in English: JSON Schema's types and formats, where a parameter
+# goes, and each tag (the tags' names are the document's identifiers and stay as they are there).
+TYPE_WORDS = {"string": "文字列", "integer": "整数", "number": "数値", "boolean": "真偽値", "object": "オブジェクト"}
+FORMAT_WORDS = {"date": "日付", "date-time": "日時", "uri": "URI", "email": "メールアドレス"}
+PARAMETER_PLACES = {"query": "クエリ", "path": "パス", "header": "ヘッダー", "cookie": "Cookie"}
+TAG_HEADINGS = {"Referrals": "紹介", "Cases": "ケース", "People": "本人の記録", "Alerts": "アラート",
+                "Health": "死活監視"}
+
+
+def _json(value: Any) -> str:
+    """A value as JSON writes it (false, null), not as Python does (False, None)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def type_html(schema: dict[str, Any] | None) -> Markup:
     """A schema's type in a few words, linking to the components it names."""
     if not schema:
@@ -69,26 +83,27 @@ def type_html(schema: dict[str, Any] | None) -> Markup:
         if k == "array":
             parts.append(Markup("{} の配列").format(type_html(schema.get("items"))))
         elif k == "null":
-            parts.append(Markup("null"))
+            parts.append(Markup("<code>null</code>"))
         else:
-            text = escape(k)
+            text = escape(TYPE_WORDS.get(k, k))
             if schema.get("format"):
-                text += Markup(" ({})").format(schema["format"])
+                text += Markup("（{}）").format(FORMAT_WORDS.get(schema["format"], schema["format"]))
             parts.append(text)
     out = Markup(" | ").join(parts)
     if schema.get("nullable"):
-        out += Markup(" | null")
+        out += Markup(" | <code>null</code>")
     return out
 
 
 def _constraints(schema: dict[str, Any]) -> str:
     bits = []
     if "enum" in schema:
-        bits.append("値: " + ", ".join(str(v) for v in schema["enum"]))
+        bits.append("値: " + ", ".join(v if isinstance(v, str) else _json(v) for v in schema["enum"]))
     for key, label in (("minLength", "最短"), ("maxLength", "最長"), ("minimum", "最小"), ("maximum", "最大"),
                        ("minItems", "最少件数"), ("maxItems", "最多件数"), ("pattern", "形式"), ("default", "既定")):
         if key in schema:
-            bits.append(f"{label} {schema[key]}")
+            value = schema[key]
+            bits.append(f"{label} {value if isinstance(value, str) else _json(value)}")
     return "、".join(bits)
 
 
@@ -101,9 +116,35 @@ def schema_rows(schema: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
+def _schemas_used(spec: dict[str, Any]) -> set[str]:
+    """The component schemas an operation reaches (flask-smorest also registers some no operation uses)."""
+    components = spec.get("components", {})
+    prefix = "#/components/"
+    seen: set[str] = set()
+    todo = _refs(spec.get("paths", {}))
+    while todo:
+        ref = todo.pop()
+        if ref in seen or not ref.startswith(prefix):
+            continue
+        seen.add(ref)
+        kind, _, name = ref[len(prefix):].partition("/")
+        todo |= _refs(components.get(kind, {}).get(name, {}))
+    return {ref.rsplit("/", 1)[-1] for ref in seen if ref.startswith(prefix + "schemas/")}
+
+
 def page_context(spec: dict[str, Any]) -> dict[str, Any]:
     """The document reshaped for templates/api/docs.html."""
-    tags = {t["name"]: {"name": t["name"], "description": t.get("description", ""), "operations": []}
+    tags = {t["name"]: {"name": t["name"], "heading": TAG_HEADINGS.get(t["name"], t["name"]),
+                        "description": t.get("description", ""), "operations": []}
             for t in spec.get("tags", [])}
     for path, item in spec.get("paths", {}).items():
         shared = item.get("parameters", [])
@@ -132,16 +173,19 @@ def page_context(spec: dict[str, Any]) -> dict[str, Any]:
                 "method": method.upper(), "path": path, "summary": op.get("summary", ""),
                 "description": _paragraphs(op.get("description", "")),
                 "scope": op.get("x-required-scope"),
-                "parameters": [{"name": p["name"], "in": p["in"], "required": p.get("required", False),
+                "parameters": [{"name": p["name"], "in": PARAMETER_PLACES.get(p["in"], p["in"]),
+                                "required": p.get("required", False),
                                 "type": type_html(p.get("schema")), "description": inline(p.get("description", ""))}
                                for p in params],
                 "body": body_types, "body_required": bool(body and body.get("required")), "responses": responses,
             }
             for tag in op.get("tags", ["api"]):
-                tags.setdefault(tag, {"name": tag, "description": "", "operations": []})["operations"].append(entry)
+                tags.setdefault(tag, {"name": tag, "heading": TAG_HEADINGS.get(tag, tag), "description": "",
+                                      "operations": []})["operations"].append(entry)
+    used = _schemas_used(spec)
     schemas = [{"name": name, "description": s.get("description", ""), "rows": schema_rows(s),
                 "variants": [type_html(v) for v in s.get("oneOf", [])]}
-               for name, s in sorted(spec.get("components", {}).get("schemas", {}).items())]
+               for name, s in sorted(spec.get("components", {}).get("schemas", {}).items()) if name in used]
     info = spec.get("info", {})
     return {
         "title": info.get("title", "API"), "version": info.get("version", ""),

@@ -1,12 +1,14 @@
 """年度集計: the yearly figures (FM and administrators), on a page, as CSV and as an Excel workbook."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import Blueprint, Response, render_template, request
 from flask_login import login_required
 
 from engine.errors import ValidationFailed
 from engine.reports import yearly as reports
-from engine.reports.files import XLSX_MIMETYPE, csv_text, workbook
+from engine.reports.files import XLSX_MIMETYPE, csv_text, file_names, workbook
 from web import db
 from web.views.common import actor, remote_addr
 
@@ -25,9 +27,12 @@ def _asked_report():
     return reports.yearly(db.session(), actor(), year, remote_addr=remote_addr()), None
 
 
-def _download(body: bytes | str, mimetype: str, filename: str) -> Response:
-    return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                                                      "Cache-Control": "no-store"})
+def _download(body: bytes | str, mimetype: str, names: tuple[str, str]) -> Response:
+    """A file to save under its Japanese name (RFC 6266's filename*), or its ASCII one where that is not read."""
+    named, ascii_name = names
+    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(named, safe='')}"
+    return Response(body, mimetype=mimetype,
+                    headers={"Content-Disposition": disposition, "Cache-Control": "no-store"})
 
 
 @bp.get("/reports")
@@ -48,7 +53,7 @@ def as_csv():
     report, refusal = _asked_report()
     if refusal:
         return refusal
-    return _download(csv_text(report), "text/csv", f"report-{report.fiscal_year}.csv")
+    return _download(csv_text(report), "text/csv", file_names(report, "csv"))
 
 
 @bp.get("/reports.xlsx")
@@ -58,4 +63,4 @@ def as_xlsx():
     report, refusal = _asked_report()
     if refusal:
         return refusal
-    return _download(workbook(report), XLSX_MIMETYPE, f"report-{report.fiscal_year}.xlsx")
+    return _download(workbook(report), XLSX_MIMETYPE, file_names(report, "xlsx"))
