@@ -6,14 +6,14 @@ import re
 
 import pytest
 
-from web import forms, limits
-from web.folding import HEAD_CHARS, text_head
 from tests.pages_support import (  # noqa: F401  (fixtures)
     app,
     case_in,
     text_of,
     web,
 )
+from web import forms, limits
+from web.folding import HEAD_CHARS, text_head
 
 
 def _control(body: str, prefix: str, name: str) -> tuple[str | None, str | None]:

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from engine import departments as departments_file
 from engine.alerts import scan
 from engine.alerts.alerts import ALERT_LABELS
-from engine.calendar import EARLIEST_YEAR, LATEST_YEAR, TimeOutOfRange, parse_aware_iso8601, wareki_datetime
 from engine.audit import trail
+from engine.calendar import EARLIEST_YEAR, LATEST_YEAR, TimeOutOfRange, parse_aware_iso8601, wareki_datetime
 from engine.models import Alert, Case, Department
 from engine.rules import store as rules_store
 from engine.rules.ruleset import RulesError

@@ -6,9 +6,8 @@ from flask_login import login_required
 from markupsafe import Markup
 
 from engine.alerts import notices
-from engine.cases import meetings
+from engine.cases import meetings, submissions
 from engine.cases import offers as join_offers
-from engine.cases import submissions
 from engine.errors import EngineError, StaleVersion
 from engine.worklists import inbox
 from web import db, forms

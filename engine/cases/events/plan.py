@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from engine import calendar, vocab
 from engine import fields as declare
-from engine.alerts import alerts
-from engine.cases import discussed
 from engine.access.relations import consented_department_ids
+from engine.alerts import alerts
 from engine.audit import trail
+from engine.cases import discussed
 from engine.cases.checks import (
     REQUIRED,
     as_date,
