@@ -7,7 +7,7 @@ from marshmallow import ValidationError, fields
 
 from engine import calendar, vocab
 from schemas.common import timestamp
-from schemas.fields import AwareDateTime, Nested, Output, Schema, Text
+from schemas.fields import AwareDateTime, Nested, Output, Schema, Text, listed_codes
 from schemas.referrals import ReferrerIn
 
 EXAMPLE = {
@@ -41,7 +41,8 @@ class WatchReportIn(Schema):
     who = Text(person_name=True, required=True, blank=False, max_length=100,
                metadata={"description": "誰のことか（氏名、分からなければ表札や様子。必須）"})
     where = Text(allow_none=True, max_length=300, metadata={"description": "どこか（住所・場所）"})
-    area = Text(allow_none=True, validate=_known_area, metadata={"description": "圏域（categories.yaml の areas）"})
+    area = Text(allow_none=True, validate=_known_area, metadata={"description": "圏域（categories.yaml の areas）",
+                                                                 "enum": listed_codes("areas", nullable=True)})
     seen = Text(required=True, blank=False, max_length=4000, metadata={"description": "見たこと（必須）"})
     seen_at = AwareDateTime(required=True, validate=_not_ahead,
                             metadata={"description": "見た日時（タイムゾーン付き RFC 3339。必須）"})

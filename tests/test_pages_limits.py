@@ -9,6 +9,7 @@ import pytest
 from tests.pages_support import (  # noqa: F401  (fixtures)
     app,
     case_in,
+    form_token,
     text_of,
     web,
 )
@@ -64,7 +65,7 @@ def test_a_long_contact_note_shows_its_first_lines_and_opens_whole(web, actors, 
     case_id = case_in("assigned")
     client = web(actors.livelihood)
     page = client.get(f"/cases/{case_id}").get_data(as_text=True)
-    token = re.search(r'name="submission_token" value="([^"]+)"', page).group(1)
+    token = form_token(page, f"/cases/{case_id}/notes")
     long_note = "本人宅を訪問し、家計の状況を聞き取った。" * 500  # 10,000 characters, one paragraph
     assert client.post(f"/cases/{case_id}/notes", {"submission_token": token, "contact_on": "令和8年11月27日",
                                                      "method": "home_visit", "body": long_note}).status_code == 303

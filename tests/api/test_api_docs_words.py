@@ -61,7 +61,7 @@ def test_the_docs_page_reads_in_japanese(client):
 
 def test_the_document_keeps_its_identifiers_and_speaks_japanese_only_in_its_descriptions(client):
     document = client.get("/api/v1/openapi.json").get_json()
-    assert [t["name"] for t in document["tags"]] == ["Referrals", "Cases", "People", "Alerts", "Health"]
+    assert [t["name"] for t in document["tags"]] == ["Referrals", "WatchReports", "Cases", "People", "Alerts", "Health"]
     assert document["info"]["title"] == "Tsunagu API"
     responses = document["components"]["responses"]
     assert responses["INTERNAL_SERVER_ERROR"]["description"].startswith("サーバーで問題が起きた")

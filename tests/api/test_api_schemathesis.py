@@ -31,6 +31,7 @@ from web.api.spec import COMMITTED
 # too long before the referral. Anything else refused in data that fits the document is the document's fault.
 STATE_REFUSALS = re.compile("|".join((
     "未来の日付は指定できません",
+    "先の日時は指定できません",
     r"1850年から\d{4}年までの西暦",
     "日前以降の日付にしてください",
 )))

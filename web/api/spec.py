@@ -58,7 +58,7 @@ TYPE_WORDS = {"string": "文字列", "integer": "整数", "number": "数値", "b
 FORMAT_WORDS = {"date": "日付", "date-time": "日時", "uri": "URI", "email": "メールアドレス"}
 PARAMETER_PLACES = {"query": "クエリ", "path": "パス", "header": "ヘッダー", "cookie": "Cookie"}
 TAG_HEADINGS = {"Referrals": "紹介", "Cases": "ケース", "People": "本人の記録", "Alerts": "アラート",
-                "Health": "死活監視"}
+                "WatchReports": "見守り通報", "Health": "死活監視"}
 
 
 def _json(value: Any) -> str:

@@ -24,7 +24,7 @@ class WatchReports(MethodView):
     @requires("watch:write", max_body=REFERRAL_BODY_LIMIT, body="required")
     @blp.arguments(IdempotencyHeaders, location="headers", error_status_code=400)
     @blp.arguments(WatchReportIn, example=EXAMPLE)
-    @blp.response(201, WatchReportReceived, headers={
+    @blp.response(201, WatchReportReceived, description="受け付けた（サポートデスクにケースを開いた）", headers={
         "Location": {"description": "通報の URL（/api/v1/watch-reports/{id}）",
                      "schema": {"type": "string", "format": "uri"}},
         "Idempotent-Replayed": {"description": "再送に最初の応答を返したとき true",
@@ -50,7 +50,7 @@ class WatchReports(MethodView):
 @blp.route(f"/watch-reports/<int(max={MAX_ID}):report_id>")
 class WatchReportById(MethodView):
     @requires("watch:read")
-    @blp.response(200, WatchReportReceived)
+    @blp.response(200, WatchReportReceived, description="受け付けたこと")
     @problems(404, 500, 503)
     def get(self, report_id):
         """自分が送った見守り通報を受け付けたかどうか（その後のことは含まない）"""
