@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 import marshmallow as ma
+import yaml
 from marshmallow import ValidationError, fields, validate
 
 from engine import departments, vocab
@@ -176,7 +177,12 @@ def listed_codes(list_name: str, *, nullable: bool = False) -> list[str | None] 
     if list_name in ("departments", "city_departments"):
         found = departments.configured_codes(vocab.config_dir(), city_only=list_name == "city_departments")
     else:
-        found = list(vocab.codes(list_name))
+        # Read when the schemas are imported: a configuration folder that is missing or broken is the
+        # settings' to report (engine.settings), never a failure to import.
+        try:
+            found = list(vocab.codes(list_name))
+        except (OSError, KeyError, ValueError, yaml.YAMLError):
+            found = None
     if found is None:
         return None
     return [*found, *([None] if nullable else [])]

@@ -19,7 +19,6 @@ from engine.reports import exports
 from engine.spreadsheet import row as spreadsheet_row
 from web.cli import Once, main, transaction
 from web.forms import NoSuchDate, parse_date
-from web.referral_files import FileRefused, read_rows
 
 
 @main.group("referrals")
@@ -45,6 +44,10 @@ def referrals_import(file: Path, client_name: str, dry_run: bool) -> None:
     categories, summary, urgency, consent.*, household.1.name …); see docs/api.md. Each row is saved on its
     own; a refused row is said with its line and column, and the command then exits 1.
     """
+    # Imported here, not with the commands: the schemas read the code lists of the configuration folder as
+    # they load, and every other command must still start (and say so) when that folder is missing.
+    from web.referral_files import FileRefused, read_rows
+
     try:
         rows = read_rows(file.read_bytes())
     except OSError as exc:
