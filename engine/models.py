@@ -40,7 +40,7 @@ HANDOFF_STATES = ("sent", "accepted", "declined", "withdrawn")
 ALERT_KINDS = (
     "handoff_stalled", "handoff_escalated", "handoff_declined", "unrouted",
     "multi_agency_candidate", "evaluation_overdue", "no_contact",
-    "basis_needed", "handed_back", "notice_unseen", "watch_report",
+    "basis_needed", "handed_back", "notice_unseen", "watch_report", "meeting_requested",
 )
 DEPARTMENT_KINDS = ("city_section", "outside_agency", "partner")
 # What a body outside the city was given of a person's data (提供記録), and on which basis.

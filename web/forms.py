@@ -271,6 +271,12 @@ class RedirectHandoffSchema(_Versioned):
     reason = text(required=True)
 
 
+class MeetingAskSchema(_Versioned):
+    """支援会議の開催の依頼: the owning or a joined department asks an FM to convene one, saying why."""
+
+    reason = text(required=True, max_length=2000)
+
+
 class JoinOfferSchema(_Versioned):
     """参加の申し出: a department told of the case offers to work on it."""
 

@@ -23,6 +23,7 @@ FORMS: dict[str, tuple[type[Schema], ...]] = {
     "amend": (forms.AmendSchema,),
     "join": (forms.JoinRequestSchema,),
     "offer": (forms.JoinOfferSchema,),
+    "ask": (forms.MeetingAskSchema,),
     "redirect": (forms.RedirectHandoffSchema,),
     "ev-offer_answer_": (forms.JoinOfferAnswerSchema,),
     "note": (forms.ContactNoteSchema,),

@@ -27,6 +27,7 @@ ALERT_LABELS = {
     "handed_back": "担当の返還（同意の撤回）",
     "notice_unseen": "多機関協働の通知が未確認",
     "watch_report": "見守り通報（様子の確認が必要）",
+    "meeting_requested": "支援会議の開催の依頼",
 }
 STATUS_LABELS = {"open": "未対応", "acknowledged": "確認済み", "resolved": "解決済み"}
 
@@ -89,7 +90,9 @@ def visible_alerts_query(session: Session, actor):
 
 # Alerts whose message quotes what a person typed (a 返送 reason): case content, like the reason on the
 # case page, which only those with content sight read.
-QUOTING_KINDS = ("handoff_declined",)
+QUOTING_KINDS = ("handoff_declined", "meeting_requested")
+# Where a request for a 支援会議 (engine.cases.meeting_requests) turns from who asked to what they typed.
+REQUEST_REASON = "：理由 "
 
 
 def readable_messages(session: Session, actor, shown: list[Alert]) -> dict[int, str]:
@@ -149,6 +152,10 @@ def readable_texts(session: Session, actor, shown: list[Alert], *,
     for a in quoting:
         if a.case_id in readable:
             continue
+        if a.kind == "meeting_requested":  # "<who>から支援会議の開催の依頼：<reason>": who is metadata
+            who = (a.message or "").split(REQUEST_REASON, 1)[0]
+            out[a.id] = f"{who}があります。依頼の理由は、このケースの記録を読める職員だけに表示されます。"
+            continue
         primary, to_name = handoffs.get(a.handoff_id, (True, None))
         what = "つなぐシートを返送しました" if primary else "参加依頼を返送しました"
         out[a.id] = (f"{to_name or '送付先の部署'}が{what}。返送の理由は、このケースの記録を読める職員だけに表示されます。")
@@ -171,7 +178,8 @@ def readable_texts(session: Session, actor, shown: list[Alert], *,
         note_out[a.id] = AlertNotes(as_read(a, a.note, a.acknowledged_by_id),
                                     as_read(a, a.resolution_note, a.resolved_by_id))
     for a in shown:
-        parts = (["decline_reason"] if a in quoting and a.case_id in readable else []) + (
+        typed = "request_reason" if a.kind == "meeting_requested" else "decline_reason"
+        parts = ([typed] if a in quoting and a.case_id in readable else []) + (
             ["categories"] if a in candidates and a.case_id in readable else []) + (
             ["note"] if a.id in read_notes else [])
         if parts:

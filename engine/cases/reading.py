@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine import access, states
+from engine import access
 from engine.audit import trail
-from engine.cases import joins, kernel, meetings, offers, participation, redirect, views
+from engine.cases import joins, kernel, meeting_requests, meetings, offers, participation, redirect, views
 from engine.cases.events import firing
 from engine.errors import NotFound
 from engine.models import Case, Department, Handoff, Meeting, Plan, User
@@ -41,6 +41,8 @@ class CaseActions:
     # For one who works on the case but may not convene a 支援会議 (only an FM may) while one could be held:
     # the FMs to ask, the case's own FM first (else every active FM); empty otherwise.
     ask_fm_to_convene: list[str] = field(default_factory=list)
+    # The request for a 支援会議 that waits for an FM (engine.cases.meeting_requests), if any.
+    meeting_request: Any = None
     # The meetings on the case waiting for the reader's 守秘義務 acknowledgement (engine.cases.meetings).
     invitations: list = field(default_factory=list)
 
@@ -103,23 +105,10 @@ def _actions(session: Session, actor, file: CaseFile) -> CaseActions:
         note_meeting=access.note_meeting_id(session, actor, case, rel) if open_case else None,
         choose_basis=bases.may_choose(session, actor),
         choose_return_to=getattr(actor, "role", None) == "fm",
-        ask_fm_to_convene=_fms_to_ask(session, actor, file),
+        ask_fm_to_convene=meeting_requests.fms_to_ask(session, actor, case, rel),
+        meeting_request=meeting_requests.open_request(session, case.id) if open_case else None,
         invitations=meetings.waiting_invitations(session, actor, case_id=case.id),
     )
-
-
-def _fms_to_ask(session: Session, actor, file: CaseFile) -> list[str]:
-    """Whom a worker on the case asks for a 支援会議: only an FM convenes one (states.actor_is_fm)."""
-    case = file.case
-    if getattr(actor, "role", None) != "staff" or not file.content \
-            or "convene_support_meeting" not in states.events_from(case.state) \
-            or not (file.rel & {access.OWNER, access.JOINED}):
-        return []
-    own = session.get(User, case.fm_id) if case.fm_id is not None else None
-    if own is not None and own.active:
-        return [own.display_name]
-    return list(session.scalars(select(User.display_name).where(User.role == "fm", User.active.is_(True))
-                                .order_by(User.id)))
 
 
 def event_answer(session: Session, actor, case: Case, *, support_meeting_records: bool = True,

@@ -31,6 +31,7 @@ from engine.worklists.inbox import business_age
 
 SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
     ("stalled", "止まっているつなぐシート", ("handoff_escalated", "handoff_stalled")),
+    ("meeting_request", "支援会議の開催の依頼", ("meeting_requested",)),
     ("multi_agency", "多機関協働の候補", ("multi_agency_candidate",)),
     ("evaluation", "評価期限を過ぎたプラン", ("evaluation_overdue",)),
     ("unrouted", "担当が決まっていないケース（未振り分け・返送）", ("unrouted", "handoff_declined")),

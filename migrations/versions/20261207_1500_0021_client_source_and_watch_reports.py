@@ -4,7 +4,8 @@ A 見守り協定 company's or a 包括's system posts referrals like any other 
 referral came from (`sources` in routing.yaml): a client may now carry a source of categories.yaml, given to
 its referrals instead of `api`. Existing clients keep `api` (no source set).
 
-A 見守り協定 partner's narrow report (POST /watch-reports) waits at the desk with an alert of its own kind.
+A 見守り協定 partner's narrow report (POST /watch-reports) waits at the desk with an alert of its own kind, and
+a department's request that an FM convene a 支援会議 waits on the FM dashboard with another.
 
 Revision ID: 0021
 Revises: 0020
@@ -20,7 +21,7 @@ depends_on = None
 
 OLD_KINDS = ("handoff_stalled", "handoff_escalated", "handoff_declined", "unrouted", "multi_agency_candidate",
              "evaluation_overdue", "no_contact", "basis_needed", "handed_back", "notice_unseen")
-NEW_KINDS = OLD_KINDS + ("watch_report",)
+NEW_KINDS = OLD_KINDS + ("watch_report", "meeting_requested")
 
 
 def _kinds(kinds) -> str:

@@ -81,6 +81,7 @@ HISTORY_LABELS = {
     "join_offer.accept": "参加の申し出に応じて参加を依頼",
     "join_offer.decline": "参加の申し出を見送り",
     "join_offer.withdraw": "参加の申し出の取下げ",
+    "meeting.request": "FMに支援会議の開催を依頼",
 }
 
 

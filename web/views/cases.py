@@ -7,7 +7,7 @@ from werkzeug.datastructures import MultiDict
 
 from engine import calendar, states
 from engine.alerts import notices
-from engine.cases import joins, notes, participation, reading, submissions
+from engine.cases import joins, meeting_requests, notes, participation, reading, submissions
 from engine.cases import lists as caselist
 from engine.cases import offers as join_offers
 from engine.cases.amend import PERSON_FIELDS, amend_case
@@ -25,7 +25,7 @@ bp = Blueprint("cases", __name__)
 # The prefix of the input ids of each form of the case page that is not an event's ("ev-<event>"): the
 # error summary links to the inputs of the form that failed.
 FORM_PREFIXES = {"amend": "amend", "request_join": "join", "offer_join": "offer", "contact_note": "note",
-                 "redirect_handoff": "redirect", "participation": "match"}
+                 "redirect_handoff": "redirect", "participation": "match", "ask_meeting": "ask"}
 
 
 def _form_prefix(event: str | None) -> str:
@@ -100,6 +100,9 @@ def _render_case(case_id: int, *, event: str | None = None, values: MultiDict | 
     if can.offer_join:
         case_forms.append(("offer_join", FORM_PREFIXES["offer_join"], "このケースへの参加を申し出る",
                            url_for("cases.offer_join", case_id=case_id)))
+    if can.ask_fm_to_convene and can.meeting_request is None:
+        case_forms.append(("ask_meeting", FORM_PREFIXES["ask_meeting"], "FMに支援会議の開催を依頼する",
+                           url_for("cases.ask_meeting", case_id=case_id)))
     status = refused.status if refused else 200
     return render_template(
         "case_detail.html", file=file, case=file.case, view=view, hidden_plan=file.hidden_plan,
@@ -241,6 +244,18 @@ def offer_join(case_id: int):
         return page
     flash("参加を申し出ました。担当部署の回答を待っています。", "success")
     return redirect(url_for("cases.detail", case_id=case_id, _anchor="offers"), 303)
+
+
+@bp.post("/cases/<id:case_id>/ask-meeting")
+@login_required
+def ask_meeting(case_id: int):
+    """支援会議の開催の依頼: the owning or a joined department asks an FM, who sees it on the dashboard."""
+    _, page = _apply_form(case_id, "ask_meeting", forms.MeetingAskSchema, lambda f: meeting_requests.ask(
+        db.session(), actor(), case_id, reason=f["reason"], version=f["version"], remote_addr=remote_addr()))
+    if page is not None:
+        return page
+    flash("FMに支援会議の開催を依頼しました。FMダッシュボードに届いています。", "success")
+    return redirect(url_for("cases.detail", case_id=case_id, _anchor="convene-ask"), 303)
 
 
 @bp.post("/cases/<id:case_id>/offers/<id:offer_id>")

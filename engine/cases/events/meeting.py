@@ -81,8 +81,8 @@ def _apply_convene(ctx: EventContext) -> None:
         ctx.case.fm_id = ctx.actor.id
     add_business_category(ctx.case, "multi_agency")
     # The FM has taken the case up in a 支援会議: the 多機関協働 candidate alert has done its work.
-    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("multi_agency_candidate",), actor=ctx.actor,
-                        note="支援会議の開催により解決", now=ctx.now)
+    alerts.resolve_open(ctx.session, case_id=ctx.case.id, kinds=("multi_agency_candidate", "meeting_requested"),
+                        actor=ctx.actor, note="支援会議の開催により解決", now=ctx.now)
 
 
 EVENTS = (
