@@ -30,7 +30,7 @@ def test_the_owning_department_is_told_that_an_fm_convenes_and_whom_to_ask(web, 
     case_id = case_in("assigned")
     hint = _convene_hint(web(actors.livelihood).get(f"/cases/{case_id}"))
     assert hint is not None
-    assert "FM（係長級）が招集します" in hint and "fmさん・fm2さん" in hint and "依頼してください" in hint
+    assert "FM（係長級）が招集します" in hint and "fmさん・fm2さん" in hint and "「FMに支援会議の開催を依頼する」から依頼する" in hint
 
 
 def test_the_fm_who_convened_is_named_and_the_fm_is_offered_the_form_instead(web, actors, case_in):
