@@ -211,6 +211,19 @@ def test_a_decline_without_a_reason_is_marked_and_applies_nothing(web, actors, c
     assert case_state(sessions, case_id) == "handoff"
 
 
+def test_sending_a_sheet_back_from_the_case_page_returns_to_the_inbox_with_the_message(web, actors, case_in,
+                                                                                     sessions):
+    """The department that sends a sheet back no longer sees the case: it lands on its inbox, not a 404."""
+    case_id = case_in("handoff")
+    client = web(actors.livelihood)
+    r = client.post(f"/cases/{case_id}/events/decline_handoff",
+                    {"version": case_version(sessions, case_id), "reason": "所管外のため"})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/inbox")
+    landed = client.get("/inbox")
+    assert landed.status_code == 200 and "返送しました" in text_of(landed)
+    assert case_state(sessions, case_id) == "intake"
+
+
 def test_a_stale_form_says_so_shows_the_current_state_and_applies_nothing_twice(web, actors, case_in, sessions):
     case_id = case_in("handoff")
     version = case_version(sessions, case_id)

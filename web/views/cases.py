@@ -6,6 +6,7 @@ from flask_login import login_required
 from werkzeug.datastructures import MultiDict
 
 from engine import calendar, states
+from engine.access.relations import Sight, case_sight
 from engine.alerts import notices
 from engine.cases import joins, meeting_requests, notes, participation, reading, submissions
 from engine.cases import lists as caselist
@@ -201,6 +202,10 @@ def fire(case_id: int, event: str):
     if page is not None:
         return page
     flash(firing.EVENTS[event].said(case), "success")
+    if case_sight(db.session(), actor(), case) < Sight.METADATA:
+        # The event ended the reader's sight of the case (a つなぐシート sent back by the department it was
+        # sent to): the case page would answer 404, so back to the inbox the sheet came from.
+        return redirect(url_for("inbox.show"), 303)
     return redirect(url_for("cases.detail", case_id=case_id), 303)
 
 
