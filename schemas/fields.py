@@ -171,6 +171,15 @@ def one_of(choices) -> validate.OneOf:
     return validate.OneOf(choices, error="次のいずれかを指定してください: " + ", ".join(choices))
 
 
+def known_code(list_name: str, what: str):
+    """A validator: the value is a code of the configuration folder's list `list_name` (「…という{what}はありません」)."""
+    def check(value: str) -> None:
+        if value not in vocab.codes(list_name):
+            raise ValidationError(f"「{value}」という{what}はありません。")
+
+    return check
+
+
 def listed_codes(list_name: str, *, nullable: bool = False) -> list[str | None] | None:
     """The codes of a list of the configuration folder (engine.fields' `listed`), as a document's enum (with
     null where the field takes it); None when the list cannot be read (no enum is said then)."""

@@ -17,18 +17,11 @@ from schemas.fields import (
     Output,
     Schema,
     Text,
+    known_code,
     listed_codes,
     not_future,
     one_of,
 )
-
-
-def _known(list_name: str, what: str):
-    def check(value: str) -> None:
-        if value not in vocab.codes(list_name):
-            raise ValidationError(f"「{value}」という{what}はありません。")
-
-    return check
 
 
 def _birth_year(value: int) -> None:
@@ -70,12 +63,12 @@ class PersonIn(Schema):
 
     name = Text(person_name=True, required=True, blank=False, max_length=100, metadata={"description": "氏名（必須）"})
     name_kana = Text(person_name=True, allow_none=True, max_length=100, metadata={"description": "ふりがな"})
-    sex = Text(allow_none=True, validate=_known("sexes", "性別の値"),
+    sex = Text(allow_none=True, validate=known_code("sexes", "性別の値"),
                metadata={"description": "性別コード（categories.yaml の sexes）",
                          "enum": listed_codes("sexes", nullable=True)})
     birth_date = Date(allow_none=True, validate=not_future(today_jst, EARLIEST_BIRTH_DATE),
                       metadata={"description": "生年月日（YYYY-MM-DD、1900-01-01 から今日まで）"})
-    area = Text(allow_none=True, validate=_known("areas", "圏域"),
+    area = Text(allow_none=True, validate=known_code("areas", "圏域"),
                 metadata={"description": "圏域（categories.yaml の areas。例: 廿日市, 佐伯, 吉和, 大野, 宮島）",
                           "enum": listed_codes("areas", nullable=True)})
     resident_id = Text(one_line=True, allow_none=True, max_length=32, metadata={"description": "宛名番号"})

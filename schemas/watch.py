@@ -5,9 +5,9 @@ from datetime import datetime, timedelta
 
 from marshmallow import ValidationError, fields
 
-from engine import calendar, vocab
+from engine import calendar
 from schemas.common import timestamp
-from schemas.fields import AwareDateTime, Nested, Output, Schema, Text, listed_codes
+from schemas.fields import AwareDateTime, Nested, Output, Schema, Text, known_code, listed_codes
 from schemas.referrals import ReferrerIn
 
 EXAMPLE = {
@@ -19,11 +19,6 @@ EXAMPLE = {
     "seen": "電気メーターがほとんど動いておらず、郵便受けに新聞が3日分たまっている。呼び鈴に応答なし。",
     "seen_at": "2026-12-06T09:30:00+09:00",
 }
-
-
-def _known_area(value: str) -> None:
-    if value not in vocab.codes("areas"):
-        raise ValidationError(f"「{value}」という圏域はありません。")
 
 
 def _not_ahead(value: datetime) -> None:
@@ -41,7 +36,7 @@ class WatchReportIn(Schema):
     who = Text(person_name=True, required=True, blank=False, max_length=100,
                metadata={"description": "誰のことか（氏名、分からなければ表札や様子。必須）"})
     where = Text(allow_none=True, max_length=300, metadata={"description": "どこか（住所・場所）"})
-    area = Text(allow_none=True, validate=_known_area, metadata={"description": "圏域（categories.yaml の areas）",
+    area = Text(allow_none=True, validate=known_code("areas", "圏域"), metadata={"description": "圏域（categories.yaml の areas）",
                                                                  "enum": listed_codes("areas", nullable=True)})
     seen = Text(required=True, blank=False, max_length=4000, metadata={"description": "見たこと（必須）"})
     seen_at = AwareDateTime(required=True, validate=_not_ahead,

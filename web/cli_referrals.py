@@ -18,7 +18,7 @@ from engine.referrals import intake as referrals
 from engine.reports import exports
 from engine.spreadsheet import row as spreadsheet_row
 from web.cli import Once, main, transaction
-from web.forms import NoSuchDate, parse_date
+from web.form_dates import NoSuchDate, parse_date
 
 
 @main.group("referrals")

@@ -23,7 +23,7 @@ from marshmallow import ValidationError
 
 from schemas.fields import flatten_errors
 from schemas.referrals import ReferralIn
-from web.forms import NoSuchDate, parse_date
+from web.form_dates import NoSuchDate, parse_date
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_CELL = 100_000  # characters: above any field's limit (a summary holds 20,000)

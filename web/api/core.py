@@ -309,6 +309,23 @@ def authenticate(scope: str):
     return caller
 
 
+def created_headers(location: str) -> dict:
+    """The headers documented on a 201 that opened a case under an Idempotency-Key."""
+    return {
+        "Location": {"description": location, "schema": {"type": "string", "format": "uri"}},
+        "Idempotent-Replayed": {"description": "再送に最初の応答を返したとき true",
+                                "schema": {"type": "string", "enum": ["true"]}},
+    }
+
+
+def created(answer, location: str):
+    """The answer to a POST that opened a case (or replayed the first answer): body, status and headers."""
+    headers = {"Location": location}
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return answer.body, answer.status, headers
+
+
 def next_page(endpoint: str, query: dict, after: int | None, filters: tuple[str, ...]) -> str | None:
     """The absolute URL of the page after `after` (None when there is none), keeping the filters."""
     if after is None:

@@ -16,7 +16,16 @@ from schemas.referrals import (
     ReferralQuery,
 )
 from web import db
-from web.api.core import REFERRAL_BODY_LIMIT, ApiBlueprint, caller, next_page, problems, requires
+from web.api.core import (
+    REFERRAL_BODY_LIMIT,
+    ApiBlueprint,
+    caller,
+    created,
+    created_headers,
+    next_page,
+    problems,
+    requires,
+)
 
 blp = ApiBlueprint("Referrals", __name__, description="紹介（他のシステムからのリファー）と、その状況の読み戻し")
 
@@ -30,11 +39,8 @@ class Referrals(MethodView):
     @requires("referrals:write", max_body=REFERRAL_BODY_LIMIT, body="required")
     @blp.arguments(IdempotencyHeaders, location="headers", error_status_code=400)
     @blp.arguments(ReferralIn, example=EXAMPLE)
-    @blp.response(201, ReferralCreated, description="受け付けた（ケースを開いた）", headers={
-        "Location": {"description": "紹介の URL（/api/v1/referrals/{id}）", "schema": {"type": "string", "format": "uri"}},
-        "Idempotent-Replayed": {"description": "再送に最初の応答を返したとき true",
-                                "schema": {"type": "string", "enum": ["true"]}},
-    })
+    @blp.response(201, ReferralCreated, description="受け付けた（ケースを開いた）",
+                  headers=created_headers("紹介の URL（/api/v1/referrals/{id}）"))
     @problems(400, 409, 413, 415, 422, 500, 503)
     def post(self, headers, payload):
         """紹介を送る（ケースを開き、振り分け、ルールが一致すればつなぐシートを送付）
@@ -47,10 +53,7 @@ class Referrals(MethodView):
         db.write_turn()
         answer = referrals.receive(db.session(), who.client, key=headers["idempotency_key"], payload=payload,
                                    actor=who.user, location=_location, remote_addr=request.remote_addr)
-        out = {"Location": _location(answer.case_id)}
-        if answer.replayed:
-            out["Idempotent-Replayed"] = "true"
-        return answer.body, answer.status, out
+        return created(answer, _location(answer.case_id))
 
     @requires("referrals:read")
     @blp.arguments(ReferralQuery, location="query")

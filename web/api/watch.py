@@ -9,7 +9,7 @@ from schemas.common import MAX_ID
 from schemas.referrals import IdempotencyHeaders
 from schemas.watch import EXAMPLE, WatchReportIn, WatchReportReceived
 from web import db
-from web.api.core import REFERRAL_BODY_LIMIT, ApiBlueprint, caller, problems, requires
+from web.api.core import REFERRAL_BODY_LIMIT, ApiBlueprint, caller, created, created_headers, problems, requires
 
 blp = ApiBlueprint("WatchReports", __name__,
                    description="見守り通報（見守り協定の事業者が見た、困っていそうな人のこと）と、受け付けたことの読み戻し")
@@ -24,12 +24,8 @@ class WatchReports(MethodView):
     @requires("watch:write", max_body=REFERRAL_BODY_LIMIT, body="required")
     @blp.arguments(IdempotencyHeaders, location="headers", error_status_code=400)
     @blp.arguments(WatchReportIn, example=EXAMPLE)
-    @blp.response(201, WatchReportReceived, description="受け付けた（サポートデスクにケースを開いた）", headers={
-        "Location": {"description": "通報の URL（/api/v1/watch-reports/{id}）",
-                     "schema": {"type": "string", "format": "uri"}},
-        "Idempotent-Replayed": {"description": "再送に最初の応答を返したとき true",
-                                "schema": {"type": "string", "enum": ["true"]}},
-    })
+    @blp.response(201, WatchReportReceived, description="受け付けた（サポートデスクにケースを開いた）",
+                  headers=created_headers("通報の URL（/api/v1/watch-reports/{id}）"))
     @problems(400, 409, 413, 415, 422, 500, 503)
     def post(self, headers, payload):
         """見守り通報を送る（誰のことか・どこか・見たこと・見た日時）
@@ -41,10 +37,7 @@ class WatchReports(MethodView):
         db.write_turn()
         answer = watch.receive(db.session(), who.client, key=headers["idempotency_key"], payload=payload,
                                location=_location, remote_addr=request.remote_addr)
-        out = {"Location": _location(answer.case_id)}
-        if answer.replayed:
-            out["Idempotent-Replayed"] = "true"
-        return answer.body, answer.status, out
+        return created(answer, _location(answer.case_id))
 
 
 @blp.route(f"/watch-reports/<int(max={MAX_ID}):report_id>")
