@@ -1,15 +1,22 @@
-"""Referral intake throughput: POST /api/v1/referrals against a bare baseline, in the same run.
+"""Referral intake under the production server: POST /api/v1/referrals against a bare endpoint that writes the
+same rows with plain Core, in the same run.
 
-Starts the app under gunicorn (`tsunagu serve`, 2 workers) on a fresh SQLite file, posts N distinct
-referrals from C concurrent clients, then does the same against a bare endpoint of the same app that
-parses the JSON and inserts one row with plain SQL (registered only because TSUNAGU_BENCH_BARE=1 is set
-for this server). Prints referrals/s, p50 and p99 for both, and the ratio. Between the two, the same
-referrals are posted again under their keys: replays, which pass authentication, validation, the key's
-look-up and an audit row but write no case, show what the stack costs a referral before its case is written.
+Starts the app under gunicorn (`tsunagu serve`) on a fresh SQLite file, or on the PostgreSQL database given
+(its public schema is reset). Two measurements:
 
-    python bench/intake.py [--referrals 5000] [--clients 16] [--workers 2] [--threads 4]
+1. Throughput, closed loop: C clients post distinct referrals as fast as answers come, to the API (one client)
+   and to the bare endpoint (another client), taking turns in rounds; the ratio is the median of the rounds'.
+   The bare endpoint (web/api/bench.py, registered only because TSUNAGU_BENCH_BARE=1 is set for this server)
+   parses the JSON and writes the rows the API writes for the same referral, with Core; at the end the
+   program checks that both sides made the same number of rows in every table. The referrals posted again
+   under their keys (replays) show what the stack costs before a case is written.
+2. Latency, open loop: referrals sent at a fixed offered rate (default 20 a second) whatever the answers, each
+   timed from the moment it was due to be sent, so that a slow answer delays no measurement.
 
-Targets: at least 0.4 of the bare throughput, p99 at most 100 ms.
+    python bench/intake.py [--referrals 3000] [--rounds 3] [--clients 16] [--rate 20] [--seconds 30]
+                           [--workers 2] [--threads 4] [--database-url URL]
+
+Targets: throughput at least 0.5 of the bare endpoint's; p99 at most 100 ms at 20 referrals a second.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import argparse
 import http.client
 import json
 import os
+import queue
 import socket
 import statistics
 import subprocess
@@ -26,10 +34,16 @@ import threading
 import time
 from pathlib import Path
 
-from engine import demo, migrate
-from engine.db import make_engine, make_session_factory, unit_of_work
-from engine.referrals import clients as api_clients
-from engine.rules import store as rules
+from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from referral_data import referral, same_rows  # noqa: E402
+
+from engine import demo, migrate  # noqa: E402
+from engine.db import make_engine, make_session_factory, unit_of_work  # noqa: E402
+from engine.referrals import clients as api_clients  # noqa: E402
+from engine.rules import store as rules  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,70 +54,78 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _prepare(database_url: str) -> tuple[str, int]:
-    """Migrate, load the departments and the demo rules, make a token; return it and its client id."""
-    migrate.upgrade(database_url)
+def fresh_database(url: str | None, tmp: str) -> str:
+    if url is None:
+        url = f"sqlite:///{tmp}/bench.db"
+    else:
+        eng = make_engine(url)
+        with eng.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        eng.dispose()
+    migrate.upgrade(url)
+    return url
+
+
+def prepare(database_url: str) -> dict:
+    """Load the departments and the demo rules; make the API's client (with a token) and the bare one's."""
     engine = make_engine(database_url)
     with unit_of_work(make_session_factory(engine)) as s:
         demo.load_departments(s, ROOT / "config")
         rules.install_rules(s, ROOT / "config" / "routing.yaml", loaded_by="bench")
         client, token = api_clients.create_token(s, client_name="bench", scopes=["referrals:write"])
-        client_id = client.id
+        core, _ = api_clients.create_token(s, client_name="bench-core", scopes=["referrals:write"])
+        ids = {"token": token, "engine_client": client.id, "core_client": core.id}
     engine.dispose()
-    return token, client_id
+    return ids
 
 
-CATEGORY_SETS = [["elder_care", "hikikomori"], ["poverty"], ["child_rearing"], ["disability"], ["other"],
-                 ["debt", "housing"]]
-AREAS = ["廿日市", "佐伯", "吉和", "大野", "宮島"]
+class Target:
+    """Where posts go: the API with its token, or the bare endpoint for the other client."""
+
+    def __init__(self, path: str, headers: dict, side: int):
+        self.path, self.headers, self.side = path, headers, side
+
+    def send(self, conn: http.client.HTTPConnection, i: int, run: str) -> str:
+        body = json.dumps(referral(i, run, self.side), ensure_ascii=False).encode()
+        h = {**self.headers, "Content-Type": "application/json", "Idempotency-Key": f"{run}-{i}"}
+        conn.request("POST", self.path, body=body, headers=h)
+        resp = conn.getresponse()
+        resp.read()
+        return str(resp.status)
 
 
-def _body(i: int, run: str) -> bytes:
-    return json.dumps({
-        "external_ref": f"{run}-{i:06d}",
-        "referrer": {"organization": "大野地域包括支援センター", "contact_name": "山田 花子",
-                     "contact_phone": "0829-00-0000"},
-        "person": {"name": f"廿日 太郎{i}", "name_kana": "ハツカ タロウ", "birth_date": "1946-05-01",
-                   "area": AREAS[i % len(AREAS)]},
-        "household": [{"relationship": "長男", "birth_year": 1974, "note": "長期のひきこもり"}],
-        "categories": CATEGORY_SETS[i % len(CATEGORY_SETS)],
-        "summary": "80代の母と50代の長男の二人世帯。母の介護サービス導入時に長男の長期ひきこもりを把握。",
-        "urgency": "normal", "consent_to_share": False,
-    }, ensure_ascii=False).encode()
+def _summary(latencies: list[float], elapsed: float, failures: list[str]) -> dict:
+    latencies = sorted(latencies)
+    return {"rate": len(latencies) / elapsed, "failures": failures, "n": len(latencies),
+            "p50": statistics.median(latencies) * 1000,
+            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000}
 
 
-def _load(port: int, path: str, headers: dict, run: str, total: int, clients: int) -> dict:
-    """Send `total` distinct posts from `clients` threads on kept-alive connections; time each."""
+def _posting(port: int, target: Target, run: str, next_job, clients: int) -> tuple[list[float], list[str]]:
+    """`clients` threads on kept-alive connections take jobs (i, due time or None) until none is left."""
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
-    counter = iter(range(total))
-    start_gate = threading.Barrier(clients + 1)
+    gate = threading.Barrier(clients)
 
     def worker() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine: list[float] = []
-        start_gate.wait()
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                break
-            h = {**headers, "Content-Type": "application/json", "Idempotency-Key": f"{run}-{i}"}
-            t0 = time.perf_counter()
+        gate.wait()
+        while (job := next_job()) is not None:
+            i, due = job
+            t0 = time.perf_counter() if due is None else due
             try:
-                conn.request("POST", path, body=_body(i, run), headers=h)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
+                status = target.send(conn, i, run)
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 status = repr(exc)
             mine.append(time.perf_counter() - t0)
-            if status != 201:
+            if status != "201":
                 with lock:
-                    failures.append(str(status))
+                    failures.append(status)
         conn.close()
         with lock:
             latencies.extend(mine)
@@ -111,79 +133,146 @@ def _load(port: int, path: str, headers: dict, run: str, total: int, clients: in
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
         t.start()
-    start_gate.wait()
-    t0 = time.perf_counter()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - t0
-    latencies.sort()
-    return {
-        "rate": total / elapsed, "elapsed": elapsed, "failures": failures,
-        "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-    }
+    return latencies, failures
+
+
+def closed_loop(port: int, target: Target, run: str, first: int, total: int, clients: int) -> dict:
+    """`total` distinct posts from `clients` threads, each sending the next as soon as it has an answer."""
+    lock = threading.Lock()
+    numbers = iter(range(first, first + total))
+
+    def next_job():
+        with lock:
+            i = next(numbers, None)
+        return None if i is None else (i, None)
+
+    t0 = time.perf_counter()
+    latencies, failures = _posting(port, target, run, next_job, clients)
+    return _summary(latencies, time.perf_counter() - t0, failures)
+
+
+def open_loop(port: int, target: Target, run: str, rate: float, seconds: float, clients: int = 32) -> dict:
+    """Posts due at a fixed rate whatever the answers; each timed from when it was due."""
+    jobs: queue.Queue = queue.Queue()
+    count = int(rate * seconds)
+
+    def schedule() -> None:
+        start = time.perf_counter() + 0.05
+        for k in range(count):
+            due = start + k / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            jobs.put((k, due))
+        for _ in range(clients):
+            jobs.put(None)
+
+    scheduler = threading.Thread(target=schedule)
+    scheduler.start()
+    latencies, failures = _posting(port, target, run, jobs.get, clients)
+    scheduler.join()
+    return _summary(latencies, seconds, failures)
+
+
+def serve(database_url: str, tmp: str, workers: int, threads: int) -> tuple[subprocess.Popen, int, Path]:
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "TSUNAGU_INSTANCE_DIR": tmp, "SECRET_KEY": "bench",
+           "TSUNAGU_CONFIG_DIR": str(ROOT / "config"), "TSUNAGU_BENCH_BARE": "1"}
+    # The server's log goes to a file: a pipe nobody reads would fill and stall the server.
+    log_path = Path(tmp) / "server.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-c", "from web.cli import main; main()", "serve", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(workers), "--threads", str(threads)],
+            env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=tmp)
+    for _ in range(300):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                return server, port, log_path
+        except OSError:
+            time.sleep(0.1)
+    server.terminate()
+    raise SystemExit("the server did not start: " + log_path.read_text(errors="replace")[-2000:])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--referrals", type=int, default=5000)
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--referrals", type=int, default=3000, help="closed loop: referrals per side, all rounds")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=16, help="closed loop: concurrent clients")
+    parser.add_argument("--rate", type=float, default=20.0, help="open loop: referrals offered per second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="open loop: how long")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (tsunagu serve --threads)")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (its public schema is reset)")
     args = parser.parse_args(argv)
+    per_round = max(1, args.referrals // args.rounds)
 
     with tempfile.TemporaryDirectory(prefix="tsunagu-bench-") as tmp:
-        database_url = f"sqlite:///{tmp}/bench.db"
-        token, client_id = _prepare(database_url)
-        port = _free_port()
-        env = {**os.environ, "DATABASE_URL": database_url, "TSUNAGU_INSTANCE_DIR": tmp, "SECRET_KEY": "bench",
-               "TSUNAGU_CONFIG_DIR": str(ROOT / "config"), "TSUNAGU_BENCH_BARE": "1"}
-        # The server's log goes to a file: a pipe nobody reads would fill and stall the server.
-        log_path = Path(tmp) / "server.log"
-        log = open(log_path, "wb")
-        server = subprocess.Popen(
-            [sys.executable, "-c", "from web.cli import main; main()", "serve", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(args.workers), "--threads", str(args.threads)],
-            env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=tmp)
+        database_url = fresh_database(args.database_url, tmp)
+        ids = prepare(database_url)
+        server, port, log_path = serve(database_url, tmp, args.workers, args.threads)
+        api = Target("/api/v1/referrals", {"Authorization": f"Bearer {ids['token']}"}, side=0)
+        bare = Target(f"/api/bench/bare-referrals?client_id={ids['core_client']}", {}, side=1)
         try:
-            for _ in range(200):
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                    c.request("GET", "/healthz")
-                    if c.getresponse().status == 200:
-                        break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                raise SystemExit("the server did not start: " + log_path.read_text(errors="replace")[-2000:])
-            auth = {"Authorization": f"Bearer {token}"}
-            # Warm both paths in both workers (imports, rule cache, connection pools).
-            _load(port, "/api/v1/referrals", auth, "warm", 64, args.clients)
-            _load(port, f"/api/bench/bare-referrals?client_id={client_id}", {}, "warm-bare", 64, args.clients)
-            api = _load(port, "/api/v1/referrals", auth, "api", args.referrals, args.clients)
+            # Warm both paths in both workers (imports, the rules, the bare endpoint's routing, connections).
+            for target in (api, bare):
+                closed_loop(port, target, "warm", 0, 96, args.clients)
+            rounds: list[dict] = []
+            for r in range(args.rounds):
+                took = {}
+                for name in (("api", "bare") if r % 2 == 0 else ("bare", "api")):
+                    target = api if name == "api" else bare
+                    took[name] = closed_loop(port, target, "run", r * per_round, per_round, args.clients)
+                rounds.append(took)
             # The same posts again, same keys and bodies: each is authenticated, validated, looked up, audited
             # and answered with the first answer. What any intake costs before it writes a case.
-            replay = _load(port, "/api/v1/referrals", auth, "api", args.referrals, args.clients)
-            bare = _load(port, f"/api/bench/bare-referrals?client_id={client_id}", {}, "bare", args.referrals,
-                         args.clients)
+            replay = closed_loop(port, api, "run", 0, per_round, args.clients)
+            offered = {name: open_loop(port, target, f"open-{name}", args.rate, args.seconds)
+                       for name, target in (("api", api), ("bare", bare))}
         finally:
             server.terminate()
-            server.wait(20)
-            log.close()
+            server.wait(30)
+            log_tail = log_path.read_text(errors="replace")[-3000:]
+        engine = make_engine(database_url)
+        with engine.connect() as conn:
+            differs = same_rows(conn, ids["engine_client"], ids["core_client"])
+        engine.dispose()
 
-    print(f"POST /api/v1/referrals under gunicorn ({args.workers} workers), SQLite (WAL, synchronous=FULL), "
-          f"{args.referrals} distinct referrals from {args.clients} concurrent clients")
-    print(f"{'':14}{'per second':>12}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}")
-    for name, r in (("referrals", api), ("replays", replay), ("bare insert", bare)):
-        print(f"{name:14}{r['rate']:12.1f}{r['p50']:10.1f}{r['p99']:10.1f}{len(r['failures']):8d}")
-    ratio = api["rate"] / bare["rate"]
-    print(f"ratio (referrals / bare): {ratio:.2f}   target >= 0.40; p99 target <= 100 ms")
-    print(f"ratio (replays / bare): {replay['rate'] / bare['rate']:.2f}   (the floor: no case written)")
-    failures = api["failures"] + replay["failures"] + bare["failures"]
+    backend = "PostgreSQL" if args.database_url else "SQLite (WAL, synchronous=FULL)"
+    print(f"POST /api/v1/referrals under gunicorn ({args.workers} workers × {args.threads} threads), {backend}")
+    print(f"closed loop: {per_round * args.rounds} distinct referrals per side from {args.clients} clients, "
+          f"{args.rounds} rounds taking turns")
+    print(f"{'':24}{'per second':>12}{'p50 ms':>10}{'p99 ms':>10}{'failed':>8}")
+
+    def line(name: str, r: dict) -> None:
+        print(f"{name:24}{r['rate']:12.1f}{r['p50']:10.1f}{r['p99']:10.1f}{len(r['failures']):8d}")
+
+    for k, took in enumerate(rounds, 1):
+        line(f"  round {k} referrals", took["api"])
+        line(f"  round {k} bare (Core)", took["bare"])
+    line("  replays", replay)
+    ratios = [took["api"]["rate"] / took["bare"]["rate"] for took in rounds]
+    print(f"ratio referrals / bare, median of rounds: {statistics.median(ratios):.2f}   "
+          f"(rounds {min(ratios):.2f}–{max(ratios):.2f}; target >= 0.50)")
+    print(f"ratio replays / bare (last round): {replay['rate'] / rounds[-1]['bare']['rate']:.2f}   "
+          "(the floor: no case written)")
+    print(f"open loop: {args.rate:g} referrals offered per second for {args.seconds:g} s, "
+          "each timed from when it was due")
+    line("  referrals", offered["api"])
+    line("  bare (Core)", offered["bare"])
+    print(f"p99 at {args.rate:g}/s: {offered['api']['p99']:.1f} ms   (target <= 100 ms)")
+    print("same rows on both sides: " + ("yes, in every table" if not differs else "NO: " + "; ".join(differs)))
+    failures = [f for took in rounds for r in took.values() for f in r["failures"]]
+    failures += replay["failures"] + offered["api"]["failures"] + offered["bare"]["failures"]
     if failures:
         print("failures:", sorted(set(failures))[:5])
-        return 1
-    return 0
+        print("the server's log ends:\n" + log_tail)
+    return 1 if failures or differs else 0
 
 
 if __name__ == "__main__":

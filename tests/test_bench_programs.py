@@ -43,10 +43,17 @@ def test_the_pages_benchmark_times_every_page(tmp_path):
     assert "start (desk)" in out and "FM dashboard" in out and "slowest page" in out
 
 
-def test_the_intake_benchmark_posts_through_the_production_server():
-    out = _run("bench/intake.py", "--referrals", "40", "--clients", "4")
-    assert "ratio (referrals / bare)" in out
-    assert "ratio (replays / bare)" in out
+def test_the_intake_benchmark_posts_through_the_production_server_and_the_baseline_writes_the_same_rows():
+    out = _run("bench/intake.py", "--referrals", "40", "--rounds", "2", "--clients", "4", "--seconds", "1")
+    assert "ratio referrals / bare, median of rounds" in out and "ratio replays / bare" in out
+    assert "p99 at 20/s" in out
+    assert "same rows on both sides: yes, in every table" in out
+
+
+def test_the_import_benchmark_imports_a_file_and_the_baseline_writes_the_same_rows():
+    out = _run("bench/import.py", "--rows", "60")
+    assert "ratio import / Core" in out and "新しい紹介 60 件" in out
+    assert "same rows on both sides: yes, in every table" in out
 
 
 def test_the_matching_benchmark_matches_each_kind_against_the_baseline(tmp_path):
