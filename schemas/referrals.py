@@ -217,3 +217,29 @@ class ReferralQuery(PageQuery):
     @validates("updated_since")
     def _since(self, value: str, **kwargs) -> None:
         parse_since(value)
+
+
+BATCH_ROW_STATUSES = ("created", "replayed", "duplicate", "refused")
+
+
+class ReferralBatchRow(Output):
+    """What became of one row of a batch."""
+
+    line = fields.Integer(required=True, metadata={"description": "ファイルの行番号（見出しが1行目）"})
+    status = fields.String(required=True, validate=validate.OneOf(BATCH_ROW_STATUSES), metadata={
+        "description": "created: 受け付けた / replayed: 取り込み済み（最初の応答） / duplicate: 同じ external_ref の"
+                       "紹介が POST /referrals で既にある / refused: 受け付けなかった（errors に列ごとの理由）"})
+    referral = fields.Nested(ReferralCreated, allow_none=True,
+                             metadata={"description": "created と replayed のとき、POST /referrals の応答と同じ内容"})
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()), metadata={
+        "description": "duplicate と refused のとき、列（external_ref、person.name …）ごとの理由"})
+
+
+class ReferralBatchAnswer(Output):
+    """The answer to a batch: counts, and one entry per row in the file's order."""
+
+    created = fields.Integer(required=True)
+    replayed = fields.Integer(required=True)
+    duplicate = fields.Integer(required=True)
+    refused = fields.Integer(required=True)
+    rows = fields.List(fields.Nested(ReferralBatchRow), required=True)

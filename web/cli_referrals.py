@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import sys
 from pathlib import Path
 
@@ -11,10 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from engine.errors import EngineError
-from engine.models import ApiClient
 from engine.referrals import clients as api_clients
-from engine.referrals import intake as referrals
 from engine.reports import exports
 from engine.spreadsheet import row as spreadsheet_row
 from web.cli import Once, main, transaction
@@ -24,12 +20,6 @@ from web.form_dates import NoSuchDate, parse_date
 @main.group("referrals")
 def referrals_group() -> None:
     """紹介（他のシステムからの紹介の取り込み）。"""
-
-
-def file_key(external_ref: str) -> str:
-    """The idempotency key of a row: one per external_ref, so that importing a file again (or the rest of
-    one stopped midway) creates nothing twice, and a row changed since is refused rather than replayed."""
-    return "file:" + hashlib.sha256(external_ref.encode("utf-8")).hexdigest()
 
 
 @referrals_group.command("import")
@@ -46,7 +36,7 @@ def referrals_import(file: Path, client_name: str, dry_run: bool) -> None:
     """
     # Imported here, not with the commands: the schemas read the code lists of the configuration folder as
     # they load, and every other command must still start (and say so) when that folder is missing.
-    from web.referral_files import FileRefused, read_rows
+    from web.referral_files import FileRefused, import_rows, read_rows
 
     try:
         rows = read_rows(file.read_bytes())
@@ -58,45 +48,27 @@ def referrals_import(file: Path, client_name: str, dry_run: bool) -> None:
         sys.exit(1)
     with transaction() as session:
         client_id = api_clients.referral_sender(session, client_name).id
-    sessions = current_app.extensions["tsunagu.sessions"]
     created = replayed = refused = 0
-    for row in rows:
-        if row.errors:
+    for outcome in import_rows(current_app.extensions["tsunagu.sessions"], client_id, rows, dry_run=dry_run):
+        if outcome.status == "refused":
             refused += 1
-            _refused(row.line, row.errors)
+            _refused(outcome.line, outcome.errors)
             continue
-        session = sessions()
-        try:
-            client = session.get(ApiClient, client_id)
-            answer = referrals.receive(session, client, key=file_key(row.external_ref), payload=row.body)
-            if dry_run:
-                session.rollback()
-            else:
-                session.commit()
-        except referrals.DuplicateReferral as exc:
-            session.rollback()
-            replayed += 1
-            click.echo(f"{row.line}行目: {exc.message}（取り込みませんでした）")
+        replayed += outcome.status != "created"
+        if outcome.status == "duplicate":
+            click.echo(f"{outcome.line}行目: {outcome.errors['external_ref'][0]}（取り込みませんでした）")
             continue
-        except EngineError as exc:
-            session.rollback()
-            refused += 1
-            _refused(row.line, getattr(exc, "errors", None) or {"external_ref": [exc.message]})
-            continue
-        finally:
-            session.close()
-        body = answer.body
+        body = outcome.body
         routing = body.get("routing") or {}
         to = body.get("owning_department") or routing.get("proposed_department")
         where = f"{body['status_label']}: {to['name']}" if to else f"{body['status_label']}: {routing.get('reason') or ''}"
-        if answer.replayed:
-            replayed += 1
-            click.echo(f"{row.line}行目: 取り込み済みです（{body['case_number']}）。")
+        if outcome.status == "replayed":
+            click.echo(f"{outcome.line}行目: 取り込み済みです（{body['case_number']}）。")
         else:
             created += 1
             verb = "受け付けられます" if dry_run else "受け付けました"
             number = "" if dry_run else f" {body['case_number']}"
-            click.echo(f"{row.line}行目: {verb}{number}（{where}）")
+            click.echo(f"{outcome.line}行目: {verb}{number}（{where}）")
     mode = "（試行: 何も保存していません）" if dry_run else ""
     click.echo(f"新しい紹介 {created} 件、取り込み済み {replayed} 件、受け付けなかった行 {refused} 件{mode}。")
     if refused:

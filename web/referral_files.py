@@ -14,13 +14,20 @@ is refused on its own, by line and column, and the other rows go on. Each accept
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError
+from sqlalchemy.orm import sessionmaker
 
+from engine.audit import trail
+from engine.errors import EngineError
+from engine.models import ApiClient
+from engine.referrals import intake as referrals
 from schemas.fields import flatten_errors
 from schemas.referrals import ReferralIn
 from web.form_dates import NoSuchDate, parse_date
@@ -64,6 +71,55 @@ class Row:
     @property
     def external_ref(self) -> str | None:
         return (self.body or {}).get("external_ref")
+
+
+@dataclass
+class Outcome:
+    """What became of one row: `created`, `replayed` (imported before: the first answer), `duplicate` (the
+    external_ref came before under another key, as a POST) or `refused` (`errors` by column)."""
+
+    line: int
+    status: str
+    body: dict[str, Any] | None = None
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+
+def file_key(external_ref: str) -> str:
+    """The idempotency key of a row: one per external_ref, so that importing a file again (or the rest of
+    one stopped midway) creates nothing twice, and a row changed since is refused rather than replayed."""
+    return "file:" + hashlib.sha256(external_ref.encode("utf-8")).hexdigest()
+
+
+def import_rows(sessions: sessionmaker, client_id: int, rows: list[Row], *, dry_run: bool = False, actor=None,
+                remote_addr: str | None = None, location: Callable[[int], str] | None = None) -> Iterator[Outcome]:
+    """Create each row's referral as POST /referrals would, each in a transaction of its own (a refused row
+    leaves the others standing; a stop midway keeps what was done); with `dry_run`, each is rolled back."""
+    for row in rows:
+        if row.errors:
+            yield Outcome(row.line, "refused", errors=row.errors)
+            continue
+        session = sessions()
+        try:
+            client = session.get(ApiClient, client_id)
+            trail.bind(session, remote_addr=remote_addr, client=client)
+            answer = referrals.receive(session, client, key=file_key(row.external_ref), payload=row.body,
+                                       actor=actor, remote_addr=remote_addr,
+                                       **({"location": location} if location else {}))
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+        except referrals.DuplicateReferral as exc:
+            session.rollback()
+            yield Outcome(row.line, "duplicate", errors={"external_ref": [exc.message]})
+            continue
+        except EngineError as exc:
+            session.rollback()
+            yield Outcome(row.line, "refused", errors=getattr(exc, "errors", None) or {"external_ref": [exc.message]})
+            continue
+        finally:
+            session.close()
+        yield Outcome(row.line, "replayed" if answer.replayed else "created", body=answer.body)
 
 
 def decode(raw: bytes) -> str:

@@ -34,6 +34,7 @@ def test_spec_lists_every_contract_operation_with_its_scope(client):
         (("POST", "/api/v1/referrals"), "referrals:write"),
         (("GET", "/api/v1/referrals"), "referrals:read"),
         (("GET", "/api/v1/referrals/{referral_id}"), "referrals:read"),
+        (("POST", "/api/v1/referral-batches"), "referrals:write"),
         (("GET", "/api/v1/cases/{case_id}"), "cases:read"),
         (("GET", "/api/v1/people/{person_id}"), "cases:read"),
         (("POST", "/api/v1/cases/{case_id}/events"), "cases:write"),

@@ -1,7 +1,7 @@
 """Routes: referrals from other systems (POST, and the referrer's read-back)."""
 from __future__ import annotations
 
-from flask import request, url_for
+from flask import current_app, request, url_for
 from flask.views import MethodView
 
 from engine.referrals import intake as referrals
@@ -10,6 +10,7 @@ from schemas.referrals import (
     EXAMPLE,
     IdempotencyHeaders,
     Referral,
+    ReferralBatchAnswer,
     ReferralCreated,
     ReferralIn,
     ReferralPage,
@@ -17,8 +18,10 @@ from schemas.referrals import (
 )
 from web import db
 from web.api.core import (
+    BODY_LIMIT,
     REFERRAL_BODY_LIMIT,
     ApiBlueprint,
+    ApiProblem,
     caller,
     created,
     created_headers,
@@ -26,6 +29,7 @@ from web.api.core import (
     problems,
     requires,
 )
+from web.referral_files import FileRefused, import_rows, read_rows
 
 blp = ApiBlueprint("Referrals", __name__, description="紹介（他のシステムからのリファー）と、その状況の読み戻し")
 
@@ -78,3 +82,52 @@ class ReferralById(MethodView):
     def get(self, referral_id):
         """自分が送った紹介の状況（状態・担当部署・受理と終結の日時・終結理由。ケースの記録は含まない）"""
         return referrals.get(db.session(), caller().client, referral_id)
+
+
+MAX_BATCH_ROWS = 500
+BATCH_EXAMPLE = (
+    "external_ref,referrer.organization,person.name,person.name_kana,person.birth_date,person.area,categories,summary\n"
+    "HOUKATSU-OONO-2026-0042,大野地域包括支援センター,廿日 太郎,ハツカ タロウ,昭和21年5月1日,大野,"
+    "elder_care hikikomori,母の介護サービス導入時に長男の長期ひきこもりを把握。\n"
+)
+
+
+@blp.route("/referral-batches")
+class ReferralBatches(MethodView):
+    @requires("referrals:write", max_body=BODY_LIMIT)
+    @blp.doc(requestBody={"required": True, "content": {"text/csv": {
+        "schema": {"type": "string", "minLength": 1,
+                   "description": "見出しの行と、1行に1件の紹介（UTF-8、BOM 可、または Shift_JIS/CP932）"},
+        "example": BATCH_EXAMPLE}}})
+    @blp.response(200, ReferralBatchAnswer, description="行ごとの結果（受け付けなかった行があっても 200）")
+    @problems(413, 415, 422, 500, 503)
+    def post(self):
+        """紹介をまとめて送る（CSV。1行ごとに POST /referrals と同じく受け付け、行ごとの結果を返す）
+
+        列は `tsunagu referrals import` と同じです（運用の手引き docs/api.md）。各行は自分の
+        `external_ref` で1回だけ受け付けられ、同じ行を送り直すと取り込み済み（replayed）になるので、
+        Idempotency-Key は要りません。1回に送れるのは500行・1 MiB までです。ファイルとして読めない
+        （文字コード・見出し・長すぎる行）ときは何も取り込まず 422 を返します。
+        """
+        if request.mimetype != "text/csv":
+            raise ApiProblem("unsupported-media-type", "本文は CSV（Content-Type: text/csv）で送ってください。")
+        try:
+            rows = read_rows(request.get_data())
+        except FileRefused as exc:
+            raise ApiProblem("validation-error", str(exc), errors={"file": [str(exc)]}) from None
+        if len(rows) > MAX_BATCH_ROWS:
+            raise ApiProblem("payload-too-large",
+                             f"1回に送れるのは{MAX_BATCH_ROWS}行までです（{len(rows)}行あります）。分けて送ってください。")
+        who = caller()
+        client_id = who.client.id
+        # The request's own work (the token's use) is saved first: each row is a transaction of its own.
+        db.commit()
+        db.write_turn()
+        counts = dict.fromkeys(("created", "replayed", "duplicate", "refused"), 0)
+        answers = []
+        for outcome in import_rows(current_app.extensions["tsunagu.sessions"], client_id, rows, actor=who.user,
+                                   remote_addr=request.remote_addr, location=_location):
+            counts[outcome.status] += 1
+            answers.append({"line": outcome.line, "status": outcome.status, "referral": outcome.body,
+                            **({"errors": outcome.errors} if outcome.errors else {})})
+        return {**counts, "rows": answers}
