@@ -120,9 +120,10 @@ class ReferralBatches(MethodView):
                              f"1回に送れるのは{MAX_BATCH_ROWS}行までです（{len(rows)}行あります）。分けて送ってください。")
         who = caller()
         client_id = who.client.id
-        # The request's own work (the token's use) is saved first: each row is a transaction of its own.
+        # The request's own work (the token's use) is saved first: each row is a transaction of its own. The
+        # worker's write turn (db.write_turn) is not taken: held for a whole batch, it would keep the worker's
+        # other referrals waiting for seconds; each row still waits for the database's one writer on its own.
         db.commit()
-        db.write_turn()
         counts = dict.fromkeys(("created", "replayed", "duplicate", "refused"), 0)
         answers = []
         for outcome in import_rows(current_app.extensions["tsunagu.sessions"], client_id, rows, actor=who.user,
