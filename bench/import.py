@@ -23,15 +23,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from intake import ROOT, prepare
+from main_path import fresh_database
+from referral_data import referral, same_rows
 from sqlalchemy.orm import Session
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from intake import ROOT, fresh_database, prepare  # noqa: E402
-from referral_data import referral, same_rows  # noqa: E402
-
-from engine.db import make_engine  # noqa: E402
-from web.api.bench import plan_for, write_referral_rows  # noqa: E402
+from engine.db import make_engine
+from web.api.bench import plan_for, write_referral_rows
 
 COLUMNS = ["external_ref", "referrer.organization", "referrer.contact_name", "referrer.contact_phone",
            "person.name", "person.name_kana", "person.birth_date", "person.area", "categories", "summary",
@@ -90,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="tsunagu-bench-") as tmp:
-        database_url = fresh_database(args.database_url, tmp)
+        database_url = fresh_database(args.database_url, "bench.db", Path(tmp))
         ids = prepare(database_url)
         imported, baseline = Path(tmp) / "referrals.csv", Path(tmp) / "baseline.csv"
         write_file(imported, args.rows, side=0)

@@ -34,16 +34,13 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import text
+from main_path import fresh_database
+from referral_data import referral, same_rows
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from referral_data import referral, same_rows  # noqa: E402
-
-from engine import demo, migrate  # noqa: E402
-from engine.db import make_engine, make_session_factory, unit_of_work  # noqa: E402
-from engine.referrals import clients as api_clients  # noqa: E402
-from engine.rules import store as rules  # noqa: E402
+from engine import demo
+from engine.db import make_engine, make_session_factory, unit_of_work
+from engine.referrals import clients as api_clients
+from engine.rules import store as rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,19 +49,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def fresh_database(url: str | None, tmp: str) -> str:
-    if url is None:
-        url = f"sqlite:///{tmp}/bench.db"
-    else:
-        eng = make_engine(url)
-        with eng.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        eng.dispose()
-    migrate.upgrade(url)
-    return url
 
 
 def prepare(database_url: str) -> dict:
@@ -213,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     per_round = max(1, args.referrals // args.rounds)
 
     with tempfile.TemporaryDirectory(prefix="tsunagu-bench-") as tmp:
-        database_url = fresh_database(args.database_url, tmp)
+        database_url = fresh_database(args.database_url, "bench.db", Path(tmp))
         ids = prepare(database_url)
         server, port, log_path = serve(database_url, tmp, args.workers, args.threads)
         api = Target("/api/v1/referrals", {"Authorization": f"Bearer {ids['token']}"}, side=0)
