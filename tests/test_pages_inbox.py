@@ -148,6 +148,11 @@ def test_a_department_acknowledges_and_resolves_its_alerts_from_the_inbox(web, a
     # Another department can do nothing with it.
     assert web(actors.elderly).post(f"/inbox/alerts/{alert_id}/acknowledge").status_code == 404
     assert desk.post(f"/inbox/alerts/{alert_id}/acknowledge").status_code == 303
+    # 確認済み says who and when, for the colleague who opens the inbox next.
+    with unit_of_work(sessions) as s:
+        seen_at = s.get(Alert, alert_id).acknowledged_at
+    page = text_of(desk.get("/inbox"))
+    assert f"確認済み {actors.window.display_name}・{calendar.wareki_datetime(seen_at)}" in page
     missing = desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": " "})
     assert missing.status_code == 422 and "対応の内容: 何をしたか" in missing.get_data(as_text=True)
     assert desk.post(f"/inbox/alerts/{alert_id}/resolve", data={"note": "健康推進課へ送り直す"}).status_code == 303

@@ -250,6 +250,13 @@ def disable_user(session: Session, actor: User, login: str) -> User:
     return user
 
 
+def display_names(session: Session, user_ids: set[int]) -> dict[int, str]:
+    """The names staff are shown by (who acknowledged an alert, who recorded a step), by user id."""
+    if not user_ids:
+        return {}
+    return dict(session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids))).all())
+
+
 def list_users(session: Session, actor) -> list[User]:
     """Every staff user, for the admin page (PermissionDenied for anyone but an admin); `actor` None is the
     operator at the command line."""

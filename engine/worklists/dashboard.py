@@ -27,6 +27,7 @@ from engine.cases.events.handoff import send_sheet
 from engine.departments import department_by_code
 from engine.errors import EventNotAllowed, GuardRefused, NotFound, PermissionDenied, ValidationFailed
 from engine.models import Alert, Case, CaseHistory, Department, Handoff, User, utcnow
+from engine.users.accounts import display_names
 from engine.worklists.inbox import business_age
 
 SECTIONS: list[tuple[str, str, tuple[str, ...]]] = [
@@ -173,7 +174,7 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
         found = session.execute(q.limit(limit)).all()
         messages = alerts.readable_messages(session, actor, [alert for alert, *_ in found])
         age = business_age([h.sent_at for *_, h in found if h is not None and h.state == "sent"], now)
-        seen_by = _names(session, {a.acknowledged_by_id for a, *_ in found if a.acknowledged_by_id})
+        seen_by = display_names(session, {a.acknowledged_by_id for a, *_ in found if a.acknowledged_by_id})
         rows: dict[int, DashboardItem] = {}
         for alert, number, state, handoff in found:
             item = DashboardItem(
@@ -203,12 +204,6 @@ def fm_dashboard(session: Session, actor, *, now: datetime | None = None, limit:
             items.append(item)
         sections.append(DashboardSection(key=key, title=title, items=items, total=total))
     return sections
-
-
-def _names(session: Session, user_ids: set[int]) -> dict[int, str]:
-    if not user_ids:
-        return {}
-    return dict(session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids))).all())
 
 
 def _row_of(session: Session, alert_id: int) -> list[int]:

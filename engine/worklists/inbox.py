@@ -19,6 +19,7 @@ from engine.cases.events import firing
 from engine.errors import NotFound, PermissionDenied, ValidationFailed
 from engine.models import Alert, Case, CaseCategory, Department, Handoff, Person, utcnow
 from engine.rules.store import business_calendar
+from engine.users.accounts import display_names
 
 DECISIONS = ("accept", "decline")
 
@@ -54,6 +55,7 @@ class Inbox:
     alerts: list[Alert] = field(default_factory=list)
     alert_messages: dict[int, str] = field(default_factory=dict)  # by alert id, as the reader may read them
     alert_cases: dict[int, str] = field(default_factory=dict)  # case number by alert id
+    alert_seen_by: dict[int, str] = field(default_factory=dict)  # who marked it 確認済み, by alert id
 
 
 def business_age(starts: list[datetime], now: datetime):
@@ -121,9 +123,12 @@ def department_inbox(session: Session, actor, *, now: datetime | None = None, li
         .order_by(Alert.raised_at.asc()).limit(limit)))
     numbers = dict(session.execute(select(Case.id, Case.case_number)
                                    .where(Case.id.in_({a.case_id for a in department_alerts}))).all())
+    names = display_names(session, {a.acknowledged_by_id for a in department_alerts if a.acknowledged_by_id})
     return Inbox(department=session.get(Department, actor.department_id), items=items, alerts=department_alerts,
                  alert_messages=alerts.readable_messages(session, actor, department_alerts),
-                 alert_cases={a.id: numbers.get(a.case_id) for a in department_alerts})
+                 alert_cases={a.id: numbers.get(a.case_id) for a in department_alerts},
+                 alert_seen_by={a.id: names[a.acknowledged_by_id] for a in department_alerts
+                                if a.acknowledged_by_id in names})
 
 
 def _department_alert(session: Session, actor, alert_id: int) -> None:
