@@ -13,6 +13,7 @@ from tests.pages_support import (  # noqa: F401  (fixtures)
     text_of,
     web,
 )
+from engine.users import accounts
 from web import forms, limits
 from web.folding import HEAD_CHARS, text_head
 
@@ -39,10 +40,21 @@ def test_the_intake_form_says_each_limit_beside_its_input(web, actors):
     assert "文字まで" not in (_control(body, "in", "person.birth_date")[1] or "")
 
 
+def test_the_forms_for_users_and_passwords_say_theirs(web, actors):
+    body = web(actors.admin).get("/admin/").get_data(as_text=True)
+    assert _control(body, "user", "login") == ("64", "半角英数字と - _ .（64文字まで）")
+    assert _control(body, "user", "name") == ("100", "100文字まで")
+    body = web(actors.window).get("/account/password").get_data(as_text=True)
+    assert _control(body, "pw", "new_password") == ("256", "10文字以上。ログインIDと同じものは使えません（256文字まで）")
+    assert _control(body, "pw", "confirm_password")[0] == "256"
+
+
 def test_the_limits_are_the_ones_the_forms_check():
     assert limits.field_limit("in", "person.name") == forms.PersonSchema().fields["name"].validators[0].max
     assert limits.field_limit("ev-send_handoff", "reason") == 20000  # from the event's declaration
     assert limits.field_limit("ev-adopt_plan", "roles.3.role") == 2000
+    assert (limits.field_limit("user", "login"), limits.field_limit("user", "name")) == (
+        accounts.MAX_LOGIN, accounts.MAX_DISPLAY_NAME)
     assert limits.field_limit("a17", "reason") == 2000 and limits.field_limit("hh4", "name") == 100
     assert limits.field_limit("in", "categories") is None and limits.field_limit("nowhere", "x") is None
     assert limits.with_limit("例: 長男", 50) == "例: 長男（50文字まで）" and limits.with_limit(None, None) is None

@@ -12,8 +12,24 @@ from functools import lru_cache
 
 from marshmallow import Schema, fields, validate
 
+from engine.users import accounts
 from web import forms
 from web import forms_people as people_forms
+
+
+class _UserLimits(Schema):
+    """管理's form adding a user (checked by engine.users.accounts.create_user)."""
+
+    login = fields.String(validate=validate.Length(max=accounts.MAX_LOGIN))
+    name = fields.String(validate=validate.Length(max=accounts.MAX_DISPLAY_NAME))
+
+
+class _PasswordLimits(Schema):
+    """The form changing one's own password (engine.users.accounts checks every new password)."""
+
+    new_password = fields.String(validate=validate.Length(max=accounts.MAX_PASSWORD))
+    confirm_password = fields.String(validate=validate.Length(max=accounts.MAX_PASSWORD))
+
 
 # Prefix (without the trailing number of a row's forms) → the forms its inputs are sent with.
 FORMS: dict[str, tuple[type[Schema], ...]] = {
@@ -39,6 +55,8 @@ FORMS: dict[str, tuple[type[Schema], ...]] = {
     "undo": (people_forms.UnmergeSchema,),
     "hh": (people_forms.MemberAddSchema,),
     "hhnew": (people_forms.MemberAddSchema,),
+    "user": (_UserLimits,),
+    "pw": (_PasswordLimits,),
 }
 _ROW_NUMBER = re.compile(r"\d+$")
 

@@ -49,6 +49,8 @@ SIGN_IN_REFUSED = ("ログインIDまたはパスワードが違うか、ログ�
 MAX_LOCK = timedelta(minutes=15)
 MIN_PASSWORD = 10
 MAX_PASSWORD = 256
+MAX_LOGIN = 64
+MAX_DISPLAY_NAME = 100
 # Per address: a city office may sit behind one proxy address, so the limit is well above one person's
 # mistakes, and it lifts as the window slides.
 ADDRESS_ATTEMPTS = 30
@@ -98,9 +100,9 @@ def create_user(session: Session, actor, *, login: str, role: str, department_co
     errors: dict[str, list[str]] = {}
     if not login:
         errors["login"] = ["ログインIDを入力してください。"]
-    elif (not login.isascii() or len(login) > 64
+    elif (not login.isascii() or len(login) > MAX_LOGIN
           or not login.replace("-", "").replace("_", "").replace(".", "").isalnum()):
-        errors["login"] = ["ログインIDは半角英数字と - _ . で64文字以内にしてください。"]
+        errors["login"] = [f"ログインIDは半角英数字と - _ . で{MAX_LOGIN}文字以内にしてください。"]
     if role not in ROLES:
         errors["role"] = [f"役割は {' / '.join(ROLES)} のいずれかです。"]
     dept = None
@@ -111,9 +113,10 @@ def create_user(session: Session, actor, *, login: str, role: str, department_co
     elif dept is None:
         errors["department"] = [f"「{department_code}」という部署はありません。"]
     _check_new_password(errors, "password", password)
-    if display_name is not None and (len(display_name) > 100 or not display_name.strip()
+    if display_name is not None and (len(display_name) > MAX_DISPLAY_NAME or not display_name.strip()
                                      or text_problem(display_name, person_name=True)):
-        errors["name"] = ["氏名は1文字以上100文字以内で、改行や制御文字（文字の向きを変えるものを含む）を含めずに指定してください。"]
+        errors["name"] = [f"氏名は1文字以上{MAX_DISPLAY_NAME}文字以内で、改行や制御文字（文字の向きを変えるものを含む）を"
+                          "含めずに指定してください。"]
     if errors:
         raise ValidationFailed(errors)
     if session.scalar(select(User.id).where(User.login == login)) is not None:
