@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from engine.users import accounts
 from tests.pages_support import (  # noqa: F401  (fixtures)
     app,
     case_in,
@@ -13,7 +14,6 @@ from tests.pages_support import (  # noqa: F401  (fixtures)
     text_of,
     web,
 )
-from engine.users import accounts
 from web import forms, limits
 from web.folding import HEAD_CHARS, text_head
 

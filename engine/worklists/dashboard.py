@@ -26,7 +26,7 @@ from engine.cases.events.context import HandoffContext
 from engine.cases.events.handoff import send_sheet
 from engine.departments import department_by_code
 from engine.errors import EventNotAllowed, GuardRefused, NotFound, PermissionDenied, ValidationFailed
-from engine.models import Alert, Case, CaseHistory, Department, Handoff, User, utcnow
+from engine.models import Alert, Case, CaseHistory, Department, Handoff, utcnow
 from engine.users.accounts import display_names
 from engine.worklists.inbox import business_age
 
