@@ -1,6 +1,7 @@
 """FM dashboard: alerts by section, oldest first; 確認, 解決 with a note, 振り替え — from the list."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from tests.pages_support import (  # noqa: F401  (fixtures)
     case_version,
     count,
     error_beside,
+    form_token,
     text_of,
     web,
 )
@@ -279,3 +281,41 @@ def test_a_refused_form_keeps_the_audit_row_of_what_the_page_shows_again(web, ac
     assert r.status_code == 422 and "住宅課の所管です" in text_of(r)
     assert reads() == before + 1
     assert _alert(sessions, alert_id).status == "open"
+
+
+def test_a_reassignment_sent_twice_is_applied_once_and_said_so(web, actors, case_in, sessions):
+    alert_id = _stalled(sessions, case_in("handoff"))
+    client = web(actors.fm)
+    action = f"/dashboard/alerts/{alert_id}/reassign"
+    key = form_token(client.get("/dashboard"), action)
+    data = {"to_department": "health", "reason": "家計改善支援は健康推進課が担うため", "submission_token": key}
+    assert client.post(action, data).status_code == 303
+    again = client.post(action, data)
+    assert again.status_code == 409
+    page = text_of(again)
+    assert "この振り替えは既に記録されています（同じ内容が2回送信されました）。" in page
+    assert "2回目の送信は行っていません。" in page and "入力した内容を残しておきます" not in page
+
+
+def test_a_reassignment_from_a_page_out_of_date_keeps_what_was_typed(web, actors, case_in, sessions):
+    case_id = case_in("handoff")
+    alert_id = _stalled(sessions, case_id)
+    client = web(actors.fm)
+    action = f"/dashboard/alerts/{alert_id}/reassign"
+    key = form_token(client.get("/dashboard"), action)
+    # Meanwhile, in another tab, the receiving department accepts the sheet: nothing is left to reassign.
+    with unit_of_work(sessions) as s:
+        handoff_id = s.get(Case, case_id).open_primary_handoff.id
+    inbox = web(actors.livelihood)
+    listed = inbox.get("/inbox").get_data(as_text=True)
+    version = re.search(rf'action="/inbox/{handoff_id}">.*?name="version" value="(\d+)"', listed, re.S).group(1)
+    assert inbox.post(f"/inbox/{handoff_id}", {"decision": "accept", "version": version}).status_code == 303
+    typed = "家計改善支援は健康推進課が担うため、送り直します。"
+    r = client.post(action, {"to_department": "health", "reason": typed, "submission_token": key})
+    assert r.status_code == 409
+    page = text_of(r)
+    assert "現在の状態（解決済み）では「振り替える」はできません" in page
+    assert "操作は行われていません。一覧を最新の状態にしました。" in page
+    assert "入力した内容を残しておきます" in page and typed in page
+    with unit_of_work(sessions) as s:
+        assert s.get(Case, case_id).state == "assigned"
