@@ -1,4 +1,5 @@
-"""Referrals in a CSV file, as the city's other systems write them (`tsunagu referrals import`).
+"""Referrals in a CSV file, as the city's other systems write them (`tsunagu referrals import`, and the same file
+uploaded to `POST /api/v1/referral-batches`).
 
 One row per referral. The header names the columns by the API's own field paths (docs/api.md "Referrals in a
 file"): `external_ref`, `referrer.organization`, `person.name`, `person.birth_date`, `categories`, `summary`,
