@@ -26,7 +26,6 @@ from pathlib import Path
 from intake import ROOT, prepare
 from main_path import fresh_database
 from referral_data import referral, same_rows
-from sqlalchemy.orm import Session
 
 from engine.db import make_engine
 from web.api.bench import plan_for, write_referral_rows
@@ -73,8 +72,7 @@ def core_rows(engine, client_id: int, bodies: list[dict]) -> float:
     start = time.perf_counter()
     for body in bodies:
         now = datetime.now(timezone.utc)
-        with Session(engine) as session:
-            plan = plan_for(session, body, "api", now)  # worked out once per routing facts, then kept
+        plan = plan_for(engine, body, "api", now)  # worked out once per routing facts, then kept
         with engine.begin() as conn:
             write_referral_rows(conn, client_id=client_id, key=f"file:{body['external_ref']}", payload=body,
                                 plan=plan, now=now)

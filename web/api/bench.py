@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from engine import routing
@@ -72,21 +72,23 @@ def facts_key(payload: dict) -> tuple:
             payload.get("urgency") or "normal")
 
 
-def plan_for(session: Session, payload: dict, source: str, now: datetime) -> Plan:
-    """The routing of these facts by the rules in force, worked out by the engine once and kept."""
+def plan_for(engine: Engine, payload: dict, source: str, now: datetime) -> Plan:
+    """The routing of these facts by the rules in force, worked out by the engine once and kept (a session
+    is opened only the first time)."""
     key = (*facts_key(payload), source)
     if key not in _plans:
         categories, area, birth_date, urgency = facts_key(payload)
         facts = RoutingFacts(categories=categories, primary_category=categories[0], area=area,
                              birth_date=date.fromisoformat(birth_date) if birth_date else None, source=source,
                              urgency=urgency, on=now.astimezone(JST).date())
-        proposal = routing.propose(session, facts)
-        _plans[key] = Plan(
-            desk_id=department_by_code(session, DESK_CODE).id, rule_version=proposal.rule_version,
-            rule_name=proposal.decision.rule_name, reason=proposal.reason,
-            owner_id=proposal.owner.id if proposal.sends else None,
-            notify=tuple((d.id, d.commission_work) for d in proposal.notify),
-            multi_agency=tuple(proposal.decision.multi_agency_sets))
+        with Session(engine) as session:
+            proposal = routing.propose(session, facts)
+            _plans[key] = Plan(
+                desk_id=department_by_code(session, DESK_CODE).id, rule_version=proposal.rule_version,
+                rule_name=proposal.decision.rule_name, reason=proposal.reason,
+                owner_id=proposal.owner.id if proposal.sends else None,
+                notify=tuple((d.id, d.commission_work) for d in proposal.notify),
+                multi_agency=tuple(proposal.decision.multi_agency_sets))
     return _plans[key]
 
 
@@ -220,10 +222,7 @@ def bare_referral():
     client_id = int(request.args["client_id"])
     now = datetime.now(timezone.utc)
     engine = current_app.extensions["tsunagu.engine"]
-    if (*facts_key(payload), "api") not in _plans:
-        with Session(engine) as session:
-            plan_for(session, payload, "api", now)
-    plan = _plans[(*facts_key(payload), "api")]
+    plan = plan_for(engine, payload, "api", now)
     with engine.begin() as conn:
         case_id = write_referral_rows(conn, client_id=client_id, key=request.headers["Idempotency-Key"],
                                       payload=payload, plan=plan, now=now)
