@@ -7,6 +7,7 @@ from flask.views import MethodView
 from engine.referrals import intake as referrals
 from schemas.common import MAX_ID, parse_since
 from schemas.referrals import (
+    BATCH_ROW_STATUSES,
     EXAMPLE,
     IdempotencyHeaders,
     Referral,
@@ -124,7 +125,7 @@ class ReferralBatches(MethodView):
         # worker's write turn (db.write_turn) is not taken: held for a whole batch, it would keep the worker's
         # other referrals waiting for seconds; each row still waits for the database's one writer on its own.
         db.commit()
-        counts = dict.fromkeys(("created", "replayed", "duplicate", "refused"), 0)
+        counts = dict.fromkeys(BATCH_ROW_STATUSES, 0)
         answers = []
         for outcome in import_rows(current_app.extensions["tsunagu.sessions"], client_id, rows, actor=who.user,
                                    remote_addr=request.remote_addr, location=_location):

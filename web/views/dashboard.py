@@ -29,6 +29,7 @@ def _render(refused: Refusal | None = None, alert_id: int | None = None, values=
     return render_template("dashboard.html", sections=sections, refused=refused, failed_alert=alert_id,
                            waiting=waiting, waiting_total=waiting_total, message_row=message_row,
                            values=values or {}, errors=refused.errors if refused else {},
+                           reassignable={it.alert_id for sec in sections for it in sec.items if it.reassignable},
                            new_token=submissions.new_token,
                            used_keys=submissions.used_tokens(s, actor(), kind=REASSIGN_KEY),
                            departments=caselist.department_choices(s)), (refused.status if refused else 200)
